@@ -1,1 +1,11 @@
+//! Qwen3-Omni model code for the qwen3-omni-vk engine.
+//!
+//! * [`tokenizer`]: the Qwen3 byte-level BPE tokenizer with Qwen3-Omni's added tokens, and a
+//!   streaming detokenizer.
+//! * [`chat`]: ChatML prompt rendering with audio placeholder expansion.
 
+pub mod chat;
+pub mod tokenizer;
+
+pub use chat::{audio_token_count, mel_frames, render, Item, Message, Prompt, Role};
+pub use tokenizer::{SpecialIds, StreamDecoder, Tokenizer, TokenizerError};
