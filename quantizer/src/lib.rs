@@ -1,1 +1,8 @@
+//! GGUF reader/writer and the streaming safetensors → Q8_0 GGUF converter for Qwen3-Omni.
+//!
+//! See docs/quantizer.md for the file layout, the tensor type rules and every metadata key.
 
+#![warn(unsafe_op_in_unsafe_fn)]
+
+pub mod codec;
+pub mod gguf;
