@@ -1,0 +1,90 @@
+//! ChatML rendering parity with transformers' processor (tests/fixtures/chat/chat_ids.json).
+
+mod common;
+
+use common::{first_mismatch, ids, read_json, tokenizer};
+use qwen3_omni::chat::{audio_token_count, render, render_text, Item, Message, Role};
+
+fn parse_messages(v: &serde_json::Value) -> Vec<Message> {
+    v.as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            let role = match m["role"].as_str().expect("role") {
+                "system" => Role::System,
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                r => panic!("unknown role {r}"),
+            };
+            let items = m["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|it| match it["type"].as_str().expect("type") {
+                    "text" => Item::text(it["text"].as_str().expect("text")),
+                    "audio" => Item::audio_samples(it["n_samples"].as_u64().expect("n_samples") as usize),
+                    t => panic!("unknown item type {t}"),
+                })
+                .collect();
+            Message::new(role, items)
+        })
+        .collect()
+}
+
+#[test]
+fn audio_token_count_matches_transformers() {
+    let fx = read_json("chat/chat_ids.json");
+    for (frames, n) in fx["audio_token_count"].as_object().expect("audio_token_count") {
+        let frames: usize = frames.parse().unwrap();
+        assert_eq!(audio_token_count(frames) as u64, n.as_u64().unwrap(), "T = {frames}");
+    }
+}
+
+#[test]
+fn chat_rendering_matches_processor() {
+    let tok = tokenizer();
+    let fx = read_json("chat/chat_ids.json");
+    for conv in fx["conversations"].as_array().expect("conversations") {
+        let name = conv["name"].as_str().unwrap_or("?");
+        let msgs = parse_messages(&conv["messages"]);
+        let gen = conv["add_generation_prompt"].as_bool().unwrap();
+        assert_eq!(render_text(&msgs, gen), conv["template_text"].as_str().unwrap(), "{name}: text");
+
+        let want = ids(&conv["ids"]);
+        let prompt = render(&tok, &msgs, gen).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if let Some(i) = first_mismatch(&prompt.ids, &want) {
+            panic!(
+                "{name}: first mismatch at {i} (len {} vs {}): got {:?} want {:?}",
+                prompt.ids.len(),
+                want.len(),
+                &prompt.ids[i.saturating_sub(3)..(i + 3).min(prompt.ids.len())],
+                &want[i.saturating_sub(3)..(i + 3).min(want.len())]
+            );
+        }
+
+        // Audio spans cover exactly the <|audio_pad|> runs, with the formula's counts.
+        let pad = tok.special_ids().audio_pad;
+        let expected_counts: Vec<usize> = conv["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m["items"].as_array().unwrap())
+            .filter(|it| it["type"] == "audio")
+            .map(|it| it["n_tokens"].as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(prompt.audio_spans.iter().map(|r| r.len()).collect::<Vec<_>>(), expected_counts, "{name}");
+        for span in &prompt.audio_spans {
+            assert_eq!(prompt.ids[span.start - 1], tok.special_ids().audio_start, "{name}");
+            assert!(prompt.ids[span.clone()].iter().all(|&id| id == pad), "{name}");
+            assert_eq!(prompt.ids[span.end], tok.special_ids().audio_end, "{name}");
+        }
+        assert_eq!(prompt.ids.iter().filter(|&&id| id == pad).count(), expected_counts.iter().sum::<usize>());
+    }
+}
+
+#[test]
+fn literal_placeholder_in_text_is_rejected() {
+    let tok = tokenizer();
+    let msgs = [Message::new(Role::User, vec![Item::text("<|audio_pad|>"), Item::audio_frames(100)])];
+    assert!(render(&tok, &msgs, true).is_err());
+}

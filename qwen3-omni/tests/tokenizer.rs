@@ -1,0 +1,96 @@
+//! Tokenizer parity with transformers (tests/fixtures/tokenizer/tokenizer_ids.json).
+
+mod common;
+
+use common::{first_mismatch, ids, read_json, tokenizer};
+
+#[test]
+fn encode_matches_transformers() {
+    let tok = tokenizer();
+    let fx = read_json("tokenizer/tokenizer_ids.json");
+    let mut failures = Vec::new();
+    for case in fx["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().unwrap_or("?");
+        let text = case["text"].as_str().expect("text");
+        let want = ids(&case["ids"]);
+        let got = tok.encode(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if let Some(i) = first_mismatch(&got, &want) {
+            failures.push(format!(
+                "{name}: first mismatch at {i}: got {:?} want {:?}",
+                &got[i.saturating_sub(2)..(i + 3).min(got.len())],
+                &want[i.saturating_sub(2)..(i + 3).min(want.len())]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn decode_matches_transformers() {
+    let tok = tokenizer();
+    let fx = read_json("tokenizer/tokenizer_ids.json");
+    for case in fx["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().unwrap_or("?");
+        let want_ids = ids(&case["ids"]);
+        let got = tok.decode(&want_ids, false).expect("decode");
+        assert_eq!(got, case["decoded"].as_str().unwrap(), "{name}: decode");
+        let got = tok.decode(&want_ids, true).expect("decode");
+        assert_eq!(got, case["decoded_skip_special"].as_str().unwrap(), "{name}: decode skip special");
+        // The crate's own decoder agrees too.
+        let inner = tok.inner().decode(&want_ids, false).expect("tokenizers decode");
+        assert_eq!(inner, case["decoded"].as_str().unwrap(), "{name}: tokenizers decode");
+    }
+}
+
+#[test]
+fn streaming_decode_equals_one_shot() {
+    let tok = tokenizer();
+    let fx = read_json("tokenizer/tokenizer_ids.json");
+    for case in fx["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().unwrap_or("?");
+        let all = ids(&case["ids"]);
+        for skip in [false, true] {
+            let mut dec = tok.stream_decoder(skip);
+            let mut text = String::new();
+            for &id in &all {
+                let piece = dec.push(id).expect("push");
+                // Every emitted piece is complete text: no replacement characters from splits.
+                assert!(!piece.contains('\u{FFFD}'), "{name}: split character in {piece:?}");
+                text.push_str(&piece);
+            }
+            text.push_str(&dec.finish());
+            assert_eq!(text, tok.decode(&all, skip).unwrap(), "{name} (skip_special={skip})");
+        }
+    }
+}
+
+#[test]
+fn streaming_holds_back_partial_characters() {
+    let tok = tokenizer();
+    // Find an emoji whose encoding splits one character over several byte-level tokens.
+    let ids = tok.encode("🫠").unwrap();
+    assert!(ids.len() > 1, "expected a multi-token emoji, got {ids:?}");
+    let mut dec = tok.stream_decoder(false);
+    let mut pieces: Vec<String> = ids.iter().map(|&id| dec.push(id).unwrap()).collect();
+    pieces.push(dec.finish());
+    assert!(pieces[..ids.len() - 1].iter().all(|p| p.is_empty()), "{pieces:?}");
+    assert_eq!(pieces.concat(), "🫠");
+    // A dangling partial character is flushed as one U+FFFD, like a lossy one-shot decode.
+    let mut dec = tok.stream_decoder(false);
+    assert_eq!(dec.push(ids[0]).unwrap(), "");
+    assert_eq!(dec.finish(), "\u{FFFD}");
+    assert_eq!(tok.decode(&ids[..1], false).unwrap(), "\u{FFFD}");
+}
+
+#[test]
+fn special_ids_match_fixture() {
+    let tok = tokenizer();
+    let fx = read_json("tokenizer/tokenizer_ids.json");
+    for (name, id) in fx["special"].as_object().expect("special") {
+        assert_eq!(tok.token_to_id(name), Some(id.as_u64().unwrap() as u32), "{name}");
+        assert!(tok.is_special(id.as_u64().unwrap() as u32), "{name} is special");
+    }
+    assert_eq!(tok.vocab_size() as u64, fx["vocab_size_with_added"].as_u64().unwrap());
+    let s = tok.special_ids();
+    assert_eq!((s.im_start, s.im_end, s.audio_pad), (151644, 151645, 151675));
+}
