@@ -3,6 +3,13 @@
 //! See docs/quantizer.md for the file layout, the tensor type rules and every metadata key.
 
 #![warn(unsafe_op_in_unsafe_fn)]
+#![recursion_limit = "512"]
 
 pub mod codec;
 pub mod gguf;
+pub mod config;
+pub mod convert;
+pub mod metadata;
+pub mod rules;
+pub mod safetensors;
+pub mod synthetic;

@@ -1,0 +1,232 @@
+//! Streaming conversion of a safetensors checkpoint into one GGUF.
+//!
+//! Everything is validated before the output is created (headers, dtypes, shapes against
+//! config.json). Tensors are then converted in file order, in chunks of a few MiB split across
+//! threads; pages of the source map are released behind the cursor, so resident memory stays
+//! at a few chunks regardless of checkpoint or tensor size.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+
+use crate::codec::{decode_into, encode_f16_into, encode_f32_into, quantize_q8_0_into, SrcType, QK8_0};
+use crate::config::{ConfigError, ModelDims};
+use crate::gguf::{GgmlType, GgufWriter, MetaArray, MetaValue, TensorSpec, WriteError};
+use crate::metadata::{self, MetadataError, FTYPE_F16, FTYPE_F32, FTYPE_Q8_0};
+use crate::rules::{Decision, TypeRules};
+use crate::safetensors::{Checkpoint, SafetensorsError, Shard, StTensor};
+
+/// Source elements per chunk (multiple of 32; 8 MiB of BF16).
+const CHUNK_ELEMS: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Safetensors(#[from] SafetensorsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("{path}: {reason}")]
+    BadConfig { path: PathBuf, reason: String },
+    #[error("{shard}: tensor {tensor:?} has dtype {dtype}; only BF16, F16 and F32 are converted")]
+    UnexpectedDtype { shard: PathBuf, tensor: String, dtype: String },
+    #[error("no tensors to convert in {0}")]
+    NoTensors(PathBuf),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ConvertOptions {
+    pub rules: TypeRules,
+    /// `general.name`; default: the input directory's name.
+    pub name: Option<String>,
+    /// Show a progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+    /// Worker threads for encoding (0 = available parallelism).
+    pub threads: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ConvertReport {
+    pub output: PathBuf,
+    pub tensors: usize,
+    pub skipped: usize,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub seconds: f64,
+    /// Tensor count and bytes per output type.
+    pub per_type: BTreeMap<String, (usize, u64)>,
+}
+
+struct Planned<'a> {
+    shard: usize,
+    t: &'a StTensor,
+    src: SrcType,
+    ty: GgmlType,
+}
+
+/// Progress bar on stderr, hidden when stderr is not a terminal or when not wanted.
+pub fn progress_bar(total: u64, wanted: bool) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(
+        Some(total),
+        if wanted && std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
+    if let Ok(style) = ProgressStyle::with_template(
+        "[{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+    ) {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// Encode `bytes` (whole source elements; a multiple of 32 elements for Q8_0) into `out`.
+fn encode(src: SrcType, ty: GgmlType, bytes: &[u8], out: &mut Vec<u8>, scratch: &mut Vec<f32>) {
+    match ty {
+        GgmlType::Q8_0 => {
+            let blk = QK8_0 * src.size();
+            for b in bytes.chunks(blk * 256) {
+                scratch.clear();
+                decode_into(src, b, scratch);
+                quantize_q8_0_into(scratch, out);
+            }
+            debug_assert!(bytes.len() % blk == 0);
+        }
+        GgmlType::F16 | GgmlType::F32 => {
+            for b in bytes.chunks(src.size() * 8192) {
+                scratch.clear();
+                decode_into(src, b, scratch);
+                if ty == GgmlType::F16 {
+                    encode_f16_into(scratch, out);
+                } else {
+                    encode_f32_into(scratch, out);
+                }
+            }
+        }
+        // The rules only produce the three types above.
+        _ => unreachable!("converter does not produce {ty}"),
+    }
+}
+
+fn read_config(dir: &Path) -> Result<(Value, String), ConvertError> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConvertError::BadConfig { path: path.clone(), reason: format!("cannot read: {e}") })?;
+    let v = serde_json::from_str(&text)
+        .map_err(|e| ConvertError::BadConfig { path: path.clone(), reason: format!("not valid JSON: {e}") })?;
+    Ok((v, text))
+}
+
+/// Convert the checkpoint in `input` (a directory) into the GGUF `output`.
+pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<ConvertReport, ConvertError> {
+    let start = Instant::now();
+    let (config, config_text) = read_config(input)?;
+    let dims = ModelDims::from_config(&config)?;
+    let ckpt = Checkpoint::open(input)?;
+
+    // Plan and validate everything before creating the output.
+    let mut plan = Vec::new();
+    let mut skipped = 0;
+    for (si, t) in ckpt.tensors() {
+        let ty = match opts.rules.decide(&t.name, &t.shape) {
+            Decision::Skip => {
+                skipped += 1;
+                continue;
+            }
+            Decision::Store(ty) => ty,
+        };
+        let src = t.src_type().ok_or_else(|| ConvertError::UnexpectedDtype {
+            shard: ckpt.shards[si].path.clone(),
+            tensor: t.name.clone(),
+            dtype: t.dtype.clone(),
+        })?;
+        dims.check(&t.name, &t.shape)?;
+        plan.push(Planned { shard: si, t, src, ty });
+    }
+    if plan.is_empty() {
+        return Err(ConvertError::NoTensors(input.to_path_buf()));
+    }
+
+    let mut w = GgufWriter::new();
+    w.set_alignment(crate::gguf::DEFAULT_ALIGNMENT as u32)?;
+    let file_type = if plan.iter().any(|p| p.ty == GgmlType::Q8_0) {
+        FTYPE_Q8_0
+    } else if plan.iter().any(|p| p.ty == GgmlType::F16) {
+        FTYPE_F16
+    } else {
+        FTYPE_F32
+    };
+    let name = opts.name.clone().unwrap_or_else(|| {
+        input.canonicalize().ok().and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned())).unwrap_or_else(|| "qwen3-omni".into())
+    });
+    metadata::set_model_metadata(&mut w, &name, &config, &config_text, file_type);
+    metadata::set_side_files(&mut w, input)?;
+    metadata::set_tokenizer(&mut w, input, Some(dims.thinker.vocab))?;
+    w.set("qwen3omni.quantizer.keep_f16", MetaValue::Array(MetaArray::String(opts.rules.keep_f16.clone())));
+    w.set("qwen3omni.quantizer.include_vision", MetaValue::Bool(opts.rules.include_vision));
+    for p in &plan {
+        let dims: Vec<u64> = if p.t.shape.is_empty() { vec![1] } else { p.t.shape.iter().rev().copied().collect() };
+        w.add_tensor(TensorSpec { name: p.t.name.clone(), dims, ty: p.ty })?;
+    }
+
+    let in_bytes: u64 = plan.iter().map(|p| p.t.end - p.t.start).sum();
+    let mut out = w.create_file(output)?;
+    let pb = progress_bar(in_bytes, opts.progress);
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
+    } else {
+        opts.threads
+    };
+    let mut bufs: Vec<(Vec<u8>, Vec<f32>)> = (0..threads).map(|_| (Vec::new(), Vec::new())).collect();
+    let mut report = ConvertReport { skipped, in_bytes, ..Default::default() };
+    for (i, p) in plan.iter().enumerate() {
+        pb.set_message(format!("tensor {}/{} {}", i + 1, plan.len(), p.t.name));
+        let shard: &Shard = &ckpt.shards[p.shard];
+        shard.advise_sequential(p.t);
+        let data = shard.data(p.t);
+        let chunk_bytes = CHUNK_ELEMS * p.src.size();
+        let mut done = 0usize;
+        for chunk in data.chunks(chunk_bytes * threads) {
+            // Split the chunk into per-thread parts at Q8_0 block (and element) boundaries.
+            let unit = QK8_0 * p.src.size();
+            let per = chunk.len().div_ceil(threads).div_ceil(unit) * unit;
+            let parts: Vec<&[u8]> = chunk.chunks(per.max(unit)).collect();
+            if parts.len() == 1 {
+                let (o, s) = &mut bufs[0];
+                o.clear();
+                encode(p.src, p.ty, parts[0], o, s);
+            } else {
+                std::thread::scope(|sc| {
+                    for (part, (o, s)) in parts.iter().zip(bufs.iter_mut()) {
+                        sc.spawn(move || {
+                            o.clear();
+                            encode(p.src, p.ty, part, o, s);
+                        });
+                    }
+                });
+            }
+            for (o, _) in bufs.iter().take(parts.len()) {
+                out.write_data(o)?;
+            }
+            let off = p.t.start + done as u64;
+            shard.release(off, off + chunk.len() as u64);
+            done += chunk.len();
+            pb.inc(chunk.len() as u64);
+        }
+        out.end_tensor()?;
+        let e = report.per_type.entry(p.ty.name().to_owned()).or_default();
+        e.0 += 1;
+        e.1 += TensorSpec { name: String::new(), dims: p.t.shape.clone(), ty: p.ty }.n_bytes();
+    }
+    report.out_bytes = out.total_size();
+    report.output = out.finish()?;
+    pb.finish_and_clear();
+    report.tensors = plan.len();
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
