@@ -122,6 +122,16 @@ fn read_config(dir: &Path) -> Result<(Value, String), ConvertError> {
     Ok((v, text))
 }
 
+/// GGUF dims (ggml order) for a torch shape: reversed; a scalar becomes [1]; shapes of more than
+/// 4 dims (only the vision patch-embedding Conv3d) are flattened to 2-D `[shape[0], rest]` first.
+pub fn gguf_dims(shape: &[u64]) -> Vec<u64> {
+    match shape.len() {
+        0 => vec![1],
+        1..=4 => shape.iter().rev().copied().collect(),
+        _ => vec![shape[1..].iter().product(), shape[0]],
+    }
+}
+
 /// Convert the checkpoint in `input` (a directory) into the GGUF `output`.
 pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<ConvertReport, ConvertError> {
     let start = Instant::now();
@@ -170,7 +180,7 @@ pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Con
     w.set("qwen3omni.quantizer.keep_f16", MetaValue::Array(MetaArray::String(opts.rules.keep_f16.clone())));
     w.set("qwen3omni.quantizer.include_vision", MetaValue::Bool(opts.rules.include_vision));
     for p in &plan {
-        let dims: Vec<u64> = if p.t.shape.is_empty() { vec![1] } else { p.t.shape.iter().rev().copied().collect() };
+        let dims = gguf_dims(&p.t.shape);
         w.add_tensor(TensorSpec { name: p.t.name.clone(), dims, ty: p.ty })?;
     }
 

@@ -461,7 +461,7 @@ pub fn write_synthetic(output: &Path, layers: Option<u64>, seed: u64, progress: 
     let mut specs = Vec::new();
     for (name, shape) in tensor_list(&cfg, false) {
         let Decision::Store(ty) = rules.decide(&name, &shape) else { continue };
-        let spec = TensorSpec { name, dims: shape.iter().rev().copied().collect(), ty };
+        let spec = TensorSpec { name, dims: crate::convert::gguf_dims(&shape), ty };
         w.add_tensor(spec.clone())?;
         specs.push(spec);
     }
