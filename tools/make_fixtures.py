@@ -62,9 +62,11 @@ def main() -> None:
 
     if "audio" in groups:
         import fixtures_audio as fa
+        import fixtures_models as fm
 
         fa.make_wavs(FIXTURES / "audio")
-        print("audio inputs written", file=sys.stderr)
+        fm.write_mels(FIXTURES)
+        print("audio inputs and log-mel features written", file=sys.stderr)
 
     if "models" in groups:
         import fixtures_models as fm
