@@ -50,6 +50,8 @@ pub struct ConvertOptions {
     pub progress: bool,
     /// Worker threads for encoding (0 = available parallelism).
     pub threads: usize,
+    /// Source elements per encoded chunk, rounded up to a multiple of 32 (0 = 4 Mi).
+    pub chunk_elems: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -192,42 +194,33 @@ pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Con
     } else {
         opts.threads
     };
-    let mut bufs: Vec<(Vec<u8>, Vec<f32>)> = (0..threads).map(|_| (Vec::new(), Vec::new())).collect();
+    let chunk_elems = if opts.chunk_elems == 0 { CHUNK_ELEMS } else { opts.chunk_elems.div_ceil(QK8_0) * QK8_0 };
     let mut report = ConvertReport { skipped, in_bytes, ..Default::default() };
     for (i, p) in plan.iter().enumerate() {
         pb.set_message(format!("tensor {}/{} {}", i + 1, plan.len(), p.t.name));
         let shard: &Shard = &ckpt.shards[p.shard];
         shard.advise_sequential(p.t);
         let data = shard.data(p.t);
-        let chunk_bytes = CHUNK_ELEMS * p.src.size();
-        let mut done = 0usize;
-        for chunk in data.chunks(chunk_bytes * threads) {
-            // Split the chunk into per-thread parts at Q8_0 block (and element) boundaries.
-            let unit = QK8_0 * p.src.size();
-            let per = chunk.len().div_ceil(threads).div_ceil(unit) * unit;
-            let parts: Vec<&[u8]> = chunk.chunks(per.max(unit)).collect();
-            if parts.len() == 1 {
-                let (o, s) = &mut bufs[0];
-                o.clear();
-                encode(p.src, p.ty, parts[0], o, s);
-            } else {
-                std::thread::scope(|sc| {
-                    for (part, (o, s)) in parts.iter().zip(bufs.iter_mut()) {
-                        sc.spawn(move || {
-                            o.clear();
-                            encode(p.src, p.ty, part, o, s);
-                        });
-                    }
-                });
-            }
-            for (o, _) in bufs.iter().take(parts.len()) {
-                out.write_data(o)?;
-            }
-            let off = p.t.start + done as u64;
-            shard.release(off, off + chunk.len() as u64);
-            done += chunk.len();
-            pb.inc(chunk.len() as u64);
-        }
+        // Chunks are whole Q8_0 blocks (and whole elements), so they encode independently.
+        let chunk_bytes = chunk_elems * p.src.size();
+        let n_chunks = data.len().div_ceil(chunk_bytes);
+        let chunk = |k: usize| &data[k * chunk_bytes..((k + 1) * chunk_bytes).min(data.len())];
+        crate::pipeline::run_ordered(
+            n_chunks,
+            threads,
+            |k, buf| {
+                let mut scratch = Vec::new();
+                encode(p.src, p.ty, chunk(k), buf, &mut scratch);
+            },
+            |k, buf| {
+                out.write_data(buf)?;
+                let c = chunk(k);
+                let off = p.t.start + (k * chunk_bytes) as u64;
+                shard.release(off, off + c.len() as u64);
+                pb.inc(c.len() as u64);
+                Ok::<(), WriteError>(())
+            },
+        )?;
         out.end_tensor()?;
         let e = report.per_type.entry(p.ty.name().to_owned()).or_default();
         e.0 += 1;

@@ -13,3 +13,5 @@ pub mod metadata;
 pub mod rules;
 pub mod safetensors;
 pub mod synthetic;
+pub mod cli;
+pub mod pipeline;

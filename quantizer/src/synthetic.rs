@@ -470,54 +470,42 @@ pub fn write_synthetic(output: &Path, layers: Option<u64>, seed: u64, progress: 
     let mut out = w.create_file(output)?;
     let total = out.total_size();
     let pb = crate::convert::progress_bar(total, progress);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8) as u64;
-    let mut bufs: Vec<Vec<u8>> = (0..threads).map(|_| Vec::new()).collect();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
     for (ti, spec) in specs.iter().enumerate() {
         pb.set_message(format!("tensor {}/{}", ti + 1, specs.len()));
         let tseed = seed ^ (ti as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        match spec.ty {
-            GgmlType::Q8_0 => {
-                let n_blocks = spec.n_elements() / 32;
-                let groups = n_blocks.div_ceil(GROUP_BLOCKS);
-                let mut g = 0;
-                while g < groups {
-                    let batch = threads.min(groups - g);
-                    std::thread::scope(|sc| {
-                        for (k, buf) in bufs.iter_mut().enumerate().take(batch as usize) {
-                            let gi = g + k as u64;
-                            let scales = &scales;
-                            sc.spawn(move || {
-                                buf.clear();
-                                let nb = GROUP_BLOCKS.min(n_blocks - gi * GROUP_BLOCKS);
-                                let mut rng = XorShift::new(tseed ^ gi.wrapping_mul(0xD1B5_4A32_D192_ED03));
-                                random_q8_0(&mut rng, nb, scales, buf);
-                            });
-                        }
-                    });
-                    for buf in bufs.iter().take(batch as usize) {
-                        out.write_data(buf)?;
-                        pb.inc(buf.len() as u64);
-                    }
-                    g += batch;
+        if spec.ty == GgmlType::Q8_0 {
+            let n_blocks = spec.n_elements() / 32;
+            let groups = n_blocks.div_ceil(GROUP_BLOCKS) as usize;
+            crate::pipeline::run_ordered(
+                groups,
+                threads,
+                |gi, buf| {
+                    let gi = gi as u64;
+                    let nb = GROUP_BLOCKS.min(n_blocks - gi * GROUP_BLOCKS);
+                    let mut rng = XorShift::new(tseed ^ gi.wrapping_mul(0xD1B5_4A32_D192_ED03));
+                    random_q8_0(&mut rng, nb, &scales, buf);
+                },
+                |_, buf| {
+                    out.write_data(buf)?;
+                    pb.inc(buf.len() as u64);
+                    Ok::<(), WriteError>(())
+                },
+            )?;
+        } else {
+            let mut rng = XorShift::new(tseed);
+            let norm = is_norm_weight(&spec.name);
+            let mut buf = Vec::with_capacity(spec.n_bytes() as usize);
+            for _ in 0..spec.n_elements() {
+                let v = if norm { 1.0 + 0.05 * rng.next_f32() } else { 0.02 * rng.next_f32() };
+                if spec.ty == GgmlType::F32 {
+                    buf.extend_from_slice(&v.to_le_bytes());
+                } else {
+                    buf.extend_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
                 }
             }
-            ty => {
-                let mut rng = XorShift::new(tseed);
-                let n = spec.n_elements();
-                let norm = is_norm_weight(&spec.name);
-                let buf = &mut bufs[0];
-                buf.clear();
-                for _ in 0..n {
-                    let v = if norm { 1.0 + 0.05 * rng.next_f32() } else { 0.02 * rng.next_f32() };
-                    if ty == GgmlType::F32 {
-                        buf.extend_from_slice(&v.to_le_bytes());
-                    } else {
-                        buf.extend_from_slice(&half::f16::from_f32(v).to_bits().to_le_bytes());
-                    }
-                }
-                out.write_data(buf)?;
-                pb.inc(buf.len() as u64);
-            }
+            out.write_data(&buf)?;
+            pb.inc(buf.len() as u64);
         }
         out.end_tensor()?;
     }

@@ -146,7 +146,8 @@ fn converts_tiny_checkpoint() {
     let cfg = tiny_config();
     let src = make_checkpoint(&input, &cfg, true);
     let gguf = out.join("m.gguf");
-    let opts = ConvertOptions { threads: 2, ..Default::default() };
+    // small chunks so that tensors span many chunks, threads and page releases
+    let opts = ConvertOptions { threads: 3, chunk_elems: 100, ..Default::default() };
     let rep = convert(&input, &gguf, &opts).unwrap();
     let n_vision = src.iter().filter(|t| t.name.starts_with("thinker.visual.")).count();
     assert!(n_vision > 0);
