@@ -365,3 +365,29 @@ fn missing_config_and_index_inconsistency() {
     let msg = expect_err(&input, &out);
     assert!(msg.contains("config.json"), "{msg}");
 }
+
+/// The tiny real-vocabulary checkpoint made with transformers (tests/fixtures/models, another
+/// team's fixture): our config-derived tensor list must match its index exactly, and it converts.
+#[test]
+fn transformers_fixture_matches_tensor_list_and_converts() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny-real-vocab");
+    let index = dir.join("model.safetensors.index.json");
+    if !index.exists() {
+        eprintln!("skipping: {} not present", index.display());
+        return;
+    }
+    let cfg: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let idx: Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    let mut theirs: Vec<String> = idx["weight_map"].as_object().unwrap().keys().cloned().collect();
+    let mut ours: Vec<String> = tensor_list(&cfg, true).into_iter().map(|(n, _)| n).collect();
+    theirs.sort();
+    ours.sort();
+    let only_theirs: Vec<_> = theirs.iter().filter(|n| !ours.contains(n)).take(5).collect();
+    let only_ours: Vec<_> = ours.iter().filter(|n| !theirs.contains(n)).take(5).collect();
+    assert!(only_theirs.is_empty() && only_ours.is_empty(), "only in fixture: {only_theirs:?}; only ours: {only_ours:?}");
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.gguf");
+    convert(&dir, &out, &ConvertOptions::default()).unwrap();
+    let f = GgufFile::open(&out).unwrap();
+    assert_eq!(f.header.tensors.len(), theirs.iter().filter(|n| !n.starts_with("thinker.visual.")).count());
+}
