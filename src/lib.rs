@@ -1,1 +1,20 @@
-//! placeholder
+//! `qwen3-omni-vk`: the compute library. Owns the GLSL kernels (compiled to SPIR-V by build.rs) and
+//! one typed launcher per kernel family; picks variants from the device's capabilities.
+//!
+//! ```no_run
+//! use qwen3_omni_vk::{Kernels, vk_runtime::{Gpu, GpuOptions, MemoryIntent}};
+//! let k = Kernels::new(Gpu::new(&GpuOptions::default())?);
+//! let x = k.gpu().buffer_from("x", &[1.0f32; 256], MemoryIntent::Upload)?;
+//! # Ok::<(), qwen3_omni_vk::Error>(())
+//! ```
+#![warn(unsafe_op_in_unsafe_fn)]
+
+pub mod kernels;
+mod ops;
+pub mod reference;
+pub mod selftest;
+
+pub use kernels::{KernelInfo, Kernels, MatvecPath, Q8_1Scratch};
+pub use ops::{Matrix, WType};
+pub use vk_runtime;
+pub use vk_runtime::{Error, Result};

@@ -1,0 +1,18 @@
+// Shared declarations of every kernel: extensions, Q8_0 helpers.
+// Kernels are correct for any subgroup size (8 on lavapipe, 32 on NVIDIA, 32/64 on RDNA).
+#extension GL_EXT_shader_explicit_arithmetic_types_int16 : require
+#extension GL_EXT_shader_16bit_storage : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+
+// Q8_0 (ggml): blocks of 32 weights, { f16 d; int8 qs[32] } = 34 bytes = 17 uint16 words.
+// A row of K weights is K/32 consecutive blocks; rows are consecutive.
+#define Q8_0_WORDS 17u
+
+float f16_bits_to_float(uint16_t h) {
+    return unpackHalf2x16(uint(h)).x;
+}
+
+// Low and high signed bytes of a uint16 word.
+int lo_i8(uint16_t v) { return int(uint(v) << 24) >> 24; }
+int hi_i8(uint16_t v) { return int(uint(v) << 16) >> 24; }

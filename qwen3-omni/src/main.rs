@@ -1,0 +1,65 @@
+//! `qwen3-omni-vk`: the command-line front end.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use qwen3_omni_vk::vk_runtime;
+
+/// Qwen3-Omni on raw Vulkan: audio in, text and speech out.
+#[derive(Parser)]
+#[command(name = "qwen3-omni-vk", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every Vulkan device with its capabilities and say which one would be used.
+    Devices {
+        /// Also run a small self-check of the kernels on the chosen device.
+        #[arg(long)]
+        selftest: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("QWEN3VK_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devices { selftest } => devices(selftest),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn devices(selftest: bool) -> anyhow::Result<()> {
+    let (list, choice) = vk_runtime::list_devices()?;
+    for d in &list {
+        println!("[{}] {}", d.index, d.caps);
+        if let Some(why) = &d.unsuitable {
+            println!("  unsuitable: {why}");
+        }
+        println!();
+    }
+    let chosen = choice?;
+    let caps = &list[chosen].caps;
+    println!(
+        "would use: [{chosen}] {} (Q8_0 matrix × vector path: {:?})",
+        caps.name,
+        qwen3_omni_vk::MatvecPath::choose(caps)
+    );
+    if selftest {
+        let report = qwen3_omni_vk::selftest::run()?;
+        println!("{report}");
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Q8_0 matrix × matrix with int8 dot products (prefill): Y[n, m] = Σ_k W[m, k] · X[n, k].
+
+use bytemuck::{Pod, Zeroable};
+use vk_runtime::{Binding, Buffer, Recorder, Result};
+
+use super::{kerr, push_bytes, Matrix, WType};
+use crate::kernels::{Kernels, Q8_1Scratch};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushKMN {
+    k: u32,
+    m: u32,
+    n: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushKMN>() == 12);
+
+const TILE: u32 = 64;
+
+impl Kernels {
+    /// Y (`[n, rows]` floats) = X (`[n, cols]` floats) · Wᵀ. X is quantised to Q8_1 into `scratch`
+    /// (≥ n·cols values) first.
+    pub fn matmul_q8_0<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        w: Matrix<'a>,
+        x: &'a Buffer,
+        n: u32,
+        y: &'a Buffer,
+        scratch: &'a Q8_1Scratch,
+    ) -> Result<()> {
+        let name = "mm_q8_0_q8_1";
+        w.check(name)?;
+        if w.wtype != WType::Q8_0 {
+            return Err(kerr(name, format!("weights are {:?}; this kernel takes Q8_0", w.wtype)));
+        }
+        if !self.gpu().caps().int_dot {
+            return Err(kerr(name, "the device has no shaderIntegerDotProduct".into()));
+        }
+        if n == 0 {
+            return Err(kerr(name, "no activation rows".into()));
+        }
+        let values = n as u64 * w.cols as u64;
+        self.quantize_q8_1(rec, x, values, scratch)?;
+        let p = self.pipeline::<PushKMN>(name, &[])?;
+        let push = PushKMN { k: w.cols, m: w.rows, n };
+        let groups = [w.rows.div_ceil(TILE), n.div_ceil(TILE), 1];
+        let max = self.gpu().caps().max_workgroup_count;
+        if groups[0] > max[0] || groups[1] > max[1] {
+            return Err(kerr(name, format!("{}×{} tiles exceed the device's workgroup count limit", groups[0], groups[1])));
+        }
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(w.buf).range(w.offset, w.bytes()),
+                Binding::read(&scratch.xq).range(0, values),
+                Binding::read(&scratch.xd).range(0, values / 32 * 8),
+                Binding::write(y).range(0, n as u64 * w.rows as u64 * 4),
+            ],
+            push_bytes(&push),
+            groups,
+        )
+    }
+}

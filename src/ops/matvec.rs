@@ -1,0 +1,75 @@
+//! Matrix × vector: Q8_0 (float or int-dot path), F16, F32; and Q8_1 activation quantisation.
+
+use bytemuck::{Pod, Zeroable};
+use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
+
+use super::{grid, kerr, push_bytes, stride_grid, Matrix, PushKMG, WType};
+use crate::kernels::{Kernels, MatvecPath, Q8_1Scratch};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushBlocks {
+    n_blocks: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushBlocks>() == 4);
+
+impl Kernels {
+    /// y[0..rows) = W · x[0..cols). With a Q8_0 matrix on the int-dot path, `scratch` (≥ cols
+    /// values) receives x quantised to Q8_1 first; it is unused otherwise.
+    pub fn matvec<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        w: Matrix<'a>,
+        x: &'a Buffer,
+        y: &'a Buffer,
+        scratch: Option<&'a Q8_1Scratch>,
+    ) -> Result<()> {
+        let intdot = w.wtype == WType::Q8_0 && self.matvec_path() == MatvecPath::IntDot;
+        let name = match (w.wtype, intdot) {
+            (WType::Q8_0, true) => "mv_q8_0_q8_1",
+            (WType::Q8_0, false) => "mv_q8_0_f32",
+            (WType::F16, _) => "mv_f16_f32",
+            (WType::F32, _) => "mv_f32_f32",
+        };
+        w.check(name)?;
+        let t = self.tuning;
+        let spec = [SpecConst { id: 0, value: t.mv_wg }, SpecConst { id: 1, value: t.mv_rows }];
+        let groups = w.rows.div_ceil(t.mv_rows);
+        let (dims, grid_x) = grid(groups, self.gpu().caps().max_workgroup_count[0]);
+        let push = PushKMG { k: w.cols, m: w.rows, grid_x };
+        let wb = Binding::read(w.buf).range(w.offset, w.bytes());
+        let yb = Binding::write(y).range(0, w.rows as u64 * 4);
+        if intdot {
+            let s = scratch.ok_or_else(|| kerr(name, "the int-dot path needs a Q8_1 scratch".into()))?;
+            self.quantize_q8_1(rec, x, w.cols as u64, s)?;
+            let p = self.pipeline::<PushKMG>(name, &spec)?;
+            let n = w.cols as u64;
+            rec.dispatch(
+                &p,
+                &[wb, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), yb],
+                push_bytes(&push),
+                dims,
+            )
+        } else {
+            let p = self.pipeline::<PushKMG>(name, &spec)?;
+            rec.dispatch(&p, &[wb, Binding::read(x).range(0, w.cols as u64 * 4), yb], push_bytes(&push), dims)
+        }
+    }
+
+    /// Quantises `n` floats of `x` (a multiple of 32) into `s` as Q8_1.
+    pub fn quantize_q8_1<'a>(&self, rec: &mut Recorder<'a>, x: &'a Buffer, n: u64, s: &'a Q8_1Scratch) -> Result<()> {
+        let name = "quantize_q8_1";
+        if n == 0 || n % 32 != 0 || n > s.values {
+            return Err(kerr(name, format!("{n} values: need a positive multiple of 32 within the scratch's {}", s.values)));
+        }
+        let wg = 64;
+        let p = self.pipeline::<PushBlocks>(name, &[SpecConst { id: 0, value: wg }])?;
+        let nb = n / 32;
+        rec.dispatch(
+            &p,
+            &[Binding::read(x).range(0, n * 4), Binding::write(&s.xq).range(0, n), Binding::write(&s.xd).range(0, nb * 8)],
+            push_bytes(&PushBlocks { n_blocks: nb as u32 }),
+            stride_grid(nb, wg),
+        )
+    }
+}

@@ -1,0 +1,207 @@
+//! Every kernel against its CPU reference on random (never zero) data, ragged sizes included,
+//! on whatever Vulkan device is present (lavapipe in CI) with validation on.
+
+mod common;
+
+use common::{assert_clean, kernels};
+use qwen3_omni_vk::reference::{self as r, Rng};
+use qwen3_omni_vk::vk_runtime::MemoryIntent;
+use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, WType};
+
+fn q8_matvec(k: &Kernels, rows: usize, cols: usize, seed: u64) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
+    let mut rng = Rng::new(seed);
+    let w = rng.vec(rows * cols, 1.0);
+    let x = rng.vec(cols, 2.0);
+    let (bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
+    let g = k.gpu();
+    let wb = g.buffer_from("w", &bytes, MemoryIntent::Weights).unwrap();
+    let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+    let yb = g.buffer("y", rows as u64 * 4, MemoryIntent::Readback).unwrap();
+    let s = k.q8_1_scratch(cols as u64).unwrap();
+    let mut rec = g.recorder(false).unwrap();
+    k.matvec(&mut rec, Matrix::new(&wb, WType::Q8_0, rows as u32, cols as u32), &xb, &yb, Some(&s)).unwrap();
+    rec.submit().unwrap();
+    let y: Vec<f32> = yb.read_vec().unwrap();
+    let want = r::matvec(&deq, &x, rows, cols);
+    let want_q = r::matvec(&deq, &r::q8_1_roundtrip(&x), rows, cols);
+    (y, want, want_q)
+}
+
+const MV_SHAPES: &[(usize, usize)] = &[(1, 32), (3, 64), (37, 160), (130, 96), (257, 1024), (64, 2048)];
+
+#[test]
+fn matvec_q8_0_float_matches_f64() {
+    let mut k = kernels();
+    k.set_matvec_path(MatvecPath::Float).unwrap();
+    for (i, &(rows, cols)) in MV_SHAPES.iter().enumerate() {
+        let (y, want, _) = q8_matvec(&k, rows, cols, 10 + i as u64);
+        let e = r::rel_l2(&y, &want);
+        assert!(e <= 1e-5, "{rows}×{cols}: relative error {e:e} > 1e-5");
+        r::check_close(&format!("mv_q8_0_f32 {rows}×{cols}"), &y, &want, 1e-4, 1e-4).unwrap();
+    }
+    assert_clean(k.gpu());
+}
+
+#[test]
+fn matvec_q8_0_intdot_matches_f64() {
+    let mut k = kernels();
+    if !k.gpu().caps().int_dot {
+        panic!("the device lacks shaderIntegerDotProduct; lavapipe and every target have it");
+    }
+    k.set_matvec_path(MatvecPath::IntDot).unwrap();
+    for (i, &(rows, cols)) in MV_SHAPES.iter().enumerate() {
+        let (y, want, want_q) = q8_matvec(&k, rows, cols, 20 + i as u64);
+        let e = r::rel_l2(&y, &want);
+        eprintln!("mv_q8_0_q8_1 {rows}×{cols}: rel L2 {e:.3e}, NMSE {:.3e}", r::nmse(&y, &want));
+        assert!(e <= 2e-2, "{rows}×{cols}: relative error {e:e} > 2e-2");
+        // Against the same Q8_1 activations the kernel is exact up to f32 accumulation.
+        let eq = r::rel_l2(&y, &want_q);
+        assert!(eq <= 1e-5, "{rows}×{cols}: error vs Q8_1 reference {eq:e}");
+    }
+    assert_clean(k.gpu());
+}
+
+#[test]
+fn matvec_f32_and_f16_match_f64() {
+    let k = kernels();
+    let g = k.gpu();
+    for (i, &(rows, cols)) in [(1usize, 1usize), (5, 7), (33, 129), (100, 1000)].iter().enumerate() {
+        let mut rng = Rng::new(30 + i as u64);
+        let w = rng.vec(rows * cols, 1.0);
+        let x = rng.vec(cols, 1.0);
+        let w16: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let w16f: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
+        let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+        let wb = g.buffer_from("w32", &w, MemoryIntent::Weights).unwrap();
+        let wh = g.buffer_from("w16", &w16, MemoryIntent::Weights).unwrap();
+        let y32 = g.buffer("y32", rows as u64 * 4, MemoryIntent::Readback).unwrap();
+        let y16 = g.buffer("y16", rows as u64 * 4, MemoryIntent::Readback).unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        k.matvec(&mut rec, Matrix::new(&wb, WType::F32, rows as u32, cols as u32), &xb, &y32, None).unwrap();
+        k.matvec(&mut rec, Matrix::new(&wh, WType::F16, rows as u32, cols as u32), &xb, &y16, None).unwrap();
+        rec.submit().unwrap();
+        r::check_close("mv_f32", &y32.read_vec::<f32>().unwrap(), &r::matvec(&w, &x, rows, cols), 1e-5, 1e-5).unwrap();
+        r::check_close("mv_f16", &y16.read_vec::<f32>().unwrap(), &r::matvec(&w16f, &x, rows, cols), 1e-5, 1e-5).unwrap();
+    }
+    assert_clean(g);
+}
+
+#[test]
+fn matmul_q8_0_intdot_matches_f64() {
+    let k = kernels();
+    let g = k.gpu();
+    for (i, &(rows, cols, n)) in [(1usize, 32usize, 1usize), (70, 96, 5), (64, 64, 64), (130, 256, 67), (200, 128, 130)].iter().enumerate() {
+        let mut rng = Rng::new(40 + i as u64);
+        let w = rng.vec(rows * cols, 1.0);
+        let x = rng.vec(n * cols, 1.5);
+        let (bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
+        let wb = g.buffer_from("w", &bytes, MemoryIntent::Weights).unwrap();
+        let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+        let yb = g.buffer("y", (n * rows) as u64 * 4, MemoryIntent::Readback).unwrap();
+        let s = k.q8_1_scratch((n * cols) as u64).unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        k.matmul_q8_0(&mut rec, Matrix::new(&wb, WType::Q8_0, rows as u32, cols as u32), &xb, n as u32, &yb, &s).unwrap();
+        rec.submit().unwrap();
+        let y: Vec<f32> = yb.read_vec().unwrap();
+        let want = r::matmul(&deq, &x, rows, cols, n);
+        let e = r::rel_l2(&y, &want);
+        eprintln!("mm_q8_0_q8_1 {rows}×{cols}×{n}: rel L2 {e:.3e}, NMSE {:.3e}", r::nmse(&y, &want));
+        assert!(e <= 2e-2, "{rows}×{cols}×{n}: relative error {e:e}");
+        let want_q = r::matmul(&deq, &r::q8_1_roundtrip(&x), rows, cols, n);
+        let eq = r::rel_l2(&y, &want_q);
+        assert!(eq <= 1e-5, "{rows}×{cols}×{n}: error vs Q8_1 reference {eq:e}");
+    }
+    assert_clean(g);
+}
+
+#[test]
+fn rms_norm_softmax_match_f64() {
+    let k = kernels();
+    let g = k.gpu();
+    for (i, &(n, rows)) in [(1usize, 1usize), (7, 3), (300, 5), (2048, 2), (5000, 1)].iter().enumerate() {
+        let mut rng = Rng::new(50 + i as u64);
+        let x = rng.vec(n * rows, 3.0);
+        let w = rng.vec(n, 1.0);
+        let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+        let wb = g.buffer_from("w", &w, MemoryIntent::Weights).unwrap();
+        let yn = g.buffer("norm", (n * rows) as u64 * 4, MemoryIntent::Readback).unwrap();
+        let ys = g.buffer("soft", (n * rows) as u64 * 4, MemoryIntent::Readback).unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        k.rms_norm(&mut rec, &xb, &wb, &yn, n as u32, rows as u32, 1e-6).unwrap();
+        k.softmax(&mut rec, &xb, &ys, n as u32, rows as u32, 0.7).unwrap();
+        rec.submit().unwrap();
+        r::check_close("rms_norm", &yn.read_vec::<f32>().unwrap(), &r::rms_norm(&x, &w, n, 1e-6), 1e-6, 1e-5).unwrap();
+        r::check_close("softmax", &ys.read_vec::<f32>().unwrap(), &r::softmax(&x, n, 0.7), 1e-7, 1e-5).unwrap();
+    }
+    assert_clean(g);
+}
+
+#[test]
+fn elementwise_match_f64() {
+    let k = kernels();
+    let g = k.gpu();
+    for (i, &(n, b_len)) in [(1usize, 1usize), (1000, 1000), (4099, 4099), (768, 256), (100_003, 7)].iter().enumerate() {
+        let mut rng = Rng::new(60 + i as u64);
+        let a = rng.vec(n, 4.0);
+        let b = rng.vec(b_len, 2.0);
+        let ab = g.buffer_from("a", &a, MemoryIntent::Upload).unwrap();
+        let bb = g.buffer_from("b", &b, MemoryIntent::Upload).unwrap();
+        let out: Vec<_> = ["add", "mul", "silu_mul"].iter().map(|m| g.buffer(m, n as u64 * 4, MemoryIntent::Readback).unwrap()).collect();
+        let mut rec = g.recorder(false).unwrap();
+        k.add(&mut rec, &ab, &bb, &out[0], n as u64, b_len as u64).unwrap();
+        k.mul(&mut rec, &ab, &bb, &out[1], n as u64, b_len as u64).unwrap();
+        if b_len == n {
+            k.silu_mul(&mut rec, &ab, &bb, &out[2], n as u64).unwrap();
+        }
+        rec.submit().unwrap();
+        let bi = |j: usize| b[j % b_len] as f64;
+        let add: Vec<f64> = (0..n).map(|j| a[j] as f64 + bi(j)).collect();
+        let mul: Vec<f64> = (0..n).map(|j| a[j] as f64 * bi(j)).collect();
+        r::check_close("add", &out[0].read_vec::<f32>().unwrap(), &add, 1e-6, 1e-6).unwrap();
+        r::check_close("mul", &out[1].read_vec::<f32>().unwrap(), &mul, 1e-6, 1e-6).unwrap();
+        if b_len == n {
+            let sm: Vec<f64> = (0..n).map(|j| r::silu(a[j] as f64) * bi(j)).collect();
+            r::check_close("silu_mul", &out[2].read_vec::<f32>().unwrap(), &sm, 1e-6, 1e-5).unwrap();
+        }
+    }
+    assert_clean(g);
+}
+
+#[test]
+fn stream_copy_and_read() {
+    let k = kernels();
+    let g = k.gpu();
+    let n = 1 << 18;
+    let x = Rng::new(70).vec(n, 1.0);
+    let src = g.buffer_from("src", &x, MemoryIntent::Upload).unwrap();
+    let dst = g.buffer("dst", n as u64 * 4, MemoryIntent::Readback).unwrap();
+    let sink = g.buffer_from("sink", &vec![7.0f32; n], MemoryIntent::Readback).unwrap();
+    let mut rec = g.recorder(false).unwrap();
+    k.stream_copy(&mut rec, &src, &dst, n as u64 * 4).unwrap();
+    k.stream_read(&mut rec, &src, &sink, n as u64 * 4).unwrap();
+    rec.submit().unwrap();
+    assert_eq!(dst.read_vec::<f32>().unwrap(), x);
+    assert!(sink.read_vec::<f32>().unwrap().iter().all(|&v| v == 7.0), "the read kernel must not write");
+    assert_clean(g);
+}
+
+#[test]
+fn bad_launches_are_errors() {
+    let k = kernels();
+    let g = k.gpu();
+    let w = g.buffer("w", 34 * 4, MemoryIntent::Weights).unwrap();
+    let x = g.buffer("x", 64 * 4, MemoryIntent::Upload).unwrap();
+    let y = g.buffer("y", 4, MemoryIntent::Readback).unwrap();
+    let mut rec = g.recorder(false).unwrap();
+    // Ragged Q8_0 columns.
+    let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0, 1, 48), &x, &y, None).unwrap_err();
+    assert!(e.to_string().contains("multiple of 32"), "{e}");
+    // Matrix larger than its buffer: 4 rows of 64 need 272 bytes, the buffer has 136.
+    let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0, 4, 64), &x, &y, None).unwrap_err();
+    assert!(e.to_string().contains("outside its 136 bytes"), "{e}");
+    // Output too small for 2 rows.
+    let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0, 2, 64), &x, &y, None).unwrap_err();
+    assert!(e.to_string().contains("'y'"), "{e}");
+    drop(rec);
+    assert_clean(g);
+}
