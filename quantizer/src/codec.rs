@@ -23,16 +23,30 @@ pub const Q8_0_BLOCK_BYTES: usize = 34;
 /// id = 1/d (0 when d = 0), q = roundf(x·id) (half away from zero), d stored as f16 (RNE).
 #[inline]
 pub fn quantize_block_q8_0(x: &[f32; QK8_0]) -> BlockQ8_0 {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    // ggml's MAX(amax, fabsf(v)) = amax > |v| ? amax : |v|.
+    let amax = x.iter().fold(0.0f32, |m, v| if m > v.abs() { m } else { v.abs() });
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut qs = [0i8; QK8_0];
     for (q, &v) in qs.iter_mut().zip(x) {
-        // f32::round rounds half away from zero like C's roundf; |v·id| <= 127 (+ rounding), and
-        // `as` saturates, so NaN maps to 0 and no value wraps.
-        *q = (v * id).round() as i8;
+        *q = roundf_small(v * id) as i8;
     }
     BlockQ8_0 { d: f16::from_f32(d).to_bits(), qs }
+}
+
+/// C `roundf` (half away from zero) for |x| < 2^31, in a form the compiler can vectorise
+/// (`f32::round` is a libm call). The truncating cast is exact and `a - t` is exact for
+/// |a| < 2^23; NaN maps to 0 (saturating cast).
+#[inline(always)]
+fn roundf_small(x: f32) -> i32 {
+    let a = x.abs();
+    let t = a as i32;
+    let r = t + ((a - t as f32) >= 0.5) as i32;
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
 }
 
 /// Quantise `x` (length a multiple of 32) and append the encoded blocks to `out`.
@@ -63,6 +77,45 @@ pub fn dequantize_q8_0(bytes: &[u8]) -> Vec<f32> {
         out.extend(blk[2..].iter().map(|&q| d * (q as i8) as f32));
     }
     out
+}
+
+#[inline(always)]
+fn q8_0_blocks_from<const B: usize>(bytes: &[u8], out: &mut Vec<u8>, dec: impl Fn(&[u8; B]) -> [f32; QK8_0]) {
+    let nb = bytes.len() / B;
+    let start = out.len();
+    out.resize(start + nb * Q8_0_BLOCK_BYTES, 0);
+    for (bi, bo) in bytes.chunks_exact(B).zip(out[start..].chunks_exact_mut(Q8_0_BLOCK_BYTES)) {
+        // chunks_exact guarantees the length, so the conversion cannot fail.
+        let Ok(bi) = <&[u8; B]>::try_from(bi) else { continue };
+        let b = quantize_block_q8_0(&dec(bi));
+        bo[..2].copy_from_slice(&b.d.to_le_bytes());
+        bo[2..].copy_from_slice(bytemuck::cast_slice(&b.qs));
+    }
+}
+
+#[inline(always)]
+fn dec_bf16(b: &[u8; 64]) -> [f32; QK8_0] {
+    std::array::from_fn(|j| f32::from_bits(((b[2 * j] as u32) << 16) | ((b[2 * j + 1] as u32) << 24)))
+}
+
+#[inline(always)]
+fn dec_f16(b: &[u8; 64]) -> [f32; QK8_0] {
+    std::array::from_fn(|j| f16::from_bits(u16::from_le_bytes([b[2 * j], b[2 * j + 1]])).to_f32())
+}
+
+#[inline(always)]
+fn dec_f32(b: &[u8; 128]) -> [f32; QK8_0] {
+    std::array::from_fn(|j| f32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]]))
+}
+
+/// Quantise source elements (a multiple of 32) straight from their bytes into Q8_0, appending
+/// to `out`. Same result as decoding to f32 and calling [`quantize_q8_0_into`].
+pub fn quantize_q8_0_from(src: SrcType, bytes: &[u8], out: &mut Vec<u8>) {
+    match src {
+        SrcType::BF16 => q8_0_blocks_from::<64>(bytes, out, dec_bf16),
+        SrcType::F16 => q8_0_blocks_from::<64>(bytes, out, dec_f16),
+        SrcType::F32 => q8_0_blocks_from::<128>(bytes, out, dec_f32),
+    }
 }
 
 /// Element types a safetensors checkpoint may hold that the converter reads.
@@ -114,6 +167,37 @@ pub fn encode_f32_into(x: &[f32], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roundf_small_matches_round() {
+        let mut v: Vec<f32> = vec![0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, 0.49999997, -0.49999997, 126.5, -127.5, 127.0];
+        let mut x = 1u32;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            v.push((x as f32 / u32::MAX as f32 - 0.5) * 300.0);
+            v.push(((x % 512) as f32 - 256.0) * 0.5); // exact .5 ties
+        }
+        for &f in &v {
+            assert_eq!(roundf_small(f), f.round() as i32, "{f}");
+        }
+    }
+
+    #[test]
+    fn direct_path_matches_decode_then_quantize() {
+        let x: Vec<f32> = (0..32 * 64).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3).collect();
+        let bf: Vec<u8> = x.iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect();
+        let h: Vec<u8> = x.iter().flat_map(|v| f16::from_f32(*v).to_bits().to_le_bytes()).collect();
+        let f: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        for (src, bytes) in [(SrcType::BF16, &bf), (SrcType::F16, &h), (SrcType::F32, &f)] {
+            let mut dec = Vec::new();
+            decode_into(src, bytes, &mut dec);
+            let mut direct = Vec::new();
+            quantize_q8_0_from(src, bytes, &mut direct);
+            assert_eq!(direct, quantize_q8_0(&dec), "{src:?}");
+        }
+    }
 
     #[test]
     fn zero_block_has_zero_scale_and_quants() {

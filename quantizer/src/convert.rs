@@ -13,7 +13,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
-use crate::codec::{decode_into, encode_f16_into, encode_f32_into, quantize_q8_0_into, SrcType, QK8_0};
+use crate::codec::{decode_into, encode_f16_into, encode_f32_into, quantize_q8_0_from, SrcType, QK8_0};
 use crate::config::{ConfigError, ModelDims};
 use crate::gguf::{GgmlType, GgufWriter, MetaArray, MetaValue, TensorSpec, WriteError};
 use crate::metadata::{self, MetadataError, FTYPE_F16, FTYPE_F32, FTYPE_Q8_0};
@@ -91,13 +91,8 @@ pub fn progress_bar(total: u64, wanted: bool) -> ProgressBar {
 fn encode(src: SrcType, ty: GgmlType, bytes: &[u8], out: &mut Vec<u8>, scratch: &mut Vec<f32>) {
     match ty {
         GgmlType::Q8_0 => {
-            let blk = QK8_0 * src.size();
-            for b in bytes.chunks(blk * 256) {
-                scratch.clear();
-                decode_into(src, b, scratch);
-                quantize_q8_0_into(scratch, out);
-            }
-            debug_assert!(bytes.len() % blk == 0);
+            debug_assert!(bytes.len() % (QK8_0 * src.size()) == 0);
+            quantize_q8_0_from(src, bytes, out);
         }
         GgmlType::F16 | GgmlType::F32 => {
             for b in bytes.chunks(src.size() * 8192) {
