@@ -14,7 +14,7 @@ import numpy as np
 # name -> (espeak voice, text)
 SPEECH = {
     "privet_mir": ("ru", "Привет мир"),
-    "english": ("en-us", "The quick brown fox jumps over the lazy dog."),
+    "english": ("en-us", "Hello world, how are you?"),
 }
 SYNTH_NAME = "synthetic_40s"
 SYNTH_SECONDS = 40
@@ -63,9 +63,9 @@ def make_wavs(out_dir: Path) -> None:
         for name, (voice, text) in SPEECH.items():
             raw = Path(tmp) / f"{name}.wav"  # espeak-ng writes 22050 Hz mono
             _run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text])
-            _run(["sox", str(raw), "-b", "16", "-r", "16000", "-c", "1", str(out_dir / f"{name}_16k_mono.wav"),
+            _run(["sox", "-D", str(raw), "-b", "16", "-r", "16000", "-c", "1", str(out_dir / f"{name}_16k_mono.wav"),
                   "rate", "-v"])
-            _run(["sox", str(raw), "-b", "16", "-r", "44100", str(out_dir / f"{name}_44k_stereo.wav"),
+            _run(["sox", "-D", str(raw), "-b", "16", "-r", "44100", str(out_dir / f"{name}_44k_stereo.wav"),
                   "rate", "-v", "remix", "1", "1v0.8"])
     _write_wav16(out_dir / f"{SYNTH_NAME}_16k_mono.wav", synthetic_signal(), 16000)
 

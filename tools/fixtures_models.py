@@ -24,8 +24,8 @@ VARIANTS = ("q8", "raw")
 TOPK = 8  # top-k logits kept per generation step
 THINKER_NEW_TOKENS = 16
 TALKER_NEW_TOKENS = 16
-C2W_FRAMES = 24
-C2W_CHUNK, C2W_CONTEXT = 10, 4  # chunked_decode parameters used for the fixture (HF default 300/25)
+C2W_FRAMES = 16
+C2W_CHUNK, C2W_CONTEXT = 6, 4  # chunked_decode parameters used for the fixture (HF default 300/25)
 
 
 def _rope(section, theta):
@@ -56,11 +56,12 @@ def real_vocab_config() -> dict:
                               n_window_infer=800, conv_chunksize=500, max_source_positions=1500,
                               activation_function="gelu", scale_embedding=False),
             vision_config=dict(depth=1, hidden_size=32, intermediate_size=32, num_heads=2, out_hidden_size=H,
-                               patch_size=16, temporal_patch_size=2, spatial_merge_size=2,
+                               num_position_embeddings=16,
+                               patch_size=4, temporal_patch_size=2, spatial_merge_size=2,
                                deepstack_visual_indexes=[0]),
             text_config=dict(vocab_size=152064, hidden_size=H, intermediate_size=64, num_hidden_layers=4,
                              num_attention_heads=32, num_key_value_heads=4, head_dim=16, hidden_act="silu",
-                             moe_intermediate_size=32, num_experts=64, num_experts_per_tok=4, norm_topk_prob=True,
+                             moe_intermediate_size=32, num_experts=48, num_experts_per_tok=3, norm_topk_prob=True,
                              decoder_sparse_step=1, mlp_only_layers=[], use_qk_norm=True, rms_norm_eps=1e-6,
                              attention_bias=False, sliding_window=None, max_position_embeddings=65536,
                              rope_parameters=_rope([4, 2, 2], 1e6), tie_word_embeddings=False),
@@ -118,7 +119,8 @@ def ragged_config() -> dict:
                               n_window_infer=400, conv_chunksize=500, max_source_positions=1500,
                               activation_function="gelu", scale_embedding=False),
             vision_config=dict(depth=1, hidden_size=32, intermediate_size=32, num_heads=2, out_hidden_size=H,
-                               patch_size=16, temporal_patch_size=2, spatial_merge_size=2,
+                               num_position_embeddings=16,
+                               patch_size=4, temporal_patch_size=2, spatial_merge_size=2,
                                deepstack_visual_indexes=[0]),
             text_config=dict(vocab_size=257, hidden_size=H, intermediate_size=64, num_hidden_layers=3,
                              num_attention_heads=6, num_key_value_heads=3, head_dim=16, hidden_act="silu",
