@@ -18,10 +18,10 @@ use crate::config::{ConfigError, ModelDims};
 use crate::gguf::{GgmlType, GgufWriter, MetaArray, MetaValue, TensorSpec, WriteError};
 use crate::metadata::{self, MetadataError, FTYPE_F16, FTYPE_F32, FTYPE_Q8_0};
 use crate::rules::{Decision, TypeRules};
-use crate::safetensors::{Checkpoint, SafetensorsError, Shard, StTensor};
+use crate::safetensors::{Checkpoint, SafetensorsError, StTensor};
 
-/// Source elements per chunk (multiple of 32; 8 MiB of BF16).
-const CHUNK_ELEMS: usize = 4 << 20;
+/// Source elements per work item (multiple of 32; 2 MiB of BF16).
+const CHUNK_ELEMS: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -50,7 +50,7 @@ pub struct ConvertOptions {
     pub progress: bool,
     /// Worker threads for encoding (0 = available parallelism).
     pub threads: usize,
-    /// Source elements per encoded chunk, rounded up to a multiple of 32 (0 = 4 Mi).
+    /// Source elements per encoded chunk, rounded up to a multiple of 32 (0 = 1 Mi).
     pub chunk_elems: usize,
 }
 
@@ -191,36 +191,64 @@ pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Con
     };
     let chunk_elems = if opts.chunk_elems == 0 { CHUNK_ELEMS } else { opts.chunk_elems.div_ceil(QK8_0) * QK8_0 };
     let mut report = ConvertReport { skipped, in_bytes, ..Default::default() };
-    for (i, p) in plan.iter().enumerate() {
-        pb.set_message(format!("tensor {}/{} {}", i + 1, plan.len(), p.t.name));
-        let shard: &Shard = &ckpt.shards[p.shard];
-        shard.advise_sequential(p.t);
-        let data = shard.data(p.t);
-        // Chunks are whole Q8_0 blocks (and whole elements), so they encode independently.
-        let chunk_bytes = chunk_elems * p.src.size();
-        let n_chunks = data.len().div_ceil(chunk_bytes);
-        let chunk = |k: usize| &data[k * chunk_bytes..((k + 1) * chunk_bytes).min(data.len())];
-        crate::pipeline::run_ordered(
-            n_chunks,
-            threads,
-            |k, buf| {
-                let mut scratch = Vec::new();
-                encode(p.src, p.ty, chunk(k), buf, &mut scratch);
-            },
-            |k, buf| {
-                out.write_data(buf)?;
-                let c = chunk(k);
-                let off = p.t.start + (k * chunk_bytes) as u64;
-                shard.release(off, off + c.len() as u64);
-                pb.inc(c.len() as u64);
-                Ok::<(), WriteError>(())
-            },
-        )?;
-        out.end_tensor()?;
-        let e = report.per_type.entry(p.ty.name().to_owned()).or_default();
-        e.0 += 1;
-        e.1 += TensorSpec { name: String::new(), dims: p.t.shape.clone(), ty: p.ty }.n_bytes();
+
+    // Work items: chunks of whole Q8_0 blocks (and whole elements) of each tensor, in file order.
+    // Small tensors are one item each, so workers run across tensor boundaries.
+    struct Item {
+        plan: usize,
+        start: usize,
+        end: usize,
     }
+    let mut items = Vec::new();
+    for (pi, p) in plan.iter().enumerate() {
+        let len = (p.t.end - p.t.start) as usize;
+        let chunk_bytes = chunk_elems * p.src.size();
+        let mut s = 0;
+        loop {
+            let e = (s + chunk_bytes).min(len);
+            items.push(Item { plan: pi, start: s, end: e });
+            if e >= len {
+                break;
+            }
+            s = e;
+        }
+    }
+    let data = |it: &Item| {
+        let p = &plan[it.plan];
+        &ckpt.shards[p.shard].data(p.t)[it.start..it.end]
+    };
+    crate::pipeline::run_ordered(
+        items.len(),
+        threads,
+        |i, buf| {
+            let it = &items[i];
+            let p = &plan[it.plan];
+            let shard = &ckpt.shards[p.shard];
+            if it.start == 0 {
+                shard.advise_sequential(p.t);
+            }
+            let mut scratch = Vec::new();
+            encode(p.src, p.ty, data(it), buf, &mut scratch);
+            // The encoded chunk is in `buf`: drop the source pages now, not after the write.
+            shard.release(p.t.start + it.start as u64, p.t.start + it.end as u64);
+        },
+        |i, buf| {
+            let it = &items[i];
+            let p = &plan[it.plan];
+            if it.start == 0 {
+                pb.set_message(format!("tensor {}/{} {}", it.plan + 1, plan.len(), p.t.name));
+            }
+            out.write_data(buf)?;
+            pb.inc((it.end - it.start) as u64);
+            if it.end as u64 == p.t.end - p.t.start {
+                out.end_tensor()?;
+                let e = report.per_type.entry(p.ty.name().to_owned()).or_default();
+                e.0 += 1;
+                e.1 += TensorSpec { name: String::new(), dims: p.t.shape.clone(), ty: p.ty }.n_bytes();
+            }
+            Ok::<(), WriteError>(())
+        },
+    )?;
     report.out_bytes = out.total_size();
     report.output = out.finish()?;
     pb.finish_and_clear();
