@@ -20,6 +20,8 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "mv_f32_f32", file: "matvec.comp", defines: &[("WTYPE_F32", "1")] },
     Variant { name: "mv_f16_f32", file: "matvec.comp", defines: &[("WTYPE_F16", "1")] },
     Variant { name: "mv_q8_0_q8_1", file: "matvec_q8_0_q8_1.comp", defines: &[] },
+    Variant { name: "mv_q8_0p_f32", file: "matvec_q8_0p.comp", defines: &[] },
+    Variant { name: "mv_q8_0p_q8_1", file: "matvec_q8_0p.comp", defines: &[("INTDOT", "1")] },
     Variant { name: "quantize_q8_1", file: "quantize_q8_1.comp", defines: &[] },
     Variant { name: "mm_q8_0_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[] },
     Variant { name: "rms_norm_f32", file: "rms_norm.comp", defines: &[] },

@@ -10,6 +10,7 @@
 #![warn(unsafe_op_in_unsafe_fn)]
 
 pub mod kernels;
+pub mod layout;
 mod ops;
 pub mod reference;
 pub mod selftest;

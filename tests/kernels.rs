@@ -8,18 +8,21 @@ use qwen3_omni_vk::reference::{self as r, Rng};
 use qwen3_omni_vk::vk_runtime::MemoryIntent;
 use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, WType};
 
-fn q8_matvec(k: &Kernels, rows: usize, cols: usize, seed: u64) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
+fn q8_matvec(k: &Kernels, rows: usize, cols: usize, seed: u64, wtype: WType) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
     let mut rng = Rng::new(seed);
     let w = rng.vec(rows * cols, 1.0);
     let x = rng.vec(cols, 2.0);
-    let (bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
+    let (mut bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
+    if wtype == WType::Q8_0Planar {
+        bytes = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, cols).unwrap();
+    }
     let g = k.gpu();
     let wb = g.buffer_from("w", &bytes, MemoryIntent::Weights).unwrap();
     let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
     let yb = g.buffer("y", rows as u64 * 4, MemoryIntent::Readback).unwrap();
     let s = k.q8_1_scratch(cols as u64).unwrap();
     let mut rec = g.recorder(false).unwrap();
-    k.matvec(&mut rec, Matrix::new(&wb, WType::Q8_0, rows as u32, cols as u32), &xb, &yb, Some(&s)).unwrap();
+    k.matvec(&mut rec, Matrix::new(&wb, wtype, rows as u32, cols as u32), &xb, &yb, Some(&s)).unwrap();
     rec.submit().unwrap();
     let y: Vec<f32> = yb.read_vec().unwrap();
     let want = r::matvec(&deq, &x, rows, cols);
@@ -33,11 +36,13 @@ const MV_SHAPES: &[(usize, usize)] = &[(1, 32), (3, 64), (37, 160), (130, 96), (
 fn matvec_q8_0_float_matches_f64() {
     let mut k = kernels();
     k.set_matvec_path(MatvecPath::Float).unwrap();
-    for (i, &(rows, cols)) in MV_SHAPES.iter().enumerate() {
-        let (y, want, _) = q8_matvec(&k, rows, cols, 10 + i as u64);
-        let e = r::rel_l2(&y, &want);
-        assert!(e <= 1e-5, "{rows}×{cols}: relative error {e:e} > 1e-5");
-        r::check_close(&format!("mv_q8_0_f32 {rows}×{cols}"), &y, &want, 1e-4, 1e-4).unwrap();
+    for wtype in [WType::Q8_0, WType::Q8_0Planar] {
+        for (i, &(rows, cols)) in MV_SHAPES.iter().enumerate() {
+            let (y, want, _) = q8_matvec(&k, rows, cols, 10 + i as u64, wtype);
+            let e = r::rel_l2(&y, &want);
+            assert!(e <= 1e-5, "{wtype:?} {rows}×{cols}: relative error {e:e} > 1e-5");
+            r::check_close(&format!("{wtype:?} float {rows}×{cols}"), &y, &want, 1e-4, 1e-4).unwrap();
+        }
     }
     assert_clean(k.gpu());
 }
@@ -49,14 +54,16 @@ fn matvec_q8_0_intdot_matches_f64() {
         panic!("the device lacks shaderIntegerDotProduct; lavapipe and every target have it");
     }
     k.set_matvec_path(MatvecPath::IntDot).unwrap();
-    for (i, &(rows, cols)) in MV_SHAPES.iter().enumerate() {
-        let (y, want, want_q) = q8_matvec(&k, rows, cols, 20 + i as u64);
-        let e = r::rel_l2(&y, &want);
-        eprintln!("mv_q8_0_q8_1 {rows}×{cols}: rel L2 {e:.3e}, NMSE {:.3e}", r::nmse(&y, &want));
-        assert!(e <= 2e-2, "{rows}×{cols}: relative error {e:e} > 2e-2");
-        // Against the same Q8_1 activations the kernel is exact up to f32 accumulation.
-        let eq = r::rel_l2(&y, &want_q);
-        assert!(eq <= 1e-5, "{rows}×{cols}: error vs Q8_1 reference {eq:e}");
+    for wtype in [WType::Q8_0, WType::Q8_0Planar] {
+        for (i, &(rows, cols)) in MV_SHAPES.iter().enumerate() {
+            let (y, want, want_q) = q8_matvec(&k, rows, cols, 20 + i as u64, wtype);
+            let e = r::rel_l2(&y, &want);
+            eprintln!("{wtype:?} int-dot {rows}×{cols}: rel L2 {e:.3e}, NMSE {:.3e}", r::nmse(&y, &want));
+            assert!(e <= 2e-2, "{wtype:?} {rows}×{cols}: relative error {e:e} > 2e-2");
+            // Against the same Q8_1 activations the kernel is exact up to f32 accumulation.
+            let eq = r::rel_l2(&y, &want_q);
+            assert!(eq <= 1e-5, "{wtype:?} {rows}×{cols}: error vs Q8_1 reference {eq:e}");
+        }
     }
     assert_clean(k.gpu());
 }
@@ -203,5 +210,40 @@ fn bad_launches_are_errors() {
     let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0, 2, 64), &x, &y, None).unwrap_err();
     assert!(e.to_string().contains("'y'"), "{e}");
     drop(rec);
+    assert_clean(g);
+}
+
+#[test]
+fn one_quantisation_feeds_several_matrices() {
+    let mut k = kernels();
+    k.set_matvec_path(MatvecPath::IntDot).unwrap();
+    let g = k.gpu();
+    let (rows, cols) = (40usize, 256usize);
+    let mut rng = Rng::new(80);
+    let x = rng.vec(cols, 1.0);
+    let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+    let s = k.q8_1_scratch(cols as u64).unwrap();
+    let mats: Vec<(Vec<u8>, Vec<f32>)> = (0..3).map(|_| r::quantize_matrix_q8_0(&rng.vec(rows * cols, 1.0), cols)).collect();
+    let wbs: Vec<_> = mats
+        .iter()
+        .map(|(b, _)| g.buffer_from("w", &qwen3_omni_vk::layout::repack_q8_0_planar(b, rows, cols).unwrap(), MemoryIntent::Weights).unwrap())
+        .collect();
+    let ys: Vec<_> = (0..3).map(|_| g.buffer("y", rows as u64 * 4, MemoryIntent::Readback).unwrap()).collect();
+    let mut rec = g.recorder(false).unwrap();
+    k.quantize_q8_1(&mut rec, &xb, cols as u64, &s).unwrap();
+    for (wb, y) in wbs.iter().zip(&ys) {
+        k.matvec_prequantized(&mut rec, Matrix::new(wb, WType::Q8_0Planar, rows as u32, cols as u32), &xb, y, &s).unwrap();
+    }
+    let batch = rec.finish().unwrap();
+    // Quantise, one barrier, then three independent matrices.
+    assert_eq!((batch.dispatches(), batch.barriers()), (4, 1));
+    let mut batch = batch;
+    batch.submit().unwrap();
+    let xq = r::q8_1_roundtrip(&x);
+    for ((_, deq), y) in mats.iter().zip(&ys) {
+        let e = r::rel_l2(&y.read_vec::<f32>().unwrap(), &r::matvec(deq, &xq, rows, cols));
+        assert!(e <= 1e-5, "error vs Q8_1 reference {e:e}");
+    }
+    drop(batch);
     assert_clean(g);
 }

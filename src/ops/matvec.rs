@@ -24,10 +24,38 @@ impl Kernels {
         y: &'a Buffer,
         scratch: Option<&'a Q8_1Scratch>,
     ) -> Result<()> {
-        let intdot = w.wtype == WType::Q8_0 && self.matvec_path() == MatvecPath::IntDot;
+        self.matvec_impl(rec, w, x, y, scratch, true)
+    }
+
+    /// Like [`Kernels::matvec`] on the int-dot path, with `scratch` already holding x quantised
+    /// by [`Kernels::quantize_q8_1`] (one quantisation shared by several matrices, e.g. q/k/v).
+    /// On the float path it is exactly `matvec`.
+    pub fn matvec_prequantized<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        w: Matrix<'a>,
+        x: &'a Buffer,
+        y: &'a Buffer,
+        scratch: &'a Q8_1Scratch,
+    ) -> Result<()> {
+        self.matvec_impl(rec, w, x, y, Some(scratch), false)
+    }
+
+    fn matvec_impl<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        w: Matrix<'a>,
+        x: &'a Buffer,
+        y: &'a Buffer,
+        scratch: Option<&'a Q8_1Scratch>,
+        quantize: bool,
+    ) -> Result<()> {
+        let intdot = matches!(w.wtype, WType::Q8_0 | WType::Q8_0Planar) && self.matvec_path() == MatvecPath::IntDot;
         let name = match (w.wtype, intdot) {
             (WType::Q8_0, true) => "mv_q8_0_q8_1",
             (WType::Q8_0, false) => "mv_q8_0_f32",
+            (WType::Q8_0Planar, true) => "mv_q8_0p_q8_1",
+            (WType::Q8_0Planar, false) => "mv_q8_0p_f32",
             (WType::F16, _) => "mv_f16_f32",
             (WType::F32, _) => "mv_f32_f32",
         };
@@ -37,11 +65,40 @@ impl Kernels {
         let groups = w.rows.div_ceil(t.mv_rows);
         let (dims, grid_x) = grid(groups, self.gpu().caps().max_workgroup_count[0]);
         let push = PushKMG { k: w.cols, m: w.rows, grid_x };
-        let wb = Binding::read(w.buf).range(w.offset, w.bytes());
         let yb = Binding::write(y).range(0, w.rows as u64 * 4);
+        if w.wtype == WType::Q8_0Planar {
+            let l = crate::layout::PlanarLayout::new(w.rows as u64, w.cols as u64);
+            let qs = Binding::read(w.buf).range(w.offset, l.qs_bytes);
+            let d = Binding::read(w.buf).range(w.offset + l.d_offset, l.d_bytes);
+            // Rows per workgroup from the smallest subgroup the device may use, so every
+            // subgroup has rows to do; the kernel strides over them whatever the real size.
+            let min_sg = self.gpu().caps().min_subgroup_size.max(1);
+            let rows_wg = (t.mv_wg / min_sg).max(1) * t.mv_rows;
+            let spec = [
+                SpecConst { id: 0, value: t.mv_wg },
+                SpecConst { id: 1, value: t.mv_rows },
+                SpecConst { id: 2, value: rows_wg },
+            ];
+            let (dims, grid_x) = grid(w.rows.div_ceil(rows_wg), self.gpu().caps().max_workgroup_count[0]);
+            let push = PushKMG { k: w.cols, m: w.rows, grid_x };
+            let p = self.pipeline::<PushKMG>(name, &spec)?;
+            let n = w.cols as u64;
+            if intdot {
+                let s = scratch.ok_or_else(|| kerr(name, "the int-dot path needs a Q8_1 scratch".into()))?;
+                if quantize {
+                    self.quantize_q8_1(rec, x, n, s)?;
+                }
+                let b = [qs, d, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), yb];
+                return rec.dispatch(&p, &b, push_bytes(&push), dims);
+            }
+            return rec.dispatch(&p, &[qs, d, Binding::read(x).range(0, n * 4), yb], push_bytes(&push), dims);
+        }
+        let wb = Binding::read(w.buf).range(w.offset, w.bytes());
         if intdot {
             let s = scratch.ok_or_else(|| kerr(name, "the int-dot path needs a Q8_1 scratch".into()))?;
-            self.quantize_q8_1(rec, x, w.cols as u64, s)?;
+            if quantize {
+                self.quantize_q8_1(rec, x, w.cols as u64, s)?;
+            }
             let p = self.pipeline::<PushKMG>(name, &spec)?;
             let n = w.cols as u64;
             rec.dispatch(

@@ -13,6 +13,8 @@ use vk_runtime::{Buffer, Error, Result};
 pub enum WType {
     /// ggml's Q8_0: blocks of 32 weights as { f16 d; i8 qs[32] } (34 bytes).
     Q8_0,
+    /// The same numbers in planar layout (all quants, then all scales; see `layout`).
+    Q8_0Planar,
     F16,
     F32,
 }
@@ -21,7 +23,7 @@ impl WType {
     /// Bytes of one row of `cols` weights.
     pub fn row_bytes(self, cols: u64) -> u64 {
         match self {
-            WType::Q8_0 => cols / 32 * 34,
+            WType::Q8_0 | WType::Q8_0Planar => cols / 32 * 34,
             WType::F16 => cols * 2,
             WType::F32 => cols * 4,
         }
@@ -42,14 +44,18 @@ impl<'a> Matrix<'a> {
     pub fn new(buf: &'a Buffer, wtype: WType, rows: u32, cols: u32) -> Self {
         Matrix { buf, offset: 0, wtype, rows, cols }
     }
+    /// Bytes the matrix occupies in its buffer.
     pub fn bytes(&self) -> u64 {
-        self.wtype.row_bytes(self.cols as u64) * self.rows as u64
+        match self.wtype {
+            WType::Q8_0Planar => crate::layout::PlanarLayout::new(self.rows as u64, self.cols as u64).total(),
+            w => w.row_bytes(self.cols as u64) * self.rows as u64,
+        }
     }
     pub(crate) fn check(&self, kernel: &str) -> Result<()> {
         if self.rows == 0 || self.cols == 0 {
             return Err(kerr(kernel, format!("empty matrix {}×{}", self.rows, self.cols)));
         }
-        if self.wtype == WType::Q8_0 && self.cols % 32 != 0 {
+        if matches!(self.wtype, WType::Q8_0 | WType::Q8_0Planar) && self.cols % 32 != 0 {
             return Err(kerr(kernel, format!("Q8_0 rows need a multiple of 32 columns, got {}", self.cols)));
         }
         Ok(())

@@ -1,0 +1,86 @@
+#version 450
+// y[m] = sum_k W[m, k] * x[k] with W in "Q8_0 planar" layout: the same numbers as ggml's Q8_0
+// (per 32-block an f16 scale d and 32 int8 quants), stored as two planes so that quants load as
+// aligned 16-byte vectors: quants qs[M*K] (int8, row-major), scales d[M*K/32] (f16, row-major).
+// The loader repacks ggml blocks into this layout while it copies weights to the device.
+//
+// Float path: each invocation takes 16 weights (one uvec4) per step, x read as 4 vec4.
+// INTDOT: x already quantised to Q8_1 (quantize_q8_1); 4 dotPacked4x8EXT per step.
+//
+// Each subgroup owns RPS rows at a time and reduces them with subgroupAdd alone (no shared memory,
+// no barrier). A workgroup covers ROWS_WG rows; its subgroups stride over them, so the result is
+// right for any subgroup size (the host sizes ROWS_WG from the smallest possible subgroup).
+//
+// Bindings: 0 qs (uvec4[]), 1 d (uint16[]), float path: 2 x (vec4[]), 3 y (float[M]);
+//           INTDOT: 2 xq (uvec4[]), 3 xd (vec2[] per 32-block), 4 y.
+// Push: K, M, grid_x. Spec: 0 WG, 1 RPS (rows per subgroup step), 2 ROWS_WG (rows per workgroup).
+#ifdef INTDOT
+#extension GL_EXT_integer_dot_product : require
+#endif
+#include "common/common.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 128;
+layout(constant_id = 1) const uint RPS = 2;
+layout(constant_id = 2) const uint ROWS_WG = 8;
+
+layout(push_constant) uniform Push { uint K; uint M; uint grid_x; } pc;
+
+layout(std430, binding = 0) readonly buffer QS { uvec4 qs[]; };
+layout(std430, binding = 1) readonly buffer D { uint16_t dw[]; };
+#ifdef INTDOT
+layout(std430, binding = 2) readonly buffer XQ { uvec4 xq[]; };
+layout(std430, binding = 3) readonly buffer XD { vec2 xd[]; };
+layout(std430, binding = 4) writeonly buffer Y { float y[]; };
+#else
+layout(std430, binding = 2) readonly buffer X { vec4 x[]; };
+layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+#endif
+
+#ifndef INTDOT
+vec4 bytes4(uint w) {
+    const int v = int(w);
+    return vec4(bitfieldExtract(v, 0, 8), bitfieldExtract(v, 8, 8), bitfieldExtract(v, 16, 8), bitfieldExtract(v, 24, 8));
+}
+#endif
+
+void main() {
+    const uint group = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
+    const uint first = group * ROWS_WG;
+    const uint last = min(first + ROWS_WG, pc.M);
+    const uint lane = gl_SubgroupInvocationID, ss = gl_SubgroupSize;
+    const uint nb = pc.K / 32u;
+    const uint nc = pc.K / 16u; // 16-weight chunks per row
+    for (uint row0 = first + gl_SubgroupID * RPS; row0 < last; row0 += gl_NumSubgroups * RPS) {
+        float acc[RPS];
+        for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
+        for (uint c = lane; c < nc; c += ss) {
+            const uint b = c >> 1;
+#ifdef INTDOT
+            const uvec4 xv = xq[c];
+            const float dx = xd[b].x;
+#else
+            const vec4 x0 = x[c * 4u], x1 = x[c * 4u + 1u], x2 = x[c * 4u + 2u], x3 = x[c * 4u + 3u];
+#endif
+            for (uint r = 0; r < RPS; r++) {
+                const uint row = min(row0 + r, last - 1u);
+                const uvec4 wv = qs[row * nc + c];
+                const float d = f16_bits_to_float(dw[row * nb + b]);
+#ifdef INTDOT
+                int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
+                s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
+                s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
+                s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
+                acc[r] += float(s) * d * dx;
+#else
+                const float s = dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3);
+                acc[r] += d * s;
+#endif
+            }
+        }
+        for (uint r = 0; r < RPS; r++) {
+            const float t = subgroupAdd(acc[r]);
+            if (lane == 0u && row0 + r < last) y[row0 + r] = t;
+        }
+    }
+}
