@@ -36,8 +36,52 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-/// Tokenizer sha256 recorded in a fixture must match the fetched file's (checked loosely:
-/// only reported, the ids comparison is what matters).
+/// Index of the first differing element (or of the first extra one), if any.
 pub fn first_mismatch(a: &[u32], b: &[u32]) -> Option<usize> {
     (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))
+}
+
+/// Header of a safetensors file: tensor name -> (dtype, shape, [begin, end)), plus the data length.
+pub struct SafetensorsHeader {
+    pub tensors: std::collections::BTreeMap<String, (String, Vec<u64>, [u64; 2])>,
+    pub data_len: u64,
+    pub metadata: serde_json::Value,
+}
+
+/// Reads and checks a safetensors header (offsets inside the file, sizes consistent with dtype/shape).
+pub fn read_safetensors_header(path: &std::path::Path) -> SafetensorsHeader {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file_len = f.metadata().expect("metadata").len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).expect("header length");
+    let n = u64::from_le_bytes(n);
+    assert!(n + 8 <= file_len, "{}: header length {n} beyond file", path.display());
+    let mut buf = vec![0u8; n as usize];
+    f.read_exact(&mut buf).expect("header");
+    let v: serde_json::Value = serde_json::from_slice(&buf).expect("header JSON");
+    let data_len = file_len - 8 - n;
+    let mut tensors = std::collections::BTreeMap::new();
+    let mut metadata = serde_json::Value::Null;
+    for (k, t) in v.as_object().expect("header object") {
+        if k == "__metadata__" {
+            metadata = t.clone();
+            continue;
+        }
+        let dtype = t["dtype"].as_str().expect("dtype").to_string();
+        let shape: Vec<u64> = t["shape"].as_array().expect("shape").iter().map(|x| x.as_u64().unwrap()).collect();
+        let off = t["data_offsets"].as_array().expect("offsets");
+        let (b, e) = (off[0].as_u64().unwrap(), off[1].as_u64().unwrap());
+        let elem = match dtype.as_str() {
+            "BF16" | "F16" | "I16" => 2,
+            "F32" | "I32" => 4,
+            "F64" | "I64" => 8,
+            "U8" | "I8" | "BOOL" => 1,
+            d => panic!("{}: unexpected dtype {d}", path.display()),
+        };
+        assert!(b <= e && e <= data_len, "{}: {k} offsets out of range", path.display());
+        assert_eq!(e - b, shape.iter().product::<u64>() * elem, "{}: {k} size", path.display());
+        tensors.insert(k.clone(), (dtype, shape, [b, e]));
+    }
+    SafetensorsHeader { tensors, data_len, metadata }
 }
