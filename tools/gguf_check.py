@@ -7,7 +7,10 @@
     # additionally check every tensor against the source checkpoint (gguf-py re-quantises it):
     python3 tools/gguf_check.py FILE.gguf --bin BIN --source CKPT_DIR
     # CI: build a tiny checkpoint, convert it with BIN, and run both checks:
-    python3 tools/gguf_check.py --selftest --bin target/debug/qwen3-omni-quantize
+    python3 tools/gguf_check.py --selftest [--bin target/debug/qwen3-omni-quantize]
+
+Without --bin the binary is $QWEN3VK_BIN, else the first of qwen3-omni-quantize / qwen3-omni-vk
+found in $CARGO_TARGET_DIR (or ./target) under debug/ then release/.
 
 gguf-py's GGUFReader must agree with our `info --json` on every metadata key (type and value),
 every tensor's name, ggml type, shape (ggml order), data offset, byte size and CRC-32 of the data.
@@ -162,6 +165,20 @@ def check_against_source(reader, ckpt):
         fail(f"source tensors missing from the GGUF: {missing[:5]}")
 
 
+def find_bin():
+    env = os.environ.get("QWEN3VK_BIN")
+    if env:
+        return env
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(root, "target")
+    for profile in ("debug", "release"):
+        for name in ("qwen3-omni-quantize", "qwen3-omni-vk"):
+            p = os.path.join(target, profile, name)
+            if os.access(p, os.X_OK):
+                return p
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("gguf", nargs="?")
@@ -170,9 +187,11 @@ def main():
     ap.add_argument("--source", help="source checkpoint directory to compare tensor data with")
     ap.add_argument("--selftest", action="store_true", help="build a tiny checkpoint, convert it with --bin, check")
     a = ap.parse_args()
+    if not a.bin and not a.json:
+        a.bin = find_bin()
     if a.selftest:
         if not a.bin:
-            ap.error("--selftest needs --bin")
+            ap.error("--selftest needs --bin (no built qwen3-omni-quantize found; run cargo build -p quantizer)")
         with tempfile.TemporaryDirectory() as d:
             ck = os.path.join(d, "ckpt")
             here = os.path.dirname(os.path.abspath(__file__))
@@ -188,7 +207,7 @@ def main():
             n = len(reader.tensors)
     else:
         if not a.gguf or not (a.bin or a.json):
-            ap.error("need GGUF and --bin or --json")
+            ap.error("need GGUF and --bin or --json (no built qwen3-omni-quantize found)")
         reader = GGUFReader(a.gguf)
         info = json.load(open(a.json)) if a.json else info_json(a.bin, a.gguf)
         check_against_info(reader, info)
