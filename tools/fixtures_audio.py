@@ -131,3 +131,38 @@ def log_mel(fe, wave16k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mask = out["attention_mask"][0].astype(np.int32)
     assert mel.shape[1] == len(wave16k) // 160 == mask.sum(), (mel.shape, len(wave16k), mask.sum())
     return mel, mask
+
+
+def _slaney_mel(f):
+    f = np.asarray(f, dtype=np.float64)
+    lin = 3.0 * f / 200.0
+    log = 15.0 + 27.0 * np.log(np.maximum(f, 1e-10) / 1000.0) / np.log(6.4)
+    return np.where(f < 1000.0, lin, log)
+
+
+def _slaney_hz(m):
+    m = np.asarray(m, dtype=np.float64)
+    lin = 200.0 * m / 3.0
+    log = 1000.0 * np.exp(np.log(6.4) * (m - 15.0) / 27.0)
+    return np.where(m < 15.0, lin, log)
+
+
+def spec_log_mel(x: np.ndarray, n_mels: int = 128) -> np.ndarray:
+    """Independent float64 implementation of spec §4.1, used to confirm the spec against transformers."""
+    n_fft, hop, sr = 400, 160, 16000
+    x = np.asarray(x, dtype=np.float64)
+    xp = np.pad(x, (n_fft // 2, n_fft // 2), mode="reflect")
+    n_frames = 1 + len(x) // hop
+    idx = np.arange(n_frames)[:, None] * hop + np.arange(n_fft)[None, :]
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
+    power = np.abs(np.fft.rfft(xp[idx] * window, axis=1)) ** 2  # [frames, 201]
+    power = power[:-1]  # drop the last frame
+    fft_f = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    pts = _slaney_hz(np.linspace(_slaney_mel(0.0), _slaney_mel(8000.0), n_mels + 2))
+    lo, c, hi = pts[:-2, None], pts[1:-1, None], pts[2:, None]
+    fb = np.maximum(0.0, np.minimum((fft_f - lo) / (c - lo), (hi - fft_f) / (hi - c)))
+    fb *= (2.0 / (hi - lo))  # Slaney area normalisation
+    mel = fb @ power.T  # [n_mels, T]
+    lg = np.log10(np.maximum(mel, 1e-10))
+    lg = np.maximum(lg, lg.max() - 8.0)
+    return ((lg + 4.0) / 4.0).astype(np.float32)

@@ -495,7 +495,11 @@ def write_mels(fixtures: Path) -> dict:
         tensors[f"{clip}.mel"] = mel
         if m["sample_rate"] != 16000:
             tensors[f"{clip}.wav16k"] = w
-        meta[clip] = {"file": fname, **m, "n_mel_frames": int(mel.shape[1])}
+        # Confirms spec §4.1: an independent float64 implementation agrees with transformers.
+        spec_diff = float(np.abs(fa.spec_log_mel(w) - mel).max())
+        assert spec_diff < 1e-4, (clip, spec_diff)
+        meta[clip] = {"file": fname, **m, "n_mel_frames": int(mel.shape[1]),
+                      "max_abs_diff_vs_spec_float64_mel": spec_diff}
     save_file(tensors, str(audio_dir / "mel.safetensors"))
     (audio_dir / "mel.json").write_text(json.dumps({"clips": meta, "tensors": describe(tensors)}, indent=1) + "\n")
     return mels
