@@ -181,16 +181,23 @@ impl Tokenizer {
         self.special.get(id as usize).copied().unwrap_or(false)
     }
 
+    /// Bytes `decode` emits for one id: nothing for skipped specials and for ids without a token.
+    /// The model's vocabulary (152064 rows) is larger than the tokenizer's (151676), and the padding
+    /// rows are not masked, so a model can emit such ids; like `tokenizers`, they decode to nothing.
+    fn decode_bytes(&self, id: u32, skip_special: bool) -> &[u8] {
+        if skip_special && self.is_special(id) {
+            return &[];
+        }
+        self.bytes.get(id as usize).map_or(&[], |b| &**b)
+    }
+
     /// Decodes ids to text; invalid UTF-8 becomes U+FFFD (as transformers' byte-level decoder).
-    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, TokenizerError> {
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> String {
         let mut buf = Vec::new();
         for &id in ids {
-            if skip_special && self.is_special(id) {
-                continue;
-            }
-            buf.extend_from_slice(self.token_bytes(id)?);
+            buf.extend_from_slice(self.decode_bytes(id, skip_special));
         }
-        Ok(String::from_utf8_lossy(&buf).into_owned())
+        String::from_utf8_lossy(&buf).into_owned()
     }
 
     /// A streaming decoder borrowing this tokenizer.
@@ -217,12 +224,9 @@ pub struct StreamDecoder<'a> {
 
 impl StreamDecoder<'_> {
     /// Adds one id; returns the newly completed text (possibly empty).
-    pub fn push(&mut self, id: u32) -> Result<String, TokenizerError> {
-        if self.skip_special && self.tok.is_special(id) {
-            return Ok(String::new());
-        }
-        self.pending.extend_from_slice(self.tok.token_bytes(id)?);
-        Ok(self.drain(false))
+    pub fn push(&mut self, id: u32) -> String {
+        self.pending.extend_from_slice(self.tok.decode_bytes(id, self.skip_special));
+        self.drain(false)
     }
 
     /// Flushes held-back bytes (an incomplete character becomes U+FFFD).

@@ -85,3 +85,27 @@ pub fn read_safetensors_header(path: &std::path::Path) -> SafetensorsHeader {
     }
     SafetensorsHeader { tensors, data_len, metadata }
 }
+
+/// Raw little-endian data of one tensor of a safetensors file.
+pub fn read_safetensors_bytes(path: &std::path::Path, name: &str, dtype: &str) -> Vec<u8> {
+    let h = read_safetensors_header(path);
+    let (dt, _, [b, e]) = h.tensors.get(name).unwrap_or_else(|| panic!("{}: no tensor {name}", path.display()));
+    assert_eq!(dt, dtype, "{}: {name}", path.display());
+    let bytes = std::fs::read(path).expect("read");
+    let start = bytes.len() - h.data_len as usize;
+    bytes[start + *b as usize..start + *e as usize].to_vec()
+}
+
+pub fn read_safetensors_i32(path: &std::path::Path, name: &str) -> Vec<u32> {
+    read_safetensors_bytes(path, name, "I32")
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u32)
+        .collect()
+}
+
+pub fn read_safetensors_f32(path: &std::path::Path, name: &str) -> Vec<f32> {
+    read_safetensors_bytes(path, name, "F32")
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
