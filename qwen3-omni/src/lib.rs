@@ -3,8 +3,12 @@
 //! * [`tokenizer`]: the Qwen3 byte-level BPE tokenizer with Qwen3-Omni's added tokens, and a
 //!   streaming detokenizer.
 //! * [`chat`]: ChatML prompt rendering with audio placeholder expansion.
+//! * [`model_file`]: the Q8_0 GGUF model file, with shape- and type-checked tensor lookups.
+//! * [`thinker`]: the Thinker's config and its weights on the GPU.
 
 pub mod chat;
+pub mod model_file;
+pub mod thinker;
 pub mod tokenizer;
 
 pub use chat::{audio_token_count, mel_frames, render, Item, Message, Prompt, Role};

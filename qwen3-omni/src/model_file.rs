@@ -1,0 +1,127 @@
+//! The model file: one memory-mapped Q8_0 GGUF (written by `quantizer`) holding every component,
+//! with lookups that check each tensor's shape and type and name the tensor when they don't match.
+
+use std::path::{Path, PathBuf};
+
+use quantizer::gguf::{GgmlType, GgufError, GgufFile, TensorInfo};
+
+/// What can go wrong reading a model file or placing it on the GPU.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Gguf {
+        path: PathBuf,
+        #[source]
+        source: GgufError,
+    },
+    #[error("{path}: metadata key {key} is missing (is this a qwen3-omni-vk GGUF? write one with `qwen3-omni-vk quantize`)")]
+    MissingKey { path: PathBuf, key: String },
+    #[error("{path}: config field {field}: {what}")]
+    Config { path: PathBuf, field: String, what: String },
+    #[error("{path}: tensor {name} is missing")]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("{path}: tensor {name} has shape {got:?}, expected {want:?} (torch order)")]
+    Shape { path: PathBuf, name: String, got: Vec<u64>, want: Vec<u64> },
+    #[error("{path}: tensor {name} is {got}, expected {want}")]
+    Type { path: PathBuf, name: String, got: &'static str, want: String },
+    #[error(
+        "the model needs {need_mib} MiB of device memory but device heap {heap} has {avail_mib} MiB \
+         available; use a smaller model or a device with more memory"
+    )]
+    TooBig { need_mib: u64, avail_mib: u64, heap: usize },
+    #[error(transparent)]
+    Gpu(#[from] qwen3_omni_vk::Error),
+}
+
+/// A tensor found in the file: its info (ggml dims) and its bytes in the map.
+pub struct TensorRef<'a> {
+    pub info: &'a TensorInfo,
+    pub data: &'a [u8],
+}
+
+impl TensorRef<'_> {
+    pub fn ty(&self) -> GgmlType {
+        self.info.ty
+    }
+    /// Shape in torch order (ggml dims reversed).
+    pub fn shape(&self) -> Vec<u64> {
+        self.info.dims.iter().rev().copied().collect()
+    }
+}
+
+/// An open model file.
+pub struct ModelFile {
+    pub gguf: GgufFile,
+    config: serde_json::Value,
+}
+
+impl ModelFile {
+    pub fn open(path: impl AsRef<Path>) -> Result<ModelFile, ModelError> {
+        let path = path.as_ref();
+        let gguf = GgufFile::open(path).map_err(|source| ModelError::Gguf { path: path.to_path_buf(), source })?;
+        let key = "qwen3omni.config_json";
+        let text = gguf
+            .header
+            .get(key)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| ModelError::MissingKey { path: path.to_path_buf(), key: key.into() })?;
+        let config = serde_json::from_str(text).map_err(|e| ModelError::Config {
+            path: path.to_path_buf(),
+            field: key.into(),
+            what: format!("not valid JSON: {e}"),
+        })?;
+        Ok(ModelFile { gguf, config })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.gguf.path
+    }
+
+    /// config.json as stored in the file.
+    pub fn config(&self) -> &serde_json::Value {
+        &self.config
+    }
+
+    /// A config value by JSON pointer (e.g. `/thinker_config/text_config/hidden_size`).
+    pub fn config_u64(&self, pointer: &str) -> Result<u64, ModelError> {
+        self.config.pointer(pointer).and_then(|v| v.as_u64()).ok_or_else(|| self.config_err(pointer, "missing or not an unsigned integer"))
+    }
+
+    pub fn config_f64(&self, pointer: &str) -> Result<f64, ModelError> {
+        self.config.pointer(pointer).and_then(|v| v.as_f64()).ok_or_else(|| self.config_err(pointer, "missing or not a number"))
+    }
+
+    pub fn config_err(&self, field: &str, what: &str) -> ModelError {
+        ModelError::Config { path: self.path().to_path_buf(), field: field.into(), what: what.into() }
+    }
+
+    /// The tensor `name`, which must have torch shape `shape`.
+    pub fn tensor(&self, name: &str, shape: &[u64]) -> Result<TensorRef<'_>, ModelError> {
+        let info = self
+            .gguf
+            .header
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor { path: self.path().to_path_buf(), name: name.into() })?;
+        let t = TensorRef { info, data: self.gguf.tensor_data(info) };
+        let got = t.shape();
+        if got != shape {
+            return Err(ModelError::Shape { path: self.path().to_path_buf(), name: name.into(), got, want: shape.to_vec() });
+        }
+        Ok(t)
+    }
+
+    /// The tensor `name` of shape `shape` and one of the types `want`.
+    pub fn tensor_typed(&self, name: &str, shape: &[u64], want: &[GgmlType]) -> Result<TensorRef<'_>, ModelError> {
+        let t = self.tensor(name, shape)?;
+        if !want.contains(&t.ty()) {
+            let names: Vec<&str> = want.iter().map(|w| w.name()).collect();
+            return Err(ModelError::Type {
+                path: self.path().to_path_buf(),
+                name: name.into(),
+                got: t.ty().name(),
+                want: names.join(" or "),
+            });
+        }
+        Ok(t)
+    }
+}

@@ -1,0 +1,8 @@
+//! The Thinker: Qwen3-MoE text decoder (spec §5). Config from the GGUF's metadata, weights placed
+//! on the GPU by the runtime's memory intents.
+
+mod config;
+mod weights;
+
+pub use config::ThinkerConfig;
+pub use weights::{expert_stride, LayerWeights, ThinkerWeights};

@@ -1,0 +1,138 @@
+//! Thinker weights on the GPU. Q8_0 matrices are repacked into the planar layout
+//! (`qwen3_omni_vk::layout`) while they are copied: on UMA and full-BAR devices straight from the
+//! memory-mapped GGUF into mapped device memory, so no second resident copy exists; elsewhere one
+//! tensor at a time through a staging buffer. Experts of one projection share one buffer.
+
+use qwen3_omni_vk::layout::{repack_q8_0_planar_into, PlanarLayout};
+use qwen3_omni_vk::vk_runtime::{Buffer, Gpu, MemoryIntent};
+use quantizer::gguf::GgmlType;
+
+use super::ThinkerConfig;
+use crate::model_file::{ModelError, ModelFile, TensorRef};
+
+/// One decoder layer.
+pub struct LayerWeights {
+    pub attn_norm: Buffer,
+    pub q: Buffer,
+    pub k: Buffer,
+    pub v: Buffer,
+    pub o: Buffer,
+    pub q_norm: Buffer,
+    pub k_norm: Buffer,
+    pub ffn_norm: Buffer,
+    /// Router `[n_experts, hidden]` f32.
+    pub router: Buffer,
+    /// All experts' gate / up (`[moe_inter, hidden]` each) and down (`[hidden, moe_inter]`),
+    /// planar Q8_0, expert e at `e * expert_stride(rows, cols)`.
+    pub gate: Buffer,
+    pub up: Buffer,
+    pub down: Buffer,
+}
+
+/// The whole Thinker.
+pub struct ThinkerWeights {
+    pub embed: Buffer,
+    pub layers: Vec<LayerWeights>,
+    pub norm: Buffer,
+    pub lm_head: Buffer,
+}
+
+/// Byte stride between experts in a stacked planar buffer (a valid binding offset everywhere).
+pub fn expert_stride(rows: u64, cols: u64) -> u64 {
+    PlanarLayout::new(rows, cols).total().div_ceil(256) * 256
+}
+
+fn q8_planar(gpu: &Gpu, m: &ModelFile, name: &str, rows: u64, cols: u64) -> Result<Buffer, ModelError> {
+    let t = m.tensor_typed(name, &[rows, cols], &[GgmlType::Q8_0])?;
+    let l = PlanarLayout::new(rows, cols);
+    let mut buf = gpu.buffer(name, l.total(), MemoryIntent::Weights)?;
+    fill_planar(&mut buf, 0, &t, rows, cols)?;
+    Ok(buf)
+}
+
+fn fill_planar(buf: &mut Buffer, offset: u64, t: &TensorRef<'_>, rows: u64, cols: u64) -> Result<(), ModelError> {
+    let total = PlanarLayout::new(rows, cols).total() as usize;
+    let name = buf.name().to_string();
+    let err = |e: String| qwen3_omni_vk::Error::Kernel { kernel: name.clone(), what: e };
+    if let Some(mapped) = buf.mapped_mut() {
+        let dst = &mut mapped[offset as usize..offset as usize + total];
+        repack_q8_0_planar_into(t.data, rows as usize, cols as usize, dst).map_err(err)?;
+    } else {
+        let mut tmp = vec![0u8; total];
+        repack_q8_0_planar_into(t.data, rows as usize, cols as usize, &mut tmp).map_err(err)?;
+        buf.write(offset, &tmp)?;
+    }
+    Ok(())
+}
+
+fn f32_vec(gpu: &Gpu, m: &ModelFile, name: &str, shape: &[u64]) -> Result<Buffer, ModelError> {
+    let t = m.tensor_typed(name, shape, &[GgmlType::F32])?;
+    Ok(gpu.buffer_from(name, t.data, MemoryIntent::Weights)?)
+}
+
+fn experts(gpu: &Gpu, m: &ModelFile, layer: u32, proj: &str, n: u32, rows: u64, cols: u64) -> Result<Buffer, ModelError> {
+    let stride = expert_stride(rows, cols);
+    let name = format!("thinker.model.layers.{layer}.mlp.experts.*.{proj}.weight");
+    let mut buf = gpu.buffer(&name, stride * n as u64, MemoryIntent::Weights)?;
+    for e in 0..n {
+        let tn = format!("thinker.model.layers.{layer}.mlp.experts.{e}.{proj}.weight");
+        let t = m.tensor_typed(&tn, &[rows, cols], &[GgmlType::Q8_0])?;
+        fill_planar(&mut buf, e as u64 * stride, &t, rows, cols)?;
+    }
+    Ok(buf)
+}
+
+impl ThinkerWeights {
+    /// Device bytes the Thinker's weights take.
+    pub fn device_bytes(c: &ThinkerConfig) -> u64 {
+        let p = |r: u64, k: u64| PlanarLayout::new(r, k).total();
+        let (h, hd, qd, kvd) = (c.hidden as u64, c.head_dim as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
+        let layer = 4 * (2 * h + 2 * hd)
+            + p(qd, h)
+            + 2 * p(kvd, h)
+            + p(h, qd)
+            + c.n_experts as u64 * (4 * h + 2 * expert_stride(c.moe_inter as u64, h) + expert_stride(h, c.moe_inter as u64));
+        2 * p(c.vocab as u64, h) + 4 * h + c.layers as u64 * layer
+    }
+
+    /// Checks the model fits the device, then uploads every Thinker tensor, calling
+    /// `progress(done_layers, total_layers)` as it goes.
+    pub fn load(gpu: &Gpu, m: &ModelFile, c: &ThinkerConfig, mut progress: impl FnMut(u32, u32)) -> Result<ThinkerWeights, ModelError> {
+        let need = Self::device_bytes(c);
+        let caps = gpu.caps();
+        if let Some((i, h)) = caps.heaps.iter().enumerate().filter(|(_, h)| h.device_local).max_by_key(|(_, h)| h.size) {
+            let avail = h.budget.map(|b| b.saturating_sub(h.usage.unwrap_or(0))).unwrap_or(h.size);
+            if need > avail {
+                return Err(ModelError::TooBig { need_mib: need >> 20, avail_mib: avail >> 20, heap: i });
+            }
+        }
+        let (h, v) = (c.hidden as u64, c.vocab as u64);
+        let (hd, qd, kvd) = (c.head_dim as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
+        let embed = q8_planar(gpu, m, "thinker.model.embed_tokens.weight", v, h)?;
+        let mut layers = Vec::with_capacity(c.layers as usize);
+        for l in 0..c.layers {
+            let n = |s: &str| format!("thinker.model.layers.{l}.{s}");
+            layers.push(LayerWeights {
+                attn_norm: f32_vec(gpu, m, &n("input_layernorm.weight"), &[h])?,
+                q: q8_planar(gpu, m, &n("self_attn.q_proj.weight"), qd, h)?,
+                k: q8_planar(gpu, m, &n("self_attn.k_proj.weight"), kvd, h)?,
+                v: q8_planar(gpu, m, &n("self_attn.v_proj.weight"), kvd, h)?,
+                o: q8_planar(gpu, m, &n("self_attn.o_proj.weight"), h, qd)?,
+                q_norm: f32_vec(gpu, m, &n("self_attn.q_norm.weight"), &[hd])?,
+                k_norm: f32_vec(gpu, m, &n("self_attn.k_norm.weight"), &[hd])?,
+                ffn_norm: f32_vec(gpu, m, &n("post_attention_layernorm.weight"), &[h])?,
+                router: f32_vec(gpu, m, &n("mlp.gate.weight"), &[c.n_experts as u64, h])?,
+                gate: experts(gpu, m, l, "gate_proj", c.n_experts, c.moe_inter as u64, h)?,
+                up: experts(gpu, m, l, "up_proj", c.n_experts, c.moe_inter as u64, h)?,
+                down: experts(gpu, m, l, "down_proj", c.n_experts, h, c.moe_inter as u64)?,
+            });
+            progress(l + 1, c.layers);
+        }
+        Ok(ThinkerWeights {
+            embed,
+            layers,
+            norm: f32_vec(gpu, m, "thinker.model.norm.weight", &[h])?,
+            lm_head: q8_planar(gpu, m, "thinker.lm_head.weight", v, h)?,
+        })
+    }
+}
