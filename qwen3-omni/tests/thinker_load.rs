@@ -1,6 +1,8 @@
 //! The Thinker's config and weights from a GGUF written by our quantizer from the tiny fixture
 //! checkpoint, uploaded to the GPU (lavapipe in CI) with validation on.
 
+mod common;
+
 use std::path::PathBuf;
 
 use qwen3_omni::model_file::{ModelError, ModelFile};
@@ -106,4 +108,38 @@ fn bad_tensors_are_named() {
     // A GGUF without our config key is refused with the key's name.
     let e = ModelFile::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).err().expect("not a GGUF");
     assert!(matches!(e, ModelError::Gguf { .. }), "{e}");
+}
+
+/// The CPU oracle against transformers (same Q8_0 round-tripped weights, float32): first-step
+/// logits, hidden states and 16 greedy tokens of the text prompt.
+#[test]
+fn cpu_oracle_matches_transformers() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny-real-vocab");
+    let (_d, path) = fixture_gguf("tiny-real-vocab");
+    let m = ModelFile::open(&path).unwrap();
+    let c = ThinkerConfig::from_model(&m).unwrap();
+    let cpu = qwen3_omni::thinker::cpu::CpuThinker::load(&m, &c).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
+    let ids: Vec<u32> = manifest["prompts"]["text"]["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let refs = root.join("ref_thinker_q8.safetensors");
+    let f = cpu.forward(&ids);
+    let rel = |got: &[f32], want: &[f32]| {
+        let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
+        let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+        (num / den).sqrt()
+    };
+    let logits = common::read_safetensors_f32(&refs, "text.logits_first");
+    let e = rel(&f.logits, &logits);
+    assert!(e < 1e-4, "first-step logits: relative error {e:e}");
+    let hs0 = common::read_safetensors_f32(&refs, "text.hs0");
+    assert!(rel(&f.hidden[0], &hs0) < 1e-6);
+    let hs2 = common::read_safetensors_f32(&refs, "text.hs2");
+    let e2 = rel(&f.hidden[2], &hs2);
+    assert!(e2 < 1e-4, "hs2: relative error {e2:e}");
+    let hl = common::read_safetensors_f32(&refs, "text.hs_last");
+    let el = rel(f.hidden.last().unwrap(), &hl);
+    assert!(el < 1e-4, "hs_last: relative error {el:e}");
+    let want = common::read_safetensors_i32(&refs, "text.greedy_ids");
+    let got = cpu.greedy(&ids, want.len());
+    assert_eq!(got, want, "greedy tokens");
 }
