@@ -2,6 +2,7 @@
 //! on the GPU by the runtime's memory intents.
 
 mod config;
+pub mod cpu;
 mod weights;
 
 pub use config::ThinkerConfig;
