@@ -9,12 +9,15 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-pkgs=(libvulkan1 mesa-vulkan-drivers vulkan-validationlayers cmake ninja-build python3 python3-venv
-      g++ git xz-utils ca-certificates npm)
+pkgs=(libvulkan1 mesa-vulkan-drivers vulkan-validationlayers cmake ninja-build g++ git xz-utils ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Tools that may come from elsewhere (pyenv's python, NodeSource's node): only when absent.
+command -v python3 >/dev/null || missing+=(python3)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -q
