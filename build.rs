@@ -31,6 +31,12 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "softmax_f32", file: "softmax.comp", defines: &[] },
     Variant { name: "copy_vec4", file: "bandwidth.comp", defines: &[("OP_COPY", "1")] },
     Variant { name: "read_vec4", file: "bandwidth.comp", defines: &[("OP_READ", "1")] },
+    Variant { name: "moe_route_f32", file: "moe_route.comp", defines: &[] },
+    Variant { name: "moe_gate_up_q8_0p_f32", file: "moe_gate_up.comp", defines: &[] },
+    Variant { name: "moe_gate_up_q8_0p_q8_1", file: "moe_gate_up.comp", defines: &[("INTDOT", "1")] },
+    Variant { name: "moe_down_q8_0p_f32", file: "moe_down.comp", defines: &[] },
+    Variant { name: "moe_down_q8_0p_q8_1", file: "moe_down.comp", defines: &[("INTDOT", "1")] },
+    Variant { name: "moe_shared_gate_f32", file: "moe_shared_gate.comp", defines: &[] },
 ];
 
 const MAX_PUSH: u32 = 128;

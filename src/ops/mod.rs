@@ -4,6 +4,7 @@
 mod elementwise;
 mod matmul;
 mod matvec;
+mod moe;
 
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Buffer, Error, Result};

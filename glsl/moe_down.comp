@@ -1,0 +1,109 @@
+#version 450
+// MoE down projection with the routing weights and the sum over the k chosen experts fused:
+//   y[t, m] = (flags bit 0: res[t, m] +) Σ_j w[t, j] · Σ_i D_e[m, i] · h[t, j, i],  e = ids[t, j].
+// Weights: all experts stacked in one buffer, expert e's planar Q8_0 [M, K] block (quants qs[M*K]
+// int8, then f16 scales d[M*K/32] at d_off) at e * stride bytes (stride a multiple of 256).
+// Like matvec_q8_0p: each subgroup owns RPS rows at a time, 16 weights (one uvec4) per invocation
+// per step, reduced with subgroupAdd alone; for its rows a subgroup loops over the k slots, scaling
+// each slot's partial sums by its weight. Workgroup: ROWS_WG rows of token y (x extent grid_x).
+// Float path: h read as vec4; INTDOT: h quantised to Q8_1 (quantize_q8_1, n_tokens*k*K values).
+// res may alias y (in-place residual add: each element is read, then written, by one invocation).
+//
+// Bindings: 0 qs (uvec4[]), 1 d (uint16[]),
+//           float: 2 h (vec4[n_tokens*k*K/4]), 3 ids, 4 w (float[n_tokens*k]), 5 res, 6 y (float[n_tokens*M]);
+//           INTDOT: 2 hq (uvec4[]), 3 hd (vec2[] per 32-block), 4 ids, 5 w, 6 res, 7 y.
+// Push: K, M, k, n_experts (ids are clamped below it), stride16 (stride/16), d_off2 (d_off/2),
+//       flags, grid_x. Spec: 0 WG, 1 RPS (rows per subgroup step), 2 ROWS_WG (rows per workgroup).
+#ifdef INTDOT
+#extension GL_EXT_integer_dot_product : require
+#endif
+#include "common/common.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 128;
+layout(constant_id = 1) const uint RPS = 2;
+layout(constant_id = 2) const uint ROWS_WG = 8;
+
+layout(push_constant) uniform Push {
+    uint K; uint M; uint k; uint n_experts; uint stride16; uint d_off2; uint flags; uint grid_x;
+} pc;
+
+layout(std430, binding = 0) readonly buffer QS { uvec4 qs[]; };
+layout(std430, binding = 1) readonly buffer D { uint16_t dw[]; };
+#ifdef INTDOT
+layout(std430, binding = 2) readonly buffer HQ { uvec4 hq[]; };
+layout(std430, binding = 3) readonly buffer HD { vec2 hd[]; };
+layout(std430, binding = 4) readonly buffer IDS { uint ids[]; };
+layout(std430, binding = 5) readonly buffer WT { float wt[]; };
+layout(std430, binding = 6) readonly buffer RES { float res[]; };
+layout(std430, binding = 7) writeonly buffer Y { float y[]; };
+#else
+layout(std430, binding = 2) readonly buffer H { vec4 h[]; };
+layout(std430, binding = 3) readonly buffer IDS { uint ids[]; };
+layout(std430, binding = 4) readonly buffer WT { float wt[]; };
+layout(std430, binding = 5) readonly buffer RES { float res[]; };
+layout(std430, binding = 6) writeonly buffer Y { float y[]; };
+#endif
+
+#ifndef INTDOT
+vec4 bytes4(uint w) {
+    const int v = int(w);
+    return vec4(bitfieldExtract(v, 0, 8), bitfieldExtract(v, 8, 8), bitfieldExtract(v, 16, 8), bitfieldExtract(v, 24, 8));
+}
+#endif
+
+void main() {
+    const uint t = gl_WorkGroupID.z;
+    const uint group = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
+    const uint first = group * ROWS_WG;
+    const uint last = min(first + ROWS_WG, pc.M);
+    const uint lane = gl_SubgroupInvocationID, ss = gl_SubgroupSize;
+    const uint nb = pc.K / 32u;
+    const uint nc = pc.K / 16u; // 16-weight chunks per row
+    for (uint row0 = first + gl_SubgroupID * RPS; row0 < last; row0 += gl_NumSubgroups * RPS) {
+        float acc[RPS];
+        for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
+        for (uint j = 0; j < pc.k; j++) {
+            const uint pair = t * pc.k + j;
+            const uint e = min(ids[pair], pc.n_experts - 1u);
+            const float wj = wt[pair];
+            const uint qbase = e * pc.stride16;
+            const uint dbase = e * pc.stride16 * 8u + pc.d_off2;
+            float a[RPS];
+            for (uint r = 0; r < RPS; r++) a[r] = 0.0;
+            for (uint c = lane; c < nc; c += ss) {
+                const uint b = c >> 1;
+#ifdef INTDOT
+                const uvec4 xv = hq[pair * nc + c];
+                const float dx = hd[pair * nb + b].x;
+#else
+                const uint xi = (pair * nc + c) * 4u;
+                const vec4 x0 = h[xi], x1 = h[xi + 1u], x2 = h[xi + 2u], x3 = h[xi + 3u];
+#endif
+                for (uint r = 0; r < RPS; r++) {
+                    const uint row = min(row0 + r, last - 1u);
+                    const uvec4 wv = qs[qbase + row * nc + c];
+                    const float d = f16_bits_to_float(dw[dbase + row * nb + b]);
+#ifdef INTDOT
+                    int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
+                    s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
+                    s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
+                    s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
+                    a[r] += float(s) * d * dx;
+#else
+                    a[r] += d * (dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3));
+#endif
+                }
+            }
+            for (uint r = 0; r < RPS; r++) acc[r] += wj * a[r];
+        }
+        for (uint r = 0; r < RPS; r++) {
+            const float v = subgroupAdd(acc[r]);
+            const uint row = row0 + r;
+            if (lane == 0u && row < last) {
+                const uint o = t * pc.M + row;
+                y[o] = (pc.flags & 1u) != 0u ? res[o] + v : v;
+            }
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Mixture of experts: routing (softmax → top-k → renormalise) and the expert projections that read
+//! the chosen ids from a GPU buffer (gate and up in one dispatch; down with the routing weights, the
+//! sum over the k experts and an optional residual fused), on stacked planar Q8_0 expert weights.
+//!
+//! Expert layout: all experts of one projection in one buffer, expert e's planar Q8_0 `[rows, cols]`
+//! block (`layout::PlanarLayout`) at `e * stride`, `stride` = the planar size rounded up to 256 bytes.
+
+use bytemuck::{Pod, Zeroable};
+use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
+
+use super::{grid, kerr, push_bytes, Matrix, WType};
+use crate::kernels::{Kernels, MatvecPath, Q8_1Scratch};
+use crate::layout::{repack_q8_0_planar_into, PlanarLayout};
+
+/// Largest k `moe_route` selects.
+pub const MOE_MAX_K: u32 = 8;
+
+/// Byte layout of `n_experts` stacked planar Q8_0 `[rows, cols]` matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpertLayout {
+    pub n_experts: u64,
+    /// One expert's planar layout (offsets relative to the expert's start).
+    pub matrix: PlanarLayout,
+    /// Bytes from one expert to the next (a multiple of 256).
+    pub stride: u64,
+}
+
+impl ExpertLayout {
+    pub fn new(n_experts: u64, rows: u64, cols: u64) -> Self {
+        let matrix = PlanarLayout::new(rows, cols);
+        ExpertLayout { n_experts, matrix, stride: matrix.total().div_ceil(256) * 256 }
+    }
+    /// Bytes of the whole stack.
+    pub fn total(&self) -> u64 {
+        self.n_experts * self.stride
+    }
+}
+
+/// Repacks ggml Q8_0 bytes of `[n_experts, rows, cols]` (expert-major, as GGUF stores `*_exps`)
+/// into `out` in the stacked planar layout (`ExpertLayout::total()` bytes; padding left as is).
+pub fn repack_experts_q8_0_planar_into(ggml: &[u8], n_experts: usize, rows: usize, cols: usize, out: &mut [u8]) -> std::result::Result<(), String> {
+    let l = ExpertLayout::new(n_experts as u64, rows as u64, cols as u64);
+    let per = rows * cols / 32 * 34;
+    if cols % 32 != 0 || ggml.len() != n_experts * per || (out.len() as u64) < l.total() {
+        return Err(format!(
+            "Q8_0 experts [{n_experts}, {rows}, {cols}]: {} input bytes (need {}), {} output bytes (need {})",
+            ggml.len(),
+            n_experts * per,
+            out.len(),
+            l.total()
+        ));
+    }
+    let stride = l.stride as usize;
+    for (e, src) in ggml.chunks_exact(per).enumerate() {
+        repack_q8_0_planar_into(src, rows, cols, &mut out[e * stride..(e + 1) * stride])?;
+    }
+    Ok(())
+}
+
+/// Repacks into a new vector (zero padding between experts).
+pub fn repack_experts_q8_0_planar(ggml: &[u8], n_experts: usize, rows: usize, cols: usize) -> std::result::Result<Vec<u8>, String> {
+    let mut out = vec![0u8; ExpertLayout::new(n_experts as u64, rows as u64, cols as u64).total() as usize];
+    repack_experts_q8_0_planar_into(ggml, n_experts, rows, cols, &mut out)?;
+    Ok(out)
+}
+
+/// All experts of one projection: `n_experts` planar Q8_0 `[rows, cols]` matrices stacked from
+/// `offset` of `buf` (see [`ExpertLayout`]). Made by [`Matrix::experts`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExpertMatrix<'a> {
+    pub buf: &'a Buffer,
+    pub offset: u64,
+    pub n_experts: u32,
+    pub rows: u32,
+    pub cols: u32,
+}
+
+impl<'a> Matrix<'a> {
+    /// This matrix (planar Q8_0, `offset` at the first expert) as the first of `n_experts` stacked
+    /// experts of the same shape.
+    pub fn experts(self, n_experts: u32) -> ExpertMatrix<'a> {
+        ExpertMatrix { buf: self.buf, offset: self.offset, n_experts, rows: self.rows, cols: self.cols }
+    }
+
+    /// [`ExpertLayout::new`]`(n_experts, rows, cols).stride`: bytes between stacked experts.
+    pub fn expert_stride(rows: u32, cols: u32) -> u64 {
+        ExpertLayout::new(1, rows as u64, cols as u64).stride
+    }
+
+    /// [`repack_experts_q8_0_planar`]: ggml Q8_0 `[n_experts, rows, cols]` → stacked planar experts.
+    pub fn repack_experts_q8_0_planar(ggml: &[u8], n_experts: usize, rows: usize, cols: usize) -> std::result::Result<Vec<u8>, String> {
+        repack_experts_q8_0_planar(ggml, n_experts, rows, cols)
+    }
+}
+
+impl<'a> ExpertMatrix<'a> {
+    pub fn layout(&self) -> ExpertLayout {
+        ExpertLayout::new(self.n_experts as u64, self.rows as u64, self.cols as u64)
+    }
+
+    fn check(&self, kernel: &str) -> Result<()> {
+        if self.n_experts == 0 {
+            return Err(kerr(kernel, "no experts".into()));
+        }
+        Matrix::new(self.buf, WType::Q8_0Planar, self.rows, self.cols).check(kernel)?;
+        let l = self.layout();
+        if l.stride / 16 > u32::MAX as u64 || l.total() / 2 > u32::MAX as u64 {
+            return Err(kerr(kernel, format!("{} bytes of experts exceed the kernel's 32-bit indexing", l.total())));
+        }
+        Ok(())
+    }
+
+    /// The quants view (binding of uvec4) and the scales view (binding of uint16), both from the
+    /// first expert's start so that the kernel indexes experts by stride.
+    fn bindings(&self) -> [Binding<'a>; 2] {
+        let l = self.layout();
+        let before_last = (self.n_experts as u64 - 1) * l.stride;
+        [
+            Binding::read(self.buf).range(self.offset, before_last + l.matrix.qs_bytes),
+            Binding::read(self.buf).range(self.offset, before_last + l.matrix.total()),
+        ]
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushRoute {
+    n_experts: u32,
+    k: u32,
+    n_tokens: u32,
+    flags: u32,
+    grid_x: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushRoute>() == 20);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushGateUp {
+    k_cols: u32,
+    m_rows: u32,
+    k: u32,
+    n_experts: u32,
+    stride16: u32,
+    d_off2: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushGateUp>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushDown {
+    k_cols: u32,
+    m_rows: u32,
+    k: u32,
+    n_experts: u32,
+    stride16: u32,
+    d_off2: u32,
+    flags: u32,
+    grid_x: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushDown>() == 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushSharedGate {
+    n: u32,
+    n_tokens: u32,
+    grid_x: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushSharedGate>() == 12);
+
+const ROUTE_WG: u32 = 128;
+
+impl Kernels {
+    /// Routing for `n_tokens` rows of `n_experts` router logits (f32): softmax in f32, the `k`
+    /// (1..=8) largest probabilities (ties → lower expert index) in descending order, then, with
+    /// `renormalize` (norm_topk_prob), each divided by their sum. Writes `ids` (u32) and `weights`
+    /// (f32), both `[n_tokens, k]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn moe_route<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        logits: &'a Buffer,
+        ids: &'a Buffer,
+        weights: &'a Buffer,
+        n_experts: u32,
+        k: u32,
+        n_tokens: u32,
+        renormalize: bool,
+    ) -> Result<()> {
+        let name = "moe_route_f32";
+        if n_experts == 0 || n_tokens == 0 || k == 0 || k > MOE_MAX_K.min(n_experts) {
+            return Err(kerr(name, format!("{n_tokens} tokens, {n_experts} experts, top-{k}: need k in 1..=min(8, experts)")));
+        }
+        let p = self.pipeline::<PushRoute>(name, &[SpecConst { id: 0, value: ROUTE_WG }])?;
+        let (dims, grid_x) = grid(n_tokens, self.gpu().caps().max_workgroup_count[0]);
+        let push = PushRoute { n_experts, k, n_tokens, flags: renormalize as u32, grid_x };
+        let sel = n_tokens as u64 * k as u64 * 4;
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(logits).range(0, n_tokens as u64 * n_experts as u64 * 4),
+                Binding::write(ids).range(0, sel),
+                Binding::write(weights).range(0, sel),
+            ],
+            push_bytes(&push),
+            dims,
+        )
+    }
+
+    /// Gate of a shared expert (the Talker's `shared_expert_gate`, f32 `[1, hidden]`) written as a
+    /// one-expert routing: ids[t] = 0, weights[t] = sigmoid(w_gate · x[t]) for `n_tokens` rows of x.
+    /// With the shared expert as a one-expert stack (`Matrix::experts(1)`), `moe_gate_up` and
+    /// `moe_down` (k = 1, residual = the routed sum) then add sigmoid(·) · shared(x).
+    #[allow(clippy::too_many_arguments)]
+    pub fn moe_shared_gate<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        x: &'a Buffer,
+        w_gate: &'a Buffer,
+        ids: &'a Buffer,
+        weights: &'a Buffer,
+        hidden: u32,
+        n_tokens: u32,
+    ) -> Result<()> {
+        let name = "moe_shared_gate_f32";
+        if hidden == 0 || n_tokens == 0 {
+            return Err(kerr(name, format!("empty input ({n_tokens} tokens of {hidden})")));
+        }
+        let p = self.pipeline::<PushSharedGate>(name, &[SpecConst { id: 0, value: ROUTE_WG }])?;
+        let (dims, grid_x) = grid(n_tokens, self.gpu().caps().max_workgroup_count[0]);
+        let out = n_tokens as u64 * 4;
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(x).range(0, n_tokens as u64 * hidden as u64 * 4),
+                Binding::read(w_gate).range(0, hidden as u64 * 4),
+                Binding::write(ids).range(0, out),
+                Binding::write(weights).range(0, out),
+            ],
+            push_bytes(&PushSharedGate { n: hidden, n_tokens, grid_x }),
+            dims,
+        )
+    }
+
+    /// Spec constants and rows per workgroup of the planar expert kernels (as `matvec`'s planar path).
+    fn moe_geometry(&self) -> ([SpecConst; 3], u32) {
+        let t = self.tuning;
+        let min_sg = self.gpu().caps().min_subgroup_size.max(1);
+        let rows_wg = (t.mv_wg / min_sg).max(1) * t.mv_rows;
+        (
+            [SpecConst { id: 0, value: t.mv_wg }, SpecConst { id: 1, value: t.mv_rows }, SpecConst { id: 2, value: rows_wg }],
+            rows_wg,
+        )
+    }
+
+    /// h[t, j, :] = silu(gate_e · x[t]) ⊙ (up_e · x[t]) for e = ids[t, j], every token t <
+    /// `n_tokens` and slot j < `k`, in one dispatch; `h` is `[n_tokens, k, gate.rows]` f32. The ids
+    /// are read on the GPU. On the int-dot path x (`[n_tokens, gate.cols]`) is quantised to Q8_1
+    /// into `scratch` first; it is unused on the float path.
+    #[allow(clippy::too_many_arguments)]
+    pub fn moe_gate_up<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        gate: ExpertMatrix<'a>,
+        up: ExpertMatrix<'a>,
+        x: &'a Buffer,
+        ids: &'a Buffer,
+        k: u32,
+        n_tokens: u32,
+        h: &'a Buffer,
+        scratch: Option<&'a Q8_1Scratch>,
+    ) -> Result<()> {
+        self.moe_gate_up_impl(rec, gate, up, x, ids, k, n_tokens, h, scratch, true)
+    }
+
+    /// Like [`Kernels::moe_gate_up`] with `scratch` already holding x quantised by
+    /// [`Kernels::quantize_q8_1`] (e.g. shared with the router); the float path ignores `scratch`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn moe_gate_up_prequantized<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        gate: ExpertMatrix<'a>,
+        up: ExpertMatrix<'a>,
+        x: &'a Buffer,
+        ids: &'a Buffer,
+        k: u32,
+        n_tokens: u32,
+        h: &'a Buffer,
+        scratch: &'a Q8_1Scratch,
+    ) -> Result<()> {
+        self.moe_gate_up_impl(rec, gate, up, x, ids, k, n_tokens, h, Some(scratch), false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn moe_gate_up_impl<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        gate: ExpertMatrix<'a>,
+        up: ExpertMatrix<'a>,
+        x: &'a Buffer,
+        ids: &'a Buffer,
+        k: u32,
+        n_tokens: u32,
+        h: &'a Buffer,
+        scratch: Option<&'a Q8_1Scratch>,
+        quantize: bool,
+    ) -> Result<()> {
+        let intdot = self.matvec_path() == MatvecPath::IntDot;
+        let name = if intdot { "moe_gate_up_q8_0p_q8_1" } else { "moe_gate_up_q8_0p_f32" };
+        gate.check(name)?;
+        up.check(name)?;
+        if (gate.n_experts, gate.rows, gate.cols) != (up.n_experts, up.rows, up.cols) {
+            return Err(kerr(
+                name,
+                format!("gate is {}×[{}, {}], up is {}×[{}, {}]", gate.n_experts, gate.rows, gate.cols, up.n_experts, up.rows, up.cols),
+            ));
+        }
+        let pairs = n_tokens as u64 * k as u64;
+        let (spec, rows_wg) = self.moe_geometry();
+        let max = self.gpu().caps().max_workgroup_count;
+        let groups_x = gate.rows.div_ceil(rows_wg);
+        if k == 0 || n_tokens == 0 || pairs > max[1] as u64 || groups_x > max[0] {
+            return Err(kerr(name, format!("{n_tokens} tokens × top-{k} ({groups_x}×{pairs} workgroups) is empty or beyond the device's grid")));
+        }
+        let l = gate.layout();
+        let push = PushGateUp {
+            k_cols: gate.cols,
+            m_rows: gate.rows,
+            k,
+            n_experts: gate.n_experts,
+            stride16: (l.stride / 16) as u32,
+            d_off2: (l.matrix.d_offset / 2) as u32,
+        };
+        let [gq, gd] = gate.bindings();
+        let [uq, ud] = up.bindings();
+        let n = n_tokens as u64 * gate.cols as u64;
+        let idb = Binding::read(ids).range(0, pairs * 4);
+        let hb = Binding::write(h).range(0, pairs * gate.rows as u64 * 4);
+        let p = self.pipeline::<PushGateUp>(name, &spec)?;
+        let dims = [groups_x, pairs as u32, 1];
+        if intdot {
+            let s = scratch.ok_or_else(|| kerr(name, "the int-dot path needs a Q8_1 scratch".into()))?;
+            if quantize {
+                self.quantize_q8_1(rec, x, n, s)?;
+            } else if n > s.values {
+                return Err(kerr(name, format!("{n} activation values exceed the scratch's {}", s.values)));
+            }
+            let b = [gq, gd, uq, ud, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), idb, hb];
+            return rec.dispatch(&p, &b, push_bytes(&push), dims);
+        }
+        rec.dispatch(&p, &[gq, gd, uq, ud, Binding::read(x).range(0, n * 4), idb, hb], push_bytes(&push), dims)
+    }
+
+    /// y[t, :] = residual[t, :] (if given) + Σ_j weights[t, j] · down_e · h[t, j, :], e = ids[t, j],
+    /// for `n_tokens` tokens and `k` slots, in one dispatch (routing weight in the epilogue, the sum
+    /// over k in the kernel). `h` is `[n_tokens, k, down.cols]`, y and residual `[n_tokens,
+    /// down.rows]`; `residual` may be `y` itself (in-place add to the residual stream). On the
+    /// int-dot path h is quantised to Q8_1 into `scratch` (≥ n_tokens·k·down.cols values) first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn moe_down<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        down: ExpertMatrix<'a>,
+        h: &'a Buffer,
+        ids: &'a Buffer,
+        weights: &'a Buffer,
+        k: u32,
+        n_tokens: u32,
+        residual: Option<&'a Buffer>,
+        y: &'a Buffer,
+        scratch: Option<&'a Q8_1Scratch>,
+    ) -> Result<()> {
+        let intdot = self.matvec_path() == MatvecPath::IntDot;
+        let name = if intdot { "moe_down_q8_0p_q8_1" } else { "moe_down_q8_0p_f32" };
+        down.check(name)?;
+        let pairs = n_tokens as u64 * k as u64;
+        let (spec, rows_wg) = self.moe_geometry();
+        let max = self.gpu().caps().max_workgroup_count;
+        if k == 0 || n_tokens == 0 || n_tokens > max[2] {
+            return Err(kerr(name, format!("{n_tokens} tokens × top-{k}: empty or beyond the device's grid")));
+        }
+        let (dims, grid_x) = grid(down.rows.div_ceil(rows_wg), max[0]);
+        if dims[1] > max[1] {
+            return Err(kerr(name, format!("{} rows exceed the device's grid", down.rows)));
+        }
+        let l = down.layout();
+        let push = PushDown {
+            k_cols: down.cols,
+            m_rows: down.rows,
+            k,
+            n_experts: down.n_experts,
+            stride16: (l.stride / 16) as u32,
+            d_off2: (l.matrix.d_offset / 2) as u32,
+            flags: residual.is_some() as u32,
+            grid_x,
+        };
+        let [q, d] = down.bindings();
+        let out = n_tokens as u64 * down.rows as u64 * 4;
+        // Without a residual the kernel never reads binding `res`; y's range stands in for it.
+        let res = Binding::read(residual.unwrap_or(y)).range(0, out);
+        let idb = Binding::read(ids).range(0, pairs * 4);
+        let wb = Binding::read(weights).range(0, pairs * 4);
+        let yb = Binding::write(y).range(0, out);
+        let n = pairs * down.cols as u64;
+        let p = self.pipeline::<PushDown>(name, &spec)?;
+        let dims = [dims[0], dims[1], n_tokens];
+        if intdot {
+            let s = scratch.ok_or_else(|| kerr(name, "the int-dot path needs a Q8_1 scratch".into()))?;
+            self.quantize_q8_1(rec, h, n, s)?;
+            let b = [q, d, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), idb, wb, res, yb];
+            return rec.dispatch(&p, &b, push_bytes(&push), dims);
+        }
+        rec.dispatch(&p, &[q, d, Binding::read(h).range(0, n * 4), idb, wb, res, yb], push_bytes(&push), dims)
+    }
+}

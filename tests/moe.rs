@@ -1,0 +1,451 @@
+//! Mixture-of-experts kernels (routing, gate/up, down with the weighted sum and residual fused)
+//! against an f64 CPU reference of the whole MoE block, on random (never zero) data with ragged
+//! sizes, with the validation layer on.
+
+mod common;
+
+use common::{assert_clean, kernels};
+use qwen3_omni_vk::reference::{self as r, Rng};
+use qwen3_omni_vk::vk_runtime::MemoryIntent;
+use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, WType};
+
+/// Reference routing of one token: softmax in f64 over the f32 logits, top-k by (logit desc, index
+/// asc), optionally renormalised. Returns (ids, weights).
+fn route_ref(logits: &[f32], k: usize, renorm: bool) -> (Vec<u32>, Vec<f64>) {
+    let m = logits.iter().map(|&v| v as f64).fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = logits.iter().map(|&v| (v as f64 - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].partial_cmp(&logits[a]).unwrap().then(a.cmp(&b)));
+    let ids: Vec<u32> = order[..k].iter().map(|&i| i as u32).collect();
+    let p: Vec<f64> = order[..k].iter().map(|&i| e[i] / s).collect();
+    let sum: f64 = p.iter().sum();
+    let w = if renorm { p.iter().map(|v| v / sum).collect() } else { p };
+    (ids, w)
+}
+
+/// Logits of one token with every gap between distinct experts ≥ 0.03: a random permutation of
+/// 0.05·i plus noise below 0.01 (ids then match the reference exactly, whatever the rounding).
+fn separated_logits(rng: &mut Rng, n: usize) -> Vec<f32> {
+    let mut perm: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        perm.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    perm.iter().map(|&p| p as f32 * 0.05 - 2.0 + 0.01 * rng.uniform()).collect()
+}
+
+#[test]
+fn moe_route_matches_f64() {
+    let k = kernels();
+    let g = k.gpu();
+    // (experts, top-k, tokens, ties): ties rounds logits to a coarse grid so that many are equal.
+    let cases = [(6usize, 2usize, 3usize, false), (8, 8, 2, false), (48, 4, 5, false), (128, 8, 7, false), (130, 6, 2, false), (128, 8, 4, true), (6, 5, 3, true), (1, 1, 1, false)];
+    for (ci, &(ne, top, nt, ties)) in cases.iter().enumerate() {
+        let mut rng = Rng::new(100 + ci as u64);
+        let logits: Vec<f32> = if ties {
+            rng.vec(ne * nt, 3.0).iter().map(|v| (v * 2.0).round() / 2.0).collect()
+        } else {
+            (0..nt).flat_map(|_| separated_logits(&mut rng, ne)).collect()
+        };
+        let lb = g.buffer_from("logits", &logits, MemoryIntent::Upload).unwrap();
+        for renorm in [true, false] {
+            let ids = g.buffer("ids", (nt * top) as u64 * 4, MemoryIntent::Readback).unwrap();
+            let wts = g.buffer("weights", (nt * top) as u64 * 4, MemoryIntent::Readback).unwrap();
+            let mut rec = g.recorder(false).unwrap();
+            k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, renorm).unwrap();
+            rec.submit().unwrap();
+            let got_ids: Vec<u32> = ids.read_vec().unwrap();
+            let got_w: Vec<f32> = wts.read_vec().unwrap();
+            for t in 0..nt {
+                let (want_ids, want_w) = route_ref(&logits[t * ne..(t + 1) * ne], top, renorm);
+                let what = format!("route {ne} experts top-{top} token {t} (ties {ties}, renorm {renorm})");
+                assert_eq!(&got_ids[t * top..(t + 1) * top], &want_ids[..], "{what}: ids");
+                r::check_close(&what, &got_w[t * top..(t + 1) * top], &want_w, 1e-7, 2e-6).unwrap();
+            }
+        }
+    }
+    assert_clean(g);
+}
+
+#[test]
+fn expert_layout_stacks_planar_blocks() {
+    let (ne, rows, cols) = (3usize, 5usize, 96usize);
+    let (bytes, _) = r::quantize_matrix_q8_0(&Rng::new(110).vec(ne * rows * cols, 1.0), cols);
+    let stacked = Matrix::repack_experts_q8_0_planar(&bytes, ne, rows, cols).unwrap();
+    let stride = Matrix::expert_stride(rows as u32, cols as u32) as usize;
+    assert_eq!(stride % 256, 0);
+    assert_eq!(stacked.len(), ne * stride);
+    let per = rows * cols / 32 * 34;
+    for e in 0..ne {
+        let one = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes[e * per..(e + 1) * per], rows, cols).unwrap();
+        assert_eq!(&stacked[e * stride..e * stride + one.len()], &one[..], "expert {e}");
+        assert!(stacked[e * stride + one.len()..(e + 1) * stride].iter().all(|&b| b == 0));
+    }
+    assert!(Matrix::repack_experts_q8_0_planar(&bytes[1..], ne, rows, cols).is_err());
+}
+
+/// One MoE block configuration.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    experts: usize,
+    top: usize,
+    hidden: usize,
+    inter: usize,
+    tokens: usize,
+}
+
+/// Expert weights `[experts, rows, cols]`: stacked planar bytes and dequantised values.
+fn experts_q8(rng: &mut Rng, c: &Case, rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
+    let (bytes, deq) = r::quantize_matrix_q8_0(&rng.vec(c.experts * rows * cols, 1.0), cols);
+    (Matrix::repack_experts_q8_0_planar(&bytes, c.experts, rows, cols).unwrap(), deq)
+}
+
+/// Results of one GPU run and its references.
+struct BlockRun {
+    h: Vec<f32>,
+    y: Vec<f32>,
+    /// References with the activations the kernels see (Q8_1 round trips on the int-dot path).
+    h_want: Vec<f64>,
+    y_want: Vec<f64>,
+    /// Reference computed on the CPU alone: h from the reference's own gate/up (rounded to f32,
+    /// Q8_1 round trip on the int-dot path) instead of the GPU's h.
+    y_cpu: Vec<f64>,
+    /// Reference with unquantised activations.
+    y_exact: Vec<f64>,
+}
+
+/// Runs route → gate/up → down on the GPU in one recorder and the f64 reference. With
+/// `gpu_router` (one token) the router logits come from the f32 matrix × vector kernel, else
+/// they are uploaded. With `residual` the down kernel adds into y in place.
+fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool) -> BlockRun {
+    let g = k.gpu();
+    let intdot = k.matvec_path() == MatvecPath::IntDot;
+    let mut rng = Rng::new(seed);
+    let (ne, top, hid, int, nt) = (c.experts, c.top, c.hidden, c.inter, c.tokens);
+    let x = rng.vec(nt * hid, 1.0);
+    let res = rng.vec(nt * hid, 4.0);
+    let (gate_b, gate) = experts_q8(&mut rng, &c, int, hid);
+    let (up_b, up) = experts_q8(&mut rng, &c, int, hid);
+    let (down_b, down) = experts_q8(&mut rng, &c, hid, int);
+
+    // Router: separated target logits; for the GPU router, a random matrix nudged along x so that
+    // W·x hits them.
+    let targets: Vec<f32> = (0..nt).flat_map(|_| separated_logits(&mut rng, ne)).collect();
+    let mut wr = rng.vec(ne * hid, 0.1);
+    let logits: Vec<f32> = if gpu_router {
+        assert_eq!(nt, 1);
+        let xx: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+        let base = r::matvec(&wr, &x, ne, hid);
+        for e in 0..ne {
+            let f = (targets[e] as f64 - base[e]) / xx;
+            for i in 0..hid {
+                wr[e * hid + i] = (wr[e * hid + i] as f64 + f * x[i] as f64) as f32;
+            }
+        }
+        r::matvec(&wr, &x, ne, hid).iter().map(|&v| v as f32).collect()
+    } else {
+        targets
+    };
+
+    let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+    let wrb = g.buffer_from("router", &wr, MemoryIntent::Weights).unwrap();
+    let lb = g.buffer_from("logits", &logits, MemoryIntent::Upload).unwrap();
+    let gb = g.buffer_from("gate_exps", &gate_b, MemoryIntent::Weights).unwrap();
+    let ub = g.buffer_from("up_exps", &up_b, MemoryIntent::Weights).unwrap();
+    let db = g.buffer_from("down_exps", &down_b, MemoryIntent::Weights).unwrap();
+    let ids = g.buffer("ids", (nt * top) as u64 * 4, MemoryIntent::Readback).unwrap();
+    let wts = g.buffer("weights", (nt * top) as u64 * 4, MemoryIntent::Readback).unwrap();
+    let hb = g.buffer("h", (nt * top * int) as u64 * 4, MemoryIntent::Readback).unwrap();
+    let yb = if residual {
+        g.buffer_from("y", &res, MemoryIntent::Readback).unwrap()
+    } else {
+        g.buffer("y", (nt * hid) as u64 * 4, MemoryIntent::Readback).unwrap()
+    };
+    let xs = k.q8_1_scratch((nt * hid) as u64).unwrap();
+    let hs = k.q8_1_scratch((nt * top * int) as u64).unwrap();
+
+    let gate_m = Matrix::new(&gb, WType::Q8_0Planar, int as u32, hid as u32).experts(ne as u32);
+    let up_m = Matrix::new(&ub, WType::Q8_0Planar, int as u32, hid as u32).experts(ne as u32);
+    let down_m = Matrix::new(&db, WType::Q8_0Planar, hid as u32, int as u32).experts(ne as u32);
+    let mut rec = g.recorder(false).unwrap();
+    if gpu_router {
+        k.matvec(&mut rec, Matrix::new(&wrb, WType::F32, ne as u32, hid as u32), &xb, &lb, None).unwrap();
+    }
+    k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
+    k.moe_gate_up(&mut rec, gate_m, up_m, &xb, &ids, top as u32, nt as u32, &hb, Some(&xs)).unwrap();
+    let resid = if residual { Some(&yb) } else { None };
+    k.moe_down(&mut rec, down_m, &hb, &ids, &wts, top as u32, nt as u32, resid, &yb, Some(&hs)).unwrap();
+    rec.submit().unwrap();
+
+    let got_ids: Vec<u32> = ids.read_vec().unwrap();
+    let h: Vec<f32> = hb.read_vec().unwrap();
+    let y: Vec<f32> = yb.read_vec().unwrap();
+
+    // Reference: the block on dequantised weights in f64.
+    let xq = if intdot { r::q8_1_roundtrip(&x) } else { x.clone() };
+    let mut h_want = vec![0.0f64; nt * top * int];
+    let mut y_want = vec![0.0f64; nt * hid];
+    let mut y_exact = vec![0.0f64; nt * hid];
+    let mut y_cpu = vec![0.0f64; nt * hid];
+    for t in 0..nt {
+        let (want_ids, w) = route_ref(&logits[t * ne..(t + 1) * ne], top, true);
+        assert_eq!(&got_ids[t * top..(t + 1) * top], &want_ids[..], "{c:?} token {t}: expert ids");
+        let xt = &x[t * hid..(t + 1) * hid];
+        let xqt = &xq[t * hid..(t + 1) * hid];
+        for (j, &e) in want_ids.iter().enumerate() {
+            let e = e as usize;
+            let pair = t * top + j;
+            let expert = |xv: &[f32]| -> Vec<f64> {
+                let gv = r::matvec(&gate[e * int * hid..(e + 1) * int * hid], xv, int, hid);
+                let uv = r::matvec(&up[e * int * hid..(e + 1) * int * hid], xv, int, hid);
+                gv.iter().zip(&uv).map(|(&a, &b)| r::silu(a) * b).collect()
+            };
+            let hq = expert(xqt);
+            let he = expert(xt);
+            h_want[pair * int..(pair + 1) * int].copy_from_slice(&hq);
+            // Down sees the GPU's h (Q8_1 round trip of it on the int-dot path).
+            let hg = &h[pair * int..(pair + 1) * int];
+            let hgq = if intdot { r::q8_1_roundtrip(hg) } else { hg.to_vec() };
+            let dw = &down[e * hid * int..(e + 1) * hid * int];
+            let dq = r::matvec(dw, &hgq, hid, int);
+            let he32: Vec<f32> = he.iter().map(|&v| v as f32).collect();
+            let de = r::matvec(dw, &he32, hid, int);
+            let hc: Vec<f32> = hq.iter().map(|&v| v as f32).collect();
+            let hcq = if intdot { r::q8_1_roundtrip(&hc) } else { hc };
+            let dc = r::matvec(dw, &hcq, hid, int);
+            for m in 0..hid {
+                y_want[t * hid + m] += w[j] * dq[m];
+                y_cpu[t * hid + m] += w[j] * dc[m];
+                y_exact[t * hid + m] += w[j] * de[m];
+            }
+        }
+        if residual {
+            for m in 0..hid {
+                y_want[t * hid + m] += res[t * hid + m] as f64;
+                y_cpu[t * hid + m] += res[t * hid + m] as f64;
+                y_exact[t * hid + m] += res[t * hid + m] as f64;
+            }
+        }
+    }
+    BlockRun { h, y, h_want, y_want, y_cpu, y_exact }
+}
+
+const CASES: &[Case] = &[
+    Case { experts: 8, top: 2, hidden: 64, inter: 32, tokens: 1 },
+    Case { experts: 48, top: 4, hidden: 96, inter: 64, tokens: 1 },
+    Case { experts: 128, top: 8, hidden: 256, inter: 96, tokens: 1 },
+    Case { experts: 8, top: 2, hidden: 64, inter: 32, tokens: 5 },
+    Case { experts: 48, top: 4, hidden: 96, inter: 64, tokens: 3 },
+    Case { experts: 128, top: 8, hidden: 256, inter: 96, tokens: 2 },
+    Case { experts: 6, top: 6, hidden: 160, inter: 224, tokens: 3 },
+];
+
+fn check_block(path: MatvecPath) {
+    check_cases(kernels(), path, CASES);
+}
+
+fn check_cases(mut k: Kernels, path: MatvecPath, cases: &[Case]) {
+    k.set_matvec_path(path).unwrap();
+    for (i, &c) in cases.iter().enumerate() {
+        let residual = i % 2 == 0;
+        let gpu_router = c.tokens == 1;
+        let b = run_block(&k, c, 200 + i as u64, residual, gpu_router);
+        let eh = r::rel_l2(&b.h, &b.h_want);
+        let ey = r::rel_l2(&b.y, &b.y_want);
+        let ec = r::rel_l2(&b.y, &b.y_cpu);
+        let ex = r::rel_l2(&b.y, &b.y_exact);
+        eprintln!(
+            "{path:?} {c:?} residual {residual}: h rel L2 {eh:.2e}, y rel L2 {ey:.2e} (CPU-only h {ec:.2e}, unquantised activations {ex:.2e}, NMSE {:.2e})",
+            r::nmse(&b.y, &b.y_exact)
+        );
+        assert!(eh <= 1e-5, "{path:?} {c:?}: h error {eh:e}");
+        assert!(ey <= 1e-5, "{path:?} {c:?}: y error {ey:e}");
+        r::check_close(&format!("{path:?} {c:?} y"), &b.y, &b.y_want, 1e-3, 1e-4).unwrap();
+        // A Q8_1 rounding of h may flip where the GPU's h and the reference's differ in the last bit.
+        assert!(ec <= 1e-4, "{path:?} {c:?}: y error vs the CPU-only reference {ec:e}");
+        assert!(ex <= 2e-2, "{path:?} {c:?}: y error vs unquantised activations {ex:e}");
+    }
+    assert_clean(k.gpu());
+}
+
+#[test]
+fn moe_block_float_matches_f64() {
+    check_block(MatvecPath::Float);
+}
+
+#[test]
+fn moe_block_intdot_matches_f64() {
+    assert!(kernels().gpu().caps().int_dot, "the device lacks shaderIntegerDotProduct; lavapipe and every target have it");
+    check_block(MatvecPath::IntDot);
+}
+
+#[test]
+fn moe_block_ragged_workgroups() {
+    // 64-wide workgroups of 3 rows per subgroup step: row blocks that end inside a step and inside
+    // a workgroup. (Other tests of this binary that start meanwhile may see the same tuning; they
+    // are right for any.)
+    std::env::set_var("QWEN3VK_MV_WG", "64");
+    std::env::set_var("QWEN3VK_MV_ROWS", "3");
+    let k = [kernels(), kernels()];
+    std::env::remove_var("QWEN3VK_MV_WG");
+    std::env::remove_var("QWEN3VK_MV_ROWS");
+    let cases = [
+        Case { experts: 8, top: 3, hidden: 64, inter: 96, tokens: 1 },
+        Case { experts: 20, top: 5, hidden: 224, inter: 32, tokens: 2 },
+    ];
+    let [a, b] = k;
+    check_cases(a, MatvecPath::Float, &cases);
+    check_cases(b, MatvecPath::IntDot, &cases);
+}
+
+#[test]
+fn moe_block_is_three_dispatches_per_path() {
+    // Decode on the float path: route, gate/up, down: no CPU round trip, one barrier between each.
+    let mut k = kernels();
+    k.set_matvec_path(MatvecPath::Float).unwrap();
+    let g = k.gpu();
+    let c = Case { experts: 8, top: 2, hidden: 64, inter: 32, tokens: 1 };
+    let mut rng = Rng::new(300);
+    let (gb, _) = experts_q8(&mut rng, &c, 32, 64);
+    let (db, _) = experts_q8(&mut rng, &c, 64, 32);
+    let gb = g.buffer_from("gate_up", &gb, MemoryIntent::Weights).unwrap();
+    let db = g.buffer_from("down", &db, MemoryIntent::Weights).unwrap();
+    let lb = g.buffer_from("logits", &separated_logits(&mut rng, 8), MemoryIntent::Upload).unwrap();
+    let xb = g.buffer_from("x", &rng.vec(64, 1.0), MemoryIntent::Upload).unwrap();
+    let ids = g.buffer("ids", 8, MemoryIntent::Scratch).unwrap();
+    let wts = g.buffer("weights", 8, MemoryIntent::Scratch).unwrap();
+    let hb = g.buffer("h", 2 * 32 * 4, MemoryIntent::Scratch).unwrap();
+    let yb = g.buffer("y", 64 * 4, MemoryIntent::Readback).unwrap();
+    let gm = Matrix::new(&gb, WType::Q8_0Planar, 32, 64).experts(8);
+    let dm = Matrix::new(&db, WType::Q8_0Planar, 64, 32).experts(8);
+    let mut rec = g.recorder(false).unwrap();
+    k.moe_route(&mut rec, &lb, &ids, &wts, 8, 2, 1, true).unwrap();
+    k.moe_gate_up(&mut rec, gm, gm, &xb, &ids, 2, 1, &hb, None).unwrap();
+    k.moe_down(&mut rec, dm, &hb, &ids, &wts, 2, 1, None, &yb, None).unwrap();
+    let mut batch = rec.finish().unwrap();
+    assert_eq!((batch.dispatches(), batch.barriers()), (3, 2));
+    batch.submit().unwrap();
+    assert!(yb.read_vec::<f32>().unwrap().iter().all(|v| v.is_finite() && *v != 0.0));
+    drop(batch);
+    assert_clean(g);
+}
+
+#[test]
+fn bad_moe_launches_are_errors() {
+    let k = kernels();
+    let g = k.gpu();
+    let lb = g.buffer("logits", 16 * 4, MemoryIntent::Upload).unwrap();
+    let ids = g.buffer("ids", 64, MemoryIntent::Scratch).unwrap();
+    let wts = g.buffer("weights", 64, MemoryIntent::Scratch).unwrap();
+    let wb = g.buffer("w", Matrix::expert_stride(32, 64) * 2, MemoryIntent::Weights).unwrap();
+    let hb = g.buffer("h", 4096, MemoryIntent::Scratch).unwrap();
+    let mut rec = g.recorder(false).unwrap();
+    // Top-9 is beyond the kernel's 8; top-5 of 4 experts is impossible.
+    assert!(k.moe_route(&mut rec, &lb, &ids, &wts, 16, 9, 1, true).unwrap_err().to_string().contains("k in 1..="));
+    assert!(k.moe_route(&mut rec, &lb, &ids, &wts, 4, 5, 1, true).is_err());
+    // Three experts do not fit a buffer of two.
+    let e3 = Matrix::new(&wb, WType::Q8_0Planar, 32, 64).experts(3);
+    let e = k.moe_gate_up(&mut rec, e3, e3, &lb, &ids, 2, 1, &hb, None).unwrap_err();
+    assert!(e.to_string().contains("'w'"), "{e}");
+    // Gate and up of different shapes.
+    let a = Matrix::new(&wb, WType::Q8_0Planar, 32, 64).experts(1);
+    let b = Matrix::new(&wb, WType::Q8_0Planar, 16, 64).experts(1);
+    assert!(k.moe_gate_up(&mut rec, a, b, &lb, &ids, 2, 1, &hb, None).is_err());
+    // Ragged columns.
+    let r = Matrix::new(&wb, WType::Q8_0Planar, 32, 48).experts(1);
+    assert!(k.moe_down(&mut rec, r, &hb, &ids, &wts, 1, 1, None, &hb, None).unwrap_err().to_string().contains("multiple of 32"));
+    drop(rec);
+    assert_clean(g);
+}
+
+/// CPU-only SwiGLU expert `e` of stacked dequantised weights on one token: down(silu(gate·x) ⊙
+/// up·x) in f64, with Q8_1 round trips of x and of h (rounded to f32) on the int-dot path.
+#[allow(clippy::too_many_arguments)]
+fn expert_ref(gate: &[f32], up: &[f32], down: &[f32], e: usize, inter: usize, hidden: usize, x: &[f32], intdot: bool) -> Vec<f64> {
+    let xq = if intdot { r::q8_1_roundtrip(x) } else { x.to_vec() };
+    let (a, b) = (e * inter * hidden, (e + 1) * inter * hidden);
+    let gv = r::matvec(&gate[a..b], &xq, inter, hidden);
+    let uv = r::matvec(&up[a..b], &xq, inter, hidden);
+    let h: Vec<f32> = gv.iter().zip(&uv).map(|(&g, &u)| (r::silu(g) * u) as f32).collect();
+    let hq = if intdot { r::q8_1_roundtrip(&h) } else { h };
+    r::matvec(&down[a..b], &hq, hidden, inter)
+}
+
+#[test]
+fn talker_moe_with_shared_expert_matches_f64() {
+    for path in [MatvecPath::Float, MatvecPath::IntDot] {
+        let mut k = kernels();
+        k.set_matvec_path(path).unwrap();
+        let intdot = path == MatvecPath::IntDot;
+        let g = k.gpu();
+        // Talker shape, scaled down: 24 experts top-6, hidden 128, expert inter 64, shared inter 96.
+        let (ne, top, hid, int, int_s, nt) = (24usize, 6usize, 128usize, 64usize, 96usize, 3usize);
+        let c = Case { experts: ne, top, hidden: hid, inter: int, tokens: nt };
+        let cs = Case { experts: 1, ..c };
+        let mut rng = Rng::new(400 + intdot as u64);
+        let x = rng.vec(nt * hid, 1.0);
+        let res = rng.vec(nt * hid, 4.0);
+        let wsg = rng.vec(hid, 0.2);
+        let logits: Vec<f32> = (0..nt).flat_map(|_| separated_logits(&mut rng, ne)).collect();
+        let (gate_b, gate) = experts_q8(&mut rng, &c, int, hid);
+        let (up_b, up) = experts_q8(&mut rng, &c, int, hid);
+        let (down_b, down) = experts_q8(&mut rng, &c, hid, int);
+        let (sg_b, sgate) = experts_q8(&mut rng, &cs, int_s, hid);
+        let (su_b, sup) = experts_q8(&mut rng, &cs, int_s, hid);
+        let (sd_b, sdown) = experts_q8(&mut rng, &cs, hid, int_s);
+
+        let up_load = |name: &str, b: &[u8]| g.buffer_from(name, b, MemoryIntent::Weights).unwrap();
+        let (gb, ub, db) = (up_load("gate_exps", &gate_b), up_load("up_exps", &up_b), up_load("down_exps", &down_b));
+        let (sgb, sub, sdb) = (up_load("gate_shexp", &sg_b), up_load("up_shexp", &su_b), up_load("down_shexp", &sd_b));
+        let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+        let wsgb = g.buffer_from("shared_expert_gate", &wsg, MemoryIntent::Weights).unwrap();
+        let lb = g.buffer_from("logits", &logits, MemoryIntent::Upload).unwrap();
+        let yb = g.buffer_from("y", &res, MemoryIntent::Readback).unwrap();
+        let ids = g.buffer("ids", (nt * top) as u64 * 4, MemoryIntent::Scratch).unwrap();
+        let wts = g.buffer("weights", (nt * top) as u64 * 4, MemoryIntent::Scratch).unwrap();
+        let ids_s = g.buffer("ids_shexp", nt as u64 * 4, MemoryIntent::Readback).unwrap();
+        let wts_s = g.buffer("weights_shexp", nt as u64 * 4, MemoryIntent::Readback).unwrap();
+        let hb = g.buffer("h", (nt * top * int) as u64 * 4, MemoryIntent::Scratch).unwrap();
+        let hsb = g.buffer("h_shexp", (nt * int_s) as u64 * 4, MemoryIntent::Scratch).unwrap();
+        let xs = k.q8_1_scratch((nt * hid) as u64).unwrap();
+        // One scratch serves both down projections (the recorder orders the reuse).
+        let hs = k.q8_1_scratch((nt * top * int) as u64).unwrap();
+        let pm = |b, rows: usize, cols: usize, n: usize| Matrix::new(b, WType::Q8_0Planar, rows as u32, cols as u32).experts(n as u32);
+
+        let mut rec = g.recorder(false).unwrap();
+        k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
+        k.moe_shared_gate(&mut rec, &xb, &wsgb, &ids_s, &wts_s, hid as u32, nt as u32).unwrap();
+        k.moe_gate_up(&mut rec, pm(&gb, int, hid, ne), pm(&ub, int, hid, ne), &xb, &ids, top as u32, nt as u32, &hb, Some(&xs)).unwrap();
+        k.moe_gate_up_prequantized(&mut rec, pm(&sgb, int_s, hid, 1), pm(&sub, int_s, hid, 1), &xb, &ids_s, 1, nt as u32, &hsb, &xs).unwrap();
+        k.moe_down(&mut rec, pm(&db, hid, int, ne), &hb, &ids, &wts, top as u32, nt as u32, Some(&yb), &yb, Some(&hs)).unwrap();
+        k.moe_down(&mut rec, pm(&sdb, hid, int_s, 1), &hsb, &ids_s, &wts_s, 1, nt as u32, Some(&yb), &yb, Some(&hs)).unwrap();
+        rec.submit().unwrap();
+
+        let y: Vec<f32> = yb.read_vec().unwrap();
+        let gate_s: Vec<f32> = wts_s.read_vec().unwrap();
+        assert_eq!(ids_s.read_vec::<u32>().unwrap(), vec![0; nt]);
+        let mut want = vec![0.0f64; nt * hid];
+        let mut gate_want = vec![0.0f64; nt];
+        for t in 0..nt {
+            let xt = &x[t * hid..(t + 1) * hid];
+            let (eids, w) = route_ref(&logits[t * ne..(t + 1) * ne], top, true);
+            let s: f64 = wsg.iter().zip(xt).map(|(&a, &b)| a as f64 * b as f64).sum();
+            gate_want[t] = 1.0 / (1.0 + (-s).exp());
+            let mut acc: Vec<f64> = res[t * hid..(t + 1) * hid].iter().map(|&v| v as f64).collect();
+            for (j, &e) in eids.iter().enumerate() {
+                for (a, v) in acc.iter_mut().zip(expert_ref(&gate, &up, &down, e as usize, int, hid, xt, intdot)) {
+                    *a += w[j] * v;
+                }
+            }
+            for (a, v) in acc.iter_mut().zip(expert_ref(&sgate, &sup, &sdown, 0, int_s, hid, xt, intdot)) {
+                *a += gate_want[t] * v;
+            }
+            want[t * hid..(t + 1) * hid].copy_from_slice(&acc);
+        }
+        r::check_close("shared gate", &gate_s, &gate_want, 1e-7, 1e-6).unwrap();
+        let e = r::rel_l2(&y, &want);
+        eprintln!("talker MoE {path:?}: y rel L2 {e:.2e} vs the CPU reference with the same activations");
+        assert!(e <= 1e-4, "{path:?}: y error {e:e}");
+        assert_clean(g);
+    }
+}
