@@ -472,7 +472,8 @@ def build_model(fixtures: Path, name: str, tok_path: Path, versions: dict, mels:
                 manifest["files"][fname] = describe(tensors)
             del model
 
-    (out / "generation_config.json").exists()
+    # The audio front-end config a real checkpoint ships (real values, spec §2.2).
+    fa.feature_extractor().save_pretrained(out)
     ignore = out / ".gitignore"
     if spec["real_vocab"]:
         shutil.copy(tok_path, out / "tokenizer.json")
