@@ -32,7 +32,7 @@ pub fn tensor_list(cfg: &Value, include_vision: bool) -> Vec<(String, Vec<u64>)>
     let a = "thinker_config.audio_config";
     let (ds, d, mel) = (u(cfg, &format!("{a}.downsample_hidden_size"), 480), u(cfg, &format!("{a}.d_model"), 1280), u(cfg, &format!("{a}.num_mel_bins"), 128));
     let (ffn, alayers, aout) = (u(cfg, &format!("{a}.encoder_ffn_dim"), 5120), u(cfg, &format!("{a}.encoder_layers"), 32), u(cfg, &format!("{a}.output_dim"), 2048));
-    let freq = (0..3).fold(mel, |f, _| (f + 1) / 2);
+    let freq = (0..3).fold(mel, |f, _| f.div_ceil(2));
     let p = "thinker.audio_tower";
     t(format!("{p}.conv2d1.weight"), vec![ds, 1, 3, 3]);
     t(format!("{p}.conv2d1.bias"), vec![ds]);
@@ -127,7 +127,7 @@ pub fn tensor_list(cfg: &Value, include_vision: bool) -> Vec<(String, Vec<u64>)>
             layers: u(cfg, &format!("{p}.num_hidden_layers"), def[2]),
             heads,
             kv: u(cfg, &format!("{p}.num_key_value_heads"), def[4]),
-            hd: u(cfg, &format!("{p}.head_dim"), if heads > 0 { hidden / heads } else { def[5] }),
+            hd: u(cfg, &format!("{p}.head_dim"), hidden.checked_div(heads).unwrap_or(def[5])),
             inter: u(cfg, &format!("{p}.intermediate_size"), def[6]),
             moe: u(cfg, &format!("{p}.moe_intermediate_size"), def[7]),
             experts,

@@ -113,7 +113,7 @@ impl GgufWriter {
         if spec.dims.is_empty() || spec.dims.len() > MAX_DIMS {
             return Err(bad(format!("{} dimensions, must be 1..=4", spec.dims.len())));
         }
-        if spec.dims.iter().any(|&d| d == 0) {
+        if spec.dims.contains(&0) {
             return Err(bad(format!("zero dimension in {:?}", spec.dims)));
         }
         let n = spec.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
