@@ -4,8 +4,9 @@
 // Weights: all experts stacked in one buffer, expert e's planar Q8_0 [M, K] block (quants qs[M*K]
 // int8, then f16 scales d[M*K/32] at d_off) at e * stride bytes (stride a multiple of 256).
 // Like matvec_q8_0p: each subgroup owns RPS rows at a time, 16 weights (one uvec4) per invocation
-// per step, reduced with subgroupAdd alone; for its rows a subgroup loops over the k slots, scaling
-// each slot's partial sums by its weight. Workgroup: ROWS_WG rows of token y (x extent grid_x).
+// per step, reduced with subgroupAdd alone; its lanes stride over the k·K/16 chunks of all k slots
+// at once (slot-major, every lane busy), each product scaled by its slot's weight. The token's ids
+// and weights are staged in shared memory (k ≤ MAX_SLOTS). Workgroup: ROWS_WG rows of token z.
 // Float path: h read as vec4; INTDOT: h quantised to Q8_1 (quantize_q8_1, n_tokens*k*K values).
 // res may alias y (in-place residual add: each element is read, then written, by one invocation).
 //
@@ -45,6 +46,10 @@ layout(std430, binding = 5) readonly buffer RES { float res[]; };
 layout(std430, binding = 6) writeonly buffer Y { float y[]; };
 #endif
 
+#define MAX_SLOTS 16u
+shared uint s_e[MAX_SLOTS];
+shared float s_w[MAX_SLOTS];
+
 #ifndef INTDOT
 vec4 bytes4(uint w) {
     const int v = int(w);
@@ -60,42 +65,45 @@ void main() {
     const uint lane = gl_SubgroupInvocationID, ss = gl_SubgroupSize;
     const uint nb = pc.K / 32u;
     const uint nc = pc.K / 16u; // 16-weight chunks per row
+    for (uint j = gl_LocalInvocationIndex; j < pc.k; j += WG) {
+        s_e[j] = min(ids[t * pc.k + j], pc.n_experts - 1u);
+        s_w[j] = wt[t * pc.k + j];
+    }
+    barrier();
+    const uint total = pc.k * nc;  // chunks of all slots
+    const uint hbase = t * total;  // h chunk index of (t, slot 0, chunk 0)
     for (uint row0 = first + gl_SubgroupID * RPS; row0 < last; row0 += gl_NumSubgroups * RPS) {
         float acc[RPS];
         for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
-        for (uint j = 0; j < pc.k; j++) {
-            const uint pair = t * pc.k + j;
-            const uint e = min(ids[pair], pc.n_experts - 1u);
-            const float wj = wt[pair];
+        for (uint idx = lane; idx < total; idx += ss) {
+            const uint j = idx / nc;
+            const uint c = idx - j * nc;
+            const uint b = c >> 1;
+            const uint e = s_e[j];
+            const float wj = s_w[j];
             const uint qbase = e * pc.stride16;
             const uint dbase = e * pc.stride16 * 8u + pc.d_off2;
-            float a[RPS];
-            for (uint r = 0; r < RPS; r++) a[r] = 0.0;
-            for (uint c = lane; c < nc; c += ss) {
-                const uint b = c >> 1;
 #ifdef INTDOT
-                const uvec4 xv = hq[pair * nc + c];
-                const float dx = hd[pair * nb + b].x;
+            const uvec4 xv = hq[hbase + idx];
+            const float wdx = wj * hd[(hbase + idx) >> 1].x;
 #else
-                const uint xi = (pair * nc + c) * 4u;
-                const vec4 x0 = h[xi], x1 = h[xi + 1u], x2 = h[xi + 2u], x3 = h[xi + 3u];
+            const uint xi = (hbase + idx) * 4u;
+            const vec4 x0 = h[xi], x1 = h[xi + 1u], x2 = h[xi + 2u], x3 = h[xi + 3u];
 #endif
-                for (uint r = 0; r < RPS; r++) {
-                    const uint row = min(row0 + r, last - 1u);
-                    const uvec4 wv = qs[qbase + row * nc + c];
-                    const float d = f16_bits_to_float(dw[dbase + row * nb + b]);
+            for (uint r = 0; r < RPS; r++) {
+                const uint row = min(row0 + r, last - 1u);
+                const uvec4 wv = qs[qbase + row * nc + c];
+                const float d = f16_bits_to_float(dw[dbase + row * nb + b]);
 #ifdef INTDOT
-                    int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
-                    s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
-                    s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
-                    s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
-                    a[r] += float(s) * d * dx;
+                int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
+                s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
+                s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
+                s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
+                acc[r] += float(s) * d * wdx;
 #else
-                    a[r] += d * (dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3));
+                acc[r] += wj * d * (dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3));
 #endif
-                }
             }
-            for (uint r = 0; r < RPS; r++) acc[r] += wj * a[r];
         }
         for (uint r = 0; r < RPS; r++) {
             const float v = subgroupAdd(acc[r]);

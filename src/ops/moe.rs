@@ -14,6 +14,8 @@ use crate::layout::{repack_q8_0_planar_into, PlanarLayout};
 
 /// Largest k `moe_route` selects.
 pub const MOE_MAX_K: u32 = 8;
+/// Largest k `moe_down` sums (its shared-memory staging of the token's ids and weights).
+pub const MOE_DOWN_MAX_K: u32 = 16;
 
 /// Byte layout of `n_experts` stacked planar Q8_0 `[rows, cols]` matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,7 +354,7 @@ impl Kernels {
     }
 
     /// y[t, :] = residual[t, :] (if given) + Σ_j weights[t, j] · down_e · h[t, j, :], e = ids[t, j],
-    /// for `n_tokens` tokens and `k` slots, in one dispatch (routing weight in the epilogue, the sum
+    /// for `n_tokens` tokens and `k` (≤ 16) slots, in one dispatch (routing weight in the epilogue, the sum
     /// over k in the kernel). `h` is `[n_tokens, k, down.cols]`, y and residual `[n_tokens,
     /// down.rows]`; `residual` may be `y` itself (in-place add to the residual stream). On the
     /// int-dot path h is quantised to Q8_1 into `scratch` (≥ n_tokens·k·down.cols values) first.
@@ -376,8 +378,8 @@ impl Kernels {
         let pairs = n_tokens as u64 * k as u64;
         let (spec, rows_wg) = self.moe_geometry();
         let max = self.gpu().caps().max_workgroup_count;
-        if k == 0 || n_tokens == 0 || n_tokens > max[2] {
-            return Err(kerr(name, format!("{n_tokens} tokens × top-{k}: empty or beyond the device's grid")));
+        if k == 0 || k > MOE_DOWN_MAX_K || n_tokens == 0 || n_tokens > max[2] {
+            return Err(kerr(name, format!("{n_tokens} tokens × top-{k}: need k in 1..={MOE_DOWN_MAX_K} and tokens within the device's grid")));
         }
         let (dims, grid_x) = grid(down.rows.div_ceil(rows_wg), max[0]);
         if dims[1] > max[1] {
