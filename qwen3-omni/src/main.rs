@@ -21,6 +21,10 @@ enum Command {
         #[arg(long)]
         selftest: bool,
     },
+    /// Describe a GGUF file: header, metadata, tensor table, totals per type.
+    Info(quantizer::cli::InfoArgs),
+    /// Convert a safetensors checkpoint into one Q8_0 GGUF (or write a synthetic one).
+    Quantize(quantizer::cli::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +35,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices { selftest } => devices(selftest),
+        Command::Info(args) => quantizer::cli::run_info(&args),
+        Command::Quantize(args) => quantizer::cli::run_quantize(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
