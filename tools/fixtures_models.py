@@ -320,6 +320,7 @@ def thinker_refs(model, cfg, p: dict) -> dict:
     hs = out.hidden_states
     assert len(hs) == cfg.thinker_config.text_config.num_hidden_layers + 1
     r = {
+        "hs_all": np.stack([f32(h[0]) for h in hs]),
         "logits_first": f32(out.logits[0, -1]),
         "hs0": f32(hs[0][0]),
         f"hs{accept}": f32(hs[accept][0]),
@@ -354,6 +355,21 @@ def talker_refs(model, cfg, p: dict, thinker_greedy: np.ndarray) -> dict:
         captured["result"] = res
         return res
 
+    # Debug taps: the Talker's final normed hidden per step (codec_head input, also the code predictor's
+    # first input) and the code predictor's logits for every group of the first frame.
+    taps = {"h": [], "cp": {}}
+    def tap_h(_m, args):
+        taps["h"].append(f32(args[0][0, -1]))
+
+    def tap_cp(j):
+        def hook(_m, _args, out):
+            if j not in taps["cp"]:
+                taps["cp"][j] = f32(out[0, -1])
+        return hook
+
+    hooks = [model.talker.codec_head.register_forward_pre_hook(tap_h)]
+    for j, head in enumerate(model.talker.code_predictor.lm_head):
+        hooks.append(head.register_forward_hook(tap_cp(j)))
     model.talker.generate = spy
     try:
         seq, wav = model.generate(input_ids=ids, speaker="Ethan", return_audio=True,
@@ -362,11 +378,17 @@ def talker_refs(model, cfg, p: dict, thinker_greedy: np.ndarray) -> dict:
                                   talker_output_logits=True, **kw)
     finally:
         model.talker.generate = orig
+        for h in hooks:
+            h.remove()
     assert np.array_equal(seq[0, ids.shape[1]:].numpy(), thinker_greedy), "full generate thinker != thinker greedy"
     res = captured["result"]
     codes = torch.stack([h[-1] for h in res.hidden_states if h[-1] is not None], dim=1)[0].T  # [groups, T]
     code0_logits = torch.stack([l[0] for l in res.logits]).float()
     top = torch.topk(code0_logits, TOPK, dim=-1)
+    cp = torch.from_numpy(np.stack([taps["cp"][j] for j in sorted(taps["cp"])]))
+    cp_top = torch.topk(cp, TOPK, dim=-1)
+    cp_topk = {"cp_topk_values_frame0": f32(cp_top.values),
+               "cp_topk_ids_frame0": cp_top.indices.to(torch.int32).numpy().copy()}
     return {
         "prompt_embeds": f32(captured["inputs_embeds"][0]),
         "prompt_ids": captured["talker_input_ids"][0].to(torch.int32).numpy().copy(),
@@ -377,6 +399,8 @@ def talker_refs(model, cfg, p: dict, thinker_greedy: np.ndarray) -> dict:
         "code0_topk_values": f32(top.values),
         "code0_topk_ids": top.indices.to(torch.int32).numpy().copy(),
         "codes": codes.to(torch.int32).numpy().copy(),
+        "talker_hidden": np.stack(taps["h"]),
+        **cp_topk,
         "wav": f32(wav.reshape(-1)),
     }
 
