@@ -37,6 +37,9 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "moe_down_q8_0p_f32", file: "moe_down.comp", defines: &[] },
     Variant { name: "moe_down_q8_0p_q8_1", file: "moe_down.comp", defines: &[("INTDOT", "1")] },
     Variant { name: "moe_shared_gate_f32", file: "moe_shared_gate.comp", defines: &[] },
+    Variant { name: "moe_route_gate_up_q8_0p_f32", file: "moe_gate_up.comp", defines: &[("ROUTE", "1")] },
+    Variant { name: "moe_route_gate_up_q8_0p_q8_1", file: "moe_gate_up.comp", defines: &[("ROUTE", "1"), ("INTDOT", "1")] },
+    Variant { name: "moe_down_q8_0p_q8_1_fused", file: "moe_down.comp", defines: &[("INTDOT", "1"), ("QUANT_H", "1")] },
 ];
 
 const MAX_PUSH: u32 = 128;

@@ -8,11 +8,15 @@
 // at once (slot-major, every lane busy), each product scaled by its slot's weight. The token's ids
 // and weights are staged in shared memory (k ≤ MAX_SLOTS). Workgroup: ROWS_WG rows of token z.
 // Float path: h read as vec4; INTDOT: h quantised to Q8_1 (quantize_q8_1, n_tokens*k*K values).
+// QUANT_H (with INTDOT): each workgroup quantises its token's k*K values of h to Q8_1 into shared
+// memory itself, exactly as quantize_q8_1 does (k*K ≤ MAX_HK), so h is bound as floats, as on the
+// float path, and no quantisation dispatch (nor its barrier) precedes.
 // res may alias y (in-place residual add: each element is read, then written, by one invocation).
 //
 // Bindings: 0 qs (uvec4[]), 1 d (uint16[]),
 //           float: 2 h (vec4[n_tokens*k*K/4]), 3 ids, 4 w (float[n_tokens*k]), 5 res, 6 y (float[n_tokens*M]);
-//           INTDOT: 2 hq (uvec4[]), 3 hd (vec2[] per 32-block), 4 ids, 5 w, 6 res, 7 y.
+//           INTDOT: 2 hq (uvec4[]), 3 hd (vec2[] per 32-block), 4 ids, 5 w, 6 res, 7 y;
+//           INTDOT + QUANT_H: as the float path.
 // Push: K, M, k, n_experts (ids are clamped below it), stride16 (stride/16), d_off2 (d_off/2),
 //       flags, grid_x. Spec: 0 WG, 1 RPS (rows per subgroup step), 2 ROWS_WG (rows per workgroup).
 #ifdef INTDOT
@@ -31,7 +35,7 @@ layout(push_constant) uniform Push {
 
 layout(std430, binding = 0) readonly buffer QS { uvec4 qs[]; };
 layout(std430, binding = 1) readonly buffer D { uint16_t dw[]; };
-#ifdef INTDOT
+#if defined(INTDOT) && !defined(QUANT_H)
 layout(std430, binding = 2) readonly buffer HQ { uvec4 hq[]; };
 layout(std430, binding = 3) readonly buffer HD { vec2 hd[]; };
 layout(std430, binding = 4) readonly buffer IDS { uint ids[]; };
@@ -44,6 +48,12 @@ layout(std430, binding = 3) readonly buffer IDS { uint ids[]; };
 layout(std430, binding = 4) readonly buffer WT { float wt[]; };
 layout(std430, binding = 5) readonly buffer RES { float res[]; };
 layout(std430, binding = 6) writeonly buffer Y { float y[]; };
+#endif
+
+#ifdef QUANT_H
+#define MAX_HK 16384u
+shared uint s_hq[MAX_HK / 4u];
+shared float s_hd[MAX_HK / 32u];
 #endif
 
 #define MAX_SLOTS 16u
@@ -69,9 +79,28 @@ void main() {
         s_e[j] = min(ids[t * pc.k + j], pc.n_experts - 1u);
         s_w[j] = wt[t * pc.k + j];
     }
-    barrier();
     const uint total = pc.k * nc;  // chunks of all slots
     const uint hbase = t * total;  // h chunk index of (t, slot 0, chunk 0)
+#ifdef QUANT_H
+    // h[t] (k*K values) → Q8_1 in shared memory, as quantize_q8_1.
+    for (uint blk = gl_LocalInvocationIndex; blk < pc.k * nb; blk += WG) {
+        vec4 v[8];
+        float amax = 0.0;
+        for (uint q = 0; q < 8u; q++) {
+            v[q] = h[(hbase / 2u + blk) * 8u + q];
+            const vec4 a = abs(v[q]);
+            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+        }
+        const float d = amax / 127.0;
+        const float id = d != 0.0 ? 1.0 / d : 0.0;
+        for (uint q = 0; q < 8u; q++) {
+            const ivec4 qv = clamp(ivec4(roundEven(v[q] * id)), ivec4(-127), ivec4(127));
+            s_hq[blk * 8u + q] = (uint(qv.x) & 0xffu) | ((uint(qv.y) & 0xffu) << 8) | ((uint(qv.z) & 0xffu) << 16) | (uint(qv.w) << 24);
+        }
+        s_hd[blk] = d;
+    }
+#endif
+    barrier();
     for (uint row0 = first + gl_SubgroupID * RPS; row0 < last; row0 += gl_NumSubgroups * RPS) {
         float acc[RPS];
         for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
@@ -83,7 +112,10 @@ void main() {
             const float wj = s_w[j];
             const uint qbase = e * pc.stride16;
             const uint dbase = e * pc.stride16 * 8u + pc.d_off2;
-#ifdef INTDOT
+#if defined(QUANT_H)
+            const uvec4 xv = uvec4(s_hq[idx * 4u], s_hq[idx * 4u + 1u], s_hq[idx * 4u + 2u], s_hq[idx * 4u + 3u]);
+            const float wdx = wj * s_hd[idx >> 1];
+#elif defined(INTDOT)
             const uvec4 xv = hq[hbase + idx];
             const float wdx = wj * hd[(hbase + idx) >> 1].x;
 #else

@@ -11,11 +11,19 @@
 // writes silu(gate)·up. Workgroup (x, y): ROWS_WG rows of pair y = t*k + j.
 // Float path: x read as vec4; INTDOT: x quantised to Q8_1 (quantize_q8_1, n_tokens*K values).
 //
-// Bindings: 0 gate qs (uvec4[]), 1 gate d (uint16[]), 2 up qs, 3 up d,
+// ROUTE (fused decode variant): each workgroup first routes its token itself (moe_topk.glsl on the
+// router logits: the same selection and weights as moe_route) and, with INTDOT, quantises x[t] to
+// Q8_1 into shared memory exactly as quantize_q8_1 does (K ≤ MAX_XK); the workgroups of pair
+// (t, 0) with x = 0 write the token's ids and weights for moe_down. Saves two dispatches and their
+// barriers per MoE block.
+//
+// Bindings: 0 gate qs (uvec4[]), 1 gate d (uint16[]), 2 up qs, 3 up d, then
 //           float: 4 x (vec4[n_tokens*K/4]), 5 ids (uint[n_tokens*k]), 6 h (float[n_tokens*k*M]);
-//           INTDOT: 4 xq (uvec4[]), 5 xd (vec2[] per 32-block), 6 ids, 7 h.
-// Push: K, M, k, n_experts (ids are clamped below it), stride16 (stride/16), d_off2 (d_off/2).
-// Spec: 0 WG, 1 RPS (rows per subgroup step), 2 ROWS_WG (rows per workgroup).
+//           INTDOT: 4 xq (uvec4[]), 5 xd (vec2[] per 32-block), 6 ids, 7 h;
+//           ROUTE (either path): 4 x (vec4[]), 5 logits (float[n_tokens*n_experts]),
+//           6 ids (written), 7 weights (float[n_tokens*k], written), 8 h.
+// Push: K, M, k, n_experts (ids are clamped below it), stride16 (stride/16), d_off2 (d_off/2),
+//       flags (ROUTE: bit 0 renormalise). Spec: 0 WG, 1 RPS (rows per subgroup step), 2 ROWS_WG.
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
 #endif
@@ -26,13 +34,21 @@ layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint RPS = 2;
 layout(constant_id = 2) const uint ROWS_WG = 8;
 
-layout(push_constant) uniform Push { uint K; uint M; uint k; uint n_experts; uint stride16; uint d_off2; } pc;
+layout(push_constant) uniform Push { uint K; uint M; uint k; uint n_experts; uint stride16; uint d_off2; uint flags; } pc;
 
 layout(std430, binding = 0) readonly buffer GQ { uvec4 gq[]; };
 layout(std430, binding = 1) readonly buffer GD { uint16_t gd[]; };
 layout(std430, binding = 2) readonly buffer UQ { uvec4 uq[]; };
 layout(std430, binding = 3) readonly buffer UD { uint16_t ud[]; };
-#ifdef INTDOT
+#if defined(ROUTE)
+layout(std430, binding = 4) readonly buffer X { vec4 x[]; };
+layout(std430, binding = 5) readonly buffer L { float logits[]; };
+layout(std430, binding = 6) writeonly buffer IDS { uint ids[]; };
+layout(std430, binding = 7) writeonly buffer WT { float weights[]; };
+layout(std430, binding = 8) writeonly buffer H { float h[]; };
+#include "common/reduce.glsl"
+#include "moe_topk.glsl"
+#elif defined(INTDOT)
 layout(std430, binding = 4) readonly buffer XQ { uvec4 xq[]; };
 layout(std430, binding = 5) readonly buffer XD { vec2 xd[]; };
 layout(std430, binding = 6) readonly buffer IDS { uint ids[]; };
@@ -41,6 +57,12 @@ layout(std430, binding = 7) writeonly buffer H { float h[]; };
 layout(std430, binding = 4) readonly buffer X { vec4 x[]; };
 layout(std430, binding = 5) readonly buffer IDS { uint ids[]; };
 layout(std430, binding = 6) writeonly buffer H { float h[]; };
+#endif
+
+#if defined(ROUTE) && defined(INTDOT)
+#define MAX_XK 8192u
+shared uint s_xq[MAX_XK / 4u];
+shared float s_xd[MAX_XK / 32u];
 #endif
 
 #ifdef INTDOT
@@ -63,12 +85,44 @@ float dot16(uvec4 w, vec4 x0, vec4 x1, vec4 x2, vec4 x3) {
 void main() {
     const uint pair = gl_WorkGroupID.y;
     const uint t = pair / pc.k;
+    const uint nb = pc.K / 32u;
+    const uint nc = pc.K / 16u; // 16-weight chunks per row
+#ifdef ROUTE
+    const uint tid = gl_LocalInvocationIndex;
+    const vec2 ms = moe_topk(t * pc.n_experts, pc.n_experts, pc.k);
+    if (gl_WorkGroupID.x == 0u && pair == t * pc.k) {
+        for (uint j = tid; j < pc.k; j += WG) {
+            ids[pair + j] = sel_idx[j];
+            weights[pair + j] = moe_weight(j, pc.k, ms, (pc.flags & 1u) != 0u);
+        }
+    }
+    const uint e = min(sel_idx[pair - t * pc.k], pc.n_experts - 1u);
+#ifdef INTDOT
+    // x[t] → Q8_1 in shared memory, as quantize_q8_1.
+    for (uint blk = tid; blk < nb; blk += WG) {
+        vec4 v[8];
+        float amax = 0.0;
+        for (uint j = 0; j < 8u; j++) {
+            v[j] = x[(t * nb + blk) * 8u + j];
+            const vec4 a = abs(v[j]);
+            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+        }
+        const float d = amax / 127.0;
+        const float id = d != 0.0 ? 1.0 / d : 0.0;
+        for (uint j = 0; j < 8u; j++) {
+            const ivec4 q = clamp(ivec4(roundEven(v[j] * id)), ivec4(-127), ivec4(127));
+            s_xq[blk * 8u + j] = (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | (uint(q.w) << 24);
+        }
+        s_xd[blk] = d;
+    }
+    barrier();
+#endif
+#else
     const uint e = min(ids[pair], pc.n_experts - 1u);
+#endif
     const uint first = gl_WorkGroupID.x * ROWS_WG;
     const uint last = min(first + ROWS_WG, pc.M);
     const uint lane = gl_SubgroupInvocationID, ss = gl_SubgroupSize;
-    const uint nb = pc.K / 32u;
-    const uint nc = pc.K / 16u; // 16-weight chunks per row
     const uint qbase = e * pc.stride16;
     const uint dbase = e * pc.stride16 * 8u + pc.d_off2;
     for (uint row0 = first + gl_SubgroupID * RPS; row0 < last; row0 += gl_NumSubgroups * RPS) {
@@ -76,7 +130,10 @@ void main() {
         for (uint r = 0; r < RPS; r++) { ag[r] = 0.0; au[r] = 0.0; }
         for (uint c = lane; c < nc; c += ss) {
             const uint b = c >> 1;
-#ifdef INTDOT
+#if defined(INTDOT) && defined(ROUTE)
+            const uvec4 xv = uvec4(s_xq[c * 4u], s_xq[c * 4u + 1u], s_xq[c * 4u + 2u], s_xq[c * 4u + 3u]);
+            const float dx = s_xd[b];
+#elif defined(INTDOT)
             const uvec4 xv = xq[t * nc + c];
             const float dx = xd[t * nb + b].x;
 #else

@@ -116,8 +116,10 @@ struct BlockRun {
 
 /// Runs route → gate/up → down on the GPU in one recorder and the f64 reference. With
 /// `gpu_router` (one token) the router logits come from the f32 matrix × vector kernel, else
-/// they are uploaded. With `residual` the down kernel adds into y in place.
-fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool) -> BlockRun {
+/// they are uploaded. With `residual` the down kernel adds into y in place. With `fused`, routing
+/// and gate/up run as one `moe_route_gate_up` dispatch, and on the int-dot path the down
+/// projection is `moe_down_float` (h unquantised).
+fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool, fused: bool) -> BlockRun {
     let g = k.gpu();
     let intdot = k.matvec_path() == MatvecPath::IntDot;
     let mut rng = Rng::new(seed);
@@ -171,13 +173,23 @@ fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool) 
     if gpu_router {
         k.matvec(&mut rec, Matrix::new(&wrb, WType::F32, ne as u32, hid as u32), &xb, &lb, None).unwrap();
     }
-    k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
-    k.moe_gate_up(&mut rec, gate_m, up_m, &xb, &ids, top as u32, nt as u32, &hb, Some(&xs)).unwrap();
+    if fused {
+        k.moe_route_gate_up(&mut rec, &lb, gate_m, up_m, &xb, &ids, &wts, top as u32, nt as u32, true, &hb).unwrap();
+    } else {
+        k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
+        k.moe_gate_up(&mut rec, gate_m, up_m, &xb, &ids, top as u32, nt as u32, &hb, Some(&xs)).unwrap();
+    }
     let resid = if residual { Some(&yb) } else { None };
-    k.moe_down(&mut rec, down_m, &hb, &ids, &wts, top as u32, nt as u32, resid, &yb, Some(&hs)).unwrap();
+    let h_quantised = intdot && !fused;
+    if h_quantised {
+        k.moe_down(&mut rec, down_m, &hb, &ids, &wts, top as u32, nt as u32, resid, &yb, Some(&hs)).unwrap();
+    } else {
+        k.moe_down_float(&mut rec, down_m, &hb, &ids, &wts, top as u32, nt as u32, resid, &yb).unwrap();
+    }
     rec.submit().unwrap();
 
     let got_ids: Vec<u32> = ids.read_vec().unwrap();
+    let got_w: Vec<f32> = wts.read_vec().unwrap();
     let h: Vec<f32> = hb.read_vec().unwrap();
     let y: Vec<f32> = yb.read_vec().unwrap();
 
@@ -190,6 +202,7 @@ fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool) 
     for t in 0..nt {
         let (want_ids, w) = route_ref(&logits[t * ne..(t + 1) * ne], top, true);
         assert_eq!(&got_ids[t * top..(t + 1) * top], &want_ids[..], "{c:?} token {t}: expert ids");
+        r::check_close(&format!("{c:?} token {t}: routing weights"), &got_w[t * top..(t + 1) * top], &w, 1e-7, 2e-6).unwrap();
         let xt = &x[t * hid..(t + 1) * hid];
         let xqt = &xq[t * hid..(t + 1) * hid];
         for (j, &e) in want_ids.iter().enumerate() {
@@ -205,13 +218,13 @@ fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool) 
             h_want[pair * int..(pair + 1) * int].copy_from_slice(&hq);
             // Down sees the GPU's h (Q8_1 round trip of it on the int-dot path).
             let hg = &h[pair * int..(pair + 1) * int];
-            let hgq = if intdot { r::q8_1_roundtrip(hg) } else { hg.to_vec() };
+            let hgq = if h_quantised { r::q8_1_roundtrip(hg) } else { hg.to_vec() };
             let dw = &down[e * hid * int..(e + 1) * hid * int];
             let dq = r::matvec(dw, &hgq, hid, int);
             let he32: Vec<f32> = he.iter().map(|&v| v as f32).collect();
             let de = r::matvec(dw, &he32, hid, int);
             let hc: Vec<f32> = hq.iter().map(|&v| v as f32).collect();
-            let hcq = if intdot { r::q8_1_roundtrip(&hc) } else { hc };
+            let hcq = if h_quantised { r::q8_1_roundtrip(&hc) } else { hc };
             let dc = r::matvec(dw, &hcq, hid, int);
             for m in 0..hid {
                 y_want[t * hid + m] += w[j] * dq[m];
@@ -238,6 +251,8 @@ const CASES: &[Case] = &[
     Case { experts: 48, top: 4, hidden: 96, inter: 64, tokens: 3 },
     Case { experts: 128, top: 8, hidden: 256, inter: 96, tokens: 2 },
     Case { experts: 6, top: 6, hidden: 160, inter: 224, tokens: 3 },
+    // k·inter > 16384: the int-dot down projection quantises h in a separate dispatch.
+    Case { experts: 8, top: 8, hidden: 32, inter: 2080, tokens: 1 },
 ];
 
 fn check_block(path: MatvecPath) {
@@ -247,23 +262,26 @@ fn check_block(path: MatvecPath) {
 fn check_cases(mut k: Kernels, path: MatvecPath, cases: &[Case]) {
     k.set_matvec_path(path).unwrap();
     for (i, &c) in cases.iter().enumerate() {
-        let residual = i % 2 == 0;
-        let gpu_router = c.tokens == 1;
-        let b = run_block(&k, c, 200 + i as u64, residual, gpu_router);
-        let eh = r::rel_l2(&b.h, &b.h_want);
-        let ey = r::rel_l2(&b.y, &b.y_want);
-        let ec = r::rel_l2(&b.y, &b.y_cpu);
-        let ex = r::rel_l2(&b.y, &b.y_exact);
-        eprintln!(
-            "{path:?} {c:?} residual {residual}: h rel L2 {eh:.2e}, y rel L2 {ey:.2e} (CPU-only h {ec:.2e}, unquantised activations {ex:.2e}, NMSE {:.2e})",
-            r::nmse(&b.y, &b.y_exact)
-        );
-        assert!(eh <= 1e-5, "{path:?} {c:?}: h error {eh:e}");
-        assert!(ey <= 1e-5, "{path:?} {c:?}: y error {ey:e}");
-        r::check_close(&format!("{path:?} {c:?} y"), &b.y, &b.y_want, 1e-3, 1e-4).unwrap();
-        // A Q8_1 rounding of h may flip where the GPU's h and the reference's differ in the last bit.
-        assert!(ec <= 1e-4, "{path:?} {c:?}: y error vs the CPU-only reference {ec:e}");
-        assert!(ex <= 2e-2, "{path:?} {c:?}: y error vs unquantised activations {ex:e}");
+        for fused in [false, true] {
+            let residual = i % 2 == 0;
+            let gpu_router = c.tokens == 1;
+            let b = run_block(&k, c, 200 + i as u64, residual, gpu_router, fused);
+            let eh = r::rel_l2(&b.h, &b.h_want);
+            let ey = r::rel_l2(&b.y, &b.y_want);
+            let ec = r::rel_l2(&b.y, &b.y_cpu);
+            let ex = r::rel_l2(&b.y, &b.y_exact);
+            let what = format!("{path:?} {c:?} residual {residual} fused {fused}");
+            eprintln!(
+                "{what}: h rel L2 {eh:.2e}, y rel L2 {ey:.2e} (CPU-only h {ec:.2e}, unquantised activations {ex:.2e}, NMSE {:.2e})",
+                r::nmse(&b.y, &b.y_exact)
+            );
+            assert!(eh <= 1e-5, "{what}: h error {eh:e}");
+            assert!(ey <= 1e-5, "{what}: y error {ey:e}");
+            r::check_close(&format!("{what} y"), &b.y, &b.y_want, 1e-3, 1e-4).unwrap();
+            // A Q8_1 rounding of h may flip where the GPU's h and the reference's differ in the last bit.
+            assert!(ec <= 1e-4, "{what}: y error vs the CPU-only reference {ec:e}");
+            assert!(ex <= 2e-2, "{what}: y error vs unquantised activations {ex:e}");
+        }
     }
     assert_clean(k.gpu());
 }
@@ -299,35 +317,42 @@ fn moe_block_ragged_workgroups() {
 }
 
 #[test]
-fn moe_block_is_three_dispatches_per_path() {
-    // Decode on the float path: route, gate/up, down: no CPU round trip, one barrier between each.
-    let mut k = kernels();
-    k.set_matvec_path(MatvecPath::Float).unwrap();
-    let g = k.gpu();
-    let c = Case { experts: 8, top: 2, hidden: 64, inter: 32, tokens: 1 };
-    let mut rng = Rng::new(300);
-    let (gb, _) = experts_q8(&mut rng, &c, 32, 64);
-    let (db, _) = experts_q8(&mut rng, &c, 64, 32);
-    let gb = g.buffer_from("gate_up", &gb, MemoryIntent::Weights).unwrap();
-    let db = g.buffer_from("down", &db, MemoryIntent::Weights).unwrap();
-    let lb = g.buffer_from("logits", &separated_logits(&mut rng, 8), MemoryIntent::Upload).unwrap();
-    let xb = g.buffer_from("x", &rng.vec(64, 1.0), MemoryIntent::Upload).unwrap();
-    let ids = g.buffer("ids", 8, MemoryIntent::Scratch).unwrap();
-    let wts = g.buffer("weights", 8, MemoryIntent::Scratch).unwrap();
-    let hb = g.buffer("h", 2 * 32 * 4, MemoryIntent::Scratch).unwrap();
-    let yb = g.buffer("y", 64 * 4, MemoryIntent::Readback).unwrap();
-    let gm = Matrix::new(&gb, WType::Q8_0Planar, 32, 64).experts(8);
-    let dm = Matrix::new(&db, WType::Q8_0Planar, 64, 32).experts(8);
-    let mut rec = g.recorder(false).unwrap();
-    k.moe_route(&mut rec, &lb, &ids, &wts, 8, 2, 1, true).unwrap();
-    k.moe_gate_up(&mut rec, gm, gm, &xb, &ids, 2, 1, &hb, None).unwrap();
-    k.moe_down(&mut rec, dm, &hb, &ids, &wts, 2, 1, None, &yb, None).unwrap();
-    let mut batch = rec.finish().unwrap();
-    assert_eq!((batch.dispatches(), batch.barriers()), (3, 2));
-    batch.submit().unwrap();
-    assert!(yb.read_vec::<f32>().unwrap().iter().all(|v| v.is_finite() && *v != 0.0));
-    drop(batch);
-    assert_clean(g);
+fn moe_block_dispatches_and_barriers() {
+    // Decode, float path: route, gate/up, down; int-dot with routing fused into gate/up (x and h
+    // quantised in shared memory): two dispatches. No CPU round trip; one barrier between each.
+    for (path, fused, want) in [(MatvecPath::Float, false, (3, 2)), (MatvecPath::IntDot, true, (2, 1))] {
+        let mut k = kernels();
+        k.set_matvec_path(path).unwrap();
+        let g = k.gpu();
+        let c = Case { experts: 8, top: 2, hidden: 64, inter: 32, tokens: 1 };
+        let mut rng = Rng::new(300);
+        let (gb, _) = experts_q8(&mut rng, &c, 32, 64);
+        let (db, _) = experts_q8(&mut rng, &c, 64, 32);
+        let gb = g.buffer_from("gate_up", &gb, MemoryIntent::Weights).unwrap();
+        let db = g.buffer_from("down", &db, MemoryIntent::Weights).unwrap();
+        let lb = g.buffer_from("logits", &separated_logits(&mut rng, 8), MemoryIntent::Upload).unwrap();
+        let xb = g.buffer_from("x", &rng.vec(64, 1.0), MemoryIntent::Upload).unwrap();
+        let ids = g.buffer("ids", 8, MemoryIntent::Scratch).unwrap();
+        let wts = g.buffer("weights", 8, MemoryIntent::Scratch).unwrap();
+        let hb = g.buffer("h", 2 * 32 * 4, MemoryIntent::Scratch).unwrap();
+        let yb = g.buffer("y", 64 * 4, MemoryIntent::Readback).unwrap();
+        let gm = Matrix::new(&gb, WType::Q8_0Planar, 32, 64).experts(8);
+        let dm = Matrix::new(&db, WType::Q8_0Planar, 64, 32).experts(8);
+        let mut rec = g.recorder(false).unwrap();
+        if fused {
+            k.moe_route_gate_up(&mut rec, &lb, gm, gm, &xb, &ids, &wts, 2, 1, true, &hb).unwrap();
+        } else {
+            k.moe_route(&mut rec, &lb, &ids, &wts, 8, 2, 1, true).unwrap();
+            k.moe_gate_up(&mut rec, gm, gm, &xb, &ids, 2, 1, &hb, None).unwrap();
+        }
+        k.moe_down(&mut rec, dm, &hb, &ids, &wts, 2, 1, None, &yb, None).unwrap();
+        let mut batch = rec.finish().unwrap();
+        assert_eq!((batch.dispatches(), batch.barriers()), want, "{path:?}");
+        batch.submit().unwrap();
+        assert!(yb.read_vec::<f32>().unwrap().iter().all(|v| v.is_finite() && *v != 0.0));
+        drop(batch);
+        assert_clean(g);
+    }
 }
 
 #[test]
@@ -354,8 +379,23 @@ fn bad_moe_launches_are_errors() {
     // Ragged columns.
     let r = Matrix::new(&wb, WType::Q8_0Planar, 32, 48).experts(1);
     assert!(k.moe_down(&mut rec, r, &hb, &ids, &wts, 1, 1, None, &hb, None).unwrap_err().to_string().contains("multiple of 32"));
+    // More than 16 slots in the down projection.
+    let d = Matrix::new(&wb, WType::Q8_0Planar, 32, 64).experts(1);
+    assert!(k.moe_down(&mut rec, d, &hb, &ids, &wts, 17, 1, None, &hb, None).unwrap_err().to_string().contains("k in 1..=16"));
     drop(rec);
     assert_clean(g);
+    // The fused int-dot routing + gate/up quantises at most 8192 columns in shared memory.
+    let mut k2 = kernels();
+    k2.set_matvec_path(MatvecPath::IntDot).unwrap();
+    let g2 = k2.gpu();
+    let wide_b = g2.buffer("w", Matrix::expert_stride(1, 8224), MemoryIntent::Weights).unwrap();
+    let small = g2.buffer("small", 4096, MemoryIntent::Scratch).unwrap();
+    let mut rec = g2.recorder(false).unwrap();
+    let wide = Matrix::new(&wide_b, WType::Q8_0Planar, 1, 8224).experts(1);
+    let e = k2.moe_route_gate_up(&mut rec, &small, wide, wide, &small, &small, &small, 1, 1, true, &small).unwrap_err();
+    assert!(e.to_string().contains("8192"), "{e}");
+    drop(rec);
+    assert_clean(g2);
 }
 
 /// CPU-only SwiGLU expert `e` of stacked dequantised weights on one token: down(silu(gate·x) ⊙
@@ -451,8 +491,9 @@ fn talker_moe_with_shared_expert_matches_f64() {
 }
 
 /// Decode timing of the MoE block at the Thinker's and the Talker's shapes on a real GPU (no
-/// validation layer). "chain": route → quantise → gate/up → quantise → down (+ residual) as one
-/// decode step runs it, 16 steps in a batch (each waits for the last); the other lines time 16
+/// validation layer). "chain": route → (quantise) → gate/up → down (+ residual) as one decode step
+/// runs it, 16 steps in a batch (each waits for the last); "fused chain": routing fused into
+/// gate/up, then down (two dispatches); the other lines time 16
 /// independent dispatches of one kernel. The 16 steps route to disjoint experts, so weights come
 /// from memory, not L2. Run: `cargo test --test moe -- --ignored --nocapture moe_decode_timing`.
 #[test]
@@ -542,7 +583,39 @@ fn moe_decode_timing() {
                 k.moe_gate_up(&mut rec, gm, um, &s.x, ids, top as u32, 1, h, Some(&s.xs)).unwrap();
                 k.moe_down(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y, Some(&s.hs)).unwrap();
             }
-            eprintln!("  chain (one decode step's MoE): {:.2} µs", time(&mut rec.finish().unwrap(), NB) / 1e3);
+            let n = rec.dispatches() as usize / NB;
+            eprintln!("  chain (one decode step's MoE, {n} dispatches): {:.2} µs", time(&mut rec.finish().unwrap(), NB) / 1e3);
+            let mut rec = g.recorder(false).unwrap();
+            for s in &steps {
+                k.moe_route_gate_up(&mut rec, &s.l, gm, um, &s.x, ids, w, top as u32, 1, true, h).unwrap();
+                k.moe_down(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y, Some(&s.hs)).unwrap();
+            }
+            let n = rec.dispatches() as usize / NB;
+            eprintln!("  fused chain (route in gate/up, {n} dispatches): {:.2} µs", time(&mut rec.finish().unwrap(), NB) / 1e3);
+            if intdot {
+                // Int-dot gate/up with the float down projection (h not quantised).
+                let mut rec = g.recorder(false).unwrap();
+                for s in &steps {
+                    k.moe_route(&mut rec, &s.l, ids, w, ne as u32, top as u32, 1, true).unwrap();
+                    k.moe_gate_up(&mut rec, gm, um, &s.x, ids, top as u32, 1, h, Some(&s.xs)).unwrap();
+                    k.moe_down_float(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y).unwrap();
+                }
+                let n = rec.dispatches() as usize / NB;
+                eprintln!("  chain, float down ({n} dispatches): {:.2} µs", time(&mut rec.finish().unwrap(), NB) / 1e3);
+                let mut rec = g.recorder(false).unwrap();
+                for s in &steps {
+                    k.moe_route_gate_up(&mut rec, &s.l, gm, um, &s.x, ids, w, top as u32, 1, true, h).unwrap();
+                    k.moe_down_float(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y).unwrap();
+                }
+                let n = rec.dispatches() as usize / NB;
+                eprintln!("  fused chain, float down ({n} dispatches): {:.2} µs", time(&mut rec.finish().unwrap(), NB) / 1e3);
+            }
+            let mut rec = g.recorder(false).unwrap();
+            for s in &steps {
+                k.moe_route_gate_up(&mut rec, &s.l, gm, um, &s.x, &s.ids, &s.w, top as u32, 1, true, &s.h).unwrap();
+            }
+            let ns = time(&mut rec.finish().unwrap(), NB);
+            eprintln!("  moe_route_gate_up: {:.2} µs, {:.0} GB/s", ns / 1e3, bytes_gu / ns);
             // Independent dispatches of each kernel.
             let mut rec = g.recorder(false).unwrap();
             for s in &steps {
@@ -567,8 +640,7 @@ fn moe_decode_timing() {
                 k.moe_down(&mut rec, dm, &s.h, &s.ids, &s.w, top as u32, 1, Some(&s.y), &s.y, Some(&s.hs)).unwrap();
             }
             let ns = time(&mut rec.finish().unwrap(), NB);
-            let what = if intdot { " (with its Q8_1 quantisation of h)" } else { "" };
-            eprintln!("  moe_down{what}: {:.2} µs, {:.0} GB/s", ns / 1e3, bytes_d / ns);
+            eprintln!("  moe_down: {:.2} µs, {:.0} GB/s", ns / 1e3, bytes_d / ns);
         }
     }
 }
