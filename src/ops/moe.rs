@@ -252,11 +252,27 @@ impl Kernels {
 
     /// Spec constants and rows per workgroup of the planar expert kernels (as `matvec`'s planar path).
     fn moe_geometry(&self) -> ([SpecConst; 3], u32) {
+        self.moe_geometry_wg(self.tuning.mv_wg)
+    }
+
+    /// Geometry of the kernels that do per-workgroup work before their rows (routing, Q8_1
+    /// quantisation in shared memory): larger workgroups amortise it over more rows. Defaults from
+    /// an H200 sweep of the decode MoE chain (tests/moe.rs `moe_decode_timing`, 128…1024):
+    /// 256 for `moe_route_gate_up`, 512 for the fused int-dot `moe_down`, capped by the device;
+    /// `QWEN3VK_MOE_FUSED_WG` overrides both (sweeps).
+    fn moe_fused_geometry(&self, default_wg: u32) -> ([SpecConst; 3], u32) {
+        static WG: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+        let env = *WG.get_or_init(|| std::env::var("QWEN3VK_MOE_FUSED_WG").ok().and_then(|v| v.trim().parse().ok()).filter(|&v| v > 0));
+        let wg = env.unwrap_or(default_wg).min(self.gpu().caps().max_workgroup_invocations);
+        self.moe_geometry_wg(wg)
+    }
+
+    fn moe_geometry_wg(&self, wg: u32) -> ([SpecConst; 3], u32) {
         let t = self.tuning;
         let min_sg = self.gpu().caps().min_subgroup_size.max(1);
-        let rows_wg = (t.mv_wg / min_sg).max(1) * t.mv_rows;
+        let rows_wg = (wg / min_sg).max(1) * t.mv_rows;
         (
-            [SpecConst { id: 0, value: t.mv_wg }, SpecConst { id: 1, value: t.mv_rows }, SpecConst { id: 2, value: rows_wg }],
+            [SpecConst { id: 0, value: wg }, SpecConst { id: 1, value: t.mv_rows }, SpecConst { id: 2, value: rows_wg }],
             rows_wg,
         )
     }
@@ -365,9 +381,9 @@ impl Kernels {
     /// selection and weights, written to `ids` and `weights` for [`Kernels::moe_down`]) and
     /// [`Kernels::moe_gate_up`] (on the int-dot path x is quantised to Q8_1 in shared memory, exactly
     /// as `quantize_q8_1` would; needs gate.cols ≤ 8192). No scratch. Saves two dependent
-    /// dispatches, but every workgroup redoes the routing: on an H200 the decode MoE chain takes
-    /// 19.0 µs fused against 22.5 µs at the Talker's shape (hidden 1024, 384 rows per expert) and
-    /// 40.1 against 35.3 µs at the Thinker's (2048, 768), int-dot path.
+    /// dispatches though every workgroup redoes the routing: on an H200 (int-dot path) the decode
+    /// MoE chain with it takes 31.7 µs against 34.3 µs at the Thinker's shape (128 experts, top-8,
+    /// hidden 2048, 768 rows per expert) and 19.5 against 22.0 µs at the Talker's (top-6, 1024, 384).
     #[allow(clippy::too_many_arguments)]
     pub fn moe_route_gate_up<'a>(
         &self,
@@ -400,7 +416,7 @@ impl Kernels {
             return Err(kerr(name, format!("{} columns: the fused int-dot kernel quantises at most {MOE_FUSED_MAX_X}", gate.cols)));
         }
         let pairs = n_tokens as u64 * k as u64;
-        let (spec, rows_wg) = self.moe_geometry();
+        let (spec, rows_wg) = self.moe_fused_geometry(256);
         let max = self.gpu().caps().max_workgroup_count;
         let groups_x = gate.rows.div_ceil(rows_wg);
         if n_tokens == 0 || pairs > max[1] as u64 || groups_x > max[0] {
@@ -459,9 +475,9 @@ impl Kernels {
     }
 
     /// [`Kernels::moe_down`] on the float path whatever [`Kernels::matvec_path`] says (h read as
-    /// f32, no quantisation). H200, Thinker shape: 5.1 µs against the int-dot kernel's 10.8 µs as
-    /// independent dispatches, yet the decode chain is faster with the int-dot one (35.3 against
-    /// 39.4 µs; tests/moe.rs `moe_decode_timing`): latency, not bandwidth, rules there.
+    /// f32, no quantisation): the more exact down projection. On an H200 it is the slower one
+    /// (Thinker shape: 5.1 against 4.5 µs; decode MoE chain 39.1 against 34.3 µs;
+    /// tests/moe.rs `moe_decode_timing`).
     #[allow(clippy::too_many_arguments)]
     pub fn moe_down_float<'a>(
         &self,
@@ -501,7 +517,7 @@ impl Kernels {
         };
         down.check(name)?;
         let pairs = n_tokens as u64 * k as u64;
-        let (spec, rows_wg) = self.moe_geometry();
+        let (spec, rows_wg) = if fused { self.moe_fused_geometry(512) } else { self.moe_geometry() };
         let max = self.gpu().caps().max_workgroup_count;
         if k == 0 || k > MOE_DOWN_MAX_K || n_tokens == 0 || n_tokens > max[2] {
             return Err(kerr(name, format!("{n_tokens} tokens × top-{k}: need k in 1..={MOE_DOWN_MAX_K} and tokens within the device's grid")));
