@@ -40,6 +40,12 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "moe_route_gate_up_q8_0p_f32", file: "moe_gate_up.comp", defines: &[("ROUTE", "1")] },
     Variant { name: "moe_route_gate_up_q8_0p_q8_1", file: "moe_gate_up.comp", defines: &[("ROUTE", "1"), ("INTDOT", "1")] },
     Variant { name: "moe_down_q8_0p_q8_1_fused", file: "moe_down.comp", defines: &[("INTDOT", "1"), ("QUANT_H", "1")] },
+    Variant { name: "moe_group_u32", file: "moe_group.comp", defines: &[] },
+    Variant { name: "moe_gate_up_grouped_q8_0p_f32", file: "moe_grouped.comp", defines: &[] },
+    Variant { name: "moe_gate_up_grouped_q8_0p_q8_1", file: "moe_grouped.comp", defines: &[("INTDOT", "1")] },
+    Variant { name: "moe_down_grouped_q8_0p_f32", file: "moe_grouped.comp", defines: &[("DOWN", "1")] },
+    Variant { name: "moe_down_grouped_q8_0p_q8_1", file: "moe_grouped.comp", defines: &[("DOWN", "1"), ("INTDOT", "1")] },
+    Variant { name: "moe_combine_f32", file: "moe_combine.comp", defines: &[] },
 ];
 
 const MAX_PUSH: u32 = 128;

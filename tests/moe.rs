@@ -84,6 +84,17 @@ fn expert_layout_stacks_planar_blocks() {
     assert!(Matrix::repack_experts_q8_0_planar(&bytes[1..], ne, rows, cols).is_err());
 }
 
+/// How `run_block` runs the experts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// moe_route, moe_gate_up, moe_down.
+    Split,
+    /// moe_route_gate_up, then moe_down (int-dot: moe_down_float).
+    Fused,
+    /// Prefill: moe_route, moe_group, moe_gate_up_grouped, moe_down_grouped.
+    Grouped,
+}
+
 /// One MoE block configuration.
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -118,8 +129,10 @@ struct BlockRun {
 /// `gpu_router` (one token) the router logits come from the f32 matrix × vector kernel, else
 /// they are uploaded. With `residual` the down kernel adds into y in place. With `fused`, routing
 /// and gate/up run as one `moe_route_gate_up` dispatch, and on the int-dot path the down
-/// projection is `moe_down_float` (h unquantised).
-fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool, fused: bool) -> BlockRun {
+/// projection is `moe_down_float` (h unquantised). With `Mode::Grouped`, the prefill kernels:
+/// route, group by expert, grouped gate/up, grouped down + combine.
+fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool, mode: Mode) -> BlockRun {
+    let fused = mode == Mode::Fused;
     let g = k.gpu();
     let intdot = k.matvec_path() == MatvecPath::IntDot;
     let mut rng = Rng::new(seed);
@@ -169,19 +182,28 @@ fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool, 
     let gate_m = Matrix::new(&gb, WType::Q8_0Planar, int as u32, hid as u32).experts(ne as u32);
     let up_m = Matrix::new(&ub, WType::Q8_0Planar, int as u32, hid as u32).experts(ne as u32);
     let down_m = Matrix::new(&db, WType::Q8_0Planar, hid as u32, int as u32).experts(ne as u32);
+    let offsets = g.buffer("offsets", (ne as u64 + 1) * 4, MemoryIntent::Readback).unwrap();
+    let order = g.buffer("order", (nt * top) as u64 * 4, MemoryIntent::Readback).unwrap();
+    let ob = g.buffer("o", (nt * top * hid) as u64 * 4, MemoryIntent::Scratch).unwrap();
     let mut rec = g.recorder(false).unwrap();
     if gpu_router {
         k.matvec(&mut rec, Matrix::new(&wrb, WType::F32, ne as u32, hid as u32), &xb, &lb, None).unwrap();
     }
     if fused {
         k.moe_route_gate_up(&mut rec, &lb, gate_m, up_m, &xb, &ids, &wts, top as u32, nt as u32, true, &hb).unwrap();
+    } else if mode == Mode::Grouped {
+        k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
+        k.moe_group(&mut rec, &ids, (nt * top) as u32, ne as u32, &offsets, &order).unwrap();
+        k.moe_gate_up_grouped(&mut rec, gate_m, up_m, &xb, top as u32, nt as u32, &offsets, &order, &hb, Some(&xs)).unwrap();
     } else {
         k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
         k.moe_gate_up(&mut rec, gate_m, up_m, &xb, &ids, top as u32, nt as u32, &hb, Some(&xs)).unwrap();
     }
     let resid = if residual { Some(&yb) } else { None };
     let h_quantised = intdot && !fused;
-    if h_quantised {
+    if mode == Mode::Grouped {
+        k.moe_down_grouped(&mut rec, down_m, &hb, &wts, top as u32, nt as u32, &offsets, &order, &ob, resid, &yb, Some(&hs)).unwrap();
+    } else if h_quantised {
         k.moe_down(&mut rec, down_m, &hb, &ids, &wts, top as u32, nt as u32, resid, &yb, Some(&hs)).unwrap();
     } else {
         k.moe_down_float(&mut rec, down_m, &hb, &ids, &wts, top as u32, nt as u32, resid, &yb).unwrap();
@@ -189,6 +211,24 @@ fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool, 
     rec.submit().unwrap();
 
     let got_ids: Vec<u32> = ids.read_vec().unwrap();
+    if mode == Mode::Grouped {
+        // Offsets and order: the pairs sorted by expert (any order within an expert's run).
+        let mut want_order: Vec<u32> = (0..(nt * top) as u32).collect();
+        want_order.sort_by_key(|&p| got_ids[p as usize]);
+        let mut got_order: Vec<u32> = order.read_vec().unwrap();
+        let mut want_off = vec![0u32; ne + 1];
+        for &e in &got_ids {
+            want_off[e as usize + 1] += 1;
+        }
+        for e in 0..ne {
+            want_off[e + 1] += want_off[e];
+        }
+        assert_eq!(offsets.read_vec::<u32>().unwrap(), want_off, "{c:?}: group offsets");
+        for e in 0..ne {
+            got_order[want_off[e] as usize..want_off[e + 1] as usize].sort_unstable();
+        }
+        assert_eq!(got_order, want_order, "{c:?}: group order");
+    }
     let got_w: Vec<f32> = wts.read_vec().unwrap();
     let h: Vec<f32> = hb.read_vec().unwrap();
     let y: Vec<f32> = yb.read_vec().unwrap();
@@ -253,6 +293,8 @@ const CASES: &[Case] = &[
     Case { experts: 6, top: 6, hidden: 160, inter: 224, tokens: 3 },
     // k·inter > 16384: the int-dot down projection quantises h in a separate dispatch.
     Case { experts: 8, top: 8, hidden: 32, inter: 2080, tokens: 1 },
+    // Prefill-like: ~13 pairs per expert, so the grouped kernels run full and partial tiles of 8.
+    Case { experts: 6, top: 2, hidden: 64, inter: 64, tokens: 40 },
 ];
 
 fn check_block(path: MatvecPath) {
@@ -262,15 +304,15 @@ fn check_block(path: MatvecPath) {
 fn check_cases(mut k: Kernels, path: MatvecPath, cases: &[Case]) {
     k.set_matvec_path(path).unwrap();
     for (i, &c) in cases.iter().enumerate() {
-        for fused in [false, true] {
+        for mode in [Mode::Split, Mode::Fused, Mode::Grouped] {
             let residual = i % 2 == 0;
             let gpu_router = c.tokens == 1;
-            let b = run_block(&k, c, 200 + i as u64, residual, gpu_router, fused);
+            let b = run_block(&k, c, 200 + i as u64, residual, gpu_router, mode);
             let eh = r::rel_l2(&b.h, &b.h_want);
             let ey = r::rel_l2(&b.y, &b.y_want);
             let ec = r::rel_l2(&b.y, &b.y_cpu);
             let ex = r::rel_l2(&b.y, &b.y_exact);
-            let what = format!("{path:?} {c:?} residual {residual} fused {fused}");
+            let what = format!("{path:?} {c:?} residual {residual} {mode:?}");
             eprintln!(
                 "{what}: h rel L2 {eh:.2e}, y rel L2 {ey:.2e} (CPU-only h {ec:.2e}, unquantised activations {ex:.2e}, NMSE {:.2e})",
                 r::nmse(&b.y, &b.y_exact)
@@ -376,6 +418,8 @@ fn bad_moe_launches_are_errors() {
     let a = Matrix::new(&wb, WType::Q8_0Planar, 32, 64).experts(1);
     let b = Matrix::new(&wb, WType::Q8_0Planar, 16, 64).experts(1);
     assert!(k.moe_gate_up(&mut rec, a, b, &lb, &ids, 2, 1, &hb, None).is_err());
+    // Grouping handles at most 1024 experts.
+    assert!(k.moe_group(&mut rec, &ids, 4, 2000, &wts, &hb).unwrap_err().to_string().contains("1..=1024"));
     // Ragged columns.
     let r = Matrix::new(&wb, WType::Q8_0Planar, 32, 48).experts(1);
     assert!(k.moe_down(&mut rec, r, &hb, &ids, &wts, 1, 1, None, &hb, None).unwrap_err().to_string().contains("multiple of 32"));
@@ -641,6 +685,40 @@ fn moe_decode_timing() {
             }
             let ns = time(&mut rec.finish().unwrap(), NB);
             eprintln!("  moe_down: {:.2} µs, {:.0} GB/s", ns / 1e3, bytes_d / ns);
+        }
+        // Prefill: 512 tokens with random routings, split (per-pair) against grouped kernels.
+        let nt = 512usize;
+        let logits = g.buffer_from("logits", &rng.vec(nt * ne, 3.0), MemoryIntent::Upload).unwrap();
+        let x = g.buffer_from("x", &rng.vec(nt * hid, 1.0), MemoryIntent::Upload).unwrap();
+        let y = g.buffer_from("y", &rng.vec(nt * hid, 1.0), MemoryIntent::Scratch).unwrap();
+        let ids = g.buffer("ids", (nt * top * 4) as u64, MemoryIntent::Scratch).unwrap();
+        let w = g.buffer("weights", (nt * top * 4) as u64, MemoryIntent::Scratch).unwrap();
+        let h = g.buffer("h", (nt * top * int * 4) as u64, MemoryIntent::Scratch).unwrap();
+        let o = g.buffer("o", (nt * top * hid * 4) as u64, MemoryIntent::Scratch).unwrap();
+        let offsets = g.buffer("offsets", (ne as u64 + 1) * 4, MemoryIntent::Scratch).unwrap();
+        let order = g.buffer("order", (nt * top * 4) as u64, MemoryIntent::Scratch).unwrap();
+        let xs = k.q8_1_scratch((nt * hid) as u64).unwrap();
+        let hs = k.q8_1_scratch((nt * top * int) as u64).unwrap();
+        for path in [MatvecPath::IntDot, MatvecPath::Float] {
+            k.set_matvec_path(path).unwrap();
+            for grouped in [false, true] {
+                let mut rec = g.recorder(false).unwrap();
+                k.moe_route(&mut rec, &logits, &ids, &w, ne as u32, top as u32, nt as u32, true).unwrap();
+                if grouped {
+                    k.moe_group(&mut rec, &ids, (nt * top) as u32, ne as u32, &offsets, &order).unwrap();
+                    k.moe_gate_up_grouped(&mut rec, gm, um, &x, top as u32, nt as u32, &offsets, &order, &h, Some(&xs)).unwrap();
+                    k.moe_down_grouped(&mut rec, dm, &h, &w, top as u32, nt as u32, &offsets, &order, &o, Some(&y), &y, Some(&hs)).unwrap();
+                } else {
+                    k.moe_gate_up(&mut rec, gm, um, &x, &ids, top as u32, nt as u32, &h, Some(&xs)).unwrap();
+                    k.moe_down(&mut rec, dm, &h, &ids, &w, top as u32, nt as u32, Some(&y), &y, Some(&hs)).unwrap();
+                }
+                let mut b = rec.finish().unwrap();
+                let mut v: Vec<f64> = (0..5).map(|_| b.submit().unwrap().total_ns.unwrap()).collect();
+                v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                let us = v[2] / 1e3;
+                let what = if grouped { "grouped" } else { "per pair" };
+                eprintln!("{label} prefill {nt} tokens, {path:?}, {what}: {us:.0} µs ({:.0} tokens/s for this layer's MoE)", nt as f64 / us * 1e6);
+            }
         }
     }
 }
