@@ -46,6 +46,13 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "moe_down_grouped_q8_0p_f32", file: "moe_grouped.comp", defines: &[("DOWN", "1")] },
     Variant { name: "moe_down_grouped_q8_0p_q8_1", file: "moe_grouped.comp", defines: &[("DOWN", "1"), ("INTDOT", "1")] },
     Variant { name: "moe_combine_f32", file: "moe_combine.comp", defines: &[] },
+    Variant { name: "embed_q8_0p_f32", file: "embed_q8_0p.comp", defines: &[] },
+    Variant { name: "rope_f32", file: "rope.comp", defines: &[] },
+    Variant { name: "attn_split_f32", file: "attn_split.comp", defines: &[] },
+    Variant { name: "attn_reduce_f32", file: "attn_reduce.comp", defines: &[] },
+    Variant { name: "attn_prefill_f32", file: "attn_prefill.comp", defines: &[] },
+    Variant { name: "argmax_f32", file: "argmax.comp", defines: &[] },
+    Variant { name: "argmax_final_f32", file: "argmax.comp", defines: &[("FINAL", "1")] },
 ];
 
 const MAX_PUSH: u32 = 128;

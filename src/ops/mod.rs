@@ -1,10 +1,13 @@
 //! Typed launchers: one per kernel family. Each computes its dispatch geometry, binds exact byte
 //! ranges (so a too-small buffer is an error, not a GPU fault) and records into a `Recorder`.
 
+mod attention;
 mod elementwise;
+mod embed;
 mod matmul;
 mod matvec;
 mod moe;
+mod sampling;
 
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Buffer, Error, Result};

@@ -1,0 +1,301 @@
+//! Attention side of a decoder layer: rotary embedding (rotate-half, interleaved MRoPE), KV-cache
+//! append, causal GQA attention for decode (split over the KV length, then merged) and prefill
+//! (tiled, online softmax).
+//!
+//! Layouts (f32): q / k / v / attention output `[n_tokens, heads, head_dim]`; the K and V caches are
+//! separate buffers `[max_len, n_kv, head_dim]` (position-major), so appending tokens is one copy each.
+//! Query head h reads KV head h / (n_heads / n_kv). Scale 1/√head_dim.
+
+use bytemuck::{Pod, Zeroable};
+use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
+
+use super::{grid, kerr, push_bytes, stride_grid};
+use crate::kernels::Kernels;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushRope {
+    n_tokens: u32,
+    n_heads: u32,
+    head_dim: u32,
+    theta: f32,
+    section_h: u32,
+    section_w: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushRope>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushSplit {
+    n_q: u32,
+    n_heads: u32,
+    n_kv: u32,
+    head_dim: u32,
+    kv_len: u32,
+    chunk: u32,
+    n_chunks: u32,
+    scale: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushSplit>() == 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushReduce {
+    rows: u32,
+    n_chunks: u32,
+    head_dim: u32,
+    grid_x: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushReduce>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushPrefill {
+    n: u32,
+    n_heads: u32,
+    n_kv: u32,
+    p0: u32,
+    scale: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushPrefill>() == 20);
+
+const ROPE_WG: u32 = 256;
+/// Decode: invocations per workgroup (also the largest head_dim) and the largest KV chunk.
+const DECODE_WG: u32 = 128;
+const MAX_CHUNK: u32 = 512;
+/// Decode splits the KV length into about this many chunks (until chunks reach MAX_CHUNK).
+const DECODE_SPLITS: u32 = 16;
+/// Prefill: invocations per workgroup, query block and key tile (match attn_prefill.comp).
+const PREFILL_WG: u32 = 128;
+const BQ: u32 = 16;
+const BK: u32 = 16;
+
+fn round_up(v: u64, m: u64) -> u64 {
+    v.div_ceil(m) * m
+}
+
+/// Checks the GQA head shape shared by the attention launchers.
+fn check_heads(name: &str, n_heads: u32, n_kv: u32, head_dim: u32) -> Result<()> {
+    if n_heads == 0 || n_kv == 0 || n_heads % n_kv != 0 {
+        return Err(kerr(name, format!("{n_heads} query heads cannot share {n_kv} KV heads evenly")));
+    }
+    if head_dim == 0 {
+        return Err(kerr(name, "head_dim is 0".into()));
+    }
+    Ok(())
+}
+
+impl Kernels {
+    /// Rotary embedding in place on x `[n_tokens, n_heads, head_dim]` (rotate-half: dimension j
+    /// pairs with j + head_dim/2), inv_freq[j] = theta^(−2j/head_dim), positions from `pos`
+    /// (u32 `[3, n_tokens]`: the t row, then h, then w, like HF's position_ids). Interleaved MRoPE
+    /// with `mrope_section = [t, h, w]` (frequency counts, summing to at most head_dim/2):
+    /// frequency j reads axis h if j % 3 == 1 and j < 3·h, axis w if j % 3 == 2 and j < 3·w, else
+    /// t. `[head_dim/2, 0, 0]` is 1-D RoPE; so is any section when the three rows are equal.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        x: &'a Buffer,
+        pos: &'a Buffer,
+        n_tokens: u32,
+        n_heads: u32,
+        head_dim: u32,
+        theta: f32,
+        mrope_section: [u32; 3],
+    ) -> Result<()> {
+        let name = "rope_f32";
+        if n_tokens == 0 || n_heads == 0 || head_dim == 0 || head_dim % 2 != 0 {
+            return Err(kerr(name, format!("{n_tokens} tokens × {n_heads} heads × head_dim {head_dim}: need nonzero sizes, even head_dim")));
+        }
+        let [st, sh, sw] = mrope_section;
+        if st as u64 + sh as u64 + sw as u64 > (head_dim / 2) as u64 {
+            return Err(kerr(name, format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2)));
+        }
+        if !(theta.is_finite() && theta > 1.0) {
+            return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
+        }
+        let values = n_tokens as u64 * n_heads as u64 * head_dim as u64;
+        if values > u32::MAX as u64 {
+            return Err(kerr(name, format!("{values} values exceed 2^32 - 1")));
+        }
+        let p = self.pipeline::<PushRope>(name, &[SpecConst { id: 0, value: ROPE_WG }])?;
+        let push = PushRope { n_tokens, n_heads, head_dim, theta, section_h: sh, section_w: sw };
+        rec.dispatch(
+            &p,
+            &[Binding::read_write(x).range(0, values * 4), Binding::read(pos).range(0, n_tokens as u64 * 12)],
+            push_bytes(&push),
+            stride_grid(values / 2, ROPE_WG),
+        )
+    }
+
+    /// Appends `n` tokens of new keys and values (`[n, n_kv, head_dim]` f32, from offset 0 of
+    /// `k_new` / `v_new`) to the caches at positions p0 .. p0 + n − 1 (two buffer copies).
+    #[allow(clippy::too_many_arguments)]
+    pub fn kv_append<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        k_new: &'a Buffer,
+        v_new: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        n: u32,
+        n_kv: u32,
+        head_dim: u32,
+        p0: u32,
+    ) -> Result<()> {
+        if n == 0 || n_kv == 0 || head_dim == 0 {
+            return Err(kerr("kv_append", format!("empty append ({n} tokens × {n_kv} heads × {head_dim})")));
+        }
+        let row = n_kv as u64 * head_dim as u64 * 4;
+        rec.copy(k_new, 0, k_cache, p0 as u64 * row, n as u64 * row)?;
+        rec.copy(v_new, 0, v_cache, p0 as u64 * row, n as u64 * row)
+    }
+
+    /// Keys per chunk that [`Kernels::attn_decode`] uses for a cache of `kv_len` entries: about
+    /// kv_len/16 rounded up to 32, within 32..=512.
+    pub fn attn_decode_chunk(kv_len: u32) -> u32 {
+        (round_up(kv_len.div_ceil(DECODE_SPLITS) as u64, 32) as u32).clamp(32, MAX_CHUNK)
+    }
+
+    /// Bytes of scratch [`Kernels::attn_decode`] needs for `n_q` query tokens of `n_heads` heads
+    /// and any cache length up to `max_kv_len` (allocate once for the context size).
+    pub fn attn_decode_scratch_bytes(n_q: u32, n_heads: u32, head_dim: u32, max_kv_len: u32) -> u64 {
+        // n_chunks ≤ max(16, ⌈kv/512⌉), a bound that grows with kv_len.
+        let chunks = (DECODE_SPLITS as u64).max((max_kv_len as u64).div_ceil(MAX_CHUNK as u64));
+        let rows = n_q as u64 * n_heads as u64;
+        round_up(rows * chunks * head_dim as u64 * 4, 256) + rows * chunks * 8
+    }
+
+    /// Decode attention: `out` (`[n_q, n_heads, head_dim]`) for `n_q` query tokens `q` (same layout)
+    /// at positions kv_len − n_q .. kv_len − 1, causal, against the first `kv_len` entries of the
+    /// caches (which already hold these tokens). Splits the KV length into chunks (one workgroup
+    /// per query token × head × chunk), then merges them with a log-sum-exp reduce. `scratch` holds
+    /// at least [`Kernels::attn_decode_scratch_bytes`]. head_dim ≤ 128.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_decode<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        q: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        out: &'a Buffer,
+        scratch: &'a Buffer,
+        n_q: u32,
+        n_heads: u32,
+        n_kv: u32,
+        head_dim: u32,
+        kv_len: u32,
+    ) -> Result<()> {
+        let name = "attn_split_f32";
+        check_heads(name, n_heads, n_kv, head_dim)?;
+        if head_dim > DECODE_WG {
+            return Err(kerr(name, format!("head_dim {head_dim} > {DECODE_WG}")));
+        }
+        if n_q == 0 || kv_len < n_q {
+            return Err(kerr(name, format!("{n_q} query tokens against {kv_len} cache entries: need 0 < n_q ≤ kv_len")));
+        }
+        let chunk = Self::attn_decode_chunk(kv_len);
+        let n_chunks = kv_len.div_ceil(chunk);
+        let rows = n_q as u64 * n_heads as u64;
+        let max_y = self.gpu().caps().max_workgroup_count[1] as u64;
+        if rows > max_y {
+            return Err(kerr(name, format!("{n_q} tokens × {n_heads} heads exceed {max_y} workgroups")));
+        }
+        let o_bytes = rows * n_chunks as u64 * head_dim as u64 * 4;
+        let ml_off = round_up(o_bytes, 256);
+        let ml_bytes = rows * n_chunks as u64 * 8;
+        let kv_bytes = kv_len as u64 * n_kv as u64 * head_dim as u64 * 4;
+        let q_bytes = rows * head_dim as u64 * 4;
+        let p = self.pipeline::<PushSplit>(name, &[SpecConst { id: 0, value: DECODE_WG }, SpecConst { id: 1, value: MAX_CHUNK }])?;
+        let push = PushSplit {
+            n_q,
+            n_heads,
+            n_kv,
+            head_dim,
+            kv_len,
+            chunk,
+            n_chunks,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        };
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(q).range(0, q_bytes),
+                Binding::read(k_cache).range(0, kv_bytes),
+                Binding::read(v_cache).range(0, kv_bytes),
+                Binding::write(scratch).range(0, o_bytes),
+                Binding::write(scratch).range(ml_off, ml_bytes),
+            ],
+            push_bytes(&push),
+            [n_chunks, rows as u32, 1],
+        )?;
+        let name = "attn_reduce_f32";
+        let p = self.pipeline::<PushReduce>(name, &[SpecConst { id: 0, value: DECODE_WG }])?;
+        let (dims, grid_x) = grid(rows as u32, self.gpu().caps().max_workgroup_count[0]);
+        let push = PushReduce { rows: rows as u32, n_chunks, head_dim, grid_x };
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(scratch).range(0, o_bytes),
+                Binding::read(scratch).range(ml_off, ml_bytes),
+                Binding::write(out).range(0, q_bytes),
+            ],
+            push_bytes(&push),
+            dims,
+        )
+    }
+
+    /// Prefill attention: `out` (`[n, n_heads, head_dim]`) for `n` query tokens `q` (same layout)
+    /// at positions p0 .. p0 + n − 1, causal (token i sees cache entries 0 ..= p0 + i), against
+    /// caches that already hold p0 + n entries. Tiled: one workgroup per 16 queries × head.
+    /// head_dim a multiple of 8, at most 128.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_prefill<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        q: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        out: &'a Buffer,
+        n: u32,
+        n_heads: u32,
+        n_kv: u32,
+        head_dim: u32,
+        p0: u32,
+    ) -> Result<()> {
+        let name = "attn_prefill_f32";
+        check_heads(name, n_heads, n_kv, head_dim)?;
+        if head_dim % 8 != 0 || head_dim > 128 {
+            return Err(kerr(name, format!("head_dim {head_dim}: need a multiple of 8, at most 128")));
+        }
+        if n == 0 {
+            return Err(kerr(name, "no query tokens".into()));
+        }
+        let shared = (BQ * head_dim + BK * (head_dim + 1) + BK * head_dim + BQ * BK + 3 * BQ) * 4;
+        let caps = self.gpu().caps();
+        if shared > caps.max_shared_memory {
+            return Err(kerr(name, format!("needs {shared} bytes of shared memory; the device has {}", caps.max_shared_memory)));
+        }
+        let blocks = n.div_ceil(BQ);
+        if blocks > caps.max_workgroup_count[0] || n_heads > caps.max_workgroup_count[1] {
+            return Err(kerr(name, format!("{blocks} query blocks × {n_heads} heads exceed the workgroup count limit")));
+        }
+        let kv_len = p0 as u64 + n as u64;
+        let kv_bytes = kv_len * n_kv as u64 * head_dim as u64 * 4;
+        let q_bytes = n as u64 * n_heads as u64 * head_dim as u64 * 4;
+        let p = self.pipeline::<PushPrefill>(name, &[SpecConst { id: 0, value: PREFILL_WG }, SpecConst { id: 1, value: head_dim }])?;
+        let push = PushPrefill { n, n_heads, n_kv, p0, scale: 1.0 / (head_dim as f32).sqrt() };
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(q).range(0, q_bytes),
+                Binding::read(k_cache).range(0, kv_bytes),
+                Binding::read(v_cache).range(0, kv_bytes),
+                Binding::write(out).range(0, q_bytes),
+            ],
+            push_bytes(&push),
+            [blocks, n_heads, 1],
+        )
+    }
+}

@@ -1,0 +1,288 @@
+//! The attention-side kernels (embedding gather, RoPE / MRoPE, KV append, decode and prefill
+//! attention, argmax) against f64 CPU references on random (never zero) data, ragged sizes
+//! included, with the validation layer on.
+
+mod common;
+
+use common::{assert_clean, kernels};
+use qwen3_omni_vk::reference::{self as r, Rng};
+use qwen3_omni_vk::vk_runtime::MemoryIntent;
+use qwen3_omni_vk::{Kernels, Matrix, WType};
+
+#[test]
+fn embed_q8_0p_gathers_rows() {
+    let k = kernels();
+    let g = k.gpu();
+    for (i, &(rows, cols, n)) in [(1usize, 32usize, 1usize), (7, 96, 5), (50, 2048, 3), (300, 64, 257)].iter().enumerate() {
+        let mut rng = Rng::new(100 + i as u64);
+        let w = rng.vec(rows * cols, 1.5);
+        let (bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
+        let planar = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, cols).unwrap();
+        // The table sits 256 bytes into its buffer (behind random bytes) to exercise the offset.
+        let mut buf: Vec<u8> = (0..256).map(|_| rng.next_u64() as u8).collect();
+        buf.extend_from_slice(&planar);
+        // Ids: random rows, plus out-of-range ids (→ zero rows) where there are enough tokens.
+        let ids: Vec<u32> = (0..n)
+            .map(|t| if n > 2 && t % 5 == 2 { rows as u32 + (t as u32) * 3 } else { (rng.next_u64() % rows as u64) as u32 })
+            .collect();
+        let tb = g.buffer_from("table", &buf, MemoryIntent::Weights).unwrap();
+        let ib = g.buffer_from("ids", &ids, MemoryIntent::Upload).unwrap();
+        let yb = g.buffer("y", (n * cols) as u64 * 4, MemoryIntent::Readback).unwrap();
+        let table = Matrix { buf: &tb, offset: 256, wtype: WType::Q8_0Planar, rows: rows as u32, cols: cols as u32 };
+        let mut rec = g.recorder(false).unwrap();
+        k.embed_q8_0p(&mut rec, table, &ib, n as u32, &yb).unwrap();
+        rec.submit().unwrap();
+        let deq = &deq;
+        let want: Vec<f64> = ids
+            .iter()
+            .flat_map(|&id| {
+                let id = id as usize;
+                (0..cols).map(move |c| if id < rows { deq[id * cols + c] as f64 } else { 0.0 })
+            })
+            .collect();
+        r::check_close(&format!("embed {rows}×{cols} n={n}"), &yb.read_vec::<f32>().unwrap(), &want, 0.0, 1e-7).unwrap();
+    }
+    assert_clean(g);
+}
+
+/// f64 rotate-half MRoPE; `pos` is `[3, n]` (t row, h row, w row).
+fn rope_ref(x: &[f32], pos: &[u32], n: usize, heads: usize, hd: usize, theta: f64, sec: [u32; 3]) -> Vec<f64> {
+    let half = hd / 2;
+    let mut y: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    for t in 0..n {
+        for h in 0..heads {
+            let o = (t * heads + h) * hd;
+            for j in 0..half {
+                let axis = if j % 3 == 1 && j < 3 * sec[1] as usize {
+                    1
+                } else if j % 3 == 2 && j < 3 * sec[2] as usize {
+                    2
+                } else {
+                    0
+                };
+                let a = pos[axis * n + t] as f64 * theta.powf(-2.0 * j as f64 / hd as f64);
+                let (s, c) = a.sin_cos();
+                let (x0, x1) = (x[o + j] as f64, x[o + j + half] as f64);
+                y[o + j] = x0 * c - x1 * s;
+                y[o + j + half] = x1 * c + x0 * s;
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn rope_mrope_matches_f64() {
+    let k = kernels();
+    let g = k.gpu();
+    // (tokens, heads, head_dim, section, same position on all axes, largest position)
+    let cases: &[(usize, usize, usize, [u32; 3], bool, u32)] = &[
+        (1, 1, 128, [24, 20, 20], true, 5),
+        (7, 3, 128, [24, 20, 20], true, 4096),
+        (33, 4, 128, [24, 20, 20], false, 4096),
+        (5, 2, 64, [8, 12, 12], false, 300),
+        (9, 3, 16, [2, 3, 3], false, 1000),
+        (4, 2, 32, [16, 0, 0], false, 2000),
+        (3, 2, 40, [4, 6, 6], false, 60000),
+    ];
+    let theta = 1.0e6f32;
+    for (ci, &(n, heads, hd, sec, same, pmax)) in cases.iter().enumerate() {
+        let mut rng = Rng::new(200 + ci as u64);
+        let x = rng.vec(n * heads * hd, 2.0);
+        let mut pos: Vec<u32> = (0..3 * n).map(|_| (rng.next_u64() % (pmax as u64 + 1)) as u32).collect();
+        if same {
+            let t: Vec<u32> = pos[..n].to_vec();
+            for a in 1..3 {
+                pos[a * n..(a + 1) * n].copy_from_slice(&t);
+            }
+        }
+        let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+        let x1d = g.buffer_from("x 1-D", &x, MemoryIntent::Upload).unwrap();
+        let pb = g.buffer_from("pos", &pos, MemoryIntent::Upload).unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        k.rope(&mut rec, &xb, &pb, n as u32, heads as u32, hd as u32, theta, sec).unwrap();
+        k.rope(&mut rec, &x1d, &pb, n as u32, heads as u32, hd as u32, theta, [hd as u32 / 2, 0, 0]).unwrap();
+        rec.submit().unwrap();
+        let got: Vec<f32> = xb.read_vec().unwrap();
+        let got1d: Vec<f32> = x1d.read_vec().unwrap();
+        let want = rope_ref(&x, &pos, n, heads, hd, theta as f64, sec);
+        let want1d = rope_ref(&x, &pos, n, heads, hd, theta as f64, [hd as u32 / 2, 0, 0]);
+        // The f32 angle p·inv_freq carries a relative error of a few 1e-7, so the absolute angle
+        // error grows with the position: allow (2e-6 + 4e-7·p) of the pair's size. A wrong
+        // convention, frequency or axis is off by O(|x|).
+        let half = hd / 2;
+        let mut worst = 0.0f64;
+        for (label, got, want) in [("mrope", &got, &want), ("1-D", &got1d, &want1d)] {
+            for (i, (&gv, &wv)) in got.iter().zip(want.iter()).enumerate() {
+                let (row, d) = (i / hd, i % hd);
+                let j = d % half;
+                let t = row / heads;
+                let p = (0..3).map(|a| pos[a * n + t]).max().unwrap() as f64;
+                let pair = x[row * hd + j].abs() as f64 + x[row * hd + j + half].abs() as f64;
+                let err = (gv as f64 - wv).abs();
+                let tol = pair * (2e-6 + 4e-7 * p) + 1e-6;
+                worst = worst.max(err / tol);
+                assert!(err <= tol, "rope {label} case {ci} ({n}×{heads}×{hd}, {sec:?}): [{i}] got {gv} want {wv} (err {err:e}, tol {tol:e})");
+            }
+        }
+        eprintln!("rope case {ci} ({n}×{heads}×{hd}, {sec:?}, p ≤ {pmax}): worst error / tolerance {worst:.3}");
+        if same {
+            // t = h = w: interleaved MRoPE is exactly 1-D RoPE.
+            assert_eq!(got, got1d, "MRoPE with equal axes differs from 1-D RoPE");
+        }
+    }
+    assert_clean(g);
+}
+
+/// f64 causal GQA attention: queries at positions p0 + i against keys 0 ..= p0 + i.
+#[allow(clippy::too_many_arguments)]
+fn attn_ref(q: &[f32], kc: &[f32], vc: &[f32], n: usize, heads: usize, n_kv: usize, hd: usize, p0: usize) -> Vec<f64> {
+    let grp = heads / n_kv;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let mut out = vec![0.0; n * heads * hd];
+    for i in 0..n {
+        for h in 0..heads {
+            let kvh = h / grp;
+            let qv = &q[(i * heads + h) * hd..][..hd];
+            let seen = p0 + i + 1;
+            let s: Vec<f64> = (0..seen)
+                .map(|kk| {
+                    let kr = &kc[(kk * n_kv + kvh) * hd..][..hd];
+                    qv.iter().zip(kr).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * scale
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+            let l: f64 = e.iter().sum();
+            for d in 0..hd {
+                out[(i * heads + h) * hd + d] = (0..seen).map(|kk| e[kk] * vc[(kk * n_kv + kvh) * hd + d] as f64).sum::<f64>() / l;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attn_decode_matches_f64() {
+    let k = kernels();
+    let g = k.gpu();
+    // (query tokens, heads, kv heads, head_dim, kv_len)
+    let cases = [(1usize, 4usize, 2usize, 128usize, 1usize), (1, 8, 2, 64, 37), (3, 6, 3, 16, 300), (1, 4, 1, 128, 2500), (2, 2, 2, 32, 700), (1, 3, 1, 40, 100)];
+    for (ci, &(n_q, heads, n_kv, hd, kv_len)) in cases.iter().enumerate() {
+        let mut rng = Rng::new(300 + ci as u64);
+        let max_len = kv_len + 19; // entries past kv_len hold garbage the kernel must not read
+        let q = rng.vec(n_q * heads * hd, 2.0);
+        let kc = rng.vec(max_len * n_kv * hd, 1.0);
+        let vc = rng.vec(max_len * n_kv * hd, 1.0);
+        let qb = g.buffer_from("q", &q, MemoryIntent::Upload).unwrap();
+        let kb = g.buffer_from("k cache", &kc, MemoryIntent::Upload).unwrap();
+        let vb = g.buffer_from("v cache", &vc, MemoryIntent::Upload).unwrap();
+        let ob = g.buffer("out", (n_q * heads * hd) as u64 * 4, MemoryIntent::Readback).unwrap();
+        let sb = g
+            .buffer("scratch", Kernels::attn_decode_scratch_bytes(n_q as u32, heads as u32, hd as u32, max_len as u32), MemoryIntent::Scratch)
+            .unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        k.attn_decode(&mut rec, &qb, &kb, &vb, &ob, &sb, n_q as u32, heads as u32, n_kv as u32, hd as u32, kv_len as u32).unwrap();
+        rec.submit().unwrap();
+        let want = attn_ref(&q, &kc, &vc, n_q, heads, n_kv, hd, kv_len - n_q);
+        let chunks = (kv_len as u32).div_ceil(Kernels::attn_decode_chunk(kv_len as u32));
+        let what = format!("attn_decode case {ci} (n_q {n_q}, {heads}/{n_kv} heads, hd {hd}, kv {kv_len}, {chunks} chunks)");
+        let got: Vec<f32> = ob.read_vec().unwrap();
+        eprintln!("{what}: rel L2 {:.3e}", r::rel_l2(&got, &want));
+        r::check_close(&what, &got, &want, 2e-6, 1e-5).unwrap();
+    }
+    assert_clean(g);
+}
+
+#[test]
+fn attn_prefill_with_kv_append_matches_f64() {
+    let k = kernels();
+    let g = k.gpu();
+    // (query tokens, heads, kv heads, head_dim, p0 = entries already cached)
+    let cases =
+        [(1usize, 2usize, 1usize, 16usize, 0usize), (5, 4, 2, 32, 0), (37, 4, 2, 64, 13), (70, 8, 2, 128, 50), (16, 2, 2, 128, 0), (33, 4, 4, 16, 100), (20, 2, 1, 24, 7)];
+    for (ci, &(n, heads, n_kv, hd, p0)) in cases.iter().enumerate() {
+        let mut rng = Rng::new(400 + ci as u64);
+        let max_len = p0 + n + 11;
+        let q = rng.vec(n * heads * hd, 2.0);
+        // The cache holds random history before p0 and garbage from p0 on; kv_append writes the
+        // n new tokens at p0.
+        let mut kc = rng.vec(max_len * n_kv * hd, 1.0);
+        let mut vc = rng.vec(max_len * n_kv * hd, 1.0);
+        let k_new = rng.vec(n * n_kv * hd, 1.0);
+        let v_new = rng.vec(n * n_kv * hd, 1.0);
+        let qb = g.buffer_from("q", &q, MemoryIntent::Upload).unwrap();
+        let kb = g.buffer_from("k cache", &kc, MemoryIntent::Upload).unwrap();
+        let vb = g.buffer_from("v cache", &vc, MemoryIntent::Upload).unwrap();
+        let knb = g.buffer_from("k new", &k_new, MemoryIntent::Upload).unwrap();
+        let vnb = g.buffer_from("v new", &v_new, MemoryIntent::Upload).unwrap();
+        let ob = g.buffer("out", (n * heads * hd) as u64 * 4, MemoryIntent::Readback).unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        k.kv_append(&mut rec, &knb, &vnb, &kb, &vb, n as u32, n_kv as u32, hd as u32, p0 as u32).unwrap();
+        k.attn_prefill(&mut rec, &qb, &kb, &vb, &ob, n as u32, heads as u32, n_kv as u32, hd as u32, p0 as u32).unwrap();
+        rec.submit().unwrap();
+        let row = n_kv * hd;
+        kc[p0 * row..(p0 + n) * row].copy_from_slice(&k_new);
+        vc[p0 * row..(p0 + n) * row].copy_from_slice(&v_new);
+        let want = attn_ref(&q, &kc, &vc, n, heads, n_kv, hd, p0);
+        let what = format!("attn_prefill case {ci} (n {n}, {heads}/{n_kv} heads, hd {hd}, p0 {p0})");
+        let got: Vec<f32> = ob.read_vec().unwrap();
+        eprintln!("{what}: rel L2 {:.3e}", r::rel_l2(&got, &want));
+        r::check_close(&what, &got, &want, 2e-6, 1e-5).unwrap();
+    }
+    assert_clean(g);
+}
+
+#[test]
+fn argmax_lowest_index_on_ties() {
+    let k = kernels();
+    let g = k.gpu();
+    let n_max = 152_064usize;
+    let sb = g.buffer("scratch", Kernels::argmax_scratch_bytes(n_max as u32), MemoryIntent::Scratch).unwrap();
+    let mut cases: Vec<(String, Vec<f32>, u32)> = Vec::new();
+    for (i, &n) in [1usize, 7, 1000, 1025, 4099, n_max].iter().enumerate() {
+        let mut rng = Rng::new(500 + i as u64);
+        let x = rng.vec(n, 10.0);
+        let want = x.iter().enumerate().fold(0, |b, (j, &v)| if v > x[b] { j } else { b }) as u32;
+        cases.push((format!("random n={n}"), x, want));
+    }
+    // Ties: the maximum at several indices (within a subgroup, across subgroups, across workgroups).
+    let mut rng = Rng::new(600);
+    let mut x = rng.vec(n_max, 1.0);
+    for &j in &[151_000usize, 77_777, 5_000, 1_029, 1_027] {
+        x[j] = 3.5;
+    }
+    cases.push(("ties across workgroups".into(), x, 1_027));
+    let mut x = rng.vec(300, 1.0);
+    for &j in &[299usize, 64, 9, 8] {
+        x[j] = 2.0;
+    }
+    cases.push(("ties within a workgroup".into(), x, 8));
+    cases.push(("all equal".into(), vec![0.25; 5000], 0));
+    cases.push(("all -inf".into(), vec![f32::NEG_INFINITY; 2000], 0));
+    let mut x = rng.vec(3000, 1.0);
+    x[10] = f32::NAN;
+    x[2500] = f32::NAN;
+    x[1700] = 7.0;
+    cases.push(("NaN never wins".into(), x, 1700));
+    let mut x = vec![f32::NAN; 1500];
+    x[1400] = -3.0;
+    cases.push(("one number among NaN".into(), x, 1400));
+
+    let bufs: Vec<_> = cases
+        .iter()
+        .map(|(_, x, _)| {
+            (g.buffer_from("x", x, MemoryIntent::Upload).unwrap(), g.buffer("argmax", 4, MemoryIntent::Readback).unwrap())
+        })
+        .collect();
+    let mut rec = g.recorder(false).unwrap();
+    for ((_, x, _), (xb, ob)) in cases.iter().zip(&bufs) {
+        k.argmax(&mut rec, xb, x.len() as u32, &sb, ob).unwrap();
+    }
+    rec.submit().unwrap();
+    for ((what, _, want), (_, ob)) in cases.iter().zip(&bufs) {
+        let got: Vec<u32> = ob.read_vec().unwrap();
+        assert_eq!(got[0], *want, "argmax {what}");
+    }
+    assert_clean(g);
+}
