@@ -7,6 +7,8 @@
 //! * [`thinker`]: the Thinker's config and its weights on the GPU.
 
 pub mod chat;
+pub mod cli_bench;
+pub mod cli_chat;
 pub mod model_file;
 pub mod thinker;
 pub mod tokenizer;

@@ -21,6 +21,10 @@ enum Command {
         #[arg(long)]
         selftest: bool,
     },
+    /// Chat with the model: text in, streamed text out (greedy).
+    Chat(qwen3_omni::cli_chat::ChatArgs),
+    /// Time the Thinker's decode on the GPU (synthetic full-size models welcome).
+    BenchThinker(qwen3_omni::cli_bench::BenchArgs),
     /// Describe a GGUF file: header, metadata, tensor table, totals per type.
     Info(quantizer::cli::InfoArgs),
     /// Convert a safetensors checkpoint into one Q8_0 GGUF (or write a synthetic one).
@@ -35,6 +39,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices { selftest } => devices(selftest),
+        Command::Chat(args) => qwen3_omni::cli_chat::run(&args),
+        Command::BenchThinker(args) => qwen3_omni::cli_bench::run(&args),
         Command::Info(args) => quantizer::cli::run_info(&args),
         Command::Quantize(args) => quantizer::cli::run_quantize(&args),
     };

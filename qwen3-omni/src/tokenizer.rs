@@ -118,6 +118,20 @@ impl Tokenizer {
             msg,
         };
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?;
+        Self::from_inner(inner, path)
+    }
+
+    /// Loads tokenizer.json text (as a GGUF's `tokenizer.huggingface.json` holds it); `origin`
+    /// names where it came from in errors.
+    pub fn from_json(json: &str, origin: impl AsRef<Path>) -> Result<Self, TokenizerError> {
+        let path = origin.as_ref();
+        let inner: tokenizers::Tokenizer = json
+            .parse()
+            .map_err(|e: tokenizers::Error| TokenizerError::Load { path: path.to_path_buf(), msg: e.to_string() })?;
+        Self::from_inner(inner, path)
+    }
+
+    fn from_inner(inner: tokenizers::Tokenizer, path: &Path) -> Result<Self, TokenizerError> {
 
         let vocab = inner.get_vocab(true);
         let n = vocab.values().copied().max().map_or(0, |m| m as usize + 1);

@@ -3,6 +3,7 @@
 
 mod config;
 pub mod cpu;
+pub mod gpu;
 mod weights;
 
 pub use config::ThinkerConfig;

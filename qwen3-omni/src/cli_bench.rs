@@ -1,0 +1,101 @@
+//! `qwen3-omni-vk bench-thinker`: decode speed of the Thinker on the GPU at given context lengths,
+//! with the per-kernel breakdown of one step and the bandwidth roofline. Works on synthetic GGUFs
+//! (`quantize --synthetic`), which carry no tokenizer: token ids are fed directly.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
+use qwen3_omni_vk::Kernels;
+
+use crate::model_file::ModelFile;
+use crate::thinker::gpu::GpuThinker;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// Context lengths to measure decode at (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "512,4096")]
+    pub ctx: Vec<u32>,
+    /// Decode steps timed at each context length.
+    #[arg(short = 'n', long, default_value_t = 64)]
+    pub steps: u32,
+    /// Streaming-read bandwidth of the device in GB/s, for the roofline (docs/perf.md).
+    #[arg(long)]
+    pub ceiling_gbs: Option<f64>,
+    #[arg(long)]
+    pub device: Option<usize>,
+}
+
+pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    let m = ModelFile::open(&a.model)?;
+    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
+    let k = Kernels::new(gpu.clone());
+    let path = k.matvec_path();
+    let max_ctx = a.ctx.iter().copied().max().unwrap_or(512) + a.steps + 8;
+    let t0 = std::time::Instant::now();
+    let mut t = GpuThinker::load(k, &m, max_ctx, |_, _| {})?;
+    println!("device: {} · model: {} · matvec path {path:?} · loaded in {:.1} s", gpu.caps().name, a.model.display(), t0.elapsed().as_secs_f64());
+    let c = t.config.clone();
+    let bytes = c.decode_bytes_per_token();
+    println!(
+        "Thinker: {} layers, {} experts top-{}, hidden {}; weight bytes read per token {:.2} GB",
+        c.layers,
+        c.n_experts,
+        c.top_k,
+        c.hidden,
+        bytes as f64 / 1e9
+    );
+    let mut token = 1000u32;
+    for &ctx in &a.ctx {
+        // Timing does not depend on the cache's contents: start at position ctx directly.
+        t.reset_to(0);
+        t.set_len_for_benchmark(ctx);
+        for _ in 0..4 {
+            token = t.step(token % c.vocab, false)?.0;
+        }
+        let s = std::time::Instant::now();
+        let (mut gpu_ns, mut rec_ns) = (0.0, 0.0);
+        let mut shape = (0, 0);
+        for _ in 0..a.steps {
+            let (next, p) = t.step(token % c.vocab, false)?;
+            token = next;
+            shape = (p.dispatches, p.barriers);
+            gpu_ns += p.total_ns.unwrap_or(0.0);
+            rec_ns += t.last_record_ns();
+        }
+        let dt = s.elapsed().as_secs_f64() / a.steps as f64;
+        let (gpu_us, rec_us) = (gpu_ns / 1e3 / a.steps as f64, rec_ns / 1e3 / a.steps as f64);
+        let (_, p) = t.step(token % c.vocab, true)?;
+        print!(
+            "decode at context {ctx}: {:.1} tok/s ({:.0} µs/token wall = {rec_us:.0} µs recording on the CPU + {gpu_us:.0} µs on the GPU + readback; {} dispatches, {} barriers)",
+            1.0 / dt,
+            dt * 1e6,
+            shape.0,
+            shape.1
+        );
+        if gpu_us > 0.0 {
+            print!("; GPU-only rate {:.0} tok/s", 1e6 / gpu_us);
+        }
+        if let Some(bw) = a.ceiling_gbs {
+            let roof = bw * 1e9 / bytes as f64;
+            print!("; roofline {roof:.0} tok/s → {:.0}% of it", 100.0 / dt / roof);
+        }
+        println!();
+        let mut by: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
+        for kt in &p.kernels {
+            let e = by.entry(kt.name.as_str()).or_default();
+            e.0 += kt.ns / 1e3;
+            e.1 += 1;
+        }
+        let mut v: Vec<_> = by.into_iter().collect();
+        v.sort_by(|a, b| b.1 .0.partial_cmp(&a.1 .0).unwrap());
+        println!("  per kernel in one profiled step (every dispatch serialised and timed; µs total / dispatches):");
+        for (name, (us, n)) in v {
+            println!("    {name:<26} {us:9.1} µs  {n:4}×");
+        }
+    }
+    Ok(())
+}

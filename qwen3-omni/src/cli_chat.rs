@@ -1,0 +1,162 @@
+//! `qwen3-omni-vk chat`: text in, streamed text out, on the GPU (greedy for now).
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
+use qwen3_omni_vk::Kernels;
+
+use crate::chat::{render, Message, Role};
+use crate::model_file::ModelFile;
+use crate::thinker::gpu::GpuThinker;
+use crate::tokenizer::Tokenizer;
+
+/// Arguments of `chat` (llama.cpp's flag names).
+#[derive(clap::Args, Debug)]
+pub struct ChatArgs {
+    /// Model file (Q8_0 GGUF from `qwen3-omni-vk quantize`). Default: the tiny demo model built
+    /// from tests/fixtures/models/tiny-real-vocab (random weights: its text is gibberish).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// The user's message; without it, an interactive chat reads lines from stdin.
+    #[arg(short = 'p', long)]
+    pub prompt: Option<String>,
+    /// A system message.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Maximum new tokens per reply.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
+    pub n_predict: usize,
+    /// Context size (KV cache positions).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx_size: u32,
+    /// Vulkan device index (see `qwen3-omni-vk devices`).
+    #[arg(long)]
+    pub device: Option<usize>,
+    /// Print per-kernel GPU time of one decode step to stderr.
+    #[arg(long)]
+    pub profile: bool,
+}
+
+/// The demo model: converted once from the fixture checkpoint plus the fetched tokenizer.
+fn demo_model() -> anyhow::Result<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = repo.join("models/demo.gguf");
+    if out.exists() {
+        return Ok(out);
+    }
+    let src = repo.join("tests/fixtures/models/tiny-real-vocab");
+    let tok = repo.join("models/tokenizer/tokenizer.json");
+    if !tok.exists() {
+        bail!("{} is missing: run tools/fetch-tokenizer.sh (tools/setup-debian.sh does)", tok.display());
+    }
+    let stage = std::env::temp_dir().join(format!("qwen3vk-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&stage)?;
+    for e in std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))? {
+        let e = e?;
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if n.ends_with(".json") && !n.starts_with("manifest") || n.starts_with("model-") {
+            std::fs::copy(e.path(), stage.join(&name))?;
+        }
+    }
+    std::fs::copy(&tok, stage.join("tokenizer.json"))?;
+    eprintln!("building the demo model {} from {}", out.display(), src.display());
+    let opts = quantizer::convert::ConvertOptions { name: Some("qwen3-omni tiny demo (random weights)".into()), ..Default::default() };
+    let r = quantizer::convert::convert(&stage, &out, &opts);
+    let _ = std::fs::remove_dir_all(&stage);
+    r.with_context(|| format!("converting {}", src.display()))?;
+    Ok(out)
+}
+
+pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
+    let path = match &a.model {
+        Some(p) => p.clone(),
+        None => demo_model()?,
+    };
+    let m = ModelFile::open(&path)?;
+    let json = m
+        .gguf
+        .header
+        .get("tokenizer.huggingface.json")
+        .and_then(|v| v.as_str())
+        .with_context(|| format!("{}: no tokenizer.huggingface.json in the metadata (quantize with tokenizer.json beside config.json)", path.display()))?;
+    let tok = Tokenizer::from_json(json, &path)?;
+    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
+    eprintln!("device: {} · model: {}", gpu.caps().name, path.display());
+    let k = Kernels::new(gpu);
+    let t0 = std::time::Instant::now();
+    let mut t = GpuThinker::load(k, &m, a.ctx_size, |done, total| {
+        eprint!("\rloading the Thinker: layer {done}/{total}");
+        let _ = std::io::stderr().flush();
+    })?;
+    eprintln!(" ({:.1} s)", t0.elapsed().as_secs_f64());
+    let im_end = tok.special_ids().im_end;
+    let mut first = true;
+    let turn = |t: &mut GpuThinker, text: &str, first: bool| -> anyhow::Result<()> {
+        let mut msgs = Vec::new();
+        if first {
+            if let Some(s) = &a.system {
+                msgs.push(Message::text(Role::System, s.clone()));
+            }
+        }
+        msgs.push(Message::text(Role::User, text.to_string()));
+        let mut ids = render(&tok, &msgs, true)?.ids;
+        if !first {
+            // The previous reply's <|im_end|> was sampled but never fed; close that turn.
+            let mut close = vec![im_end];
+            close.extend(tok.encode("\n")?);
+            close.extend(ids);
+            ids = close;
+        }
+        if t.len() as usize + ids.len() + 1 > a.ctx_size as usize {
+            bail!("the prompt ({} tokens, {} already in the context) does not fit --ctx-size {}", ids.len(), t.len(), a.ctx_size);
+        }
+        let mut dec = tok.stream_decoder(true);
+        let start = std::time::Instant::now();
+        let prompt_len = ids.len();
+        let mut gen_start = None;
+        let out = t.generate_greedy(&ids, a.n_predict, &[im_end], |id| {
+            gen_start.get_or_insert_with(std::time::Instant::now);
+            if id != im_end {
+                print!("{}", dec.push(id));
+                let _ = std::io::stdout().flush();
+            }
+            true
+        })?;
+        println!("{}", dec.finish());
+        let total = start.elapsed().as_secs_f64();
+        let gen = gen_start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+        eprintln!(
+            "[{prompt_len} prompt tokens, {} generated; {:.1} tok/s prompt, {:.1} tok/s generation]",
+            out.len(),
+            prompt_len as f64 / (total - gen).max(1e-9),
+            out.len().saturating_sub(1) as f64 / gen.max(1e-9)
+        );
+        if a.profile && t.len() < a.ctx_size {
+            let (_, p) = t.step(im_end, true)?;
+            t.reset_to(t.len() - 1);
+            eprintln!("one decode step, per kernel (GPU µs):");
+            for k in &p.kernels {
+                eprintln!("  {:<24} {:8.1}", k.name, k.ns / 1e3);
+            }
+            eprintln!("  total {:.1} µs over {} dispatches, {} barriers", p.total_ns.unwrap_or(0.0) / 1e3, p.dispatches, p.barriers);
+        }
+        Ok(())
+    };
+    if let Some(p) = &a.prompt {
+        return turn(&mut t, p, true);
+    }
+    eprintln!("interactive chat: type a message, an empty line or Ctrl-D ends");
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            break;
+        }
+        turn(&mut t, &line, first)?;
+        first = false;
+    }
+    Ok(())
+}

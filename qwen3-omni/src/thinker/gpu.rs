@@ -1,0 +1,231 @@
+//! The Thinker on the GPU: one command buffer per token, greedy token chosen on the GPU and the
+//! only value read back. KV caches (f32, `[ctx, n_kv, head_dim]` per layer) and all activations
+//! stay on the device.
+//!
+//! This first version feeds the prompt one token at a time through the decode path; the batched
+//! prefill (matrix × matrix, `attn_prefill`) and a replayable step whose positions the GPU reads
+//! from a buffer are the next steps (see docs/perf.md).
+
+use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Profile};
+use qwen3_omni_vk::{Kernels, MatvecPath, Matrix, Q8_1Scratch, WType};
+
+use super::{ThinkerConfig, ThinkerWeights};
+use crate::model_file::{ModelError, ModelFile};
+
+struct Scratch {
+    token: Buffer,
+    pos: Buffer,
+    x: Buffer,
+    r: Buffer,
+    y: Buffer,
+    q: Buffer,
+    k: Buffer,
+    v: Buffer,
+    qn: Buffer,
+    kn: Buffer,
+    o: Buffer,
+    ao: Buffer,
+    router: Buffer,
+    ids: Buffer,
+    weights: Buffer,
+    h: Buffer,
+    logits: Buffer,
+    attn: Buffer,
+    argmax: Buffer,
+    next: Buffer,
+    q81: Q8_1Scratch,
+    q81_h: Q8_1Scratch,
+}
+
+/// A loaded Thinker with its KV cache.
+pub struct GpuThinker {
+    k: Kernels,
+    pub config: ThinkerConfig,
+    w: ThinkerWeights,
+    kv: Vec<(Buffer, Buffer)>,
+    s: Scratch,
+    ctx: u32,
+    len: u32,
+    record_ns: f64,
+}
+
+/// Errors of generation.
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    #[error("the context is full: {len} of --ctx-size {ctx} positions used")]
+    ContextFull { len: u32, ctx: u32 },
+    #[error("token id {id} is outside the vocabulary ({vocab})")]
+    BadToken { id: u32, vocab: u32 },
+    #[error(transparent)]
+    Gpu(#[from] qwen3_omni_vk::Error),
+}
+
+impl GpuThinker {
+    /// Loads the Thinker of `m` onto the kernels' GPU with a KV cache of `ctx` positions.
+    pub fn load(k: Kernels, m: &ModelFile, ctx: u32, progress: impl FnMut(u32, u32)) -> Result<GpuThinker, ModelError> {
+        let c = ThinkerConfig::from_model(m)?;
+        let g = k.gpu().clone();
+        let w = ThinkerWeights::load(&g, m, &c, progress)?;
+        let (h, hd) = (c.hidden as u64, c.head_dim as u64);
+        let (qd, kvd) = ((c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
+        let ctx = ctx.clamp(1, c.max_positions);
+        let kv = (0..c.layers)
+            .map(|l| {
+                Ok((
+                    g.buffer(&format!("k cache {l}"), ctx as u64 * kvd * 4, MemoryIntent::Scratch)?,
+                    g.buffer(&format!("v cache {l}"), ctx as u64 * kvd * 4, MemoryIntent::Scratch)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, qwen3_omni_vk::Error>>()?;
+        let f = |n: &str, len: u64| g.buffer(n, len * 4, MemoryIntent::Scratch);
+        let inter_k = c.top_k as u64 * c.moe_inter as u64;
+        let s = Scratch {
+            token: g.buffer("token in", 4, MemoryIntent::Upload)?,
+            pos: g.buffer("positions", 12, MemoryIntent::Upload)?,
+            x: f("x", h)?,
+            r: f("residual", h)?,
+            y: f("normed", h)?,
+            q: f("q", qd)?,
+            k: f("k", kvd)?,
+            v: f("v", kvd)?,
+            qn: f("q normed", qd)?,
+            kn: f("k normed", kvd)?,
+            o: f("attention out", qd)?,
+            ao: f("o_proj out", h)?,
+            router: f("router logits", c.n_experts as u64)?,
+            ids: g.buffer("expert ids", c.top_k as u64 * 4, MemoryIntent::Scratch)?,
+            weights: f("expert weights", c.top_k as u64)?,
+            h: f("expert hidden", inter_k)?,
+            logits: g.buffer("logits", c.vocab as u64 * 4, MemoryIntent::Readback)?,
+            attn: g.buffer("attention scratch", Kernels::attn_decode_scratch_bytes(1, c.n_heads, c.head_dim, ctx), MemoryIntent::Scratch)?,
+            argmax: g.buffer("argmax scratch", Kernels::argmax_scratch_bytes(c.vocab), MemoryIntent::Scratch)?,
+            next: g.buffer("next token", 4, MemoryIntent::Readback)?,
+            q81: k.q8_1_scratch(h.max(qd).div_ceil(32) * 32)?,
+            q81_h: k.q8_1_scratch(inter_k.div_ceil(32) * 32)?,
+        };
+        let _ = hd;
+        Ok(GpuThinker { k, config: c, w, kv, s, ctx, len: 0, record_ns: 0.0 })
+    }
+
+    pub fn kernels(&self) -> &Kernels {
+        &self.k
+    }
+
+    /// Positions used so far.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets the conversation (the cache is simply overwritten).
+    pub fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    /// Benchmarks only: pretends `len` positions are in the cache (their contents are whatever
+    /// the cache holds), so decode speed at a long context can be timed without a prefill.
+    pub fn set_len_for_benchmark(&mut self, len: u32) {
+        self.len = len.min(self.ctx.saturating_sub(1));
+    }
+
+    /// Forgets every position from `len` on (e.g. a token fed only to profile a step).
+    pub fn reset_to(&mut self, len: u32) {
+        self.len = self.len.min(len);
+    }
+
+    /// Feeds `token` at the next position; returns the greedy next token (argmax on the GPU) and
+    /// the batch's profile. The full logits stay readable with [`GpuThinker::logits`].
+    pub fn step(&mut self, token: u32, profile: bool) -> Result<(u32, Profile), GenError> {
+        let c = &self.config;
+        if self.len >= self.ctx {
+            return Err(GenError::ContextFull { len: self.len, ctx: self.ctx });
+        }
+        if token >= c.vocab {
+            return Err(GenError::BadToken { id: token, vocab: c.vocab });
+        }
+        let p = self.len;
+        let (k, s, w) = (&self.k, &self.s, &self.w);
+        s.token.write_slice(0, &[token])?;
+        s.pos.write_slice(0, &[p, p, p])?;
+        let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let t0 = std::time::Instant::now();
+        let mut rec = k.gpu().recorder(profile)?;
+        k.embed_q8_0p(&mut rec, Matrix::new(&w.embed, WType::Q8_0Planar, c.vocab, h), &s.token, 1, &s.x)?;
+        for (l, lw) in w.layers.iter().enumerate() {
+            let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
+            k.rms_norm(&mut rec, &s.x, &lw.attn_norm, &s.y, h, 1, c.rms_eps)?;
+            if k.matvec_path() == MatvecPath::IntDot {
+                k.quantize_q8_1(&mut rec, &s.y, h as u64, &s.q81)?;
+            }
+            k.matvec_prequantized(&mut rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.y, &s.q, &s.q81)?;
+            k.matvec_prequantized(&mut rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.y, &s.k, &s.q81)?;
+            k.matvec_prequantized(&mut rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.y, &s.v, &s.q81)?;
+            k.rms_norm(&mut rec, &s.q, &lw.q_norm, &s.qn, hd, nh, c.rms_eps)?;
+            k.rms_norm(&mut rec, &s.k, &lw.k_norm, &s.kn, hd, nkv, c.rms_eps)?;
+            k.rope(&mut rec, &s.qn, &s.pos, 1, nh, hd, c.rope_theta, c.mrope_section)?;
+            k.rope(&mut rec, &s.kn, &s.pos, 1, nkv, hd, c.rope_theta, c.mrope_section)?;
+            k.kv_append(&mut rec, &s.kn, &s.v, kc, vc, 1, nkv, hd, p)?;
+            k.attn_decode(&mut rec, &s.qn, kc, vc, &s.o, &s.attn, 1, nh, nkv, hd, p + 1)?;
+            k.matvec(&mut rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, &s.ao, Some(&s.q81))?;
+            k.add(&mut rec, &s.x, &s.ao, &s.r, h as u64, h as u64)?;
+            k.rms_norm(&mut rec, &s.r, &lw.ffn_norm, &s.y, h, 1, c.rms_eps)?;
+            k.matvec(&mut rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &s.y, &s.router, None)?;
+            let gate = Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
+            let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
+            let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
+            // Routing (softmax → top-k → renormalise) and gate/up of the chosen experts in one dispatch.
+            k.moe_route_gate_up(&mut rec, &s.router, gate, up, &s.y, &s.ids, &s.weights, c.top_k, 1, c.norm_topk, &s.h)?;
+            k.moe_down(&mut rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
+        }
+        k.rms_norm(&mut rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
+        k.matvec(&mut rec, Matrix::new(&w.lm_head, WType::Q8_0Planar, c.vocab, h), &s.y, &s.logits, Some(&s.q81))?;
+        k.argmax(&mut rec, &s.logits, c.vocab, &s.argmax, &s.next)?;
+        let mut batch = rec.finish()?;
+        let record_ns = t0.elapsed().as_secs_f64() * 1e9;
+        let prof = batch.submit()?;
+        drop(batch);
+        self.record_ns = record_ns;
+        self.len += 1;
+        let mut next = [0u32];
+        s.next.read(0, bytemuck::cast_slice_mut(&mut next))?;
+        Ok((next[0], prof))
+    }
+
+    /// CPU time spent recording the last step's command buffer, in ns.
+    pub fn last_record_ns(&self) -> f64 {
+        self.record_ns
+    }
+
+    /// The logits of the last step.
+    pub fn logits(&self) -> Result<Vec<f32>, GenError> {
+        Ok(self.s.logits.read_vec()?)
+    }
+
+    /// Feeds `prompt`, then generates greedily until `stop` or `max_new` tokens, calling `on_token`
+    /// for each new token (return false to stop early).
+    pub fn generate_greedy(
+        &mut self,
+        prompt: &[u32],
+        max_new: usize,
+        stop: &[u32],
+        mut on_token: impl FnMut(u32) -> bool,
+    ) -> Result<Vec<u32>, GenError> {
+        let mut next = 0;
+        for &t in prompt {
+            next = self.step(t, false)?.0;
+        }
+        let mut out = Vec::new();
+        while out.len() < max_new {
+            out.push(next);
+            if stop.contains(&next) || !on_token(next) || out.len() == max_new {
+                break;
+            }
+            next = self.step(next, false)?.0;
+        }
+        Ok(out)
+    }
+}
