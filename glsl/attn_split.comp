@@ -14,6 +14,7 @@
 // Bindings: 0 q, 1 K, 2 V, 3 part_o (float[]), 4 part_ml (vec2[]).
 // Push: n_q, n_heads, n_kv, head_dim, kv_len, chunk, n_chunks, scale.
 // Grid: x = chunk, y = query token * n_heads + head. Spec: 0 WG (≥ head_dim), 1 MAX_CHUNK.
+// Variant VEC4 (head_dim % 4 == 0) reads keys as vec4s.
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -31,7 +32,12 @@ layout(push_constant) uniform Push {
 } pc;
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
+#ifdef VEC4
+// head_dim % 4 == 0: each key row is read as vec4s (4× fewer, 16-byte loads).
+layout(std430, binding = 1) readonly buffer K { vec4 kc4[]; };
+#else
 layout(std430, binding = 1) readonly buffer K { float kc[]; };
+#endif
 layout(std430, binding = 2) readonly buffer V { float vc[]; };
 layout(std430, binding = 3) writeonly buffer PO { float part_o[]; };
 layout(std430, binding = 4) writeonly buffer PML { vec2 part_ml[]; };
@@ -66,7 +72,14 @@ void main() {
     for (uint k = tid; k < n; k += WG) {
         const uint base = (k0 + k) * kstride + kvh * hd;
         float s = 0.0;
+#ifdef VEC4
+        for (uint d4 = 0; d4 < hd / 4u; d4++) {
+            const uint d = 4u * d4;
+            s += dot(vec4(qs[d], qs[d + 1u], qs[d + 2u], qs[d + 3u]), kc4[base / 4u + d4]);
+        }
+#else
         for (uint d = 0; d < hd; d++) s += qs[d] * kc[base + d];
+#endif
         s *= pc.scale;
         sc[k] = s;
         m = max(m, s);

@@ -40,6 +40,18 @@ const _: () = assert!(std::mem::size_of::<PushSplit>() == 32);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct PushDecode {
+    n_q: u32,
+    n_heads: u32,
+    n_kv: u32,
+    kv_len: u32,
+    n_chunks: u32,
+    scale: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushDecode>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct PushReduce {
     rows: u32,
     n_chunks: u32,
@@ -65,6 +77,12 @@ const DECODE_WG: u32 = 128;
 const MAX_CHUNK: u32 = 512;
 /// Decode splits the KV length into about this many chunks (until chunks reach MAX_CHUNK).
 const DECODE_SPLITS: u32 = 16;
+/// GQA-shared decode kernel (attn_decode.comp): keys per chunk = invocations per workgroup, and
+/// the largest group of query heads per KV head it takes (registers: G floats + G vec4s).
+const GQA_CHUNK: u32 = 128;
+const GQA_MAX_G: u32 = 16;
+/// Invocations of the merge kernel.
+const REDUCE_WG: u32 = 256;
 /// Prefill: invocations per workgroup, query block and key tile (match attn_prefill.comp).
 const PREFILL_WG: u32 = 128;
 const BQ: u32 = 16;
@@ -161,17 +179,21 @@ impl Kernels {
     /// Bytes of scratch [`Kernels::attn_decode`] needs for `n_q` query tokens of `n_heads` heads
     /// and any cache length up to `max_kv_len` (allocate once for the context size).
     pub fn attn_decode_scratch_bytes(n_q: u32, n_heads: u32, head_dim: u32, max_kv_len: u32) -> u64 {
-        // n_chunks ≤ max(16, ⌈kv/512⌉), a bound that grows with kv_len.
-        let chunks = (DECODE_SPLITS as u64).max((max_kv_len as u64).div_ceil(MAX_CHUNK as u64));
+        // Chunks: ⌈kv/128⌉ on the GQA-shared path, ≤ max(16, ⌈kv/512⌉) on the other; both bounds
+        // grow with kv_len.
+        let chunks = (DECODE_SPLITS as u64).max((max_kv_len as u64).div_ceil(GQA_CHUNK as u64));
         let rows = n_q as u64 * n_heads as u64;
         round_up(rows * chunks * head_dim as u64 * 4, 256) + rows * chunks * 8
     }
 
     /// Decode attention: `out` (`[n_q, n_heads, head_dim]`) for `n_q` query tokens `q` (same layout)
     /// at positions kv_len − n_q .. kv_len − 1, causal, against the first `kv_len` entries of the
-    /// caches (which already hold these tokens). Splits the KV length into chunks (one workgroup
-    /// per query token × head × chunk), then merges them with a log-sum-exp reduce. `scratch` holds
-    /// at least [`Kernels::attn_decode_scratch_bytes`]. head_dim ≤ 128.
+    /// caches (which already hold these tokens). Splits the KV length into chunks, then merges them
+    /// with a log-sum-exp reduce. Where head_dim is a multiple of 4 and at most 16 query heads share
+    /// a KV head, one workgroup per (token, KV head, 128-key chunk) serves all of that KV head's
+    /// query heads (attn_decode.comp: each K/V row read once); otherwise one per (token, head,
+    /// chunk of kv_len/16 keys) (attn_split.comp). `scratch` holds at least
+    /// [`Kernels::attn_decode_scratch_bytes`]. head_dim ≤ 128.
     #[allow(clippy::too_many_arguments)]
     pub fn attn_decode<'a>(
         &self,
@@ -187,8 +209,12 @@ impl Kernels {
         head_dim: u32,
         kv_len: u32,
     ) -> Result<()> {
-        let name = "attn_split_f32";
+        // Keys load as vec4s when rows allow it (every real head_dim does).
+        let name = if head_dim % 4 == 0 { "attn_split_vec4_f32" } else { "attn_split_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
+        if let Some(r) = self.attn_decode_gqa(rec, q, k_cache, v_cache, out, scratch, n_q, n_heads, n_kv, head_dim, kv_len) {
+            return r;
+        }
         if head_dim > DECODE_WG {
             return Err(kerr(name, format!("head_dim {head_dim} > {DECODE_WG}")));
         }
@@ -230,8 +256,80 @@ impl Kernels {
             push_bytes(&push),
             [n_chunks, rows as u32, 1],
         )?;
+        self.attn_merge(rec, scratch, out, rows, n_chunks, head_dim)
+    }
+
+    /// The GQA-shared decode path (attn_decode.comp + the merge): `None` where it does not apply
+    /// (head_dim not a multiple of 4, too many query heads per KV head, too little shared memory).
+    #[allow(clippy::too_many_arguments)]
+    fn attn_decode_gqa<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        q: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        out: &'a Buffer,
+        scratch: &'a Buffer,
+        n_q: u32,
+        n_heads: u32,
+        n_kv: u32,
+        head_dim: u32,
+        kv_len: u32,
+    ) -> Option<Result<()>> {
+        let name = "attn_decode_gqa_f32";
+        let g = n_heads / n_kv;
+        let caps = self.gpu().caps();
+        let shared = g * head_dim * 4 + g * GQA_CHUNK * 4 + GQA_CHUNK * 4 + 2 * g * 4 + GQA_CHUNK * 16;
+        if head_dim % 4 != 0 || head_dim > DECODE_WG || g > GQA_MAX_G || shared > caps.max_shared_memory {
+            return None;
+        }
+        let mut run = || -> Result<()> {
+            if n_q == 0 || kv_len < n_q {
+                return Err(kerr(name, format!("{n_q} query tokens against {kv_len} cache entries: need 0 < n_q ≤ kv_len")));
+            }
+            let n_chunks = kv_len.div_ceil(GQA_CHUNK);
+            let rows = n_q as u64 * n_heads as u64;
+            let groups_y = n_q as u64 * n_kv as u64;
+            if groups_y > caps.max_workgroup_count[1] as u64 || n_chunks > caps.max_workgroup_count[0] {
+                return Err(kerr(name, format!("{n_chunks} chunks × {groups_y} (token, KV head) pairs exceed the workgroup count limit")));
+            }
+            let o_bytes = rows * n_chunks as u64 * head_dim as u64 * 4;
+            let ml_off = round_up(o_bytes, 256);
+            let ml_bytes = rows * n_chunks as u64 * 8;
+            let kv_bytes = kv_len as u64 * n_kv as u64 * head_dim as u64 * 4;
+            let q_bytes = rows * head_dim as u64 * 4;
+            let spec = [
+                SpecConst { id: 0, value: GQA_CHUNK },
+                SpecConst { id: 1, value: head_dim },
+                SpecConst { id: 2, value: g },
+            ];
+            let p = self.pipeline::<PushDecode>(name, &spec)?;
+            let push = PushDecode { n_q, n_heads, n_kv, kv_len, n_chunks, scale: 1.0 / (head_dim as f32).sqrt() };
+            rec.dispatch(
+                &p,
+                &[
+                    Binding::read(q).range(0, q_bytes),
+                    Binding::read(k_cache).range(0, kv_bytes),
+                    Binding::read(v_cache).range(0, kv_bytes),
+                    Binding::write(scratch).range(0, o_bytes),
+                    Binding::write(scratch).range(ml_off, ml_bytes),
+                ],
+                push_bytes(&push),
+                [n_chunks, groups_y as u32, 1],
+            )?;
+            self.attn_merge(rec, scratch, out, rows, n_chunks, head_dim)
+        };
+        Some(run())
+    }
+
+    /// attn_reduce_f32: merges `n_chunks` partials per row of `scratch` into `out`.
+    fn attn_merge<'a>(&self, rec: &mut Recorder<'a>, scratch: &'a Buffer, out: &'a Buffer, rows: u64, n_chunks: u32, head_dim: u32) -> Result<()> {
+        let o_bytes = rows * n_chunks as u64 * head_dim as u64 * 4;
+        let ml_off = round_up(o_bytes, 256);
+        let ml_bytes = rows * n_chunks as u64 * 8;
+        let q_bytes = rows * head_dim as u64 * 4;
         let name = "attn_reduce_f32";
-        let p = self.pipeline::<PushReduce>(name, &[SpecConst { id: 0, value: DECODE_WG }])?;
+        let p = self.pipeline::<PushReduce>(name, &[SpecConst { id: 0, value: REDUCE_WG }])?;
         let (dims, grid_x) = grid(rows as u32, self.gpu().caps().max_workgroup_count[0]);
         let push = PushReduce { rows: rows as u32, n_chunks, head_dim, grid_x };
         rec.dispatch(
