@@ -13,7 +13,9 @@ use qwen3_omni_vk::{Kernels, Matrix, WType};
 fn embed_q8_0p_gathers_rows() {
     let k = kernels();
     let g = k.gpu();
-    for (i, &(rows, cols, n)) in [(1usize, 32usize, 1usize), (7, 96, 5), (50, 2048, 3), (300, 64, 257)].iter().enumerate() {
+    for (i, &(rows, cols, n)) in
+        [(1usize, 32usize, 1usize), (7, 96, 5), (50, 2048, 3), (300, 64, 257)].iter().enumerate()
+    {
         let mut rng = Rng::new(100 + i as u64);
         let w = rng.vec(rows * cols, 1.5);
         let (bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
@@ -22,9 +24,16 @@ fn embed_q8_0p_gathers_rows() {
         let mut buf: Vec<u8> = (0..256).map(|_| rng.next_u64() as u8).collect();
         buf.extend_from_slice(&planar);
         // Ids: random rows, plus out-of-range ids (→ zero rows) where there are enough tokens.
-        let ids: Vec<u32> = (0..n)
-            .map(|t| if n > 2 && t % 5 == 2 { rows as u32 + (t as u32) * 3 } else { (rng.next_u64() % rows as u64) as u32 })
-            .collect();
+        let ids: Vec<u32> =
+            (0..n)
+                .map(|t| {
+                    if n > 2 && t % 5 == 2 {
+                        rows as u32 + (t as u32) * 3
+                    } else {
+                        (rng.next_u64() % rows as u64) as u32
+                    }
+                })
+                .collect();
         let tb = g.buffer_from("table", &buf, MemoryIntent::Weights).unwrap();
         let ib = g.buffer_from("ids", &ids, MemoryIntent::Upload).unwrap();
         let yb = g.buffer("y", (n * cols) as u64 * 4, MemoryIntent::Readback).unwrap();
@@ -33,7 +42,6 @@ fn embed_q8_0p_gathers_rows() {
         k.embed_q8_0p(&mut rec, table, &ib, n as u32, &yb).unwrap();
         rec.submit().unwrap();
         let deq = &deq;
-        let deq = &deq;
         let want: Vec<f64> = ids
             .iter()
             .flat_map(|&id| {
@@ -41,7 +49,8 @@ fn embed_q8_0p_gathers_rows() {
                 (0..cols).map(move |c| if id < rows { deq[id * cols + c] as f64 } else { 0.0 })
             })
             .collect();
-        r::check_close(&format!("embed {rows}×{cols} n={n}"), &yb.read_vec::<f32>().unwrap(), &want, 0.0, 1e-7).unwrap();
+        r::check_close(&format!("embed {rows}×{cols} n={n}"), &yb.read_vec::<f32>().unwrap(), &want, 0.0, 1e-7)
+            .unwrap();
     }
     assert_clean(g);
 }
@@ -156,7 +165,8 @@ fn attn_ref(q: &[f32], kc: &[f32], vc: &[f32], n: usize, heads: usize, n_kv: usi
             let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
             let l: f64 = e.iter().sum();
             for d in 0..hd {
-                out[(i * heads + h) * hd + d] = (0..seen).map(|kk| e[kk] * vc[(kk * n_kv + kvh) * hd + d] as f64).sum::<f64>() / l;
+                out[(i * heads + h) * hd + d] =
+                    (0..seen).map(|kk| e[kk] * vc[(kk * n_kv + kvh) * hd + d] as f64).sum::<f64>() / l;
             }
         }
     }
@@ -168,10 +178,21 @@ fn attn_decode_matches_f64() {
     let k = kernels();
     let g = k.gpu();
     // (query tokens, heads, kv heads, head_dim, kv_len)
-    let cases = [(1usize, 4usize, 2usize, 128usize, 1usize), (1, 8, 2, 64, 37), (3, 6, 3, 16, 300), (1, 4, 1, 128, 2500), (2, 2, 2, 32, 700), (1, 3, 1, 40, 100), (1, 2, 1, 6, 50),
+    let cases = [
+        (1usize, 4usize, 2usize, 128usize, 1usize),
+        (1, 8, 2, 64, 37),
+        (3, 6, 3, 16, 300),
+        (1, 4, 1, 128, 2500),
+        (2, 2, 2, 32, 700),
+        (1, 3, 1, 40, 100),
+        (1, 2, 1, 6, 50),
         // GQA-shared path: Thinker-like groups of 8, several 128-key chunks, chunks some queries
         // do not see (n_q 5 at kv 131), MHA; and a group of 34 (> 16) taking the split path.
-        (1, 16, 2, 128, 1000), (5, 4, 2, 32, 131), (2, 6, 6, 64, 260), (1, 34, 1, 8, 70)];
+        (1, 16, 2, 128, 1000),
+        (5, 4, 2, 32, 131),
+        (2, 6, 6, 64, 260),
+        (1, 34, 1, 8, 70),
+    ];
     for (ci, &(n_q, heads, n_kv, hd, kv_len)) in cases.iter().enumerate() {
         let mut rng = Rng::new(300 + ci as u64);
         let max_len = kv_len + 19; // entries past kv_len hold garbage the kernel must not read
@@ -183,10 +204,27 @@ fn attn_decode_matches_f64() {
         let vb = g.buffer_from("v cache", &vc, MemoryIntent::Upload).unwrap();
         let ob = g.buffer("out", (n_q * heads * hd) as u64 * 4, MemoryIntent::Readback).unwrap();
         let sb = g
-            .buffer("scratch", Kernels::attn_decode_scratch_bytes(n_q as u32, heads as u32, hd as u32, max_len as u32), MemoryIntent::Scratch)
+            .buffer(
+                "scratch",
+                Kernels::attn_decode_scratch_bytes(n_q as u32, heads as u32, hd as u32, max_len as u32),
+                MemoryIntent::Scratch,
+            )
             .unwrap();
         let mut rec = g.recorder(false).unwrap();
-        k.attn_decode(&mut rec, &qb, &kb, &vb, &ob, &sb, n_q as u32, heads as u32, n_kv as u32, hd as u32, kv_len as u32).unwrap();
+        k.attn_decode(
+            &mut rec,
+            &qb,
+            &kb,
+            &vb,
+            &ob,
+            &sb,
+            n_q as u32,
+            heads as u32,
+            n_kv as u32,
+            hd as u32,
+            kv_len as u32,
+        )
+        .unwrap();
         rec.submit().unwrap();
         let want = attn_ref(&q, &kc, &vc, n_q, heads, n_kv, hd, kv_len - n_q);
         let what = format!("attn_decode case {ci} (n_q {n_q}, {heads}/{n_kv} heads, hd {hd}, kv {kv_len})");
@@ -202,8 +240,15 @@ fn attn_prefill_with_kv_append_matches_f64() {
     let k = kernels();
     let g = k.gpu();
     // (query tokens, heads, kv heads, head_dim, p0 = entries already cached)
-    let cases =
-        [(1usize, 2usize, 1usize, 16usize, 0usize), (5, 4, 2, 32, 0), (37, 4, 2, 64, 13), (70, 8, 2, 128, 50), (16, 2, 2, 128, 0), (33, 4, 4, 16, 100), (20, 2, 1, 24, 7)];
+    let cases = [
+        (1usize, 2usize, 1usize, 16usize, 0usize),
+        (5, 4, 2, 32, 0),
+        (37, 4, 2, 64, 13),
+        (70, 8, 2, 128, 50),
+        (16, 2, 2, 128, 0),
+        (33, 4, 4, 16, 100),
+        (20, 2, 1, 24, 7),
+    ];
     for (ci, &(n, heads, n_kv, hd, p0)) in cases.iter().enumerate() {
         let mut rng = Rng::new(400 + ci as u64);
         let max_len = p0 + n + 11;
@@ -222,7 +267,8 @@ fn attn_prefill_with_kv_append_matches_f64() {
         let ob = g.buffer("out", (n * heads * hd) as u64 * 4, MemoryIntent::Readback).unwrap();
         let mut rec = g.recorder(false).unwrap();
         k.kv_append(&mut rec, &knb, &vnb, &kb, &vb, n as u32, n_kv as u32, hd as u32, p0 as u32).unwrap();
-        k.attn_prefill(&mut rec, &qb, &kb, &vb, &ob, n as u32, heads as u32, n_kv as u32, hd as u32, p0 as u32).unwrap();
+        k.attn_prefill(&mut rec, &qb, &kb, &vb, &ob, n as u32, heads as u32, n_kv as u32, hd as u32, p0 as u32)
+            .unwrap();
         rec.submit().unwrap();
         let row = n_kv * hd;
         kc[p0 * row..(p0 + n) * row].copy_from_slice(&k_new);
@@ -275,7 +321,10 @@ fn argmax_lowest_index_on_ties() {
     let bufs: Vec<_> = cases
         .iter()
         .map(|(_, x, _)| {
-            (g.buffer_from("x", x, MemoryIntent::Upload).unwrap(), g.buffer("argmax", 4, MemoryIntent::Readback).unwrap())
+            (
+                g.buffer_from("x", x, MemoryIntent::Upload).unwrap(),
+                g.buffer("argmax", 4, MemoryIntent::Readback).unwrap(),
+            )
         })
         .collect();
     let mut rec = g.recorder(false).unwrap();

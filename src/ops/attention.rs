@@ -124,11 +124,17 @@ impl Kernels {
     ) -> Result<()> {
         let name = "rope_f32";
         if n_tokens == 0 || n_heads == 0 || head_dim == 0 || head_dim % 2 != 0 {
-            return Err(kerr(name, format!("{n_tokens} tokens × {n_heads} heads × head_dim {head_dim}: need nonzero sizes, even head_dim")));
+            return Err(kerr(
+                name,
+                format!("{n_tokens} tokens × {n_heads} heads × head_dim {head_dim}: need nonzero sizes, even head_dim"),
+            ));
         }
         let [st, sh, sw] = mrope_section;
         if st as u64 + sh as u64 + sw as u64 > (head_dim / 2) as u64 {
-            return Err(kerr(name, format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2)));
+            return Err(kerr(
+                name,
+                format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
+            ));
         }
         if !(theta.is_finite() && theta > 1.0) {
             return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
@@ -212,14 +218,19 @@ impl Kernels {
         // Keys load as vec4s when rows allow it (every real head_dim does).
         let name = if head_dim % 4 == 0 { "attn_split_vec4_f32" } else { "attn_split_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
-        if let Some(r) = self.attn_decode_gqa(rec, q, k_cache, v_cache, out, scratch, n_q, n_heads, n_kv, head_dim, kv_len) {
+        if let Some(r) =
+            self.attn_decode_gqa(rec, q, k_cache, v_cache, out, scratch, n_q, n_heads, n_kv, head_dim, kv_len)
+        {
             return r;
         }
         if head_dim > DECODE_WG {
             return Err(kerr(name, format!("head_dim {head_dim} > {DECODE_WG}")));
         }
         if n_q == 0 || kv_len < n_q {
-            return Err(kerr(name, format!("{n_q} query tokens against {kv_len} cache entries: need 0 < n_q ≤ kv_len")));
+            return Err(kerr(
+                name,
+                format!("{n_q} query tokens against {kv_len} cache entries: need 0 < n_q ≤ kv_len"),
+            ));
         }
         let chunk = Self::attn_decode_chunk(kv_len);
         let n_chunks = kv_len.div_ceil(chunk);
@@ -233,17 +244,12 @@ impl Kernels {
         let ml_bytes = rows * n_chunks as u64 * 8;
         let kv_bytes = kv_len as u64 * n_kv as u64 * head_dim as u64 * 4;
         let q_bytes = rows * head_dim as u64 * 4;
-        let p = self.pipeline::<PushSplit>(name, &[SpecConst { id: 0, value: DECODE_WG }, SpecConst { id: 1, value: MAX_CHUNK }])?;
-        let push = PushSplit {
-            n_q,
-            n_heads,
-            n_kv,
-            head_dim,
-            kv_len,
-            chunk,
-            n_chunks,
-            scale: 1.0 / (head_dim as f32).sqrt(),
-        };
+        let p = self.pipeline::<PushSplit>(
+            name,
+            &[SpecConst { id: 0, value: DECODE_WG }, SpecConst { id: 1, value: MAX_CHUNK }],
+        )?;
+        let push =
+            PushSplit { n_q, n_heads, n_kv, head_dim, kv_len, chunk, n_chunks, scale: 1.0 / (head_dim as f32).sqrt() };
         rec.dispatch(
             &p,
             &[
@@ -285,13 +291,19 @@ impl Kernels {
         }
         let mut run = || -> Result<()> {
             if n_q == 0 || kv_len < n_q {
-                return Err(kerr(name, format!("{n_q} query tokens against {kv_len} cache entries: need 0 < n_q ≤ kv_len")));
+                return Err(kerr(
+                    name,
+                    format!("{n_q} query tokens against {kv_len} cache entries: need 0 < n_q ≤ kv_len"),
+                ));
             }
             let n_chunks = kv_len.div_ceil(GQA_CHUNK);
             let rows = n_q as u64 * n_heads as u64;
             let groups_y = n_q as u64 * n_kv as u64;
             if groups_y > caps.max_workgroup_count[1] as u64 || n_chunks > caps.max_workgroup_count[0] {
-                return Err(kerr(name, format!("{n_chunks} chunks × {groups_y} (token, KV head) pairs exceed the workgroup count limit")));
+                return Err(kerr(
+                    name,
+                    format!("{n_chunks} chunks × {groups_y} (token, KV head) pairs exceed the workgroup count limit"),
+                ));
             }
             let o_bytes = rows * n_chunks as u64 * head_dim as u64 * 4;
             let ml_off = round_up(o_bytes, 256);
@@ -323,7 +335,15 @@ impl Kernels {
     }
 
     /// attn_reduce_f32: merges `n_chunks` partials per row of `scratch` into `out`.
-    fn attn_merge<'a>(&self, rec: &mut Recorder<'a>, scratch: &'a Buffer, out: &'a Buffer, rows: u64, n_chunks: u32, head_dim: u32) -> Result<()> {
+    fn attn_merge<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        scratch: &'a Buffer,
+        out: &'a Buffer,
+        rows: u64,
+        n_chunks: u32,
+        head_dim: u32,
+    ) -> Result<()> {
         let o_bytes = rows * n_chunks as u64 * head_dim as u64 * 4;
         let ml_off = round_up(o_bytes, 256);
         let ml_bytes = rows * n_chunks as u64 * 8;
@@ -373,16 +393,25 @@ impl Kernels {
         let shared = (BQ * head_dim + BK * (head_dim + 1) + BK * head_dim + BQ * BK + 3 * BQ) * 4;
         let caps = self.gpu().caps();
         if shared > caps.max_shared_memory {
-            return Err(kerr(name, format!("needs {shared} bytes of shared memory; the device has {}", caps.max_shared_memory)));
+            return Err(kerr(
+                name,
+                format!("needs {shared} bytes of shared memory; the device has {}", caps.max_shared_memory),
+            ));
         }
         let blocks = n.div_ceil(BQ);
         if blocks > caps.max_workgroup_count[0] || n_heads > caps.max_workgroup_count[1] {
-            return Err(kerr(name, format!("{blocks} query blocks × {n_heads} heads exceed the workgroup count limit")));
+            return Err(kerr(
+                name,
+                format!("{blocks} query blocks × {n_heads} heads exceed the workgroup count limit"),
+            ));
         }
         let kv_len = p0 as u64 + n as u64;
         let kv_bytes = kv_len * n_kv as u64 * head_dim as u64 * 4;
         let q_bytes = n as u64 * n_heads as u64 * head_dim as u64 * 4;
-        let p = self.pipeline::<PushPrefill>(name, &[SpecConst { id: 0, value: PREFILL_WG }, SpecConst { id: 1, value: head_dim }])?;
+        let p = self.pipeline::<PushPrefill>(
+            name,
+            &[SpecConst { id: 0, value: PREFILL_WG }, SpecConst { id: 1, value: head_dim }],
+        )?;
         let push = PushPrefill { n, n_heads, n_kv, p0, scale: 1.0 / (head_dim as f32).sqrt() };
         rec.dispatch(
             &p,

@@ -22,7 +22,14 @@ const WG: u32 = 256;
 impl Kernels {
     /// y[t, :] (`[n, cols]` f32) = row `ids[t]` of `table` (planar Q8_0 `[rows, cols]`),
     /// dequantised; `ids` holds `n` u32 token ids on the GPU. An id ≥ rows yields a row of zeros.
-    pub fn embed_q8_0p<'a>(&self, rec: &mut Recorder<'a>, table: Matrix<'a>, ids: &'a Buffer, n: u32, y: &'a Buffer) -> Result<()> {
+    pub fn embed_q8_0p<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        table: Matrix<'a>,
+        ids: &'a Buffer,
+        n: u32,
+        y: &'a Buffer,
+    ) -> Result<()> {
         let name = "embed_q8_0p_f32";
         table.check(name)?;
         if table.wtype != WType::Q8_0Planar {

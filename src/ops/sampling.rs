@@ -28,7 +28,14 @@ impl Kernels {
     /// out[0] (u32) = index of the largest of the `n` floats of `x`, the lowest index on ties;
     /// NaN never wins (an all-NaN vector gives 0). `scratch` holds at least
     /// [`Kernels::argmax_scratch_bytes`] bytes.
-    pub fn argmax<'a>(&self, rec: &mut Recorder<'a>, x: &'a Buffer, n: u32, scratch: &'a Buffer, out: &'a Buffer) -> Result<()> {
+    pub fn argmax<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        x: &'a Buffer,
+        n: u32,
+        scratch: &'a Buffer,
+        out: &'a Buffer,
+    ) -> Result<()> {
         let name = "argmax_f32";
         if n == 0 {
             return Err(kerr(name, "empty vector".into()));
