@@ -38,13 +38,21 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "moe_down_q8_0p_q8_1", file: "moe_down.comp", defines: &[("INTDOT", "1")] },
     Variant { name: "moe_shared_gate_f32", file: "moe_shared_gate.comp", defines: &[] },
     Variant { name: "moe_route_gate_up_q8_0p_f32", file: "moe_gate_up.comp", defines: &[("ROUTE", "1")] },
-    Variant { name: "moe_route_gate_up_q8_0p_q8_1", file: "moe_gate_up.comp", defines: &[("ROUTE", "1"), ("INTDOT", "1")] },
+    Variant {
+        name: "moe_route_gate_up_q8_0p_q8_1",
+        file: "moe_gate_up.comp",
+        defines: &[("ROUTE", "1"), ("INTDOT", "1")],
+    },
     Variant { name: "moe_down_q8_0p_q8_1_fused", file: "moe_down.comp", defines: &[("INTDOT", "1"), ("QUANT_H", "1")] },
     Variant { name: "moe_group_u32", file: "moe_group.comp", defines: &[] },
     Variant { name: "moe_gate_up_grouped_q8_0p_f32", file: "moe_grouped.comp", defines: &[] },
     Variant { name: "moe_gate_up_grouped_q8_0p_q8_1", file: "moe_grouped.comp", defines: &[("INTDOT", "1")] },
     Variant { name: "moe_down_grouped_q8_0p_f32", file: "moe_grouped.comp", defines: &[("DOWN", "1")] },
-    Variant { name: "moe_down_grouped_q8_0p_q8_1", file: "moe_grouped.comp", defines: &[("DOWN", "1"), ("INTDOT", "1")] },
+    Variant {
+        name: "moe_down_grouped_q8_0p_q8_1",
+        file: "moe_grouped.comp",
+        defines: &[("DOWN", "1"), ("INTDOT", "1")],
+    },
     Variant { name: "moe_combine_f32", file: "moe_combine.comp", defines: &[] },
     Variant { name: "embed_q8_0p_f32", file: "embed_q8_0p.comp", defines: &[] },
     Variant { name: "rope_f32", file: "rope.comp", defines: &[] },
@@ -144,7 +152,12 @@ fn compile(c: &shaderc::Compiler, dir: &Path, path: &Path, src: &str, v: &Varian
             }
             a.as_binary().to_vec()
         }
-        Err(e) => fail(&format!("shader {} (variant {}, defines {:?}) failed to compile:\n{e}", path.display(), v.name, v.defines)),
+        Err(e) => fail(&format!(
+            "shader {} (variant {}, defines {:?}) failed to compile:\n{e}",
+            path.display(),
+            v.name,
+            v.defines
+        )),
     }
 }
 
@@ -157,7 +170,8 @@ struct Interface {
 fn reflect(name: &str, words: &[u32]) -> Interface {
     use rspirv::dr::Operand;
     use rspirv::spirv::{Decoration, Op, StorageClass};
-    let m = rspirv::dr::load_words(words).unwrap_or_else(|e| fail(&format!("{name}: rspirv cannot parse the module: {e}")));
+    let m =
+        rspirv::dr::load_words(words).unwrap_or_else(|e| fail(&format!("{name}: rspirv cannot parse the module: {e}")));
     let mut binding = BTreeMap::new();
     let mut set = BTreeMap::new();
     let mut nonwritable = BTreeMap::new();
@@ -182,10 +196,20 @@ fn reflect(name: &str, words: &[u32]) -> Interface {
             (Op::Decorate, Some(Operand::Decoration(Decoration::ArrayStride)), Some(Operand::LiteralBit32(s)), _) => {
                 array_stride.insert(target, *s);
             }
-            (Op::MemberDecorate, Some(Operand::LiteralBit32(mi)), Some(Operand::Decoration(Decoration::NonWritable)), _) => {
+            (
+                Op::MemberDecorate,
+                Some(Operand::LiteralBit32(mi)),
+                Some(Operand::Decoration(Decoration::NonWritable)),
+                _,
+            ) => {
                 member_nonwritable.entry(target).or_default().push(*mi);
             }
-            (Op::MemberDecorate, Some(Operand::LiteralBit32(mi)), Some(Operand::Decoration(Decoration::Offset)), Some(Operand::LiteralBit32(off))) => {
+            (
+                Op::MemberDecorate,
+                Some(Operand::LiteralBit32(mi)),
+                Some(Operand::Decoration(Decoration::Offset)),
+                Some(Operand::LiteralBit32(off)),
+            ) => {
                 member_offset.insert((target, *mi), *off);
             }
             _ => {}
@@ -217,7 +241,9 @@ fn reflect(name: &str, words: &[u32]) -> Interface {
                 (Some(Operand::IdRef(c)), Some(Operand::LiteralBit32(n))) => size_of(name, types, *c) * n,
                 _ => fail(&format!("{name}: malformed vector type")),
             },
-            op => fail(&format!("{name}: push-constant member of type {op:?} is not supported (use scalars and vectors)")),
+            op => {
+                fail(&format!("{name}: push-constant member of type {op:?} is not supported (use scalars and vectors)"))
+            }
         }
     }
     let mut bindings: BTreeMap<u32, bool> = BTreeMap::new();
@@ -245,7 +271,8 @@ fn reflect(name: &str, words: &[u32]) -> Interface {
                     _ => 0,
                 };
                 let ro = nonwritable.contains_key(&id)
-                    || (members > 0 && member_nonwritable.get(&block).map(|v| v.len() as u32 == members).unwrap_or(false));
+                    || (members > 0
+                        && member_nonwritable.get(&block).map(|v| v.len() as u32 == members).unwrap_or(false));
                 if bindings.insert(b, ro).is_some() {
                     fail(&format!("{name}: binding {b} declared twice"));
                 }
@@ -268,11 +295,16 @@ fn reflect(name: &str, words: &[u32]) -> Interface {
     let _ = array_stride;
     for (i, b) in bindings.keys().enumerate() {
         if *b != i as u32 {
-            fail(&format!("{name}: bindings must be 0..n without gaps (found {:?})", bindings.keys().collect::<Vec<_>>()));
+            fail(&format!(
+                "{name}: bindings must be 0..n without gaps (found {:?})",
+                bindings.keys().collect::<Vec<_>>()
+            ));
         }
     }
     if push_size > MAX_PUSH {
-        fail(&format!("{name}: push constants are {push_size} bytes; at most {MAX_PUSH} (lavapipe's limit) are allowed"));
+        fail(&format!(
+            "{name}: push constants are {push_size} bytes; at most {MAX_PUSH} (lavapipe's limit) are allowed"
+        ));
     }
     Interface { readonly: bindings.values().copied().collect(), push_size }
 }

@@ -36,9 +36,8 @@ fn time_batch(batch: &mut Batch<'_>, per_batch: u32, reps: usize) -> f64 {
         let _ = batch.submit().expect("warm-up");
     }
     let _ = batch.submit().expect("warm-up");
-    let mut v: Vec<f64> = (0..reps)
-        .map(|_| batch.submit().expect("submit").total_ns.expect("timestamps") / per_batch as f64)
-        .collect();
+    let mut v: Vec<f64> =
+        (0..reps).map(|_| batch.submit().expect("submit").total_ns.expect("timestamps") / per_batch as f64).collect();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
@@ -104,7 +103,9 @@ fn bench(c: &mut Criterion) {
         }
         rows_out.push(Row { case: format!("{name} {} MiB", sbytes >> 20), us: ns / 1e3, bytes: moved, ops: 0.0 });
         g.throughput(Throughput::Bytes(moved));
-        g.bench_function(name, |b| b.iter_custom(|it| Duration::from_nanos((time_batch(&mut batch, 4, 1) * it as f64) as u64)));
+        g.bench_function(name, |b| {
+            b.iter_custom(|it| Duration::from_nanos((time_batch(&mut batch, 4, 1) * it as f64) as u64))
+        });
     }
     // The matrix cases follow; `src`/`dst` stay for a second ceiling measurement at the end.
 
@@ -131,41 +132,43 @@ fn bench(c: &mut Criterion) {
         let bytes = WType::Q8_0.row_bytes(kk as u64) * m as u64;
         let n = copies_for(bytes);
         for wt in [WType::Q8_0, WType::Q8_0Planar] {
-        let ws: Vec<Buffer> = (0..n)
-            .map(|i| {
-                let mut b = random_q8_0(m as usize, kk as usize, i as u64);
-                if wt == WType::Q8_0Planar {
-                    b = qwen3_omni_vk::layout::repack_q8_0_planar(&b, m as usize, kk as usize).unwrap();
+            let ws: Vec<Buffer> = (0..n)
+                .map(|i| {
+                    let mut b = random_q8_0(m as usize, kk as usize, i as u64);
+                    if wt == WType::Q8_0Planar {
+                        b = qwen3_omni_vk::layout::repack_q8_0_planar(&b, m as usize, kk as usize).unwrap();
+                    }
+                    gpu.buffer_from(&format!("w{i}"), &b, MemoryIntent::Weights).unwrap()
+                })
+                .collect();
+            let x = gpu.buffer_from("x", &Rng::new(9).vec(kk as usize, 1.0), MemoryIntent::Scratch).unwrap();
+            // One output per dispatch: no write-after-write barrier, so the figure is the kernel's
+            // bandwidth (a dependent chain adds each dispatch's ramp-up and drain).
+            let ys: Vec<Buffer> = (0..n.max(8))
+                .map(|i| gpu.buffer(&format!("y{i}"), m as u64 * 4, MemoryIntent::Scratch).unwrap())
+                .collect();
+            let s = k.q8_1_scratch(kk as u64).unwrap();
+            let wname = if wt == WType::Q8_0 { "mv_q8_0" } else { "mv_q8_0p" };
+            for &(p, pname) in &paths {
+                k.set_matvec_path(p).unwrap();
+                let mut rec = gpu.recorder(false).unwrap();
+                let per = n.max(8);
+                // Quantise x once (int-dot path), as a layer does for the matrices sharing an input.
+                k.quantize_q8_1(&mut rec, &x, kk as u64, &s).unwrap();
+                for i in 0..per {
+                    k.matvec_prequantized(&mut rec, Matrix::new(&ws[i % n], wt, m, kk), &x, &ys[i], &s).unwrap();
                 }
-                gpu.buffer_from(&format!("w{i}"), &b, MemoryIntent::Weights).unwrap()
-            })
-            .collect();
-        let x = gpu.buffer_from("x", &Rng::new(9).vec(kk as usize, 1.0), MemoryIntent::Scratch).unwrap();
-        // One output per dispatch: no write-after-write barrier, so the figure is the kernel's
-        // bandwidth (a dependent chain adds each dispatch's ramp-up and drain).
-        let ys: Vec<Buffer> = (0..n.max(8)).map(|i| gpu.buffer(&format!("y{i}"), m as u64 * 4, MemoryIntent::Scratch).unwrap()).collect();
-        let s = k.q8_1_scratch(kk as u64).unwrap();
-        let wname = if wt == WType::Q8_0 { "mv_q8_0" } else { "mv_q8_0p" };
-        for &(p, pname) in &paths {
-            k.set_matvec_path(p).unwrap();
-            let mut rec = gpu.recorder(false).unwrap();
-            let per = n.max(8);
-            // Quantise x once (int-dot path), as a layer does for the matrices sharing an input.
-            k.quantize_q8_1(&mut rec, &x, kk as u64, &s).unwrap();
-            for i in 0..per {
-                k.matvec_prequantized(&mut rec, Matrix::new(&ws[i % n], wt, m, kk), &x, &ys[i], &s).unwrap();
+                let mut batch = rec.finish().unwrap();
+                // The one quantisation is counted in the total (it is ~1 µs against ≥ 8 matrices).
+                let ns = time_batch(&mut batch, per as u32, reps);
+                let mark = if p == default_path { " (default)" } else { "" };
+                let case = format!("{wname} {m}×{kk} {pname}{mark}");
+                rows_out.push(Row { case: case.clone(), us: ns / 1e3, bytes, ops: 0.0 });
+                g.throughput(Throughput::Bytes(bytes));
+                g.bench_function(&case, |b| {
+                    b.iter_custom(|it| Duration::from_nanos((time_batch(&mut batch, per as u32, 1) * it as f64) as u64))
+                });
             }
-            let mut batch = rec.finish().unwrap();
-            // The one quantisation is counted in the total (it is ~1 µs against ≥ 8 matrices).
-            let ns = time_batch(&mut batch, per as u32, reps);
-            let mark = if p == default_path { " (default)" } else { "" };
-            let case = format!("{wname} {m}×{kk} {pname}{mark}");
-            rows_out.push(Row { case: case.clone(), us: ns / 1e3, bytes, ops: 0.0 });
-            g.throughput(Throughput::Bytes(bytes));
-            g.bench_function(&case, |b| {
-                b.iter_custom(|it| Duration::from_nanos((time_batch(&mut batch, per as u32, 1) * it as f64) as u64))
-            });
-        }
         }
     }
     k.set_matvec_path(default_path).unwrap();
@@ -179,7 +182,14 @@ fn bench(c: &mut Criterion) {
         let bytes = wt.row_bytes(kk as u64) * m as u64;
         let n = copies_for(bytes);
         let ws: Vec<Buffer> = (0..n)
-            .map(|i| gpu.buffer_from(&format!("wf{i}"), &Rng::new(i as u64).vec(bytes as usize / 4, 1.0), MemoryIntent::Weights).unwrap())
+            .map(|i| {
+                gpu.buffer_from(
+                    &format!("wf{i}"),
+                    &Rng::new(i as u64).vec(bytes as usize / 4, 1.0),
+                    MemoryIntent::Weights,
+                )
+                .unwrap()
+            })
             .collect();
         let x = gpu.buffer_from("x", &Rng::new(9).vec(kk as usize, 1.0), MemoryIntent::Scratch).unwrap();
         let y = gpu.buffer("y", m as u64 * 4, MemoryIntent::Scratch).unwrap();
@@ -196,7 +206,8 @@ fn bench(c: &mut Criterion) {
     // Matrix × matrix (prefill), 512 tokens.
     if caps.int_dot && !mv_only {
         let tokens: u32 = if quick() { 64 } else { 512 };
-        let mm_shapes: Vec<(u32, u32)> = if quick() { vec![(512, 2048)] } else { vec![(4096, 2048), (2048, 4096), (768, 2048), (14336, 4096)] };
+        let mm_shapes: Vec<(u32, u32)> =
+            if quick() { vec![(512, 2048)] } else { vec![(4096, 2048), (2048, 4096), (768, 2048), (14336, 4096)] };
         for (m, kk) in mm_shapes {
             let w = gpu.buffer_from("w", &random_q8_0(m as usize, kk as usize, 3), MemoryIntent::Weights).unwrap();
             let x = gpu.buffer_from("x", &Rng::new(4).vec((tokens * kk) as usize, 1.0), MemoryIntent::Scratch).unwrap();
@@ -217,7 +228,12 @@ fn bench(c: &mut Criterion) {
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let ns = times[times.len() / 2];
             let ops = 2.0 * m as f64 * kk as f64 * tokens as f64;
-            rows_out.push(Row { case: format!("mm_q8_0_q8_1 {m}×{kk} × {tokens} tokens"), us: ns / 1e3, bytes: 0, ops });
+            rows_out.push(Row {
+                case: format!("mm_q8_0_q8_1 {m}×{kk} × {tokens} tokens"),
+                us: ns / 1e3,
+                bytes: 0,
+                ops,
+            });
         }
     }
     g.finish();
@@ -228,20 +244,37 @@ fn bench(c: &mut Criterion) {
         }
         let mut batch = rec.finish().unwrap();
         let ns = time_batch(&mut batch, 4, reps);
-        rows_out.push(Row { case: format!("stream_read {} MiB (again, at the end)", sbytes >> 20), us: ns / 1e3, bytes: sbytes, ops: 0.0 });
+        rows_out.push(Row {
+            case: format!("stream_read {} MiB (again, at the end)", sbytes >> 20),
+            us: ns / 1e3,
+            bytes: sbytes,
+            ops: 0.0,
+        });
         // The ceiling is the better of the two read measurements.
         ceiling = f64::max(ceiling, sbytes as f64 / ns);
     }
     drop((src, dst));
 
     let mut t = String::new();
-    writeln!(t, "\nDevice: {} ({}), streaming-read ceiling {:.0} GB/s, matvec WG {} ROWS {}\n", caps.name, caps.driver_info, ceiling,
-        std::env::var("QWEN3VK_MV_WG").unwrap_or("128".into()), std::env::var("QWEN3VK_MV_ROWS").unwrap_or("2".into())).ok();
+    writeln!(
+        t,
+        "\nDevice: {} ({}), streaming-read ceiling {:.0} GB/s, matvec WG {} ROWS {}\n",
+        caps.name,
+        caps.driver_info,
+        ceiling,
+        std::env::var("QWEN3VK_MV_WG").unwrap_or("128".into()),
+        std::env::var("QWEN3VK_MV_ROWS").unwrap_or("2".into())
+    )
+    .ok();
     writeln!(t, "| case | GPU µs | GB/s | of read ceiling | int8 TOPS |").ok();
     writeln!(t, "| --- | ---: | ---: | ---: | ---: |").ok();
     for r in &rows_out {
         let gbs = r.bytes as f64 / (r.us * 1e3);
-        let (gb, frac) = if r.bytes > 0 { (format!("{gbs:.0}"), format!("{:.0}%", 100.0 * gbs / ceiling)) } else { ("".into(), "".into()) };
+        let (gb, frac) = if r.bytes > 0 {
+            (format!("{gbs:.0}"), format!("{:.0}%", 100.0 * gbs / ceiling))
+        } else {
+            ("".into(), "".into())
+        };
         let tops = if r.ops > 0.0 { format!("{:.1}", r.ops / (r.us * 1e6)) } else { String::new() };
         writeln!(t, "| {} | {:.1} | {gb} | {frac} | {tops} |", r.case, r.us).ok();
     }

@@ -116,7 +116,8 @@ impl Kernels {
         if let Some(p) = self.pipelines.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(p);
         }
-        let info = find(name).ok_or_else(|| Error::Kernel { kernel: name.into(), what: "not in the kernel table".into() })?;
+        let info =
+            find(name).ok_or_else(|| Error::Kernel { kernel: name.into(), what: "not in the kernel table".into() })?;
         let size = std::mem::size_of::<P>() as u32;
         if size != info.push_size {
             return Err(Error::Kernel {
@@ -135,7 +136,10 @@ impl Kernels {
     /// Scratch for quantising up to `values` activation floats (a multiple of 32) to Q8_1.
     pub fn q8_1_scratch(&self, values: u64) -> Result<Q8_1Scratch> {
         if values == 0 || values % 32 != 0 {
-            return Err(Error::Kernel { kernel: "quantize_q8_1".into(), what: format!("{values} values is not a positive multiple of 32") });
+            return Err(Error::Kernel {
+                kernel: "quantize_q8_1".into(),
+                what: format!("{values} values is not a positive multiple of 32"),
+            });
         }
         Ok(Q8_1Scratch {
             xq: self.gpu.buffer("q8_1 quants", values, MemoryIntent::Scratch)?,

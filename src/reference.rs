@@ -67,9 +67,7 @@ pub fn q8_1_roundtrip(x: &[f32]) -> Vec<f32> {
 
 /// y = W·x in f64 for a row-major `[rows, cols]` W.
 pub fn matvec(w: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
-    (0..rows)
-        .map(|r| w[r * cols..(r + 1) * cols].iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum())
-        .collect()
+    (0..rows).map(|r| w[r * cols..(r + 1) * cols].iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum()).collect()
 }
 
 /// Y[n, m] = Σ_k W[m, k] X[n, k] in f64.

@@ -88,7 +88,8 @@ fn matvec_f32_and_f16_match_f64() {
         k.matvec(&mut rec, Matrix::new(&wh, WType::F16, rows as u32, cols as u32), &xb, &y16, None).unwrap();
         rec.submit().unwrap();
         r::check_close("mv_f32", &y32.read_vec::<f32>().unwrap(), &r::matvec(&w, &x, rows, cols), 1e-5, 1e-5).unwrap();
-        r::check_close("mv_f16", &y16.read_vec::<f32>().unwrap(), &r::matvec(&w16f, &x, rows, cols), 1e-5, 1e-5).unwrap();
+        r::check_close("mv_f16", &y16.read_vec::<f32>().unwrap(), &r::matvec(&w16f, &x, rows, cols), 1e-5, 1e-5)
+            .unwrap();
     }
     assert_clean(g);
 }
@@ -97,7 +98,9 @@ fn matvec_f32_and_f16_match_f64() {
 fn matmul_q8_0_intdot_matches_f64() {
     let k = kernels();
     let g = k.gpu();
-    for (i, &(rows, cols, n)) in [(1usize, 32usize, 1usize), (70, 96, 5), (64, 64, 64), (130, 256, 67), (200, 128, 130)].iter().enumerate() {
+    for (i, &(rows, cols, n)) in
+        [(1usize, 32usize, 1usize), (70, 96, 5), (64, 64, 64), (130, 256, 67), (200, 128, 130)].iter().enumerate()
+    {
         let mut rng = Rng::new(40 + i as u64);
         let w = rng.vec(rows * cols, 1.0);
         let x = rng.vec(n * cols, 1.5);
@@ -107,7 +110,8 @@ fn matmul_q8_0_intdot_matches_f64() {
         let yb = g.buffer("y", (n * rows) as u64 * 4, MemoryIntent::Readback).unwrap();
         let s = k.q8_1_scratch((n * cols) as u64).unwrap();
         let mut rec = g.recorder(false).unwrap();
-        k.matmul_q8_0(&mut rec, Matrix::new(&wb, WType::Q8_0, rows as u32, cols as u32), &xb, n as u32, &yb, &s).unwrap();
+        k.matmul_q8_0(&mut rec, Matrix::new(&wb, WType::Q8_0, rows as u32, cols as u32), &xb, n as u32, &yb, &s)
+            .unwrap();
         rec.submit().unwrap();
         let y: Vec<f32> = yb.read_vec().unwrap();
         let want = r::matmul(&deq, &x, rows, cols, n);
@@ -147,13 +151,17 @@ fn rms_norm_softmax_match_f64() {
 fn elementwise_match_f64() {
     let k = kernels();
     let g = k.gpu();
-    for (i, &(n, b_len)) in [(1usize, 1usize), (1000, 1000), (4099, 4099), (768, 256), (100_003, 7)].iter().enumerate() {
+    for (i, &(n, b_len)) in [(1usize, 1usize), (1000, 1000), (4099, 4099), (768, 256), (100_003, 7)].iter().enumerate()
+    {
         let mut rng = Rng::new(60 + i as u64);
         let a = rng.vec(n, 4.0);
         let b = rng.vec(b_len, 2.0);
         let ab = g.buffer_from("a", &a, MemoryIntent::Upload).unwrap();
         let bb = g.buffer_from("b", &b, MemoryIntent::Upload).unwrap();
-        let out: Vec<_> = ["add", "mul", "silu_mul"].iter().map(|m| g.buffer(m, n as u64 * 4, MemoryIntent::Readback).unwrap()).collect();
+        let out: Vec<_> = ["add", "mul", "silu_mul"]
+            .iter()
+            .map(|m| g.buffer(m, n as u64 * 4, MemoryIntent::Readback).unwrap())
+            .collect();
         let mut rec = g.recorder(false).unwrap();
         k.add(&mut rec, &ab, &bb, &out[0], n as u64, b_len as u64).unwrap();
         k.mul(&mut rec, &ab, &bb, &out[1], n as u64, b_len as u64).unwrap();
@@ -223,16 +231,25 @@ fn one_quantisation_feeds_several_matrices() {
     let x = rng.vec(cols, 1.0);
     let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
     let s = k.q8_1_scratch(cols as u64).unwrap();
-    let mats: Vec<(Vec<u8>, Vec<f32>)> = (0..3).map(|_| r::quantize_matrix_q8_0(&rng.vec(rows * cols, 1.0), cols)).collect();
+    let mats: Vec<(Vec<u8>, Vec<f32>)> =
+        (0..3).map(|_| r::quantize_matrix_q8_0(&rng.vec(rows * cols, 1.0), cols)).collect();
     let wbs: Vec<_> = mats
         .iter()
-        .map(|(b, _)| g.buffer_from("w", &qwen3_omni_vk::layout::repack_q8_0_planar(b, rows, cols).unwrap(), MemoryIntent::Weights).unwrap())
+        .map(|(b, _)| {
+            g.buffer_from(
+                "w",
+                &qwen3_omni_vk::layout::repack_q8_0_planar(b, rows, cols).unwrap(),
+                MemoryIntent::Weights,
+            )
+            .unwrap()
+        })
         .collect();
     let ys: Vec<_> = (0..3).map(|_| g.buffer("y", rows as u64 * 4, MemoryIntent::Readback).unwrap()).collect();
     let mut rec = g.recorder(false).unwrap();
     k.quantize_q8_1(&mut rec, &xb, cols as u64, &s).unwrap();
     for (wb, y) in wbs.iter().zip(&ys) {
-        k.matvec_prequantized(&mut rec, Matrix::new(wb, WType::Q8_0Planar, rows as u32, cols as u32), &xb, y, &s).unwrap();
+        k.matvec_prequantized(&mut rec, Matrix::new(wb, WType::Q8_0Planar, rows as u32, cols as u32), &xb, y, &s)
+            .unwrap();
     }
     let batch = rec.finish().unwrap();
     // Quantise, one barrier, then three independent matrices.

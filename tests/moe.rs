@@ -39,7 +39,16 @@ fn moe_route_matches_f64() {
     let k = kernels();
     let g = k.gpu();
     // (experts, top-k, tokens, ties): ties rounds logits to a coarse grid so that many are equal.
-    let cases = [(6usize, 2usize, 3usize, false), (8, 8, 2, false), (48, 4, 5, false), (128, 8, 7, false), (130, 6, 2, false), (128, 8, 4, true), (6, 5, 3, true), (1, 1, 1, false)];
+    let cases = [
+        (6usize, 2usize, 3usize, false),
+        (8, 8, 2, false),
+        (48, 4, 5, false),
+        (128, 8, 7, false),
+        (130, 6, 2, false),
+        (128, 8, 4, true),
+        (6, 5, 3, true),
+        (1, 1, 1, false),
+    ];
     for (ci, &(ne, top, nt, ties)) in cases.iter().enumerate() {
         let mut rng = Rng::new(100 + ci as u64);
         let logits: Vec<f32> = if ties {
@@ -194,7 +203,8 @@ fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool, 
     } else if mode == Mode::Grouped {
         k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
         k.moe_group(&mut rec, &ids, (nt * top) as u32, ne as u32, &offsets, &order).unwrap();
-        k.moe_gate_up_grouped(&mut rec, gate_m, up_m, &xb, top as u32, nt as u32, &offsets, &order, &hb, Some(&xs)).unwrap();
+        k.moe_gate_up_grouped(&mut rec, gate_m, up_m, &xb, top as u32, nt as u32, &offsets, &order, &hb, Some(&xs))
+            .unwrap();
     } else {
         k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
         k.moe_gate_up(&mut rec, gate_m, up_m, &xb, &ids, top as u32, nt as u32, &hb, Some(&xs)).unwrap();
@@ -202,7 +212,21 @@ fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool, 
     let resid = if residual { Some(&yb) } else { None };
     let h_quantised = intdot && !fused;
     if mode == Mode::Grouped {
-        k.moe_down_grouped(&mut rec, down_m, &hb, &wts, top as u32, nt as u32, &offsets, &order, &ob, resid, &yb, Some(&hs)).unwrap();
+        k.moe_down_grouped(
+            &mut rec,
+            down_m,
+            &hb,
+            &wts,
+            top as u32,
+            nt as u32,
+            &offsets,
+            &order,
+            &ob,
+            resid,
+            &yb,
+            Some(&hs),
+        )
+        .unwrap();
     } else if h_quantised {
         k.moe_down(&mut rec, down_m, &hb, &ids, &wts, top as u32, nt as u32, resid, &yb, Some(&hs)).unwrap();
     } else {
@@ -242,7 +266,8 @@ fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool, 
     for t in 0..nt {
         let (want_ids, w) = route_ref(&logits[t * ne..(t + 1) * ne], top, true);
         assert_eq!(&got_ids[t * top..(t + 1) * top], &want_ids[..], "{c:?} token {t}: expert ids");
-        r::check_close(&format!("{c:?} token {t}: routing weights"), &got_w[t * top..(t + 1) * top], &w, 1e-7, 2e-6).unwrap();
+        r::check_close(&format!("{c:?} token {t}: routing weights"), &got_w[t * top..(t + 1) * top], &w, 1e-7, 2e-6)
+            .unwrap();
         let xt = &x[t * hid..(t + 1) * hid];
         let xqt = &xq[t * hid..(t + 1) * hid];
         for (j, &e) in want_ids.iter().enumerate() {
@@ -335,7 +360,10 @@ fn moe_block_float_matches_f64() {
 
 #[test]
 fn moe_block_intdot_matches_f64() {
-    assert!(kernels().gpu().caps().int_dot, "the device lacks shaderIntegerDotProduct; lavapipe and every target have it");
+    assert!(
+        kernels().gpu().caps().int_dot,
+        "the device lacks shaderIntegerDotProduct; lavapipe and every target have it"
+    );
     check_block(MatvecPath::IntDot);
 }
 
@@ -422,10 +450,18 @@ fn bad_moe_launches_are_errors() {
     assert!(k.moe_group(&mut rec, &ids, 4, 2000, &wts, &hb).unwrap_err().to_string().contains("1..=1024"));
     // Ragged columns.
     let r = Matrix::new(&wb, WType::Q8_0Planar, 32, 48).experts(1);
-    assert!(k.moe_down(&mut rec, r, &hb, &ids, &wts, 1, 1, None, &hb, None).unwrap_err().to_string().contains("multiple of 32"));
+    assert!(k
+        .moe_down(&mut rec, r, &hb, &ids, &wts, 1, 1, None, &hb, None)
+        .unwrap_err()
+        .to_string()
+        .contains("multiple of 32"));
     // More than 16 slots in the down projection.
     let d = Matrix::new(&wb, WType::Q8_0Planar, 32, 64).experts(1);
-    assert!(k.moe_down(&mut rec, d, &hb, &ids, &wts, 17, 1, None, &hb, None).unwrap_err().to_string().contains("k in 1..=16"));
+    assert!(k
+        .moe_down(&mut rec, d, &hb, &ids, &wts, 17, 1, None, &hb, None)
+        .unwrap_err()
+        .to_string()
+        .contains("k in 1..=16"));
     drop(rec);
     assert_clean(g);
     // The fused int-dot routing + gate/up quantises at most 8192 columns in shared memory.
@@ -445,7 +481,16 @@ fn bad_moe_launches_are_errors() {
 /// CPU-only SwiGLU expert `e` of stacked dequantised weights on one token: down(silu(gate·x) ⊙
 /// up·x) in f64, with Q8_1 round trips of x and of h (rounded to f32) on the int-dot path.
 #[allow(clippy::too_many_arguments)]
-fn expert_ref(gate: &[f32], up: &[f32], down: &[f32], e: usize, inter: usize, hidden: usize, x: &[f32], intdot: bool) -> Vec<f64> {
+fn expert_ref(
+    gate: &[f32],
+    up: &[f32],
+    down: &[f32],
+    e: usize,
+    inter: usize,
+    hidden: usize,
+    x: &[f32],
+    intdot: bool,
+) -> Vec<f64> {
     let xq = if intdot { r::q8_1_roundtrip(x) } else { x.to_vec() };
     let (a, b) = (e * inter * hidden, (e + 1) * inter * hidden);
     let gv = r::matvec(&gate[a..b], &xq, inter, hidden);
@@ -494,15 +539,41 @@ fn talker_moe_with_shared_expert_matches_f64() {
         let xs = k.q8_1_scratch((nt * hid) as u64).unwrap();
         // One scratch serves both down projections (the recorder orders the reuse).
         let hs = k.q8_1_scratch((nt * top * int) as u64).unwrap();
-        let pm = |b, rows: usize, cols: usize, n: usize| Matrix::new(b, WType::Q8_0Planar, rows as u32, cols as u32).experts(n as u32);
+        let pm = |b, rows: usize, cols: usize, n: usize| {
+            Matrix::new(b, WType::Q8_0Planar, rows as u32, cols as u32).experts(n as u32)
+        };
 
         let mut rec = g.recorder(false).unwrap();
         k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
         k.moe_shared_gate(&mut rec, &xb, &wsgb, &ids_s, &wts_s, hid as u32, nt as u32).unwrap();
-        k.moe_gate_up(&mut rec, pm(&gb, int, hid, ne), pm(&ub, int, hid, ne), &xb, &ids, top as u32, nt as u32, &hb, Some(&xs)).unwrap();
-        k.moe_gate_up_prequantized(&mut rec, pm(&sgb, int_s, hid, 1), pm(&sub, int_s, hid, 1), &xb, &ids_s, 1, nt as u32, &hsb, &xs).unwrap();
-        k.moe_down(&mut rec, pm(&db, hid, int, ne), &hb, &ids, &wts, top as u32, nt as u32, Some(&yb), &yb, Some(&hs)).unwrap();
-        k.moe_down(&mut rec, pm(&sdb, hid, int_s, 1), &hsb, &ids_s, &wts_s, 1, nt as u32, Some(&yb), &yb, Some(&hs)).unwrap();
+        k.moe_gate_up(
+            &mut rec,
+            pm(&gb, int, hid, ne),
+            pm(&ub, int, hid, ne),
+            &xb,
+            &ids,
+            top as u32,
+            nt as u32,
+            &hb,
+            Some(&xs),
+        )
+        .unwrap();
+        k.moe_gate_up_prequantized(
+            &mut rec,
+            pm(&sgb, int_s, hid, 1),
+            pm(&sub, int_s, hid, 1),
+            &xb,
+            &ids_s,
+            1,
+            nt as u32,
+            &hsb,
+            &xs,
+        )
+        .unwrap();
+        k.moe_down(&mut rec, pm(&db, hid, int, ne), &hb, &ids, &wts, top as u32, nt as u32, Some(&yb), &yb, Some(&hs))
+            .unwrap();
+        k.moe_down(&mut rec, pm(&sdb, hid, int_s, 1), &hsb, &ids_s, &wts_s, 1, nt as u32, Some(&yb), &yb, Some(&hs))
+            .unwrap();
         rec.submit().unwrap();
 
         let y: Vec<f32> = yb.read_vec().unwrap();
@@ -566,7 +637,9 @@ fn moe_decode_timing() {
         eprintln!("stream_read 1 GiB: {:.0} GB/s", sbytes as f64 / ns);
     }
     const NB: usize = 16;
-    for (label, ne, top, hid, int) in [("thinker", 128usize, 8usize, 2048usize, 768usize), ("talker", 128, 6, 1024, 384)] {
+    for (label, ne, top, hid, int) in
+        [("thinker", 128usize, 8usize, 2048usize, 768usize), ("talker", 128, 6, 1024, 384)]
+    {
         let mut rng = Rng::new(500);
         let mut stack = |rows: usize, cols: usize| {
             let stride = Matrix::expert_stride(rows as u32, cols as u32) as usize;
@@ -628,14 +701,20 @@ fn moe_decode_timing() {
                 k.moe_down(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y, Some(&s.hs)).unwrap();
             }
             let n = rec.dispatches() as usize / NB;
-            eprintln!("  chain (one decode step's MoE, {n} dispatches): {:.2} µs", time(&mut rec.finish().unwrap(), NB) / 1e3);
+            eprintln!(
+                "  chain (one decode step's MoE, {n} dispatches): {:.2} µs",
+                time(&mut rec.finish().unwrap(), NB) / 1e3
+            );
             let mut rec = g.recorder(false).unwrap();
             for s in &steps {
                 k.moe_route_gate_up(&mut rec, &s.l, gm, um, &s.x, ids, w, top as u32, 1, true, h).unwrap();
                 k.moe_down(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y, Some(&s.hs)).unwrap();
             }
             let n = rec.dispatches() as usize / NB;
-            eprintln!("  fused chain (route in gate/up, {n} dispatches): {:.2} µs", time(&mut rec.finish().unwrap(), NB) / 1e3);
+            eprintln!(
+                "  fused chain (route in gate/up, {n} dispatches): {:.2} µs",
+                time(&mut rec.finish().unwrap(), NB) / 1e3
+            );
             if intdot {
                 // Int-dot gate/up with the float down projection (h not quantised).
                 let mut rec = g.recorder(false).unwrap();
@@ -652,7 +731,10 @@ fn moe_decode_timing() {
                     k.moe_down_float(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y).unwrap();
                 }
                 let n = rec.dispatches() as usize / NB;
-                eprintln!("  fused chain, float down ({n} dispatches): {:.2} µs", time(&mut rec.finish().unwrap(), NB) / 1e3);
+                eprintln!(
+                    "  fused chain, float down ({n} dispatches): {:.2} µs",
+                    time(&mut rec.finish().unwrap(), NB) / 1e3
+                );
             }
             let mut rec = g.recorder(false).unwrap();
             for s in &steps {
@@ -706,8 +788,23 @@ fn moe_decode_timing() {
                 k.moe_route(&mut rec, &logits, &ids, &w, ne as u32, top as u32, nt as u32, true).unwrap();
                 if grouped {
                     k.moe_group(&mut rec, &ids, (nt * top) as u32, ne as u32, &offsets, &order).unwrap();
-                    k.moe_gate_up_grouped(&mut rec, gm, um, &x, top as u32, nt as u32, &offsets, &order, &h, Some(&xs)).unwrap();
-                    k.moe_down_grouped(&mut rec, dm, &h, &w, top as u32, nt as u32, &offsets, &order, &o, Some(&y), &y, Some(&hs)).unwrap();
+                    k.moe_gate_up_grouped(&mut rec, gm, um, &x, top as u32, nt as u32, &offsets, &order, &h, Some(&xs))
+                        .unwrap();
+                    k.moe_down_grouped(
+                        &mut rec,
+                        dm,
+                        &h,
+                        &w,
+                        top as u32,
+                        nt as u32,
+                        &offsets,
+                        &order,
+                        &o,
+                        Some(&y),
+                        &y,
+                        Some(&hs),
+                    )
+                    .unwrap();
                 } else {
                     k.moe_gate_up(&mut rec, gm, um, &x, &ids, top as u32, nt as u32, &h, Some(&xs)).unwrap();
                     k.moe_down(&mut rec, dm, &h, &ids, &w, top as u32, nt as u32, Some(&y), &y, Some(&hs)).unwrap();
@@ -717,7 +814,10 @@ fn moe_decode_timing() {
                 v.sort_by(|a, b| a.partial_cmp(b).unwrap());
                 let us = v[2] / 1e3;
                 let what = if grouped { "grouped" } else { "per pair" };
-                eprintln!("{label} prefill {nt} tokens, {path:?}, {what}: {us:.0} µs ({:.0} tokens/s for this layer's MoE)", nt as f64 / us * 1e6);
+                eprintln!(
+                    "{label} prefill {nt} tokens, {path:?}, {what}: {us:.0} µs ({:.0} tokens/s for this layer's MoE)",
+                    nt as f64 / us * 1e6
+                );
             }
         }
     }

@@ -202,7 +202,9 @@ fn child_no_driver() {
     if std::env::var_os("QWEN3VK_TEST_NO_DRIVER_CHILD").is_none() {
         return; // only meaningful inside the child
     }
-    let e = Gpu::new(&GpuOptions { validation: false, pipeline_cache: None, ..GpuOptions::default() }).err().expect("no driver");
+    let e = Gpu::new(&GpuOptions { validation: false, pipeline_cache: None, ..GpuOptions::default() })
+        .err()
+        .expect("no driver");
     let msg = e.to_string();
     assert!(matches!(e, Error::NoDevice), "{msg}");
     assert!(msg.contains("mesa-vulkan-drivers"), "{msg}");

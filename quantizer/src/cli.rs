@@ -172,7 +172,9 @@ fn array_json(a: &MetaArray) -> Value {
 pub fn meta_json(v: &MetaValue) -> Value {
     let ty = format!("{:?}", v.value_type()).to_uppercase();
     match v {
-        MetaValue::Array(a) => json!({"type": ty, "elem_type": format!("{:?}", a.elem_type()).to_uppercase(), "value": array_json(a)}),
+        MetaValue::Array(a) => {
+            json!({"type": ty, "elem_type": format!("{:?}", a.elem_type()).to_uppercase(), "value": array_json(a)})
+        }
         MetaValue::U8(x) => json!({"type": ty, "value": x}),
         MetaValue::I8(x) => json!({"type": ty, "value": x}),
         MetaValue::U16(x) => json!({"type": ty, "value": x}),
@@ -241,10 +243,21 @@ pub fn run_info(a: &InfoArgs) -> anyhow::Result<()> {
     }
     if !a.no_tensors {
         let nw = h.tensors.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
-        writeln!(out, "\n  {:>6}  {:nw$}  {:5}  {:24}  {:>14}  {:>12}", "#", "name", "type", "ne (ggml order)", "offset", "bytes")?;
+        writeln!(
+            out,
+            "\n  {:>6}  {:nw$}  {:5}  {:24}  {:>14}  {:>12}",
+            "#", "name", "type", "ne (ggml order)", "offset", "bytes"
+        )?;
         for (i, t) in h.tensors.iter().enumerate() {
             let dims = t.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ");
-            writeln!(out, "  {i:>6}  {:nw$}  {:5}  {dims:24}  {:>14}  {:>12}", t.name, t.ty.name(), t.rel_offset, t.n_bytes)?;
+            writeln!(
+                out,
+                "  {i:>6}  {:nw$}  {:5}  {dims:24}  {:>14}  {:>12}",
+                t.name,
+                t.ty.name(),
+                t.rel_offset,
+                t.n_bytes
+            )?;
         }
     }
     let mut per: BTreeMap<&str, (usize, u64, u64)> = BTreeMap::new();

@@ -138,9 +138,9 @@ impl SrcType {
 /// Decode little-endian source elements into f32, appending to `out`.
 pub fn decode_into(src: SrcType, bytes: &[u8], out: &mut Vec<f32>) {
     match src {
-        SrcType::BF16 => out.extend(
-            bytes.chunks_exact(2).map(|b| bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
-        ),
+        SrcType::BF16 => {
+            out.extend(bytes.chunks_exact(2).map(|b| bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()))
+        }
         SrcType::F16 => {
             out.extend(bytes.chunks_exact(2).map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()))
         }

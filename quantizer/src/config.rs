@@ -106,8 +106,12 @@ impl ModelDims {
         if let Some(rest) = name.strip_prefix("thinker.") {
             let d = &self.thinker;
             match rest {
-                "model.embed_tokens.weight" => return Ok(Some((vec![d.vocab, d.hidden], why("thinker vocab_size × hidden_size")))),
-                "lm_head.weight" => return Ok(Some((vec![d.vocab, d.hidden], why("thinker vocab_size × hidden_size")))),
+                "model.embed_tokens.weight" => {
+                    return Ok(Some((vec![d.vocab, d.hidden], why("thinker vocab_size × hidden_size"))))
+                }
+                "lm_head.weight" => {
+                    return Ok(Some((vec![d.vocab, d.hidden], why("thinker vocab_size × hidden_size"))))
+                }
                 "model.norm.weight" => return Ok(Some((vec![d.hidden], why("thinker hidden_size")))),
                 _ => {}
             }
@@ -130,7 +134,12 @@ impl ModelDims {
                 if let Some(r) = rest.strip_prefix(p) {
                     if let Some(idx) = r.strip_suffix(".weight").and_then(|i| i.parse::<u64>().ok()) {
                         if idx >= groups {
-                            return Err(ConfigError::IndexOutOfRange { tensor: name.into(), what: "code group", index: idx, limit: groups });
+                            return Err(ConfigError::IndexOutOfRange {
+                                tensor: name.into(),
+                                what: "code group",
+                                index: idx,
+                                limit: groups,
+                            });
                         }
                         return Ok(Some((vec![d.vocab, d.hidden], why("code_predictor vocab_size × hidden_size"))));
                     }
@@ -159,18 +168,20 @@ impl ModelDims {
     /// Check `shape` against [`Self::expected_shape`].
     pub fn check(&self, name: &str, shape: &[u64]) -> Result<(), ConfigError> {
         match self.expected_shape(name)? {
-            Some((exp, why)) if exp != shape => Err(ConfigError::ShapeMismatch {
-                tensor: name.into(),
-                expected: exp,
-                actual: shape.to_vec(),
-                why,
-            }),
+            Some((exp, why)) if exp != shape => {
+                Err(ConfigError::ShapeMismatch { tensor: name.into(), expected: exp, actual: shape.to_vec(), why })
+            }
             _ => Ok(()),
         }
     }
 }
 
-fn split_index<'a>(name: &str, r: &'a str, what: &'static str, limit: u64) -> Result<Option<(u64, &'a str)>, ConfigError> {
+fn split_index<'a>(
+    name: &str,
+    r: &'a str,
+    what: &'static str,
+    limit: u64,
+) -> Result<Option<(u64, &'a str)>, ConfigError> {
     let Some((i, rest)) = r.split_once('.') else { return Ok(None) };
     let Ok(i) = i.parse::<u64>() else { return Ok(None) };
     if i >= limit {
@@ -197,7 +208,9 @@ fn decoder_layer(name: &str, r: &str, d: &DecoderDims, cfg: &str) -> Result<Opti
     }
     if d.experts == 0 {
         return match rest {
-            "mlp.gate_proj.weight" | "mlp.up_proj.weight" => w(vec![d.intermediate, h], "intermediate_size × hidden_size"),
+            "mlp.gate_proj.weight" | "mlp.up_proj.weight" => {
+                w(vec![d.intermediate, h], "intermediate_size × hidden_size")
+            }
             "mlp.down_proj.weight" => w(vec![h, d.intermediate], "hidden_size × intermediate_size"),
             _ => Ok(None),
         };
@@ -216,7 +229,9 @@ fn decoder_layer(name: &str, r: &str, d: &DecoderDims, cfg: &str) -> Result<Opti
     if let Some(e) = rest.strip_prefix("mlp.experts.") {
         let Some((_, p)) = split_index(name, e, "expert", d.experts)? else { return Ok(None) };
         return match p {
-            "gate_proj.weight" | "up_proj.weight" => w(vec![d.moe_intermediate, h], "moe_intermediate_size × hidden_size"),
+            "gate_proj.weight" | "up_proj.weight" => {
+                w(vec![d.moe_intermediate, h], "moe_intermediate_size × hidden_size")
+            }
             "down_proj.weight" => w(vec![h, d.moe_intermediate], "hidden_size × moe_intermediate_size"),
             _ => Ok(None),
         };
@@ -229,9 +244,10 @@ fn audio_layer(name: &str, r: &str, a: &AudioDims) -> Result<Option<(Vec<u64>, S
     let d = a.d_model;
     let w = |s: Vec<u64>, why: &str| Ok(Some((s, format!("audio_config: {why}"))));
     match rest {
-        "self_attn.q_proj.weight" | "self_attn.k_proj.weight" | "self_attn.v_proj.weight" | "self_attn.out_proj.weight" => {
-            w(vec![d, d], "d_model × d_model")
-        }
+        "self_attn.q_proj.weight"
+        | "self_attn.k_proj.weight"
+        | "self_attn.v_proj.weight"
+        | "self_attn.out_proj.weight" => w(vec![d, d], "d_model × d_model"),
         "fc1.weight" => w(vec![a.ffn, d], "encoder_ffn_dim × d_model"),
         "fc2.weight" => w(vec![d, a.ffn], "d_model × encoder_ffn_dim"),
         _ => Ok(None),

@@ -77,7 +77,11 @@ struct Planned<'a> {
 pub fn progress_bar(total: u64, wanted: bool) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(
         Some(total),
-        if wanted && std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+        if wanted && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
     );
     if let Ok(style) = ProgressStyle::with_template(
         "[{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
@@ -169,7 +173,11 @@ pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Con
         FTYPE_F32
     };
     let name = opts.name.clone().unwrap_or_else(|| {
-        input.canonicalize().ok().and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned())).unwrap_or_else(|| "qwen3-omni".into())
+        input
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "qwen3-omni".into())
     });
     metadata::set_model_metadata(&mut w, &name, &config, &config_text, file_type);
     metadata::set_side_files(&mut w, input)?;

@@ -7,13 +7,13 @@
 // `is_multiple_of` needs Rust 1.87; the workspace MSRV is 1.85.
 #![allow(clippy::manual_is_multiple_of)]
 
+pub mod cli;
 pub mod codec;
-pub mod gguf;
 pub mod config;
 pub mod convert;
+pub mod gguf;
 pub mod metadata;
+pub mod pipeline;
 pub mod rules;
 pub mod safetensors;
 pub mod synthetic;
-pub mod cli;
-pub mod pipeline;

@@ -56,7 +56,9 @@ fn json_array(a: &[Value]) -> Option<MetaValue> {
         return Some(MetaValue::Array(MetaArray::F32(a.iter().filter_map(Value::as_f64).map(|f| f as f32).collect())));
     }
     if a.iter().all(Value::is_string) {
-        return Some(MetaValue::Array(MetaArray::String(a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())));
+        return Some(MetaValue::Array(MetaArray::String(
+            a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect(),
+        )));
     }
     if a.iter().all(Value::is_boolean) {
         return Some(MetaValue::Array(MetaArray::Bool(a.iter().filter_map(Value::as_bool).collect())));
@@ -162,7 +164,8 @@ pub fn set_tokenizer(w: &mut GgufWriter, dir: &Path, vocab_size: Option<u64>) ->
     }
     if let Some(added) = tok.get("added_tokens").and_then(Value::as_array) {
         for a in added {
-            let (Some(id), Some(c)) = (a.get("id").and_then(Value::as_u64), a.get("content").and_then(Value::as_str)) else {
+            let (Some(id), Some(c)) = (a.get("id").and_then(Value::as_u64), a.get("content").and_then(Value::as_str))
+            else {
                 return Err(bad("added_tokens entry without id/content"));
             };
             let special = a.get("special").and_then(Value::as_bool).unwrap_or(false);

@@ -75,10 +75,19 @@ mod tests {
     #[test]
     fn stops_on_error() {
         let mut calls = 0;
-        let r = super::run_ordered(10, 2, |_, _| {}, |i, _| {
-            calls += 1;
-            if i == 3 { Err(i) } else { Ok(()) }
-        });
+        let r = super::run_ordered(
+            10,
+            2,
+            |_, _| {},
+            |i, _| {
+                calls += 1;
+                if i == 3 {
+                    Err(i)
+                } else {
+                    Ok(())
+                }
+            },
+        );
         assert_eq!(r, Err(3));
         assert_eq!(calls, 4);
     }

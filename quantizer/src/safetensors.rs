@@ -112,7 +112,8 @@ impl Shard {
             // entries; later reads fault the data back in from the file, and no slice of this range
             // is used to observe changes.
             unsafe {
-                let _ = self.mmap.unchecked_advise_range(UncheckedAdvice::DontNeed, start as usize, (end - start) as usize);
+                let _ =
+                    self.mmap.unchecked_advise_range(UncheckedAdvice::DontNeed, start as usize, (end - start) as usize);
             }
         }
     }
@@ -130,10 +131,12 @@ pub fn parse_header(buf: &[u8], path: &Path) -> Result<Vec<StTensor>, Safetensor
         return Err(bad(format!("header length {n} exceeds the {MAX_HEADER}-byte limit")));
     }
     if 8 + n > file_len {
-        return Err(bad(format!("header length {n} runs past the end of the file ({file_len} bytes): truncated shard?")));
+        return Err(bad(format!(
+            "header length {n} runs past the end of the file ({file_len} bytes): truncated shard?"
+        )));
     }
-    let json: Value = serde_json::from_slice(&buf[8..(8 + n) as usize])
-        .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+    let json: Value =
+        serde_json::from_slice(&buf[8..(8 + n) as usize]).map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
     let obj = json.as_object().ok_or_else(|| bad("header is not a JSON object".into()))?;
     let data_start = 8 + n;
     let mut out = Vec::with_capacity(obj.len());
@@ -141,7 +144,8 @@ pub fn parse_header(buf: &[u8], path: &Path) -> Result<Vec<StTensor>, Safetensor
         if name == "__metadata__" {
             continue;
         }
-        let bt = |reason: String| SafetensorsError::BadTensor { path: path.to_path_buf(), tensor: name.clone(), reason };
+        let bt =
+            |reason: String| SafetensorsError::BadTensor { path: path.to_path_buf(), tensor: name.clone(), reason };
         let dtype = v.get("dtype").and_then(Value::as_str).ok_or_else(|| bt("missing dtype".into()))?;
         let shape: Vec<u64> = v
             .get("shape")
@@ -167,10 +171,7 @@ pub fn parse_header(buf: &[u8], path: &Path) -> Result<Vec<StTensor>, Safetensor
             .try_fold(size, |a, &d| a.checked_mul(d))
             .ok_or_else(|| bt(format!("shape {shape:?} overflows")))?;
         if e - b != want {
-            return Err(bt(format!(
-                "data_offsets [{b}, {e}] hold {} bytes but {dtype} {shape:?} needs {want}",
-                e - b
-            )));
+            return Err(bt(format!("data_offsets [{b}, {e}] hold {} bytes but {dtype} {shape:?} needs {want}", e - b)));
         }
         let (start, end) = match (data_start.checked_add(b), data_start.checked_add(e)) {
             (Some(s), Some(t)) if t <= file_len => (s, t),

@@ -30,8 +30,16 @@ pub fn tensor_list(cfg: &Value, include_vision: bool) -> Vec<(String, Vec<u64>)>
 
     // AudioTower
     let a = "thinker_config.audio_config";
-    let (ds, d, mel) = (u(cfg, &format!("{a}.downsample_hidden_size"), 480), u(cfg, &format!("{a}.d_model"), 1280), u(cfg, &format!("{a}.num_mel_bins"), 128));
-    let (ffn, alayers, aout) = (u(cfg, &format!("{a}.encoder_ffn_dim"), 5120), u(cfg, &format!("{a}.encoder_layers"), 32), u(cfg, &format!("{a}.output_dim"), 2048));
+    let (ds, d, mel) = (
+        u(cfg, &format!("{a}.downsample_hidden_size"), 480),
+        u(cfg, &format!("{a}.d_model"), 1280),
+        u(cfg, &format!("{a}.num_mel_bins"), 128),
+    );
+    let (ffn, alayers, aout) = (
+        u(cfg, &format!("{a}.encoder_ffn_dim"), 5120),
+        u(cfg, &format!("{a}.encoder_layers"), 32),
+        u(cfg, &format!("{a}.output_dim"), 2048),
+    );
     let freq = (0..3).fold(mel, |f, _| f.div_ceil(2));
     let p = "thinker.audio_tower";
     t(format!("{p}.conv2d1.weight"), vec![ds, 1, 3, 3]);
@@ -66,9 +74,21 @@ pub fn tensor_list(cfg: &Value, include_vision: bool) -> Vec<(String, Vec<u64>)>
     // Vision (out of scope; listed for completeness and for the 28,010 count)
     if include_vision {
         let v = "thinker_config.vision_config";
-        let (h, depth, inter) = (u(cfg, &format!("{v}.hidden_size"), 1152), u(cfg, &format!("{v}.depth"), 27), u(cfg, &format!("{v}.intermediate_size"), 4304));
-        let (patch, tp, inch) = (u(cfg, &format!("{v}.patch_size"), 16), u(cfg, &format!("{v}.temporal_patch_size"), 2), u(cfg, &format!("{v}.in_channels"), 3));
-        let (npos, vout, merge) = (u(cfg, &format!("{v}.num_position_embeddings"), 2304), u(cfg, &format!("{v}.out_hidden_size"), 2048), u(cfg, &format!("{v}.spatial_merge_size"), 2));
+        let (h, depth, inter) = (
+            u(cfg, &format!("{v}.hidden_size"), 1152),
+            u(cfg, &format!("{v}.depth"), 27),
+            u(cfg, &format!("{v}.intermediate_size"), 4304),
+        );
+        let (patch, tp, inch) = (
+            u(cfg, &format!("{v}.patch_size"), 16),
+            u(cfg, &format!("{v}.temporal_patch_size"), 2),
+            u(cfg, &format!("{v}.in_channels"), 3),
+        );
+        let (npos, vout, merge) = (
+            u(cfg, &format!("{v}.num_position_embeddings"), 2304),
+            u(cfg, &format!("{v}.out_hidden_size"), 2048),
+            u(cfg, &format!("{v}.spatial_merge_size"), 2),
+        );
         let mut deep = list(cfg, &format!("{v}.deepstack_visual_indexes")).len() as u64;
         if deep == 0 {
             deep = 3;
@@ -93,7 +113,8 @@ pub fn tensor_list(cfg: &Value, include_vision: bool) -> Vec<(String, Vec<u64>)>
             t(format!("{b}.mlp.linear_fc2.weight"), vec![h, inter]);
             t(format!("{b}.mlp.linear_fc2.bias"), vec![h]);
         }
-        let mergers = std::iter::once(("merger".to_owned(), h)).chain((0..deep).map(|i| (format!("merger_list.{i}"), mh)));
+        let mergers =
+            std::iter::once(("merger".to_owned(), h)).chain((0..deep).map(|i| (format!("merger_list.{i}"), mh)));
         for (m, ln) in mergers {
             t(format!("{p}.{m}.ln_q.weight"), vec![ln]);
             t(format!("{p}.{m}.ln_q.bias"), vec![ln]);
@@ -448,14 +469,25 @@ pub struct SyntheticReport {
 }
 
 /// Write a random-weight GGUF with the real tensor list (minus vision) and real metadata.
-pub fn write_synthetic(output: &Path, layers: Option<u64>, seed: u64, progress: bool) -> Result<SyntheticReport, WriteError> {
+pub fn write_synthetic(
+    output: &Path,
+    layers: Option<u64>,
+    seed: u64,
+    progress: bool,
+) -> Result<SyntheticReport, WriteError> {
     let start = Instant::now();
     let cfg = config_with_layers(layers);
     let rules = TypeRules::default();
     let mut w = GgufWriter::new();
     w.set_alignment(crate::gguf::DEFAULT_ALIGNMENT as u32)?;
     let text = serde_json::to_string_pretty(&cfg).unwrap_or_default();
-    metadata::set_model_metadata(&mut w, "Qwen3-Omni-30B-A3B-Instruct (synthetic random weights)", &cfg, &text, FTYPE_Q8_0);
+    metadata::set_model_metadata(
+        &mut w,
+        "Qwen3-Omni-30B-A3B-Instruct (synthetic random weights)",
+        &cfg,
+        &text,
+        FTYPE_Q8_0,
+    );
     w.set("qwen3omni.synthetic", MetaValue::Bool(true));
     w.set("qwen3omni.synthetic.seed", MetaValue::U64(seed));
     let mut specs = Vec::new();
@@ -465,8 +497,7 @@ pub fn write_synthetic(output: &Path, layers: Option<u64>, seed: u64, progress: 
         w.add_tensor(spec.clone())?;
         specs.push(spec);
     }
-    let scales: [u16; 256] =
-        std::array::from_fn(|i| half::f16::from_f32(2e-4 + 4e-4 * i as f32 / 255.0).to_bits());
+    let scales: [u16; 256] = std::array::from_fn(|i| half::f16::from_f32(2e-4 + 4e-4 * i as f32 / 255.0).to_bits());
     let mut out = w.create_file(output)?;
     let total = out.total_size();
     let pb = crate::convert::progress_bar(total, progress);
@@ -541,7 +572,8 @@ mod tests {
     #[test]
     fn component_parameter_counts() {
         let all = tensor_list(&real_config(), true);
-        let sum = |p: &str| all.iter().filter(|(n, _)| n.starts_with(p)).map(|(_, s)| s.iter().product::<u64>()).sum::<u64>();
+        let sum =
+            |p: &str| all.iter().filter(|(n, _)| n.starts_with(p)).map(|(_, s)| s.iter().product::<u64>()).sum::<u64>();
         assert_eq!(sum("thinker.audio_tower."), 647_927_168);
         assert_eq!(sum("thinker.visual."), 538_631_408);
         assert_eq!(sum("talker.code_predictor."), 141_570_304);

@@ -99,7 +99,11 @@ fn make_checkpoint(dir: &Path, cfg: &Value, with_vision: bool) -> Vec<Tensor> {
                           {"id": 92, "content": "word", "special": false}]
     });
     std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
-    std::fs::write(dir.join("tokenizer_config.json"), r#"{"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": "{{x}}"}"#).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": "{{x}}"}"#,
+    )
+    .unwrap();
     let half = tensors.len() / 2;
     let second = tensors.split_off(half);
     let names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"];
@@ -220,7 +224,10 @@ fn keep_f16_and_include_vision() {
     let src = make_checkpoint(&input, &tiny_config(), true);
     let gguf = out.join("m.gguf");
     let opts = ConvertOptions {
-        rules: TypeRules { keep_f16: vec!["talker.code_predictor.*".into(), "code2wav.*".into()], include_vision: true },
+        rules: TypeRules {
+            keep_f16: vec!["talker.code_predictor.*".into(), "code2wav.*".into()],
+            include_vision: true,
+        },
         ..Default::default()
     };
     convert(&input, &gguf, &opts).unwrap();
@@ -385,7 +392,10 @@ fn transformers_fixture_matches_tensor_list_and_converts() {
     ours.sort();
     let only_theirs: Vec<_> = theirs.iter().filter(|n| !ours.contains(n)).take(5).collect();
     let only_ours: Vec<_> = ours.iter().filter(|n| !theirs.contains(n)).take(5).collect();
-    assert!(only_theirs.is_empty() && only_ours.is_empty(), "only in fixture: {only_theirs:?}; only ours: {only_ours:?}");
+    assert!(
+        only_theirs.is_empty() && only_ours.is_empty(),
+        "only in fixture: {only_theirs:?}; only ours: {only_ours:?}"
+    );
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("m.gguf");
     convert(&dir, &out, &ConvertOptions::default()).unwrap();

@@ -14,7 +14,8 @@ fn q8_0_matches_gguf_py_bytes() {
     let expected = fixture("expected_q8_0.bin");
     assert_eq!(input.len() / 32 * Q8_0_BLOCK_BYTES, expected.len());
     let got = quantize_q8_0(&input);
-    let bad: Vec<usize> = (0..expected.len() / 34).filter(|&b| got[b * 34..b * 34 + 34] != expected[b * 34..b * 34 + 34]).collect();
+    let bad: Vec<usize> =
+        (0..expected.len() / 34).filter(|&b| got[b * 34..b * 34 + 34] != expected[b * 34..b * 34 + 34]).collect();
     for &b in bad.iter().take(5) {
         eprintln!("block {b}: got {:?}\n  expected {:?}", &got[b * 34..b * 34 + 34], &expected[b * 34..b * 34 + 34]);
     }

@@ -59,9 +59,7 @@ impl Item {
 
     /// An audio clip of `n_samples` samples at 16 kHz.
     pub fn audio_samples(n_samples: usize) -> Item {
-        Item::Audio {
-            n_mel_frames: mel_frames(n_samples),
-        }
+        Item::Audio { n_mel_frames: mel_frames(n_samples) }
     }
 
     pub fn audio_frames(n_mel_frames: usize) -> Item {
@@ -83,10 +81,7 @@ impl Message {
 
     /// A message with a single text item.
     pub fn text(role: Role, s: impl Into<String>) -> Self {
-        Message {
-            role,
-            items: vec![Item::text(s)],
-        }
+        Message { role, items: vec![Item::text(s)] }
     }
 }
 
@@ -134,11 +129,7 @@ pub fn render_text(messages: &[Message], add_generation_prompt: bool) -> String 
 
 /// Renders and tokenizes messages, expanding each audio item's placeholder to
 /// [`audio_token_count`] copies of `<|audio_pad|>`.
-pub fn render(
-    tok: &Tokenizer,
-    messages: &[Message],
-    add_generation_prompt: bool,
-) -> Result<Prompt, ChatError> {
+pub fn render(tok: &Tokenizer, messages: &[Message], add_generation_prompt: bool) -> Result<Prompt, ChatError> {
     let counts: Vec<usize> = messages
         .iter()
         .flat_map(|m| &m.items)
@@ -147,15 +138,10 @@ pub fn render(
             Item::Text(_) => None,
         })
         .enumerate()
-        .map(
-            |(index, n_mel_frames)| match audio_token_count(n_mel_frames) {
-                0 => Err(ChatError::EmptyAudio {
-                    index,
-                    n_mel_frames,
-                }),
-                n => Ok(n),
-            },
-        )
+        .map(|(index, n_mel_frames)| match audio_token_count(n_mel_frames) {
+            0 => Err(ChatError::EmptyAudio { index, n_mel_frames }),
+            n => Ok(n),
+        })
         .collect::<Result<_, _>>()?;
 
     let text = render_text(messages, add_generation_prompt);
@@ -163,10 +149,7 @@ pub fn render(
     let pad = tok.special_ids().audio_pad;
     let found = raw.iter().filter(|&&id| id == pad).count();
     if found != counts.len() {
-        return Err(ChatError::PlaceholderMismatch {
-            expected: counts.len(),
-            found,
-        });
+        return Err(ChatError::PlaceholderMismatch { expected: counts.len(), found });
     }
 
     let mut ids = Vec::with_capacity(raw.len() + counts.iter().sum::<usize>());

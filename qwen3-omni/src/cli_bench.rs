@@ -37,7 +37,12 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let max_ctx = a.ctx.iter().copied().max().unwrap_or(512) + a.steps + 8;
     let t0 = std::time::Instant::now();
     let mut t = GpuThinker::load(k, &m, max_ctx, |_, _| {})?;
-    println!("device: {} · model: {} · matvec path {path:?} · loaded in {:.1} s", gpu.caps().name, a.model.display(), t0.elapsed().as_secs_f64());
+    println!(
+        "device: {} · model: {} · matvec path {path:?} · loaded in {:.1} s",
+        gpu.caps().name,
+        a.model.display(),
+        t0.elapsed().as_secs_f64()
+    );
     let c = t.config.clone();
     let bytes = c.decode_bytes_per_token();
     println!(

@@ -63,7 +63,10 @@ fn demo_model() -> anyhow::Result<PathBuf> {
     }
     std::fs::copy(&tok, stage.join("tokenizer.json"))?;
     eprintln!("building the demo model {} from {}", out.display(), src.display());
-    let opts = quantizer::convert::ConvertOptions { name: Some("qwen3-omni tiny demo (random weights)".into()), ..Default::default() };
+    let opts = quantizer::convert::ConvertOptions {
+        name: Some("qwen3-omni tiny demo (random weights)".into()),
+        ..Default::default()
+    };
     let r = quantizer::convert::convert(&stage, &out, &opts);
     let _ = std::fs::remove_dir_all(&stage);
     r.with_context(|| format!("converting {}", src.display()))?;
@@ -76,12 +79,12 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         None => demo_model()?,
     };
     let m = ModelFile::open(&path)?;
-    let json = m
-        .gguf
-        .header
-        .get("tokenizer.huggingface.json")
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("{}: no tokenizer.huggingface.json in the metadata (quantize with tokenizer.json beside config.json)", path.display()))?;
+    let json = m.gguf.header.get("tokenizer.huggingface.json").and_then(|v| v.as_str()).with_context(|| {
+        format!(
+            "{}: no tokenizer.huggingface.json in the metadata (quantize with tokenizer.json beside config.json)",
+            path.display()
+        )
+    })?;
     let tok = Tokenizer::from_json(json, &path)?;
     let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
     eprintln!("device: {} · model: {}", gpu.caps().name, path.display());
@@ -111,7 +114,12 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
             ids = close;
         }
         if t.len() as usize + ids.len() + 1 > a.ctx_size as usize {
-            bail!("the prompt ({} tokens, {} already in the context) does not fit --ctx-size {}", ids.len(), t.len(), a.ctx_size);
+            bail!(
+                "the prompt ({} tokens, {} already in the context) does not fit --ctx-size {}",
+                ids.len(),
+                t.len(),
+                a.ctx_size
+            );
         }
         let mut dec = tok.stream_decoder(true);
         let start = std::time::Instant::now();
@@ -141,7 +149,12 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
             for k in &p.kernels {
                 eprintln!("  {:<24} {:8.1}", k.name, k.ns / 1e3);
             }
-            eprintln!("  total {:.1} µs over {} dispatches, {} barriers", p.total_ns.unwrap_or(0.0) / 1e3, p.dispatches, p.barriers);
+            eprintln!(
+                "  total {:.1} µs over {} dispatches, {} barriers",
+                p.total_ns.unwrap_or(0.0) / 1e3,
+                p.dispatches,
+                p.barriers
+            );
         }
         Ok(())
     };

@@ -14,7 +14,9 @@ pub enum ModelError {
         #[source]
         source: GgufError,
     },
-    #[error("{path}: metadata key {key} is missing (is this a qwen3-omni-vk GGUF? write one with `qwen3-omni-vk quantize`)")]
+    #[error(
+        "{path}: metadata key {key} is missing (is this a qwen3-omni-vk GGUF? write one with `qwen3-omni-vk quantize`)"
+    )]
     MissingKey { path: PathBuf, key: String },
     #[error("{path}: config field {field}: {what}")]
     Config { path: PathBuf, field: String, what: String },
@@ -84,11 +86,17 @@ impl ModelFile {
 
     /// A config value by JSON pointer (e.g. `/thinker_config/text_config/hidden_size`).
     pub fn config_u64(&self, pointer: &str) -> Result<u64, ModelError> {
-        self.config.pointer(pointer).and_then(|v| v.as_u64()).ok_or_else(|| self.config_err(pointer, "missing or not an unsigned integer"))
+        self.config
+            .pointer(pointer)
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| self.config_err(pointer, "missing or not an unsigned integer"))
     }
 
     pub fn config_f64(&self, pointer: &str) -> Result<f64, ModelError> {
-        self.config.pointer(pointer).and_then(|v| v.as_f64()).ok_or_else(|| self.config_err(pointer, "missing or not a number"))
+        self.config
+            .pointer(pointer)
+            .and_then(|v| v.as_f64())
+            .ok_or_else(|| self.config_err(pointer, "missing or not a number"))
     }
 
     pub fn config_err(&self, field: &str, what: &str) -> ModelError {
@@ -105,7 +113,12 @@ impl ModelFile {
         let t = TensorRef { info, data: self.gguf.tensor_data(info) };
         let got = t.shape();
         if got != shape {
-            return Err(ModelError::Shape { path: self.path().to_path_buf(), name: name.into(), got, want: shape.to_vec() });
+            return Err(ModelError::Shape {
+                path: self.path().to_path_buf(),
+                name: name.into(),
+                got,
+                want: shape.to_vec(),
+            });
         }
         Ok(t)
     }

@@ -13,17 +13,9 @@ pub enum TokenizerError {
     #[error("cannot load tokenizer {path}: {msg} (run tools/fetch-tokenizer.sh to fetch it)")]
     Load { path: PathBuf, msg: String },
     #[error("tokenizer {path} lacks the special token {token:?} (id {id}); is it the Qwen3-Omni tokenizer from tools/fetch-tokenizer.sh?")]
-    MissingSpecial {
-        path: PathBuf,
-        token: &'static str,
-        id: u32,
-    },
+    MissingSpecial { path: PathBuf, token: &'static str, id: u32 },
     #[error("tokenizer {path}: model token {token:?} (id {id}) is not a byte-level token")]
-    NotByteLevel {
-        path: PathBuf,
-        token: String,
-        id: u32,
-    },
+    NotByteLevel { path: PathBuf, token: String, id: u32 },
     #[error("encoding failed: {0}")]
     Encode(String),
     #[error("token id {0} is outside the tokenizer's vocabulary")]
@@ -103,9 +95,7 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer")
-            .field("vocab_size", &self.vocab_size())
-            .finish()
+        f.debug_struct("Tokenizer").field("vocab_size", &self.vocab_size()).finish()
     }
 }
 
@@ -113,10 +103,7 @@ impl Tokenizer {
     /// Loads a `tokenizer.json` and checks that it carries Qwen3-Omni's special tokens.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TokenizerError> {
         let path = path.as_ref();
-        let load_err = |msg: String| TokenizerError::Load {
-            path: path.to_path_buf(),
-            msg,
-        };
+        let load_err = |msg: String| TokenizerError::Load { path: path.to_path_buf(), msg };
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?;
         Self::from_inner(inner, path)
     }
@@ -132,7 +119,6 @@ impl Tokenizer {
     }
 
     fn from_inner(inner: tokenizers::Tokenizer, path: &Path) -> Result<Self, TokenizerError> {
-
         let vocab = inner.get_vocab(true);
         let n = vocab.values().copied().max().map_or(0, |m| m as usize + 1);
         let mut bytes: Vec<Box<[u8]>> = vec![Box::default(); n];
@@ -152,11 +138,7 @@ impl Tokenizer {
                 match unicode_to_byte.get(ch as usize).copied().flatten() {
                     Some(byte) => b.push(byte),
                     None => {
-                        return Err(TokenizerError::NotByteLevel {
-                            path: path.to_path_buf(),
-                            token: token.clone(),
-                            id,
-                        })
+                        return Err(TokenizerError::NotByteLevel { path: path.to_path_buf(), token: token.clone(), id })
                     }
                 }
             }
@@ -166,19 +148,10 @@ impl Tokenizer {
         let ids = SpecialIds::QWEN3_OMNI;
         for (token, id) in ids.named() {
             if inner.token_to_id(token) != Some(id) {
-                return Err(TokenizerError::MissingSpecial {
-                    path: path.to_path_buf(),
-                    token,
-                    id,
-                });
+                return Err(TokenizerError::MissingSpecial { path: path.to_path_buf(), token, id });
             }
         }
-        Ok(Tokenizer {
-            inner,
-            bytes,
-            special,
-            ids,
-        })
+        Ok(Tokenizer { inner, bytes, special, ids })
     }
 
     /// Special token ids.
@@ -200,19 +173,13 @@ impl Tokenizer {
     /// Encodes text as transformers does by default: special tokens written in the text
     /// (e.g. `<|im_start|>`) become their ids, no BOS/EOS is added.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let enc = self
-            .inner
-            .encode_fast(text, false)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let enc = self.inner.encode_fast(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Raw bytes of one token (may be an incomplete UTF-8 sequence).
     pub fn token_bytes(&self, id: u32) -> Result<&[u8], TokenizerError> {
-        self.bytes
-            .get(id as usize)
-            .map(|b| &**b)
-            .ok_or(TokenizerError::UnknownId(id))
+        self.bytes.get(id as usize).map(|b| &**b).ok_or(TokenizerError::UnknownId(id))
     }
 
     /// Whether `id` is a special added token.
@@ -241,11 +208,7 @@ impl Tokenizer {
 
     /// A streaming decoder borrowing this tokenizer.
     pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder<'_> {
-        StreamDecoder {
-            tok: self,
-            pending: Vec::new(),
-            skip_special,
-        }
+        StreamDecoder { tok: self, pending: Vec::new(), skip_special }
     }
 
     /// The underlying `tokenizers` tokenizer.
@@ -268,8 +231,7 @@ pub struct StreamDecoder<'a> {
 impl StreamDecoder<'_> {
     /// Adds one id; returns the newly completed text (possibly empty).
     pub fn push(&mut self, id: u32) -> String {
-        self.pending
-            .extend_from_slice(self.tok.decode_bytes(id, self.skip_special));
+        self.pending.extend_from_slice(self.tok.decode_bytes(id, self.skip_special));
         self.drain(false)
     }
 

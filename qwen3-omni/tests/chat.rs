@@ -22,9 +22,7 @@ fn parse_messages(v: &serde_json::Value) -> Vec<Message> {
                 .iter()
                 .map(|it| match it["type"].as_str().expect("type") {
                     "text" => Item::text(it["text"].as_str().expect("text")),
-                    "audio" => {
-                        Item::audio_samples(it["n_samples"].as_u64().expect("n_samples") as usize)
-                    }
+                    "audio" => Item::audio_samples(it["n_samples"].as_u64().expect("n_samples") as usize),
                     t => panic!("unknown item type {t}"),
                 })
                 .collect();
@@ -36,16 +34,9 @@ fn parse_messages(v: &serde_json::Value) -> Vec<Message> {
 #[test]
 fn audio_token_count_matches_transformers() {
     let fx = read_json("chat/chat_ids.json");
-    for (frames, n) in fx["audio_token_count"]
-        .as_object()
-        .expect("audio_token_count")
-    {
+    for (frames, n) in fx["audio_token_count"].as_object().expect("audio_token_count") {
         let frames: usize = frames.parse().unwrap();
-        assert_eq!(
-            audio_token_count(frames) as u64,
-            n.as_u64().unwrap(),
-            "T = {frames}"
-        );
+        assert_eq!(audio_token_count(frames) as u64, n.as_u64().unwrap(), "T = {frames}");
     }
 }
 
@@ -57,11 +48,7 @@ fn chat_rendering_matches_processor() {
         let name = conv["name"].as_str().unwrap_or("?");
         let msgs = parse_messages(&conv["messages"]);
         let gen = conv["add_generation_prompt"].as_bool().unwrap();
-        assert_eq!(
-            render_text(&msgs, gen),
-            conv["template_text"].as_str().unwrap(),
-            "{name}: text"
-        );
+        assert_eq!(render_text(&msgs, gen), conv["template_text"].as_str().unwrap(), "{name}: text");
 
         let want = ids(&conv["ids"]);
         let prompt = render(&tok, &msgs, gen).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -85,40 +72,19 @@ fn chat_rendering_matches_processor() {
             .filter(|it| it["type"] == "audio")
             .map(|it| it["n_tokens"].as_u64().unwrap() as usize)
             .collect();
-        assert_eq!(
-            prompt
-                .audio_spans
-                .iter()
-                .map(|r| r.len())
-                .collect::<Vec<_>>(),
-            expected_counts,
-            "{name}"
-        );
+        assert_eq!(prompt.audio_spans.iter().map(|r| r.len()).collect::<Vec<_>>(), expected_counts, "{name}");
         for span in &prompt.audio_spans {
-            assert_eq!(
-                prompt.ids[span.start - 1],
-                tok.special_ids().audio_start,
-                "{name}"
-            );
-            assert!(
-                prompt.ids[span.clone()].iter().all(|&id| id == pad),
-                "{name}"
-            );
+            assert_eq!(prompt.ids[span.start - 1], tok.special_ids().audio_start, "{name}");
+            assert!(prompt.ids[span.clone()].iter().all(|&id| id == pad), "{name}");
             assert_eq!(prompt.ids[span.end], tok.special_ids().audio_end, "{name}");
         }
-        assert_eq!(
-            prompt.ids.iter().filter(|&&id| id == pad).count(),
-            expected_counts.iter().sum::<usize>()
-        );
+        assert_eq!(prompt.ids.iter().filter(|&&id| id == pad).count(), expected_counts.iter().sum::<usize>());
     }
 }
 
 #[test]
 fn literal_placeholder_in_text_is_rejected() {
     let tok = tokenizer();
-    let msgs = [Message::new(
-        Role::User,
-        vec![Item::text("<|audio_pad|>"), Item::audio_frames(100)],
-    )];
+    let msgs = [Message::new(Role::User, vec![Item::text("<|audio_pad|>"), Item::audio_frames(100)])];
     assert!(render(&tok, &msgs, true).is_err());
 }

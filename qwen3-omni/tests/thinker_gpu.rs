@@ -81,7 +81,10 @@ fn gpu_thinker_intdot_path_matches_transformers() {
             let margin = topv[i * 8] - topv[i * 8 + 1];
             let ours = logits[i][*w as usize];
             let best = logits[i][*g as usize];
-            assert!(margin < 0.02 * topv[i * 8].abs().max(1.0) && best - ours < 0.05, "step {i}: token {g} vs reference {w} (reference top-2 margin {margin})");
+            assert!(
+                margin < 0.02 * topv[i * 8].abs().max(1.0) && best - ours < 0.05,
+                "step {i}: token {g} vs reference {w} (reference top-2 margin {margin})"
+            );
         }
     }
 }

@@ -14,7 +14,8 @@ fn fixture_gguf(model: &str) -> (tempdir::Dir, PathBuf) {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(model);
     let dir = tempdir::Dir::new(model);
     let out = dir.0.join(format!("{model}.gguf"));
-    quantizer::convert::convert(&src, &out, &Default::default()).unwrap_or_else(|e| panic!("converting {}: {e}", src.display()));
+    quantizer::convert::convert(&src, &out, &Default::default())
+        .unwrap_or_else(|e| panic!("converting {}: {e}", src.display()));
     (dir, out)
 }
 
@@ -22,7 +23,11 @@ mod tempdir {
     pub struct Dir(pub std::path::PathBuf);
     impl Dir {
         pub fn new(tag: &str) -> Dir {
-            let p = std::env::temp_dir().join(format!("qwen3vk-{tag}-{}-{:?}", std::process::id(), std::thread::current().id()));
+            let p = std::env::temp_dir().join(format!(
+                "qwen3vk-{tag}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             Dir(p)
@@ -41,7 +46,10 @@ fn config_comes_from_the_file() {
     let m = ModelFile::open(&path).unwrap();
     let c = ThinkerConfig::from_model(&m).unwrap();
     let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny-real-vocab/config.json")).unwrap(),
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny-real-vocab/config.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let t = &json["thinker_config"]["text_config"];
@@ -95,7 +103,9 @@ fn bad_tensors_are_named() {
     let (_d, path) = fixture_gguf("tiny-real-vocab");
     let m = ModelFile::open(&path).unwrap();
     match m.tensor("thinker.model.layers.99.self_attn.q_proj.weight", &[1, 1]) {
-        Err(e @ ModelError::MissingTensor { .. }) => assert!(e.to_string().contains("layers.99.self_attn.q_proj"), "{e}"),
+        Err(e @ ModelError::MissingTensor { .. }) => {
+            assert!(e.to_string().contains("layers.99.self_attn.q_proj"), "{e}")
+        }
         other => panic!("expected a missing-tensor error, got {:?}", other.err()),
     }
     match m.tensor("thinker.model.norm.weight", &[7]) {
@@ -119,8 +129,10 @@ fn cpu_oracle_matches_transformers() {
     let m = ModelFile::open(&path).unwrap();
     let c = ThinkerConfig::from_model(&m).unwrap();
     let cpu = qwen3_omni::thinker::cpu::CpuThinker::load(&m, &c).unwrap();
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
-    let ids: Vec<u32> = manifest["prompts"]["text"]["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
+    let ids: Vec<u32> =
+        manifest["prompts"]["text"]["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let refs = root.join("ref_thinker_q8.safetensors");
     let f = cpu.forward(&ids);
     let rel = |got: &[f32], want: &[f32]| {

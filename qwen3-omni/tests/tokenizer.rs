@@ -35,21 +35,10 @@ fn decode_matches_transformers() {
         let got = tok.decode(&want_ids, false);
         assert_eq!(got, case["decoded"].as_str().unwrap(), "{name}: decode");
         let got = tok.decode(&want_ids, true);
-        assert_eq!(
-            got,
-            case["decoded_skip_special"].as_str().unwrap(),
-            "{name}: decode skip special"
-        );
+        assert_eq!(got, case["decoded_skip_special"].as_str().unwrap(), "{name}: decode skip special");
         // The crate's own decoder agrees too.
-        let inner = tok
-            .inner()
-            .decode(&want_ids, false)
-            .expect("tokenizers decode");
-        assert_eq!(
-            inner,
-            case["decoded"].as_str().unwrap(),
-            "{name}: tokenizers decode"
-        );
+        let inner = tok.inner().decode(&want_ids, false).expect("tokenizers decode");
+        assert_eq!(inner, case["decoded"].as_str().unwrap(), "{name}: tokenizers decode");
     }
 }
 
@@ -66,10 +55,7 @@ fn streaming_decode_equals_one_shot() {
             for &id in &all {
                 let piece = dec.push(id);
                 // Every emitted piece is complete text: no replacement characters from splits.
-                assert!(
-                    !piece.contains('\u{FFFD}'),
-                    "{name}: split character in {piece:?}"
-                );
+                assert!(!piece.contains('\u{FFFD}'), "{name}: split character in {piece:?}");
                 text.push_str(&piece);
             }
             text.push_str(&dec.finish());
@@ -87,10 +73,7 @@ fn streaming_holds_back_partial_characters() {
     let mut dec = tok.stream_decoder(false);
     let mut pieces: Vec<String> = ids.iter().map(|&id| dec.push(id)).collect();
     pieces.push(dec.finish());
-    assert!(
-        pieces[..ids.len() - 1].iter().all(|p| p.is_empty()),
-        "{pieces:?}"
-    );
+    assert!(pieces[..ids.len() - 1].iter().all(|p| p.is_empty()), "{pieces:?}");
     assert_eq!(pieces.concat(), "🫠");
     // A dangling partial character is flushed as one U+FFFD, like a lossy one-shot decode.
     let mut dec = tok.stream_decoder(false);
@@ -104,25 +87,12 @@ fn special_ids_match_fixture() {
     let tok = tokenizer();
     let fx = read_json("tokenizer/tokenizer_ids.json");
     for (name, id) in fx["special"].as_object().expect("special") {
-        assert_eq!(
-            tok.token_to_id(name),
-            Some(id.as_u64().unwrap() as u32),
-            "{name}"
-        );
-        assert!(
-            tok.is_special(id.as_u64().unwrap() as u32),
-            "{name} is special"
-        );
+        assert_eq!(tok.token_to_id(name), Some(id.as_u64().unwrap() as u32), "{name}");
+        assert!(tok.is_special(id.as_u64().unwrap() as u32), "{name} is special");
     }
-    assert_eq!(
-        tok.vocab_size() as u64,
-        fx["vocab_size_with_added"].as_u64().unwrap()
-    );
+    assert_eq!(tok.vocab_size() as u64, fx["vocab_size_with_added"].as_u64().unwrap());
     let s = tok.special_ids();
-    assert_eq!(
-        (s.im_start, s.im_end, s.audio_pad),
-        (151644, 151645, 151675)
-    );
+    assert_eq!((s.im_start, s.im_end, s.audio_pad), (151644, 151645, 151675));
 }
 
 #[test]

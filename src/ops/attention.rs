@@ -83,6 +83,8 @@ const GQA_CHUNK: u32 = 128;
 const GQA_MAX_G: u32 = 16;
 /// Invocations of the merge kernel.
 const REDUCE_WG: u32 = 256;
+/// `QWEN3VK_ATTN_DECODE=split` forces the per-query-head split kernel (A/B measurements).
+static FORCE_SPLIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 /// Prefill: invocations per workgroup, query block and key tile (match attn_prefill.comp).
 const PREFILL_WG: u32 = 128;
 const BQ: u32 = 16;
@@ -286,7 +288,12 @@ impl Kernels {
         let g = n_heads / n_kv;
         let caps = self.gpu().caps();
         let shared = g * head_dim * 4 + g * GQA_CHUNK * 4 + GQA_CHUNK * 4 + 2 * g * 4 + GQA_CHUNK * 16;
-        if head_dim % 4 != 0 || head_dim > DECODE_WG || g > GQA_MAX_G || shared > caps.max_shared_memory {
+        if head_dim % 4 != 0
+            || head_dim > DECODE_WG
+            || g > GQA_MAX_G
+            || shared > caps.max_shared_memory
+            || *FORCE_SPLIT.get_or_init(|| std::env::var("QWEN3VK_ATTN_DECODE").is_ok_and(|v| v.trim() == "split"))
+        {
             return None;
         }
         let mut run = || -> Result<()> {

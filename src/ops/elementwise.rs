@@ -56,20 +56,50 @@ impl Kernels {
     }
 
     /// y[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) · w, for `rows` rows of `n`.
-    pub fn rms_norm<'a>(&self, rec: &mut Recorder<'a>, x: &'a Buffer, w: &'a Buffer, y: &'a Buffer, n: u32, rows: u32, eps: f32) -> Result<()> {
+    pub fn rms_norm<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        x: &'a Buffer,
+        w: &'a Buffer,
+        y: &'a Buffer,
+        n: u32,
+        rows: u32,
+        eps: f32,
+    ) -> Result<()> {
         let total = n as u64 * rows as u64 * 4;
-        let b = [Binding::read(x).range(0, total), Binding::read(w).range(0, n as u64 * 4), Binding::write(y).range(0, total)];
+        let b = [
+            Binding::read(x).range(0, total),
+            Binding::read(w).range(0, n as u64 * 4),
+            Binding::write(y).range(0, total),
+        ];
         self.row_kernel(rec, "rms_norm_f32", &b, n, rows, eps)
     }
 
     /// y[r, :] = softmax(scale · x[r, :]), for `rows` rows of `n`.
-    pub fn softmax<'a>(&self, rec: &mut Recorder<'a>, x: &'a Buffer, y: &'a Buffer, n: u32, rows: u32, scale: f32) -> Result<()> {
+    pub fn softmax<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        x: &'a Buffer,
+        y: &'a Buffer,
+        n: u32,
+        rows: u32,
+        scale: f32,
+    ) -> Result<()> {
         let total = n as u64 * rows as u64 * 4;
         let b = [Binding::read(x).range(0, total), Binding::write(y).range(0, total)];
         self.row_kernel(rec, "softmax_f32", &b, n, rows, scale)
     }
 
-    fn binary<'a>(&self, rec: &mut Recorder<'a>, name: &'static str, a: &'a Buffer, b: &'a Buffer, y: &'a Buffer, n: u64, b_len: u64) -> Result<()> {
+    fn binary<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        name: &'static str,
+        a: &'a Buffer,
+        b: &'a Buffer,
+        y: &'a Buffer,
+        n: u64,
+        b_len: u64,
+    ) -> Result<()> {
         if n == 0 || b_len == 0 || b_len > n {
             return Err(kerr(name, format!("n = {n}, b_len = {b_len}: need 0 < b_len ≤ n")));
         }
@@ -77,24 +107,51 @@ impl Kernels {
         let p = self.pipeline::<PushBinary>(name, &[SpecConst { id: 0, value: WG }])?;
         rec.dispatch(
             &p,
-            &[Binding::read(a).range(0, n * 4), Binding::read(b).range(0, b_len * 4), Binding::write(y).range(0, n * 4)],
+            &[
+                Binding::read(a).range(0, n * 4),
+                Binding::read(b).range(0, b_len * 4),
+                Binding::write(y).range(0, n * 4),
+            ],
             push_bytes(&push),
             stride_grid(n, WG),
         )
     }
 
     /// y[i] = a[i] + b[i mod b_len].
-    pub fn add<'a>(&self, rec: &mut Recorder<'a>, a: &'a Buffer, b: &'a Buffer, y: &'a Buffer, n: u64, b_len: u64) -> Result<()> {
+    pub fn add<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        a: &'a Buffer,
+        b: &'a Buffer,
+        y: &'a Buffer,
+        n: u64,
+        b_len: u64,
+    ) -> Result<()> {
         self.binary(rec, "add_f32", a, b, y, n, b_len)
     }
 
     /// y[i] = a[i] · b[i mod b_len].
-    pub fn mul<'a>(&self, rec: &mut Recorder<'a>, a: &'a Buffer, b: &'a Buffer, y: &'a Buffer, n: u64, b_len: u64) -> Result<()> {
+    pub fn mul<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        a: &'a Buffer,
+        b: &'a Buffer,
+        y: &'a Buffer,
+        n: u64,
+        b_len: u64,
+    ) -> Result<()> {
         self.binary(rec, "mul_f32", a, b, y, n, b_len)
     }
 
     /// y[i] = silu(gate[i]) · up[i].
-    pub fn silu_mul<'a>(&self, rec: &mut Recorder<'a>, gate: &'a Buffer, up: &'a Buffer, y: &'a Buffer, n: u64) -> Result<()> {
+    pub fn silu_mul<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        gate: &'a Buffer,
+        up: &'a Buffer,
+        y: &'a Buffer,
+        n: u64,
+    ) -> Result<()> {
         self.binary(rec, "silu_mul_f32", gate, up, y, n, n)
     }
 
@@ -109,7 +166,14 @@ impl Kernels {
         self.stream(rec, "read_vec4", src, sink, bytes)
     }
 
-    fn stream<'a>(&self, rec: &mut Recorder<'a>, name: &'static str, src: &'a Buffer, dst: &'a Buffer, bytes: u64) -> Result<()> {
+    fn stream<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        name: &'static str,
+        src: &'a Buffer,
+        dst: &'a Buffer,
+        bytes: u64,
+    ) -> Result<()> {
         if bytes == 0 || bytes % 16 != 0 {
             return Err(kerr(name, format!("{bytes} bytes is not a positive multiple of 16")));
         }

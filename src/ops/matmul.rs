@@ -47,7 +47,10 @@ impl Kernels {
         let groups = [w.rows.div_ceil(TILE), n.div_ceil(TILE), 1];
         let max = self.gpu().caps().max_workgroup_count;
         if groups[0] > max[0] || groups[1] > max[1] {
-            return Err(kerr(name, format!("{}×{} tiles exceed the device's workgroup count limit", groups[0], groups[1])));
+            return Err(kerr(
+                name,
+                format!("{}×{} tiles exceed the device's workgroup count limit", groups[0], groups[1]),
+            ));
         }
         rec.dispatch(
             &p,

@@ -117,14 +117,21 @@ impl Kernels {
     pub fn quantize_q8_1<'a>(&self, rec: &mut Recorder<'a>, x: &'a Buffer, n: u64, s: &'a Q8_1Scratch) -> Result<()> {
         let name = "quantize_q8_1";
         if n == 0 || n % 32 != 0 || n > s.values {
-            return Err(kerr(name, format!("{n} values: need a positive multiple of 32 within the scratch's {}", s.values)));
+            return Err(kerr(
+                name,
+                format!("{n} values: need a positive multiple of 32 within the scratch's {}", s.values),
+            ));
         }
         let wg = 64;
         let p = self.pipeline::<PushBlocks>(name, &[SpecConst { id: 0, value: wg }])?;
         let nb = n / 32;
         rec.dispatch(
             &p,
-            &[Binding::read(x).range(0, n * 4), Binding::write(&s.xq).range(0, n), Binding::write(&s.xd).range(0, nb * 8)],
+            &[
+                Binding::read(x).range(0, n * 4),
+                Binding::write(&s.xq).range(0, n),
+                Binding::write(&s.xd).range(0, nb * 8),
+            ],
             push_bytes(&PushBlocks { n_blocks: nb as u32 }),
             stride_grid(nb, wg),
         )

@@ -45,7 +45,13 @@ impl ExpertLayout {
 
 /// Repacks ggml Q8_0 bytes of `[n_experts, rows, cols]` (expert-major, as GGUF stores `*_exps`)
 /// into `out` in the stacked planar layout (`ExpertLayout::total()` bytes; padding left as is).
-pub fn repack_experts_q8_0_planar_into(ggml: &[u8], n_experts: usize, rows: usize, cols: usize, out: &mut [u8]) -> std::result::Result<(), String> {
+pub fn repack_experts_q8_0_planar_into(
+    ggml: &[u8],
+    n_experts: usize,
+    rows: usize,
+    cols: usize,
+    out: &mut [u8],
+) -> std::result::Result<(), String> {
     let l = ExpertLayout::new(n_experts as u64, rows as u64, cols as u64);
     let per = rows * cols / 32 * 34;
     if cols % 32 != 0 || ggml.len() != n_experts * per || (out.len() as u64) < l.total() {
@@ -65,7 +71,12 @@ pub fn repack_experts_q8_0_planar_into(ggml: &[u8], n_experts: usize, rows: usiz
 }
 
 /// Repacks into a new vector (zero padding between experts).
-pub fn repack_experts_q8_0_planar(ggml: &[u8], n_experts: usize, rows: usize, cols: usize) -> std::result::Result<Vec<u8>, String> {
+pub fn repack_experts_q8_0_planar(
+    ggml: &[u8],
+    n_experts: usize,
+    rows: usize,
+    cols: usize,
+) -> std::result::Result<Vec<u8>, String> {
     let mut out = vec![0u8; ExpertLayout::new(n_experts as u64, rows as u64, cols as u64).total() as usize];
     repack_experts_q8_0_planar_into(ggml, n_experts, rows, cols, &mut out)?;
     Ok(out)
@@ -95,7 +106,12 @@ impl<'a> Matrix<'a> {
     }
 
     /// [`repack_experts_q8_0_planar`]: ggml Q8_0 `[n_experts, rows, cols]` → stacked planar experts.
-    pub fn repack_experts_q8_0_planar(ggml: &[u8], n_experts: usize, rows: usize, cols: usize) -> std::result::Result<Vec<u8>, String> {
+    pub fn repack_experts_q8_0_planar(
+        ggml: &[u8],
+        n_experts: usize,
+        rows: usize,
+        cols: usize,
+    ) -> std::result::Result<Vec<u8>, String> {
         repack_experts_q8_0_planar(ggml, n_experts, rows, cols)
     }
 }
@@ -218,7 +234,10 @@ impl Kernels {
     ) -> Result<()> {
         let name = "moe_route_f32";
         if n_experts == 0 || n_tokens == 0 || k == 0 || k > MOE_MAX_K.min(n_experts) {
-            return Err(kerr(name, format!("{n_tokens} tokens, {n_experts} experts, top-{k}: need k in 1..=min(8, experts)")));
+            return Err(kerr(
+                name,
+                format!("{n_tokens} tokens, {n_experts} experts, top-{k}: need k in 1..=min(8, experts)"),
+            ));
         }
         let p = self.pipeline::<PushRoute>(name, &[SpecConst { id: 0, value: ROUTE_WG }])?;
         let (dims, grid_x) = grid(n_tokens, self.gpu().caps().max_workgroup_count[0]);
@@ -283,7 +302,9 @@ impl Kernels {
     /// `QWEN3VK_MOE_FUSED_WG` overrides both (sweeps).
     fn moe_fused_geometry(&self, default_wg: u32) -> ([SpecConst; 3], u32) {
         static WG: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
-        let env = *WG.get_or_init(|| std::env::var("QWEN3VK_MOE_FUSED_WG").ok().and_then(|v| v.trim().parse().ok()).filter(|&v| v > 0));
+        let env = *WG.get_or_init(|| {
+            std::env::var("QWEN3VK_MOE_FUSED_WG").ok().and_then(|v| v.trim().parse().ok()).filter(|&v| v > 0)
+        });
         let wg = env.unwrap_or(default_wg).min(self.gpu().caps().max_workgroup_invocations);
         self.moe_geometry_wg(wg)
     }
@@ -293,7 +314,11 @@ impl Kernels {
         let min_sg = self.gpu().caps().min_subgroup_size.max(1);
         let rows_wg = (wg / min_sg).max(1) * t.mv_rows;
         (
-            [SpecConst { id: 0, value: wg }, SpecConst { id: 1, value: t.mv_rows }, SpecConst { id: 2, value: rows_wg }],
+            [
+                SpecConst { id: 0, value: wg },
+                SpecConst { id: 1, value: t.mv_rows },
+                SpecConst { id: 2, value: rows_wg },
+            ],
             rows_wg,
         )
     }
@@ -357,7 +382,10 @@ impl Kernels {
         if (gate.n_experts, gate.rows, gate.cols) != (up.n_experts, up.rows, up.cols) {
             return Err(kerr(
                 name,
-                format!("gate is {}×[{}, {}], up is {}×[{}, {}]", gate.n_experts, gate.rows, gate.cols, up.n_experts, up.rows, up.cols),
+                format!(
+                    "gate is {}×[{}, {}], up is {}×[{}, {}]",
+                    gate.n_experts, gate.rows, gate.cols, up.n_experts, up.rows, up.cols
+                ),
             ));
         }
         let pairs = n_tokens as u64 * k as u64;
@@ -365,7 +393,12 @@ impl Kernels {
         let max = self.gpu().caps().max_workgroup_count;
         let groups_x = gate.rows.div_ceil(rows_wg);
         if k == 0 || n_tokens == 0 || pairs > max[1] as u64 || groups_x > max[0] {
-            return Err(kerr(name, format!("{n_tokens} tokens × top-{k} ({groups_x}×{pairs} workgroups) is empty or beyond the device's grid")));
+            return Err(kerr(
+                name,
+                format!(
+                    "{n_tokens} tokens × top-{k} ({groups_x}×{pairs} workgroups) is empty or beyond the device's grid"
+                ),
+            ));
         }
         let l = gate.layout();
         let push = PushGateUp {
@@ -391,7 +424,8 @@ impl Kernels {
             } else if n > s.values {
                 return Err(kerr(name, format!("{n} activation values exceed the scratch's {}", s.values)));
             }
-            let b = [gq, gd, uq, ud, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), idb, hb];
+            let b =
+                [gq, gd, uq, ud, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), idb, hb];
             return rec.dispatch(&p, &b, push_bytes(&push), dims);
         }
         rec.dispatch(&p, &[gq, gd, uq, ud, Binding::read(x).range(0, n * 4), idb, hb], push_bytes(&push), dims)
@@ -427,21 +461,32 @@ impl Kernels {
         if (gate.n_experts, gate.rows, gate.cols) != (up.n_experts, up.rows, up.cols) {
             return Err(kerr(
                 name,
-                format!("gate is {}×[{}, {}], up is {}×[{}, {}]", gate.n_experts, gate.rows, gate.cols, up.n_experts, up.rows, up.cols),
+                format!(
+                    "gate is {}×[{}, {}], up is {}×[{}, {}]",
+                    gate.n_experts, gate.rows, gate.cols, up.n_experts, up.rows, up.cols
+                ),
             ));
         }
         if k == 0 || k > MOE_MAX_K.min(gate.n_experts) {
             return Err(kerr(name, format!("top-{k} of {} experts: need k in 1..=min(8, experts)", gate.n_experts)));
         }
         if intdot && gate.cols > MOE_FUSED_MAX_X {
-            return Err(kerr(name, format!("{} columns: the fused int-dot kernel quantises at most {MOE_FUSED_MAX_X}", gate.cols)));
+            return Err(kerr(
+                name,
+                format!("{} columns: the fused int-dot kernel quantises at most {MOE_FUSED_MAX_X}", gate.cols),
+            ));
         }
         let pairs = n_tokens as u64 * k as u64;
         let (spec, rows_wg) = self.moe_fused_geometry(256);
         let max = self.gpu().caps().max_workgroup_count;
         let groups_x = gate.rows.div_ceil(rows_wg);
         if n_tokens == 0 || pairs > max[1] as u64 || groups_x > max[0] {
-            return Err(kerr(name, format!("{n_tokens} tokens × top-{k} ({groups_x}×{pairs} workgroups) is empty or beyond the device's grid")));
+            return Err(kerr(
+                name,
+                format!(
+                    "{n_tokens} tokens × top-{k} ({groups_x}×{pairs} workgroups) is empty or beyond the device's grid"
+                ),
+            ));
         }
         let l = gate.layout();
         let push = PushGateUp {
@@ -541,7 +586,12 @@ impl Kernels {
         let (spec, rows_wg) = if fused { self.moe_fused_geometry(512) } else { self.moe_geometry() };
         let max = self.gpu().caps().max_workgroup_count;
         if k == 0 || k > MOE_DOWN_MAX_K || n_tokens == 0 || n_tokens > max[2] {
-            return Err(kerr(name, format!("{n_tokens} tokens × top-{k}: need k in 1..={MOE_DOWN_MAX_K} and tokens within the device's grid")));
+            return Err(kerr(
+                name,
+                format!(
+                    "{n_tokens} tokens × top-{k}: need k in 1..={MOE_DOWN_MAX_K} and tokens within the device's grid"
+                ),
+            ));
         }
         let (dims, grid_x) = grid(down.rows.div_ceil(rows_wg), max[0]);
         if dims[1] > max[1] {
@@ -569,9 +619,11 @@ impl Kernels {
         let p = self.pipeline::<PushDown>(name, &spec)?;
         let dims = [dims[0], dims[1], n_tokens];
         if intdot && !fused {
-            let s = scratch.ok_or_else(|| kerr(name, "the int-dot path needs a Q8_1 scratch when k·cols > 16384".into()))?;
+            let s = scratch
+                .ok_or_else(|| kerr(name, "the int-dot path needs a Q8_1 scratch when k·cols > 16384".into()))?;
             self.quantize_q8_1(rec, h, n, s)?;
-            let b = [q, d, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), idb, wb, res, yb];
+            let b =
+                [q, d, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), idb, wb, res, yb];
             return rec.dispatch(&p, &b, push_bytes(&push), dims);
         }
         rec.dispatch(&p, &[q, d, Binding::read(h).range(0, n * 4), idb, wb, res, yb], push_bytes(&push), dims)
@@ -581,10 +633,21 @@ impl Kernels {
     /// kernels: `offsets` (u32 `[n_experts + 1]`) delimit each expert's run in `order` (u32
     /// `[n_pairs]`, pair indices t·k + j). The order within a run may vary from run to run (shared
     /// atomics); the grouped kernels' results do not depend on it.
-    pub fn moe_group<'a>(&self, rec: &mut Recorder<'a>, ids: &'a Buffer, n_pairs: u32, n_experts: u32, offsets: &'a Buffer, order: &'a Buffer) -> Result<()> {
+    pub fn moe_group<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        ids: &'a Buffer,
+        n_pairs: u32,
+        n_experts: u32,
+        offsets: &'a Buffer,
+        order: &'a Buffer,
+    ) -> Result<()> {
         let name = "moe_group_u32";
         if n_pairs == 0 || n_experts == 0 || n_experts > MOE_GROUP_MAX_EXPERTS {
-            return Err(kerr(name, format!("{n_pairs} pairs, {n_experts} experts: need pairs > 0 and 1..={MOE_GROUP_MAX_EXPERTS} experts")));
+            return Err(kerr(
+                name,
+                format!("{n_pairs} pairs, {n_experts} experts: need pairs > 0 and 1..={MOE_GROUP_MAX_EXPERTS} experts"),
+            ));
         }
         let wg = 1024u32.min(self.gpu().caps().max_workgroup_invocations);
         let p = self.pipeline::<PushGroup>(name, &[SpecConst { id: 0, value: wg }])?;

@@ -138,7 +138,9 @@ fn heap_for(caps: &crate::Caps, bits: u32, location: MemoryLocation) -> Option<u
     use vk::MemoryPropertyFlags as F;
     let (pref, req) = match location {
         MemoryLocation::GpuOnly => (F::DEVICE_LOCAL, F::DEVICE_LOCAL),
-        MemoryLocation::CpuToGpu => (F::HOST_VISIBLE | F::HOST_COHERENT | F::DEVICE_LOCAL, F::HOST_VISIBLE | F::HOST_COHERENT),
+        MemoryLocation::CpuToGpu => {
+            (F::HOST_VISIBLE | F::HOST_COHERENT | F::DEVICE_LOCAL, F::HOST_VISIBLE | F::HOST_COHERENT)
+        }
         _ => (F::HOST_VISIBLE | F::HOST_COHERENT | F::HOST_CACHED, F::HOST_VISIBLE | F::HOST_COHERENT),
     };
     let find = |want: F| {
@@ -169,7 +171,12 @@ impl Buffer {
     fn check_range(&self, offset: u64, len: u64) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.size => Ok(()),
-            _ => Err(Error::OutOfBounds { name: self.name.clone(), offset, end: offset.saturating_add(len), size: self.size }),
+            _ => Err(Error::OutOfBounds {
+                name: self.name.clone(),
+                offset,
+                end: offset.saturating_add(len),
+                size: self.size,
+            }),
         }
     }
 
@@ -194,7 +201,11 @@ impl Buffer {
                 // SAFETY: the mapping covers `size` bytes and the range was checked; the memory is
                 // HOST_COHERENT and no batch is in flight (documented contract), so no data race.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(data.as_ptr(), (ptr.as_ptr() as *mut u8).add(offset as usize), data.len())
+                    std::ptr::copy_nonoverlapping(
+                        data.as_ptr(),
+                        (ptr.as_ptr() as *mut u8).add(offset as usize),
+                        data.len(),
+                    )
                 };
                 return Ok(());
             }
@@ -202,7 +213,8 @@ impl Buffer {
         let gpu = Gpu { shared: self.shared.clone() };
         // Stage in pieces of at most 64 MiB so an upload never needs a second copy of a big tensor.
         const PIECE: usize = 64 << 20;
-        let staging = gpu.buffer(&format!("{} (staging)", self.name), data.len().min(PIECE) as u64, MemoryIntent::Upload)?;
+        let staging =
+            gpu.buffer(&format!("{} (staging)", self.name), data.len().min(PIECE) as u64, MemoryIntent::Upload)?;
         for (n, chunk) in data.chunks(PIECE).enumerate() {
             staging.write(0, chunk)?;
             let dst_off = offset + (n * PIECE) as u64;

@@ -113,9 +113,8 @@ impl Caps {
         // SAFETY: `pd` came from this instance; every pNext struct lives on this stack frame.
         unsafe {
             let exts = i.enumerate_device_extension_properties(pd).unwrap_or_default();
-            let has = |n: &std::ffi::CStr| {
-                exts.iter().any(|e| e.extension_name_as_c_str().map(|x| x == n).unwrap_or(false))
-            };
+            let has =
+                |n: &std::ffi::CStr| exts.iter().any(|e| e.extension_name_as_c_str().map(|x| x == n).unwrap_or(false));
             let push_descriptor = has(khr::push_descriptor::NAME);
             let memory_budget = has(ext::memory_budget::NAME);
             let cooperative_matrix = has(khr::cooperative_matrix::NAME);
@@ -290,7 +289,11 @@ fn mib(b: u64) -> String {
 impl fmt::Display for Caps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = self.api_version;
-        writeln!(f, "{} ({:?}, vendor 0x{:04x}, device 0x{:04x})", self.name, self.kind, self.vendor_id, self.device_id)?;
+        writeln!(
+            f,
+            "{} ({:?}, vendor 0x{:04x}, device 0x{:04x})",
+            self.name, self.kind, self.vendor_id, self.device_id
+        )?;
         writeln!(
             f,
             "  driver: {} {} · Vulkan {}.{}.{}",

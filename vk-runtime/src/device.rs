@@ -145,10 +145,7 @@ impl Gpu {
         let push_desc = use_push.then(|| khr::push_descriptor::Device::new(&inst.raw, &device));
 
         let cache_file = opts.pipeline_cache.as_ref().map(|dir| {
-            dir.join(format!(
-                "pipelines-{:04x}-{:04x}-{:08x}.bin",
-                caps.vendor_id, caps.device_id, caps.driver_version
-            ))
+            dir.join(format!("pipelines-{:04x}-{:04x}-{:08x}.bin", caps.vendor_id, caps.device_id, caps.driver_version))
         });
         let initial = cache_file.as_ref().and_then(|p| std::fs::read(p).ok()).filter(|d| cache_header_ok(d, &caps));
         let cinfo = vk::PipelineCacheCreateInfo::default().initial_data(initial.as_deref().unwrap_or(&[]));

@@ -96,12 +96,9 @@ impl Instance {
         // SAFETY: as above.
         let exts = unsafe { entry.enumerate_instance_extension_properties(None) }
             .map_err(vkerr("vkEnumerateInstanceExtensionProperties"))?;
-        let has_layer = layers
-            .iter()
-            .any(|l| l.layer_name_as_c_str().map(|n| n == VALIDATION_LAYER).unwrap_or(false));
-        let has_debug_utils = exts.iter().any(|e| {
-            e.extension_name_as_c_str().map(|n| n == ext::debug_utils::NAME).unwrap_or(false)
-        });
+        let has_layer = layers.iter().any(|l| l.layer_name_as_c_str().map(|n| n == VALIDATION_LAYER).unwrap_or(false));
+        let has_debug_utils =
+            exts.iter().any(|e| e.extension_name_as_c_str().map(|n| n == ext::debug_utils::NAME).unwrap_or(false));
         if validation && !has_layer {
             return Err(Error::NoValidationLayer);
         }
@@ -233,11 +230,9 @@ pub(crate) fn enumerate(inst: &Instance) -> Result<Vec<DeviceListing>> {
 
 pub(crate) fn device_from_env() -> Result<Option<usize>> {
     match std::env::var("QWEN3VK_DEVICE") {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<usize>()
-            .map(Some)
-            .map_err(|_| Error::BadDeviceVar { var: "QWEN3VK_DEVICE", value: v }),
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse::<usize>().map(Some).map_err(|_| Error::BadDeviceVar { var: "QWEN3VK_DEVICE", value: v })
+        }
         _ => Ok(None),
     }
 }

@@ -52,7 +52,12 @@ impl Pipeline {
 impl Gpu {
     /// Builds `src` with the given specialisation constants. `subgroup_size` requests a fixed
     /// subgroup size (and full subgroups) where the device allows it.
-    pub fn pipeline(&self, src: &KernelSource<'_>, spec: &[SpecConst], subgroup_size: Option<u32>) -> Result<Arc<Pipeline>> {
+    pub fn pipeline(
+        &self,
+        src: &KernelSource<'_>,
+        spec: &[SpecConst],
+        subgroup_size: Option<u32>,
+    ) -> Result<Arc<Pipeline>> {
         let s = &self.shared;
         let caps = &s.caps;
         let kerr = |what: String| Error::Kernel { kernel: src.name.to_string(), what };
@@ -95,15 +100,20 @@ impl Gpu {
         // SAFETY: valid device; create-info pointers live on this frame.
         unsafe {
             p.set_layout = dev
-                .create_descriptor_set_layout(&vk::DescriptorSetLayoutCreateInfo::default().flags(flags).bindings(&binds), None)
+                .create_descriptor_set_layout(
+                    &vk::DescriptorSetLayoutCreateInfo::default().flags(flags).bindings(&binds),
+                    None,
+                )
                 .map_err(|r| kerr(format!("vkCreateDescriptorSetLayout: {r:?}")))?;
-            let ranges = [vk::PushConstantRange { stage_flags: vk::ShaderStageFlags::COMPUTE, offset: 0, size: src.push_size }];
+            let ranges =
+                [vk::PushConstantRange { stage_flags: vk::ShaderStageFlags::COMPUTE, offset: 0, size: src.push_size }];
             let set_layouts = [p.set_layout];
             let mut linfo = vk::PipelineLayoutCreateInfo::default().set_layouts(&set_layouts);
             if src.push_size > 0 {
                 linfo = linfo.push_constant_ranges(&ranges);
             }
-            p.layout = dev.create_pipeline_layout(&linfo, None).map_err(|r| kerr(format!("vkCreatePipelineLayout: {r:?}")))?;
+            p.layout =
+                dev.create_pipeline_layout(&linfo, None).map_err(|r| kerr(format!("vkCreatePipelineLayout: {r:?}")))?;
             let module = dev
                 .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(src.spirv), None)
                 .map_err(|r| kerr(format!("vkCreateShaderModule: {r:?}")))?;

@@ -134,7 +134,10 @@ impl<'a> Recorder<'a> {
         // SAFETY: valid device; objects are owned by `batch` and destroyed by its Drop.
         unsafe {
             batch.pool = dev
-                .create_command_pool(&vk::CommandPoolCreateInfo::default().queue_family_index(shared.queue_family), None)
+                .create_command_pool(
+                    &vk::CommandPoolCreateInfo::default().queue_family_index(shared.queue_family),
+                    None,
+                )
                 .map_err(vkerr("vkCreateCommandPool"))?;
             batch.cmd = dev
                 .allocate_command_buffers(
@@ -200,14 +203,24 @@ impl<'a> Recorder<'a> {
 
     /// Records one dispatch of `p` with `bindings` (in binding order), push constants `push`
     /// (exactly the pipeline's push size) and `groups` workgroups.
-    pub fn dispatch(&mut self, p: &Arc<Pipeline>, bindings: &[Binding<'a>], push: &[u8], groups: [u32; 3]) -> Result<()> {
+    pub fn dispatch(
+        &mut self,
+        p: &Arc<Pipeline>,
+        bindings: &[Binding<'a>],
+        push: &[u8],
+        groups: [u32; 3],
+    ) -> Result<()> {
         let caps = &self.batch.shared.caps;
         let kerr = |what: String| Error::Kernel { kernel: p.name.clone(), what };
         if bindings.len() != p.bindings as usize {
             return Err(kerr(format!("{} buffers bound, the kernel declares {}", bindings.len(), p.bindings)));
         }
         if push.len() != p.push_size as usize {
-            return Err(kerr(format!("{} bytes of push constants given, the kernel declares {}", push.len(), p.push_size)));
+            return Err(kerr(format!(
+                "{} bytes of push constants given, the kernel declares {}",
+                push.len(),
+                p.push_size
+            )));
         }
         for (axis, (&g, &max)) in groups.iter().zip(caps.max_workgroup_count.iter()).enumerate() {
             if g == 0 || g > max {
@@ -261,11 +274,12 @@ impl<'a> Recorder<'a> {
         let shared = self.batch.shared.clone();
         let dev = &shared.device;
         let cmd = self.batch.cmd;
-        let timed_index = if self.profile && self.batch.query_pool.is_some() && (self.batch.timed.len() as u32) < MAX_TIMED {
-            Some(self.batch.timed.len() as u32)
-        } else {
-            None
-        };
+        let timed_index =
+            if self.profile && self.batch.query_pool.is_some() && (self.batch.timed.len() as u32) < MAX_TIMED {
+                Some(self.batch.timed.len() as u32)
+            } else {
+                None
+            };
         // SAFETY: recording; all handles are alive (pipelines kept by the batch, buffers borrowed).
         unsafe {
             if let (Some(t), Some(qp)) = (timed_index, self.batch.query_pool) {
@@ -315,7 +329,10 @@ impl<'a> Recorder<'a> {
     fn alloc_set(&mut self, p: &Pipeline) -> Result<vk::DescriptorSet> {
         let dev = &self.batch.shared.device;
         if p.bindings > DESCRIPTORS_PER_SET {
-            return Err(Error::Kernel { kernel: p.name.clone(), what: format!("more than {DESCRIPTORS_PER_SET} bindings") });
+            return Err(Error::Kernel {
+                kernel: p.name.clone(),
+                what: format!("more than {DESCRIPTORS_PER_SET} bindings"),
+            });
         }
         // SAFETY: valid device; pools are owned by the batch.
         unsafe {
@@ -336,7 +353,9 @@ impl<'a> Recorder<'a> {
             let layouts = [p.set_layout];
             let pool = *self.batch.desc_pools.last().expect("a pool was just ensured");
             let set = dev
-                .allocate_descriptor_sets(&vk::DescriptorSetAllocateInfo::default().descriptor_pool(pool).set_layouts(&layouts))
+                .allocate_descriptor_sets(
+                    &vk::DescriptorSetAllocateInfo::default().descriptor_pool(pool).set_layouts(&layouts),
+                )
                 .map_err(vkerr("vkAllocateDescriptorSets"))?[0];
             self.sets_in_pool += 1;
             Ok(set)
@@ -347,7 +366,12 @@ impl<'a> Recorder<'a> {
     pub fn copy(&mut self, src: &'a Buffer, src_offset: u64, dst: &'a Buffer, dst_offset: u64, len: u64) -> Result<()> {
         for (b, off) in [(src, src_offset), (dst, dst_offset)] {
             if off.checked_add(len).is_none_or(|e| e > b.size()) || len == 0 {
-                return Err(Error::OutOfBounds { name: b.name().into(), offset: off, end: off.saturating_add(len), size: b.size() });
+                return Err(Error::OutOfBounds {
+                    name: b.name().into(),
+                    offset: off,
+                    end: off.saturating_add(len),
+                    size: b.size(),
+                });
             }
         }
         self.track(
@@ -420,13 +444,21 @@ impl Batch<'_> {
         }
         // SAFETY: the fence is signalled and not in use.
         unsafe { dev.reset_fences(&[self.fence]) }.map_err(vkerr("vkResetFences"))?;
-        let mut prof = Profile { total_ns: None, kernels: Vec::new(), dispatches: self.dispatches, barriers: self.barriers };
+        let mut prof =
+            Profile { total_ns: None, kernels: Vec::new(), dispatches: self.dispatches, barriers: self.barriers };
         if let Some(qp) = self.query_pool {
             let n = 2 + 2 * self.timed.len();
             let mut ticks = vec![0u64; n];
             // SAFETY: the batch completed, so every written query is available.
-            unsafe { dev.get_query_pool_results(qp, 0, &mut ticks, vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT) }
-                .map_err(vkerr("vkGetQueryPoolResults"))?;
+            unsafe {
+                dev.get_query_pool_results(
+                    qp,
+                    0,
+                    &mut ticks,
+                    vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT,
+                )
+            }
+            .map_err(vkerr("vkGetQueryPoolResults"))?;
             let bits = s.caps.timestamp_valid_bits;
             let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
             let period = s.caps.timestamp_period_ns as f64;

@@ -10,8 +10,8 @@ mod types;
 mod writer;
 
 pub use reader::{GgufError, GgufFile, GgufHeader, Limits, TensorInfo};
-pub use types::{GgmlType, MetaArray, MetaValue, ValueType};
 pub use types::Abbrev;
+pub use types::{GgmlType, MetaArray, MetaValue, ValueType};
 pub use writer::{GgufFileWriter, GgufStreamWriter, GgufWriter, StreamError, TensorSpec, WriteError};
 
 /// `GGUF` read as a little-endian u32.

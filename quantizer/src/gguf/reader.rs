@@ -73,7 +73,9 @@ pub enum GgufError {
     DimOverflow { tensor: String, offset: u64 },
     #[error("tensor {tensor:?}: unknown ggml type {ty} at byte {offset}")]
     UnknownGgmlType { tensor: String, offset: u64, ty: u32 },
-    #[error("tensor {tensor:?}: row length ne[0]={ne0} (byte {offset}) is not a multiple of the {ty} block size {block}")]
+    #[error(
+        "tensor {tensor:?}: row length ne[0]={ne0} (byte {offset}) is not a multiple of the {ty} block size {block}"
+    )]
     RowNotBlockMultiple { tensor: String, offset: u64, ne0: u64, ty: GgmlType, block: u64 },
     #[error("tensor {tensor:?}: data offset {data_offset} (field at byte {offset}) is not a multiple of the alignment {alignment}")]
     MisalignedOffset { tensor: String, offset: u64, data_offset: u64, alignment: u64 },
@@ -280,14 +282,18 @@ impl GgufHeader {
             let tat = c.pos;
             let tf = || format!("metadata {key:?} (value type)");
             let tyv = c.u32(&tf)?;
-            let ty = ValueType::from_u32(tyv).ok_or(GgufError::UnknownValueType { field: tf(), offset: tat, ty: tyv })?;
+            let ty =
+                ValueType::from_u32(tyv).ok_or(GgufError::UnknownValueType { field: tf(), offset: tat, ty: tyv })?;
             let vat = c.pos;
             let value = read_value(&mut c, &format!("metadata {key:?}"), ty, lim)?;
             if key == "general.alignment" {
                 alignment = match value {
                     MetaValue::U32(a) => a as u64,
                     _ => {
-                        return Err(GgufError::BadAlignment { offset: tat, reason: format!("type is {ty:?}, expected U32") })
+                        return Err(GgufError::BadAlignment {
+                            offset: tat,
+                            reason: format!("type is {ty:?}, expected U32"),
+                        })
                     }
                 };
                 if alignment == 0 || !alignment.is_power_of_two() || alignment > lim.max_alignment {
@@ -352,7 +358,12 @@ impl GgufHeader {
             let oat = c.pos;
             let rel_offset = c.u64(&|| format!("tensor {name:?} offset"))?;
             if rel_offset % alignment != 0 {
-                return Err(GgufError::MisalignedOffset { tensor: name, offset: oat, data_offset: rel_offset, alignment });
+                return Err(GgufError::MisalignedOffset {
+                    tensor: name,
+                    offset: oat,
+                    data_offset: rel_offset,
+                    alignment,
+                });
             }
             index.insert(name.clone(), tensors.len());
             offset_fields.push(oat);

@@ -184,7 +184,8 @@ impl GgufWriter {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let fname = final_path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out.gguf".into());
+        let fname =
+            final_path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out.gguf".into());
         let tmp = dir.join(format!(".{fname}.partial"));
         let (_, _, total) = self.layout();
         let file = OpenOptions::new()
@@ -195,9 +196,11 @@ impl GgufWriter {
             .map_err(io_err("creating", &tmp, total))?;
         let mut guard = TempGuard { path: Some(tmp.clone()) };
         preallocate(&file, total).map_err(io_err("preallocating", &tmp, total))?;
-        let inner = self
-            .begin(BufWriter::with_capacity(8 << 20, file))
-            .map_err(io_err("writing the header of", &tmp, total))?;
+        let inner = self.begin(BufWriter::with_capacity(8 << 20, file)).map_err(io_err(
+            "writing the header of",
+            &tmp,
+            total,
+        ))?;
         let tmp_path = guard.path.take().unwrap_or_default();
         Ok(GgufFileWriter { inner: Some(inner), tmp: tmp_path, final_path })
     }

@@ -63,7 +63,11 @@ impl ThinkerConfig {
             vocab: u("vocab_size")?,
             rms_eps: m.config_f64(&format!("{T}/rms_norm_eps"))? as f32,
             rope_theta: theta as f32,
-            mrope_section: [sec.first().copied().unwrap_or(0), sec.get(1).copied().unwrap_or(0), sec.get(2).copied().unwrap_or(0)],
+            mrope_section: [
+                sec.first().copied().unwrap_or(0),
+                sec.get(1).copied().unwrap_or(0),
+                sec.get(2).copied().unwrap_or(0),
+            ],
             norm_topk: m.config().pointer(&format!("{T}/norm_topk_prob")).and_then(|v| v.as_bool()).unwrap_or(true),
             max_positions: u("max_position_embeddings").unwrap_or(65536),
         };
@@ -74,13 +78,19 @@ impl ThinkerConfig {
     fn check(&self, m: &ModelFile) -> Result<(), ModelError> {
         let bad = |f: &str, w: String| Err(m.config_err(&format!("{T}/{f}"), &w));
         if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
-            return bad("num_key_value_heads", format!("{} does not divide num_attention_heads {}", self.n_kv_heads, self.n_heads));
+            return bad(
+                "num_key_value_heads",
+                format!("{} does not divide num_attention_heads {}", self.n_kv_heads, self.n_heads),
+            );
         }
         if self.top_k == 0 || self.top_k > self.n_experts {
             return bad("num_experts_per_tok", format!("{} is not within 1..={} experts", self.top_k, self.n_experts));
         }
         if self.mrope_section.iter().sum::<u32>() != self.head_dim / 2 {
-            return bad("rope_parameters/mrope_section", format!("{:?} does not sum to head_dim / 2 = {}", self.mrope_section, self.head_dim / 2));
+            return bad(
+                "rope_parameters/mrope_section",
+                format!("{:?} does not sum to head_dim / 2 = {}", self.mrope_section, self.head_dim / 2),
+            );
         }
         for (f, v) in [("hidden_size", self.hidden), ("moe_intermediate_size", self.moe_inter)] {
             if v % 32 != 0 {
@@ -88,7 +98,10 @@ impl ThinkerConfig {
             }
         }
         if (self.n_heads * self.head_dim) % 32 != 0 {
-            return bad("head_dim", "num_attention_heads × head_dim is not a multiple of 32 (Q8_0 rows of o_proj)".into());
+            return bad(
+                "head_dim",
+                "num_attention_heads × head_dim is not a multiple of 32 (Q8_0 rows of o_proj)".into(),
+            );
         }
         Ok(())
     }
@@ -98,7 +111,8 @@ impl ThinkerConfig {
     pub fn decode_bytes_per_token(&self) -> u64 {
         let q8 = |rows: u64, cols: u64| rows * cols / 32 * 34;
         let (h, hd) = (self.hidden as u64, self.head_dim as u64);
-        let attn = q8(self.n_heads as u64 * hd, h) + 2 * q8(self.n_kv_heads as u64 * hd, h) + q8(h, self.n_heads as u64 * hd);
+        let attn =
+            q8(self.n_heads as u64 * hd, h) + 2 * q8(self.n_kv_heads as u64 * hd, h) + q8(h, self.n_heads as u64 * hd);
         let moe = self.top_k as u64 * 3 * q8(self.moe_inter as u64, h) + self.n_experts as u64 * h * 4;
         self.layers as u64 * (attn + moe) + q8(self.vocab as u64, h)
     }

@@ -80,7 +80,8 @@ fn silu(v: f32) -> f32 {
 impl CpuThinker {
     pub fn load(m: &ModelFile, c: &ThinkerConfig) -> Result<CpuThinker, ModelError> {
         let (h, v, hd) = (c.hidden as u64, c.vocab as u64, c.head_dim as u64);
-        let (qd, kvd, inter) = ((c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64, c.moe_inter as u64);
+        let (qd, kvd, inter) =
+            ((c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64, c.moe_inter as u64);
         let mut layers = Vec::new();
         for l in 0..c.layers {
             let n = |s: &str| format!("thinker.model.layers.{l}.{s}");
@@ -117,7 +118,8 @@ impl CpuThinker {
         let (h, hd) = (c.hidden as usize, c.head_dim as usize);
         let (nh, nkv) = (c.n_heads as usize, c.n_kv_heads as usize);
         let group = nh / nkv;
-        let mut x: Vec<Vec<f32>> = ids.iter().map(|&t| self.embed[t as usize * h..(t as usize + 1) * h].to_vec()).collect();
+        let mut x: Vec<Vec<f32>> =
+            ids.iter().map(|&t| self.embed[t as usize * h..(t as usize + 1) * h].to_vec()).collect();
         let mut hidden = vec![x.concat()];
         for l in &self.layers {
             let mut ks = Vec::new();
@@ -147,7 +149,10 @@ impl CpuThinker {
                     let kvh = head / group;
                     let q = &qs[p][head * hd..(head + 1) * hd];
                     let scores: Vec<f32> = (0..=p)
-                        .map(|j| q.iter().zip(&ks[j][kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f32>() / (hd as f32).sqrt())
+                        .map(|j| {
+                            q.iter().zip(&ks[j][kvh * hd..(kvh + 1) * hd]).map(|(a, b)| a * b).sum::<f32>()
+                                / (hd as f32).sqrt()
+                        })
                         .collect();
                     let m = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                     let e: Vec<f32> = scores.iter().map(|s| (s - m).exp()).collect();
@@ -194,7 +199,9 @@ impl CpuThinker {
         let mut out = Vec::new();
         for _ in 0..n {
             let l = self.forward(&ids).logits;
-            let best = l.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
+            let best =
+                l.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
+                    as u32;
             out.push(best);
             ids.push(best);
         }

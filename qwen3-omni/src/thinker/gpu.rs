@@ -7,7 +7,7 @@
 //! from a buffer are the next steps (see docs/perf.md).
 
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Profile};
-use qwen3_omni_vk::{Kernels, MatvecPath, Matrix, Q8_1Scratch, WType};
+use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, Q8_1Scratch, WType};
 
 use super::{ThinkerConfig, ThinkerWeights};
 use crate::model_file::{ModelError, ModelFile};
@@ -97,7 +97,11 @@ impl GpuThinker {
             weights: f("expert weights", c.top_k as u64)?,
             h: f("expert hidden", inter_k)?,
             logits: g.buffer("logits", c.vocab as u64 * 4, MemoryIntent::Readback)?,
-            attn: g.buffer("attention scratch", Kernels::attn_decode_scratch_bytes(1, c.n_heads, c.head_dim, ctx), MemoryIntent::Scratch)?,
+            attn: g.buffer(
+                "attention scratch",
+                Kernels::attn_decode_scratch_bytes(1, c.n_heads, c.head_dim, ctx),
+                MemoryIntent::Scratch,
+            )?,
             argmax: g.buffer("argmax scratch", Kernels::argmax_scratch_bytes(c.vocab), MemoryIntent::Scratch)?,
             next: g.buffer("next token", 4, MemoryIntent::Readback)?,
             q81: k.q8_1_scratch(h.max(qd).div_ceil(32) * 32)?,
@@ -178,7 +182,19 @@ impl GpuThinker {
             let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
             let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
             // Routing (softmax → top-k → renormalise) and gate/up of the chosen experts in one dispatch.
-            k.moe_route_gate_up(&mut rec, &s.router, gate, up, &s.y, &s.ids, &s.weights, c.top_k, 1, c.norm_topk, &s.h)?;
+            k.moe_route_gate_up(
+                &mut rec,
+                &s.router,
+                gate,
+                up,
+                &s.y,
+                &s.ids,
+                &s.weights,
+                c.top_k,
+                1,
+                c.norm_topk,
+                &s.h,
+            )?;
             k.moe_down(&mut rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
         }
         k.rms_norm(&mut rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;

@@ -3,9 +3,9 @@
 //! memory-mapped GGUF into mapped device memory, so no second resident copy exists; elsewhere one
 //! tensor at a time through a staging buffer. Experts of one projection share one buffer.
 
+use quantizer::gguf::GgmlType;
 use qwen3_omni_vk::layout::{repack_q8_0_planar_into, PlanarLayout};
 use qwen3_omni_vk::vk_runtime::{Buffer, Gpu, MemoryIntent};
-use quantizer::gguf::GgmlType;
 
 use super::ThinkerConfig;
 use crate::model_file::{ModelError, ModelFile, TensorRef};
@@ -70,7 +70,15 @@ fn f32_vec(gpu: &Gpu, m: &ModelFile, name: &str, shape: &[u64]) -> Result<Buffer
     Ok(gpu.buffer_from(name, t.data, MemoryIntent::Weights)?)
 }
 
-fn experts(gpu: &Gpu, m: &ModelFile, layer: u32, proj: &str, n: u32, rows: u64, cols: u64) -> Result<Buffer, ModelError> {
+fn experts(
+    gpu: &Gpu,
+    m: &ModelFile,
+    layer: u32,
+    proj: &str,
+    n: u32,
+    rows: u64,
+    cols: u64,
+) -> Result<Buffer, ModelError> {
     let stride = expert_stride(rows, cols);
     let name = format!("thinker.model.layers.{layer}.mlp.experts.*.{proj}.weight");
     let mut buf = gpu.buffer(&name, stride * n as u64, MemoryIntent::Weights)?;
@@ -86,21 +94,29 @@ impl ThinkerWeights {
     /// Device bytes the Thinker's weights take.
     pub fn device_bytes(c: &ThinkerConfig) -> u64 {
         let p = |r: u64, k: u64| PlanarLayout::new(r, k).total();
-        let (h, hd, qd, kvd) = (c.hidden as u64, c.head_dim as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
+        let (h, hd, qd, kvd) =
+            (c.hidden as u64, c.head_dim as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
         let layer = 4 * (2 * h + 2 * hd)
             + p(qd, h)
             + 2 * p(kvd, h)
             + p(h, qd)
-            + c.n_experts as u64 * (4 * h + 2 * expert_stride(c.moe_inter as u64, h) + expert_stride(h, c.moe_inter as u64));
+            + c.n_experts as u64
+                * (4 * h + 2 * expert_stride(c.moe_inter as u64, h) + expert_stride(h, c.moe_inter as u64));
         2 * p(c.vocab as u64, h) + 4 * h + c.layers as u64 * layer
     }
 
     /// Checks the model fits the device, then uploads every Thinker tensor, calling
     /// `progress(done_layers, total_layers)` as it goes.
-    pub fn load(gpu: &Gpu, m: &ModelFile, c: &ThinkerConfig, mut progress: impl FnMut(u32, u32)) -> Result<ThinkerWeights, ModelError> {
+    pub fn load(
+        gpu: &Gpu,
+        m: &ModelFile,
+        c: &ThinkerConfig,
+        mut progress: impl FnMut(u32, u32),
+    ) -> Result<ThinkerWeights, ModelError> {
         let need = Self::device_bytes(c);
         let caps = gpu.caps();
-        if let Some((i, h)) = caps.heaps.iter().enumerate().filter(|(_, h)| h.device_local).max_by_key(|(_, h)| h.size) {
+        if let Some((i, h)) = caps.heaps.iter().enumerate().filter(|(_, h)| h.device_local).max_by_key(|(_, h)| h.size)
+        {
             let avail = h.budget.map(|b| b.saturating_sub(h.usage.unwrap_or(0))).unwrap_or(h.size);
             if need > avail {
                 return Err(ModelError::TooBig { need_mib: need >> 20, avail_mib: avail >> 20, heap: i });

@@ -16,10 +16,7 @@ pub fn fixtures() -> PathBuf {
 pub fn tokenizer() -> qwen3_omni::Tokenizer {
     let path = repo_root().join(qwen3_omni::tokenizer::DEFAULT_TOKENIZER_PATH);
     if !path.exists() {
-        panic!(
-            "{} is missing: run tools/fetch-tokenizer.sh",
-            path.display()
-        );
+        panic!("{} is missing: run tools/fetch-tokenizer.sh", path.display());
     }
     qwen3_omni::Tokenizer::from_file(&path).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -27,21 +24,13 @@ pub fn tokenizer() -> qwen3_omni::Tokenizer {
 pub fn read_json(rel: &str) -> serde_json::Value {
     let path = fixtures().join(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read fixture {}: {e} (regenerate with tools/make_fixtures.py)",
-            path.display()
-        )
+        panic!("cannot read fixture {}: {e} (regenerate with tools/make_fixtures.py)", path.display())
     });
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("fixture {} is not JSON: {e}", path.display()))
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {} is not JSON: {e}", path.display()))
 }
 
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("ids array")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
+    v.as_array().expect("ids array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
 }
 
 /// Index of the first differing element (or of the first extra one), if any.
@@ -64,11 +53,7 @@ pub fn read_safetensors_header(path: &std::path::Path) -> SafetensorsHeader {
     let mut n = [0u8; 8];
     f.read_exact(&mut n).expect("header length");
     let n = u64::from_le_bytes(n);
-    assert!(
-        n + 8 <= file_len,
-        "{}: header length {n} beyond file",
-        path.display()
-    );
+    assert!(n + 8 <= file_len, "{}: header length {n} beyond file", path.display());
     let mut buf = vec![0u8; n as usize];
     f.read_exact(&mut buf).expect("header");
     let v: serde_json::Value = serde_json::from_slice(&buf).expect("header JSON");
@@ -81,12 +66,7 @@ pub fn read_safetensors_header(path: &std::path::Path) -> SafetensorsHeader {
             continue;
         }
         let dtype = t["dtype"].as_str().expect("dtype").to_string();
-        let shape: Vec<u64> = t["shape"]
-            .as_array()
-            .expect("shape")
-            .iter()
-            .map(|x| x.as_u64().unwrap())
-            .collect();
+        let shape: Vec<u64> = t["shape"].as_array().expect("shape").iter().map(|x| x.as_u64().unwrap()).collect();
         let off = t["data_offsets"].as_array().expect("offsets");
         let (b, e) = (off[0].as_u64().unwrap(), off[1].as_u64().unwrap());
         let elem = match dtype.as_str() {
@@ -96,33 +76,17 @@ pub fn read_safetensors_header(path: &std::path::Path) -> SafetensorsHeader {
             "U8" | "I8" | "BOOL" => 1,
             d => panic!("{}: unexpected dtype {d}", path.display()),
         };
-        assert!(
-            b <= e && e <= data_len,
-            "{}: {k} offsets out of range",
-            path.display()
-        );
-        assert_eq!(
-            e - b,
-            shape.iter().product::<u64>() * elem,
-            "{}: {k} size",
-            path.display()
-        );
+        assert!(b <= e && e <= data_len, "{}: {k} offsets out of range", path.display());
+        assert_eq!(e - b, shape.iter().product::<u64>() * elem, "{}: {k} size", path.display());
         tensors.insert(k.clone(), (dtype, shape, [b, e]));
     }
-    SafetensorsHeader {
-        tensors,
-        data_len,
-        metadata,
-    }
+    SafetensorsHeader { tensors, data_len, metadata }
 }
 
 /// Raw little-endian data of one tensor of a safetensors file.
 pub fn read_safetensors_bytes(path: &std::path::Path, name: &str, dtype: &str) -> Vec<u8> {
     let h = read_safetensors_header(path);
-    let (dt, _, [b, e]) = h
-        .tensors
-        .get(name)
-        .unwrap_or_else(|| panic!("{}: no tensor {name}", path.display()));
+    let (dt, _, [b, e]) = h.tensors.get(name).unwrap_or_else(|| panic!("{}: no tensor {name}", path.display()));
     assert_eq!(dt, dtype, "{}: {name}", path.display());
     let bytes = std::fs::read(path).expect("read");
     let start = bytes.len() - h.data_len as usize;
