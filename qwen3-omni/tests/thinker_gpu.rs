@@ -45,6 +45,13 @@ fn run(path: MatvecPath, tag: &str) -> (f64, Vec<u32>, Vec<u32>, Vec<Vec<f32>>) 
         next = t.step(id, false).unwrap().0;
     }
     let e = rel(&t.logits().unwrap(), &common::read_safetensors_f32(&refs, "text.logits_first"));
+    // The hidden states the Talker needs, for every prompt position.
+    let (hs0, hs_acc, accept) = t.hidden_states().unwrap();
+    let e0 = rel(&hs0, &common::read_safetensors_f32(&refs, "text.hs0"));
+    let ea = rel(&hs_acc, &common::read_safetensors_f32(&refs, &format!("text.hs{accept}")));
+    eprintln!("{path:?}: hs0 relative error {e0:.2e}, hs{accept} {ea:.2e}");
+    assert!(e0 < 1e-6, "hs0: relative error {e0:e}");
+    assert!(ea < 2e-2, "hs{accept}: relative error {ea:e}");
     // Teacher-forced: feed the reference's tokens, record our greedy choice and logits at each step.
     let mut got = vec![next];
     let mut logits = vec![t.logits().unwrap()];

@@ -47,6 +47,11 @@ pub struct GpuThinker {
     ctx: u32,
     len: u32,
     record_ns: f64,
+    /// Per position: hs[0] (the embedding) and hs[accept] (the residual stream after decoder layer
+    /// accept − 1), `[ctx, hidden]` each — what the Talker's prompt is built from (spec §5.4, §6.2).
+    hs0: Buffer,
+    hs_accept: Buffer,
+    accept: u32,
 }
 
 /// Errors of generation.
@@ -108,7 +113,13 @@ impl GpuThinker {
             q81_h: k.q8_1_scratch(inter_k.div_ceil(32) * 32)?,
         };
         let _ = hd;
-        Ok(GpuThinker { k, config: c, w, kv, s, ctx, len: 0, record_ns: 0.0 })
+        // The Talker reads the Thinker's hidden state after this many layers (24 of 48 in the real
+        // model); a model without a Talker config gets the middle layer.
+        let accept =
+            m.config_u64("/talker_config/accept_hidden_layer").map(|v| v as u32).unwrap_or(c.layers / 2).min(c.layers);
+        let hs0 = g.buffer("thinker hs0", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
+        let hs_accept = g.buffer("thinker hs accept", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
+        Ok(GpuThinker { k, config: c, w, kv, s, ctx, len: 0, record_ns: 0.0, hs0, hs_accept, accept })
     }
 
     pub fn kernels(&self) -> &Kernels {
@@ -159,6 +170,11 @@ impl GpuThinker {
         let t0 = std::time::Instant::now();
         let mut rec = k.gpu().recorder(profile)?;
         k.embed_q8_0p(&mut rec, Matrix::new(&w.embed, WType::Q8_0Planar, c.vocab, h), &s.token, 1, &s.x)?;
+        let row = h as u64 * 4;
+        rec.copy(&s.x, 0, &self.hs0, p as u64 * row, row)?;
+        if self.accept == 0 {
+            rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
+        }
         for (l, lw) in w.layers.iter().enumerate() {
             let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
             k.rms_norm(&mut rec, &s.x, &lw.attn_norm, &s.y, h, 1, c.rms_eps)?;
@@ -196,6 +212,9 @@ impl GpuThinker {
                 &s.h,
             )?;
             k.moe_down(&mut rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
+            if l as u32 + 1 == self.accept {
+                rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
+            }
         }
         k.rms_norm(&mut rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
         k.matvec(&mut rec, Matrix::new(&w.lm_head, WType::Q8_0Planar, c.vocab, h), &s.y, &s.logits, Some(&s.q81))?;
@@ -209,6 +228,19 @@ impl GpuThinker {
         let mut next = [0u32];
         s.next.read(0, bytemuck::cast_slice_mut(&mut next))?;
         Ok((next[0], prof))
+    }
+
+    /// Hidden states of positions 0..len: (hs[0], hs[accept]), each `[len, hidden]` row-major, and
+    /// the accept layer.
+    pub fn hidden_states(&self) -> Result<(Vec<f32>, Vec<f32>, u32), GenError> {
+        let n = self.len as usize * self.config.hidden as usize;
+        let mut a = vec![0f32; n];
+        let mut b = vec![0f32; n];
+        if n > 0 {
+            self.hs0.read(0, bytemuck::cast_slice_mut(&mut a))?;
+            self.hs_accept.read(0, bytemuck::cast_slice_mut(&mut b))?;
+        }
+        Ok((a, b, self.accept))
     }
 
     /// CPU time spent recording the last step's command buffer, in ns.
