@@ -105,15 +105,22 @@ fn matmul_q8_0_intdot_matches_f64() {
         let w = rng.vec(rows * cols, 1.0);
         let x = rng.vec(n * cols, 1.5);
         let (bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
+        let planar = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, cols).unwrap();
         let wb = g.buffer_from("w", &bytes, MemoryIntent::Weights).unwrap();
+        let wp = g.buffer_from("w planar", &planar, MemoryIntent::Weights).unwrap();
         let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
         let yb = g.buffer("y", (n * rows) as u64 * 4, MemoryIntent::Readback).unwrap();
+        let yp = g.buffer("y planar", (n * rows) as u64 * 4, MemoryIntent::Readback).unwrap();
         let s = k.q8_1_scratch((n * cols) as u64).unwrap();
         let mut rec = g.recorder(false).unwrap();
         k.matmul_q8_0(&mut rec, Matrix::new(&wb, WType::Q8_0, rows as u32, cols as u32), &xb, n as u32, &yb, &s)
             .unwrap();
+        let wpm = Matrix::new(&wp, WType::Q8_0Planar, rows as u32, cols as u32);
+        k.matmul_q8_0_prequantized(&mut rec, wpm, n as u32, &yp, &s).unwrap();
         rec.submit().unwrap();
         let y: Vec<f32> = yb.read_vec().unwrap();
+        // Both layouts hold the same numbers and sum in the same order: identical results.
+        assert_eq!(yp.read_vec::<f32>().unwrap(), y, "planar and ggml-block matmul differ");
         let want = r::matmul(&deq, &x, rows, cols, n);
         let e = r::rel_l2(&y, &want);
         eprintln!("mm_q8_0_q8_1 {rows}×{cols}×{n}: rel L2 {e:.3e}, NMSE {:.3e}", r::nmse(&y, &want));

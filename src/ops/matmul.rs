@@ -18,8 +18,8 @@ const _: () = assert!(std::mem::size_of::<PushKMN>() == 12);
 const TILE: u32 = 64;
 
 impl Kernels {
-    /// Y (`[n, rows]` floats) = X (`[n, cols]` floats) · Wᵀ. X is quantised to Q8_1 into `scratch`
-    /// (≥ n·cols values) first.
+    /// Y (`[n, rows]` floats) = X (`[n, cols]` floats) · Wᵀ for Q8_0 or planar Q8_0 weights. X is
+    /// quantised to Q8_1 into `scratch` (≥ n·cols values) first.
     pub fn matmul_q8_0<'a>(
         &self,
         rec: &mut Recorder<'a>,
@@ -29,9 +29,24 @@ impl Kernels {
         y: &'a Buffer,
         scratch: &'a Q8_1Scratch,
     ) -> Result<()> {
-        let name = "mm_q8_0_q8_1";
+        self.quantize_q8_1(rec, x, n as u64 * w.cols as u64, scratch)?;
+        self.matmul_q8_0_prequantized(rec, w, n, y, scratch)
+    }
+
+    /// Like [`Kernels::matmul_q8_0`] with `scratch` already holding the n rows of X quantised by
+    /// [`Kernels::quantize_q8_1`] (one quantisation shared by q, k and v).
+    pub fn matmul_q8_0_prequantized<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        w: Matrix<'a>,
+        n: u32,
+        y: &'a Buffer,
+        scratch: &'a Q8_1Scratch,
+    ) -> Result<()> {
+        let planar = w.wtype == WType::Q8_0Planar;
+        let name = if planar { "mm_q8_0p_q8_1" } else { "mm_q8_0_q8_1" };
         w.check(name)?;
-        if w.wtype != WType::Q8_0 {
+        if !matches!(w.wtype, WType::Q8_0 | WType::Q8_0Planar) {
             return Err(kerr(name, format!("weights are {:?}; this kernel takes Q8_0", w.wtype)));
         }
         if !self.gpu().caps().int_dot {
@@ -41,7 +56,12 @@ impl Kernels {
             return Err(kerr(name, "no activation rows".into()));
         }
         let values = n as u64 * w.cols as u64;
-        self.quantize_q8_1(rec, x, values, scratch)?;
+        if values > scratch.values() {
+            return Err(kerr(
+                name,
+                format!("{values} activation values exceed the Q8_1 scratch's {}", scratch.values()),
+            ));
+        }
         let p = self.pipeline::<PushKMN>(name, &[])?;
         let push = PushKMN { k: w.cols, m: w.rows, n };
         let groups = [w.rows.div_ceil(TILE), n.div_ceil(TILE), 1];
@@ -52,16 +72,16 @@ impl Kernels {
                 format!("{}×{} tiles exceed the device's workgroup count limit", groups[0], groups[1]),
             ));
         }
-        rec.dispatch(
-            &p,
-            &[
-                Binding::read(w.buf).range(w.offset, w.bytes()),
-                Binding::read(&scratch.xq).range(0, values),
-                Binding::read(&scratch.xd).range(0, values / 32 * 8),
-                Binding::write(y).range(0, n as u64 * w.rows as u64 * 4),
-            ],
-            push_bytes(&push),
-            groups,
-        )
+        let xq = Binding::read(&scratch.xq).range(0, values);
+        let xd = Binding::read(&scratch.xd).range(0, values / 32 * 8);
+        let yb = Binding::write(y).range(0, n as u64 * w.rows as u64 * 4);
+        if planar {
+            let l = crate::layout::PlanarLayout::new(w.rows as u64, w.cols as u64);
+            let qs = Binding::read(w.buf).range(w.offset, l.qs_bytes);
+            let d = Binding::read(w.buf).range(w.offset + l.d_offset, l.d_bytes);
+            rec.dispatch(&p, &[qs, d, xq, xd, yb], push_bytes(&push), groups)
+        } else {
+            rec.dispatch(&p, &[Binding::read(w.buf).range(w.offset, w.bytes()), xq, xd, yb], push_bytes(&push), groups)
+        }
     }
 }
