@@ -25,6 +25,7 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "quantize_q8_1", file: "quantize_q8_1.comp", defines: &[] },
     Variant { name: "mm_q8_0_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[] },
     Variant { name: "mm_q8_0p_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[("PLANAR", "1")] },
+    Variant { name: "mm_f32_f32", file: "mm_f32.comp", defines: &[] },
     Variant { name: "rms_norm_f32", file: "rms_norm.comp", defines: &[] },
     Variant { name: "add_f32", file: "elementwise.comp", defines: &[("OP_ADD", "1")] },
     Variant { name: "mul_f32", file: "elementwise.comp", defines: &[("OP_MUL", "1")] },

@@ -271,3 +271,27 @@ fn one_quantisation_feeds_several_matrices() {
     drop(batch);
     assert_clean(g);
 }
+
+#[test]
+fn matmul_f32_matches_f64() {
+    let k = kernels();
+    let g = k.gpu();
+    for (i, &(rows, cols, n)) in
+        [(1usize, 1usize, 1usize), (48, 32, 7), (128, 2048, 5), (5, 300, 70)].iter().enumerate()
+    {
+        let mut rng = Rng::new(90 + i as u64);
+        let w = rng.vec(rows * cols, 1.0);
+        let x = rng.vec(n * cols, 1.0);
+        let wb = g.buffer_from("w", &w, MemoryIntent::Weights).unwrap();
+        let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+        let yb = g.buffer("y", (n * rows) as u64 * 4, MemoryIntent::Readback).unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        k.matmul_f32(&mut rec, Matrix::new(&wb, WType::F32, rows as u32, cols as u32), &xb, n as u32, &yb).unwrap();
+        rec.submit().unwrap();
+        // f32 sums of up to 2048 products of magnitude ~1: absolute error grows like √K · 2^-24 · |sum|.
+        let (got, want) = (yb.read_vec::<f32>().unwrap(), r::matmul(&w, &x, rows, cols, n));
+        assert!(r::rel_l2(&got, &want) <= 1e-6, "mm_f32 {rows}×{cols}×{n}: {:e}", r::rel_l2(&got, &want));
+        r::check_close("mm_f32", &got, &want, 2e-4, 1e-5).unwrap();
+    }
+    assert_clean(g);
+}

@@ -85,3 +85,55 @@ impl Kernels {
         }
     }
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushKMNG {
+    k: u32,
+    m: u32,
+    n: u32,
+    grid_x: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushKMNG>() == 16);
+
+/// Largest K of `mm_f32` (its activation row is staged in shared memory).
+pub const MM_F32_MAX_K: u32 = 4096;
+
+impl Kernels {
+    /// Y (`[n, rows]`) = X (`[n, cols]`) · Wᵀ with W in f32 (`cols` ≤ 4096): the MoE routers over
+    /// many tokens.
+    pub fn matmul_f32<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        w: Matrix<'a>,
+        x: &'a Buffer,
+        n: u32,
+        y: &'a Buffer,
+    ) -> Result<()> {
+        let name = "mm_f32_f32";
+        w.check(name)?;
+        if w.wtype != WType::F32 || w.cols > MM_F32_MAX_K || n == 0 {
+            return Err(kerr(
+                name,
+                format!(
+                    "{:?} [{}, {}] × {n} rows: needs F32 weights, 1 ≤ cols ≤ {MM_F32_MAX_K}, n ≥ 1",
+                    w.wtype, w.rows, w.cols
+                ),
+            ));
+        }
+        let wg = 128;
+        let p = self.pipeline::<PushKMNG>(name, &[vk_runtime::SpecConst { id: 0, value: wg }])?;
+        let (dims, grid_x) = super::grid(n, self.gpu().caps().max_workgroup_count[0]);
+        let push = PushKMNG { k: w.cols, m: w.rows, n, grid_x };
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(w.buf).range(w.offset, w.bytes()),
+                Binding::read(x).range(0, n as u64 * w.cols as u64 * 4),
+                Binding::write(y).range(0, n as u64 * w.rows as u64 * 4),
+            ],
+            push_bytes(&push),
+            dims,
+        )
+    }
+}
