@@ -65,6 +65,9 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "attn_prefill_f32", file: "attn_prefill.comp", defines: &[] },
     Variant { name: "argmax_f32", file: "argmax.comp", defines: &[] },
     Variant { name: "argmax_final_f32", file: "argmax.comp", defines: &[("FINAL", "1")] },
+    Variant { name: "sample_prep_f32", file: "sample_prep.comp", defines: &[] },
+    Variant { name: "sample_penalty_f32", file: "sample_prep.comp", defines: &[("PENALTY", "1")] },
+    Variant { name: "sample_f32", file: "sample.comp", defines: &[] },
 ];
 
 const MAX_PUSH: u32 = 128;

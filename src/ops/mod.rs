@@ -7,6 +7,7 @@ mod embed;
 mod matmul;
 mod matvec;
 mod moe;
+pub(crate) mod sample;
 mod sampling;
 
 use bytemuck::{Pod, Zeroable};

@@ -1,0 +1,268 @@
+//! Token sampling on the GPU (greedy, temperature, top-k, top-p, repetition penalty, a suppressed id
+//! range, seeded draw), so that only the chosen token id is read back.
+//!
+//! Order: suppress → repetition penalty → temperature → top-k → softmax → top-p → draw → pick by
+//! cumulative probability over the candidates in descending order. Dispatches:
+//! 1. `sample_prep_f32` (all workgroups, one read and one write of the vocabulary): z = logits ·
+//!    (1/temperature), suppressed ids → -inf, into scratch; the logits are never written;
+//! 2. `sample_penalty_f32` (skipped when there are no previous tokens or the penalty is 1): one
+//!    invocation per previous token rewrites z[t] from logits[t] with the penalty;
+//! 3. temperature > 0: `sample_f32`, one workgroup: three radix counting passes over z for the top-k
+//!    threshold, one gather pass, a shared-memory bitonic sort of the ≤ 1024 candidates, a scan,
+//!    the top-p cut and the draw (4 reads of z by one workgroup: the vocabulary is 594 KiB, so these
+//!    come from L2 on a discrete GPU); temperature 0: `argmax` of z (2 dispatches, all workgroups),
+//!    which is exactly greedy with ties to the lowest index.
+//!
+//! The random number is a counter-based hash of (seed, step) (see glsl/sample.comp and
+//! [`sample_uniform`]): the same seed and step always give the same token.
+
+use bytemuck::{Pod, Zeroable};
+use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
+
+use super::{kerr, push_bytes, stride_grid};
+use crate::kernels::Kernels;
+
+/// Most candidates the selection keeps (top_k = 0 means this many).
+pub const SAMPLE_MAX_K: u32 = 1024;
+
+/// A range of token ids that may never be sampled, except one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Suppress {
+    /// First suppressed id.
+    pub start: u32,
+    /// One past the last suppressed id.
+    pub end: u32,
+    /// An id in the range that stays allowed (e.g. the Talker's end of speech).
+    pub allow: Option<u32>,
+}
+
+/// Sampling parameters (llama.cpp's meanings).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleParams {
+    /// 0 = greedy (argmax, ties to the lowest index); else logits are divided by it.
+    pub temperature: f32,
+    /// Keep the `top_k` largest; 0 = off, which keeps the [`SAMPLE_MAX_K`] largest (the mass
+    /// beyond them is dropped); at most [`SAMPLE_MAX_K`].
+    pub top_k: u32,
+    /// Keep the smallest prefix (descending) whose probability reaches `top_p`; 1 = off; in (0, 1].
+    pub top_p: f32,
+    /// For each distinct previous token: logit > 0 → logit / penalty, else logit · penalty; 1 = off.
+    pub repetition_penalty: f32,
+    pub seed: u64,
+    /// Mixed with the seed, so each step draws a fresh number.
+    pub step: u32,
+    pub suppress: Option<Suppress>,
+}
+
+impl Default for SampleParams {
+    fn default() -> Self {
+        SampleParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+            step: 0,
+            suppress: None,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushPrep {
+    n: u32,
+    n_prev: u32,
+    sup_lo: u32,
+    sup_hi: u32,
+    sup_allow: u32,
+    pen: f32,
+    inv_pen: f32,
+    inv_t: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushPrep>() == 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushSample {
+    n: u32,
+    k: u32,
+    top_p: f32,
+    seed_lo: u32,
+    seed_hi: u32,
+    step: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushSample>() == 24);
+
+/// The push constants of the `argmax_f32` kernels (glsl/argmax.comp), dispatched here on the scratch.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushArgmax {
+    n: u32,
+    span: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushArgmax>() == 8);
+
+const WG: u32 = 256;
+/// Items per first-pass argmax workgroup.
+const ARGMAX_SPAN: u32 = WG * 4;
+const PEN_WG: u32 = 64;
+/// Offset of the argmax partials in the scratch (the largest storage-buffer offset alignment).
+const ALIGN: u64 = 256;
+
+/// The 32-bit integer hash the sampler's RNG is built from (bijective; see glsl/sample.comp).
+pub fn sample_mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^= x >> 16;
+    x
+}
+
+/// The uniform number in [0, 1) the sampler draws for (seed, step): a multiple of 2⁻²⁴, exact in f32.
+pub fn sample_uniform(seed: u64, step: u32) -> f32 {
+    let mut h = sample_mix32(step.wrapping_add(0x9E37_79B9));
+    h = sample_mix32(h ^ seed as u32);
+    h = sample_mix32(h ^ (seed >> 32) as u32);
+    (h >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+impl Kernels {
+    /// Bytes of scratch [`Kernels::sample`] needs for a vocabulary of `vocab` logits.
+    pub fn sample_scratch_bytes(vocab: u32) -> u64 {
+        (vocab as u64 * 4).div_ceil(ALIGN) * ALIGN + Kernels::argmax_scratch_bytes(vocab)
+    }
+
+    /// out[0] (u32) = the token sampled from the `vocab` f32 `logits` with `params`; the repetition
+    /// penalty applies to the distinct ids among the `n_prev` u32 of `prev` (ids ≥ vocab ignored;
+    /// `prev` is not bound when `n_prev` is 0 or the penalty is 1). `scratch` holds at least
+    /// [`Kernels::sample_scratch_bytes`] bytes; `logits` is only read.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        logits: &'a Buffer,
+        vocab: u32,
+        prev: &'a Buffer,
+        n_prev: u32,
+        params: &SampleParams,
+        scratch: &'a Buffer,
+        out: &'a Buffer,
+    ) -> Result<()> {
+        let name = "sample_f32";
+        let p = params;
+        if vocab == 0 {
+            return Err(kerr(name, "vocab is 0 (empty logits)".into()));
+        }
+        if !(p.temperature >= 0.0 && p.temperature.is_finite()) {
+            return Err(kerr(name, format!("temperature {} must be a finite number ≥ 0", p.temperature)));
+        }
+        if !(p.top_p > 0.0 && p.top_p <= 1.0) {
+            return Err(kerr(name, format!("top_p {} must be in (0, 1]", p.top_p)));
+        }
+        if p.top_k > SAMPLE_MAX_K {
+            return Err(kerr(name, format!("top_k {} is over the supported {SAMPLE_MAX_K}", p.top_k)));
+        }
+        if !(p.repetition_penalty > 0.0 && p.repetition_penalty.is_finite()) {
+            return Err(kerr(name, format!("repetition_penalty {} must be finite and > 0", p.repetition_penalty)));
+        }
+        let (sup_lo, sup_hi, sup_allow) = match p.suppress {
+            None => (0, 0, u32::MAX),
+            Some(s) => {
+                if s.start > s.end || s.end > vocab {
+                    return Err(kerr(name, format!("suppress range {}..{} is not within 0..{vocab}", s.start, s.end)));
+                }
+                (s.start, s.end, s.allow.unwrap_or(u32::MAX))
+            }
+        };
+        let zbytes = vocab as u64 * 4;
+        let inv_t = if p.temperature == 0.0 { 1.0 } else { 1.0 / p.temperature };
+        let push = PushPrep {
+            n: vocab,
+            n_prev,
+            sup_lo,
+            sup_hi,
+            sup_allow,
+            pen: p.repetition_penalty,
+            inv_pen: 1.0 / p.repetition_penalty,
+            inv_t,
+        };
+        let spec = [SpecConst { id: 0, value: WG }];
+        let pl = self.pipeline::<PushPrep>("sample_prep_f32", &spec)?;
+        rec.dispatch(
+            &pl,
+            &[Binding::read(logits).range(0, zbytes), Binding::write(scratch).range(0, zbytes)],
+            push_bytes(&push),
+            stride_grid(vocab as u64, WG),
+        )?;
+        if n_prev > 0 && p.repetition_penalty != 1.0 {
+            let groups = n_prev.div_ceil(PEN_WG);
+            let pl = self.pipeline::<PushPrep>("sample_penalty_f32", &[SpecConst { id: 0, value: PEN_WG }])?;
+            rec.dispatch(
+                &pl,
+                &[
+                    Binding::read(logits).range(0, zbytes),
+                    Binding::read(prev).range(0, n_prev as u64 * 4),
+                    Binding::read_write(scratch).range(0, zbytes),
+                ],
+                push_bytes(&push),
+                [groups, 1, 1],
+            )?;
+        }
+        if p.temperature == 0.0 {
+            // Greedy: argmax of the penalised logits; its partials live behind z in the scratch.
+            let off = zbytes.div_ceil(ALIGN) * ALIGN;
+            return self.sample_argmax(rec, scratch, vocab, off, out);
+        }
+        let k = if p.top_k == 0 { SAMPLE_MAX_K } else { p.top_k }.min(vocab);
+        let push = PushSample {
+            n: vocab,
+            k,
+            top_p: p.top_p,
+            seed_lo: p.seed as u32,
+            seed_hi: (p.seed >> 32) as u32,
+            step: p.step,
+        };
+        let pl = self.pipeline::<PushSample>(name, &spec)?;
+        rec.dispatch(
+            &pl,
+            &[Binding::read(scratch).range(0, zbytes), Binding::write(out).range(0, 4)],
+            push_bytes(&push),
+            [1, 1, 1],
+        )
+    }
+
+    /// Greedy tail of [`Kernels::sample`]: the two argmax passes over z = scratch[0..n), with the
+    /// partials at scratch[off..] (the `argmax` launcher wants its input and partials at offset 0 of
+    /// two buffers).
+    fn sample_argmax<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        scratch: &'a Buffer,
+        n: u32,
+        off: u64,
+        out: &'a Buffer,
+    ) -> Result<()> {
+        let groups = n.div_ceil(ARGMAX_SPAN);
+        if groups > self.gpu().caps().max_workgroup_count[0] {
+            return Err(kerr("argmax_f32", format!("{n} values need {groups} workgroups, over the device limit")));
+        }
+        let part = groups as u64 * 8;
+        let spec = [SpecConst { id: 0, value: WG }];
+        let p = self.pipeline::<PushArgmax>("argmax_f32", &spec)?;
+        rec.dispatch(
+            &p,
+            &[Binding::read(scratch).range(0, n as u64 * 4), Binding::write(scratch).range(off, part)],
+            push_bytes(&PushArgmax { n, span: ARGMAX_SPAN }),
+            [groups, 1, 1],
+        )?;
+        let p = self.pipeline::<PushArgmax>("argmax_final_f32", &spec)?;
+        rec.dispatch(
+            &p,
+            &[Binding::read(scratch).range(off, part), Binding::write(out).range(0, 4)],
+            push_bytes(&PushArgmax { n: groups, span: 0 }),
+            [1, 1, 1],
+        )
+    }
+}
