@@ -95,3 +95,63 @@ fn gpu_thinker_intdot_path_matches_transformers() {
         }
     }
 }
+
+/// Batched prefill (matrix × matrix with Q8_1 activations, tiled causal attention, MoE over all
+/// tokens): same logits and hidden states as transformers within the int-dot tolerance, whether
+/// the prompt comes in one batch or two (the second starting at position 7).
+#[test]
+fn gpu_thinker_prefill_matches_transformers() {
+    let (dir, file) = gguf("prefill");
+    let m = ModelFile::open(&file).unwrap();
+    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    // Prefill multiplies matrices with Q8_1 activations: compare it with the int-dot decode path.
+    let mut k = Kernels::new(gpu.clone());
+    k.set_matvec_path(MatvecPath::IntDot).unwrap();
+    let mut t = GpuThinker::load(k, &m, 64, |_, _| {}).unwrap();
+    let manifest = common::read_json("models/tiny-real-vocab/manifest.json");
+    let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
+    let refs = root().join("ref_thinker_q8.safetensors");
+    let logits_ref = common::read_safetensors_f32(&refs, "text.logits_first");
+    let want = common::read_safetensors_i32(&refs, "text.greedy_ids");
+    let topv = common::read_safetensors_f32(&refs, "text.greedy_topk_values");
+
+    let next_a = t.prefill(&ids).unwrap();
+    assert_eq!(t.len() as usize, ids.len());
+    let la = t.logits().unwrap();
+    let (hs0, hs_acc, accept) = t.hidden_states().unwrap();
+    t.reset();
+    let _ = t.prefill(&ids[..7]).unwrap();
+    let next_b = t.prefill(&ids[7..]).unwrap();
+    let lb = t.logits().unwrap();
+    let (e_a, e_b, e_ab) = (rel(&la, &logits_ref), rel(&lb, &logits_ref), rel(&lb, &la));
+    eprintln!("prefill logits: one batch {e_a:.2e}, two batches {e_b:.2e}, between them {e_ab:.2e}");
+    assert!(e_a <= 2e-2 && e_b <= 2e-2, "prefill logits: {e_a:e}, {e_b:e}");
+    assert!(e_ab <= 1e-4, "one batch vs two: {e_ab:e}");
+    assert_eq!(next_a, next_b);
+    if next_a != want[0] as u32 {
+        let margin = topv[0] - topv[1];
+        assert!(
+            margin < 0.02 * topv[0].abs().max(1.0),
+            "first token {next_a} vs reference {} (margin {margin})",
+            want[0]
+        );
+    }
+    let e0 = rel(&hs0, &common::read_safetensors_f32(&refs, "text.hs0"));
+    let ea = rel(&hs_acc, &common::read_safetensors_f32(&refs, &format!("text.hs{accept}")));
+    eprintln!("prefill hidden states: hs0 {e0:.2e}, hs{accept} {ea:.2e}");
+    // The same positions stepped one by one through the decode path (also int-dot).
+    t.reset();
+    for &id in &ids {
+        t.step(id, false).unwrap();
+    }
+    let ls = t.logits().unwrap();
+    let (_, hs_step, _) = t.hidden_states().unwrap();
+    let (dl, dh) = (rel(&la, &ls), rel(&hs_acc, &hs_step));
+    eprintln!("prefill vs stepping: logits {dl:.2e}, hs{accept} {dh:.2e}");
+    assert!(dl <= 1e-5 && dh <= 1e-5, "prefill and stepping differ: logits {dl:e}, hs {dh:e}");
+    assert!(e0 < 1e-6 && ea < 2e-2, "hidden states: hs0 {e0:e}, hs{accept} {ea:e}");
+    drop(t);
+    let v = gpu.validation().unwrap();
+    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -37,6 +37,32 @@ struct Scratch {
     q81_h: Q8_1Scratch,
 }
 
+/// Activations of a prefill chunk of up to `tokens` tokens.
+struct PrefillScratch {
+    tokens: u32,
+    ids_in: Buffer,
+    pos: Buffer,
+    x: Buffer,
+    r: Buffer,
+    y: Buffer,
+    q: Buffer,
+    k: Buffer,
+    v: Buffer,
+    qn: Buffer,
+    kn: Buffer,
+    o: Buffer,
+    ao: Buffer,
+    router: Buffer,
+    ids: Buffer,
+    weights: Buffer,
+    h: Buffer,
+    q81: Q8_1Scratch,
+    q81_h: Q8_1Scratch,
+}
+
+/// Tokens per prefill command buffer.
+pub const PREFILL_CHUNK: u32 = 256;
+
 /// A loaded Thinker with its KV cache.
 pub struct GpuThinker {
     k: Kernels,
@@ -52,6 +78,7 @@ pub struct GpuThinker {
     hs0: Buffer,
     hs_accept: Buffer,
     accept: u32,
+    prefill: Option<PrefillScratch>,
 }
 
 /// Errors of generation.
@@ -119,7 +146,7 @@ impl GpuThinker {
             m.config_u64("/talker_config/accept_hidden_layer").map(|v| v as u32).unwrap_or(c.layers / 2).min(c.layers);
         let hs0 = g.buffer("thinker hs0", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
         let hs_accept = g.buffer("thinker hs accept", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
-        Ok(GpuThinker { k, config: c, w, kv, s, ctx, len: 0, record_ns: 0.0, hs0, hs_accept, accept })
+        Ok(GpuThinker { k, config: c, w, kv, s, ctx, len: 0, record_ns: 0.0, hs0, hs_accept, accept, prefill: None })
     }
 
     pub fn kernels(&self) -> &Kernels {
@@ -230,6 +257,134 @@ impl GpuThinker {
         Ok((next[0], prof))
     }
 
+    fn prefill_scratch(&mut self) -> Result<(), GenError> {
+        if self.prefill.is_some() {
+            return Ok(());
+        }
+        let c = &self.config;
+        let g = self.k.gpu().clone();
+        let n = PREFILL_CHUNK.min(self.ctx) as u64;
+        let (h, qd, kvd) = (c.hidden as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
+        let kk = c.top_k as u64;
+        let f = |name: &str, len: u64| g.buffer(name, n * len * 4, MemoryIntent::Scratch);
+        self.prefill = Some(PrefillScratch {
+            tokens: n as u32,
+            ids_in: g.buffer("prefill tokens", n * 4, MemoryIntent::Upload)?,
+            pos: g.buffer("prefill positions", 3 * n * 4, MemoryIntent::Upload)?,
+            x: f("prefill x", h)?,
+            r: f("prefill residual", h)?,
+            y: f("prefill normed", h)?,
+            q: f("prefill q", qd)?,
+            k: f("prefill k", kvd)?,
+            v: f("prefill v", kvd)?,
+            qn: f("prefill q normed", qd)?,
+            kn: f("prefill k normed", kvd)?,
+            o: f("prefill attention out", qd)?,
+            ao: f("prefill o_proj out", h)?,
+            router: f("prefill router logits", c.n_experts as u64)?,
+            ids: f("prefill expert ids", kk)?,
+            weights: f("prefill expert weights", kk)?,
+            h: f("prefill expert hidden", kk * c.moe_inter as u64)?,
+            q81: self.k.q8_1_scratch((n * h.max(qd)).div_ceil(32) * 32)?,
+            q81_h: self.k.q8_1_scratch((n * kk * c.moe_inter as u64).div_ceil(32) * 32)?,
+        });
+        Ok(())
+    }
+
+    /// Feeds `tokens` in batches of up to [`PREFILL_CHUNK`] (matrix × matrix, tiled causal
+    /// attention, MoE over all the chunk's tokens), one command buffer per batch; returns the
+    /// greedy next token and leaves the last position's logits readable. Needs int8 dot products
+    /// (every target has them); without, it steps token by token.
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<u32, GenError> {
+        let c = self.config.clone();
+        if tokens.is_empty() {
+            return Err(GenError::BadToken { id: u32::MAX, vocab: c.vocab });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t >= c.vocab) {
+            return Err(GenError::BadToken { id: bad, vocab: c.vocab });
+        }
+        if self.len as usize + tokens.len() > self.ctx as usize {
+            return Err(GenError::ContextFull { len: self.len + tokens.len() as u32, ctx: self.ctx });
+        }
+        if !self.k.gpu().caps().int_dot || c.head_dim % 8 != 0 || c.head_dim > 128 {
+            let mut next = 0;
+            for &t in tokens {
+                next = self.step(t, false)?.0;
+            }
+            return Ok(next);
+        }
+        self.prefill_scratch()?;
+        let mut next = 0;
+        let chunk = self.prefill.as_ref().map(|p| p.tokens).unwrap_or(1) as usize;
+        let total = tokens.len();
+        for (ci, part) in tokens.chunks(chunk).enumerate() {
+            let last = (ci + 1) * chunk >= total;
+            next = self.prefill_chunk(part, last)?;
+        }
+        Ok(next)
+    }
+
+    fn prefill_chunk(&mut self, tokens: &[u32], last: bool) -> Result<u32, GenError> {
+        let c = &self.config;
+        let (k, s, w) = (&self.k, &self.s, &self.w);
+        let pf = self.prefill.as_ref().expect("prefill scratch");
+        let n = tokens.len() as u32;
+        let p0 = self.len;
+        pf.ids_in.write_slice(0, tokens)?;
+        let pos: Vec<u32> = (0..3).flat_map(|_| p0..p0 + n).collect();
+        pf.pos.write_slice(0, &pos)?;
+        let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let (nh_total, row) = (n as u64 * h as u64, h as u64 * 4);
+        let mut rec = k.gpu().recorder(false)?;
+        k.embed_q8_0p(&mut rec, Matrix::new(&w.embed, WType::Q8_0Planar, c.vocab, h), &pf.ids_in, n, &pf.x)?;
+        rec.copy(&pf.x, 0, &self.hs0, p0 as u64 * row, n as u64 * row)?;
+        if self.accept == 0 {
+            rec.copy(&pf.x, 0, &self.hs_accept, p0 as u64 * row, n as u64 * row)?;
+        }
+        for (l, lw) in w.layers.iter().enumerate() {
+            let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
+            k.rms_norm(&mut rec, &pf.x, &lw.attn_norm, &pf.y, h, n, c.rms_eps)?;
+            k.quantize_q8_1(&mut rec, &pf.y, nh_total, &pf.q81)?;
+            k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), n, &pf.q, &pf.q81)?;
+            k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), n, &pf.k, &pf.q81)?;
+            k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), n, &pf.v, &pf.q81)?;
+            k.rms_norm(&mut rec, &pf.q, &lw.q_norm, &pf.qn, hd, n * nh, c.rms_eps)?;
+            k.rms_norm(&mut rec, &pf.k, &lw.k_norm, &pf.kn, hd, n * nkv, c.rms_eps)?;
+            k.rope(&mut rec, &pf.qn, &pf.pos, n, nh, hd, c.rope_theta, c.mrope_section)?;
+            k.rope(&mut rec, &pf.kn, &pf.pos, n, nkv, hd, c.rope_theta, c.mrope_section)?;
+            k.kv_append(&mut rec, &pf.kn, &pf.v, kc, vc, n, nkv, hd, p0)?;
+            k.attn_prefill(&mut rec, &pf.qn, kc, vc, &pf.o, n, nh, nkv, hd, p0)?;
+            k.matmul_q8_0(&mut rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &pf.o, n, &pf.ao, &pf.q81)?;
+            k.add(&mut rec, &pf.x, &pf.ao, &pf.r, nh_total, nh_total)?;
+            k.rms_norm(&mut rec, &pf.r, &lw.ffn_norm, &pf.y, h, n, c.rms_eps)?;
+            k.matmul_f32(&mut rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &pf.y, n, &pf.router)?;
+            k.moe_route(&mut rec, &pf.router, &pf.ids, &pf.weights, c.n_experts, c.top_k, n, c.norm_topk)?;
+            let gate = Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
+            let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
+            let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
+            k.moe_gate_up(&mut rec, gate, up, &pf.y, &pf.ids, c.top_k, n, &pf.h, Some(&pf.q81))?;
+            k.moe_down(&mut rec, down, &pf.h, &pf.ids, &pf.weights, c.top_k, n, Some(&pf.r), &pf.x, Some(&pf.q81_h))?;
+            if l as u32 + 1 == self.accept {
+                rec.copy(&pf.x, 0, &self.hs_accept, p0 as u64 * row, n as u64 * row)?;
+            }
+        }
+        if last {
+            // Only the last position's logits are needed.
+            rec.copy(&pf.x, (n as u64 - 1) * row, &s.x, 0, row)?;
+            k.rms_norm(&mut rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
+            k.matvec(&mut rec, Matrix::new(&w.lm_head, WType::Q8_0Planar, c.vocab, h), &s.y, &s.logits, Some(&s.q81))?;
+            k.argmax(&mut rec, &s.logits, c.vocab, &s.argmax, &s.next)?;
+        }
+        rec.submit()?;
+        self.len += n;
+        let mut next = [0u32];
+        if last {
+            s.next.read(0, bytemuck::cast_slice_mut(&mut next))?;
+        }
+        Ok(next[0])
+    }
+
     /// Hidden states of positions 0..len: (hs[0], hs[accept]), each `[len, hidden]` row-major, and
     /// the accept layer.
     pub fn hidden_states(&self) -> Result<(Vec<f32>, Vec<f32>, u32), GenError> {
@@ -262,10 +417,7 @@ impl GpuThinker {
         stop: &[u32],
         mut on_token: impl FnMut(u32) -> bool,
     ) -> Result<Vec<u32>, GenError> {
-        let mut next = 0;
-        for &t in prompt {
-            next = self.step(t, false)?.0;
-        }
+        let mut next = self.prefill(prompt)?;
         let mut out = Vec::new();
         while out.len() < max_new {
             out.push(next);
