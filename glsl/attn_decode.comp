@@ -2,29 +2,33 @@
 // Decode attention, pass 1 of 2, GQA-shared variant (head_dim HD a multiple of 4, spec constant):
 // same math and outputs as attn_split, but one workgroup serves all G = n_heads / n_kv query heads
 // of one KV head, so every K and V row of its chunk is read once (not G times), with wide loads:
-//   scores: invocation k owns key c*WG + k and reads its K row as HD/4 vec4s (a constant-trip loop
+//   scores: invocation k < CHUNK owns key c*CHUNK + k and reads its K row as HD/4 vec4s (a constant-trip loop
 //           the compiler unrolls, so the loads are all in flight), dotting it with the G pre-scaled
 //           query vectors held in shared memory (broadcast reads);
 //   softmax: WG/G lanes per head reduce max and sum through shared memory;
 //   P·V: R = HD/4 lanes cover one V row as vec4s, WG/R row groups stride over the chunk's keys
-//        (4 rows per step, loads issued together), then the row groups are summed per head.
-// Chunk = WG keys. For chunk c, query token i and head h = kvh*G + g it writes, over keys it sees:
+//        (8 rows per step, loads issued together), then the row groups are summed per head.
+// CHUNK (≤ WG) keys per chunk: the launcher shrinks it at short contexts to have more workgroups.
+// For chunk c, query token i and head h = kvh*G + g it writes, over the keys it sees:
 //   m = max_k s_k,  l = sum_k exp(s_k - m),  o[d] = sum_k exp(s_k - m) * V[k, d],
 //   s_k = scale * dot(q[i, h, :], K[k, kvh, :])   (m = -inf, l = 0, o = 0 if it sees none).
 // Query i (of n_q) sits at position kv_len - n_q + i and sees keys 0 .. kv_len - n_q + i.
 // Layouts: q [n_q, n_heads, HD]; K, V [max_len, n_kv, HD]; part_o [n_q, n_heads, n_chunks, HD];
 //          part_ml [n_q, n_heads, n_chunks] (m, l) — the layout attn_reduce merges.
-// Nothing depends on the subgroup size (shared memory and barriers only).
+// Nothing depends on the subgroup size (shared memory and barriers only). Loops over heads and
+// over a row are [[unroll]]ed (G and HD are spec constants) so the per-head arrays stay in registers.
 //
 // Bindings: 0 q (vec4[]), 1 K (vec4[]), 2 V (vec4[]), 3 part_o (vec4[]), 4 part_ml (vec2[]).
 // Push: n_q, n_heads, n_kv, kv_len, n_chunks, scale.
-// Grid: x = chunk, y = query token * n_kv + KV head. Spec: 0 WG (keys per chunk), 1 HD, 2 G.
+// Grid: x = chunk, y = query token * n_kv + KV head. Spec: 0 WG, 1 HD, 2 G, 3 CHUNK.
+#extension GL_EXT_control_flow_attributes : require
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint HD = 128;
 layout(constant_id = 2) const uint G = 8;
+layout(constant_id = 3) const uint CHUNK = 128;
 layout(push_constant) uniform Push {
     uint n_q;
     uint n_heads;
@@ -45,7 +49,7 @@ const uint LPH = WG / G;        // softmax lanes per head
 const uint NG = WG / H4;        // P·V row groups
 
 shared vec4 qs[G * H4];
-shared float sc[G * WG];        // [g][key]: scores, then probabilities
+shared float sc[G * CHUNK];     // [g][key]: scores, then probabilities
 shared float red[WG];
 shared float hm[G];
 shared float hl[G];
@@ -55,9 +59,9 @@ void main() {
     const uint tid = gl_LocalInvocationIndex;
     const uint c = gl_WorkGroupID.x;
     const uint i = gl_WorkGroupID.y / pc.n_kv, kvh = gl_WorkGroupID.y % pc.n_kv;
-    const uint k0 = c * WG;
+    const uint k0 = c * CHUNK;
     const uint seen = pc.kv_len - pc.n_q + i + 1u;
-    const uint n = k0 < seen ? min(WG, seen - k0) : 0u; // keys of this chunk the query sees
+    const uint n = k0 < seen ? min(CHUNK, seen - k0) : 0u; // keys of this chunk the query sees
     const uint h0 = kvh * G;
     if (n == 0u) { // whole workgroup: nothing visible
         for (uint e = tid; e < G * H4; e += WG) {
@@ -75,19 +79,19 @@ void main() {
     if (tid < n) {
         const uint base = (k0 + tid) * row4 + kvh * H4;
         float s[G];
-        for (uint g = 0; g < G; g++) s[g] = 0.0;
-        for (uint d4 = 0; d4 < H4; d4++) {
+        [[unroll]] for (uint g = 0; g < G; g++) s[g] = 0.0;
+        [[unroll]] for (uint d4 = 0; d4 < H4; d4++) {
             const vec4 kv = kc[base + d4];
-            for (uint g = 0; g < G; g++) s[g] += dot(qs[g * H4 + d4], kv);
+            [[unroll]] for (uint g = 0; g < G; g++) s[g] += dot(qs[g * H4 + d4], kv);
         }
-        for (uint g = 0; g < G; g++) sc[g * WG + tid] = s[g];
+        [[unroll]] for (uint g = 0; g < G; g++) sc[g * CHUNK + tid] = s[g];
     }
     barrier();
 
     // Softmax statistics per head: lanes j of head g take keys j, j + LPH, ...
     const uint hg = tid / LPH, hj = tid % LPH;
     float mx = -1.0 / 0.0;
-    if (hg < G) for (uint k = hj; k < n; k += LPH) mx = max(mx, sc[hg * WG + k]);
+    if (hg < G) for (uint k = hj; k < n; k += LPH) mx = max(mx, sc[hg * CHUNK + k]);
     red[tid] = mx;
     barrier();
     if (tid < G) {
@@ -100,8 +104,8 @@ void main() {
     if (hg < G) {
         const float m = hm[hg];
         for (uint k = hj; k < n; k += LPH) {
-            const float p = exp(sc[hg * WG + k] - m);
-            sc[hg * WG + k] = p;
+            const float p = exp(sc[hg * CHUNK + k] - m);
+            sc[hg * CHUNK + k] = p;
             ls += p;
         }
     }
@@ -116,27 +120,25 @@ void main() {
     // P·V: lane (row group rg, column c4) accumulates rows rg, rg + NG, ... for all G heads.
     const uint rg = tid / H4, c4 = tid % H4;
     vec4 acc[G];
-    for (uint g = 0; g < G; g++) acc[g] = vec4(0.0);
+    [[unroll]] for (uint g = 0; g < G; g++) acc[g] = vec4(0.0);
     if (rg < NG) {
         const uint vb = k0 * row4 + kvh * H4 + c4;
         uint k = rg;
-        for (; k + 3u * NG < n; k += 4u * NG) {
-            const vec4 v0 = vc[vb + k * row4];
-            const vec4 v1 = vc[vb + (k + NG) * row4];
-            const vec4 v2 = vc[vb + (k + 2u * NG) * row4];
-            const vec4 v3 = vc[vb + (k + 3u * NG) * row4];
-            for (uint g = 0; g < G; g++) {
-                const uint sb = g * WG + k;
-                acc[g] += sc[sb] * v0 + sc[sb + NG] * v1 + sc[sb + 2u * NG] * v2 + sc[sb + 3u * NG] * v3;
+        for (; k + 7u * NG < n; k += 8u * NG) {
+            vec4 v[8];
+            [[unroll]] for (uint u = 0; u < 8u; u++) v[u] = vc[vb + (k + u * NG) * row4];
+            [[unroll]] for (uint g = 0; g < G; g++) {
+                const uint sb = g * CHUNK + k;
+                [[unroll]] for (uint u = 0; u < 8u; u++) acc[g] += sc[sb + u * NG] * v[u];
             }
         }
         for (; k < n; k += NG) {
             const vec4 v = vc[vb + k * row4];
-            for (uint g = 0; g < G; g++) acc[g] += sc[g * WG + k] * v;
+            [[unroll]] for (uint g = 0; g < G; g++) acc[g] += sc[g * CHUNK + k] * v;
         }
     }
     // Sum the row groups, one head at a time.
-    for (uint g = 0; g < G; g++) {
+    [[unroll]] for (uint g = 0; g < G; g++) {
         barrier(); // po is free (and, for g = 0, sc is no longer written)
         po[tid] = acc[g];
         barrier();

@@ -186,12 +186,15 @@ fn attn_decode_matches_f64() {
         (2, 2, 2, 32, 700),
         (1, 3, 1, 40, 100),
         (1, 2, 1, 6, 50),
-        // GQA-shared path: Thinker-like groups of 8, several 128-key chunks, chunks some queries
-        // do not see (n_q 5 at kv 131), MHA; and a group of 34 (> 16) taking the split path.
+        // GQA-shared path: Thinker-like groups of 8, chunks some queries do not see (n_q 5 at
+        // kv 131), MHA; and a group of 34 (> 16) taking the split path. Short caches get 32-key
+        // chunks; 8 KV heads at 4200 keys get 128-key chunks, 4 KV heads at 4100 keys 64.
         (1, 16, 2, 128, 1000),
         (5, 4, 2, 32, 131),
         (2, 6, 6, 64, 260),
         (1, 34, 1, 8, 70),
+        (1, 16, 8, 32, 4200),
+        (1, 8, 4, 16, 4100),
     ];
     for (ci, &(n_q, heads, n_kv, hd, kv_len)) in cases.iter().enumerate() {
         let mut rng = Rng::new(300 + ci as u64);

@@ -77,9 +77,12 @@ const DECODE_WG: u32 = 128;
 const MAX_CHUNK: u32 = 512;
 /// Decode splits the KV length into about this many chunks (until chunks reach MAX_CHUNK).
 const DECODE_SPLITS: u32 = 16;
-/// GQA-shared decode kernel (attn_decode.comp): keys per chunk = invocations per workgroup, and
-/// the largest group of query heads per KV head it takes (registers: G floats + G vec4s).
+/// GQA-shared decode kernel (attn_decode.comp): invocations per workgroup = the largest chunk;
+/// chunks halve (down to GQA_MIN_CHUNK keys) while there are fewer than GQA_TARGET_GROUPS
+/// workgroups; the largest group of query heads per KV head it takes (registers: G floats + G vec4s).
 const GQA_CHUNK: u32 = 128;
+const GQA_MIN_CHUNK: u32 = 32;
+const GQA_TARGET_GROUPS: u64 = 256;
 const GQA_MAX_G: u32 = 16;
 /// Invocations of the merge kernel.
 const REDUCE_WG: u32 = 256;
@@ -187,9 +190,12 @@ impl Kernels {
     /// Bytes of scratch [`Kernels::attn_decode`] needs for `n_q` query tokens of `n_heads` heads
     /// and any cache length up to `max_kv_len` (allocate once for the context size).
     pub fn attn_decode_scratch_bytes(n_q: u32, n_heads: u32, head_dim: u32, max_kv_len: u32) -> u64 {
-        // Chunks: ⌈kv/128⌉ on the GQA-shared path, ≤ max(16, ⌈kv/512⌉) on the other; both bounds
-        // grow with kv_len.
-        let chunks = (DECODE_SPLITS as u64).max((max_kv_len as u64).div_ceil(GQA_CHUNK as u64));
+        // Chunks: on the GQA-shared path ⌈kv/128⌉, or fewer than 2·GQA_TARGET_GROUPS (and ≤ ⌈kv/32⌉)
+        // where chunks were halved; ≤ max(16, ⌈kv/512⌉) on the other. The bound grows with kv_len.
+        let kv = max_kv_len as u64;
+        let chunks = (DECODE_SPLITS as u64)
+            .max(kv.div_ceil(GQA_CHUNK as u64))
+            .max(kv.div_ceil(GQA_MIN_CHUNK as u64).min(2 * GQA_TARGET_GROUPS));
         let rows = n_q as u64 * n_heads as u64;
         round_up(rows * chunks * head_dim as u64 * 4, 256) + rows * chunks * 8
     }
@@ -303,9 +309,13 @@ impl Kernels {
                     format!("{n_q} query tokens against {kv_len} cache entries: need 0 < n_q ≤ kv_len"),
                 ));
             }
-            let n_chunks = kv_len.div_ceil(GQA_CHUNK);
             let rows = n_q as u64 * n_heads as u64;
             let groups_y = n_q as u64 * n_kv as u64;
+            let mut chunk = GQA_CHUNK;
+            while chunk > GQA_MIN_CHUNK && kv_len.div_ceil(chunk) as u64 * groups_y < GQA_TARGET_GROUPS {
+                chunk /= 2;
+            }
+            let n_chunks = kv_len.div_ceil(chunk);
             if groups_y > caps.max_workgroup_count[1] as u64 || n_chunks > caps.max_workgroup_count[0] {
                 return Err(kerr(
                     name,
@@ -321,6 +331,7 @@ impl Kernels {
                 SpecConst { id: 0, value: GQA_CHUNK },
                 SpecConst { id: 1, value: head_dim },
                 SpecConst { id: 2, value: g },
+                SpecConst { id: 3, value: chunk },
             ];
             let p = self.pipeline::<PushDecode>(name, &spec)?;
             let push = PushDecode { n_q, n_heads, n_kv, kv_len, n_chunks, scale: 1.0 / (head_dim as f32).sqrt() };
