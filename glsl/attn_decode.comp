@@ -18,8 +18,11 @@
 // Nothing depends on the subgroup size (shared memory and barriers only). Loops over heads and
 // over a row are [[unroll]]ed (G and HD are spec constants) so the per-head arrays stay in registers.
 //
-// Bindings: 0 q (vec4[]), 1 K (vec4[]), 2 V (vec4[]), 3 part_o (vec4[]), 4 part_ml (vec2[]).
-// Push: n_q, n_heads, n_kv, kv_len, n_chunks, scale.
+// Bindings: 0 q (vec4[]), 1 K (vec4[]), 2 V (vec4[]), 3 part_o (vec4[]), 4 part_ml (vec2[]);
+//           DYN_LEN: 5 cache_len (uint[1]).
+// Push: n_q, n_heads, n_kv, kv_len, n_chunks, scale. DYN_LEN (replayable steps): the cache length
+// is read from the GPU, kv_len = min(cache_len[0] + n_q, push kv_len) (push kv_len = the capacity
+// the caches were bound for); the grid covers the capacity and chunks past kv_len exit early.
 // Grid: x = chunk, y = query token * n_kv + KV head. Spec: 0 WG, 1 HD, 2 G, 3 CHUNK.
 #extension GL_EXT_control_flow_attributes : require
 #include "common/common.glsl"
@@ -43,6 +46,9 @@ layout(std430, binding = 1) readonly buffer K { vec4 kc[]; };
 layout(std430, binding = 2) readonly buffer V { vec4 vc[]; };
 layout(std430, binding = 3) writeonly buffer PO { vec4 part_o[]; };
 layout(std430, binding = 4) writeonly buffer PML { vec2 part_ml[]; };
+#ifdef DYN_LEN
+layout(std430, binding = 5) readonly buffer Len { uint cache_len[]; };
+#endif
 
 const uint H4 = HD / 4u;        // vec4s per row
 const uint LPH = WG / G;        // softmax lanes per head
@@ -60,7 +66,12 @@ void main() {
     const uint c = gl_WorkGroupID.x;
     const uint i = gl_WorkGroupID.y / pc.n_kv, kvh = gl_WorkGroupID.y % pc.n_kv;
     const uint k0 = c * CHUNK;
-    const uint seen = pc.kv_len - pc.n_q + i + 1u;
+#ifdef DYN_LEN
+    const uint kv_len = min(cache_len[0] + pc.n_q, pc.kv_len);
+#else
+    const uint kv_len = pc.kv_len;
+#endif
+    const uint seen = kv_len - pc.n_q + i + 1u;
     const uint n = k0 < seen ? min(CHUNK, seen - k0) : 0u; // keys of this chunk the query sees
     const uint h0 = kvh * G;
     if (n == 0u) { // whole workgroup: nothing visible

@@ -9,13 +9,29 @@
 // chunk weights go to shared memory WG at a time; lane (chunk group cg, dimension d) sums chunks
 // cg, cg + WG/head_dim, ... (4 loads in flight per step), then the chunk groups are added.
 //
-// Bindings: 0 part_o (float[]), 1 part_ml (vec2[]), 2 out (float[rows*head_dim]).
-// Push: rows, n_chunks, head_dim (≤ WG), grid_x. Row = y * grid_x + x. Spec: 0 WG.
+// Bindings: 0 part_o (float[]), 1 part_ml (vec2[]), 2 out (float[rows*head_dim]);
+//           DYN_LEN: 3 cache_len (uint[1]).
+// Push: rows, n_chunks, head_dim (≤ WG), grid_x; DYN_LEN adds chunk, n_q, kv_cap and merges only
+// the ⌈min(cache_len[0] + n_q, kv_cap) / chunk⌉ chunks that hold keys (n_chunks stays the stride).
+// Row = y * grid_x + x. Spec: 0 WG.
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
+#ifdef DYN_LEN
+layout(push_constant) uniform Push {
+    uint rows;
+    uint n_chunks;
+    uint head_dim;
+    uint grid_x;
+    uint chunk;
+    uint n_q;
+    uint kv_cap;
+} pc;
+layout(std430, binding = 3) readonly buffer Len { uint cache_len[]; };
+#else
 layout(push_constant) uniform Push { uint rows; uint n_chunks; uint head_dim; uint grid_x; } pc;
+#endif
 
 layout(std430, binding = 0) readonly buffer PO { float part_o[]; };
 layout(std430, binding = 1) readonly buffer PML { vec2 part_ml[]; };
@@ -30,8 +46,13 @@ void main() {
     const uint row = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
     if (row >= pc.rows) return;
     const uint tid = gl_LocalInvocationIndex;
-    const uint hd = pc.head_dim, nc = pc.n_chunks;
-    const uint base = row * nc;
+    const uint hd = pc.head_dim;
+    const uint base = row * pc.n_chunks;
+#ifdef DYN_LEN
+    const uint nc = min(pc.n_chunks, (min(cache_len[0] + pc.n_q, pc.kv_cap) + pc.chunk - 1u) / pc.chunk);
+#else
+    const uint nc = pc.n_chunks;
+#endif
     float mx = -1.0 / 0.0;
     for (uint c = tid; c < nc; c += WG) mx = max(mx, part_ml[base + c].x);
     mx = wg_max(mx);

@@ -341,3 +341,53 @@ fn argmax_lowest_index_on_ties() {
     }
     assert_clean(g);
 }
+
+#[test]
+fn attn_decode_replay_reads_cache_length_from_gpu() {
+    let k = kernels();
+    let g = k.gpu();
+    // (query tokens, heads, kv heads, head_dim, cache capacity): one recorded batch (kv_store +
+    // attn_decode_at) replayed at several cache lengths written by the host between submits.
+    let cases = [(1usize, 8usize, 2usize, 64usize, 300usize), (2, 4, 4, 32, 1000), (1, 16, 8, 32, 5000)];
+    for (ci, &(n_q, heads, n_kv, hd, cap)) in cases.iter().enumerate() {
+        let mut rng = Rng::new(700 + ci as u64);
+        let row = n_kv * hd;
+        let mut kc = rng.vec(cap * row, 1.0);
+        let mut vc = rng.vec(cap * row, 1.0);
+        let kb = g.buffer_from("k cache", &kc, MemoryIntent::Upload).unwrap();
+        let vb = g.buffer_from("v cache", &vc, MemoryIntent::Upload).unwrap();
+        let qb = g.buffer("q", (n_q * heads * hd) as u64 * 4, MemoryIntent::Upload).unwrap();
+        let knb = g.buffer("k new", (n_q * row) as u64 * 4, MemoryIntent::Upload).unwrap();
+        let vnb = g.buffer("v new", (n_q * row) as u64 * 4, MemoryIntent::Upload).unwrap();
+        let lenb = g.buffer_from("cache length", &[0u32], MemoryIntent::Upload).unwrap();
+        let ob = g.buffer("out", (n_q * heads * hd) as u64 * 4, MemoryIntent::Readback).unwrap();
+        let scratch = Kernels::attn_decode_scratch_bytes(n_q as u32, heads as u32, hd as u32, cap as u32);
+        let sb = g.buffer("scratch", scratch, MemoryIntent::Scratch).unwrap();
+        let (nq, h, nkv, d, c) = (n_q as u32, heads as u32, n_kv as u32, hd as u32, cap as u32);
+        let mut rec = g.recorder(false).unwrap();
+        k.kv_store(&mut rec, &knb, &vnb, &kb, &vb, &lenb, nq, nkv, d, c).unwrap();
+        k.attn_decode_at(&mut rec, &qb, &kb, &vb, &ob, &sb, &lenb, nq, h, nkv, d, c).unwrap();
+        let mut batch = rec.finish().unwrap();
+        for p0 in [0, 7, cap / 2 + 3, cap - n_q, 130.min(cap - n_q)] {
+            let q = rng.vec(n_q * heads * hd, 2.0);
+            let k_new = rng.vec(n_q * row, 1.0);
+            let v_new = rng.vec(n_q * row, 1.0);
+            qb.write_slice(0, &q).unwrap();
+            knb.write_slice(0, &k_new).unwrap();
+            vnb.write_slice(0, &v_new).unwrap();
+            lenb.write_slice(0, &[p0 as u32]).unwrap();
+            batch.submit().unwrap();
+            kc[p0 * row..(p0 + n_q) * row].copy_from_slice(&k_new);
+            vc[p0 * row..(p0 + n_q) * row].copy_from_slice(&v_new);
+            let want = attn_ref(&q, &kc, &vc, n_q, heads, n_kv, hd, p0);
+            let what = format!(
+                "replayed attn_decode_at case {ci} (n_q {n_q}, {heads}/{n_kv} heads, hd {hd}, cap {cap}) at {p0}"
+            );
+            r::check_close(&what, &ob.read_vec::<f32>().unwrap(), &want, 2e-6, 1e-5).unwrap();
+        }
+        // The caches hold exactly what the host expects (stores landed at the GPU-read lengths).
+        assert_eq!(kb.read_vec::<f32>().unwrap(), kc, "K cache after replays");
+        assert_eq!(vb.read_vec::<f32>().unwrap(), vc, "V cache after replays");
+    }
+    assert_clean(g);
+}

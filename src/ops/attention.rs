@@ -62,6 +62,28 @@ const _: () = assert!(std::mem::size_of::<PushReduce>() == 16);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct PushReduceDyn {
+    rows: u32,
+    n_chunks: u32,
+    head_dim: u32,
+    grid_x: u32,
+    chunk: u32,
+    n_q: u32,
+    kv_cap: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushReduceDyn>() == 28);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushStore {
+    n: u32,
+    row: u32,
+    max_len: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushStore>() == 12);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct PushPrefill {
     n: u32,
     n_heads: u32,
@@ -226,8 +248,13 @@ impl Kernels {
         // Keys load as vec4s when rows allow it (every real head_dim does).
         let name = if head_dim % 4 == 0 { "attn_split_vec4_f32" } else { "attn_split_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
-        if let Some(r) =
-            self.attn_decode_gqa(rec, q, k_cache, v_cache, out, scratch, n_q, n_heads, n_kv, head_dim, kv_len)
+        let force_split =
+            *FORCE_SPLIT.get_or_init(|| std::env::var("QWEN3VK_ATTN_DECODE").is_ok_and(|v| v.trim() == "split"));
+        if let Some(r) = (!force_split)
+            .then(|| {
+                self.attn_decode_gqa(rec, q, k_cache, v_cache, out, scratch, n_q, n_heads, n_kv, head_dim, kv_len, None)
+            })
+            .flatten()
         {
             return r;
         }
@@ -289,17 +316,13 @@ impl Kernels {
         n_kv: u32,
         head_dim: u32,
         kv_len: u32,
+        dyn_len: Option<&'a Buffer>,
     ) -> Option<Result<()>> {
-        let name = "attn_decode_gqa_f32";
+        let name = if dyn_len.is_some() { "attn_decode_gqa_dyn_f32" } else { "attn_decode_gqa_f32" };
         let g = n_heads / n_kv;
         let caps = self.gpu().caps();
         let shared = g * head_dim * 4 + g * GQA_CHUNK * 4 + GQA_CHUNK * 4 + 2 * g * 4 + GQA_CHUNK * 16;
-        if head_dim % 4 != 0
-            || head_dim > DECODE_WG
-            || g > GQA_MAX_G
-            || shared > caps.max_shared_memory
-            || *FORCE_SPLIT.get_or_init(|| std::env::var("QWEN3VK_ATTN_DECODE").is_ok_and(|v| v.trim() == "split"))
-        {
+        if head_dim % 4 != 0 || head_dim > DECODE_WG || g > GQA_MAX_G || shared > caps.max_shared_memory {
             return None;
         }
         let mut run = || -> Result<()> {
@@ -335,21 +358,154 @@ impl Kernels {
             ];
             let p = self.pipeline::<PushDecode>(name, &spec)?;
             let push = PushDecode { n_q, n_heads, n_kv, kv_len, n_chunks, scale: 1.0 / (head_dim as f32).sqrt() };
-            rec.dispatch(
-                &p,
-                &[
-                    Binding::read(q).range(0, q_bytes),
-                    Binding::read(k_cache).range(0, kv_bytes),
-                    Binding::read(v_cache).range(0, kv_bytes),
-                    Binding::write(scratch).range(0, o_bytes),
-                    Binding::write(scratch).range(ml_off, ml_bytes),
-                ],
-                push_bytes(&push),
-                [n_chunks, groups_y as u32, 1],
-            )?;
-            self.attn_merge(rec, scratch, out, rows, n_chunks, head_dim)
+            let mut b = vec![
+                Binding::read(q).range(0, q_bytes),
+                Binding::read(k_cache).range(0, kv_bytes),
+                Binding::read(v_cache).range(0, kv_bytes),
+                Binding::write(scratch).range(0, o_bytes),
+                Binding::write(scratch).range(ml_off, ml_bytes),
+            ];
+            if let Some(l) = dyn_len {
+                b.push(Binding::read(l).range(0, 4));
+            }
+            rec.dispatch(&p, &b, push_bytes(&push), [n_chunks, groups_y as u32, 1])?;
+            match dyn_len {
+                Some(l) => self.attn_merge_dyn(rec, scratch, out, rows, n_chunks, head_dim, l, chunk, n_q, kv_len),
+                None => self.attn_merge(rec, scratch, out, rows, n_chunks, head_dim),
+            }
         };
         Some(run())
+    }
+
+    /// Decode attention for replayable steps: as [`Kernels::attn_decode`], but the number of cache
+    /// entries before the `n_q` query tokens is read from the GPU (`cache_len`, u32 `[1]`), so one
+    /// recorded command buffer serves every step; kv_len = min(cache_len + n_q, `kv_cap`), where
+    /// `kv_cap` (≥ n_q) is the capacity the caches are bound for. Sizes the split for `kv_cap`
+    /// (chunks past kv_len exit at once, the merge reads only those holding keys). `scratch` holds
+    /// [`Kernels::attn_decode_scratch_bytes`] for `kv_cap`. Needs head_dim a multiple of 4 (≤ 128)
+    /// and at most 16 query heads per KV head.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_decode_at<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        q: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        out: &'a Buffer,
+        scratch: &'a Buffer,
+        cache_len: &'a Buffer,
+        n_q: u32,
+        n_heads: u32,
+        n_kv: u32,
+        head_dim: u32,
+        kv_cap: u32,
+    ) -> Result<()> {
+        let name = "attn_decode_gqa_dyn_f32";
+        check_heads(name, n_heads, n_kv, head_dim)?;
+        let r = self.attn_decode_gqa(
+            rec,
+            q,
+            k_cache,
+            v_cache,
+            out,
+            scratch,
+            n_q,
+            n_heads,
+            n_kv,
+            head_dim,
+            kv_cap,
+            Some(cache_len),
+        );
+        r.unwrap_or_else(|| {
+                let g = n_heads / n_kv;
+                Err(kerr(
+                    name,
+                    format!(
+                        "head_dim {head_dim}, {g} query heads per KV head: needs head_dim a multiple of 4 (≤ {DECODE_WG}) and at most {GQA_MAX_G} heads per KV head"
+                    ),
+                ))
+            })
+    }
+
+    /// Appends `n` tokens of new keys and values (`[n, n_kv, head_dim]` f32) to the caches
+    /// (`[max_len, n_kv, head_dim]`) at positions cache_len[0] .. cache_len[0] + n − 1, the length
+    /// read from the GPU (`cache_len`, u32 `[1]`) for replayable steps; positions ≥ max_len are
+    /// dropped.
+    #[allow(clippy::too_many_arguments)]
+    pub fn kv_store<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        k_new: &'a Buffer,
+        v_new: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        cache_len: &'a Buffer,
+        n: u32,
+        n_kv: u32,
+        head_dim: u32,
+        max_len: u32,
+    ) -> Result<()> {
+        let name = "attn_kv_store_f32";
+        let row = n_kv as u64 * head_dim as u64;
+        if n == 0 || row == 0 || max_len == 0 {
+            return Err(kerr(
+                name,
+                format!("empty store ({n} tokens × {n_kv} heads × {head_dim}, {max_len} positions)"),
+            ));
+        }
+        if n as u64 * row > u32::MAX as u64 || max_len as u64 * row > u32::MAX as u64 {
+            return Err(kerr(name, "the caches exceed 2^32 - 1 floats".into()));
+        }
+        let p = self.pipeline::<PushStore>(name, &[SpecConst { id: 0, value: ROPE_WG }])?;
+        let push = PushStore { n, row: row as u32, max_len };
+        let (new_b, cache_b) = (n as u64 * row * 4, max_len as u64 * row * 4);
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(k_new).range(0, new_b),
+                Binding::read(v_new).range(0, new_b),
+                Binding::write(k_cache).range(0, cache_b),
+                Binding::write(v_cache).range(0, cache_b),
+                Binding::read(cache_len).range(0, 4),
+            ],
+            push_bytes(&push),
+            stride_grid(n as u64 * row, ROPE_WG),
+        )
+    }
+
+    /// attn_reduce_dyn_f32: merges the chunks holding keys (length from `cache_len`) into `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn attn_merge_dyn<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        scratch: &'a Buffer,
+        out: &'a Buffer,
+        rows: u64,
+        n_chunks: u32,
+        head_dim: u32,
+        cache_len: &'a Buffer,
+        chunk: u32,
+        n_q: u32,
+        kv_cap: u32,
+    ) -> Result<()> {
+        let o_bytes = rows * n_chunks as u64 * head_dim as u64 * 4;
+        let ml_off = round_up(o_bytes, 256);
+        let ml_bytes = rows * n_chunks as u64 * 8;
+        let q_bytes = rows * head_dim as u64 * 4;
+        let p = self.pipeline::<PushReduceDyn>("attn_reduce_dyn_f32", &[SpecConst { id: 0, value: REDUCE_WG }])?;
+        let (dims, grid_x) = grid(rows as u32, self.gpu().caps().max_workgroup_count[0]);
+        let push = PushReduceDyn { rows: rows as u32, n_chunks, head_dim, grid_x, chunk, n_q, kv_cap };
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(scratch).range(0, o_bytes),
+                Binding::read(scratch).range(ml_off, ml_bytes),
+                Binding::write(out).range(0, q_bytes),
+                Binding::read(cache_len).range(0, 4),
+            ],
+            push_bytes(&push),
+            dims,
+        )
     }
 
     /// attn_reduce_f32: merges `n_chunks` partials per row of `scratch` into `out`.
