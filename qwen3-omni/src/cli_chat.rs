@@ -1,4 +1,4 @@
-//! `qwen3-omni-vk chat`: text in, streamed text out, on the GPU (greedy for now).
+//! `qwen3-omni-vk chat`: text in, streamed text out, on the GPU (sampling on the GPU too).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -34,6 +34,21 @@ pub struct ChatArgs {
     /// Vulkan device index (see `qwen3-omni-vk devices`).
     #[arg(long)]
     pub device: Option<usize>,
+    /// Sampling temperature; 0 = greedy (the default: Qwen's evaluation setting for Instruct).
+    #[arg(long = "temp", default_value_t = 0.0)]
+    pub temp: f32,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long = "top-k", default_value_t = 0)]
+    pub top_k: u32,
+    /// Keep the smallest set of tokens whose probability reaches p (1 = off).
+    #[arg(long = "top-p", default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Penalise tokens already in the context (1 = off; transformers' rule).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Random seed (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Print per-kernel GPU time of one decode step to stderr.
     #[arg(long)]
     pub profile: bool,
@@ -95,6 +110,17 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         let _ = std::io::stderr().flush();
     })?;
     eprintln!(" ({:.1} s)", t0.elapsed().as_secs_f64());
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    });
+    t.set_sampling(qwen3_omni_vk::SampleParams {
+        temperature: a.temp,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        repetition_penalty: a.repeat_penalty,
+        seed,
+        ..Default::default()
+    });
     let im_end = tok.special_ids().im_end;
     let mut first = true;
     let turn = |t: &mut GpuThinker, text: &str, first: bool| -> anyhow::Result<()> {
@@ -125,7 +151,7 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         let start = std::time::Instant::now();
         let prompt_len = ids.len();
         let mut gen_start = None;
-        let out = t.generate_greedy(&ids, a.n_predict, &[im_end], |id| {
+        let out = t.generate(&ids, a.n_predict, &[im_end], |id| {
             gen_start.get_or_insert_with(std::time::Instant::now);
             if id != im_end {
                 print!("{}", dec.push(id));

@@ -21,7 +21,7 @@ enum Command {
         #[arg(long)]
         selftest: bool,
     },
-    /// Chat with the model: text in, streamed text out (greedy).
+    /// Chat with the model: text in, streamed text out.
     Chat(qwen3_omni::cli_chat::ChatArgs),
     /// Time the Thinker's decode on the GPU (synthetic full-size models welcome).
     BenchThinker(qwen3_omni::cli_bench::BenchArgs),

@@ -7,7 +7,7 @@
 //! from a buffer are the next steps (see docs/perf.md).
 
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Profile};
-use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, Q8_1Scratch, WType};
+use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, Q8_1Scratch, SampleParams, WType};
 
 use super::{ThinkerConfig, ThinkerWeights};
 use crate::model_file::{ModelError, ModelFile};
@@ -31,7 +31,6 @@ struct Scratch {
     h: Buffer,
     logits: Buffer,
     attn: Buffer,
-    argmax: Buffer,
     next: Buffer,
     q81: Q8_1Scratch,
     q81_h: Q8_1Scratch,
@@ -79,6 +78,11 @@ pub struct GpuThinker {
     hs_accept: Buffer,
     accept: u32,
     prefill: Option<PrefillScratch>,
+    /// Token ids of positions 0..len (the repetition penalty reads them on the GPU).
+    history: Buffer,
+    sample_scratch: Buffer,
+    sampling: SampleParams,
+    steps_sampled: u32,
 }
 
 /// Errors of generation.
@@ -134,7 +138,6 @@ impl GpuThinker {
                 Kernels::attn_decode_scratch_bytes(1, c.n_heads, c.head_dim, ctx),
                 MemoryIntent::Scratch,
             )?,
-            argmax: g.buffer("argmax scratch", Kernels::argmax_scratch_bytes(c.vocab), MemoryIntent::Scratch)?,
             next: g.buffer("next token", 4, MemoryIntent::Readback)?,
             q81: k.q8_1_scratch(h.max(qd).div_ceil(32) * 32)?,
             q81_h: k.q8_1_scratch(inter_k.div_ceil(32) * 32)?,
@@ -146,7 +149,27 @@ impl GpuThinker {
             m.config_u64("/talker_config/accept_hidden_layer").map(|v| v as u32).unwrap_or(c.layers / 2).min(c.layers);
         let hs0 = g.buffer("thinker hs0", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
         let hs_accept = g.buffer("thinker hs accept", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
-        Ok(GpuThinker { k, config: c, w, kv, s, ctx, len: 0, record_ns: 0.0, hs0, hs_accept, accept, prefill: None })
+        let history = g.buffer("token history", ctx as u64 * 4, MemoryIntent::Upload)?;
+        let sample_scratch =
+            g.buffer("sampling scratch", Kernels::sample_scratch_bytes(c.vocab), MemoryIntent::Scratch)?;
+        Ok(GpuThinker {
+            k,
+            config: c,
+            w,
+            kv,
+            s,
+            ctx,
+            len: 0,
+            record_ns: 0.0,
+            hs0,
+            hs_accept,
+            accept,
+            prefill: None,
+            history,
+            sample_scratch,
+            sampling: SampleParams::default(),
+            steps_sampled: 0,
+        })
     }
 
     pub fn kernels(&self) -> &Kernels {
@@ -160,6 +183,13 @@ impl GpuThinker {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// How the next tokens are chosen (default: greedy). Sampling runs on the GPU; only the chosen
+    /// id is read back. The repetition penalty covers every token in the context.
+    pub fn set_sampling(&mut self, p: SampleParams) {
+        self.sampling = p;
+        self.steps_sampled = 0;
     }
 
     /// Forgets the conversation (the cache is simply overwritten).
@@ -191,6 +221,7 @@ impl GpuThinker {
         let p = self.len;
         let (k, s, w) = (&self.k, &self.s, &self.w);
         s.token.write_slice(0, &[token])?;
+        self.history.write_slice(p as u64 * 4, &[token])?;
         s.pos.write_slice(0, &[p, p, p])?;
         let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
@@ -245,13 +276,15 @@ impl GpuThinker {
         }
         k.rms_norm(&mut rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
         k.matvec(&mut rec, Matrix::new(&w.lm_head, WType::Q8_0Planar, c.vocab, h), &s.y, &s.logits, Some(&s.q81))?;
-        k.argmax(&mut rec, &s.logits, c.vocab, &s.argmax, &s.next)?;
+        let params = SampleParams { step: self.steps_sampled, ..self.sampling };
+        k.sample(&mut rec, &s.logits, c.vocab, &self.history, p + 1, &params, &self.sample_scratch, &s.next)?;
         let mut batch = rec.finish()?;
         let record_ns = t0.elapsed().as_secs_f64() * 1e9;
         let prof = batch.submit()?;
         drop(batch);
         self.record_ns = record_ns;
         self.len += 1;
+        self.steps_sampled += 1;
         let mut next = [0u32];
         s.next.read(0, bytemuck::cast_slice_mut(&mut next))?;
         Ok((next[0], prof))
@@ -331,6 +364,7 @@ impl GpuThinker {
         let n = tokens.len() as u32;
         let p0 = self.len;
         pf.ids_in.write_slice(0, tokens)?;
+        self.history.write_slice(p0 as u64 * 4, tokens)?;
         let pos: Vec<u32> = (0..3).flat_map(|_| p0..p0 + n).collect();
         pf.pos.write_slice(0, &pos)?;
         let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
@@ -374,10 +408,15 @@ impl GpuThinker {
             rec.copy(&pf.x, (n as u64 - 1) * row, &s.x, 0, row)?;
             k.rms_norm(&mut rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
             k.matvec(&mut rec, Matrix::new(&w.lm_head, WType::Q8_0Planar, c.vocab, h), &s.y, &s.logits, Some(&s.q81))?;
-            k.argmax(&mut rec, &s.logits, c.vocab, &s.argmax, &s.next)?;
+            let params = SampleParams { step: self.steps_sampled, ..self.sampling };
+            let seen = p0 + n;
+            k.sample(&mut rec, &s.logits, c.vocab, &self.history, seen, &params, &self.sample_scratch, &s.next)?;
         }
         rec.submit()?;
         self.len += n;
+        if last {
+            self.steps_sampled += 1;
+        }
         let mut next = [0u32];
         if last {
             s.next.read(0, bytemuck::cast_slice_mut(&mut next))?;
@@ -408,9 +447,10 @@ impl GpuThinker {
         Ok(self.s.logits.read_vec()?)
     }
 
-    /// Feeds `prompt`, then generates greedily until `stop` or `max_new` tokens, calling `on_token`
-    /// for each new token (return false to stop early).
-    pub fn generate_greedy(
+    /// Feeds `prompt` (batched prefill), then generates with the sampling set by
+    /// [`GpuThinker::set_sampling`] (greedy by default) until `stop` or `max_new` tokens, calling
+    /// `on_token` for each new token (return false to stop early).
+    pub fn generate(
         &mut self,
         prompt: &[u32],
         max_new: usize,
