@@ -11,10 +11,12 @@
 // is one correctly rounded f32 multiply (`precise`, no contraction), so a CPU reference reproduces z
 // bit for bit.
 //
-// Bindings: prep: 0 logits (float[n]), 1 z (float[n]); penalty: 0 logits (float[n]), 1 prev
-// (uint[n_prev]), 2 z (uint[n], float bits). Push: n, n_prev, sup_lo, sup_hi, sup_allow, pen,
-// inv_pen, inv_t. Spec: 0 WG. Prep is grid-stride over x (gl_NumWorkGroups.x * WG); penalty has
-// one invocation per previous token.
+// Prep also zeroes the three radix histograms of sample.comp (uint[3 * 2048]).
+//
+// Bindings: prep: 0 logits (float[n]), 1 z (float[n]), 2 histograms (uint[6144]); penalty:
+// 0 logits (float[n]), 1 prev (uint[n_prev]), 2 z (uint[n], float bits). Push: n, n_prev, sup_lo,
+// sup_hi, sup_allow, pen, inv_pen, inv_t. Spec: 0 WG. Prep is grid-stride over x
+// (gl_NumWorkGroups.x * WG); penalty has one invocation per previous token.
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -30,12 +32,15 @@ layout(push_constant) uniform Push {
     float inv_t;
 } pc;
 
+const uint HIST_WORDS = 3u * 2048u;
+
 layout(std430, binding = 0) readonly buffer L { float logits[]; };
 #ifdef PENALTY
 layout(std430, binding = 1) readonly buffer P { uint prev[]; };
 layout(std430, binding = 2) buffer Z { uint zbits[]; };
 #else
 layout(std430, binding = 1) writeonly buffer Z { float z[]; };
+layout(std430, binding = 2) writeonly buffer G { uint ghist[]; }; // sample.comp's histograms
 #endif
 
 bool suppressed(uint i) {
@@ -53,6 +58,9 @@ void main() {
     precise float v = p * pc.inv_t;
     atomicExchange(zbits[t], floatBitsToUint(v));
 #else
+    if (gl_WorkGroupID.x == 0u) {
+        for (uint j = gl_LocalInvocationIndex; j < HIST_WORDS; j += WG) ghist[j] = 0u;
+    }
     const uint stride = gl_NumWorkGroups.x * WG;
     for (uint i = gl_GlobalInvocationID.x; i < pc.n; i += stride) {
         precise float v = logits[i] * pc.inv_t;

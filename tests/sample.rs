@@ -160,7 +160,14 @@ fn matches_cpu_reference_with_same_rng() {
     let (mut checked, mut skipped) = (0usize, 0usize);
     // (vocab, draws per configuration, logits rounded to a few levels: ties at the top-k threshold,
     // where the lowest indices are kept)
-    let sets = [(10usize, 40u32, false), (1000, 40, false), (152_064, 3, false), (1000, 20, true), (152_064, 2, true)];
+    let sets = [
+        (10usize, 40u32, false),
+        (1000, 40, false),
+        (20_000, 3, false),
+        (152_064, 1, false),
+        (1000, 20, true),
+        (152_064, 1, true),
+    ];
     for (vi, &(vocab, draws, tied)) in sets.iter().enumerate() {
         let mut rng = Rng::new(800 + vi as u64);
         let mut logits = rng.vec(vocab, 4.0);
@@ -327,4 +334,59 @@ fn bad_arguments_name_the_parameter() {
     }
     drop(rec);
     assert_clean(g);
+}
+
+/// GPU time per dispatch of the sampler at the Thinker's vocabulary (no validation layer, for the
+/// NVIDIA machine): `cargo test --test sample -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn gpu_timing() {
+    use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
+    let g = Gpu::new(&GpuOptions { validation: false, ..GpuOptions::default() }).expect("a Vulkan device");
+    let k = Kernels::new(g);
+    let g = k.gpu();
+    println!("device: {}", g.caps().name);
+    let vocab = 152_064u32;
+    let mut rng = Rng::new(1);
+    let logits = rng.vec(vocab as usize, 6.0);
+    let prev: Vec<u32> = (0..256).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
+    let lb = g.buffer_from("logits", &logits, MemoryIntent::Upload).unwrap();
+    let pb = g.buffer_from("prev", &prev, MemoryIntent::Upload).unwrap();
+    let sb = g.buffer("scratch", Kernels::sample_scratch_bytes(vocab), MemoryIntent::Scratch).unwrap();
+    let ob = g.buffer("token", 4, MemoryIntent::Readback).unwrap();
+    let d = SampleParams::default();
+    let cases = [
+        ("greedy", d, 0u32),
+        ("greedy + penalty (256 ids)", SampleParams { repetition_penalty: 1.1, ..d }, 256),
+        (
+            "T 0.7, top_k 40, top_p 0.9 + penalty",
+            SampleParams { temperature: 0.7, top_k: 40, top_p: 0.9, repetition_penalty: 1.1, ..d },
+            256,
+        ),
+        ("T 1.0, top_k 0 (1024), top_p 0.95", SampleParams { temperature: 1.0, top_p: 0.95, ..d }, 0),
+    ];
+    for (what, p, n_prev) in cases {
+        let reps = 50u32;
+        let mut rec = g.recorder(true).unwrap();
+        for s in 0..reps {
+            k.sample(&mut rec, &lb, vocab, &pb, n_prev, &SampleParams { step: s, ..p }, &sb, &ob).unwrap();
+        }
+        let mut batch = rec.finish().unwrap();
+        let mut per: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        let mut totals = Vec::new();
+        for _ in 0..5 {
+            let prof = batch.submit().unwrap();
+            totals.push(prof.total_ns.unwrap_or(0.0) / reps as f64);
+            for t in prof.kernels {
+                per.entry(t.name).or_default().push(t.ns);
+            }
+        }
+        totals.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let mut line = format!("{what}: {:.1} µs per token;", totals[2] / 1e3);
+        for (name, mut v) in per {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            line += &format!(" {name} {:.1} µs", v[v.len() / 2] / 1e3);
+        }
+        println!("{line}");
+    }
 }
