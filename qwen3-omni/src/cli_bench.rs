@@ -22,6 +22,9 @@ pub struct BenchArgs {
     /// Decode steps timed at each context length.
     #[arg(short = 'n', long, default_value_t = 64)]
     pub steps: u32,
+    /// Prompt lengths to time the batched prefill at (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "512")]
+    pub prefill: Vec<u32>,
     /// Streaming-read bandwidth of the device in GB/s, for the roofline (docs/perf.md).
     #[arg(long)]
     pub ceiling_gbs: Option<f64>,
@@ -34,7 +37,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
     let k = Kernels::new(gpu.clone());
     let path = k.matvec_path();
-    let max_ctx = a.ctx.iter().copied().max().unwrap_or(512) + a.steps + 8;
+    let max_ctx = (a.ctx.iter().copied().max().unwrap_or(512) + a.steps + 8)
+        .max(a.prefill.iter().copied().max().unwrap_or(0) + 8);
     let t0 = std::time::Instant::now();
     let mut t = GpuThinker::load(k, &m, max_ctx, |_, _| {})?;
     println!(
@@ -56,7 +60,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let mut token = 1000u32;
     for &ctx in &a.ctx {
         // Timing does not depend on the cache's contents: start at position ctx directly.
-        t.reset_to(0);
+        t.reset_to(0)?;
         t.set_len_for_benchmark(ctx);
         for _ in 0..4 {
             token = t.step(token % c.vocab, false)?.0;
@@ -89,6 +93,17 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             print!("; roofline {roof:.0} tok/s → {:.0}% of it", 100.0 / dt / roof);
         }
         println!();
+        // The replayed path (what `generate` uses for greedy decoding): one recorded step.
+        t.reset_to(0)?;
+        t.set_len_for_benchmark(ctx);
+        let s = std::time::Instant::now();
+        let got = t.generate(&[token % c.vocab], a.steps as usize + 1, &[], |_| true)?;
+        let dr = s.elapsed().as_secs_f64() / got.len().max(1) as f64;
+        println!(
+            "  replayed decode at context {ctx}: {:.1} tok/s ({:.0} µs/token wall, one prefill token included)",
+            1.0 / dr,
+            dr * 1e6
+        );
         let mut by: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
         for kt in &p.kernels {
             let e = by.entry(kt.name.as_str()).or_default();
@@ -101,6 +116,20 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         for (name, (us, n)) in v {
             println!("    {name:<26} {us:9.1} µs  {n:4}×");
         }
+    }
+    // Batched prefill of a random prompt.
+    for &n in &a.prefill {
+        if n + 1 >= max_ctx {
+            continue;
+        }
+        let prompt: Vec<u32> = (0..n).map(|i| (i * 7919 + 13) % c.vocab).collect();
+        t.reset_to(0)?;
+        let _ = t.prefill(&prompt)?; // warm-up (pipelines, clocks)
+        t.reset_to(0)?;
+        let s = std::time::Instant::now();
+        let _ = t.prefill(&prompt)?;
+        let dt = s.elapsed().as_secs_f64();
+        println!("prefill of {n} tokens: {:.0} tok/s ({:.1} ms)", n as f64 / dt, dt * 1e3);
     }
     Ok(())
 }

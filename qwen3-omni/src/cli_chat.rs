@@ -170,7 +170,7 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         );
         if a.profile && t.len() < a.ctx_size {
             let (_, p) = t.step(im_end, true)?;
-            t.reset_to(t.len() - 1);
+            t.reset_to(t.len() - 1)?;
             eprintln!("one decode step, per kernel (GPU µs):");
             for k in &p.kernels {
                 eprintln!("  {:<24} {:8.1}", k.name, k.ns / 1e3);

@@ -14,6 +14,8 @@ use crate::model_file::{ModelError, ModelFile};
 
 struct Scratch {
     token: Buffer,
+    /// Cache entries before the current token (read by the replayable attention kernels).
+    cache_len: Buffer,
     pos: Buffer,
     x: Buffer,
     r: Buffer,
@@ -117,6 +119,7 @@ impl GpuThinker {
         let inter_k = c.top_k as u64 * c.moe_inter as u64;
         let s = Scratch {
             token: g.buffer("token in", 4, MemoryIntent::Upload)?,
+            cache_len: g.buffer("cache length", 4, MemoryIntent::Upload)?,
             pos: g.buffer("positions", 12, MemoryIntent::Upload)?,
             x: f("x", h)?,
             r: f("residual", h)?,
@@ -150,6 +153,7 @@ impl GpuThinker {
         let hs0 = g.buffer("thinker hs0", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
         let hs_accept = g.buffer("thinker hs accept", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
         let history = g.buffer("token history", ctx as u64 * 4, MemoryIntent::Upload)?;
+        history.write_slice(0, &vec![u32::MAX; ctx as usize])?;
         let sample_scratch =
             g.buffer("sampling scratch", Kernels::sample_scratch_bytes(c.vocab), MemoryIntent::Scratch)?;
         Ok(GpuThinker {
@@ -193,8 +197,8 @@ impl GpuThinker {
     }
 
     /// Forgets the conversation (the cache is simply overwritten).
-    pub fn reset(&mut self) {
-        self.len = 0;
+    pub fn reset(&mut self) -> Result<(), GenError> {
+        self.reset_to(0)
     }
 
     /// Benchmarks only: pretends `len` positions are in the cache (their contents are whatever
@@ -204,80 +208,23 @@ impl GpuThinker {
     }
 
     /// Forgets every position from `len` on (e.g. a token fed only to profile a step).
-    pub fn reset_to(&mut self, len: u32) {
+    pub fn reset_to(&mut self, len: u32) -> Result<(), GenError> {
         self.len = self.len.min(len);
+        // The repetition penalty reads the whole history: forget what lies past the new length.
+        let rest = (self.ctx - self.len) as usize;
+        self.history.write_slice(self.len as u64 * 4, &vec![u32::MAX; rest])?;
+        Ok(())
     }
 
-    /// Feeds `token` at the next position; returns the greedy next token (argmax on the GPU) and
-    /// the batch's profile. The full logits stay readable with [`GpuThinker::logits`].
+    /// Feeds `token` at the next position; returns the chosen next token (on the GPU) and the
+    /// batch's profile. The full logits stay readable with [`GpuThinker::logits`].
     pub fn step(&mut self, token: u32, profile: bool) -> Result<(u32, Profile), GenError> {
-        let c = &self.config;
-        if self.len >= self.ctx {
-            return Err(GenError::ContextFull { len: self.len, ctx: self.ctx });
-        }
-        if token >= c.vocab {
-            return Err(GenError::BadToken { id: token, vocab: c.vocab });
-        }
         let p = self.len;
-        let (k, s, w) = (&self.k, &self.s, &self.w);
-        s.token.write_slice(0, &[token])?;
-        self.history.write_slice(p as u64 * 4, &[token])?;
-        s.pos.write_slice(0, &[p, p, p])?;
-        let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
-        let (qd, kvd) = (nh * hd, nkv * hd);
+        self.check_step(token)?;
+        self.write_step_inputs(token, p)?;
         let t0 = std::time::Instant::now();
-        let mut rec = k.gpu().recorder(profile)?;
-        k.embed_q8_0p(&mut rec, Matrix::new(&w.embed, WType::Q8_0Planar, c.vocab, h), &s.token, 1, &s.x)?;
-        let row = h as u64 * 4;
-        rec.copy(&s.x, 0, &self.hs0, p as u64 * row, row)?;
-        if self.accept == 0 {
-            rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
-        }
-        for (l, lw) in w.layers.iter().enumerate() {
-            let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
-            k.rms_norm(&mut rec, &s.x, &lw.attn_norm, &s.y, h, 1, c.rms_eps)?;
-            if k.matvec_path() == MatvecPath::IntDot {
-                k.quantize_q8_1(&mut rec, &s.y, h as u64, &s.q81)?;
-            }
-            k.matvec_prequantized(&mut rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.y, &s.q, &s.q81)?;
-            k.matvec_prequantized(&mut rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.y, &s.k, &s.q81)?;
-            k.matvec_prequantized(&mut rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.y, &s.v, &s.q81)?;
-            k.rms_norm(&mut rec, &s.q, &lw.q_norm, &s.qn, hd, nh, c.rms_eps)?;
-            k.rms_norm(&mut rec, &s.k, &lw.k_norm, &s.kn, hd, nkv, c.rms_eps)?;
-            k.rope(&mut rec, &s.qn, &s.pos, 1, nh, hd, c.rope_theta, c.mrope_section)?;
-            k.rope(&mut rec, &s.kn, &s.pos, 1, nkv, hd, c.rope_theta, c.mrope_section)?;
-            k.kv_append(&mut rec, &s.kn, &s.v, kc, vc, 1, nkv, hd, p)?;
-            k.attn_decode(&mut rec, &s.qn, kc, vc, &s.o, &s.attn, 1, nh, nkv, hd, p + 1)?;
-            k.matvec(&mut rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, &s.ao, Some(&s.q81))?;
-            k.add(&mut rec, &s.x, &s.ao, &s.r, h as u64, h as u64)?;
-            k.rms_norm(&mut rec, &s.r, &lw.ffn_norm, &s.y, h, 1, c.rms_eps)?;
-            k.matvec(&mut rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &s.y, &s.router, None)?;
-            let gate = Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
-            let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
-            let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
-            // Routing (softmax → top-k → renormalise) and gate/up of the chosen experts in one dispatch.
-            k.moe_route_gate_up(
-                &mut rec,
-                &s.router,
-                gate,
-                up,
-                &s.y,
-                &s.ids,
-                &s.weights,
-                c.top_k,
-                1,
-                c.norm_topk,
-                &s.h,
-            )?;
-            k.moe_down(&mut rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
-            if l as u32 + 1 == self.accept {
-                rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
-            }
-        }
-        k.rms_norm(&mut rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
-        k.matvec(&mut rec, Matrix::new(&w.lm_head, WType::Q8_0Planar, c.vocab, h), &s.y, &s.logits, Some(&s.q81))?;
-        let params = SampleParams { step: self.steps_sampled, ..self.sampling };
-        k.sample(&mut rec, &s.logits, c.vocab, &self.history, p + 1, &params, &self.sample_scratch, &s.next)?;
+        let mut rec = self.k.gpu().recorder(profile)?;
+        self.record_step(&mut rec, Some(p))?;
         let mut batch = rec.finish()?;
         let record_ns = t0.elapsed().as_secs_f64() * 1e9;
         let prof = batch.submit()?;
@@ -285,9 +232,106 @@ impl GpuThinker {
         self.record_ns = record_ns;
         self.len += 1;
         self.steps_sampled += 1;
+        Ok((self.read_next()?, prof))
+    }
+
+    fn check_step(&self, token: u32) -> Result<(), GenError> {
+        if self.len >= self.ctx {
+            return Err(GenError::ContextFull { len: self.len, ctx: self.ctx });
+        }
+        if token >= self.config.vocab {
+            return Err(GenError::BadToken { id: token, vocab: self.config.vocab });
+        }
+        Ok(())
+    }
+
+    /// The host side of a step: the token, its position (all three MRoPE axes), the cache length
+    /// the replayable kernels read, and the history the repetition penalty reads.
+    fn write_step_inputs(&self, token: u32, p: u32) -> Result<(), GenError> {
+        self.s.token.write_slice(0, &[token])?;
+        self.s.pos.write_slice(0, &[p, p, p])?;
+        self.s.cache_len.write_slice(0, &[p])?;
+        self.history.write_slice(p as u64 * 4, &[token])?;
+        Ok(())
+    }
+
+    fn read_next(&self) -> Result<u32, GenError> {
         let mut next = [0u32];
-        s.next.read(0, bytemuck::cast_slice_mut(&mut next))?;
-        Ok((next[0], prof))
+        self.s.next.read(0, bytemuck::cast_slice_mut(&mut next))?;
+        Ok(next[0])
+    }
+
+    /// Whether a recorded step can be replayed for every position: the position and cache length
+    /// come from GPU buffers (replayable attention), and sampling draws no step-dependent number.
+    fn replayable(&self) -> bool {
+        let c = &self.config;
+        c.head_dim % 4 == 0 && c.head_dim <= 128 && c.n_heads / c.n_kv_heads <= 16 && self.sampling.temperature == 0.0
+    }
+
+    /// Records one decode step. With `at = Some(p)` the step is for position p only (KV append at
+    /// p, hidden states kept for p); with `None` it reads the position and cache length from the
+    /// GPU and can be replayed for every position (hidden states are then not kept).
+    fn record_step<'a>(
+        &'a self,
+        rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
+        at: Option<u32>,
+    ) -> Result<(), GenError> {
+        let c = &self.config;
+        let (k, s, w) = (&self.k, &self.s, &self.w);
+        let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let dynamic = self.replayable() || at.is_none();
+        k.embed_q8_0p(rec, Matrix::new(&w.embed, WType::Q8_0Planar, c.vocab, h), &s.token, 1, &s.x)?;
+        let row = h as u64 * 4;
+        if let Some(p) = at {
+            rec.copy(&s.x, 0, &self.hs0, p as u64 * row, row)?;
+            if self.accept == 0 {
+                rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
+            }
+        }
+        for (l, lw) in w.layers.iter().enumerate() {
+            let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
+            k.rms_norm(rec, &s.x, &lw.attn_norm, &s.y, h, 1, c.rms_eps)?;
+            if k.matvec_path() == MatvecPath::IntDot {
+                k.quantize_q8_1(rec, &s.y, h as u64, &s.q81)?;
+            }
+            k.matvec_prequantized(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.y, &s.q, &s.q81)?;
+            k.matvec_prequantized(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.y, &s.k, &s.q81)?;
+            k.matvec_prequantized(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.y, &s.v, &s.q81)?;
+            k.rms_norm(rec, &s.q, &lw.q_norm, &s.qn, hd, nh, c.rms_eps)?;
+            k.rms_norm(rec, &s.k, &lw.k_norm, &s.kn, hd, nkv, c.rms_eps)?;
+            k.rope(rec, &s.qn, &s.pos, 1, nh, hd, c.rope_theta, c.mrope_section)?;
+            k.rope(rec, &s.kn, &s.pos, 1, nkv, hd, c.rope_theta, c.mrope_section)?;
+            match (dynamic, at) {
+                (false, Some(p)) => {
+                    k.kv_append(rec, &s.kn, &s.v, kc, vc, 1, nkv, hd, p)?;
+                    k.attn_decode(rec, &s.qn, kc, vc, &s.o, &s.attn, 1, nh, nkv, hd, p + 1)?;
+                }
+                _ => {
+                    k.kv_store(rec, &s.kn, &s.v, kc, vc, &s.cache_len, 1, nkv, hd, self.ctx)?;
+                    k.attn_decode_at(rec, &s.qn, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
+                }
+            }
+            k.matvec(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, &s.ao, Some(&s.q81))?;
+            k.add(rec, &s.x, &s.ao, &s.r, h as u64, h as u64)?;
+            k.rms_norm(rec, &s.r, &lw.ffn_norm, &s.y, h, 1, c.rms_eps)?;
+            k.matvec(rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &s.y, &s.router, None)?;
+            let gate = Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
+            let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
+            let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
+            // Routing (softmax → top-k → renormalise) and gate/up of the chosen experts in one dispatch.
+            k.moe_route_gate_up(rec, &s.router, gate, up, &s.y, &s.ids, &s.weights, c.top_k, 1, c.norm_topk, &s.h)?;
+            k.moe_down(rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
+            if let (Some(p), true) = (at, l as u32 + 1 == self.accept) {
+                rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
+            }
+        }
+        k.rms_norm(rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
+        k.matvec(rec, Matrix::new(&w.lm_head, WType::Q8_0Planar, c.vocab, h), &s.y, &s.logits, Some(&s.q81))?;
+        // The penalty reads the whole history buffer: unfilled entries hold ids ≥ vocab (ignored).
+        let params = SampleParams { step: self.steps_sampled, ..self.sampling };
+        k.sample(rec, &s.logits, c.vocab, &self.history, self.ctx, &params, &self.sample_scratch, &s.next)?;
+        Ok(())
     }
 
     fn prefill_scratch(&mut self) -> Result<(), GenError> {
@@ -409,8 +453,7 @@ impl GpuThinker {
             k.rms_norm(&mut rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
             k.matvec(&mut rec, Matrix::new(&w.lm_head, WType::Q8_0Planar, c.vocab, h), &s.y, &s.logits, Some(&s.q81))?;
             let params = SampleParams { step: self.steps_sampled, ..self.sampling };
-            let seen = p0 + n;
-            k.sample(&mut rec, &s.logits, c.vocab, &self.history, seen, &params, &self.sample_scratch, &s.next)?;
+            k.sample(&mut rec, &s.logits, c.vocab, &self.history, self.ctx, &params, &self.sample_scratch, &s.next)?;
         }
         rec.submit()?;
         self.len += n;
@@ -459,13 +502,39 @@ impl GpuThinker {
     ) -> Result<Vec<u32>, GenError> {
         let mut next = self.prefill(prompt)?;
         let mut out = Vec::new();
-        while out.len() < max_new {
-            out.push(next);
-            if stop.contains(&next) || !on_token(next) || out.len() == max_new {
-                break;
+        if !self.replayable() {
+            while out.len() < max_new {
+                out.push(next);
+                if stop.contains(&next) || !on_token(next) || out.len() == max_new {
+                    break;
+                }
+                next = self.step(next, false)?.0;
             }
-            next = self.step(next, false)?.0;
+            return Ok(out);
         }
-        Ok(out)
+        // One command buffer recorded once and replayed for every new token: the host writes only
+        // the token, the position and the cache length, and reads back only the next token.
+        let mut len = self.len;
+        let result = (|| -> Result<(), GenError> {
+            let mut rec = self.k.gpu().recorder(false)?;
+            self.record_step(&mut rec, None)?;
+            let mut batch = rec.finish()?;
+            while out.len() < max_new {
+                out.push(next);
+                if stop.contains(&next) || !on_token(next) || out.len() == max_new {
+                    break;
+                }
+                if len >= self.ctx {
+                    return Err(GenError::ContextFull { len, ctx: self.ctx });
+                }
+                self.write_step_inputs(next, len)?;
+                batch.submit()?;
+                len += 1;
+                next = self.read_next()?;
+            }
+            Ok(())
+        })();
+        self.len = len;
+        result.map(|_| out)
     }
 }
