@@ -49,7 +49,7 @@ fn sample_ref(logits: &[f32], prev: &[u32], p: &SampleParams) -> (u32, f64) {
     let z = prep_ref(logits, prev, p);
     if p.temperature == 0.0 {
         let best = z.iter().enumerate().fold(None, |b: Option<(usize, f32)>, (i, &v)| match b {
-            Some((_, bv)) if !(v > bv) => b,
+            Some((_, bv)) if v.partial_cmp(&bv) != Some(std::cmp::Ordering::Greater) => b,
             _ if v.is_nan() => b,
             _ => Some((i, v)),
         });
@@ -60,7 +60,7 @@ fn sample_ref(logits: &[f32], prev: &[u32], p: &SampleParams) -> (u32, f64) {
     order.sort_by(|&a, &b| fkey(z[b as usize]).cmp(&fkey(z[a as usize])).then(a.cmp(&b)));
     order.truncate(k);
     let z0 = z[order[0] as usize];
-    if !(z0 > f32::NEG_INFINITY) {
+    if z0.is_nan() || z0 == f32::NEG_INFINITY {
         return (order[0], f64::INFINITY);
     }
     let mut c = Vec::with_capacity(k);
