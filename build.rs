@@ -66,6 +66,7 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "attn_reduce_dyn_f32", file: "attn_reduce.comp", defines: &[("DYN_LEN", "1")] },
     Variant { name: "attn_kv_store_f32", file: "attn_kv_store.comp", defines: &[] },
     Variant { name: "attn_prefill_f32", file: "attn_prefill.comp", defines: &[] },
+    Variant { name: "attn_prefill_v4_f32", file: "attn_prefill_v4.comp", defines: &[] },
     Variant { name: "argmax_f32", file: "argmax.comp", defines: &[] },
     Variant { name: "argmax_final_f32", file: "argmax.comp", defines: &[("FINAL", "1")] },
     Variant { name: "sample_prep_f32", file: "sample_prep.comp", defines: &[] },

@@ -556,7 +556,8 @@ impl Kernels {
         head_dim: u32,
         p0: u32,
     ) -> Result<()> {
-        let name = "attn_prefill_f32";
+        // head_dim a multiple of 32: the vec4, register-blocked variant (attn_prefill_v4.comp).
+        let name = if head_dim % 32 == 0 && head_dim <= 128 { "attn_prefill_v4_f32" } else { "attn_prefill_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
         if head_dim % 8 != 0 || head_dim > 128 {
             return Err(kerr(name, format!("head_dim {head_dim}: need a multiple of 8, at most 128")));
@@ -564,7 +565,11 @@ impl Kernels {
         if n == 0 {
             return Err(kerr(name, "no query tokens".into()));
         }
-        let shared = (BQ * head_dim + BK * (head_dim + 1) + BK * head_dim + BQ * BK + 3 * BQ) * 4;
+        let shared = if name == "attn_prefill_v4_f32" {
+            (BQ * head_dim + BK * (head_dim + 4) + BK * head_dim + BQ * BK + 3 * BQ) * 4
+        } else {
+            (BQ * head_dim + BK * (head_dim + 1) + BK * head_dim + BQ * BK + 3 * BQ) * 4
+        };
         let caps = self.gpu().caps();
         if shared > caps.max_shared_memory {
             return Err(kerr(
