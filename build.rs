@@ -58,6 +58,7 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "moe_combine_f32", file: "moe_combine.comp", defines: &[] },
     Variant { name: "embed_q8_0p_f32", file: "embed_q8_0p.comp", defines: &[] },
     Variant { name: "rope_f32", file: "rope.comp", defines: &[] },
+    Variant { name: "rope_qk_norm_f32", file: "rope_qk_norm.comp", defines: &[] },
     Variant { name: "attn_split_f32", file: "attn_split.comp", defines: &[] },
     Variant { name: "attn_split_vec4_f32", file: "attn_split.comp", defines: &[("VEC4", "1")] },
     Variant { name: "attn_reduce_f32", file: "attn_reduce.comp", defines: &[] },

@@ -162,6 +162,60 @@ fn rope_mrope_matches_f64() {
     check_clean(g);
 }
 
+#[test]
+fn qk_norm_rope_matches_f64() {
+    let k = test_kernels();
+    let g = k.gpu();
+    // (tokens, q heads, kv heads, head_dim, section, largest position)
+    let cases: &[(usize, usize, usize, usize, [u32; 3], u32)] = &[
+        (1, 32, 4, 128, [24, 20, 20], 4000),
+        (7, 4, 2, 128, [24, 20, 20], 300),
+        (5, 6, 3, 64, [8, 12, 12], 1000),
+        (3, 2, 1, 16, [8, 0, 0], 50),
+        (2, 3, 3, 300, [50, 50, 50], 20),
+    ];
+    let (theta, eps) = (1.0e6f32, 1e-6f32);
+    for (ci, &(n, hq, hk, hd, sec, pmax)) in cases.iter().enumerate() {
+        let mut rng = Rng::new(800 + ci as u64);
+        let q = rng.vec(n * hq * hd, 3.0);
+        let kx = rng.vec(n * hk * hd, 3.0);
+        let qw = rng.vec(hd, 1.5);
+        let kw = rng.vec(hd, 1.5);
+        let pos: Vec<u32> = (0..3 * n).map(|_| (rng.next_u64() % (pmax as u64 + 1)) as u32).collect();
+        let qb = g.buffer_from("q", &q, MemoryIntent::Upload).unwrap();
+        let kb = g.buffer_from("k", &kx, MemoryIntent::Upload).unwrap();
+        let qwb = g.buffer_from("q_norm", &qw, MemoryIntent::Weights).unwrap();
+        let kwb = g.buffer_from("k_norm", &kw, MemoryIntent::Weights).unwrap();
+        let pb = g.buffer_from("pos", &pos, MemoryIntent::Upload).unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        let (n32, hq32, hk32, hd32) = (n as u32, hq as u32, hk as u32, hd as u32);
+        k.qk_norm_rope(&mut rec, &qb, &kb, &qwb, &kwb, &pb, n32, hq32, hk32, hd32, eps, theta, sec).unwrap();
+        rec.submit().unwrap();
+        for (label, x, w, heads, buf) in [("q", &q, &qw, hq, &qb), ("k", &kx, &kw, hk, &kb)] {
+            // f64 per-head RMSNorm, then the f64 RoPE reference on the normalised values.
+            let normed: Vec<f64> = r::rms_norm(x, w, hd, eps);
+            let normed32: Vec<f32> = normed.iter().map(|&v| v as f32).collect();
+            let want = rope_ref(&normed32, &pos, n, heads, hd, theta as f64, sec);
+            let got: Vec<f32> = buf.read_vec().unwrap();
+            let half = hd / 2;
+            for (i, (&gv, &wv)) in got.iter().zip(&want).enumerate() {
+                let (row, d) = (i / hd, i % hd);
+                let j = d % half;
+                let t = row / heads;
+                let p = (0..3).map(|a| pos[a * n + t]).max().unwrap() as f64;
+                let pair = normed[row * hd + j].abs() + normed[row * hd + j + half].abs();
+                let err = (gv as f64 - wv).abs();
+                let tol = pair * (4e-6 + 4e-7 * p) + 1e-6;
+                assert!(
+                    err <= tol,
+                    "qk_norm_rope {label} case {ci}: [{i}] got {gv} want {wv} (err {err:e}, tol {tol:e})"
+                );
+            }
+        }
+    }
+    check_clean(g);
+}
+
 /// f64 causal GQA attention: queries at positions p0 + i against keys 0 ..= p0 + i.
 #[allow(clippy::too_many_arguments)]
 fn attn_ref(q: &[f32], kc: &[f32], vc: &[f32], n: usize, heads: usize, n_kv: usize, hd: usize, p0: usize) -> Vec<f64> {

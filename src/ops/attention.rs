@@ -26,6 +26,21 @@ const _: () = assert!(std::mem::size_of::<PushRope>() == 24);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct PushQkNormRope {
+    n_tokens: u32,
+    n_heads: u32,
+    n_kv: u32,
+    head_dim: u32,
+    theta: f32,
+    section_h: u32,
+    section_w: u32,
+    eps: f32,
+    grid_x: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushQkNormRope>() == 36);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct PushSplit {
     n_q: u32,
     n_heads: u32,
@@ -177,6 +192,65 @@ impl Kernels {
             &[Binding::read_write(x).range(0, values * 4), Binding::read(pos).range(0, n_tokens as u64 * 12)],
             push_bytes(&push),
             stride_grid(values / 2, ROPE_WG),
+        )
+    }
+
+    /// Per-head q/k RMSNorm then RoPE, in place, in one dispatch (spec §5.1: q_norm / k_norm
+    /// before the rotary embedding): every head row of q `[n_tokens, n_heads, head_dim]` and k
+    /// `[n_tokens, n_kv, head_dim]` becomes rope(x / sqrt(mean(x²) + eps) · w) with w = `q_w` or
+    /// `k_w` (`[head_dim]` f32); the rotation is [`Kernels::rope`]'s (positions u32 `[3, n_tokens]`,
+    /// `mrope_section = [t, h, w]`). Replaces two RMSNorm and two RoPE dispatches.
+    #[allow(clippy::too_many_arguments)]
+    pub fn qk_norm_rope<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        q: &'a Buffer,
+        k: &'a Buffer,
+        q_w: &'a Buffer,
+        k_w: &'a Buffer,
+        pos: &'a Buffer,
+        n_tokens: u32,
+        n_heads: u32,
+        n_kv: u32,
+        head_dim: u32,
+        eps: f32,
+        theta: f32,
+        mrope_section: [u32; 3],
+    ) -> Result<()> {
+        let name = "rope_qk_norm_f32";
+        if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || head_dim % 2 != 0 {
+            return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}: need nonzero sizes, even head_dim")));
+        }
+        let [st, sh, sw] = mrope_section;
+        if st as u64 + sh as u64 + sw as u64 > (head_dim / 2) as u64 {
+            return Err(kerr(
+                name,
+                format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
+            ));
+        }
+        if !(theta.is_finite() && theta > 1.0) {
+            return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
+        }
+        let rows = n_tokens as u64 * (n_heads as u64 + n_kv as u64);
+        if rows * head_dim as u64 > u32::MAX as u64 {
+            return Err(kerr(name, format!("{rows} rows of {head_dim} exceed 2^32 - 1 values")));
+        }
+        let p = self.pipeline::<PushQkNormRope>(name, &[SpecConst { id: 0, value: 64 }])?;
+        let (dims, grid_x) = grid(rows as u32, self.gpu().caps().max_workgroup_count[0]);
+        let push =
+            PushQkNormRope { n_tokens, n_heads, n_kv, head_dim, theta, section_h: sh, section_w: sw, eps, grid_x };
+        let hd = head_dim as u64 * 4;
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read_write(q).range(0, n_tokens as u64 * n_heads as u64 * hd),
+                Binding::read_write(k).range(0, n_tokens as u64 * n_kv as u64 * hd),
+                Binding::read(q_w).range(0, hd),
+                Binding::read(k_w).range(0, hd),
+                Binding::read(pos).range(0, n_tokens as u64 * 12),
+            ],
+            push_bytes(&push),
+            dims,
         )
     }
 

@@ -1,0 +1,82 @@
+#version 450
+// Per-head q/k RMSNorm fused with rotary embedding (spec §5.1: q_norm / k_norm over each head's
+// head_dim values, then RoPE), for q [n_tokens, n_heads, head_dim] and k [n_tokens, n_kv, head_dim]
+// in place, in one dispatch. For each head row x (one workgroup per row: the q rows, then the k rows):
+//   y = x / sqrt(mean(x^2) + eps) * w   (w = q_w or k_w, [head_dim])
+//   then rope.comp's rotation of y: pairs (j, j + head_dim/2), angle pos_axis(j) * theta^(-2j/head_dim),
+//   axis h if j % 3 == 1 and j < 3*section_h, w if j % 3 == 2 and j < 3*section_w, else t, the f32
+//   angle reduced modulo 2*pi with fma before sin/cos.
+// Invocation j < head_dim/2 owns pair j (looping if head_dim/2 > WG); the sum of squares is a
+// workgroup reduction (any subgroup size).
+//
+// Bindings: 0 q (float[], read-write), 1 k (float[], read-write), 2 q_w (float[head_dim]),
+//           3 k_w (float[head_dim]), 4 pos (uint[3*n_tokens], axis-major t, h, w).
+// Push: n_tokens, n_heads, n_kv, head_dim, theta, section_h, section_w, eps, grid_x.
+// Row = y * grid_x + x over n_tokens*(n_heads + n_kv) rows. Spec: 0 WG.
+#include "common/common.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 64;
+layout(push_constant) uniform Push {
+    uint n_tokens;
+    uint n_heads;
+    uint n_kv;
+    uint head_dim;
+    float theta;
+    uint section_h;
+    uint section_w;
+    float eps;
+    uint grid_x;
+} pc;
+
+layout(std430, binding = 0) buffer Qb { float qv[]; };
+layout(std430, binding = 1) buffer Kb { float kv[]; };
+layout(std430, binding = 2) readonly buffer QW { float q_w[]; };
+layout(std430, binding = 3) readonly buffer KW { float k_w[]; };
+layout(std430, binding = 4) readonly buffer Pos { uint pos[]; };
+
+#include "common/reduce.glsl"
+
+// (cos, sin) of frequency j for token t.
+vec2 rope_cs(uint j, uint t, float l2theta) {
+    uint axis = 0u;
+    if (j % 3u == 1u && j < 3u * pc.section_h) axis = 1u;
+    else if (j % 3u == 2u && j < 3u * pc.section_w) axis = 2u;
+    const float p = float(pos[axis * pc.n_tokens + t]);
+    const float a = p * exp2(-float(2u * j) / float(pc.head_dim) * l2theta);
+    // a - k*2pi exactly: 2pi = C1 + C2 with C1 = 6.28125 (8 significant bits).
+    const float k = roundEven(a * 0.15915494309189535);
+    const float r = fma(-k, 0.0019353071795864769, fma(-k, 6.28125, a));
+    return vec2(cos(r), sin(r));
+}
+
+void main() {
+    const uint row = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
+    const uint q_rows = pc.n_tokens * pc.n_heads;
+    if (row >= q_rows + pc.n_tokens * pc.n_kv) return;
+    const bool is_q = row < q_rows;
+    const uint t = is_q ? row / pc.n_heads : (row - q_rows) / pc.n_kv;
+    const uint off = (is_q ? row : row - q_rows) * pc.head_dim;
+    const uint half_dim = pc.head_dim / 2u;
+    const uint tid = gl_LocalInvocationIndex;
+    float ss = 0.0;
+    for (uint j = tid; j < half_dim; j += WG) {
+        const float x0 = is_q ? qv[off + j] : kv[off + j];
+        const float x1 = is_q ? qv[off + j + half_dim] : kv[off + j + half_dim];
+        ss += x0 * x0 + x1 * x1;
+    }
+    const float scale = inversesqrt(wg_sum(ss) / float(pc.head_dim) + pc.eps);
+    const float l2theta = log2(pc.theta);
+    for (uint j = tid; j < half_dim; j += WG) {
+        const vec2 cs = rope_cs(j, t, l2theta);
+        if (is_q) {
+            const float x0 = qv[off + j] * scale * q_w[j], x1 = qv[off + j + half_dim] * scale * q_w[j + half_dim];
+            qv[off + j] = x0 * cs.x - x1 * cs.y;
+            qv[off + j + half_dim] = x1 * cs.x + x0 * cs.y;
+        } else {
+            const float x0 = kv[off + j] * scale * k_w[j], x1 = kv[off + j + half_dim] * scale * k_w[j + half_dim];
+            kv[off + j] = x0 * cs.x - x1 * cs.y;
+            kv[off + j + half_dim] = x1 * cs.x + x0 * cs.y;
+        }
+    }
+}
