@@ -533,6 +533,24 @@ fn bench_attention() {
             .unwrap());
         println!("decode_at kv {kv} (capacity {cap}): {t:?}");
     }
+    let wq = g.buffer_from("q_norm", &rng.vec(hd, 1.0), MemoryIntent::Weights).unwrap();
+    let wk = g.buffer_from("k_norm", &rng.vec(hd, 1.0), MemoryIntent::Weights).unwrap();
+    let posb = g.buffer_from("pos", &vec![7u32; 3 * n_max], MemoryIntent::Upload).unwrap();
+    let kx = g.buffer_from("k", &rng.vec(n_max * n_kv * hd, 1.0), MemoryIntent::Upload).unwrap();
+    let (h32, kv32, hd32) = (heads as u32, n_kv as u32, hd as u32);
+    for n in [1u32, 512] {
+        let t = time!(|rec| k
+            .qk_norm_rope(&mut rec, &qb, &kx, &wq, &wk, &posb, n, h32, kv32, hd32, 1e-6, 1e6, [24, 20, 20])
+            .unwrap());
+        println!("qk_norm_rope n {n}: {t:?}");
+        let t = time!(|rec| {
+            k.rms_norm(&mut rec, &qb, &wq, &ob, hd32, n * h32, 1e-6).unwrap();
+            k.rms_norm(&mut rec, &kx, &wk, &sb, hd32, n * kv32, 1e-6).unwrap();
+            k.rope(&mut rec, &ob, &posb, n, h32, hd32, 1e6, [24, 20, 20]).unwrap();
+            k.rope(&mut rec, &sb, &posb, n, kv32, hd32, 1e6, [24, 20, 20]).unwrap();
+        });
+        println!("rms_norm ×2 + rope ×2 n {n}: {t:?}");
+    }
     for (n, p0) in [(512u32, 0u32), (256, 0), (256, 3840)] {
         let t = time!(|rec| k
             .attn_prefill(&mut rec, &qb, &kb, &vb, &ob, n, heads as u32, n_kv as u32, hd as u32, p0)
