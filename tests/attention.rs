@@ -104,6 +104,7 @@ fn rope_mrope_matches_f64() {
     let k = test_kernels();
     let g = k.gpu();
     // (tokens, heads, head_dim, section, same position on all axes, largest position)
+    #[allow(clippy::type_complexity)]
     let cases: &[(usize, usize, usize, [u32; 3], bool, u32)] = &[
         (1, 1, 128, [24, 20, 20], true, 5),
         (7, 3, 128, [24, 20, 20], true, 4096),
@@ -167,6 +168,7 @@ fn qk_norm_rope_matches_f64() {
     let k = test_kernels();
     let g = k.gpu();
     // (tokens, q heads, kv heads, head_dim, section, largest position)
+    #[allow(clippy::type_complexity)]
     let cases: &[(usize, usize, usize, usize, [u32; 3], u32)] = &[
         (1, 32, 4, 128, [24, 20, 20], 4000),
         (7, 4, 2, 128, [24, 20, 20], 300),

@@ -136,7 +136,7 @@ fn round_up(v: u64, m: u64) -> u64 {
 
 /// Checks the GQA head shape shared by the attention launchers.
 fn check_heads(name: &str, n_heads: u32, n_kv: u32, head_dim: u32) -> Result<()> {
-    if n_heads == 0 || n_kv == 0 || n_heads % n_kv != 0 {
+    if n_heads == 0 || n_kv == 0 || !n_heads.is_multiple_of(n_kv) {
         return Err(kerr(name, format!("{n_heads} query heads cannot share {n_kv} KV heads evenly")));
     }
     if head_dim == 0 {
@@ -165,7 +165,7 @@ impl Kernels {
         mrope_section: [u32; 3],
     ) -> Result<()> {
         let name = "rope_f32";
-        if n_tokens == 0 || n_heads == 0 || head_dim == 0 || head_dim % 2 != 0 {
+        if n_tokens == 0 || n_heads == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(kerr(
                 name,
                 format!("{n_tokens} tokens × {n_heads} heads × head_dim {head_dim}: need nonzero sizes, even head_dim"),
@@ -218,7 +218,7 @@ impl Kernels {
         mrope_section: [u32; 3],
     ) -> Result<()> {
         let name = "rope_qk_norm_f32";
-        if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || head_dim % 2 != 0 {
+        if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}: need nonzero sizes, even head_dim")));
         }
         let [st, sh, sw] = mrope_section;
@@ -320,7 +320,7 @@ impl Kernels {
         kv_len: u32,
     ) -> Result<()> {
         // Keys load as vec4s when rows allow it (every real head_dim does).
-        let name = if head_dim % 4 == 0 { "attn_split_vec4_f32" } else { "attn_split_f32" };
+        let name = if head_dim.is_multiple_of(4) { "attn_split_vec4_f32" } else { "attn_split_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
         let force_split =
             *FORCE_SPLIT.get_or_init(|| std::env::var("QWEN3VK_ATTN_DECODE").is_ok_and(|v| v.trim() == "split"));
@@ -396,7 +396,7 @@ impl Kernels {
         let g = n_heads / n_kv;
         let caps = self.gpu().caps();
         let shared = g * head_dim * 4 + g * GQA_CHUNK * 4 + GQA_CHUNK * 4 + 2 * g * 4 + GQA_CHUNK * 16;
-        if head_dim % 4 != 0 || head_dim > DECODE_WG || g > GQA_MAX_G || shared > caps.max_shared_memory {
+        if !head_dim.is_multiple_of(4) || head_dim > DECODE_WG || g > GQA_MAX_G || shared > caps.max_shared_memory {
             return None;
         }
         let mut run = || -> Result<()> {
@@ -631,9 +631,9 @@ impl Kernels {
         p0: u32,
     ) -> Result<()> {
         // head_dim a multiple of 32: the vec4, register-blocked variant (attn_prefill_v4.comp).
-        let name = if head_dim % 32 == 0 && head_dim <= 128 { "attn_prefill_v4_f32" } else { "attn_prefill_f32" };
+        let name = if head_dim.is_multiple_of(32) && head_dim <= 128 { "attn_prefill_v4_f32" } else { "attn_prefill_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
-        if head_dim % 8 != 0 || head_dim > 128 {
+        if !head_dim.is_multiple_of(8) || head_dim > 128 {
             return Err(kerr(name, format!("head_dim {head_dim}: need a multiple of 8, at most 128")));
         }
         if n == 0 {
