@@ -23,8 +23,6 @@ struct Scratch {
     q: Buffer,
     k: Buffer,
     v: Buffer,
-    qn: Buffer,
-    kn: Buffer,
     o: Buffer,
     ao: Buffer,
     router: Buffer,
@@ -49,8 +47,6 @@ struct PrefillScratch {
     q: Buffer,
     k: Buffer,
     v: Buffer,
-    qn: Buffer,
-    kn: Buffer,
     o: Buffer,
     ao: Buffer,
     router: Buffer,
@@ -127,8 +123,6 @@ impl GpuThinker {
             q: f("q", qd)?,
             k: f("k", kvd)?,
             v: f("v", kvd)?,
-            qn: f("q normed", qd)?,
-            kn: f("k normed", kvd)?,
             o: f("attention out", qd)?,
             ao: f("o_proj out", h)?,
             router: f("router logits", c.n_experts as u64)?,
@@ -298,18 +292,31 @@ impl GpuThinker {
             k.matvec_prequantized(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.y, &s.q, &s.q81)?;
             k.matvec_prequantized(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.y, &s.k, &s.q81)?;
             k.matvec_prequantized(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.y, &s.v, &s.q81)?;
-            k.rms_norm(rec, &s.q, &lw.q_norm, &s.qn, hd, nh, c.rms_eps)?;
-            k.rms_norm(rec, &s.k, &lw.k_norm, &s.kn, hd, nkv, c.rms_eps)?;
-            k.rope(rec, &s.qn, &s.pos, 1, nh, hd, c.rope_theta, c.mrope_section)?;
-            k.rope(rec, &s.kn, &s.pos, 1, nkv, hd, c.rope_theta, c.mrope_section)?;
+            // Per-head q/k RMSNorm and (M)RoPE, in place, in one dispatch.
+            let (qn, kn) = (&s.q, &s.k);
+            k.qk_norm_rope(
+                rec,
+                qn,
+                kn,
+                &lw.q_norm,
+                &lw.k_norm,
+                &s.pos,
+                1,
+                nh,
+                nkv,
+                hd,
+                c.rms_eps,
+                c.rope_theta,
+                c.mrope_section,
+            )?;
             match (dynamic, at) {
                 (false, Some(p)) => {
-                    k.kv_append(rec, &s.kn, &s.v, kc, vc, 1, nkv, hd, p)?;
-                    k.attn_decode(rec, &s.qn, kc, vc, &s.o, &s.attn, 1, nh, nkv, hd, p + 1)?;
+                    k.kv_append(rec, kn, &s.v, kc, vc, 1, nkv, hd, p)?;
+                    k.attn_decode(rec, qn, kc, vc, &s.o, &s.attn, 1, nh, nkv, hd, p + 1)?;
                 }
                 _ => {
-                    k.kv_store(rec, &s.kn, &s.v, kc, vc, &s.cache_len, 1, nkv, hd, self.ctx)?;
-                    k.attn_decode_at(rec, &s.qn, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
+                    k.kv_store(rec, kn, &s.v, kc, vc, &s.cache_len, 1, nkv, hd, self.ctx)?;
+                    k.attn_decode_at(rec, qn, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
                 }
             }
             k.matvec(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, &s.ao, Some(&s.q81))?;
@@ -354,8 +361,6 @@ impl GpuThinker {
             q: f("prefill q", qd)?,
             k: f("prefill k", kvd)?,
             v: f("prefill v", kvd)?,
-            qn: f("prefill q normed", qd)?,
-            kn: f("prefill k normed", kvd)?,
             o: f("prefill attention out", qd)?,
             ao: f("prefill o_proj out", h)?,
             router: f("prefill router logits", c.n_experts as u64)?,
@@ -427,12 +432,24 @@ impl GpuThinker {
             k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), n, &pf.q, &pf.q81)?;
             k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), n, &pf.k, &pf.q81)?;
             k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), n, &pf.v, &pf.q81)?;
-            k.rms_norm(&mut rec, &pf.q, &lw.q_norm, &pf.qn, hd, n * nh, c.rms_eps)?;
-            k.rms_norm(&mut rec, &pf.k, &lw.k_norm, &pf.kn, hd, n * nkv, c.rms_eps)?;
-            k.rope(&mut rec, &pf.qn, &pf.pos, n, nh, hd, c.rope_theta, c.mrope_section)?;
-            k.rope(&mut rec, &pf.kn, &pf.pos, n, nkv, hd, c.rope_theta, c.mrope_section)?;
-            k.kv_append(&mut rec, &pf.kn, &pf.v, kc, vc, n, nkv, hd, p0)?;
-            k.attn_prefill(&mut rec, &pf.qn, kc, vc, &pf.o, n, nh, nkv, hd, p0)?;
+            let (qn, kn) = (&pf.q, &pf.k);
+            k.qk_norm_rope(
+                &mut rec,
+                qn,
+                kn,
+                &lw.q_norm,
+                &lw.k_norm,
+                &pf.pos,
+                n,
+                nh,
+                nkv,
+                hd,
+                c.rms_eps,
+                c.rope_theta,
+                c.mrope_section,
+            )?;
+            k.kv_append(&mut rec, kn, &pf.v, kc, vc, n, nkv, hd, p0)?;
+            k.attn_prefill(&mut rec, qn, kc, vc, &pf.o, n, nh, nkv, hd, p0)?;
             k.matmul_q8_0(&mut rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &pf.o, n, &pf.ao, &pf.q81)?;
             k.add(&mut rec, &pf.x, &pf.ao, &pf.r, nh_total, nh_total)?;
             k.rms_norm(&mut rec, &pf.r, &lw.ffn_norm, &pf.y, h, n, c.rms_eps)?;
