@@ -22,6 +22,8 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "mv_q8_0_q8_1", file: "matvec_q8_0_q8_1.comp", defines: &[] },
     Variant { name: "mv_q8_0p_f32", file: "matvec_q8_0p.comp", defines: &[] },
     Variant { name: "mv_q8_0p_q8_1", file: "matvec_q8_0p.comp", defines: &[("INTDOT", "1")] },
+    Variant { name: "mv_q8_0p_f32_res", file: "matvec_q8_0p.comp", defines: &[("RESIDUAL", "1")] },
+    Variant { name: "mv_q8_0p_q8_1_res", file: "matvec_q8_0p.comp", defines: &[("INTDOT", "1"), ("RESIDUAL", "1")] },
     Variant { name: "quantize_q8_1", file: "quantize_q8_1.comp", defines: &[] },
     Variant { name: "mm_q8_0_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[] },
     Variant { name: "mm_q8_0p_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[("PLANAR", "1")] },

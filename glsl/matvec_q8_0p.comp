@@ -13,6 +13,8 @@
 //
 // Bindings: 0 qs (uvec4[]), 1 d (uint16[]), float path: 2 x (vec4[]), 3 y (float[M]);
 //           INTDOT: 2 xq (uvec4[]), 3 xd (vec2[] per 32-block), 4 y.
+// Variant RESIDUAL: one more binding (after y), res[M]; writes y = res + W·x (the residual add of a
+// decoder layer fused into its output projection).
 // Push: K, M, grid_x. Spec: 0 WG, 1 RPS (rows per subgroup step), 2 ROWS_WG (rows per workgroup).
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
@@ -32,9 +34,15 @@ layout(std430, binding = 1) readonly buffer D { uint16_t dw[]; };
 layout(std430, binding = 2) readonly buffer XQ { uvec4 xq[]; };
 layout(std430, binding = 3) readonly buffer XD { vec2 xd[]; };
 layout(std430, binding = 4) writeonly buffer Y { float y[]; };
+#ifdef RESIDUAL
+layout(std430, binding = 5) readonly buffer R { float res[]; };
+#endif
 #else
 layout(std430, binding = 2) readonly buffer X { vec4 x[]; };
 layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+#ifdef RESIDUAL
+layout(std430, binding = 4) readonly buffer R { float res[]; };
+#endif
 #endif
 
 #ifndef INTDOT
@@ -80,7 +88,11 @@ void main() {
         }
         for (uint r = 0; r < RPS; r++) {
             const float t = subgroupAdd(acc[r]);
+#ifdef RESIDUAL
+            if (lane == 0u && row0 + r < last) y[row0 + r] = res[row0 + r] + t;
+#else
             if (lane == 0u && row0 + r < last) y[row0 + r] = t;
+#endif
         }
     }
 }

@@ -295,3 +295,37 @@ fn matmul_f32_matches_f64() {
     }
     assert_clean(g);
 }
+
+#[test]
+fn matvec_with_fused_residual() {
+    let mut k = kernels();
+    for path in [MatvecPath::Float, MatvecPath::IntDot] {
+        k.set_matvec_path(path).unwrap();
+        let g = k.gpu().clone();
+        let (rows, cols) = (96usize, 256usize);
+        let mut rng = Rng::new(120);
+        let (bytes, deq) = r::quantize_matrix_q8_0(&rng.vec(rows * cols, 1.0), cols);
+        let planar = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, cols).unwrap();
+        let x = rng.vec(cols, 1.0);
+        let res = rng.vec(rows, 5.0);
+        let wb = g.buffer_from("w", &planar, MemoryIntent::Weights).unwrap();
+        let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+        let rb = g.buffer_from("residual", &res, MemoryIntent::Upload).unwrap();
+        let yb = g.buffer("y", rows as u64 * 4, MemoryIntent::Readback).unwrap();
+        let s = k.q8_1_scratch(cols as u64).unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        let m = Matrix::new(&wb, WType::Q8_0Planar, rows as u32, cols as u32);
+        k.matvec_residual(&mut rec, m, &xb, &rb, &yb, Some(&s)).unwrap();
+        rec.submit().unwrap();
+        let xs = if path == MatvecPath::IntDot { r::q8_1_roundtrip(&x) } else { x.clone() };
+        let want: Vec<f64> = r::matvec(&deq, &xs, rows, cols).iter().zip(&res).map(|(a, b)| a + *b as f64).collect();
+        r::check_close(&format!("{path:?} matvec + residual"), &yb.read_vec::<f32>().unwrap(), &want, 1e-4, 1e-5)
+            .unwrap();
+        // Other weight types refuse the fused residual with a clear error.
+        let mut rec = g.recorder(false).unwrap();
+        let e = k.matvec_residual(&mut rec, Matrix::new(&wb, WType::F32, 4, 4), &xb, &rb, &yb, None).unwrap_err();
+        assert!(e.to_string().contains("planar"), "{e}");
+        drop(rec);
+        assert_clean(&g);
+    }
+}

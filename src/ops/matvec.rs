@@ -24,7 +24,7 @@ impl Kernels {
         y: &'a Buffer,
         scratch: Option<&'a Q8_1Scratch>,
     ) -> Result<()> {
-        self.matvec_impl(rec, w, x, y, scratch, true)
+        self.matvec_impl(rec, w, x, y, scratch, true, None)
     }
 
     /// Like [`Kernels::matvec`] on the int-dot path, with `scratch` already holding x quantised
@@ -38,9 +38,24 @@ impl Kernels {
         y: &'a Buffer,
         scratch: &'a Q8_1Scratch,
     ) -> Result<()> {
-        self.matvec_impl(rec, w, x, y, Some(scratch), false)
+        self.matvec_impl(rec, w, x, y, Some(scratch), false, None)
     }
 
+    /// y = residual + W · x for a planar Q8_0 matrix: a decoder layer's output projection with
+    /// its residual add fused (one dispatch fewer). `residual` (≥ rows floats) must not be `y`.
+    pub fn matvec_residual<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        w: Matrix<'a>,
+        x: &'a Buffer,
+        residual: &'a Buffer,
+        y: &'a Buffer,
+        scratch: Option<&'a Q8_1Scratch>,
+    ) -> Result<()> {
+        self.matvec_impl(rec, w, x, y, scratch, true, Some(residual))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn matvec_impl<'a>(
         &self,
         rec: &mut Recorder<'a>,
@@ -49,15 +64,24 @@ impl Kernels {
         y: &'a Buffer,
         scratch: Option<&'a Q8_1Scratch>,
         quantize: bool,
+        residual: Option<&'a Buffer>,
     ) -> Result<()> {
         let intdot = matches!(w.wtype, WType::Q8_0 | WType::Q8_0Planar) && self.matvec_path() == MatvecPath::IntDot;
-        let name = match (w.wtype, intdot) {
-            (WType::Q8_0, true) => "mv_q8_0_q8_1",
-            (WType::Q8_0, false) => "mv_q8_0_f32",
-            (WType::Q8_0Planar, true) => "mv_q8_0p_q8_1",
-            (WType::Q8_0Planar, false) => "mv_q8_0p_f32",
-            (WType::F16, _) => "mv_f16_f32",
-            (WType::F32, _) => "mv_f32_f32",
+        let name = match (w.wtype, intdot, residual.is_some()) {
+            (WType::Q8_0Planar, true, true) => "mv_q8_0p_q8_1_res",
+            (WType::Q8_0Planar, false, true) => "mv_q8_0p_f32_res",
+            (_, _, true) => {
+                return Err(kerr(
+                    "matvec_residual",
+                    format!("{:?} weights: the fused residual needs planar Q8_0", w.wtype),
+                ))
+            }
+            (WType::Q8_0, true, _) => "mv_q8_0_q8_1",
+            (WType::Q8_0, false, _) => "mv_q8_0_f32",
+            (WType::Q8_0Planar, true, _) => "mv_q8_0p_q8_1",
+            (WType::Q8_0Planar, false, _) => "mv_q8_0p_f32",
+            (WType::F16, _, _) => "mv_f16_f32",
+            (WType::F32, _, _) => "mv_f32_f32",
         };
         w.check(name)?;
         let t = self.tuning;
@@ -88,10 +112,14 @@ impl Kernels {
                 if quantize {
                     self.quantize_q8_1(rec, x, n, s)?;
                 }
-                let b = [qs, d, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), yb];
+                let mut b =
+                    vec![qs, d, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), yb];
+                b.extend(residual.map(|r| Binding::read(r).range(0, w.rows as u64 * 4)));
                 return rec.dispatch(&p, &b, push_bytes(&push), dims);
             }
-            return rec.dispatch(&p, &[qs, d, Binding::read(x).range(0, n * 4), yb], push_bytes(&push), dims);
+            let mut b = vec![qs, d, Binding::read(x).range(0, n * 4), yb];
+            b.extend(residual.map(|r| Binding::read(r).range(0, w.rows as u64 * 4)));
+            return rec.dispatch(&p, &b, push_bytes(&push), dims);
         }
         let wb = Binding::read(w.buf).range(w.offset, w.bytes());
         if intdot {

@@ -24,7 +24,6 @@ struct Scratch {
     k: Buffer,
     v: Buffer,
     o: Buffer,
-    ao: Buffer,
     router: Buffer,
     ids: Buffer,
     weights: Buffer,
@@ -124,7 +123,6 @@ impl GpuThinker {
             k: f("k", kvd)?,
             v: f("v", kvd)?,
             o: f("attention out", qd)?,
-            ao: f("o_proj out", h)?,
             router: f("router logits", c.n_experts as u64)?,
             ids: g.buffer("expert ids", c.top_k as u64 * 4, MemoryIntent::Scratch)?,
             weights: f("expert weights", c.top_k as u64)?,
@@ -319,8 +317,8 @@ impl GpuThinker {
                     k.attn_decode_at(rec, qn, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
                 }
             }
-            k.matvec(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, &s.ao, Some(&s.q81))?;
-            k.add(rec, &s.x, &s.ao, &s.r, h as u64, h as u64)?;
+            // r = x + o_proj(o): the residual add fused into the projection.
+            k.matvec_residual(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, &s.x, &s.r, Some(&s.q81))?;
             k.rms_norm(rec, &s.r, &lw.ffn_norm, &s.y, h, 1, c.rms_eps)?;
             k.matvec(rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &s.y, &s.router, None)?;
             let gate = Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
