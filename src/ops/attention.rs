@@ -631,7 +631,8 @@ impl Kernels {
         p0: u32,
     ) -> Result<()> {
         // head_dim a multiple of 32: the vec4, register-blocked variant (attn_prefill_v4.comp).
-        let name = if head_dim.is_multiple_of(32) && head_dim <= 128 { "attn_prefill_v4_f32" } else { "attn_prefill_f32" };
+        let name =
+            if head_dim.is_multiple_of(32) && head_dim <= 128 { "attn_prefill_v4_f32" } else { "attn_prefill_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
         if !head_dim.is_multiple_of(8) || head_dim > 128 {
             return Err(kerr(name, format!("head_dim {head_dim}: need a multiple of 8, at most 128")));
