@@ -253,11 +253,17 @@ impl GpuThinker {
         Ok(next[0])
     }
 
-    /// Whether a recorded step can be replayed for every position: the position and cache length
-    /// come from GPU buffers (replayable attention), and sampling draws no step-dependent number.
-    fn replayable(&self) -> bool {
+    /// Whether the attention kernels that read the cache length from the GPU fit this model
+    /// (head_dim a multiple of 4 up to 128, at most 16 query heads per KV head).
+    fn dyn_attention(&self) -> bool {
         let c = &self.config;
-        c.head_dim % 4 == 0 && c.head_dim <= 128 && c.n_heads / c.n_kv_heads <= 16 && self.sampling.temperature == 0.0
+        c.head_dim % 4 == 0 && c.head_dim <= 128 && c.n_heads / c.n_kv_heads <= 16
+    }
+
+    /// Whether a recorded step can be replayed for every position: GPU-read attention lengths, and
+    /// sampling that draws no step-dependent number (its RNG step is a push constant).
+    fn replayable(&self) -> bool {
+        self.dyn_attention() && self.sampling.temperature == 0.0
     }
 
     /// Records one decode step. With `at = Some(p)` the step is for position p only (KV append at
@@ -272,7 +278,9 @@ impl GpuThinker {
         let (k, s, w) = (&self.k, &self.s, &self.w);
         let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
-        let dynamic = self.replayable() || at.is_none();
+        // The GPU-read-length kernels whenever they fit (one tested path for stepping and
+        // replay); position-in-push-constant kernels only for head shapes they do not cover.
+        let dynamic = self.dyn_attention() || at.is_none();
         k.embed_q8_0p(rec, Matrix::new(&w.embed, WType::Q8_0Planar, c.vocab, h), &s.token, 1, &s.x)?;
         let row = h as u64 * 4;
         if let Some(p) = at {
