@@ -6,6 +6,7 @@
 //! * [`model_file`]: the Q8_0 GGUF model file, with shape- and type-checked tensor lookups.
 //! * [`thinker`]: the Thinker's config and its weights on the GPU.
 
+pub mod audio;
 pub mod chat;
 pub mod cli_bench;
 pub mod cli_chat;

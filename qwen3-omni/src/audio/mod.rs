@@ -1,0 +1,7 @@
+//! Audio in (spec §4): WAV → 16 kHz mono → Whisper log-mel → AudioTower → Thinker embeddings.
+
+pub mod mel;
+pub mod wav;
+
+pub use mel::{LogMel, MelExtractor};
+pub use wav::{load_wav, Audio16k, AudioError, LoadOptions, Resampler};
