@@ -76,6 +76,11 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "sample_penalty_f32", file: "sample_prep.comp", defines: &[("PENALTY", "1")] },
     Variant { name: "sample_f32", file: "sample.comp", defines: &[] },
     Variant { name: "sample_hist_f32", file: "sample.comp", defines: &[("HIST", "1")] },
+    // AudioTower (spec §4.2).
+    Variant { name: "add_gelu_f32", file: "elementwise.comp", defines: &[("OP_ADD_GELU", "1")] },
+    Variant { name: "layer_norm_f32", file: "layer_norm.comp", defines: &[] },
+    Variant { name: "conv2d_s2_gelu_f32", file: "conv2d_s2.comp", defines: &[] },
+    Variant { name: "attn_window_f32", file: "attn_window.comp", defines: &[] },
 ];
 
 const MAX_PUSH: u32 = 128;
