@@ -1,0 +1,62 @@
+//! The AudioTower (CPU oracle and GPU) against transformers' outputs for every fixture clip in
+//! both fixture models (ref_audio_tower_q8: the Q8_0-round-tripped weights the GGUF holds).
+
+mod common;
+
+use std::path::PathBuf;
+
+use qwen3_omni::audio::cpu::CpuAudioTower;
+use qwen3_omni::model_file::ModelFile;
+
+fn model_dir(name: &str) -> PathBuf {
+    common::fixtures().join("models").join(name)
+}
+
+fn gguf(name: &str, tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("qwen3vk-audio-{tag}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("tiny.gguf");
+    quantizer::convert::convert(&model_dir(name), &out, &Default::default()).unwrap();
+    (dir, out)
+}
+
+pub fn rel(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+/// (clip, mel [128, T], T, reference output) for every clip of `model`'s reference file.
+fn cases(model: &str) -> Vec<(String, Vec<f32>, usize, Vec<f32>)> {
+    let refs = model_dir(model).join("ref_audio_tower_q8.safetensors");
+    let mels = common::fixtures().join("audio/mel.safetensors");
+    let h = common::read_safetensors_header(&refs);
+    h.tensors
+        .keys()
+        .map(|clip| {
+            let mel = common::read_safetensors_f32(&mels, &format!("{clip}.mel"));
+            let t = mel.len() / 128;
+            (clip.clone(), mel, t, common::read_safetensors_f32(&refs, clip))
+        })
+        .collect()
+}
+
+#[test]
+fn cpu_audio_tower_matches_transformers() {
+    for model in ["tiny-real-vocab", "tiny-ragged"] {
+        let (dir, file) = gguf(model, "cpu");
+        let m = ModelFile::open(&file).unwrap();
+        let tower = CpuAudioTower::load(&m).unwrap();
+        for (clip, mel, t, want) in cases(model) {
+            let got = tower.forward(&mel, t);
+            let plan = tower.config.plan(t as u32);
+            assert_eq!(got.len(), want.len(), "{model}/{clip}: {} tokens", plan.tokens);
+            let e = rel(&got, &want);
+            eprintln!("{model}/{clip}: CPU oracle relative error {e:.2e} ({} tokens, window {})", plan.tokens, plan.window);
+            assert!(e < 1e-4, "{model}/{clip}: relative error {e:e}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
