@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod cpu;
+pub mod gpu;
 pub mod mel;
 pub mod wav;
 
