@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use qwen3_omni::audio::cpu::CpuAudioTower;
 use qwen3_omni::audio::gpu::GpuAudioTower;
+use qwen3_omni::model_file::ModelFile;
 use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::Kernels;
-use qwen3_omni::model_file::ModelFile;
 
 fn model_dir(name: &str) -> PathBuf {
     common::fixtures().join("models").join(name)
