@@ -52,10 +52,13 @@ pub struct ChatArgs {
     /// Print per-kernel GPU time of one decode step to stderr.
     #[arg(long)]
     pub profile: bool,
+    /// A recording to ask about (WAV); -p then adds a written question after it.
+    #[arg(short = 'a', long)]
+    pub audio: Option<PathBuf>,
 }
 
 /// The demo model: converted once from the fixture checkpoint plus the fetched tokenizer.
-fn demo_model() -> anyhow::Result<PathBuf> {
+pub(crate) fn demo_model() -> anyhow::Result<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = repo.join("models/demo.gguf");
     if out.exists() {
@@ -89,6 +92,9 @@ fn demo_model() -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
+    if let Some(audio) = &a.audio {
+        return crate::cli_audio::run_chat(a, audio);
+    }
     let path = match &a.model {
         Some(p) => p.clone(),
         None => demo_model()?,

@@ -8,6 +8,7 @@
 
 pub mod audio;
 pub mod chat;
+pub mod cli_audio;
 pub mod cli_bench;
 pub mod cli_chat;
 pub mod model_file;

@@ -1,0 +1,208 @@
+//! Audio on the command line: `chat -a FILE.wav [-p TEXT]` (a spoken or written question about a
+//! recording, text answer), `transcribe -a FILE.wav` (text only on stdout), and `bench-audio`
+//! (AudioTower and log-mel speed on synthetic audio, as real-time factors).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
+use qwen3_omni_vk::Kernels;
+
+use crate::audio::gpu::GpuAudioTower;
+use crate::audio::{load_wav, LoadOptions, MelExtractor};
+use crate::chat::{render, Item, Message, Role};
+use crate::cli_chat::ChatArgs;
+use crate::model_file::ModelFile;
+use crate::thinker::gpu::GpuThinker;
+use crate::tokenizer::Tokenizer;
+
+/// The default prompt of `transcribe`.
+pub const TRANSCRIBE_PROMPT: &str = "Transcribe the audio into text.";
+
+/// Arguments of `transcribe`.
+#[derive(clap::Args, Debug)]
+pub struct TranscribeArgs {
+    /// The recording (WAV: any rate, channels, 8/16/24/32-bit PCM or 32-bit float).
+    #[arg(short = 'a', long)]
+    pub audio: PathBuf,
+    /// Model file (Q8_0 GGUF). Default: the tiny demo model (random weights: gibberish).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// The instruction given with the audio.
+    #[arg(short = 'p', long, default_value = TRANSCRIBE_PROMPT)]
+    pub prompt: String,
+    /// Maximum new tokens.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 1024)]
+    pub n_predict: usize,
+    /// Vulkan device index.
+    #[arg(long)]
+    pub device: Option<usize>,
+}
+
+/// What one audio turn needs, whichever command asked.
+struct AudioTurn<'a> {
+    model: Option<&'a Path>,
+    audio: &'a Path,
+    system: Option<&'a str>,
+    text: Option<&'a str>,
+    n_predict: usize,
+    device: Option<usize>,
+    sampling: qwen3_omni_vk::SampleParams,
+    /// Progress and speed lines on stderr.
+    verbose: bool,
+}
+
+/// `chat -a FILE.wav [-p TEXT]`: one turn with the recording, then the answer streamed.
+pub fn run_chat(a: &ChatArgs, audio: &Path) -> anyhow::Result<()> {
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    });
+    run_turn(&AudioTurn {
+        model: a.model.as_deref(),
+        audio,
+        system: a.system.as_deref(),
+        text: a.prompt.as_deref(),
+        n_predict: a.n_predict,
+        device: a.device,
+        sampling: qwen3_omni_vk::SampleParams {
+            temperature: a.temp,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            repetition_penalty: a.repeat_penalty,
+            seed,
+            ..Default::default()
+        },
+        verbose: true,
+    })
+}
+
+/// `transcribe -a FILE.wav`: greedy, the text alone on stdout.
+pub fn run_transcribe(a: &TranscribeArgs) -> anyhow::Result<()> {
+    run_turn(&AudioTurn {
+        model: a.model.as_deref(),
+        audio: &a.audio,
+        system: None,
+        text: Some(&a.prompt),
+        n_predict: a.n_predict,
+        device: a.device,
+        sampling: qwen3_omni_vk::SampleParams::default(),
+        verbose: false,
+    })
+}
+
+fn run_turn(a: &AudioTurn<'_>) -> anyhow::Result<()> {
+    // The recording first: a bad file fails before the model is loaded.
+    let t_load = std::time::Instant::now();
+    let wav = load_wav(a.audio, &LoadOptions::default())?;
+    let mel = MelExtractor::new(128).compute(&wav.samples);
+    let mel_s = t_load.elapsed().as_secs_f64();
+    let path = match a.model {
+        Some(p) => p.to_path_buf(),
+        None => crate::cli_chat::demo_model()?,
+    };
+    let m = ModelFile::open(&path)?;
+    let json = m.gguf.header.get("tokenizer.huggingface.json").and_then(|v| v.as_str()).with_context(|| {
+        format!(
+            "{}: no tokenizer.huggingface.json in the metadata (quantize with tokenizer.json beside config.json)",
+            path.display()
+        )
+    })?;
+    let tok = Tokenizer::from_json(json, &path)?;
+    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
+    if a.verbose {
+        eprintln!("device: {} · model: {}", gpu.caps().name, path.display());
+        eprintln!(
+            "audio: {} ({} Hz, {} ch, {:.2} s) → {} mel frames",
+            a.audio.display(),
+            wav.source_rate,
+            wav.source_channels,
+            wav.seconds(),
+            mel.frames
+        );
+    }
+    let mut msgs = Vec::new();
+    if let Some(s) = a.system {
+        msgs.push(Message::text(Role::System, s));
+    }
+    let mut items = vec![Item::audio_frames(mel.frames)];
+    if let Some(t) = a.text {
+        items.push(Item::text(t));
+    }
+    msgs.push(Message::new(Role::User, items));
+    let prompt = render(&tok, &msgs, true)?;
+    let n_audio = prompt.audio_spans.iter().map(|s| s.len()).sum::<usize>();
+    let ctx = (prompt.ids.len() + a.n_predict + 8).min(u32::MAX as usize) as u32;
+    let k = Kernels::new(gpu.clone());
+    let t0 = std::time::Instant::now();
+    let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {})?;
+    let mut t = GpuThinker::load(k, &m, ctx, |done, total| {
+        if a.verbose {
+            eprint!("\rloading the Thinker: layer {done}/{total}");
+            let _ = std::io::stderr().flush();
+        }
+    })?;
+    if ctx > t.config.max_positions {
+        bail!(
+            "{}: the prompt ({} tokens, {n_audio} of them audio) and {} new tokens exceed the model's {} positions",
+            a.audio.display(),
+            prompt.ids.len(),
+            a.n_predict,
+            t.config.max_positions
+        );
+    }
+    if a.verbose {
+        eprintln!(" ({:.1} s)", t0.elapsed().as_secs_f64());
+    }
+    let t1 = std::time::Instant::now();
+    let emb = tower.forward(t.kernels(), &mel.data, mel.frames as u32)?;
+    let tower_s = t1.elapsed().as_secs_f64();
+    if emb.tokens as usize != n_audio || emb.dim != t.config.hidden {
+        bail!(
+            "the AudioTower gave {} rows of {} but the prompt has {n_audio} audio positions of {}",
+            emb.tokens,
+            emb.dim,
+            t.config.hidden
+        );
+    }
+    t.set_sampling(a.sampling);
+    let im_end = tok.special_ids().im_end;
+    let stop = [im_end, tok.special_ids().endoftext];
+    let t2 = std::time::Instant::now();
+    let first = t.prefill_with_audio(&prompt.ids, &emb.buf, emb.tokens, tok.special_ids().audio_pad)?;
+    let prefill_s = t2.elapsed().as_secs_f64();
+    drop(emb);
+    let mut dec = tok.stream_decoder(true);
+    let mut out = vec![first];
+    let mut emit = |id: u32| {
+        if !stop.contains(&id) {
+            print!("{}", dec.push(id));
+            let _ = std::io::stdout().flush();
+        }
+    };
+    emit(first);
+    let t3 = std::time::Instant::now();
+    if !stop.contains(&first) && a.n_predict > 1 {
+        // `first` is fed at the next position; generation continues with replayed decode steps.
+        let rest = t.generate(&[first], a.n_predict - 1, &stop, |id| {
+            emit(id);
+            true
+        })?;
+        out.extend(rest);
+    }
+    println!("{}", dec.finish());
+    if a.verbose {
+        let gen_s = t3.elapsed().as_secs_f64();
+        eprintln!(
+            "[{} prompt tokens ({n_audio} audio), {} generated; mel {:.0} ms, AudioTower {:.0} ms, prefill {:.0} ms, \
+             {:.1} tok/s generation]",
+            prompt.ids.len(),
+            out.len(),
+            mel_s * 1e3,
+            tower_s * 1e3,
+            prefill_s * 1e3,
+            out.len().saturating_sub(1) as f64 / gen_s.max(1e-9)
+        );
+    }
+    Ok(())
+}
