@@ -206,3 +206,112 @@ fn run_turn(a: &AudioTurn<'_>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Arguments of `bench-audio`.
+#[derive(clap::Args, Debug)]
+pub struct BenchAudioArgs {
+    /// Model file (a synthetic full-size GGUF from `quantize --synthetic` is fine; only the
+    /// AudioTower is loaded).
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// Audio lengths to time, in seconds (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "30,300")]
+    pub seconds: Vec<f64>,
+    /// Timed repetitions per length (after one warm-up).
+    #[arg(short = 'n', long, default_value_t = 3)]
+    pub reps: u32,
+    /// Also time every dispatch once and print the per-kernel breakdown.
+    #[arg(long)]
+    pub profile: bool,
+    #[arg(long)]
+    pub device: Option<usize>,
+}
+
+/// A deterministic test signal: a slow chirp over tones and a little noise, in [−1, 1].
+pub fn synthetic_audio(seconds: f64) -> Vec<f32> {
+    let n = (seconds * 16_000.0) as usize;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / 16_000.0;
+            let f = 150.0 + 50.0 * (t * 0.37).sin() + 3000.0 * ((t * 0.05).fract());
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let noise = (state >> 40) as f64 / (1u64 << 24) as f64 - 0.5;
+            (0.4 * (2.0 * std::f64::consts::PI * f * t).sin()
+                + 0.2 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()
+                + 0.05 * noise) as f32
+        })
+        .collect()
+}
+
+/// `bench-audio`: log-mel (CPU) and AudioTower (GPU) time per audio length, as real-time factors
+/// (seconds of audio per second of compute).
+pub fn run_bench(a: &BenchAudioArgs) -> anyhow::Result<()> {
+    let m = ModelFile::open(&a.model)?;
+    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
+    let k = Kernels::new(gpu.clone());
+    let t0 = std::time::Instant::now();
+    let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {})?;
+    let c = tower.config.clone();
+    println!(
+        "device: {} · model: {} · AudioTower {} layers, d_model {}, {} heads, ffn {}, out {} · {:.2} GB on the device, loaded in {:.1} s",
+        gpu.caps().name,
+        a.model.display(),
+        c.layers,
+        c.d_model,
+        c.heads,
+        c.ffn,
+        c.out_dim,
+        GpuAudioTower::device_bytes(&c) as f64 / 1e9,
+        t0.elapsed().as_secs_f64()
+    );
+    let mel_x = MelExtractor::new(c.n_mels as usize);
+    for &secs in &a.seconds {
+        if !(secs > 0.0) {
+            bail!("--seconds {secs}: lengths must be positive");
+        }
+        let x = synthetic_audio(secs);
+        let _ = mel_x.compute(&x[..x.len().min(16_000)]);
+        let s = std::time::Instant::now();
+        let mel = mel_x.compute(&x);
+        let mel_s = s.elapsed().as_secs_f64();
+        tower.profile = false;
+        let warm = tower.forward(&k, &mel.data, mel.frames as u32)?; // pipelines, clocks, scratch
+        let tokens = warm.tokens;
+        drop(warm);
+        let (mut wall, mut gpu_s) = (f64::MAX, f64::MAX);
+        for _ in 0..a.reps.max(1) {
+            let s = std::time::Instant::now();
+            let e = tower.forward(&k, &mel.data, mel.frames as u32)?;
+            wall = wall.min(s.elapsed().as_secs_f64());
+            gpu_s = gpu_s.min(tower.stats.gpu_ns / 1e9);
+            drop(e);
+        }
+        println!(
+            "{secs:.0} s of audio: {} mel frames, {tokens} tokens, {} command buffers · log-mel (CPU) {:.1} ms = {:.0}× real time · \
+             AudioTower {:.1} ms wall ({:.1} ms GPU) = {:.0}× real time (RTF {:.4})",
+            mel.frames,
+            tower.stats.groups,
+            mel_s * 1e3,
+            secs / mel_s,
+            wall * 1e3,
+            gpu_s * 1e3,
+            secs / wall,
+            wall / secs
+        );
+        if a.profile {
+            tower.profile = true;
+            tower.forward(&k, &mel.data, mel.frames as u32)?;
+            let mut v: Vec<_> = tower.stats.kernels.iter().collect();
+            v.sort_by(|x, y| y.1 .0.partial_cmp(&x.1 .0).unwrap_or(std::cmp::Ordering::Equal));
+            println!("  per kernel (every dispatch serialised and timed; ms total / dispatches):");
+            for (name, (ns, n)) in v {
+                println!("    {name:<26} {:9.2} ms  {n:5}×", ns / 1e6);
+            }
+            tower.profile = false;
+        }
+    }
+    Ok(())
+}

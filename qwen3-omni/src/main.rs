@@ -25,6 +25,8 @@ enum Command {
     Chat(qwen3_omni::cli_chat::ChatArgs),
     /// Transcribe a recording: text only on stdout.
     Transcribe(qwen3_omni::cli_audio::TranscribeArgs),
+    /// Time log-mel and the AudioTower on synthetic audio (synthetic full-size models welcome).
+    BenchAudio(qwen3_omni::cli_audio::BenchAudioArgs),
     /// Time the Thinker's decode on the GPU (synthetic full-size models welcome).
     BenchThinker(qwen3_omni::cli_bench::BenchArgs),
     /// Describe a GGUF file: header, metadata, tensor table, totals per type.
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Devices { selftest } => devices(selftest),
         Command::Chat(args) => qwen3_omni::cli_chat::run(&args),
         Command::Transcribe(args) => qwen3_omni::cli_audio::run_transcribe(&args),
+        Command::BenchAudio(args) => qwen3_omni::cli_audio::run_bench(&args),
         Command::BenchThinker(args) => qwen3_omni::cli_bench::run(&args),
         Command::Info(args) => quantizer::cli::run_info(&args),
         Command::Quantize(args) => quantizer::cli::run_quantize(&args),

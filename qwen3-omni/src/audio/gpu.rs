@@ -77,6 +77,19 @@ pub struct GpuAudioTower {
     proj2: Linear,
     pe: Buffer,
     scratch: Option<Scratch>,
+    /// With `profile` set, every dispatch is timed; `stats` sums them over the last forward.
+    pub profile: bool,
+    pub stats: ForwardStats,
+}
+
+/// GPU time of the last forward (whole command buffers; per kernel only when profiling).
+#[derive(Debug, Clone, Default)]
+pub struct ForwardStats {
+    pub gpu_ns: f64,
+    pub groups: u32,
+    pub dispatches: u32,
+    /// Kernel name → (ns, dispatches), profiling only.
+    pub kernels: std::collections::BTreeMap<String, (f64, u32)>,
 }
 
 /// Attention windows per command buffer (≈ 416 tokens at the real model's 104-token windows).
@@ -139,6 +152,8 @@ impl GpuAudioTower {
             proj2: lin("proj2", c.out_dim as u64, d, true)?,
             pe,
             scratch: None,
+            profile: false,
+            stats: ForwardStats::default(),
             config: c,
         })
     }
@@ -197,11 +212,20 @@ impl GpuAudioTower {
         let plan = c.plan(frames);
         let out = gpu.buffer("audio embeddings", plan.tokens as u64 * c.out_dim as u64 * 4, MemoryIntent::Scratch)?;
         let g = self.scratch.as_ref().map(|s| s.chunks).unwrap_or(1);
+        self.stats = ForwardStats::default();
         let mut row = 0u32;
         let mut c0 = 0;
         while c0 < plan.n_chunks {
             let c1 = (c0 + g).min(plan.n_chunks);
-            let n = self.group(k, &plan, mel, c0, c1, &out, row)?;
+            let (n, prof) = self.group(k, &plan, mel, c0, c1, &out, row)?;
+            self.stats.gpu_ns += prof.total_ns.unwrap_or(0.0);
+            self.stats.groups += 1;
+            self.stats.dispatches += prof.dispatches;
+            for kt in &prof.kernels {
+                let e = self.stats.kernels.entry(kt.name.clone()).or_default();
+                e.0 += kt.ns;
+                e.1 += 1;
+            }
             row += n;
             c0 = c1;
         }
@@ -220,7 +244,7 @@ impl GpuAudioTower {
         c1: u32,
         out: &Buffer,
         row: u32,
-    ) -> Result<u32, qwen3_omni_vk::Error> {
+    ) -> Result<(u32, qwen3_omni_vk::vk_runtime::Profile), qwen3_omni_vk::Error> {
         let c = &self.config;
         let s = self.scratch.as_ref().expect("scratch");
         let (nm, lmax, frames) = (c.n_mels as usize, plan.lmax as usize, plan.frames as usize);
@@ -238,7 +262,7 @@ impl GpuAudioTower {
         let n = plan.tokens_of(c0, c1);
         let (d, ds) = (c.d_model, c.conv_channels);
         let padded_rows = nc * plan.conv_t;
-        let mut rec = k.gpu().recorder(false)?;
+        let mut rec = k.gpu().recorder(self.profile)?;
         let s1 = Conv2dShape { n: nc, cin: 1, hin: c.n_mels, win: plan.lmax, cout: ds };
         k.conv2d_s2_gelu(&mut rec, s1, &s.mel, &self.conv[0].0, &self.conv[0].1, &s.c1, false)?;
         let s2 = Conv2dShape { n: nc, cin: ds, hin: s1.hout(), win: s1.wout(), cout: ds };
@@ -276,8 +300,8 @@ impl GpuAudioTower {
         self.linear(k, &mut rec, &self.proj2, &s.a, n, &s.out, &s.q81)?;
         let rb = c.out_dim as u64 * 4;
         rec.copy(&s.out, 0, out, row as u64 * rb, n as u64 * rb)?;
-        rec.submit()?;
-        Ok(n)
+        let prof = rec.submit()?;
+        Ok((n, prof))
     }
 
     /// y = x·Wᵀ + b over n rows.
