@@ -80,6 +80,7 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "add_gelu_f32", file: "elementwise.comp", defines: &[("OP_ADD_GELU", "1")] },
     Variant { name: "layer_norm_f32", file: "layer_norm.comp", defines: &[] },
     Variant { name: "conv2d_s2_gelu_f32", file: "conv2d_s2.comp", defines: &[] },
+    Variant { name: "conv2d_s2_gelu_tiled_f32", file: "conv2d_s2_tiled.comp", defines: &[] },
     Variant { name: "attn_window_f32", file: "attn_window.comp", defines: &[] },
 ];
 

@@ -114,6 +114,10 @@ fn conv2d_s2_gelu_matches_f64() {
         (Conv2dShape { n: 3, cin: 5, hin: 17, win: 9, cout: 4 }, false),
         (Conv2dShape { n: 2, cin: 6, hin: 32, win: 25, cout: 7 }, true),
         (Conv2dShape { n: 1, cin: 3, hin: 1, win: 1, cout: 2 }, true),
+        // Tiled (cin · 9 ≥ 64): ragged tiles in both directions, both layouts.
+        (Conv2dShape { n: 3, cin: 8, hin: 13, win: 11, cout: 70 }, false),
+        (Conv2dShape { n: 2, cin: 37, hin: 16, win: 13, cout: 96 }, true),
+        (Conv2dShape { n: 1, cin: 64, hin: 32, win: 25, cout: 64 }, true),
     ];
     for (i, &(s, flat)) in shapes.iter().enumerate() {
         let mut rng = Rng::new(300 + i as u64);

@@ -168,8 +168,16 @@ impl Kernels {
         if s.out_len() > u32::MAX as u64 || s.in_len() > u32::MAX as u64 {
             return Err(kerr(name, format!("{s:?} exceeds 2^32 values; convolve fewer chunks at a time")));
         }
+        // Many input channels: the tiled implicit-GEMM kernel (64×64 output tiles); one input
+        // channel (the first conv): one invocation per output.
+        let tiled = s.cin * 9 >= 64 && std::env::var("QWEN3VK_CONV_NAIVE").is_err();
+        let name = if tiled { "conv2d_s2_gelu_tiled_f32" } else { name };
         let wg = 256;
-        let p = self.pipeline::<PushConv>(name, &[SpecConst { id: 0, value: wg }])?;
+        let p = if tiled {
+            self.pipeline::<PushConv>(name, &[])?
+        } else {
+            self.pipeline::<PushConv>(name, &[SpecConst { id: 0, value: wg }])?
+        };
         let push = PushConv {
             n: s.n,
             cin: s.cin,
@@ -180,6 +188,17 @@ impl Kernels {
             wout: s.wout(),
             flat_out: flat as u32,
         };
+        let dims = if tiled {
+            let positions = s.n as u64 * s.hout() as u64 * s.wout() as u64;
+            let g = [positions.div_ceil(64), (s.cout as u64).div_ceil(64)];
+            let max = self.gpu().caps().max_workgroup_count;
+            if g[0] > max[0] as u64 || g[1] > max[1] as u64 {
+                return Err(kerr(name, format!("{g:?} tiles exceed the device's workgroup count limit")));
+            }
+            [g[0] as u32, g[1] as u32, 1]
+        } else {
+            stride_grid(s.out_len(), wg)
+        };
         rec.dispatch(
             &p,
             &[
@@ -189,7 +208,7 @@ impl Kernels {
                 Binding::write(y).range(0, s.out_len() * 4),
             ],
             push_bytes(&push),
-            stride_grid(s.out_len(), wg),
+            dims,
         )
     }
 
