@@ -130,3 +130,49 @@ fn audio_prompt_matches_transformers_real_vocab() {
 fn audio_prompt_matches_transformers_ragged() {
     run("tiny-ragged");
 }
+
+/// A long clip (40 s: 520 audio tokens) spans several prefill batches: every audio position's
+/// hs[0] is exactly its AudioTower row, in order, and the text positions keep their embeddings.
+#[test]
+fn long_audio_spans_prefill_batches() {
+    let model = "tiny-ragged";
+    let root = common::fixtures().join("models").join(model);
+    let dir = std::env::temp_dir().join(format!("qwen3vk-thinker-audio-long-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file: PathBuf = dir.join("tiny.gguf");
+    quantizer::convert::convert(&root, &file, &Default::default()).unwrap();
+    let m = ModelFile::open(&file).unwrap();
+    let audio_token = m.config_u64("/thinker_config/audio_token_id").unwrap() as u32;
+    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let wav = load_wav(common::fixtures().join("audio/synthetic_40s_16k_mono.wav"), &LoadOptions::default()).unwrap();
+    let mel = MelExtractor::new(128).compute(&wav.samples);
+    let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {}).unwrap();
+    let mut t = GpuThinker::load(Kernels::new(gpu.clone()), &m, 600, |_, _| {}).unwrap();
+    let emb = tower.forward(t.kernels(), &mel.data, mel.frames as u32).unwrap();
+    assert_eq!(emb.tokens, 520);
+    let mut ids = vec![240, 6, 12, 251];
+    ids.extend(std::iter::repeat_n(audio_token, emb.tokens as usize));
+    ids.extend([252, 94, 135, 241, 10, 240, 8, 11]);
+    t.prefill_with_audio(&ids, &emb.buf, emb.tokens, audio_token).unwrap();
+    let (hs0, _, _) = t.hidden_states().unwrap();
+    let rows = emb.read().unwrap();
+    let h = t.config.hidden as usize;
+    let mut r = 0;
+    for (i, &id) in ids.iter().enumerate() {
+        let got = &hs0[i * h..(i + 1) * h];
+        if id == audio_token {
+            assert_eq!(got, &rows[r * h..(r + 1) * h], "position {i}: audio row {r}");
+            r += 1;
+        } else {
+            assert!(got.iter().any(|&v| v != 0.0), "position {i}: text embedding");
+        }
+    }
+    assert_eq!(r, 520);
+    drop(t);
+    drop(tower);
+    drop(emb);
+    let v = gpu.validation().unwrap();
+    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    let _ = std::fs::remove_dir_all(dir);
+}

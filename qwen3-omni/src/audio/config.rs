@@ -165,3 +165,46 @@ pub fn positional_table(len: u32, d: u32) -> Vec<f32> {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real() -> AudioConfig {
+        AudioConfig {
+            n_mels: 128,
+            d_model: 1280,
+            layers: 32,
+            heads: 20,
+            head_dim: 64,
+            ffn: 5120,
+            conv_channels: 480,
+            out_dim: 2048,
+            n_window: 50,
+            n_window_infer: 800,
+        }
+    }
+
+    /// Window boundaries (transformers' cu_seqlens) for 3000 and 3500 frames (spec §12), and
+    /// token counts against the §4.3 formula.
+    #[test]
+    fn windows_and_tokens_match_spec() {
+        let c = real();
+        for (frames, bounds) in [(3000u32, vec![0u32, 104, 208, 312, 390]), (3500, vec![0, 104, 208, 312, 416, 455])] {
+            let p = c.plan(frames);
+            let mut b: Vec<u32> = (0..p.tokens).step_by(p.window as usize).collect();
+            b.push(p.tokens);
+            assert_eq!(b, bounds, "{frames} frames");
+            assert_eq!(p.window, 104);
+        }
+        for frames in [30u32, 99, 100, 101, 250, 1000, 1234, 360_000] {
+            let p = c.plan(frames);
+            assert_eq!(p.tokens as usize, crate::chat::audio_token_count(frames as usize), "{frames} frames");
+            assert_eq!(p.lens.iter().sum::<u32>(), frames);
+        }
+        // Under one second: one chunk, padded to itself, and the window shrinks with it.
+        let p = c.plan(37);
+        assert_eq!((p.n_chunks, p.lmax, p.conv_t, p.window), (1, 37, 5, 40));
+        assert_eq!(c.flat_features(), 7680);
+    }
+}
