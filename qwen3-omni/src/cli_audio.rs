@@ -269,7 +269,7 @@ pub fn run_bench(a: &BenchAudioArgs) -> anyhow::Result<()> {
     );
     let mel_x = MelExtractor::new(c.n_mels as usize);
     for &secs in &a.seconds {
-        if !(secs > 0.0) {
+        if secs.is_nan() || secs <= 0.0 {
             bail!("--seconds {secs}: lengths must be positive");
         }
         let x = synthetic_audio(secs);

@@ -37,7 +37,7 @@ impl AudioConfig {
             d_model,
             layers: u("encoder_layers")?,
             heads,
-            head_dim: if heads == 0 { 0 } else { d_model / heads },
+            head_dim: d_model.checked_div(heads).unwrap_or(0),
             ffn: u("encoder_ffn_dim")?,
             conv_channels: u("downsample_hidden_size")?,
             out_dim: u("output_dim")?,

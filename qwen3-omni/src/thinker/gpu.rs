@@ -56,6 +56,10 @@ struct PrefillScratch {
     q81_h: Q8_1Scratch,
 }
 
+/// Audio rows to copy over a prefill batch's embeddings: the source buffer and, per run of
+/// consecutive placeholders, (source row, row in the batch, rows).
+type AudioRuns<'b> = Option<(&'b Buffer, &'b [(u32, u32, u32)])>;
+
 /// Tokens per prefill command buffer.
 pub const PREFILL_CHUNK: u32 = 256;
 
@@ -472,12 +476,7 @@ impl GpuThinker {
         Ok(next)
     }
 
-    fn prefill_chunk(
-        &mut self,
-        tokens: &[u32],
-        last: bool,
-        audio: Option<(&Buffer, &[(u32, u32, u32)])>,
-    ) -> Result<u32, GenError> {
+    fn prefill_chunk(&mut self, tokens: &[u32], last: bool, audio: AudioRuns<'_>) -> Result<u32, GenError> {
         let c = &self.config;
         let (k, s, w) = (&self.k, &self.s, &self.w);
         let pf = self.prefill.as_ref().expect("prefill scratch");
