@@ -24,8 +24,11 @@ pub const TRANSCRIBE_PROMPT: &str = "Transcribe the audio into text.";
 #[derive(clap::Args, Debug)]
 pub struct TranscribeArgs {
     /// The recording (WAV: any rate, channels, 8/16/24/32-bit PCM or 32-bit float).
-    #[arg(short = 'a', long)]
-    pub audio: PathBuf,
+    #[arg(short = 'a', long, required_unless_present = "mic", conflicts_with = "mic")]
+    pub audio: Option<PathBuf>,
+    /// Record from the default microphone instead (Enter or silence stops; needs the `mic` feature).
+    #[arg(long)]
+    pub mic: bool,
     /// Model file (Q8_0 GGUF). Default: the tiny demo model (random weights: gibberish).
     #[arg(short = 'm', long)]
     pub model: Option<PathBuf>,
@@ -43,7 +46,8 @@ pub struct TranscribeArgs {
 /// What one audio turn needs, whichever command asked.
 struct AudioTurn<'a> {
     model: Option<&'a Path>,
-    audio: &'a Path,
+    /// A WAV file, or None for the microphone.
+    audio: Option<&'a Path>,
     system: Option<&'a str>,
     text: Option<&'a str>,
     n_predict: usize,
@@ -54,7 +58,7 @@ struct AudioTurn<'a> {
 }
 
 /// `chat -a FILE.wav [-p TEXT]`: one turn with the recording, then the answer streamed.
-pub fn run_chat(a: &ChatArgs, audio: &Path) -> anyhow::Result<()> {
+pub fn run_chat(a: &ChatArgs, audio: Option<&Path>) -> anyhow::Result<()> {
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
     });
@@ -81,7 +85,7 @@ pub fn run_chat(a: &ChatArgs, audio: &Path) -> anyhow::Result<()> {
 pub fn run_transcribe(a: &TranscribeArgs) -> anyhow::Result<()> {
     run_turn(&AudioTurn {
         model: a.model.as_deref(),
-        audio: &a.audio,
+        audio: a.audio.as_deref(),
         system: None,
         text: Some(&a.prompt),
         n_predict: a.n_predict,
@@ -91,10 +95,25 @@ pub fn run_transcribe(a: &TranscribeArgs) -> anyhow::Result<()> {
     })
 }
 
+#[cfg(feature = "mic")]
+fn record_mic() -> anyhow::Result<crate::audio::Audio16k> {
+    Ok(crate::audio::mic::record(&Default::default())?)
+}
+
+#[cfg(not(feature = "mic"))]
+fn record_mic() -> anyhow::Result<crate::audio::Audio16k> {
+    bail!(
+        "this build has no microphone support: rebuild with `cargo build --features mic` (Linux: needs libasound2-dev)"
+    )
+}
+
 fn run_turn(a: &AudioTurn<'_>) -> anyhow::Result<()> {
     // The recording first: a bad file fails before the model is loaded.
     let t_load = std::time::Instant::now();
-    let wav = load_wav(a.audio, &LoadOptions::default())?;
+    let (wav, label) = match a.audio {
+        Some(p) => (load_wav(p, &LoadOptions::default())?, p.display().to_string()),
+        None => (record_mic()?, "microphone".to_string()),
+    };
     let mel = MelExtractor::new(128).compute(&wav.samples);
     let mel_s = t_load.elapsed().as_secs_f64();
     let path = match a.model {
@@ -113,8 +132,7 @@ fn run_turn(a: &AudioTurn<'_>) -> anyhow::Result<()> {
     if a.verbose {
         eprintln!("device: {} · model: {}", gpu.caps().name, path.display());
         eprintln!(
-            "audio: {} ({} Hz, {} ch, {:.2} s) → {} mel frames",
-            a.audio.display(),
+            "audio: {label} ({} Hz, {} ch, {:.2} s) → {} mel frames",
             wav.source_rate,
             wav.source_channels,
             wav.seconds(),
@@ -144,8 +162,7 @@ fn run_turn(a: &AudioTurn<'_>) -> anyhow::Result<()> {
     })?;
     if ctx > t.config.max_positions {
         bail!(
-            "{}: the prompt ({} tokens, {n_audio} of them audio) and {} new tokens exceed the model's {} positions",
-            a.audio.display(),
+            "{label}: the prompt ({} tokens, {n_audio} of them audio) and {} new tokens exceed the model's {} positions",
             prompt.ids.len(),
             a.n_predict,
             t.config.max_positions

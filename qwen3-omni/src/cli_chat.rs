@@ -53,8 +53,11 @@ pub struct ChatArgs {
     #[arg(long)]
     pub profile: bool,
     /// A recording to ask about (WAV); -p then adds a written question after it.
-    #[arg(short = 'a', long)]
+    #[arg(short = 'a', long, conflicts_with = "mic")]
     pub audio: Option<PathBuf>,
+    /// Ask by voice: record from the default microphone (Enter or silence stops; `mic` feature).
+    #[arg(long)]
+    pub mic: bool,
 }
 
 /// The demo model: converted once from the fixture checkpoint plus the fetched tokenizer.
@@ -92,8 +95,8 @@ pub(crate) fn demo_model() -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
-    if let Some(audio) = &a.audio {
-        return crate::cli_audio::run_chat(a, audio);
+    if a.audio.is_some() || a.mic {
+        return crate::cli_audio::run_chat(a, a.audio.as_deref());
     }
     let path = match &a.model {
         Some(p) => p.clone(),

@@ -4,6 +4,8 @@ pub mod config;
 pub mod cpu;
 pub mod gpu;
 pub mod mel;
+#[cfg(feature = "mic")]
+pub mod mic;
 pub mod wav;
 
 pub use config::{AudioConfig, ChunkPlan};
