@@ -97,3 +97,31 @@ fn gpu_audio_tower_matches_transformers() {
     }
     eprintln!("worst: {:.2e} ({})", worst.0, worst.1);
 }
+
+/// Full-width check (480 conv channels, d_model 1280, 20 heads × 64, ffn 5120, out 2048) of the
+/// GPU tower against the CPU oracle on a synthetic GGUF (`quantize --synthetic F --layers 1`),
+/// 1.3 s of audio (two chunks, the second padded). Ignored: needs the file in
+/// QWEN3VK_SYNTHETIC_GGUF and takes a few minutes on lavapipe.
+#[test]
+#[ignore]
+fn full_width_gpu_matches_cpu_oracle() {
+    let path = std::env::var("QWEN3VK_SYNTHETIC_GGUF").expect("set QWEN3VK_SYNTHETIC_GGUF");
+    let m = ModelFile::open(&path).unwrap();
+    let x = qwen3_omni::cli_audio::synthetic_audio(1.3);
+    let mel = qwen3_omni::audio::MelExtractor::new(128).compute(&x);
+    let cpu = CpuAudioTower::load(&m).unwrap();
+    let want = cpu.forward(&mel.data, mel.frames);
+    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let k = Kernels::new(gpu.clone());
+    let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {}).unwrap();
+    let got = tower.forward(&k, &mel.data, mel.frames as u32).unwrap().read().unwrap();
+    let e = rel(&got, &want);
+    eprintln!(
+        "full width, {} layers, {} frames: GPU vs CPU oracle relative error {e:.2e}",
+        cpu.config.layers, mel.frames
+    );
+    assert!(e <= 2e-2, "relative error {e:e}");
+    drop(tower);
+    let v = gpu.validation().unwrap();
+    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+}
