@@ -82,6 +82,7 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "conv2d_s2_gelu_f32", file: "conv2d_s2.comp", defines: &[] },
     Variant { name: "conv2d_s2_gelu_tiled_f32", file: "conv2d_s2_tiled.comp", defines: &[] },
     Variant { name: "attn_window_f32", file: "attn_window.comp", defines: &[] },
+    Variant { name: "mm_q8_0p_f32", file: "mm_q8_0p_f32.comp", defines: &[] },
 ];
 
 const MAX_PUSH: u32 = 128;

@@ -6,7 +6,7 @@ mod common;
 use common::{assert_clean, kernels};
 use qwen3_omni_vk::reference::{self as r, Rng};
 use qwen3_omni_vk::vk_runtime::MemoryIntent;
-use qwen3_omni_vk::Conv2dShape;
+use qwen3_omni_vk::{Conv2dShape, Matrix, WType};
 
 #[test]
 fn erf_reference_is_accurate() {
@@ -181,6 +181,40 @@ fn attn_window_matches_f64() {
             }
         }
         r::check_close(&format!("attn_window {n_tok}×{heads}×{hd} window {window}"), &o, &want, 1e-5, 1e-4).unwrap();
+    }
+    assert_clean(g);
+}
+
+#[test]
+fn matmul_q8_0_float_matches_f64() {
+    let k = kernels();
+    let g = k.gpu();
+    for (i, &(rows, cols, n)) in
+        [(64usize, 64usize, 64usize), (70, 96, 13), (130, 160, 100), (33, 7680, 5), (1, 32, 1)].iter().enumerate()
+    {
+        let mut rng = Rng::new(700 + i as u64);
+        let w = rng.vec(rows * cols, 1.0);
+        let x = rng.vec(n * cols, 2.0);
+        let (bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
+        let planar = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, cols).unwrap();
+        let wb = g.buffer_from("w", &planar, MemoryIntent::Weights).unwrap();
+        let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+        let yb = g.buffer("y", (n * rows * 4) as u64, MemoryIntent::Readback).unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        k.matmul_q8_0_float(
+            &mut rec,
+            Matrix::new(&wb, WType::Q8_0Planar, rows as u32, cols as u32),
+            &xb,
+            n as u32,
+            &yb,
+        )
+        .unwrap();
+        rec.submit().unwrap();
+        let y: Vec<f32> = yb.read_vec().unwrap();
+        let want = r::matmul(&deq, &x, rows, cols, n);
+        let e = r::rel_l2(&y, &want);
+        assert!(e <= 1e-5, "{rows}×{cols} × {n}: relative error {e:e}");
+        r::check_close(&format!("mm_q8_0p_f32 {rows}×{cols} × {n}"), &y, &want, 1e-3, 1e-4).unwrap();
     }
     assert_clean(g);
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::Kernels;
 
-use crate::audio::gpu::GpuAudioTower;
+use crate::audio::gpu::{AudioMatmul, GpuAudioTower};
 use crate::audio::{load_wav, LoadOptions, MelExtractor};
 use crate::chat::{render, Item, Message, Role};
 use crate::cli_chat::ChatArgs;
@@ -294,41 +294,50 @@ pub fn run_bench(a: &BenchAudioArgs) -> anyhow::Result<()> {
         let s = std::time::Instant::now();
         let mel = mel_x.compute(&x);
         let mel_s = s.elapsed().as_secs_f64();
-        tower.profile = false;
-        let warm = tower.forward(&k, &mel.data, mel.frames as u32)?; // pipelines, clocks, scratch
-        let tokens = warm.tokens;
-        drop(warm);
-        let (mut wall, mut gpu_s) = (f64::MAX, f64::MAX);
-        for _ in 0..a.reps.max(1) {
-            let s = std::time::Instant::now();
-            let e = tower.forward(&k, &mel.data, mel.frames as u32)?;
-            wall = wall.min(s.elapsed().as_secs_f64());
-            gpu_s = gpu_s.min(tower.stats.gpu_ns / 1e9);
-            drop(e);
-        }
         println!(
-            "{secs:.0} s of audio: {} mel frames, {tokens} tokens, {} command buffers · log-mel (CPU) {:.1} ms = {:.0}× real time · \
-             AudioTower {:.1} ms wall ({:.1} ms GPU) = {:.0}× real time (RTF {:.4})",
+            "{secs:.0} s of audio: {} mel frames · log-mel (CPU) {:.1} ms = {:.0}× real time",
             mel.frames,
-            tower.stats.groups,
             mel_s * 1e3,
-            secs / mel_s,
-            wall * 1e3,
-            gpu_s * 1e3,
-            secs / wall,
-            wall / secs
+            secs / mel_s
         );
-        if a.profile {
-            tower.profile = true;
-            tower.forward(&k, &mel.data, mel.frames as u32)?;
-            let mut v: Vec<_> = tower.stats.kernels.iter().collect();
-            v.sort_by(|x, y| y.1 .0.partial_cmp(&x.1 .0).unwrap_or(std::cmp::Ordering::Equal));
-            println!("  per kernel (every dispatch serialised and timed; ms total / dispatches):");
-            for (name, (ns, n)) in v {
-                println!("    {name:<26} {:9.2} ms  {n:5}×", ns / 1e6);
-            }
+        let modes: Vec<AudioMatmul> =
+            if gpu.caps().int_dot { vec![AudioMatmul::Float, AudioMatmul::IntDot] } else { vec![AudioMatmul::Float] };
+        for &mode in &modes {
+            tower.matmul = mode;
             tower.profile = false;
+            let warm = tower.forward(&k, &mel.data, mel.frames as u32)?; // pipelines, clocks, scratch
+            let tokens = warm.tokens;
+            drop(warm);
+            let (mut wall, mut gpu_s) = (f64::MAX, f64::MAX);
+            for _ in 0..a.reps.max(1) {
+                let s = std::time::Instant::now();
+                let e = tower.forward(&k, &mel.data, mel.frames as u32)?;
+                wall = wall.min(s.elapsed().as_secs_f64());
+                gpu_s = gpu_s.min(tower.stats.gpu_ns / 1e9);
+                drop(e);
+            }
+            println!(
+                "  AudioTower, {mode:?} linears: {tokens} tokens in {} command buffers, {:.1} ms wall ({:.1} ms GPU) = \
+                 {:.0}× real time (RTF {:.4})",
+                tower.stats.groups,
+                wall * 1e3,
+                gpu_s * 1e3,
+                secs / wall,
+                wall / secs
+            );
+            if a.profile {
+                tower.profile = true;
+                tower.forward(&k, &mel.data, mel.frames as u32)?;
+                let mut v: Vec<_> = tower.stats.kernels.iter().collect();
+                v.sort_by(|x, y| y.1 .0.partial_cmp(&x.1 .0).unwrap_or(std::cmp::Ordering::Equal));
+                println!("    per kernel (every dispatch serialised and timed; ms total / dispatches):");
+                for (name, (ns, n)) in v {
+                    println!("      {name:<26} {:9.2} ms  {n:5}×", ns / 1e6);
+                }
+                tower.profile = false;
+            }
         }
+        tower.matmul = AudioMatmul::choose(gpu.caps());
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
-use super::{grid, kerr, push_bytes, stride_grid};
+use super::{grid, kerr, push_bytes, stride_grid, Matrix, WType};
 use crate::kernels::Kernels;
 
 #[repr(C)]
@@ -256,6 +256,55 @@ impl Kernels {
             ],
             push_bytes(&PushWindow { n_tok, heads, head_dim, window, scale, grid_x }),
             dims,
+        )
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushKMN {
+    k: u32,
+    m: u32,
+    n: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushKMN>() == 12);
+
+impl Kernels {
+    /// Y (`[n, rows]`) = X (`[n, cols]` floats) · Wᵀ for planar Q8_0 weights, in f32 (no
+    /// activation quantisation; works without int8 dot products).
+    pub fn matmul_q8_0_float<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        w: Matrix<'a>,
+        x: &'a Buffer,
+        n: u32,
+        y: &'a Buffer,
+    ) -> Result<()> {
+        let name = "mm_q8_0p_f32";
+        w.check(name)?;
+        if w.wtype != WType::Q8_0Planar || n == 0 {
+            return Err(kerr(name, format!("{:?} weights × {n} rows: needs planar Q8_0 and n ≥ 1", w.wtype)));
+        }
+        let groups = [w.rows.div_ceil(64), n.div_ceil(64), 1];
+        let max = self.gpu().caps().max_workgroup_count;
+        if groups[0] > max[0] || groups[1] > max[1] {
+            return Err(kerr(
+                name,
+                format!("{}×{} tiles exceed the device's workgroup count limit", groups[0], groups[1]),
+            ));
+        }
+        let p = self.pipeline::<PushKMN>(name, &[])?;
+        let l = crate::layout::PlanarLayout::new(w.rows as u64, w.cols as u64);
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(w.buf).range(w.offset, l.qs_bytes),
+                Binding::read(w.buf).range(w.offset + l.d_offset, l.d_bytes),
+                Binding::read(x).range(0, n as u64 * w.cols as u64 * 4),
+                Binding::write(y).range(0, n as u64 * w.rows as u64 * 4),
+            ],
+            push_bytes(&PushKMN { k: w.cols, m: w.rows, n }),
+            groups,
         )
     }
 }

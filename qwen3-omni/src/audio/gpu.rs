@@ -51,6 +51,27 @@ struct Scratch {
     q81: Q8_1Scratch,
 }
 
+/// How the tower's linears multiply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioMatmul {
+    /// Activations quantised to Q8_1, int8 dot products (as the Thinker's prefill): ~1% error.
+    IntDot,
+    /// f32 activations against the dequantised Q8_0 weights.
+    Float,
+}
+
+impl AudioMatmul {
+    /// Float by default: it reproduces transformers to ~5e-7 (int-dot: ~1.2e-2) and the tower's
+    /// linears are a small cost next to real time (docs/audio.md). `QWEN3VK_AUDIO_MATMUL=intdot`
+    /// picks int-dot where the device has it.
+    pub fn choose(caps: &qwen3_omni_vk::vk_runtime::Caps) -> AudioMatmul {
+        match std::env::var("QWEN3VK_AUDIO_MATMUL").ok().as_deref() {
+            Some("intdot") if caps.int_dot => AudioMatmul::IntDot,
+            _ => AudioMatmul::Float,
+        }
+    }
+}
+
 /// Audio embeddings on the GPU: `[tokens, dim]` f32, ready to replace `<|audio_pad|>` rows.
 pub struct AudioEmbeds {
     pub buf: Buffer,
@@ -77,6 +98,8 @@ pub struct GpuAudioTower {
     proj2: Linear,
     pe: Buffer,
     scratch: Option<Scratch>,
+    /// Int-dot or float linears (see [`AudioMatmul::choose`]); Float needs no int8 dot products.
+    pub matmul: AudioMatmul,
     /// With `profile` set, every dispatch is timed; `stats` sums them over the last forward.
     pub profile: bool,
     pub stats: ForwardStats,
@@ -152,6 +175,7 @@ impl GpuAudioTower {
             proj2: lin("proj2", c.out_dim as u64, d, true)?,
             pe,
             scratch: None,
+            matmul: AudioMatmul::choose(gpu.caps()),
             profile: false,
             stats: ForwardStats::default(),
             config: c,
@@ -279,10 +303,15 @@ impl GpuAudioTower {
         let scale = 1.0 / (c.head_dim as f32).sqrt();
         for l in &self.layers {
             k.layer_norm(&mut rec, &s.h, &l.ln1.0, &l.ln1.1, &s.y, d, n, LN_EPS)?;
-            k.quantize_q8_1(&mut rec, &s.y, nd, &s.q81)?;
+            if self.matmul == AudioMatmul::IntDot {
+                k.quantize_q8_1(&mut rec, &s.y, nd, &s.q81)?;
+            }
             for (lin, dst) in [(&l.q, &s.q), (&l.k, &s.k), (&l.v, &s.v)] {
                 let m = Matrix::new(&lin.w, WType::Q8_0Planar, lin.rows, lin.cols);
-                k.matmul_q8_0_prequantized(&mut rec, m, n, dst, &s.q81)?;
+                match self.matmul {
+                    AudioMatmul::IntDot => k.matmul_q8_0_prequantized(&mut rec, m, n, dst, &s.q81)?,
+                    AudioMatmul::Float => k.matmul_q8_0_float(&mut rec, m, &s.y, n, dst)?,
+                }
                 if let Some(b) = &lin.b {
                     k.add(&mut rec, dst, b, dst, nd, d as u64)?;
                 }
@@ -304,6 +333,25 @@ impl GpuAudioTower {
         Ok((n, prof))
     }
 
+    /// y = x·Wᵀ over n rows, int-dot or float.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul<'a>(
+        &self,
+        k: &Kernels,
+        rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
+        lin: &'a Linear,
+        x: &'a Buffer,
+        n: u32,
+        y: &'a Buffer,
+        q81: &'a Q8_1Scratch,
+    ) -> Result<(), qwen3_omni_vk::Error> {
+        let m = Matrix::new(&lin.w, WType::Q8_0Planar, lin.rows, lin.cols);
+        match self.matmul {
+            AudioMatmul::IntDot => k.matmul_q8_0(rec, m, x, n, y, q81),
+            AudioMatmul::Float => k.matmul_q8_0_float(rec, m, x, n, y),
+        }
+    }
+
     /// y = x·Wᵀ + b over n rows.
     #[allow(clippy::too_many_arguments)]
     fn linear<'a>(
@@ -316,7 +364,7 @@ impl GpuAudioTower {
         y: &'a Buffer,
         q81: &'a Q8_1Scratch,
     ) -> Result<(), qwen3_omni_vk::Error> {
-        k.matmul_q8_0(rec, Matrix::new(&lin.w, WType::Q8_0Planar, lin.rows, lin.cols), x, n, y, q81)?;
+        self.matmul(k, rec, lin, x, n, y, q81)?;
         if let Some(b) = &lin.b {
             k.add(rec, y, b, y, n as u64 * lin.rows as u64, lin.rows as u64)?;
         }
@@ -335,7 +383,7 @@ impl GpuAudioTower {
         y: &'a Buffer,
         q81: &'a Q8_1Scratch,
     ) -> Result<(), qwen3_omni_vk::Error> {
-        k.matmul_q8_0(rec, Matrix::new(&lin.w, WType::Q8_0Planar, lin.rows, lin.cols), x, n, y, q81)?;
+        self.matmul(k, rec, lin, x, n, y, q81)?;
         let b = lin.b.as_ref().expect("fc1 and proj1 have biases");
         k.add_gelu(rec, y, b, y, n as u64 * lin.rows as u64, lin.rows as u64)
     }
