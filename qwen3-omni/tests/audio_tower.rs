@@ -119,13 +119,16 @@ fn full_width_gpu_matches_cpu_oracle() {
     let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
     let k = Kernels::new(gpu.clone());
     let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {}).unwrap();
-    let got = tower.forward(&k, &mel.data, mel.frames as u32).unwrap().read().unwrap();
-    let e = rel(&got, &want);
-    eprintln!(
-        "full width, {} layers, {} frames: GPU vs CPU oracle relative error {e:.2e}",
-        cpu.config.layers, mel.frames
-    );
-    assert!(e <= 2e-2, "relative error {e:e}");
+    for (mode, bound) in [(AudioMatmul::Float, 1e-4), (AudioMatmul::IntDot, 2e-2)] {
+        tower.matmul = mode;
+        let got = tower.forward(&k, &mel.data, mel.frames as u32).unwrap().read().unwrap();
+        let e = rel(&got, &want);
+        eprintln!(
+            "full width, {} layers, {} frames, {mode:?} linears: GPU vs CPU oracle relative error {e:.2e}",
+            cpu.config.layers, mel.frames
+        );
+        assert!(e <= bound, "{mode:?}: relative error {e:e}");
+    }
     drop(tower);
     let v = gpu.validation().unwrap();
     assert_eq!(v.total(), 0, "{:?}", v.first_messages());
