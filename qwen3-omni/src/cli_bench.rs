@@ -100,17 +100,33 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             print!("; roofline {roof:.0} tok/s → {:.0}% of it", 100.0 / dt / roof);
         }
         println!();
-        // The replayed path (what `generate` uses for greedy decoding): one recorded step.
-        t.reset_to(0)?;
-        t.set_len_for_benchmark(ctx);
-        let s = std::time::Instant::now();
-        let got = t.generate(&[token % c.vocab], a.steps as usize + 1, &[], |_| true)?;
-        let dr = s.elapsed().as_secs_f64() / got.len().max(1) as f64;
-        println!(
-            "  replayed decode at context {ctx}: {:.1} tok/s ({:.0} µs/token wall, one prefill token included)",
-            1.0 / dr,
-            dr * 1e6
-        );
+        // The replayed path (what `generate` uses for greedy decoding): one recorded step, queued
+        // two deep. A first call builds its pipelines; the second is timed from its first token to
+        // its last (the one-token prefill before it excluded).
+        let mut best = 0.0f64;
+        for round in 0..2 {
+            t.reset_to(0)?;
+            t.set_len_for_benchmark(ctx);
+            let mut stamps = Vec::with_capacity(a.steps as usize + 1);
+            t.generate(&[token % c.vocab], a.steps as usize + 1, &[], |_| {
+                stamps.push(std::time::Instant::now());
+                true
+            })?;
+            if round == 1 && stamps.len() > 1 {
+                let dt = (stamps[stamps.len() - 1] - stamps[0]).as_secs_f64() / (stamps.len() - 1) as f64;
+                best = 1.0 / dt;
+                println!(
+                    "  replayed decode at context {ctx}: {:.1} tok/s ({:.0} µs/token wall over {} tokens, second call)",
+                    best,
+                    dt * 1e6,
+                    stamps.len() - 1
+                );
+            }
+        }
+        if let Some(bw) = a.ceiling_gbs {
+            let roof = bw * 1e9 / bytes as f64;
+            println!("  replayed: {:.0}% of the {roof:.0} tok/s roofline", 100.0 * best / roof);
+        }
         let mut by: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
         for kt in &p.kernels {
             let e = by.entry(kt.name.as_str()).or_default();

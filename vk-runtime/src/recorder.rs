@@ -95,6 +95,8 @@ pub struct Batch<'a> {
     names: Vec<String>,
     dispatches: u32,
     barriers: u32,
+    /// Submitted by [`Batch::submit_nowait`] and not yet waited for.
+    pending: bool,
     _buffers: PhantomData<&'a Buffer>,
 }
 
@@ -129,6 +131,7 @@ impl<'a> Recorder<'a> {
             names: Vec::new(),
             dispatches: 0,
             barriers: 0,
+            pending: false,
             _buffers: PhantomData,
         };
         // SAFETY: valid device; objects are owned by `batch` and destroyed by its Drop.
@@ -187,6 +190,13 @@ impl<'a> Recorder<'a> {
         b.barriers += 1;
         self.written.clear();
         self.read.clear();
+    }
+
+    /// A full compute/transfer memory barrier now. At the start of a batch it orders the batch
+    /// after everything submitted before it on the queue (batches chained on the GPU without a
+    /// host wait between them, e.g. decode steps that feed each other's outputs).
+    pub fn full_barrier(&mut self) {
+        self.barrier();
     }
 
     /// Inserts a barrier if `reads`/`writes` conflict with what was touched since the last one
@@ -425,6 +435,18 @@ impl<'a> Recorder<'a> {
 impl Batch<'_> {
     /// Submits the recorded commands and waits for them; may be called again to replay.
     pub fn submit(&mut self) -> Result<Profile> {
+        self.submit_nowait()?;
+        self.wait()
+    }
+
+    /// Submits the recorded commands without waiting; [`Batch::wait`] collects the result. A
+    /// pending batch cannot be submitted again (record two to keep the queue busy).
+    pub fn submit_nowait(&mut self) -> Result<()> {
+        if self.pending {
+            return Err(Error::Unsuitable(
+                "a batch was submitted again before its previous submission was waited for".into(),
+            ));
+        }
         let s = &self.shared;
         let dev = &s.device;
         let cmds = [self.cmd];
@@ -432,9 +454,20 @@ impl Batch<'_> {
         {
             let q = s.queue.lock().map_err(|_| Error::Unsuitable("queue lock poisoned".into()))?;
             // SAFETY: queue access serialised by the mutex; the command buffer is executable and
-            // not pending (every submit waits below).
+            // not pending (checked above).
             unsafe { dev.queue_submit(*q, &info, self.fence) }.map_err(|r| self.lost(r, "vkQueueSubmit"))?;
         }
+        self.pending = true;
+        Ok(())
+    }
+
+    /// Waits for the last [`Batch::submit_nowait`] and returns its profile.
+    pub fn wait(&mut self) -> Result<Profile> {
+        if !self.pending {
+            return Err(Error::Unsuitable("waiting for a batch that was not submitted".into()));
+        }
+        let s = &self.shared;
+        let dev = &s.device;
         let secs = 600u64;
         // SAFETY: fence owned by this batch.
         match unsafe { dev.wait_for_fences(&[self.fence], true, secs * 1_000_000_000) } {
@@ -442,6 +475,7 @@ impl Batch<'_> {
             Err(vk::Result::TIMEOUT) => return Err(Error::Timeout { secs, last: self.last_names() }),
             Err(r) => return Err(self.lost(r, "vkWaitForFences")),
         }
+        self.pending = false;
         // SAFETY: the fence is signalled and not in use.
         unsafe { dev.reset_fences(&[self.fence]) }.map_err(vkerr("vkResetFences"))?;
         let mut prof =
@@ -498,7 +532,11 @@ impl Batch<'_> {
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
         let dev = &self.shared.device;
-        // SAFETY: every submit waited for its fence, so nothing here is in flight.
+        if self.pending {
+            // SAFETY: fence owned by this batch; nothing may be destroyed while it is in flight.
+            let _ = unsafe { dev.wait_for_fences(&[self.fence], true, 600_000_000_000) };
+        }
+        // SAFETY: every submission has been waited for, so nothing here is in flight.
         unsafe {
             for p in self.desc_pools.drain(..) {
                 dev.destroy_descriptor_pool(p, None);

@@ -630,27 +630,72 @@ impl GpuThinker {
             }
             return Ok(out);
         }
-        // One command buffer recorded once and replayed for every new token: the host writes only
-        // the token, the position and the cache length, and reads back only the next token.
+        // Two copies of one recorded step, submitted alternately: each step ends by advancing the
+        // token, positions and cache length on the GPU (decode_advance), so step n + 1 is queued
+        // before the host has read step n's token and the GPU never waits for the host. The host
+        // reads the tokens from the history buffer; a step queued past a stop is rolled back.
         let mut len = self.len;
         let result = (|| -> Result<(), GenError> {
-            let mut rec = self.k.gpu().recorder(false)?;
-            self.record_step(&mut rec, None)?;
-            let mut batch = rec.finish()?;
-            while out.len() < max_new {
-                out.push(next);
-                if stop.contains(&next) || !on_token(next) || out.len() == max_new {
-                    break;
-                }
-                if len >= self.ctx {
-                    return Err(GenError::ContextFull { len, ctx: self.ctx });
-                }
-                self.write_step_inputs(next, len)?;
-                batch.submit()?;
-                len += 1;
-                next = self.read_next()?;
+            let mut batches = Vec::with_capacity(2);
+            for _ in 0..2 {
+                let mut rec = self.k.gpu().recorder(false)?;
+                rec.full_barrier();
+                self.record_step(&mut rec, None)?;
+                let s = &self.s;
+                self.k.decode_advance(&mut rec, &s.next, &s.token, &s.pos, &s.cache_len, &self.history, self.ctx)?;
+                batches.push(rec.finish()?);
             }
-            Ok(())
+            // Steps queued (positions fed), and the oldest one's batch.
+            let (mut queued, mut oldest) = (0u32, 0usize);
+            let mut done = false;
+            out.push(next);
+            if stop.contains(&next) || !on_token(next) || out.len() >= max_new {
+                return Ok(());
+            }
+            if len >= self.ctx {
+                return Err(GenError::ContextFull { len, ctx: self.ctx });
+            }
+            self.write_step_inputs(next, len)?;
+            let result = (|| -> Result<(), GenError> {
+                while !done || queued > 0 {
+                    // Keep two steps in flight while more tokens are wanted and fit.
+                    while !done && queued < 2 && (out.len() + queued as usize) < max_new && len + queued < self.ctx {
+                        batches[(oldest + queued as usize) % 2].submit_nowait()?;
+                        queued += 1;
+                    }
+                    if queued == 0 {
+                        break;
+                    }
+                    batches[oldest].wait()?;
+                    oldest = (oldest + 1) % 2;
+                    queued -= 1;
+                    if done {
+                        continue; // a step past the stop: discarded
+                    }
+                    len += 1;
+                    let mut t = [0u32];
+                    self.history.read(len as u64 * 4, bytemuck::cast_slice_mut(&mut t))?;
+                    next = t[0];
+                    out.push(next);
+                    if stop.contains(&next) || !on_token(next) || out.len() >= max_new {
+                        done = true;
+                    } else if len >= self.ctx {
+                        done = true;
+                        return Err(GenError::ContextFull { len, ctx: self.ctx });
+                    }
+                }
+                Ok(())
+            })();
+            // Wait for anything still queued (an error path), then forget the history past the
+            // positions fed (the GPU appended the last output at `len`, and a discarded step one
+            // more), as the stepping path leaves it.
+            for b in batches.iter_mut() {
+                let _ = b.wait();
+            }
+            let from = len.min(self.ctx);
+            let rest = ((len + 3).min(self.ctx) - from) as usize;
+            self.history.write_slice(from as u64 * 4, &vec![u32::MAX; rest])?;
+            result
         })();
         self.len = len;
         result.map(|_| out)
