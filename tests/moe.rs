@@ -438,6 +438,9 @@ fn bad_moe_launches_are_errors() {
     // Top-9 is beyond the kernel's 8; top-5 of 4 experts is impossible.
     assert!(k.moe_route(&mut rec, &lb, &ids, &wts, 16, 9, 1, true).unwrap_err().to_string().contains("k in 1..="));
     assert!(k.moe_route(&mut rec, &lb, &ids, &wts, 4, 5, 1, true).is_err());
+    // Routing stages at most 512 experts' logits in shared memory.
+    let e = k.moe_route(&mut rec, &lb, &ids, &wts, 600, 8, 1, true).unwrap_err();
+    assert!(e.to_string().contains("at most 512"), "{e}");
     // Three experts do not fit a buffer of two.
     let e3 = Matrix::new(&wb, WType::Q8_0Planar, 32, 64).experts(3);
     let e = k.moe_gate_up(&mut rec, e3, e3, &lb, &ids, 2, 1, &hb, None).unwrap_err();

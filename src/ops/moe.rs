@@ -14,6 +14,8 @@ use crate::layout::{repack_q8_0_planar_into, PlanarLayout};
 
 /// Largest k `moe_route` selects.
 pub const MOE_MAX_K: u32 = 8;
+/// Most experts a routing workgroup stages in shared memory (moe_topk.glsl's MOE_MAX_E).
+pub const MOE_ROUTE_MAX_EXPERTS: u32 = 512;
 /// Largest k `moe_down` sums (its shared-memory staging of the token's ids and weights).
 pub const MOE_DOWN_MAX_K: u32 = 16;
 /// Largest K (hidden size) `moe_route_gate_up` quantises in shared memory on the int-dot path.
@@ -246,6 +248,9 @@ impl Kernels {
                 name,
                 format!("{n_tokens} tokens, {n_experts} experts, top-{k}: need k in 1..=min(8, experts)"),
             ));
+        }
+        if n_experts > MOE_ROUTE_MAX_EXPERTS {
+            return Err(kerr(name, format!("{n_experts} experts: routing handles at most {MOE_ROUTE_MAX_EXPERTS}")));
         }
         let p = self.pipeline::<PushRoute>(name, &[SpecConst { id: 0, value: ROUTE_WG }])?;
         let (dims, grid_x) = grid(n_tokens, self.gpu().caps().max_workgroup_count[0]);
@@ -504,6 +509,12 @@ impl Kernels {
         }
         if k == 0 || k > MOE_MAX_K.min(gate.n_experts) {
             return Err(kerr(name, format!("top-{k} of {} experts: need k in 1..=min(8, experts)", gate.n_experts)));
+        }
+        if gate.n_experts > MOE_ROUTE_MAX_EXPERTS {
+            return Err(kerr(
+                name,
+                format!("{} experts: routing handles at most {MOE_ROUTE_MAX_EXPERTS}", gate.n_experts),
+            ));
         }
         if intdot && gate.cols > MOE_FUSED_MAX_X {
             return Err(kerr(
