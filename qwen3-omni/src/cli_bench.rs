@@ -57,6 +57,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         c.hidden,
         bytes as f64 / 1e9
     );
+    dispatch_floor(t.kernels())?;
     let mut token = 1000u32;
     for &ctx in &a.ctx {
         // Timing does not depend on the cache's contents: start at position ctx directly.
@@ -154,5 +155,51 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let dt = s.elapsed().as_secs_f64();
         println!("prefill of {n} tokens: {:.0} tok/s ({:.1} ms)", n as f64 / dt, dt * 1e3);
     }
+    Ok(())
+}
+
+/// The cost of a dependent dispatch on this device, apart from any work: a chain of 400 element-wise
+/// adds on 2048 floats (each reads what the previous wrote, so each waits behind a barrier), and a
+/// chain of 400 fused RMSNorm + 2048×2048 planar Q8_0 matrix × vector (the decode step's typical
+/// stage). Decode time is about (stages per token) × this.
+fn dispatch_floor(k: &Kernels) -> anyhow::Result<()> {
+    use qwen3_omni_vk::vk_runtime::MemoryIntent;
+    use qwen3_omni_vk::{Matrix, WType};
+    let g = k.gpu();
+    let n = 2048u64;
+    let a = g.buffer("floor a", n * 4, MemoryIntent::Scratch)?;
+    let b = g.buffer("floor b", n * 4, MemoryIntent::Scratch)?;
+    let nw = g.buffer_from("floor norm", &vec![1.0f32; n as usize], MemoryIntent::Scratch)?;
+    let mut rng = qwen3_omni_vk::reference::Rng::new(5);
+    let (q, _) = qwen3_omni_vk::reference::quantize_matrix_q8_0(&rng.vec((n * n) as usize, 0.02), n as usize);
+    let planar = qwen3_omni_vk::layout::repack_q8_0_planar(&q, n as usize, n as usize).map_err(anyhow::Error::msg)?;
+    let w = g.buffer_from("floor w", &planar, MemoryIntent::Weights)?;
+    g.buffer_from("floor init", &vec![0.5f32; n as usize], MemoryIntent::Scratch)?;
+    let time = |batch: &mut qwen3_omni_vk::vk_runtime::Batch<'_>| -> anyhow::Result<f64> {
+        let mut best = f64::MAX;
+        for _ in 0..(if g.caps().name.contains("llvmpipe") { 1 } else { 20 }) {
+            best = best.min(batch.submit()?.total_ns.unwrap_or(0.0));
+        }
+        Ok(best / 400.0 / 1e3)
+    };
+    let mut rec = g.recorder(false)?;
+    for _ in 0..400 {
+        k.add(&mut rec, &a, &b, &a, n, n)?;
+    }
+    let mut batch = rec.finish()?;
+    let add_us = time(&mut batch)?;
+    drop(batch);
+    let mut rec = g.recorder(false)?;
+    let m = Matrix::new(&w, WType::Q8_0Planar, n as u32, n as u32);
+    for i in 0..400 {
+        let (x, y) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        k.matvec_fused(&mut rec, m, x, Some((&nw, 1e-6)), None, y)?;
+    }
+    let mut batch = rec.finish()?;
+    let mv_us = time(&mut batch)?;
+    println!(
+        "dependent-dispatch floor: {add_us:.2} µs per chained add (2048 floats), {mv_us:.2} µs per chained RMSNorm + 2048×2048 Q8_0 matvec (8.4 MB: {:.0} GB/s)",
+        n as f64 * n as f64 * 1.0625 / (mv_us * 1e3)
+    );
     Ok(())
 }
