@@ -107,6 +107,10 @@ pub struct Recorder<'a> {
     read: Vec<Span>,
     profile: bool,
     sets_in_pool: u32,
+    /// A copy was recorded since the last barrier.
+    transfer_since_barrier: bool,
+    /// `QWEN3VK_BARRIER_FULL=1`: every barrier also names the transfer stage (for comparisons).
+    force_transfer_barriers: bool,
 }
 
 impl Gpu {
@@ -169,44 +173,74 @@ impl<'a> Recorder<'a> {
                 dev.cmd_write_timestamp(batch.cmd, vk::PipelineStageFlags::TOP_OF_PIPE, qp, 0);
             }
         }
-        Ok(Recorder { batch, written: Vec::new(), read: Vec::new(), profile, sets_in_pool: SETS_PER_POOL })
+        Ok(Recorder {
+            batch,
+            written: Vec::new(),
+            read: Vec::new(),
+            profile,
+            sets_in_pool: SETS_PER_POOL,
+            transfer_since_barrier: false,
+            force_transfer_barriers: std::env::var_os("QWEN3VK_BARRIER_FULL").is_some(),
+        })
     }
 
-    fn barrier(&mut self) {
+    /// A memory barrier ordering everything recorded so far before everything recorded next.
+    /// Its stages and access types name transfers only where one was recorded since the previous
+    /// barrier (first scope) or is about to be (second scope): a compute-to-compute barrier is
+    /// much cheaper on some drivers than one that also waits on the transfer stage. Earlier
+    /// commands are covered through the chain of barriers between them.
+    fn barrier_for(&mut self, next_is_transfer: bool) {
+        let src_transfer = self.transfer_since_barrier;
         let b = &mut self.batch;
-        let mb = [vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::SHADER_WRITE | vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(
-                vk::AccessFlags::SHADER_READ
-                    | vk::AccessFlags::SHADER_WRITE
-                    | vk::AccessFlags::TRANSFER_READ
-                    | vk::AccessFlags::TRANSFER_WRITE,
-            )];
-        let stages = vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::TRANSFER;
+        let mut src_access = vk::AccessFlags::SHADER_WRITE;
+        let mut dst_access = vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE;
+        let mut src_stage = vk::PipelineStageFlags::COMPUTE_SHADER;
+        let mut dst_stage = vk::PipelineStageFlags::COMPUTE_SHADER;
+        if src_transfer || self.force_transfer_barriers {
+            src_access |= vk::AccessFlags::TRANSFER_WRITE;
+            src_stage |= vk::PipelineStageFlags::TRANSFER;
+        }
+        if next_is_transfer || self.force_transfer_barriers {
+            dst_access |= vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE;
+            dst_stage |= vk::PipelineStageFlags::TRANSFER;
+        }
+        let mb = [vk::MemoryBarrier::default().src_access_mask(src_access).dst_access_mask(dst_access)];
         // SAFETY: recording command buffer.
         unsafe {
-            b.shared.device.cmd_pipeline_barrier(b.cmd, stages, stages, vk::DependencyFlags::empty(), &mb, &[], &[])
+            b.shared.device.cmd_pipeline_barrier(
+                b.cmd,
+                src_stage,
+                dst_stage,
+                vk::DependencyFlags::empty(),
+                &mb,
+                &[],
+                &[],
+            )
         };
         b.barriers += 1;
         self.written.clear();
         self.read.clear();
+        self.transfer_since_barrier = false;
     }
 
     /// A full compute/transfer memory barrier now. At the start of a batch it orders the batch
     /// after everything submitted before it on the queue (batches chained on the GPU without a
     /// host wait between them, e.g. decode steps that feed each other's outputs).
     pub fn full_barrier(&mut self) {
-        self.barrier();
+        // Whatever ran before may have been a transfer.
+        self.transfer_since_barrier = true;
+        self.barrier_for(true);
     }
 
     /// Inserts a barrier if `reads`/`writes` conflict with what was touched since the last one
     /// (read after write, write after write, write after read), then records them.
-    fn track(&mut self, reads: &[Span], writes: &[Span]) {
+    fn track(&mut self, reads: &[Span], writes: &[Span], is_transfer: bool) {
         let hazard = reads.iter().any(|r| self.written.iter().any(|w| w.overlaps(r)))
             || writes.iter().any(|x| self.written.iter().chain(self.read.iter()).any(|o| o.overlaps(x)));
         if hazard || (self.profile && self.batch.dispatches > 0) {
-            self.barrier();
+            self.barrier_for(is_transfer);
         }
+        self.transfer_since_barrier |= is_transfer;
         self.read.extend_from_slice(reads);
         self.written.extend_from_slice(writes);
     }
@@ -279,7 +313,7 @@ impl<'a> Recorder<'a> {
             }
             infos.push([vk::DescriptorBufferInfo { buffer: b.buffer.raw, offset: b.offset, range: b.range }]);
         }
-        self.track(&reads, &writes);
+        self.track(&reads, &writes, false);
 
         let shared = self.batch.shared.clone();
         let dev = &shared.device;
@@ -387,6 +421,7 @@ impl<'a> Recorder<'a> {
         self.track(
             &[Span { buf: src.id, start: src_offset, end: src_offset + len }],
             &[Span { buf: dst.id, start: dst_offset, end: dst_offset + len }],
+            true,
         );
         let region = [vk::BufferCopy { src_offset, dst_offset, size: len }];
         // SAFETY: recording; both buffers borrowed for the batch's lifetime.
