@@ -5,14 +5,15 @@
 //     per-head RMSNorm (q_norm), the rotation of rope_qk_norm.comp at position p = cache_len[0] and
 //     the attention scale, in shared memory. The workgroup whose chunk holds p also normalises and
 //     rotates the raw k of its KV head (k_norm) and writes it, and the raw v, into the caches at p
-//     (dropped when p ≥ kv_cap), then reads them back like any other key.
+//     (dropped when p ≥ kv_cap); its own reads of key p take them from shared memory / the input
+//     (a cache read could miss the write), so the caches need no coherent loads.
 //   * Scores, softmax statistics and P·V exactly as attn_decode.comp, partials to part_o/part_ml.
 //   * The last workgroup of each KV head to finish (an atomic counter per KV head, reset by it for
 //     the next step) merges the chunks holding keys as attn_reduce.comp does (log-sum-exp) and
 //     writes out for its G heads.
 // kv_len = min(p + 1, kv_cap). Layouts: q, out [n_heads, HD]; k, v [n_kv, HD]; K, V [kv_cap, n_kv, HD];
-// part_o [n_heads, n_chunks, HD]; part_ml [n_heads, n_chunks]. Everything another invocation or
-// workgroup reads back is `coherent` and fenced by memoryBarrierBuffer.
+// part_o [n_heads, n_chunks, HD]; part_ml [n_heads, n_chunks]. What the merging workgroup reads of
+// the others' writes is `coherent` and fenced by memoryBarrierBuffer.
 //
 // Bindings: 0 q (vec4[]), 1 k (float[]), 2 v (vec4[]), 3 q_w (float[HD]), 4 k_w (float[HD]),
 //           5 pos (uint[3]: t, h, w), 6 K (vec4[]), 7 V (vec4[]), 8 part_o (vec4[]), 9 part_ml (vec2[]),
@@ -45,8 +46,8 @@ layout(std430, binding = 2) readonly buffer Vn { vec4 vin[]; };
 layout(std430, binding = 3) readonly buffer QW { float q_w[]; };
 layout(std430, binding = 4) readonly buffer KW { float k_w[]; };
 layout(std430, binding = 5) readonly buffer Pos { uint pos[]; };
-layout(std430, binding = 6) coherent buffer K { vec4 kc[]; };
-layout(std430, binding = 7) coherent buffer V { vec4 vc[]; };
+layout(std430, binding = 6) buffer K { vec4 kc[]; };
+layout(std430, binding = 7) buffer V { vec4 vc[]; };
 layout(std430, binding = 8) coherent buffer PO { vec4 part_o[]; };
 layout(std430, binding = 9) coherent buffer PML { vec2 part_ml[]; };
 layout(std430, binding = 10) readonly buffer Len { uint cache_len[]; };
@@ -138,17 +139,18 @@ void main() {
                 kc[p * row4 + kvh * H4 + d4] = vec4(kf[4u * d4], kf[4u * d4 + 1u], kf[4u * d4 + 2u], kf[4u * d4 + 3u]);
                 vc[p * row4 + kvh * H4 + d4] = vin[kvh * H4 + d4];
             }
-            memoryBarrierBuffer();
         }
         barrier();
 
-        // Scores: one key per invocation, all G heads.
+        // Scores: one key per invocation, all G heads (key p from shared memory).
         if (tid < n) {
             const uint base = (k0 + tid) * row4 + kvh * H4;
+            const bool newk = k0 + tid == p;
             float s[G];
             [[unroll]] for (uint g = 0; g < G; g++) s[g] = 0.0;
             [[unroll]] for (uint d4 = 0; d4 < H4; d4++) {
-                const vec4 kv = kc[base + d4];
+                vec4 kv = kc[base + d4];
+                if (newk) kv = vec4(kf[4u * d4], kf[4u * d4 + 1u], kf[4u * d4 + 2u], kf[4u * d4 + 3u]);
                 [[unroll]] for (uint g = 0; g < G; g++) s[g] += dot(qs[g * H4 + d4], kv);
             }
             [[unroll]] for (uint g = 0; g < G; g++) sc[g * CHUNK + tid] = s[g];
@@ -193,14 +195,18 @@ void main() {
             uint k = rg;
             for (; k + 7u * NG < n; k += 8u * NG) {
                 vec4 v[8];
-                [[unroll]] for (uint u = 0; u < 8u; u++) v[u] = vc[vb + (k + u * NG) * row4];
+                [[unroll]] for (uint u = 0; u < 8u; u++) {
+                    v[u] = vc[vb + (k + u * NG) * row4];
+                    if (k0 + k + u * NG == p) v[u] = vin[kvh * H4 + c4];
+                }
                 [[unroll]] for (uint g = 0; g < G; g++) {
                     const uint sb = g * CHUNK + k;
                     [[unroll]] for (uint u = 0; u < 8u; u++) acc[g] += sc[sb + u * NG] * v[u];
                 }
             }
             for (; k < n; k += NG) {
-                const vec4 v = vc[vb + k * row4];
+                vec4 v = vc[vb + k * row4];
+                if (k0 + k == p) v = vin[kvh * H4 + c4];
                 [[unroll]] for (uint g = 0; g < G; g++) acc[g] += sc[g * CHUNK + k] * v;
             }
         }
@@ -221,19 +227,41 @@ void main() {
     barrier();
     if (!s_last) return;
     memoryBarrierBuffer();
-    // The merge of attn_reduce.comp over the chunks holding keys, for the G heads.
+    // The merge of attn_reduce.comp over the chunks holding keys, for the G heads. The chunk loops
+    // load 8 chunks at a time so their L2 round trips overlap.
     const uint nc = (kv_len + CHUNK - 1u) / CHUNK;
     for (uint e = tid; e < G * H4; e += WG) {
         const uint h = h0 + e / H4, d4 = e % H4;
+        const uint mb = h * pc.n_chunks;
         float m = -1.0 / 0.0;
-        for (uint cc = 0; cc < nc; cc++) m = max(m, part_ml[h * pc.n_chunks + cc].x);
+        uint cc = 0u;
+        for (; cc + 8u <= nc; cc += 8u) {
+            float mm[8];
+            [[unroll]] for (uint u = 0; u < 8u; u++) mm[u] = part_ml[mb + cc + u].x;
+            [[unroll]] for (uint u = 0; u < 8u; u++) m = max(m, mm[u]);
+        }
+        for (; cc < nc; cc++) m = max(m, part_ml[mb + cc].x);
         float l = 0.0;
         vec4 t = vec4(0.0);
-        for (uint cc = 0; cc < nc; cc++) {
-            const vec2 ml = part_ml[h * pc.n_chunks + cc];
+        cc = 0u;
+        for (; cc + 8u <= nc; cc += 8u) {
+            vec2 ml[8];
+            vec4 ov[8];
+            [[unroll]] for (uint u = 0; u < 8u; u++) {
+                ml[u] = part_ml[mb + cc + u];
+                ov[u] = part_o[(mb + cc + u) * H4 + d4];
+            }
+            [[unroll]] for (uint u = 0; u < 8u; u++) {
+                const float w = exp(ml[u].x - m);
+                l += w * ml[u].y;
+                t += w * ov[u];
+            }
+        }
+        for (; cc < nc; cc++) {
+            const vec2 ml = part_ml[mb + cc];
             const float w = exp(ml.x - m);
             l += w * ml.y;
-            t += w * part_o[(h * pc.n_chunks + cc) * H4 + d4];
+            t += w * part_o[(mb + cc) * H4 + d4];
         }
         o[h * H4 + d4] = t * (1.0 / l);
     }

@@ -109,6 +109,10 @@ pub struct Recorder<'a> {
     sets_in_pool: u32,
     /// A copy was recorded since the last barrier.
     transfer_since_barrier: bool,
+    /// What was touched since the last barrier whose second scope includes transfers: a copy must
+    /// be ordered after all of it (a compute-only barrier in between does not order a copy).
+    written_t: Vec<Span>,
+    read_t: Vec<Span>,
     /// `QWEN3VK_BARRIER_FULL=1`: every barrier also names the transfer stage (for comparisons).
     force_transfer_barriers: bool,
 }
@@ -180,6 +184,8 @@ impl<'a> Recorder<'a> {
             profile,
             sets_in_pool: SETS_PER_POOL,
             transfer_since_barrier: false,
+            written_t: Vec::new(),
+            read_t: Vec::new(),
             force_transfer_barriers: std::env::var_os("QWEN3VK_BARRIER_FULL").is_some(),
         })
     }
@@ -220,6 +226,10 @@ impl<'a> Recorder<'a> {
         b.barriers += 1;
         self.written.clear();
         self.read.clear();
+        if next_is_transfer || self.force_transfer_barriers {
+            self.written_t.clear();
+            self.read_t.clear();
+        }
         self.transfer_since_barrier = false;
     }
 
@@ -235,14 +245,21 @@ impl<'a> Recorder<'a> {
     /// Inserts a barrier if `reads`/`writes` conflict with what was touched since the last one
     /// (read after write, write after write, write after read), then records them.
     fn track(&mut self, reads: &[Span], writes: &[Span], is_transfer: bool) {
-        let hazard = reads.iter().any(|r| self.written.iter().any(|w| w.overlaps(r)))
-            || writes.iter().any(|x| self.written.iter().chain(self.read.iter()).any(|o| o.overlaps(x)));
-        if hazard || (self.profile && self.batch.dispatches > 0) {
+        let conflict = |written: &[Span], read: &[Span]| {
+            reads.iter().any(|r| written.iter().any(|w| w.overlaps(r)))
+                || writes.iter().any(|x| written.iter().chain(read.iter()).any(|o| o.overlaps(x)))
+        };
+        let hazard = conflict(&self.written, &self.read);
+        // A copy also conflicts with anything since the last barrier that ordered transfers.
+        let hazard_t = is_transfer && conflict(&self.written_t, &self.read_t);
+        if hazard || hazard_t || (self.profile && self.batch.dispatches > 0) {
             self.barrier_for(is_transfer);
         }
         self.transfer_since_barrier |= is_transfer;
         self.read.extend_from_slice(reads);
         self.written.extend_from_slice(writes);
+        self.read_t.extend_from_slice(reads);
+        self.written_t.extend_from_slice(writes);
     }
 
     /// Records one dispatch of `p` with `bindings` (in binding order), push constants `push`
