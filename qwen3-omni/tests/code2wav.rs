@@ -1,0 +1,169 @@
+//! Code2Wav against transformers' fixtures (same Q8_0 round-tripped weights, float32): the CPU
+//! oracle's full decode and transformers' chunked decode, streaming equal to one full decode, the
+//! config and the error paths. GPU tests are in code2wav_gpu.rs.
+
+mod common;
+
+use std::path::PathBuf;
+
+use qwen3_omni::code2wav::cpu::CpuCode2Wav;
+use qwen3_omni::code2wav::{Code2WavConfig, Code2WavError};
+use qwen3_omni::model_file::ModelFile;
+
+pub fn fixture_gguf(model: &str) -> (TempDir, PathBuf) {
+    let src = common::fixtures().join("models").join(model);
+    let dir = TempDir::new(model);
+    let out = dir.0.join(format!("{model}.gguf"));
+    quantizer::convert::convert(&src, &out, &Default::default())
+        .unwrap_or_else(|e| panic!("converting {}: {e}", src.display()));
+    (dir, out)
+}
+
+pub struct TempDir(pub PathBuf);
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "qwen3vk-c2w-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// SNR of `got` against `want` in dB.
+pub fn snr_db(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    let sig: f64 = want.iter().map(|v| (*v as f64).powi(2)).sum();
+    let err: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
+    10.0 * (sig / err.max(1e-300)).log10()
+}
+
+/// The reference codes as `[T, num_quantizers]` (the file holds `[num_quantizers, T]`).
+pub fn ref_codes(model: &str) -> (Vec<u32>, usize) {
+    let path = common::fixtures().join("models").join(model).join("ref_code2wav_q8.safetensors");
+    let h = common::read_safetensors_header(&path);
+    let shape = h.tensors["codes"].1.clone();
+    let (q, t) = (shape[0] as usize, shape[1] as usize);
+    let raw = common::read_safetensors_i32(&path, "codes");
+    let mut codes = vec![0u32; q * t];
+    for g in 0..q {
+        for f in 0..t {
+            codes[f * q + g] = raw[g * t + f];
+        }
+    }
+    (codes, t)
+}
+
+fn reference(model: &str, key: &str) -> Vec<f32> {
+    let path = common::fixtures().join("models").join(model).join("ref_code2wav_q8.safetensors");
+    common::read_safetensors_f32(&path, key)
+}
+
+fn chunk_params(model: &str) -> (usize, usize) {
+    let m = common::read_json(&format!("models/{model}/manifest.json"));
+    let c = &m["code2wav"]["chunked_decode"];
+    (c["chunk_size"].as_u64().unwrap() as usize, c["left_context_size"].as_u64().unwrap() as usize)
+}
+
+const MODELS: [&str; 2] = ["tiny-real-vocab", "tiny-ragged"];
+
+#[test]
+fn config_and_lengths() {
+    let cfg = common::read_json("models/tiny-real-vocab/config.json");
+    let c = Code2WavConfig::from_json(&cfg).unwrap();
+    assert_eq!((c.samples_per_frame(), c.deficit()), (1920, 555));
+    assert_eq!(c.output_len(16), 1920 * 16 - 555);
+    assert_eq!(c.head_dim, 16);
+    let mut bad = cfg.clone();
+    bad["code2wav_config"]["num_key_value_heads"] = 3.into();
+    let e = Code2WavConfig::from_json(&bad).unwrap_err();
+    assert!(e.0.contains("num_key_value_heads"), "{e:?}");
+    let mut bad = cfg.clone();
+    bad["code2wav_config"].as_object_mut().unwrap().remove("upsample_rates");
+    assert!(Code2WavConfig::from_json(&bad).unwrap_err().0.contains("upsample_rates"));
+    // The real model: 1920·T − 555.
+    let real = quantizer::synthetic::real_config();
+    let c = Code2WavConfig::from_json(&real).unwrap();
+    for t in [1u64, 7, 100, 325] {
+        assert_eq!(c.output_len(t), 1920 * t - 555);
+    }
+}
+
+#[test]
+fn cpu_full_and_chunked_match_transformers() {
+    for model in MODELS {
+        let (_d, path) = fixture_gguf(model);
+        let m = ModelFile::open(&path).unwrap();
+        let cpu = CpuCode2Wav::load(&m).unwrap();
+        let (codes, t) = ref_codes(model);
+        let full = cpu.decode(&codes).unwrap();
+        let want = reference(model, "full");
+        assert_eq!(full.len() as u64, cpu.config.output_len(t as u64), "{model}");
+        let s = snr_db(&full, &want);
+        println!("{model}: CPU full decode SNR {s:.1} dB over {} samples", full.len());
+        assert!(s >= 40.0, "{model}: full decode SNR {s:.1} dB");
+        let (chunk, ctx) = chunk_params(model);
+        let chunked = cpu.chunked_decode(&codes, chunk, ctx).unwrap();
+        let want = reference(model, "chunked");
+        let s = snr_db(&chunked, &want);
+        println!("{model}: CPU chunked ({chunk}/{ctx}) decode SNR {s:.1} dB over {} samples", chunked.len());
+        assert!(s >= 40.0, "{model}: chunked decode SNR {s:.1} dB");
+    }
+}
+
+#[test]
+fn cpu_streaming_equals_full_decode() {
+    let model = "tiny-real-vocab";
+    let (_d, path) = fixture_gguf(model);
+    let m = ModelFile::open(&path).unwrap();
+    let cpu = CpuCode2Wav::load(&m).unwrap();
+    let (codes, t) = ref_codes(model);
+    let q = cpu.config.num_quantizers as usize;
+    let full = cpu.decode(&codes).unwrap();
+    for pieces in [vec![1usize; t], vec![3, 1, 5, 2, 5], vec![7, 9]] {
+        let mut s = cpu.stream();
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (i, n) in pieces.iter().enumerate() {
+            let got = s.push(&codes[at * q..(at + n) * q]).unwrap();
+            at += n;
+            // Every push emits exactly what its frames determine: the first frame 1920 − 555.
+            if i == 0 {
+                assert_eq!(got.len() as u64, cpu.config.output_len(*n as u64));
+            }
+            out.extend(got);
+        }
+        out.extend(s.finish());
+        assert_eq!(out.len(), full.len());
+        let e = out.iter().zip(&full).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(e <= 1e-4, "pieces {pieces:?}: max |streamed − full| = {e:e}");
+    }
+}
+
+#[test]
+fn bad_codes_are_refused() {
+    let (_d, path) = fixture_gguf("tiny-ragged");
+    let m = ModelFile::open(&path).unwrap();
+    let cpu = CpuCode2Wav::load(&m).unwrap();
+    let q = cpu.config.num_quantizers as usize;
+    match cpu.decode(&vec![0; q + 1]) {
+        Err(e @ Code2WavError::Ragged { .. }) => assert!(e.to_string().contains("whole frames"), "{e}"),
+        other => panic!("expected a ragged-codes error, got {:?}", other.err()),
+    }
+    let mut codes = vec![0; 2 * q];
+    codes[q + 1] = cpu.config.codebook_size;
+    match cpu.decode(&codes) {
+        Err(e @ Code2WavError::BadCode { frame: 1, group: 1, .. }) => {
+            assert!(e.to_string().contains("codebook"), "{e}")
+        }
+        other => panic!("expected a bad-code error, got {:?}", other.err()),
+    }
+}
