@@ -167,3 +167,28 @@ fn bad_codes_are_refused() {
         other => panic!("expected a bad-code error, got {:?}", other.err()),
     }
 }
+
+#[test]
+fn wav_files_are_written_atomically_and_read_back() {
+    use qwen3_omni::code2wav::wav::{read_wav, write_wav, WavFormat, SAMPLE_RATE};
+    let dir = TempDir::new("wav");
+    let samples: Vec<f32> = (0..2401).map(|i| (i as f32 * 0.01).sin() * 0.9).collect();
+    let p = dir.0.join("out.wav");
+    write_wav(&p, &samples, SAMPLE_RATE, WavFormat::F32).unwrap();
+    let (rate, back) = read_wav(&p).unwrap();
+    assert_eq!((rate, back.as_slice()), (SAMPLE_RATE, samples.as_slice()));
+    let len = std::fs::metadata(&p).unwrap().len();
+    assert_eq!(len, 58 + 4 * samples.len() as u64, "RIFF header with fmt (18) and fact chunks");
+    write_wav(&p, &samples, SAMPLE_RATE, WavFormat::Pcm16).unwrap();
+    let (_, back) = read_wav(&p).unwrap();
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), 44 + 2 * samples.len() as u64);
+    let e = back.iter().zip(&samples).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(e <= 0.5 / 32767.0 + 1e-6, "16-bit round trip error {e}");
+    // Only the output file is left in the directory (no temporaries).
+    let names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("out.wav")]);
+    // A failed write leaves the old file intact and no temporary behind.
+    let bad = dir.0.join("no-such-dir").join("x.wav");
+    assert!(write_wav(&bad, &samples, SAMPLE_RATE, WavFormat::F32).is_err());
+    assert_eq!(read_wav(&p).unwrap().1.len(), samples.len());
+}
