@@ -12,9 +12,15 @@
 // y = y_old + scale[co]·v, 16 clamp to [−1, 1].
 // Bindings: 0 x, 1 w, 2 bias, 3 scale, 4 y (read-write for the residual modes).
 // Dispatch: (ceil(cout/64), ceil(n_in/64), s). 256 invocations, each 4×4 outputs; no subgroup ops.
+// NARROW variant (cout ≤ 16, e.g. the last decoder blocks and the final conv): one invocation per
+// output row computing all cout channels; dispatch (ceil(n_in·s/64), 1, 1) of 64 invocations.
 #include "common/common.glsl"
 
+#ifdef NARROW
+layout(local_size_x = 64) in;
+#else
 layout(local_size_x = 16, local_size_y = 16) in;
+#endif
 layout(push_constant) uniform Push {
     uint n_in; uint cin; uint cout; uint s;
     uint m; uint d; uint x_off; uint y_off;
@@ -42,6 +48,45 @@ float erf_approx(float v) {
     return v >= 0.0 ? 1.0 - erfc : erfc - 1.0;
 }
 
+float epilogue(float v, uint co, uint yi) {
+    if ((pc.mode & 1u) != 0u) v += bias[co];
+    if ((pc.mode & 2u) != 0u) v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
+    if ((pc.mode & 4u) != 0u) v = y[yi] + v;
+    if ((pc.mode & 8u) != 0u) v = y[yi] + scale[co] * v;
+    if ((pc.mode & 16u) != 0u) v = clamp(v, -1.0, 1.0);
+    return v;
+}
+
+#ifdef NARROW
+const uint MAXC = 16;
+void main() {
+    const uint idx = gl_GlobalInvocationID.x;
+    if (idx >= pc.n_in * pc.s) return;
+    const uint i = idx / pc.s;
+    const uint p = idx % pc.s;
+    const uint t = idx;
+    if (t < pc.skip) return;
+    float acc[MAXC];
+    for (uint co = 0; co < MAXC; co++) acc[co] = 0.0;
+    for (uint u = 0; u < pc.m; u++) {
+        const uint xb = (pc.x_off + i - u * pc.d) * pc.cin;
+        const uint wbase = (p * pc.m + u) * pc.cout;
+        for (uint ci = 0; ci < pc.cin; ci++) {
+            const float xv = x[xb + ci];
+            for (uint co = 0; co < MAXC; co++) {
+                if (co < pc.cout) acc[co] += w[(wbase + co) * pc.cin + ci] * xv;
+            }
+        }
+    }
+    const uint row = pc.y_off + t - pc.skip;
+    for (uint co = 0; co < MAXC; co++) {
+        if (co < pc.cout) {
+            const uint yi = row * pc.cout + co;
+            y[yi] = epilogue(acc[co], co, yi);
+        }
+    }
+}
+#else
 void main() {
     const uint tx = gl_LocalInvocationID.x;
     const uint ty = gl_LocalInvocationID.y;
@@ -93,14 +138,9 @@ void main() {
         for (uint b = 0; b < 4; b++) {
             const uint co = o0 + tx + 16 * b;
             if (co >= pc.cout) continue;
-            float v = acc[a][b];
-            if ((pc.mode & 1u) != 0u) v += bias[co];
-            if ((pc.mode & 2u) != 0u) v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
             const uint yi = row * pc.cout + co;
-            if ((pc.mode & 4u) != 0u) v = y[yi] + v;
-            if ((pc.mode & 8u) != 0u) v = y[yi] + scale[co] * v;
-            if ((pc.mode & 16u) != 0u) v = clamp(v, -1.0, 1.0);
-            y[yi] = v;
+            y[yi] = epilogue(acc[a][b], co, yi);
         }
     }
 }
+#endif

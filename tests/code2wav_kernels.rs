@@ -139,42 +139,44 @@ fn conv1d_transposed_with_trimming_matches_reference() {
 fn conv1d_linear_epilogues_match_reference() {
     let k = kernels();
     let mut rng = Rng::new(9);
-    let (n, cin, cout) = (45usize, 96usize, 130usize);
-    let x = rng.vec(n * cin, 1.0);
-    let w = rng.vec(cout * cin, 0.2);
-    let b = rng.vec(cout, 0.5);
-    let sc = rng.vec(cout, 1.0);
-    let y0 = rng.vec(n * cout, 1.0);
-    let lin: Vec<f64> = (0..n * cout)
-        .map(|i| {
-            let (t, co) = (i / cout, i % cout);
-            (0..cin).map(|c| x[t * cin + c] as f64 * w[co * cin + c] as f64).sum::<f64>()
-        })
-        .collect();
-    let (xb, wb, bb, sb) = (up(&k, "x", &x), up(&k, "w", &w), up(&k, "b", &b), up(&k, "scale", &sc));
-    let sh = ConvShape::linear(n as u32, cin as u32, cout as u32);
-    for ep in [ConvEpilogue::Gelu, ConvEpilogue::ScaledResidual, ConvEpilogue::Clamp, ConvEpilogue::Store] {
-        let with_bias = ep != ConvEpilogue::Store;
-        let want: Vec<f64> = lin
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let co = i % cout;
-                let v = v + if with_bias { b[co] as f64 } else { 0.0 };
-                match ep {
-                    ConvEpilogue::Gelu => 0.5 * v * (1.0 + erf64(v / 2f64.sqrt())),
-                    ConvEpilogue::ScaledResidual => y0[i] as f64 + sc[co] as f64 * v,
-                    ConvEpilogue::Clamp => v.clamp(-1.0, 1.0),
-                    _ => v,
-                }
+    // The tiled kernel (cout > 16) and the one-row-per-invocation one.
+    for (n, cin, cout) in [(45usize, 96usize, 130usize), (70, 40, 9)] {
+        let x = rng.vec(n * cin, 1.0);
+        let w = rng.vec(cout * cin, 0.2);
+        let b = rng.vec(cout, 0.5);
+        let sc = rng.vec(cout, 1.0);
+        let y0 = rng.vec(n * cout, 1.0);
+        let lin: Vec<f64> = (0..n * cout)
+            .map(|i| {
+                let (t, co) = (i / cout, i % cout);
+                (0..cin).map(|c| x[t * cin + c] as f64 * w[co * cin + c] as f64).sum::<f64>()
             })
             .collect();
-        let yb = out(&k, "y", &y0);
-        let mut rec = k.gpu().recorder(false).unwrap();
-        k.conv1d(&mut rec, sh, &xb, &wb, with_bias.then_some(&bb), ep, Some(&sb), &yb).unwrap();
-        rec.submit().unwrap();
-        let got: Vec<f32> = yb.read_vec().unwrap();
-        check_close(&format!("linear {ep:?}"), &got, &want, 1e-4, 1e-4).unwrap();
+        let (xb, wb, bb, sb) = (up(&k, "x", &x), up(&k, "w", &w), up(&k, "b", &b), up(&k, "scale", &sc));
+        let sh = ConvShape::linear(n as u32, cin as u32, cout as u32);
+        for ep in [ConvEpilogue::Gelu, ConvEpilogue::ScaledResidual, ConvEpilogue::Clamp, ConvEpilogue::Store] {
+            let with_bias = ep != ConvEpilogue::Store;
+            let want: Vec<f64> = lin
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let co = i % cout;
+                    let v = v + if with_bias { b[co] as f64 } else { 0.0 };
+                    match ep {
+                        ConvEpilogue::Gelu => 0.5 * v * (1.0 + erf64(v / 2f64.sqrt())),
+                        ConvEpilogue::ScaledResidual => y0[i] as f64 + sc[co] as f64 * v,
+                        ConvEpilogue::Clamp => v.clamp(-1.0, 1.0),
+                        _ => v,
+                    }
+                })
+                .collect();
+            let yb = out(&k, "y", &y0);
+            let mut rec = k.gpu().recorder(false).unwrap();
+            k.conv1d(&mut rec, sh, &xb, &wb, with_bias.then_some(&bb), ep, Some(&sb), &yb).unwrap();
+            rec.submit().unwrap();
+            let got: Vec<f32> = yb.read_vec().unwrap();
+            check_close(&format!("linear {cin}→{cout} {ep:?}"), &got, &want, 1e-4, 1e-4).unwrap();
+        }
     }
     assert_clean(k.gpu());
 }

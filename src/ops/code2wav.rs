@@ -151,6 +151,9 @@ const _: () = assert!(std::mem::size_of::<PushAttnWindow>() == 32);
 
 const WG: u32 = 256;
 
+/// Output channels up to which [`Kernels::conv1d`] runs one invocation per output row.
+pub const NARROW_MAX_COUT: u32 = 16;
+
 fn rows_bytes(rows: u64, c: u32) -> u64 {
     rows * c as u64 * 4
 }
@@ -171,7 +174,8 @@ impl Kernels {
         scale: Option<&'a Buffer>,
         y: &'a Buffer,
     ) -> Result<()> {
-        let name = "conv1d_f32";
+        let narrow = sh.cout <= NARROW_MAX_COUT;
+        let name = if narrow { "conv1d_narrow_f32" } else { "conv1d_f32" };
         if sh.n_in == 0 || sh.cin == 0 || sh.cout == 0 || sh.s == 0 || sh.m == 0 || sh.d == 0 {
             return Err(kerr(name, format!("empty or zero-sized geometry {sh:?}")));
         }
@@ -221,7 +225,16 @@ impl Kernels {
             skip: sh.skip,
             mode,
         };
-        let groups = [sh.cout.div_ceil(64), sh.n_in.div_ceil(64), sh.s];
+        let groups = if narrow {
+            let total = sh.n_in as u64 * sh.s as u64;
+            let g = total.div_ceil(64);
+            if g > self.gpu().caps().max_workgroup_count[0] as u64 {
+                return Err(kerr(name, format!("{total} output rows exceed one dispatch")));
+            }
+            [g as u32, 1, 1]
+        } else {
+            [sh.cout.div_ceil(64), sh.n_in.div_ceil(64), sh.s]
+        };
         let p = self.pipeline::<PushConv>(name, &[])?;
         rec.dispatch(
             &p,
