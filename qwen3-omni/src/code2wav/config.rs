@@ -161,4 +161,25 @@ impl Code2WavConfig {
     pub fn final_channels(&self) -> u32 {
         self.decoder_dim >> self.upsample_rates.len()
     }
+
+    /// Multiply-adds per code frame of a full decode (Linears, convs, attention at a full
+    /// window): the numerator of a compute roofline.
+    pub fn macs_per_frame(&self) -> u64 {
+        let (h, inter) = (self.hidden as u64, self.inter as u64);
+        let (qd, kvd) = ((self.n_heads * self.head_dim) as u64, (self.n_kv_heads * self.head_dim) as u64);
+        let w = self.sliding_window as u64;
+        let mut macs = self.layers as u64 * (2 * h * qd + 2 * h * kvd + 3 * h * inter + 2 * w * qd);
+        let mut rows = 1u64;
+        for &r in &self.upsampling_ratios {
+            rows *= r as u64;
+            macs += rows * (h * h + 8 * h * h + 7 * h);
+        }
+        macs += rows * 7 * h * self.decoder_dim as u64;
+        for (b, &r) in self.upsample_rates.iter().enumerate() {
+            rows *= r as u64;
+            let (cin, cout) = (self.block_in(b) as u64, self.block_in(b) as u64 / 2);
+            macs += rows * (2 * cin * cout + 3 * 8 * cout * cout);
+        }
+        macs + rows * 7 * self.final_channels() as u64
+    }
 }

@@ -12,7 +12,7 @@
 //! Weights are f32 on the device (Q8_0 linears and F16 convs dequantise exactly): every Linear
 //! and conv runs through one tiled f32 kernel (`conv1d`), so no activation is quantised.
 
-use qwen3_omni_vk::vk_runtime::{Buffer, Gpu, MemoryIntent, Recorder};
+use qwen3_omni_vk::vk_runtime::{Buffer, Gpu, MemoryIntent, Profile, Recorder};
 use qwen3_omni_vk::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, Kernels};
 
 use super::weights::{Code2WavWeights, Snake, CONV_K, DILATIONS};
@@ -132,6 +132,8 @@ pub struct GpuCode2Wav {
     /// GPU time of the batches since the last reset, when the device has timestamps.
     gpu_ns: f64,
     batches: u32,
+    profile: bool,
+    last_profile: Option<Profile>,
 }
 
 const HIST_K: u32 = CONV_K - 1;
@@ -348,7 +350,21 @@ impl GpuCode2Wav {
         };
         let skip = c.upsample_rates.clone();
         let embed = hw.embed;
-        Ok(GpuCode2Wav { k, config: c, embed, w, st, s, max_frames, pos: 0, skip, gpu_ns: 0.0, batches: 0 })
+        Ok(GpuCode2Wav {
+            k,
+            config: c,
+            embed,
+            w,
+            st,
+            s,
+            max_frames,
+            pos: 0,
+            skip,
+            gpu_ns: 0.0,
+            batches: 0,
+            profile: false,
+            last_profile: None,
+        })
     }
 
     pub fn kernels(&self) -> &Kernels {
@@ -368,6 +384,16 @@ impl GpuCode2Wav {
     /// GPU time (ns) and command buffers of the work since the last reset (timestamps permitting).
     pub fn gpu_time(&self) -> (f64, u32) {
         (self.gpu_ns, self.batches)
+    }
+
+    /// Benchmarks: time every dispatch of the following command buffers (serialised).
+    pub fn set_profile(&mut self, on: bool) {
+        self.profile = on;
+    }
+
+    /// The profile of the last command buffer recorded with profiling on.
+    pub fn last_profile(&self) -> Option<&Profile> {
+        self.last_profile.as_ref()
     }
 
     /// Starts a new stream: positions from 0, every history zero.
@@ -462,9 +488,12 @@ impl GpuCode2Wav {
         self.s.x_in.write_slice(0, &x)?;
         let rows = rows_for(c, n, &self.skip);
         let total = rows.blocks.last().map(|b| b.1).unwrap_or(0);
-        let mut rec = self.k.gpu().recorder(false)?;
+        let mut rec = self.k.gpu().recorder(self.profile)?;
         self.record(&mut rec, n, &rows)?;
         let prof = rec.submit()?;
+        if self.profile {
+            self.last_profile = Some(prof.clone());
+        }
         self.gpu_ns += prof.total_ns.unwrap_or(0.0);
         self.batches += 1;
         self.pos += n;
