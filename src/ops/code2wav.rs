@@ -365,7 +365,7 @@ impl Kernels {
         theta: f32,
     ) -> Result<()> {
         let name = "rope_rows_f32";
-        if heads == 0 || head_dim == 0 || head_dim % 2 != 0 || !(theta.is_finite() && theta > 1.0) {
+        if heads == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) || !(theta.is_finite() && theta > 1.0) {
             return Err(kerr(name, format!("{heads} heads × head_dim {head_dim}, theta {theta}")));
         }
         if n == 0 {
@@ -400,7 +400,13 @@ impl Kernels {
         window: u32,
     ) -> Result<()> {
         let name = "attn_window_f32";
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || head_dim == 0 || head_dim > 128 || window == 0 {
+        if heads == 0
+            || kv_heads == 0
+            || !heads.is_multiple_of(kv_heads)
+            || head_dim == 0
+            || head_dim > 128
+            || window == 0
+        {
             return Err(kerr(
                 name,
                 format!("{heads} heads / {kv_heads} kv heads × head_dim {head_dim} (≤ 128), window {window}"),

@@ -88,13 +88,13 @@ impl Code2WavConfig {
     }
 
     fn check(&self) -> Result<(), (&'static str, String)> {
-        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err((
                 "num_key_value_heads",
                 format!("{} does not divide num_attention_heads {}", self.n_kv_heads, self.n_heads),
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > 256 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) || self.head_dim > 256 {
             return Err(("head_dim", format!("{} is not an even number in 2..=256", self.head_dim)));
         }
         if self.sliding_window == 0 {
@@ -104,11 +104,11 @@ impl Code2WavConfig {
             return Err(("num_quantizers", "no codebooks".into()));
         }
         for (f, v) in [("hidden_size", self.hidden), ("intermediate_size", self.inter)] {
-            if v == 0 || v % 32 != 0 {
+            if v == 0 || !v.is_multiple_of(32) {
                 return Err((f, format!("{v} is not a positive multiple of 32 (Q8_0 rows)")));
             }
         }
-        if (self.n_heads * self.head_dim) % 32 != 0 {
+        if !(self.n_heads * self.head_dim).is_multiple_of(32) {
             return Err(("head_dim", "num_attention_heads × head_dim is not a multiple of 32 (Q8_0 rows)".into()));
         }
         if self.upsample_rates.is_empty() || self.upsample_rates.iter().any(|&r| r == 0 || r > 64) {
@@ -118,7 +118,7 @@ impl Code2WavConfig {
             return Err(("upsampling_ratios", format!("{:?}: need 1..=64 each", self.upsampling_ratios)));
         }
         if self.decoder_dim >> self.upsample_rates.len() == 0
-            || self.decoder_dim % (1 << self.upsample_rates.len()) != 0
+            || !self.decoder_dim.is_multiple_of(1 << self.upsample_rates.len())
         {
             return Err((
                 "decoder_dim",

@@ -138,6 +138,10 @@ pub struct GpuCode2Wav {
 
 const HIST_K: u32 = CONV_K - 1;
 
+/// Largest chunk one command buffer takes (82 s of audio; keeps every dispatch within the
+/// 65535-workgroup limit per axis).
+pub const MAX_CHUNK_FRAMES: u32 = 1024;
+
 fn snake_params(s: &Snake) -> Vec<f32> {
     s.alpha
         .iter()
@@ -182,15 +186,15 @@ fn rows_for(c: &Code2WavConfig, n: u32, skip: &[u32]) -> Rows {
 
 impl GpuCode2Wav {
     /// Loads Code2Wav from `m` onto the kernels' GPU, for chunks of up to `max_frames` frames
-    /// (device memory for activations grows linearly with it: about 0.75 MB per frame for the
-    /// real model).
+    /// (clamped to 1..=[`MAX_CHUNK_FRAMES`]; device memory for activations grows linearly with it,
+    /// about 5 MB per frame for the real model, next to 0.73 GB of f32 weights).
     pub fn load(k: Kernels, m: &ModelFile, max_frames: u32) -> Result<GpuCode2Wav, ModelError> {
         let c = Code2WavConfig::from_model(m)?;
         let hw = Code2WavWeights::load(m, &c)?;
         if c.head_dim > 128 {
             return Err(m.config_err("/code2wav_config/head_dim", "the GPU attention kernel takes head_dim ≤ 128"));
         }
-        let max_frames = max_frames.clamp(1, 4096);
+        let max_frames = max_frames.clamp(1, MAX_CHUNK_FRAMES);
         let g = k.gpu().clone();
         let (h, inter) = (c.hidden, c.inter);
         let (qd, kvd) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);

@@ -9,6 +9,11 @@ pub mod wav;
 mod weights;
 
 pub use config::Code2WavConfig;
+pub use gpu::{GpuCode2Wav as Code2Wav, Streamer};
+
+/// transformers' `chunked_decode` defaults as `generate` uses them (spec §7.6).
+pub const HF_CHUNK_FRAMES: usize = 300;
+pub const HF_LEFT_CONTEXT: usize = 25;
 pub use weights::{Block, Code2WavWeights, PreLayer, ResUnit, Snake, Upsample, CONV_K, DILATIONS};
 
 /// What can go wrong decoding codes.
@@ -27,7 +32,7 @@ pub enum Code2WavError {
 /// Checks that `codes` is whole `[T, num_quantizers]` frames of in-range codes.
 pub fn check_codes(c: &Code2WavConfig, codes: &[u32]) -> Result<(), Code2WavError> {
     let q = c.num_quantizers as usize;
-    if codes.len() % q != 0 {
+    if !codes.len().is_multiple_of(q) {
         return Err(Code2WavError::Ragged { len: codes.len(), groups: c.num_quantizers });
     }
     for (i, &code) in codes.iter().enumerate() {
