@@ -118,7 +118,7 @@ fn bad_codes_are_refused() {
 
 #[test]
 fn wav_files_are_written_atomically_and_read_back() {
-    use qwen3_omni::code2wav::wav::{read_wav, write_wav, WavFormat, SAMPLE_RATE};
+    use qwen3_omni::code2wav::wav::{read_wav, write_wav, WavFormat, WavWriter, SAMPLE_RATE};
     let dir = TempDir::new("wav");
     let samples: Vec<f32> = (0..2401).map(|i| (i as f32 * 0.01).sin() * 0.9).collect();
     let p = dir.0.join("out.wav");
@@ -139,4 +139,23 @@ fn wav_files_are_written_atomically_and_read_back() {
     let bad = dir.0.join("no-such-dir").join("x.wav");
     assert!(write_wav(&bad, &samples, SAMPLE_RATE, WavFormat::F32).is_err());
     assert_eq!(read_wav(&p).unwrap().1.len(), samples.len());
+
+    // Streamed writing: nothing at the path until finish; an unfinished writer leaves no trace.
+    let q = dir.0.join("streamed.wav");
+    let mut w = WavWriter::create(&q, SAMPLE_RATE, WavFormat::F32).unwrap();
+    for piece in samples.chunks(700) {
+        w.write(piece).unwrap();
+    }
+    assert!(!q.exists(), "the file appears only when complete");
+    assert_eq!(w.len(), samples.len() as u64);
+    w.finish().unwrap();
+    let want = qwen3_omni::code2wav::wav::wav_bytes(&samples, SAMPLE_RATE, WavFormat::F32).unwrap();
+    assert!(std::fs::read(&q).unwrap() == want, "streamed file differs from the one-shot file");
+    let r = dir.0.join("abandoned.wav");
+    let mut w = WavWriter::create(&r, SAMPLE_RATE, WavFormat::Pcm16).unwrap();
+    w.write(&samples).unwrap();
+    drop(w);
+    let mut names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, vec![std::ffi::OsString::from("out.wav"), std::ffi::OsString::from("streamed.wav")]);
 }

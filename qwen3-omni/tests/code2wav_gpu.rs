@@ -84,9 +84,16 @@ fn gpu_streaming_equals_full_decode() {
             out.extend(got);
         }
         out.extend(st.finish());
+        assert_eq!(out.len(), full.len());
         let e = max_abs(&out, &full);
         println!("pieces {pieces:?}: max |streamed − full| = {e:e}");
         assert!(e <= 1e-4, "pieces {pieces:?}: max |streamed − full| = {e:e}");
     }
+    // Bad codes are refused before anything is recorded, and the stream is unharmed.
+    let mut bad = codes[..2 * q].to_vec();
+    bad[q + 3] = 5000;
+    let e = gpu.decode(&bad).unwrap_err();
+    assert!(e.to_string().contains("frame 1, code group 3"), "{e}");
+    assert_eq!(gpu.decode(&codes).unwrap(), full);
     assert_clean(gpu.kernels());
 }

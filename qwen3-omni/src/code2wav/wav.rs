@@ -18,12 +18,29 @@ pub enum WavFormat {
 
 /// The bytes of a mono WAV file holding `samples` at `rate` Hz.
 pub fn wav_bytes(samples: &[f32], rate: u32, format: WavFormat) -> std::io::Result<Vec<u8>> {
+    let mut b = header(samples.len() as u64, rate, format)?;
+    encode(samples, format, &mut b);
+    Ok(b)
+}
+
+fn encode(samples: &[f32], format: WavFormat, b: &mut Vec<u8>) {
+    match format {
+        WavFormat::F32 => samples.iter().for_each(|s| b.extend_from_slice(&s.to_le_bytes())),
+        WavFormat::Pcm16 => samples.iter().for_each(|s| {
+            let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+            b.extend_from_slice(&v.to_le_bytes())
+        }),
+    }
+}
+
+/// The RIFF header (everything before the samples) of a file of `n` samples.
+fn header(n: u64, rate: u32, format: WavFormat) -> std::io::Result<Vec<u8>> {
     let (tag, bits): (u16, u16) = match format {
         WavFormat::F32 => (3, 32),
         WavFormat::Pcm16 => (1, 16),
     };
     let block = bits / 8;
-    let data_len = samples.len() as u64 * block as u64;
+    let data_len = n * block as u64;
     // fmt chunk of 16 bytes (18 with cbSize for float), plus a fact chunk for float.
     let fmt_len: u32 = if tag == 3 { 18 } else { 16 };
     let fact_len: u64 = if tag == 3 { 12 } else { 0 };
@@ -31,10 +48,10 @@ pub fn wav_bytes(samples: &[f32], rate: u32, format: WavFormat) -> std::io::Resu
     if riff_len > u32::MAX as u64 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("{} samples are too many for one WAV file (4 GiB limit)", samples.len()),
+            format!("{n} samples are too many for one WAV file (4 GiB limit)"),
         ));
     }
-    let mut b = Vec::with_capacity(riff_len as usize + 8);
+    let mut b = Vec::with_capacity(64);
     b.extend_from_slice(b"RIFF");
     b.extend_from_slice(&(riff_len as u32).to_le_bytes());
     b.extend_from_slice(b"WAVEfmt ");
@@ -49,25 +66,14 @@ pub fn wav_bytes(samples: &[f32], rate: u32, format: WavFormat) -> std::io::Resu
         b.extend_from_slice(&0u16.to_le_bytes());
         b.extend_from_slice(b"fact");
         b.extend_from_slice(&4u32.to_le_bytes());
-        b.extend_from_slice(&(samples.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(n as u32).to_le_bytes());
     }
     b.extend_from_slice(b"data");
     b.extend_from_slice(&(data_len as u32).to_le_bytes());
-    match format {
-        WavFormat::F32 => samples.iter().for_each(|s| b.extend_from_slice(&s.to_le_bytes())),
-        WavFormat::Pcm16 => samples.iter().for_each(|s| {
-            let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
-            b.extend_from_slice(&v.to_le_bytes())
-        }),
-    }
     Ok(b)
 }
 
-/// Writes a mono WAV file atomically: the whole file goes to a temporary name in the same
-/// directory, is synced, and is then renamed to `path`. On error nothing is left at `path`
-/// (an existing file there is kept unchanged) and the temporary file is removed.
-pub fn write_wav(path: &Path, samples: &[f32], rate: u32, format: WavFormat) -> std::io::Result<()> {
-    let bytes = wav_bytes(samples, rate, format)?;
+fn temp_path(path: &Path) -> std::io::Result<std::path::PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -75,7 +81,98 @@ pub fn write_wav(path: &Path, samples: &[f32], rate: u32, format: WavFormat) -> 
     let name = path.file_name().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: not a file name", path.display()))
     })?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    Ok(dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id())))
+}
+
+fn named(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+}
+
+/// A WAV file written as audio arrives (e.g. from a Code2Wav stream), still atomically: samples
+/// go to a temporary file beside `path`; [`WavWriter::finish`] fixes the header's lengths, syncs
+/// and renames it to `path`. Dropped without `finish` (an error, an interrupt), it removes the
+/// temporary file and `path` is untouched.
+pub struct WavWriter {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    rate: u32,
+    format: WavFormat,
+    n: u64,
+    buf: Vec<u8>,
+}
+
+impl WavWriter {
+    pub fn create(path: &Path, rate: u32, format: WavFormat) -> std::io::Result<WavWriter> {
+        let tmp = temp_path(path)?;
+        let f = std::fs::File::create(&tmp).map_err(|e| named(path, e))?;
+        // From here on, Drop removes the temporary file if anything fails.
+        let mut w = WavWriter {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(std::io::BufWriter::new(f)),
+            rate,
+            format,
+            n: 0,
+            buf: Vec::new(),
+        };
+        let h = header(0, rate, format)?;
+        w.file.as_mut().expect("just opened").write_all(&h).map_err(|e| named(path, e))?;
+        Ok(w)
+    }
+
+    /// Appends samples.
+    pub fn write(&mut self, samples: &[f32]) -> std::io::Result<()> {
+        self.buf.clear();
+        encode(samples, self.format, &mut self.buf);
+        let f = self.file.as_mut().expect("open until finish");
+        f.write_all(&self.buf).map_err(|e| named(&self.path, e))?;
+        self.n += samples.len() as u64;
+        Ok(())
+    }
+
+    /// Samples written so far.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Completes the file and moves it into place.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.path.clone();
+        let res = (|| {
+            let h = header(self.n, self.rate, self.format)?;
+            let mut f = self.file.take().expect("open until finish").into_inner().map_err(|e| e.into_error())?;
+            f.seek(SeekFrom::Start(0))?;
+            f.write_all(&h)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&self.tmp, &path)
+        })();
+        res.map_err(|e| named(&path, e))
+    }
+}
+
+impl Drop for WavWriter {
+    fn drop(&mut self) {
+        // Not finished (or finishing failed): leave nothing behind.
+        self.file.take();
+        if self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes a mono WAV file atomically: the whole file goes to a temporary name in the same
+/// directory, is synced, and is then renamed to `path`. On error nothing is left at `path`
+/// (an existing file there is kept unchanged) and the temporary file is removed.
+pub fn write_wav(path: &Path, samples: &[f32], rate: u32, format: WavFormat) -> std::io::Result<()> {
+    let bytes = wav_bytes(samples, rate, format)?;
+    let tmp = temp_path(path)?;
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
@@ -86,7 +183,7 @@ pub fn write_wav(path: &Path, samples: &[f32], rate: u32, format: WavFormat) -> 
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    res.map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+    res.map_err(|e| named(path, e))
 }
 
 /// Reads back a mono WAV written by [`write_wav`] (float or 16-bit PCM): (rate, samples).
