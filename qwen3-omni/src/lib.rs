@@ -11,6 +11,7 @@ pub mod chat;
 pub mod cli_bench;
 pub mod cli_bench_code2wav;
 pub mod cli_chat;
+pub mod cli_code2wav;
 pub mod code2wav;
 pub mod model_file;
 pub mod thinker;

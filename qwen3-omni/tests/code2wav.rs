@@ -159,3 +159,14 @@ fn wav_files_are_written_atomically_and_read_back() {
     names.sort();
     assert_eq!(names, vec![std::ffi::OsString::from("out.wav"), std::ffi::OsString::from("streamed.wav")]);
 }
+
+#[test]
+fn codes_files_parse_with_clear_errors() {
+    use qwen3_omni::cli_code2wav::parse_codes;
+    let codes = parse_codes("# comment\n1 2 3\n\n4,5, 6  # trailing\n", 3).unwrap();
+    assert_eq!(codes, vec![1, 2, 3, 4, 5, 6]);
+    let e = parse_codes("1 2 3\n4 5\n", 3).unwrap_err().to_string();
+    assert!(e.contains("line 2") && e.contains("expected 3"), "{e}");
+    let e = parse_codes("1 -2 3\n", 3).unwrap_err().to_string();
+    assert!(e.contains("line 1") && e.contains("\"-2\""), "{e}");
+}
