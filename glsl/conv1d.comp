@@ -7,7 +7,7 @@
 // A stride-1 causal conv of kernel k and dilation d is s = 1, m = k taps, W'[0][u] = W[:, :, k−1−u],
 // with x_off ≥ (k−1)·d history rows before input 0. A transposed conv with kernel m·s and stride s
 // is W'[p][u][co][ci] = Wt[ci][co][p + u·s], d = 1 (its k − s left-trimmed samples are `skip`).
-// A Linear is s = m = d = 1.
+// A Linear is s = m = d = 1. Q8_0P variants: the same with planar Q8_0 weights (Linears only).
 // Epilogue (mode bits): 1 bias, 2 GELU (erf), 4 residual y = y_old + v, 8 scaled residual
 // y = y_old + scale[co]·v, 16 clamp to [−1, 1].
 // Bindings: 0 x, 1 w, 2 bias, 3 scale, 4 y (read-write for the residual modes).
@@ -27,11 +27,28 @@ layout(push_constant) uniform Push {
     uint skip; uint mode;
 } pc;
 
+#ifdef Q8_0P
+// Linear only (s = m = d = 1) with planar Q8_0 weights [cout, cin]: quants row-major (int8 in
+// 32-bit words), then f16 scales per 32 (separate bindings). Bindings: 0 x, 1 qs, 2 d, 3 bias,
+// 4 scale, 5 y.
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer QS { uint qsw[]; };
+layout(std430, binding = 2) readonly buffer D { uint16_t d16[]; };
+layout(std430, binding = 3) readonly buffer B { float bias[]; };
+layout(std430, binding = 4) readonly buffer S { float scale[]; };
+layout(std430, binding = 5) buffer Y { float y[]; };
+float wload(uint idx) {
+    const int q = int(qsw[idx >> 2] << (24u - 8u * (idx & 3u))) >> 24;
+    return float(q) * f16_bits_to_float(d16[idx >> 5]);
+}
+#else
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer W { float w[]; };
 layout(std430, binding = 2) readonly buffer B { float bias[]; };
 layout(std430, binding = 3) readonly buffer S { float scale[]; };
 layout(std430, binding = 4) buffer Y { float y[]; };
+float wload(uint idx) { return w[idx]; }
+#endif
 
 const uint TI = 64;
 const uint TO = 64;
@@ -74,7 +91,7 @@ void main() {
         for (uint ci = 0; ci < pc.cin; ci++) {
             const float xv = x[xb + ci];
             for (uint co = 0; co < MAXC; co++) {
-                if (co < pc.cout) acc[co] += w[(wbase + co) * pc.cin + ci] * xv;
+                if (co < pc.cout) acc[co] += wload((wbase + co) * pc.cin + ci) * xv;
             }
         }
     }
@@ -113,7 +130,7 @@ void main() {
                 xs[kk][jj] = xv;
                 const uint co = o0 + jj;
                 float wv = 0.0;
-                if (ci < pc.cin && co < pc.cout) wv = w[(wbase + co) * pc.cin + ci];
+                if (ci < pc.cin && co < pc.cout) wv = wload((wbase + co) * pc.cin + ci);
                 ws[kk][jj] = wv;
             }
             barrier();

@@ -7,7 +7,7 @@ mod common;
 use common::{assert_clean, kernels};
 use qwen3_omni_vk::reference::{check_close, Rng};
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent};
-use qwen3_omni_vk::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, Kernels};
+use qwen3_omni_vk::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, ConvWeights, Kernels};
 
 fn up(k: &Kernels, name: &str, v: &[f32]) -> Buffer {
     k.gpu().buffer_from(name, v, MemoryIntent::Upload).unwrap()
@@ -70,7 +70,7 @@ fn conv1d_causal_dilated_matches_reference() {
             skip: 0,
         };
         let mut rec = k.gpu().recorder(false).unwrap();
-        k.conv1d(&mut rec, sh, &xb, &wb, Some(&bb), ConvEpilogue::Residual, None, &yb).unwrap();
+        k.conv1d(&mut rec, sh, &xb, ConvWeights::F32(&wb), Some(&bb), ConvEpilogue::Residual, None, &yb).unwrap();
         rec.submit().unwrap();
         let got: Vec<f32> = yb.read_vec().unwrap();
         check_close(&format!("conv {cin}→{cout} k{kk} d{d}"), &got, &want, 1e-4, 1e-4).unwrap();
@@ -127,7 +127,7 @@ fn conv1d_transposed_with_trimming_matches_reference() {
             skip: skip as u32,
         };
         let mut rec = k.gpu().recorder(false).unwrap();
-        k.conv1d(&mut rec, sh, &xb, &wb, Some(&bb), ConvEpilogue::Store, None, &yb).unwrap();
+        k.conv1d(&mut rec, sh, &xb, ConvWeights::F32(&wb), Some(&bb), ConvEpilogue::Store, None, &yb).unwrap();
         rec.submit().unwrap();
         let got: Vec<f32> = yb.read_vec().unwrap();
         check_close(&format!("tconv {cin}→{cout} s{s} m{m}"), &got, &want, 1e-4, 1e-4).unwrap();
@@ -172,7 +172,7 @@ fn conv1d_linear_epilogues_match_reference() {
                 .collect();
             let yb = out(&k, "y", &y0);
             let mut rec = k.gpu().recorder(false).unwrap();
-            k.conv1d(&mut rec, sh, &xb, &wb, with_bias.then_some(&bb), ep, Some(&sb), &yb).unwrap();
+            k.conv1d(&mut rec, sh, &xb, ConvWeights::F32(&wb), with_bias.then_some(&bb), ep, Some(&sb), &yb).unwrap();
             rec.submit().unwrap();
             let got: Vec<f32> = yb.read_vec().unwrap();
             check_close(&format!("linear {cin}→{cout} {ep:?}"), &got, &want, 1e-4, 1e-4).unwrap();
@@ -331,5 +331,53 @@ fn rope_rows_and_window_attention_match_reference() {
         let got: Vec<f32> = ob.read_vec().unwrap();
         check_close(&format!("window attention n{n} valid{valid}"), &got, &want, 1e-5, 1e-4).unwrap();
     }
+    assert_clean(k.gpu());
+}
+
+#[test]
+fn conv1d_linear_q8_0_planar_matches_reference() {
+    let k = kernels();
+    let mut rng = Rng::new(12);
+    for (n, cin, cout) in [(37usize, 96usize, 130usize), (70, 64, 9)] {
+        let x = rng.vec(n * cin, 1.0);
+        let w = rng.vec(cout * cin, 0.2);
+        let (ggml, deq) = qwen3_omni_vk::reference::quantize_matrix_q8_0(&w, cin);
+        let planar = qwen3_omni_vk::layout::repack_q8_0_planar(&ggml, cout, cin).unwrap();
+        let b = rng.vec(cout, 0.5);
+        let sc = rng.vec(cout, 1.0);
+        let y0 = rng.vec(n * cout, 1.0);
+        let want: Vec<f64> = (0..n * cout)
+            .map(|i| {
+                let (t, co) = (i / cout, i % cout);
+                let v = b[co] as f64 + (0..cin).map(|c| x[t * cin + c] as f64 * deq[co * cin + c] as f64).sum::<f64>();
+                y0[i] as f64 + sc[co] as f64 * v
+            })
+            .collect();
+        let wb = k.gpu().buffer_from("w planar", &planar, MemoryIntent::Upload).unwrap();
+        let (xb, bb, sb) = (up(&k, "x", &x), up(&k, "b", &b), up(&k, "scale", &sc));
+        let yb = out(&k, "y", &y0);
+        let mut rec = k.gpu().recorder(false).unwrap();
+        let sh = ConvShape::linear(n as u32, cin as u32, cout as u32);
+        k.conv1d(
+            &mut rec,
+            sh,
+            &xb,
+            ConvWeights::Q8_0Planar(&wb),
+            Some(&bb),
+            ConvEpilogue::ScaledResidual,
+            Some(&sb),
+            &yb,
+        )
+        .unwrap();
+        rec.submit().unwrap();
+        let got: Vec<f32> = yb.read_vec().unwrap();
+        check_close(&format!("q8_0 planar linear {cin}→{cout}"), &got, &want, 1e-4, 1e-4).unwrap();
+    }
+    // Planar weights are for Linears only.
+    let wb = k.gpu().buffer("w", 4096, MemoryIntent::Upload).unwrap();
+    let mut rec = k.gpu().recorder(false).unwrap();
+    let sh = ConvShape { m: 2, x_off: 1, ..ConvShape::linear(4, 32, 32) };
+    assert!(k.conv1d(&mut rec, sh, &wb, ConvWeights::Q8_0Planar(&wb), None, ConvEpilogue::Store, None, &wb).is_err());
+    drop(rec);
     assert_clean(k.gpu());
 }

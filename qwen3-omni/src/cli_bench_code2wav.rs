@@ -57,6 +57,20 @@ pub fn run(a: &BenchCode2WavArgs) -> anyhow::Result<()> {
         c.upsample_rates,
         c.samples_per_frame()
     );
+    let (mut wmb, mut smb) = (0u64, 0u64);
+    for a in gpu.live_allocations() {
+        if a.intent == "weights" {
+            wmb += a.size;
+        } else {
+            smb += a.size;
+        }
+    }
+    println!(
+        "device memory: {:.0} MB weights (Linears planar Q8_0, convs f32), {:.0} MB activations and state for {} frames per command buffer",
+        wmb as f64 / 1e6,
+        smb as f64 / 1e6,
+        c2w.max_frames()
+    );
     let q = c.num_quantizers as usize;
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let codes: Vec<u32> = (0..frames as usize * q)

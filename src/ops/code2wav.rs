@@ -41,6 +41,15 @@ pub enum ConvEpilogue {
     Clamp,
 }
 
+/// Weights of a [`Kernels::conv1d`] call.
+#[derive(Debug, Clone, Copy)]
+pub enum ConvWeights<'a> {
+    /// f32, repacked `W'[phase][tap][cout][cin]` (a Linear's `[out, in]` as is).
+    F32(&'a Buffer),
+    /// A Linear's `[cout, cin]` in planar Q8_0 (`layout::PlanarLayout`); s = m = d = 1 only.
+    Q8_0Planar(&'a Buffer),
+}
+
 /// Geometry of one [`Kernels::conv1d`] call (see glsl/conv1d.comp).
 #[derive(Debug, Clone, Copy)]
 pub struct ConvShape {
@@ -168,14 +177,27 @@ impl Kernels {
         rec: &mut Recorder<'a>,
         sh: ConvShape,
         x: &'a Buffer,
-        w: &'a Buffer,
+        w: ConvWeights<'a>,
         bias: Option<&'a Buffer>,
         epilogue: ConvEpilogue,
         scale: Option<&'a Buffer>,
         y: &'a Buffer,
     ) -> Result<()> {
         let narrow = sh.cout <= NARROW_MAX_COUT;
-        let name = if narrow { "conv1d_narrow_f32" } else { "conv1d_f32" };
+        let name = match (narrow, w) {
+            (true, ConvWeights::F32(_)) => "conv1d_narrow_f32",
+            (false, ConvWeights::F32(_)) => "conv1d_f32",
+            (true, ConvWeights::Q8_0Planar(_)) => "conv1d_narrow_q8_0p_f32",
+            (false, ConvWeights::Q8_0Planar(_)) => "conv1d_q8_0p_f32",
+        };
+        if let ConvWeights::Q8_0Planar(_) = w {
+            if sh.s != 1 || sh.m != 1 || !sh.cin.is_multiple_of(32) {
+                return Err(kerr(
+                    name,
+                    format!("{sh:?}: planar Q8_0 weights serve Linears (s = m = 1) of cin % 32 = 0"),
+                ));
+            }
+        }
         if sh.n_in == 0 || sh.cin == 0 || sh.cout == 0 || sh.s == 0 || sh.m == 0 || sh.d == 0 {
             return Err(kerr(name, format!("empty or zero-sized geometry {sh:?}")));
         }
@@ -188,6 +210,9 @@ impl Kernels {
         let x_rows = sh.x_off as u64 + sh.n_in as u64;
         let y_rows = sh.y_off as u64 + sh.out_rows();
         let w_len = sh.s as u64 * sh.m as u64 * sh.cout as u64 * sh.cin as u64 * 4;
+        let wb = match w {
+            ConvWeights::F32(b) | ConvWeights::Q8_0Planar(b) => b,
+        };
         let mut mode = 0u32;
         if bias.is_some() {
             mode |= 1;
@@ -202,11 +227,11 @@ impl Kernels {
         let scale_b = match (epilogue, scale) {
             (ConvEpilogue::ScaledResidual, Some(s)) => Binding::read(s).range(0, sh.cout as u64 * 4),
             (ConvEpilogue::ScaledResidual, None) => return Err(kerr(name, "a scaled residual needs a scale".into())),
-            _ => Binding::read(w).range(0, 4),
+            _ => Binding::read(wb).range(0, 4),
         };
         let bias_b = match bias {
             Some(b) => Binding::read(b).range(0, sh.cout as u64 * 4),
-            None => Binding::read(w).range(0, 4),
+            None => Binding::read(wb).range(0, 4),
         };
         let yb = if matches!(epilogue, ConvEpilogue::Residual | ConvEpilogue::ScaledResidual) {
             Binding::read_write(y)
@@ -236,18 +261,22 @@ impl Kernels {
             [sh.cout.div_ceil(64), sh.n_in.div_ceil(64), sh.s]
         };
         let p = self.pipeline::<PushConv>(name, &[])?;
-        rec.dispatch(
-            &p,
-            &[
-                Binding::read(x).range(0, rows_bytes(x_rows, sh.cin)),
-                Binding::read(w).range(0, w_len),
-                bias_b,
-                scale_b,
-                yb.range(0, rows_bytes(y_rows, sh.cout)),
-            ],
-            push_bytes(&push),
-            groups,
-        )
+        let xb = Binding::read(x).range(0, rows_bytes(x_rows, sh.cin));
+        let yb = yb.range(0, rows_bytes(y_rows, sh.cout));
+        match w {
+            ConvWeights::F32(w) => rec.dispatch(
+                &p,
+                &[xb, Binding::read(w).range(0, w_len), bias_b, scale_b, yb],
+                push_bytes(&push),
+                groups,
+            ),
+            ConvWeights::Q8_0Planar(w) => {
+                let l = crate::layout::PlanarLayout::new(sh.cout as u64, sh.cin as u64);
+                let qs = Binding::read(w).range(0, l.qs_bytes);
+                let d = Binding::read(w).range(l.d_offset, l.d_bytes);
+                rec.dispatch(&p, &[xb, qs, d, bias_b, scale_b, yb], push_bytes(&push), groups)
+            }
+        }
     }
 
     /// SnakeBeta: rows `y_off..y_off+n` of y = snake(rows `x_off..x_off+n` of x), `c` channels;

@@ -9,27 +9,60 @@
 //! a reset then the frames in chunks; the host only computes the code-embedding mean (16 row
 //! lookups per frame) and reads the samples back.
 //!
-//! Weights are f32 on the device (Q8_0 linears and F16 convs dequantise exactly): every Linear
-//! and conv runs through one tiled f32 kernel (`conv1d`), so no activation is quantised.
+//! Every Linear and conv runs through one tiled kernel (`conv1d`) with f32 activations, so no
+//! activation is quantised. Linears keep the file's Q8_0 (planar layout, dequantised in the kernel
+//! exactly); conv kernels are uploaded as f32 (F16 in the file, exact).
 
+use quantizer::gguf::GgmlType;
+use qwen3_omni_vk::layout::{repack_q8_0_planar_into, PlanarLayout};
 use qwen3_omni_vk::vk_runtime::{Buffer, Gpu, MemoryIntent, Profile, Recorder};
-use qwen3_omni_vk::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, Kernels};
+use qwen3_omni_vk::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, ConvWeights, Kernels};
 
 use super::weights::{Code2WavWeights, Snake, CONV_K, DILATIONS};
 use super::{check_codes, Code2WavConfig, Code2WavError};
 use crate::model_file::{ModelError, ModelFile};
 
+/// A Linear's weights: planar Q8_0 as the file stores them, or f32 (files written with
+/// `--keep-f16`).
+struct Lin {
+    buf: Buffer,
+    q8: bool,
+}
+
+impl Lin {
+    fn w(&self) -> ConvWeights<'_> {
+        if self.q8 {
+            ConvWeights::Q8_0Planar(&self.buf)
+        } else {
+            ConvWeights::F32(&self.buf)
+        }
+    }
+}
+
+fn lin(g: &Gpu, m: &ModelFile, name: &str, rows: u32, cols: u32, f32w: &[f32]) -> Result<Lin, ModelError> {
+    let t = m.tensor(name, &[rows as u64, cols as u64])?;
+    if t.ty() == GgmlType::Q8_0 {
+        let l = PlanarLayout::new(rows as u64, cols as u64);
+        let mut tmp = vec![0u8; l.total() as usize];
+        repack_q8_0_planar_into(t.data, rows as usize, cols as usize, &mut tmp)
+            .map_err(|e| qwen3_omni_vk::Error::Kernel { kernel: name.into(), what: e })?;
+        Ok(Lin { buf: g.buffer_from(name, &tmp, MemoryIntent::Weights)?, q8: true })
+    } else {
+        Ok(Lin { buf: wbuf(g, name, f32w)?, q8: false })
+    }
+}
+
 struct LayerW {
     attn_norm: Buffer,
-    q: Buffer,
-    k: Buffer,
-    v: Buffer,
-    o: Buffer,
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    o: Lin,
     attn_scale: Buffer,
     ffn_norm: Buffer,
-    gate: Buffer,
-    up: Buffer,
-    down: Buffer,
+    gate: Lin,
+    up: Lin,
+    down: Lin,
     mlp_scale: Buffer,
 }
 
@@ -41,9 +74,9 @@ struct UpW {
     dw_b: Buffer,
     ln_w: Buffer,
     ln_b: Buffer,
-    pw1_w: Buffer,
+    pw1_w: Lin,
     pw1_b: Buffer,
-    pw2_w: Buffer,
+    pw2_w: Lin,
     pw2_b: Buffer,
     gamma: Buffer,
 }
@@ -187,7 +220,7 @@ fn rows_for(c: &Code2WavConfig, n: u32, skip: &[u32]) -> Rows {
 impl GpuCode2Wav {
     /// Loads Code2Wav from `m` onto the kernels' GPU, for chunks of up to `max_frames` frames
     /// (clamped to 1..=[`MAX_CHUNK_FRAMES`]; device memory for activations grows linearly with it,
-    /// about 5 MB per frame for the real model, next to 0.73 GB of f32 weights).
+    /// about 5 MB per frame for the real model, next to 0.36 GB of weights).
     pub fn load(k: Kernels, m: &ModelFile, max_frames: u32) -> Result<GpuCode2Wav, ModelError> {
         let c = Code2WavConfig::from_model(m)?;
         let hw = Code2WavWeights::load(m, &c)?;
@@ -204,15 +237,15 @@ impl GpuCode2Wav {
             let n = |s: &str| format!("code2wav.pre_transformer.layers.{l}.{s}");
             layers.push(LayerW {
                 attn_norm: wbuf(&g, &n("input_layernorm"), &lw.attn_norm)?,
-                q: wbuf(&g, &n("q_proj"), &lw.q)?,
-                k: wbuf(&g, &n("k_proj"), &lw.k)?,
-                v: wbuf(&g, &n("v_proj"), &lw.v)?,
-                o: wbuf(&g, &n("o_proj"), &lw.o)?,
+                q: lin(&g, m, &n("self_attn.q_proj.weight"), qd, h, &lw.q)?,
+                k: lin(&g, m, &n("self_attn.k_proj.weight"), kvd, h, &lw.k)?,
+                v: lin(&g, m, &n("self_attn.v_proj.weight"), kvd, h, &lw.v)?,
+                o: lin(&g, m, &n("self_attn.o_proj.weight"), h, qd, &lw.o)?,
                 attn_scale: wbuf(&g, &n("self_attn_layer_scale"), &lw.attn_scale)?,
                 ffn_norm: wbuf(&g, &n("post_attention_layernorm"), &lw.ffn_norm)?,
-                gate: wbuf(&g, &n("gate_proj"), &lw.gate)?,
-                up: wbuf(&g, &n("up_proj"), &lw.up)?,
-                down: wbuf(&g, &n("down_proj"), &lw.down)?,
+                gate: lin(&g, m, &n("mlp.gate_proj.weight"), inter, h, &lw.gate)?,
+                up: lin(&g, m, &n("mlp.up_proj.weight"), inter, h, &lw.up)?,
+                down: lin(&g, m, &n("mlp.down_proj.weight"), h, inter, &lw.down)?,
                 mlp_scale: wbuf(&g, &n("mlp_layer_scale"), &lw.mlp_scale)?,
             });
         }
@@ -229,9 +262,9 @@ impl GpuCode2Wav {
                 dw_b: wbuf(&g, &n("dwconv.bias"), &u.dw_b)?,
                 ln_w: wbuf(&g, &n("norm.weight"), &u.ln_w)?,
                 ln_b: wbuf(&g, &n("norm.bias"), &u.ln_b)?,
-                pw1_w: wbuf(&g, &n("pwconv1"), &u.pw1_w)?,
+                pw1_w: lin(&g, m, &n("1.pwconv1.weight"), 4 * h, h, &u.pw1_w)?,
                 pw1_b: wbuf(&g, &n("pwconv1.bias"), &u.pw1_b)?,
-                pw2_w: wbuf(&g, &n("pwconv2"), &u.pw2_w)?,
+                pw2_w: lin(&g, m, &n("1.pwconv2.weight"), h, 4 * h, &u.pw2_w)?,
                 pw2_b: wbuf(&g, &n("pwconv2.bias"), &u.pw2_b)?,
                 gamma: wbuf(&g, &n("gamma"), &u.gamma)?,
             });
@@ -533,12 +566,12 @@ impl GpuCode2Wav {
         let lin = |n: u32, cin: u32, cout: u32| ConvShape::linear(n, cin, cout);
         for (l, lw) in w.layers.iter().enumerate() {
             k.rms_norm(rec, &s.x, &lw.attn_norm, &s.y, h, n, c.rms_eps)?;
-            k.conv1d(rec, lin(n, h, qd), &s.y, &lw.q, None, ConvEpilogue::Store, None, &s.q)?;
+            k.conv1d(rec, lin(n, h, qd), &s.y, lw.q.w(), None, ConvEpilogue::Store, None, &s.q)?;
             hist_copy(rec, &st.k[l], 0, &s.kbuf, 0, wh, kvd)?;
             hist_copy(rec, &st.v[l], 0, &s.vbuf, 0, wh, kvd)?;
             let kv_shape = ConvShape { y_off: wh, ..lin(n, h, kvd) };
-            k.conv1d(rec, kv_shape, &s.y, &lw.k, None, ConvEpilogue::Store, None, &s.kbuf)?;
-            k.conv1d(rec, kv_shape, &s.y, &lw.v, None, ConvEpilogue::Store, None, &s.vbuf)?;
+            k.conv1d(rec, kv_shape, &s.y, lw.k.w(), None, ConvEpilogue::Store, None, &s.kbuf)?;
+            k.conv1d(rec, kv_shape, &s.y, lw.v.w(), None, ConvEpilogue::Store, None, &s.vbuf)?;
             k.rope_rows(rec, &s.q, 0, n, nh, hd, self.pos, c.rope_theta)?;
             k.rope_rows(rec, &s.kbuf, wh, n, nkv, hd, self.pos, c.rope_theta)?;
             let valid = wh.min(self.pos);
@@ -549,21 +582,21 @@ impl GpuCode2Wav {
                 rec,
                 lin(n, qd, h),
                 &s.att,
-                &lw.o,
+                lw.o.w(),
                 None,
                 ConvEpilogue::ScaledResidual,
                 Some(&lw.attn_scale),
                 &s.x,
             )?;
             k.rms_norm(rec, &s.x, &lw.ffn_norm, &s.y, h, n, c.rms_eps)?;
-            k.conv1d(rec, lin(n, h, inter), &s.y, &lw.gate, None, ConvEpilogue::Store, None, &s.g)?;
-            k.conv1d(rec, lin(n, h, inter), &s.y, &lw.up, None, ConvEpilogue::Store, None, &s.u)?;
+            k.conv1d(rec, lin(n, h, inter), &s.y, lw.gate.w(), None, ConvEpilogue::Store, None, &s.g)?;
+            k.conv1d(rec, lin(n, h, inter), &s.y, lw.up.w(), None, ConvEpilogue::Store, None, &s.u)?;
             k.silu_mul(rec, &s.g, &s.u, &s.h, n as u64 * inter as u64)?;
             k.conv1d(
                 rec,
                 lin(n, inter, h),
                 &s.h,
-                &lw.down,
+                lw.down.w(),
                 None,
                 ConvEpilogue::ScaledResidual,
                 Some(&lw.mlp_scale),
@@ -589,14 +622,23 @@ impl GpuCode2Wav {
                 y_off: HIST_K,
                 skip: 0,
             };
-            k.conv1d(rec, sh, cur, &uw.tconv_w, Some(&uw.tconv_b), ConvEpilogue::Store, None, dwb)?;
+            k.conv1d(rec, sh, cur, ConvWeights::F32(&uw.tconv_w), Some(&uw.tconv_b), ConvEpilogue::Store, None, dwb)?;
             hist_copy(rec, &st.dw[i], 0, dwb, 0, HIST_K, h)?;
             k.dwconv(rec, dwb, HIST_K, &uw.dw_w, &uw.dw_b, &s.t1, l_out, h, CONV_K)?;
             hist_copy(rec, dwb, l_out, &st.dw[i], 0, HIST_K, h)?;
             k.layer_norm(rec, &s.t1, &uw.ln_w, &uw.ln_b, &s.t2, h, l_out, 1e-6)?;
-            k.conv1d(rec, lin(l_out, h, 4 * h), &s.t2, &uw.pw1_w, Some(&uw.pw1_b), ConvEpilogue::Gelu, None, &s.t3)?;
+            k.conv1d(rec, lin(l_out, h, 4 * h), &s.t2, uw.pw1_w.w(), Some(&uw.pw1_b), ConvEpilogue::Gelu, None, &s.t3)?;
             let sh2 = ConvShape { y_off: HIST_K, ..lin(l_out, 4 * h, h) };
-            k.conv1d(rec, sh2, &s.t3, &uw.pw2_w, Some(&uw.pw2_b), ConvEpilogue::ScaledResidual, Some(&uw.gamma), dwb)?;
+            k.conv1d(
+                rec,
+                sh2,
+                &s.t3,
+                uw.pw2_w.w(),
+                Some(&uw.pw2_b),
+                ConvEpilogue::ScaledResidual,
+                Some(&uw.gamma),
+                dwb,
+            )?;
             (cur, cur_off, cur_rows) = (dwb, HIST_K, l_out);
         }
 
@@ -606,7 +648,7 @@ impl GpuCode2Wav {
         let dd = c.decoder_dim;
         let sh =
             ConvShape { n_in: cur_rows, cin: h, cout: dd, s: 1, m: CONV_K, d: 1, x_off: HIST_K, y_off: 0, skip: 0 };
-        k.conv1d(rec, sh, &s.dec0, &w.dec0_w, Some(&w.dec0_b), ConvEpilogue::Store, None, &s.xa)?;
+        k.conv1d(rec, sh, &s.dec0, ConvWeights::F32(&w.dec0_w), Some(&w.dec0_b), ConvEpilogue::Store, None, &s.xa)?;
         hist_copy(rec, &s.dec0, cur_rows, &st.dec0, 0, HIST_K, h)?;
 
         // Decoder blocks: SnakeBeta, transposed conv (k = 2r, left trim r), three residual units.
@@ -617,7 +659,7 @@ impl GpuCode2Wav {
             hist_copy(rec, &st.block_prev[b], 0, &s.s, 0, 1, cin)?;
             k.snake_beta(rec, xa, 0, &bw.act, &s.s, 1, rin, cin)?;
             let sh = ConvShape { n_in: rin, cin, cout, s: bw.rate, m: 2, d: 1, x_off: 1, y_off: 0, skip };
-            k.conv1d(rec, sh, &s.s, &bw.tconv_w, Some(&bw.tconv_b), ConvEpilogue::Store, None, xb)?;
+            k.conv1d(rec, sh, &s.s, ConvWeights::F32(&bw.tconv_w), Some(&bw.tconv_b), ConvEpilogue::Store, None, xb)?;
             hist_copy(rec, &s.s, rin, &st.block_prev[b], 0, 1, cin)?;
             for (ui, uw) in bw.units.iter().enumerate() {
                 let hr = HIST_K * uw.dilation;
@@ -636,13 +678,22 @@ impl GpuCode2Wav {
                     y_off: 0,
                     skip: 0,
                 };
-                k.conv1d(rec, sh, &s.s, &uw.conv1_w, Some(&uw.conv1_b), ConvEpilogue::Store, None, &s.c1)?;
+                k.conv1d(
+                    rec,
+                    sh,
+                    &s.s,
+                    ConvWeights::F32(&uw.conv1_w),
+                    Some(&uw.conv1_b),
+                    ConvEpilogue::Store,
+                    None,
+                    &s.c1,
+                )?;
                 k.snake_beta(rec, &s.c1, 0, &uw.act2, &s.c2, 0, rout, cout)?;
                 k.conv1d(
                     rec,
                     lin(rout, cout, cout),
                     &s.c2,
-                    &uw.conv2_w,
+                    ConvWeights::F32(&uw.conv2_w),
                     Some(&uw.conv2_b),
                     ConvEpilogue::Residual,
                     None,
@@ -659,7 +710,7 @@ impl GpuCode2Wav {
         k.snake_beta(rec, xa, 0, &w.final_act, &s.s, HIST_K, l_fin, cf)?;
         hist_copy(rec, &s.s, l_fin, &st.fin, 0, HIST_K, cf)?;
         let sh = ConvShape { n_in: l_fin, cin: cf, cout: 1, s: 1, m: CONV_K, d: 1, x_off: HIST_K, y_off: 0, skip: 0 };
-        k.conv1d(rec, sh, &s.s, &w.final_w, Some(&w.final_b), ConvEpilogue::Clamp, None, &s.out)?;
+        k.conv1d(rec, sh, &s.s, ConvWeights::F32(&w.final_w), Some(&w.final_b), ConvEpilogue::Clamp, None, &s.out)?;
         Ok(())
     }
 
