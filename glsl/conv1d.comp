@@ -53,8 +53,10 @@ float wload(uint idx) { return w[idx]; }
 const uint TI = 64;
 const uint TO = 64;
 const uint TK = 16;
-shared float xs[TK][TI + 1];
-shared float ws[TK][TO + 1];
+// Staged slices as vec4s: invocation (tx, ty) reads its 4 rows and 4 columns with one 16-byte
+// shared load each per k.
+shared vec4 xs[TK][TI / 4];
+shared vec4 ws[TK][TO / 4];
 
 float erf_approx(float v) {
     const float z = abs(v);
@@ -127,18 +129,16 @@ void main() {
                 const uint i = i0 + jj;
                 float xv = 0.0;
                 if (ci < pc.cin && i < pc.n_in) xv = x[(pc.x_off + i - u * pc.d) * pc.cin + ci];
-                xs[kk][jj] = xv;
+                xs[kk][jj >> 2][jj & 3u] = xv;
                 const uint co = o0 + jj;
                 float wv = 0.0;
                 if (ci < pc.cin && co < pc.cout) wv = wload((wbase + co) * pc.cin + ci);
-                ws[kk][jj] = wv;
+                ws[kk][jj >> 2][jj & 3u] = wv;
             }
             barrier();
             for (uint kk = 0; kk < TK; kk++) {
-                float xr[4];
-                float wr[4];
-                for (uint a = 0; a < 4; a++) xr[a] = xs[kk][ty + 16 * a];
-                for (uint b = 0; b < 4; b++) wr[b] = ws[kk][tx + 16 * b];
+                const vec4 xr = xs[kk][ty];
+                const vec4 wr = ws[kk][tx];
                 for (uint a = 0; a < 4; a++)
                     for (uint b = 0; b < 4; b++) acc[a][b] += xr[a] * wr[b];
             }
@@ -147,13 +147,13 @@ void main() {
     }
 
     for (uint a = 0; a < 4; a++) {
-        const uint i = i0 + ty + 16 * a;
+        const uint i = i0 + ty * 4 + a;
         if (i >= pc.n_in) continue;
         const uint t = i * pc.s + p;
         if (t < pc.skip) continue;
         const uint row = pc.y_off + t - pc.skip;
         for (uint b = 0; b < 4; b++) {
-            const uint co = o0 + tx + 16 * b;
+            const uint co = o0 + tx * 4 + b;
             if (co >= pc.cout) continue;
             const uint yi = row * pc.cout + co;
             y[yi] = epilogue(acc[a][b], co, yi);
