@@ -552,13 +552,27 @@ impl GpuCode2Wav {
         let (qd, kvd) = (nh * hd, nkv * hd);
         let wh = c.sliding_window - 1;
         let f4 = |rows: u32, ch: u32| rows as u64 * ch as u64 * 4;
-        // Copies rows of history: `rows` rows of `ch` from src row `from` to dst row `to`.
+        // Copies of rows (src, src row, dst, dst row, rows, channels), after a full compute +
+        // transfer barrier: the recorder's hazard tracking only looks back to the previous barrier,
+        // which may have ordered compute work alone, so a copy could otherwise overtake a dispatch
+        // before it that wrote its source or read its destination (synchronization validation
+        // reports exactly that).
+        type Rows<'b> = (&'b Buffer, u32, &'b Buffer, u32, u32, u32);
+        let copies = |rec: &mut Recorder<'a>, list: &[Rows<'a>]| -> Result<(), qwen3_omni_vk::Error> {
+            if list.iter().all(|c| c.4 == 0) {
+                return Ok(());
+            }
+            rec.full_barrier();
+            for &(src, from, dst, to, rows, ch) in list {
+                if rows > 0 {
+                    rec.copy(src, f4(from, ch), dst, f4(to, ch), f4(rows, ch))?;
+                }
+            }
+            Ok(())
+        };
         let hist_copy =
             |rec: &mut Recorder<'a>, src: &'a Buffer, from: u32, dst: &'a Buffer, to: u32, rows: u32, ch: u32| {
-                if rows == 0 {
-                    return Ok(());
-                }
-                rec.copy(src, f4(from, ch), dst, f4(to, ch), f4(rows, ch))
+                copies(rec, &[(src, from, dst, to, rows, ch)])
             };
 
         // Pre-transformer (spec §7.2).
@@ -567,8 +581,7 @@ impl GpuCode2Wav {
         for (l, lw) in w.layers.iter().enumerate() {
             k.rms_norm(rec, &s.x, &lw.attn_norm, &s.y, h, n, c.rms_eps)?;
             k.conv1d(rec, lin(n, h, qd), &s.y, lw.q.w(), None, ConvEpilogue::Store, None, &s.q)?;
-            hist_copy(rec, &st.k[l], 0, &s.kbuf, 0, wh, kvd)?;
-            hist_copy(rec, &st.v[l], 0, &s.vbuf, 0, wh, kvd)?;
+            copies(rec, &[(&st.k[l], 0, &s.kbuf, 0, wh, kvd), (&st.v[l], 0, &s.vbuf, 0, wh, kvd)])?;
             let kv_shape = ConvShape { y_off: wh, ..lin(n, h, kvd) };
             k.conv1d(rec, kv_shape, &s.y, lw.k.w(), None, ConvEpilogue::Store, None, &s.kbuf)?;
             k.conv1d(rec, kv_shape, &s.y, lw.v.w(), None, ConvEpilogue::Store, None, &s.vbuf)?;
@@ -576,8 +589,7 @@ impl GpuCode2Wav {
             k.rope_rows(rec, &s.kbuf, wh, n, nkv, hd, self.pos, c.rope_theta)?;
             let valid = wh.min(self.pos);
             k.attn_window(rec, &s.q, &s.kbuf, &s.vbuf, &s.att, n, nh, nkv, hd, wh, valid, c.sliding_window)?;
-            hist_copy(rec, &s.kbuf, n, &st.k[l], 0, wh, kvd)?;
-            hist_copy(rec, &s.vbuf, n, &st.v[l], 0, wh, kvd)?;
+            copies(rec, &[(&s.kbuf, n, &st.k[l], 0, wh, kvd), (&s.vbuf, n, &st.v[l], 0, wh, kvd)])?;
             k.conv1d(
                 rec,
                 lin(n, qd, h),
@@ -643,8 +655,7 @@ impl GpuCode2Wav {
         }
 
         // decoder.0: causal conv k = 7 (spec §7.4).
-        rec.copy(cur, f4(cur_off, h), &s.dec0, f4(HIST_K, h), f4(cur_rows, h))?;
-        hist_copy(rec, &st.dec0, 0, &s.dec0, 0, HIST_K, h)?;
+        copies(rec, &[(cur, cur_off, &s.dec0, HIST_K, cur_rows, h), (&st.dec0, 0, &s.dec0, 0, HIST_K, h)])?;
         let dd = c.decoder_dim;
         let sh =
             ConvShape { n_in: cur_rows, cin: h, cout: dd, s: 1, m: CONV_K, d: 1, x_off: HIST_K, y_off: 0, skip: 0 };
