@@ -22,8 +22,12 @@ void main() {
         const uint base = (pc.row_off * pc.heads + hrow) * pc.head_dim;
         const float inv = pow(pc.theta, -2.0 * float(j) / float(pc.head_dim));
         const float ang = float(pc.pos0 + t) * inv;
-        const float c = cos(ang);
-        const float s = sin(ang);
+        // Reduce the f32 angle mod 2π exactly (2π = 6.28125 + 0.00193530717958647…, fma) so
+        // long streams (positions in the thousands) lose nothing beyond the angle's own rounding.
+        const float kq = roundEven(ang * 0.15915494309189535);
+        const float r = fma(-kq, 0.0019353071795864769, fma(-kq, 6.28125, ang));
+        const float c = cos(r);
+        const float s = sin(r);
         const float x0 = x[base + j];
         const float x1 = x[base + j + half_d];
         x[base + j] = x0 * c - x1 * s;
