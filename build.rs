@@ -101,6 +101,15 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "sample_penalty_f32", file: "sample_prep.comp", defines: &[("PENALTY", "1")] },
     Variant { name: "sample_f32", file: "sample.comp", defines: &[] },
     Variant { name: "sample_hist_f32", file: "sample.comp", defines: &[("HIST", "1")] },
+    Variant { name: "conv1d_f32", file: "conv1d.comp", defines: &[] },
+    Variant { name: "conv1d_narrow_f32", file: "conv1d.comp", defines: &[("NARROW", "1")] },
+    Variant { name: "conv1d_q8_0p_f32", file: "conv1d.comp", defines: &[("Q8_0P", "1")] },
+    Variant { name: "conv1d_narrow_q8_0p_f32", file: "conv1d.comp", defines: &[("NARROW", "1"), ("Q8_0P", "1")] },
+    Variant { name: "snake_beta_f32", file: "snake_beta.comp", defines: &[] },
+    Variant { name: "dwconv_f32", file: "dwconv.comp", defines: &[] },
+    Variant { name: "layer_norm_f32", file: "layer_norm.comp", defines: &[] },
+    Variant { name: "rope_rows_f32", file: "rope_rows.comp", defines: &[] },
+    Variant { name: "attn_window_f32", file: "attn_window.comp", defines: &[] },
 ];
 
 const MAX_PUSH: u32 = 128;

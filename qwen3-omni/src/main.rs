@@ -25,6 +25,10 @@ enum Command {
     Chat(qwen3_omni::cli_chat::ChatArgs),
     /// Time the Thinker's decode on the GPU (synthetic full-size models welcome).
     BenchThinker(qwen3_omni::cli_bench::BenchArgs),
+    /// Time Code2Wav's GPU decode: ms per second of audio, real-time factor, streaming latency.
+    BenchCode2wav(qwen3_omni::cli_bench_code2wav::BenchCode2WavArgs),
+    /// Decode a file of codec frames (one frame of 16 codes per line) to a 24 kHz WAV file.
+    Code2wav(qwen3_omni::cli_code2wav::Code2WavArgs),
     /// Describe a GGUF file: header, metadata, tensor table, totals per type.
     Info(quantizer::cli::InfoArgs),
     /// Convert a safetensors checkpoint into one Q8_0 GGUF (or write a synthetic one).
@@ -41,6 +45,8 @@ fn main() -> ExitCode {
         Command::Devices { selftest } => devices(selftest),
         Command::Chat(args) => qwen3_omni::cli_chat::run(&args),
         Command::BenchThinker(args) => qwen3_omni::cli_bench::run(&args),
+        Command::BenchCode2wav(args) => qwen3_omni::cli_bench_code2wav::run(&args),
+        Command::Code2wav(args) => qwen3_omni::cli_code2wav::run(&args),
         Command::Info(args) => quantizer::cli::run_info(&args),
         Command::Quantize(args) => quantizer::cli::run_quantize(&args),
     };
