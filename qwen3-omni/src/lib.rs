@@ -10,6 +10,7 @@ pub mod chat;
 pub mod cli_bench;
 pub mod cli_chat;
 pub mod model_file;
+pub mod talker;
 pub mod thinker;
 pub mod tokenizer;
 
