@@ -5,7 +5,11 @@
 
 mod config;
 pub mod cpu;
+pub mod gpu;
 pub mod prompt;
+mod weights;
 
 pub use config::{DecoderConfig, TalkerConfig, TalkerIds};
+pub use gpu::{GpuTalker, TalkerError, TalkerSampling};
 pub use prompt::{plan, trailing, PromptError, Row, TalkerPlan, TextSide};
+pub use weights::TalkerWeights;

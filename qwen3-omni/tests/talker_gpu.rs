@@ -1,0 +1,121 @@
+//! The Talker on the GPU (lavapipe in CI, validation on) against transformers' fixtures: prompt
+//! rows projected on the GPU, first code-0 logits, and with greedy decoding the codes of every
+//! frame (code 0 and the 15 (4) residual codes sampled on the GPU inside one command buffer per
+//! frame) on both tiny models and both prompts.
+
+mod common;
+
+use std::path::PathBuf;
+
+use qwen3_omni::model_file::ModelFile;
+use qwen3_omni::talker::cpu::thinker_embedding;
+use qwen3_omni::talker::{plan, GpuTalker, TalkerConfig, TalkerError, TalkerSampling};
+use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
+use qwen3_omni_vk::{Kernels, MatvecPath};
+
+fn model_dir(model: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(model)
+}
+
+fn gguf(model: &str, tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("qwen3vk-talker-gpu-{tag}-{model}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("tiny.gguf");
+    quantizer::convert::convert(&model_dir(model), &out, &Default::default()).unwrap();
+    (dir, out)
+}
+
+fn rel(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "lengths");
+    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+struct Outcome {
+    logits_err: f64,
+    /// (got, want) code 0 sequence and frames.
+    code0: (Vec<u32>, Vec<u32>),
+    frames: (Vec<Vec<u32>>, Vec<Vec<u32>>),
+}
+
+fn run(model: &str, prompt: &str, path: MatvecPath) -> Outcome {
+    let (dir, file) = gguf(model, &format!("{prompt}-{path:?}"));
+    let m = ModelFile::open(&file).unwrap();
+    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let mut k = Kernels::new(gpu.clone());
+    k.set_matvec_path(path).unwrap();
+    let mut t = GpuTalker::load(k, &m, 96, |_, _| {}).unwrap();
+    t.set_sampling(TalkerSampling::greedy());
+    let c: TalkerConfig = t.config.clone();
+    let manifest = common::read_json(&format!("models/{model}/manifest.json"));
+    let th = model_dir(model).join("ref_thinker_q8.safetensors");
+    let tk = model_dir(model).join("ref_talker_q8.safetensors");
+    let ids = common::ids(&manifest["prompts"][prompt]["ids"]);
+    let gen = common::read_safetensors_i32(&th, &format!("{prompt}.greedy_ids"));
+    let hs = common::read_safetensors_f32(&th, &format!("{prompt}.hs{}", c.accept_layer));
+    let thh = c.thinker_hidden as usize;
+
+    // Prompt rows projected on the GPU.
+    let p = plan(&c, &ids, gen[0], c.speaker("ethan").unwrap()).unwrap();
+    let embed = |id: u32| thinker_embedding(&m, id).map_err(TalkerError::from);
+    let hidden = |pos: usize| Ok(hs[pos * thh..(pos + 1) * thh].to_vec());
+    let rows = t.prompt_rows(&p.rows, &embed, &hidden).unwrap();
+    let e = rel(&rows.concat(), &common::read_safetensors_f32(&tk, &format!("{prompt}.prompt_embeds")));
+    eprintln!("{model} {prompt} {path:?}: prompt rows relative error {e:.2e}");
+    assert!(e < if path == MatvecPath::Float { 1e-5 } else { 2e-2 }, "prompt rows {e:e}");
+
+    // The convenience path gives the same start.
+    let first = t.start_from_thinker(&m, &ids, &hs, gen[0], "Ethan").unwrap();
+    let logits_err =
+        rel(&t.logits().unwrap(), &common::read_safetensors_f32(&tk, &format!("{prompt}.code0_logits_first")));
+    let first2 = t.start(&rows).unwrap();
+    assert_eq!(first, first2);
+    let end = gen.iter().position(|&g| g == c.ids.im_end).unwrap_or(gen.len() - 1);
+    t.push_spoken(&m, &gen[..end]).unwrap();
+
+    let want_c0 = common::read_safetensors_i32(&tk, &format!("{prompt}.code0_sequence"));
+    let codes = common::read_safetensors_i32(&tk, &format!("{prompt}.codes"));
+    let g = c.groups as usize;
+    let n = codes.len() / g;
+    let want_frames: Vec<Vec<u32>> = (0..n).map(|f| (0..g).map(|j| codes[j * n + f]).collect()).collect();
+    let mut got_c0 = vec![first];
+    let mut got_frames = Vec::new();
+    while got_c0.len() < want_c0.len() {
+        match t.next_frame().unwrap() {
+            Some(f) => {
+                assert_eq!(f[0], *got_c0.last().unwrap());
+                got_frames.push(f);
+                // The next code 0 was sampled inside the frame's command buffer.
+                got_c0.push(t.pending_code0());
+            }
+            None => break,
+        }
+    }
+    drop(t);
+    let v = gpu.validation().unwrap();
+    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    let _ = std::fs::remove_dir_all(dir);
+    Outcome { logits_err, code0: (got_c0, want_c0), frames: (got_frames, want_frames) }
+}
+
+fn check_float(model: &str) {
+    for prompt in ["text", "audio"] {
+        let o = run(model, prompt, MatvecPath::Float);
+        eprintln!("{model} {prompt} float: first code-0 logits relative error {:.2e}", o.logits_err);
+        assert!(o.logits_err < 1e-4, "{model} {prompt}: logits {:e}", o.logits_err);
+        assert_eq!(o.code0.0, o.code0.1, "{model} {prompt}: code-0 sequence");
+        assert_eq!(o.frames.0, o.frames.1, "{model} {prompt}: frames");
+    }
+}
+
+#[test]
+fn gpu_talker_float_path_codes_match_transformers_real_vocab() {
+    check_float("tiny-real-vocab");
+}
+
+#[test]
+fn gpu_talker_float_path_codes_match_transformers_ragged() {
+    check_float("tiny-ragged");
+}
