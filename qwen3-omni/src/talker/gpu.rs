@@ -156,6 +156,11 @@ struct Scratch {
     acc: [Buffer; 2],
     /// [code 0, codes 1..groups, next code 0].
     frame_out: Buffer,
+    /// Teacher forcing (tests): the frame's reference codes (host-written), the predicted codes
+    /// and every group's logits.
+    forced: Buffer,
+    pred: Vec<Buffer>,
+    cp_logits: Buffer,
     q81: Q8_1Scratch,
     q81_h: Q8_1Scratch,
 }
@@ -281,6 +286,15 @@ impl GpuTalker {
             text: g.buffer("talker step text", h * 4, MemoryIntent::Upload)?,
             acc: [f("code embedding sum a", h)?, f("code embedding sum b", h)?],
             frame_out: g.buffer("frame codes", (groups as u64 + 1) * 4, MemoryIntent::Readback)?,
+            forced: g.buffer("forced codes", groups as u64 * 4, MemoryIntent::Upload)?,
+            pred: (1..groups)
+                .map(|j| g.buffer(&format!("predicted code {j}"), 4, MemoryIntent::Scratch))
+                .collect::<Result<_, _>>()?,
+            cp_logits: g.buffer(
+                "code predictor logits (all groups)",
+                (groups as u64 - 1) * cp.vocab as u64 * 4,
+                MemoryIntent::Readback,
+            )?,
             q81: k.q8_1_scratch(q81_vals)?,
             q81_h: k.q8_1_scratch((top * t.moe_inter as u64).max(t.shared_inter as u64).div_ceil(32) * 32)?,
         };
@@ -616,15 +630,35 @@ impl GpuTalker {
     /// The next frame's codes (`groups` values: code 0 then the residual codes), or `None` once
     /// code 0 is codec EOS. One command buffer per frame; the next code 0 is sampled in it.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u32>>, TalkerError> {
-        self.next_frame_impl(false)
+        self.next_frame_impl(false, None)
     }
 
     /// As [`GpuTalker::next_frame`], with every dispatch timed ([`GpuTalker::last_profile`]).
     pub fn next_frame_profiled(&mut self) -> Result<Option<Vec<u32>>, TalkerError> {
-        self.next_frame_impl(true)
+        self.next_frame_impl(true, None)
     }
 
-    fn next_frame_impl(&mut self, profile: bool) -> Result<Option<Vec<u32>>, TalkerError> {
+    /// Teacher forcing (parity tests): runs the next frame on the reference codes `frame` (code 0
+    /// and the residual codes) instead of its own choices, and returns what it would have chosen for
+    /// each residual code with the logits of every group; the next code 0 is chosen as usual
+    /// ([`GpuTalker::pending_code0`], logits in [`GpuTalker::logits`]).
+    pub fn next_frame_forced(&mut self, frame: &[u32]) -> Result<(Vec<u32>, Vec<Vec<f32>>), TalkerError> {
+        let c = self.config.clone();
+        if frame.len() != c.groups as usize
+            || frame[0] >= c.talker.vocab
+            || frame[1..].iter().any(|&x| x >= c.predictor.vocab)
+        {
+            return Err(TalkerError::BadInput(format!("a forced frame needs {} codes in range", c.groups)));
+        }
+        self.s.forced.write_slice(0, frame)?;
+        self.next_code0 = frame[0];
+        let pred = self.next_frame_impl(false, Some(frame))?.unwrap_or_default();
+        let v: Vec<f32> = self.s.cp_logits.read_vec()?;
+        let logits = v.chunks_exact(c.predictor.vocab as usize).map(|r| r.to_vec()).collect();
+        Ok((pred.get(1..).map(|p| p.to_vec()).unwrap_or_default(), logits))
+    }
+
+    fn next_frame_impl(&mut self, profile: bool, forced: Option<&[u32]>) -> Result<Option<Vec<u32>>, TalkerError> {
         if !self.started {
             return Err(TalkerError::NotStarted);
         }
@@ -648,7 +682,7 @@ impl GpuTalker {
         self.history.write_slice(t as u64 * 4, &[c0])?;
         let t0 = std::time::Instant::now();
         let mut rec = self.k.gpu().recorder(profile)?;
-        self.record_frame(&mut rec, t as u32)?;
+        self.record_frame(&mut rec, t as u32, forced.is_some())?;
         let mut batch = rec.finish()?;
         let record_ns = t0.elapsed().as_secs_f64() * 1e9;
         let prof = batch.submit()?;
@@ -773,12 +807,20 @@ impl GpuTalker {
 
     /// The whole frame t: code predictor (16 passes, 15 codes sampled on the GPU), the sum of the
     /// 16 code embeddings + the step's text, the next Talker step and its code 0.
-    fn record_frame<'a>(&'a self, rec: &mut Recorder<'a>, t: u32) -> Result<(), TalkerError> {
+    /// With `forced`, code 0 and the residual codes come from `s.forced` and the choices go to
+    /// `s.pred` (teacher forcing).
+    fn record_frame<'a>(&'a self, rec: &mut Recorder<'a>, t: u32, forced: bool) -> Result<(), TalkerError> {
         let c = &self.config;
         let d = &c.predictor;
         let (k, s, w) = (&self.k, &self.s, &self.w);
         let (h, g) = (d.hidden, c.groups);
         let row = h as u64 * 4;
+        if forced {
+            rec.copy(&s.forced, 0, &s.code0, 0, 4)?;
+            for j in 0..(g - 1) as usize {
+                rec.copy(&s.forced, (j as u64 + 1) * 4, &s.codes[j], 0, 4)?;
+            }
+        }
         rec.copy(&s.code0, 0, &s.frame_out, 0, 4)?;
         rec.copy(&s.hn, 0, &s.c.x, 0, row)?;
         self.record_predictor_pass(rec, 0)?;
@@ -804,8 +846,13 @@ impl GpuTalker {
             k.rms_norm(rec, &s.c.x, &w.cp_norm, &s.c.y, h, 1, d.rms_eps)?;
             k.matvec(rec, planar(&w.cp_head[j], d.vocab, h), &s.c.y, &s.clogits, Some(&s.q81))?;
             let params = SampleParams { step: t * g + j as u32, ..self.sampling.predictor };
-            k.sample(rec, &s.clogits, d.vocab, &self.history, 0, &params, &s.csample, &s.codes[j])?;
-            rec.copy(&s.codes[j], 0, &s.frame_out, (j as u64 + 1) * 4, 4)?;
+            let out = if forced { &s.pred[j] } else { &s.codes[j] };
+            k.sample(rec, &s.clogits, d.vocab, &self.history, 0, &params, &s.csample, out)?;
+            rec.copy(out, 0, &s.frame_out, (j as u64 + 1) * 4, 4)?;
+            if forced {
+                let lb = d.vocab as u64 * 4;
+                rec.copy(&s.clogits, 0, &s.cp_logits, j as u64 * lb, lb)?;
+            }
         }
         self.record_talker(rec, acc_in, t + 1)?;
         rec.copy(&s.code0, 0, &s.frame_out, g as u64 * 4, 4)?;
