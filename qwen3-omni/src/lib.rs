@@ -9,6 +9,7 @@
 pub mod chat;
 pub mod cli_bench;
 pub mod cli_chat;
+pub mod cli_talker;
 pub mod model_file;
 pub mod talker;
 pub mod thinker;

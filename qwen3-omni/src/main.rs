@@ -25,6 +25,8 @@ enum Command {
     Chat(qwen3_omni::cli_chat::ChatArgs),
     /// Time the Thinker's decode on the GPU (synthetic full-size models welcome).
     BenchThinker(qwen3_omni::cli_bench::BenchArgs),
+    /// Time the Talker and code predictor on the GPU: per step, per frame, real-time factor.
+    BenchTalker(qwen3_omni::cli_talker::BenchTalkerArgs),
     /// Describe a GGUF file: header, metadata, tensor table, totals per type.
     Info(quantizer::cli::InfoArgs),
     /// Convert a safetensors checkpoint into one Q8_0 GGUF (or write a synthetic one).
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Devices { selftest } => devices(selftest),
         Command::Chat(args) => qwen3_omni::cli_chat::run(&args),
         Command::BenchThinker(args) => qwen3_omni::cli_bench::run(&args),
+        Command::BenchTalker(args) => qwen3_omni::cli_talker::run(&args),
         Command::Info(args) => quantizer::cli::run_info(&args),
         Command::Quantize(args) => quantizer::cli::run_quantize(&args),
     };

@@ -88,6 +88,19 @@ pub enum TalkerError {
     Gpu(#[from] qwen3_omni_vk::Error),
 }
 
+/// What [`GpuTalker::bench_parts`] measures (µs per replay).
+#[derive(Debug, Clone, Copy)]
+pub struct BenchParts {
+    pub talker_gpu_us: f64,
+    pub talker_wall_us: f64,
+    pub talker_dispatches: u32,
+    pub predictor_gpu_us: f64,
+    pub predictor_wall_us: f64,
+    pub predictor_dispatches: u32,
+    /// CPU time to record one whole frame's command buffer.
+    pub record_us: f64,
+}
+
 /// One decoder's per-token activations.
 struct Act {
     x: Buffer,
@@ -806,10 +819,19 @@ impl GpuTalker {
     }
 
     /// The whole frame t: code predictor (16 passes, 15 codes sampled on the GPU), the sum of the
-    /// 16 code embeddings + the step's text, the next Talker step and its code 0.
-    /// With `forced`, code 0 and the residual codes come from `s.forced` and the choices go to
-    /// `s.pred` (teacher forcing).
+    /// 16 code embeddings + the step's text, the next Talker step and its code 0. With `forced`,
+    /// code 0 and the residual codes come from `s.forced` and the choices go to `s.pred` (teacher
+    /// forcing).
     fn record_frame<'a>(&'a self, rec: &mut Recorder<'a>, t: u32, forced: bool) -> Result<(), TalkerError> {
+        let acc = self.record_predictor(rec, t, forced)?;
+        self.record_talker(rec, acc, t + 1)?;
+        let g = self.config.groups as u64;
+        rec.copy(&self.s.code0, 0, &self.s.frame_out, g * 4, 4)?;
+        Ok(())
+    }
+
+    /// The code-predictor part of frame t; returns the buffer holding the next Talker input.
+    fn record_predictor<'a>(&'a self, rec: &mut Recorder<'a>, t: u32, forced: bool) -> Result<&'a Buffer, TalkerError> {
         let c = &self.config;
         let d = &c.predictor;
         let (k, s, w) = (&self.k, &self.s, &self.w);
@@ -854,8 +876,55 @@ impl GpuTalker {
                 rec.copy(&s.clogits, 0, &s.cp_logits, j as u64 * lb, lb)?;
             }
         }
-        self.record_talker(rec, acc_in, t + 1)?;
-        rec.copy(&s.code0, 0, &s.frame_out, g as u64 * 4, 4)?;
-        Ok(())
+        Ok(acc_in)
+    }
+
+    /// Benchmarks (after `start`): GPU and wall time of one Talker step and of one frame's code
+    /// predictor (16 passes, 15 samplings), each recorded once and replayed `n` times at the current
+    /// position, and the CPU time to record a whole frame. Leaves the generation state as it was
+    /// except the cache entry at the current position, which the next frame rewrites.
+    pub fn bench_parts(&mut self, n: u32) -> Result<BenchParts, TalkerError> {
+        if !self.started {
+            return Err(TalkerError::NotStarted);
+        }
+        let p = self.len.min(self.ctx - 1);
+        self.s.pos.write_slice(0, &[p, p, p])?;
+        self.s.cache_len.write_slice(0, &[p])?;
+        self.s.text.write_slice(0, &self.tts[0])?;
+        let t0 = std::time::Instant::now();
+        {
+            let mut rec = self.k.gpu().recorder(false)?;
+            self.record_frame(&mut rec, self.frame as u32, false)?;
+            drop(rec.finish()?);
+        }
+        let record_us = t0.elapsed().as_secs_f64() * 1e6;
+        let time = |which: u8| -> Result<(f64, f64, u32), TalkerError> {
+            let mut rec = self.k.gpu().recorder(false)?;
+            if which == 0 {
+                self.record_talker(&mut rec, &self.s.text, self.frame as u32)?;
+            } else {
+                self.record_predictor(&mut rec, self.frame as u32, false)?;
+            }
+            let dispatches = rec.dispatches();
+            let mut batch = rec.finish()?;
+            batch.submit()?; // warm-up
+            let (mut gpu_ns, t0) = (0.0, std::time::Instant::now());
+            for _ in 0..n.max(1) {
+                gpu_ns += batch.submit()?.total_ns.unwrap_or(0.0);
+            }
+            let k = n.max(1) as f64;
+            Ok((gpu_ns / 1e3 / k, t0.elapsed().as_secs_f64() * 1e6 / k, dispatches))
+        };
+        let (talker_gpu_us, talker_wall_us, talker_dispatches) = time(0)?;
+        let (predictor_gpu_us, predictor_wall_us, predictor_dispatches) = time(1)?;
+        Ok(BenchParts {
+            talker_gpu_us,
+            talker_wall_us,
+            talker_dispatches,
+            predictor_gpu_us,
+            predictor_wall_us,
+            predictor_dispatches,
+            record_us,
+        })
     }
 }

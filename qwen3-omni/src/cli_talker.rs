@@ -1,0 +1,171 @@
+//! `qwen3-omni-vk bench-talker`: speed of speech-code generation on the GPU — the Talker step, the
+//! code predictor's 15 codes per frame, whole frames (one command buffer each) and the real-time
+//! factor, with the bandwidth roofline. Works on synthetic GGUFs (`quantize --synthetic`): the
+//! prompt is made of token ids, no tokenizer needed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
+use qwen3_omni_vk::Kernels;
+
+use crate::model_file::ModelFile;
+use crate::talker::{GpuTalker, TalkerSampling};
+
+/// Audio per codec frame (12.5 frames per second).
+const FRAME_SECONDS: f64 = 0.08;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchTalkerArgs {
+    /// Model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// Frames timed (each: 15 code-predictor codes + one Talker step).
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub frames: u32,
+    /// Text tokens in the user turn of the prompt.
+    #[arg(long, default_value_t = 32)]
+    pub prompt_len: u32,
+    /// Greedy codes (default: transformers' sampling, temperature 0.9 / top-k 50 for code 0 and
+    /// top-k 50 / top-p 0.8 for the residual codes).
+    #[arg(long)]
+    pub greedy: bool,
+    /// Streaming-read bandwidth of the device in GB/s, for the roofline (docs/perf.md).
+    #[arg(long)]
+    pub ceiling_gbs: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub device: Option<usize>,
+}
+
+pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
+    let m = ModelFile::open(&a.model)?;
+    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
+    let k = Kernels::new(gpu.clone());
+    let path = k.matvec_path();
+    let ctx = a.prompt_len + 16 + a.frames + 64;
+    let t0 = std::time::Instant::now();
+    let mut t = GpuTalker::load(k, &m, ctx, |_, _| {})?;
+    println!(
+        "device: {} · model: {} · matvec path {path:?} · Talker loaded in {:.1} s",
+        gpu.caps().name,
+        a.model.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    let c = t.config.clone();
+    let (step_b, cp_b) = (c.talker_bytes_per_step(), c.predictor_bytes_per_frame());
+    println!(
+        "Talker: {} layers, {} experts top-{} + shared, hidden {}; code predictor: {} layers, {} groups; \
+         weight bytes per frame {:.1} MB (Talker step {:.1} MB + code predictor {:.1} MB)",
+        c.talker.layers,
+        c.talker.n_experts,
+        c.talker.top_k,
+        c.talker.hidden,
+        c.predictor.layers,
+        c.groups,
+        (step_b + cp_b) as f64 / 1e6,
+        step_b as f64 / 1e6,
+        cp_b as f64 / 1e6
+    );
+    let seed = a.seed.unwrap_or(1);
+    t.set_sampling(if a.greedy { TalkerSampling::greedy() } else { TalkerSampling::sampled(seed) });
+    let i = &c.ids;
+    let body = (0..a.prompt_len).map(|j| (j * 7919 + 13) % 100_000);
+    let ids: Vec<u32> = [i.im_start, i.user, 198]
+        .into_iter()
+        .chain(body)
+        .chain([i.im_end, 198, i.im_start, i.assistant, 198])
+        .collect();
+    let hs = vec![0f32; ids.len() * c.thinker_hidden as usize];
+    let text: Vec<u32> = (0..a.frames + 8).map(|j| (j * 104_729 + 7) % 100_000).collect();
+    let start = |t: &mut GpuTalker| -> anyhow::Result<f64> {
+        let s = std::time::Instant::now();
+        t.start_from_thinker(&m, &ids, &hs, 1000, "ethan")?;
+        let dt = s.elapsed().as_secs_f64();
+        t.push_tokens(&m, &text)?;
+        t.finish_text();
+        Ok(dt)
+    };
+    start(&mut t)?; // warm-up: pipelines
+    let dt = start(&mut t)?;
+    let prompt_rows = t.len();
+    println!(
+        "prompt: {prompt_rows} rows (projections + one replayed Talker step per row) in {:.1} ms",
+        dt * 1e3
+    );
+    // Warm up for a fixed time so the clocks are up; restart when a frame says EOS.
+    let w0 = std::time::Instant::now();
+    while w0.elapsed().as_secs_f64() < 1.5 {
+        if t.next_frame()?.is_none() || t.len() + 2 >= t.ctx() {
+            start(&mut t)?;
+        }
+    }
+    start(&mut t)?;
+    let (mut wall, mut gpu_ns, mut rec_ns, mut n, mut restarts) = (0.0, 0.0, 0.0, 0u32, 0u32);
+    while n < a.frames {
+        let s = std::time::Instant::now();
+        let f = t.next_frame()?;
+        let dt = s.elapsed().as_secs_f64();
+        if f.is_none() || t.len() + 2 >= t.ctx() {
+            restarts += 1;
+            start(&mut t)?;
+            continue;
+        }
+        wall += dt;
+        gpu_ns += t.last_profile().and_then(|p| p.total_ns).unwrap_or(0.0);
+        rec_ns += t.last_record_ns();
+        n += 1;
+    }
+    let k = n.max(1) as f64;
+    let (frame_us, gpu_us, rec_us) = (wall / k * 1e6, gpu_ns / 1e3 / k, rec_ns / 1e3 / k);
+    print!(
+        "frames: {:.0} µs per frame wall ({rec_us:.0} µs recording on the CPU + {gpu_us:.0} µs on the GPU + submit/readback); \
+         real-time factor {:.3} (frame = {:.0} ms of audio){}",
+        frame_us,
+        frame_us / 1e6 / FRAME_SECONDS,
+        FRAME_SECONDS * 1e3,
+        if restarts > 0 { format!("; {restarts} restarts at EOS") } else { String::new() }
+    );
+    if let Some(bw) = a.ceiling_gbs {
+        let roof_us = (step_b + cp_b) as f64 / (bw * 1e9) * 1e6;
+        print!("; roofline {roof_us:.0} µs per frame → {:.0}% of it (GPU time)", 100.0 * roof_us / gpu_us.max(1e-9));
+    }
+    println!();
+    let p = t.bench_parts(a.frames)?;
+    let roof = |bytes: u64| a.ceiling_gbs.map(|bw| bytes as f64 / (bw * 1e9) * 1e6);
+    let pct = |r: Option<f64>, us: f64| r.map(|r| format!(", roofline {r:.0} µs → {:.0}%", 100.0 * r / us)).unwrap_or_default();
+    println!(
+        "Talker step (replayed, {} dispatches): {:.0} µs GPU, {:.0} µs wall{}",
+        p.talker_dispatches,
+        p.talker_gpu_us,
+        p.talker_wall_us,
+        pct(roof(step_b), p.talker_gpu_us)
+    );
+    println!(
+        "code predictor per frame (16 passes, 15 codes sampled on the GPU, one command buffer, {} dispatches): {:.0} µs GPU, {:.0} µs wall{}",
+        p.predictor_dispatches,
+        p.predictor_gpu_us,
+        p.predictor_wall_us,
+        pct(roof(cp_b), p.predictor_gpu_us)
+    );
+    println!("recording one frame's command buffer: {:.0} µs CPU", p.record_us);
+    // One profiled frame: every dispatch serialised and timed.
+    if t.next_frame_profiled()?.is_some() {
+        if let Some(prof) = t.last_profile() {
+            let mut by: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
+            for kt in &prof.kernels {
+                let e = by.entry(kt.name.as_str()).or_default();
+                e.0 += kt.ns / 1e3;
+                e.1 += 1;
+            }
+            let mut v: Vec<_> = by.into_iter().collect();
+            v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+            println!("  per kernel in one profiled frame (every dispatch serialised and timed; µs total / dispatches):");
+            for (name, (us, n)) in v {
+                println!("    {name:<30} {us:9.1} µs  {n:4}×");
+            }
+        }
+    }
+    Ok(())
+}
