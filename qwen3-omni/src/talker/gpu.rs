@@ -155,9 +155,10 @@ struct Scratch {
     sample: Buffer,
     /// Code predictor.
     c: Act,
-    cg: Buffer,
-    cu: Buffer,
     ch: Buffer,
+    /// Expert id 0 and weight 1: the dense MLP through the one-expert MoE kernels.
+    one_id: Buffer,
+    one_w: Buffer,
     clogits: Buffer,
     csample: Buffer,
     /// Positions 0..groups, one `[p, p, p]` buffer each (the rotary kernel binds from offset 0).
@@ -281,8 +282,8 @@ impl GpuTalker {
                 MemoryIntent::Scratch,
             )?,
             c: Act::new(&k, "code predictor", cp, groups)?,
-            cg: f("code predictor gate", cp.inter as u64)?,
-            cu: f("code predictor up", cp.inter as u64)?,
+            one_id: g.buffer_from("expert id 0", &[0u32], MemoryIntent::Weights)?,
+            one_w: g.buffer_from("expert weight 1", &[1.0f32], MemoryIntent::Weights)?,
             ch: f("code predictor mlp hidden", cp.inter as u64)?,
             clogits: f("code predictor logits", cp.vocab as u64)?,
             csample: g.buffer(
@@ -807,13 +808,13 @@ impl GpuTalker {
         for (l, (a, mlp)) in w.cp_layers.iter().enumerate() {
             let cpos = &s.cpos[p as usize];
             self.record_attention(rec, d, a, &s.c, &self.cp_kv[l], cpos, Some(p), self.config.groups)?;
-            if k.matvec_path() == MatvecPath::IntDot {
-                k.quantize_q8_1(rec, &s.c.y, h as u64, &s.q81)?;
-            }
-            k.matvec_prequantized(rec, planar(&mlp.gate, inter, h), &s.c.y, &s.cg, &s.q81)?;
-            k.matvec_prequantized(rec, planar(&mlp.up, inter, h), &s.c.y, &s.cu, &s.q81)?;
-            k.silu_mul(rec, &s.cg, &s.cu, &s.ch, inter as u64)?;
-            k.matvec_residual(rec, planar(&mlp.down, h, inter), &s.ch, &s.c.r, &s.c.x, Some(&s.q81))?;
+            // The dense SwiGLU as a one-expert MoE (id 0, weight 1): gate, up and SiLU·mul in one
+            // dispatch, the down projection with the residual add in another.
+            let gate = planar(&mlp.gate, inter, h).experts(1);
+            let up = planar(&mlp.up, inter, h).experts(1);
+            let down = planar(&mlp.down, h, inter).experts(1);
+            k.moe_gate_up(rec, gate, up, &s.c.y, &s.one_id, 1, 1, &s.ch, Some(&s.q81))?;
+            k.moe_down(rec, down, &s.ch, &s.one_id, &s.one_w, 1, 1, Some(&s.c.r), &s.c.x, Some(&s.q81))?;
         }
         Ok(())
     }
