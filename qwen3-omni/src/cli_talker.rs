@@ -90,10 +90,7 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
     start(&mut t)?; // warm-up: pipelines
     let dt = start(&mut t)?;
     let prompt_rows = t.len();
-    println!(
-        "prompt: {prompt_rows} rows (projections + one replayed Talker step per row) in {:.1} ms",
-        dt * 1e3
-    );
+    println!("prompt: {prompt_rows} rows (projections + one replayed Talker step per row) in {:.1} ms", dt * 1e3);
     // Warm up for a fixed time so the clocks are up; restart when a frame says EOS.
     let w0 = std::time::Instant::now();
     while w0.elapsed().as_secs_f64() < 1.5 {
@@ -134,7 +131,9 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
     println!();
     let p = t.bench_parts(a.frames)?;
     let roof = |bytes: u64| a.ceiling_gbs.map(|bw| bytes as f64 / (bw * 1e9) * 1e6);
-    let pct = |r: Option<f64>, us: f64| r.map(|r| format!(", roofline {r:.0} µs → {:.0}%", 100.0 * r / us)).unwrap_or_default();
+    let pct = |r: Option<f64>, us: f64| {
+        r.map(|r| format!(", roofline {r:.0} µs → {:.0}%", 100.0 * r / us)).unwrap_or_default()
+    };
     println!(
         "Talker step (replayed, {} dispatches): {:.0} µs GPU, {:.0} µs wall{}",
         p.talker_dispatches,
@@ -161,11 +160,93 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
             }
             let mut v: Vec<_> = by.into_iter().collect();
             v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
-            println!("  per kernel in one profiled frame (every dispatch serialised and timed; µs total / dispatches):");
+            println!(
+                "  per kernel in one profiled frame (every dispatch serialised and timed; µs total / dispatches):"
+            );
             for (name, (us, n)) in v {
                 println!("    {name:<30} {us:9.1} µs  {n:4}×");
             }
         }
     }
+    Ok(())
+}
+
+/// Arguments of `talker-codes` (a debugging path to speech codes; Code2Wav turns them into audio).
+#[derive(clap::Args, Debug)]
+pub struct TalkerCodesArgs {
+    /// Model file (with a tokenizer in its metadata).
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// The user's message: the Thinker answers it, the Talker voices the answer.
+    #[arg(short = 'p', long)]
+    pub prompt: String,
+    /// Maximum Thinker tokens.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    pub n_predict: usize,
+    /// Maximum codec frames (80 ms each).
+    #[arg(long, default_value_t = 1000)]
+    pub max_frames: u32,
+    /// Voice: ethan (default), chelsie, aiden.
+    #[arg(long, default_value = "ethan")]
+    pub voice: String,
+    /// Greedy Talker and code predictor (default: transformers' sampling settings).
+    #[arg(long)]
+    pub greedy: bool,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub device: Option<usize>,
+}
+
+/// Thinker (greedy) → Talker → one line of `groups` codes per frame on stdout.
+pub fn run_codes(a: &TalkerCodesArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+
+    use crate::chat::{render, Message, Role};
+    use crate::thinker::gpu::GpuThinker;
+    use crate::tokenizer::Tokenizer;
+
+    let m = ModelFile::open(&a.model)?;
+    let json = m
+        .gguf
+        .header
+        .get("tokenizer.huggingface.json")
+        .and_then(|v| v.as_str())
+        .with_context(|| format!("{}: no tokenizer.huggingface.json in the metadata", a.model.display()))?;
+    let tok = Tokenizer::from_json(json, &a.model)?;
+    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
+    let ids = render(&tok, &[Message::text(Role::User, a.prompt.clone())], true)?.ids;
+    let ctx = ids.len() as u32 + a.n_predict as u32 + 8;
+    let mut thinker = GpuThinker::load(Kernels::new(gpu.clone()), &m, ctx, |_, _| {})?;
+    let im_end = tok.special_ids().im_end;
+    let s = std::time::Instant::now();
+    let out = thinker.generate(&ids, a.n_predict, &[im_end], |_| true)?;
+    let (_, hs, _) = thinker.hidden_states()?;
+    drop(thinker);
+    let spoken: Vec<u32> = out.iter().copied().take_while(|&t| t != im_end).collect();
+    eprintln!("Thinker: {} tokens in {:.2} s: {:?}", out.len(), s.elapsed().as_secs_f64(), tok.decode(&spoken, true));
+    if spoken.is_empty() {
+        anyhow::bail!("the Thinker produced no text to speak");
+    }
+    let ctx = ids.len() as u32 + 16 + a.max_frames + 1;
+    let mut t = GpuTalker::load(Kernels::new(gpu), &m, ctx, |_, _| {})?;
+    let seed = a.seed.unwrap_or(0);
+    t.set_sampling(if a.greedy { TalkerSampling::greedy() } else { TalkerSampling::sampled(seed) });
+    let th = t.config.thinker_hidden as usize;
+    let s = std::time::Instant::now();
+    t.start_from_thinker(&m, &ids, &hs[..ids.len() * th], spoken[0], &a.voice)?;
+    t.push_spoken(&m, &spoken)?;
+    let mut n = 0;
+    while n < a.max_frames {
+        let Some(f) = t.next_frame()? else { break };
+        println!("{}", f.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" "));
+        n += 1;
+    }
+    let dt = s.elapsed().as_secs_f64();
+    eprintln!(
+        "Talker: {n} frames ({:.2} s of audio) in {dt:.2} s{}",
+        n as f64 * FRAME_SECONDS,
+        if t.pending_code0() == t.config.ids.codec_eos { ", ended at codec EOS" } else { ", stopped at --max-frames" }
+    );
     Ok(())
 }

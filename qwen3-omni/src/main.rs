@@ -27,6 +27,8 @@ enum Command {
     BenchThinker(qwen3_omni::cli_bench::BenchArgs),
     /// Time the Talker and code predictor on the GPU: per step, per frame, real-time factor.
     BenchTalker(qwen3_omni::cli_talker::BenchTalkerArgs),
+    /// Debugging: the Thinker answers, the Talker prints the speech codes of each 80 ms frame.
+    TalkerCodes(qwen3_omni::cli_talker::TalkerCodesArgs),
     /// Describe a GGUF file: header, metadata, tensor table, totals per type.
     Info(quantizer::cli::InfoArgs),
     /// Convert a safetensors checkpoint into one Q8_0 GGUF (or write a synthetic one).
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => qwen3_omni::cli_chat::run(&args),
         Command::BenchThinker(args) => qwen3_omni::cli_bench::run(&args),
         Command::BenchTalker(args) => qwen3_omni::cli_talker::run(&args),
+        Command::TalkerCodes(args) => qwen3_omni::cli_talker::run_codes(&args),
         Command::Info(args) => quantizer::cli::run_info(&args),
         Command::Quantize(args) => quantizer::cli::run_quantize(&args),
     };
