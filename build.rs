@@ -76,6 +76,7 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "sample_penalty_f32", file: "sample_prep.comp", defines: &[("PENALTY", "1")] },
     Variant { name: "sample_f32", file: "sample.comp", defines: &[] },
     Variant { name: "sample_hist_f32", file: "sample.comp", defines: &[("HIST", "1")] },
+    Variant { name: "sample_step_f32", file: "sample.comp", defines: &[("STEP_BUFFER", "1")] },
 ];
 
 const MAX_PUSH: u32 = 128;
