@@ -221,3 +221,75 @@ fn gpu_talker_intdot_path_teacher_forced_real_vocab() {
 fn gpu_talker_intdot_path_teacher_forced_ragged() {
     check_intdot_forced("tiny-ragged");
 }
+
+/// `run_frames` (one frame command buffer recorded once, replayed per frame with the RNG step read
+/// on the GPU) gives the same frames as `next_frame` (recorded per frame), greedy and sampled; the
+/// sampled codes stay in their codebooks, and the text side must be known before a frame runs.
+#[test]
+fn replayed_frames_equal_stepped_frames() {
+    let model = "tiny-real-vocab";
+    let (dir, file) = gguf(model, "replay");
+    let m = ModelFile::open(&file).unwrap();
+    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let mut t = GpuTalker::load(Kernels::new(gpu.clone()), &m, 96, |_, _| {}).unwrap();
+    let c = t.config.clone();
+    let manifest = common::read_json(&format!("models/{model}/manifest.json"));
+    let th = model_dir(model).join("ref_thinker_q8.safetensors");
+    let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
+    let gen = common::read_safetensors_i32(&th, "text.greedy_ids");
+    let hs = common::read_safetensors_f32(&th, &format!("text.hs{}", c.accept_layer));
+    let n = 12;
+    let mut runs = Vec::new();
+    for sampling in [TalkerSampling::greedy(), TalkerSampling::sampled(7)] {
+        t.set_sampling(sampling);
+        let mut both = Vec::new();
+        for replay in [false, true] {
+            let first = t.start_from_thinker(&m, &ids, &hs, gen[0], "chelsie").unwrap();
+            // Only 3 text tokens known so far: frames stop when the 4th step's text is missing.
+            t.push_tokens(&m, &gen[1..4]).unwrap();
+            let mut frames = Vec::new();
+            if replay {
+                let made = t
+                    .run_frames(n, |f| {
+                        frames.push(f.to_vec());
+                        true
+                    })
+                    .unwrap();
+                assert_eq!(made, 3);
+                assert!(!t.ready());
+                t.push_tokens(&m, &gen[4..10]).unwrap();
+                t.finish_text();
+                t.run_frames(n - 3, |f| {
+                    frames.push(f.to_vec());
+                    true
+                })
+                .unwrap();
+            } else {
+                for _ in 0..3 {
+                    frames.push(t.next_frame().unwrap().unwrap());
+                }
+                assert!(matches!(t.next_frame(), Err(TalkerError::TextNotReady { step: 3 })));
+                t.push_tokens(&m, &gen[4..10]).unwrap();
+                t.finish_text();
+                while frames.len() < n {
+                    match t.next_frame().unwrap() {
+                        Some(f) => frames.push(f),
+                        None => break,
+                    }
+                }
+            }
+            assert_eq!(frames[0][0], first);
+            for f in &frames {
+                assert!(f[0] < c.suppress_start() && f[1..].iter().all(|&x| x < c.predictor.vocab), "{f:?}");
+            }
+            both.push(frames);
+        }
+        assert_eq!(both[0], both[1], "{sampling:?}: stepped vs replayed");
+        runs.push(both.remove(0));
+    }
+    assert_ne!(runs[0], runs[1], "sampled codes equal the greedy ones");
+    drop(t);
+    let v = gpu.validation().unwrap();
+    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    let _ = std::fs::remove_dir_all(dir);
+}

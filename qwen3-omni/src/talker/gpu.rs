@@ -11,8 +11,9 @@
 //!   EOS). The host writes the text vector, position and history entry, and reads back the
 //!   frame's 16 codes and the next code 0: no round trip inside a frame.
 //!
-//! The frame is recorded per call (sampling's RNG step is a push constant); its recording cost is
-//! reported by `bench-talker`.
+//! [`GpuTalker::run_frames`] records the frame once and replays it for every frame (the samplers'
+//! RNG step is read from a GPU buffer); [`GpuTalker::next_frame`] records it per call (profiling,
+//! teacher forcing); both give the same codes.
 
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Profile, Recorder};
 use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, Q8_1Scratch, SampleParams, Suppress, WType};
@@ -165,6 +166,8 @@ struct Scratch {
     cpos: Vec<Buffer>,
     /// Codes 1..groups of the frame being predicted, one u32 buffer each (sampled, then embedded).
     codes: Vec<Buffer>,
+    /// RNG step base of the frame (host-written; the samplers add their own offset).
+    rng_step: Buffer,
     /// The step's text vector (host-written) and the running sum of the frame's code embeddings.
     text: Buffer,
     acc: [Buffer; 2],
@@ -297,6 +300,7 @@ impl GpuTalker {
             codes: (1..groups)
                 .map(|j| g.buffer(&format!("code {j}"), 4, MemoryIntent::Scratch))
                 .collect::<Result<_, _>>()?,
+            rng_step: g.buffer("sampling step", 4, MemoryIntent::Upload)?,
             text: g.buffer("talker step text", h * 4, MemoryIntent::Upload)?,
             acc: [f("code embedding sum a", h)?, f("code embedding sum b", h)?],
             frame_out: g.buffer("frame codes", (groups as u64 + 1) * 4, MemoryIntent::Readback)?,
@@ -578,8 +582,9 @@ impl GpuTalker {
         // One recorded step, replayed for every row: the host writes the row, position and length.
         {
             let mut rec = self.k.gpu().recorder(false)?;
-            self.record_talker(&mut rec, &self.s.xin, 0)?;
+            self.record_talker(&mut rec, &self.s.xin)?;
             let mut batch = rec.finish()?;
+            self.s.rng_step.write_slice(0, &[0u32])?;
             for (p, r) in rows.iter().enumerate() {
                 let p = p as u32;
                 self.s.xin.write_slice(0, r)?;
@@ -676,41 +681,85 @@ impl GpuTalker {
         if !self.started {
             return Err(TalkerError::NotStarted);
         }
-        let c0 = self.next_code0;
-        if c0 == self.config.ids.codec_eos {
+        if self.next_code0 == self.config.ids.codec_eos {
             return Ok(None);
         }
-        if self.len >= self.ctx {
-            return Err(TalkerError::ContextFull { len: self.len, ctx: self.ctx });
-        }
-        let t = self.frame;
-        let text = match self.text.get(t) {
-            Some(r) => r.clone(),
-            None if self.text_done => self.tts[0].clone(),
-            None => return Err(TalkerError::TextNotReady { step: t }),
-        };
-        let p = self.len;
-        self.s.text.write_slice(0, &text)?;
-        self.s.pos.write_slice(0, &[p, p, p])?;
-        self.s.cache_len.write_slice(0, &[p])?;
-        self.history.write_slice(t as u64 * 4, &[c0])?;
+        self.write_frame_inputs(self.frame, self.len, self.next_code0)?;
         let t0 = std::time::Instant::now();
         let mut rec = self.k.gpu().recorder(profile)?;
-        self.record_frame(&mut rec, t as u32, forced.is_some())?;
+        self.record_frame(&mut rec, forced.is_some())?;
         let mut batch = rec.finish()?;
         let record_ns = t0.elapsed().as_secs_f64() * 1e9;
         let prof = batch.submit()?;
         drop(batch);
         self.record_ns = record_ns;
         self.last_profile = Some(prof);
+        let (frame, next) = self.read_frame()?;
+        self.next_code0 = next;
+        self.len += 1;
+        self.frame += 1;
+        Ok(Some(frame))
+    }
+
+    /// Generates frames with one command buffer recorded once and replayed for each (the host
+    /// writes only the step's text vector, position, history entry and RNG step), calling
+    /// `on_frame` with each frame's codes, until code 0 is codec EOS, `max` frames, text that is not
+    /// known yet ([`GpuTalker::ready`]), or `on_frame` returns false. Returns the frames made.
+    pub fn run_frames(&mut self, max: usize, mut on_frame: impl FnMut(&[u32]) -> bool) -> Result<usize, TalkerError> {
+        if !self.started {
+            return Err(TalkerError::NotStarted);
+        }
+        let eos = self.config.ids.codec_eos;
+        let (mut t, mut len, mut c0, mut n) = (self.frame, self.len, self.next_code0, 0usize);
+        let result = (|| -> Result<(), TalkerError> {
+            let mut batch = None;
+            while n < max && c0 != eos && (t < self.text.len() || self.text_done) {
+                if batch.is_none() {
+                    let mut rec = self.k.gpu().recorder(false)?;
+                    self.record_frame(&mut rec, false)?;
+                    batch = Some(rec.finish()?);
+                }
+                self.write_frame_inputs(t, len, c0)?;
+                batch.as_mut().map(|b| b.submit()).transpose()?;
+                let (frame, next) = self.read_frame()?;
+                (t, len, c0, n) = (t + 1, len + 1, next, n + 1);
+                if !on_frame(&frame) {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        (self.frame, self.len, self.next_code0) = (t, len, c0);
+        result.map(|_| n)
+    }
+
+    /// The host side of frame t at Talker position `len` with code 0 `c0`: the step's text vector,
+    /// position and cache length, the code-0 history entry and the RNG step.
+    fn write_frame_inputs(&self, t: usize, len: u32, c0: u32) -> Result<(), TalkerError> {
+        if len >= self.ctx {
+            return Err(TalkerError::ContextFull { len, ctx: self.ctx });
+        }
+        let text = match self.text.get(t) {
+            Some(r) => r,
+            None if self.text_done => &self.tts[0],
+            None => return Err(TalkerError::TextNotReady { step: t }),
+        };
+        self.s.text.write_slice(0, text)?;
+        self.s.pos.write_slice(0, &[len, len, len])?;
+        self.s.cache_len.write_slice(0, &[len])?;
+        self.history.write_slice(t as u64 * 4, &[c0])?;
+        self.s.rng_step.write_slice(0, &[(t as u32 + 1).wrapping_mul(self.config.groups + 1)])?;
+        Ok(())
+    }
+
+    /// The frame's codes and the next code 0.
+    fn read_frame(&self) -> Result<(Vec<u32>, u32), TalkerError> {
         let g = self.config.groups as usize;
         let mut out = vec![0u32; g + 1];
         self.s.frame_out.read(0, bytemuck::cast_slice_mut(&mut out))?;
-        self.next_code0 = out[g];
+        let next = out[g];
         out.truncate(g);
-        self.len += 1;
-        self.frame += 1;
-        Ok(Some(out))
+        Ok((out, next))
     }
 
     /// One decoder layer's attention half, x → r = x + o_proj(attn(norm(x))), with the cache
@@ -771,7 +820,7 @@ impl GpuTalker {
 
     /// One Talker step on the row in `input` at the position in `s.pos`: 20 MoE layers with the
     /// shared expert, final norm → `hn`, codec head → logits, code 0 sampled into `s.code0`.
-    fn record_talker<'a>(&'a self, rec: &mut Recorder<'a>, input: &'a Buffer, step: u32) -> Result<(), TalkerError> {
+    fn record_talker<'a>(&'a self, rec: &mut Recorder<'a>, input: &'a Buffer) -> Result<(), TalkerError> {
         let d = &self.config.talker;
         let (k, s, w) = (&self.k, &self.s, &self.w);
         let h = d.hidden;
@@ -795,8 +844,9 @@ impl GpuTalker {
         }
         k.rms_norm(rec, &s.t.x, &w.norm, &s.hn, h, 1, d.rms_eps)?;
         k.matvec(rec, planar(&w.codec_head, d.vocab, h), &s.hn, &s.logits, Some(&s.q81))?;
-        let params = self.code0_params(step);
-        k.sample(rec, &s.logits, d.vocab, &self.history, self.ctx, &params, &s.sample, &s.code0)?;
+        // RNG step: the frame's base (host-written) + groups.
+        let params = self.code0_params(self.config.groups);
+        k.sample_stepped(rec, &s.logits, d.vocab, &self.history, self.ctx, &params, &s.sample, &s.code0, &s.rng_step)?;
         Ok(())
     }
 
@@ -823,16 +873,16 @@ impl GpuTalker {
     /// 16 code embeddings + the step's text, the next Talker step and its code 0. With `forced`,
     /// code 0 and the residual codes come from `s.forced` and the choices go to `s.pred` (teacher
     /// forcing).
-    fn record_frame<'a>(&'a self, rec: &mut Recorder<'a>, t: u32, forced: bool) -> Result<(), TalkerError> {
-        let acc = self.record_predictor(rec, t, forced)?;
-        self.record_talker(rec, acc, t + 1)?;
+    fn record_frame<'a>(&'a self, rec: &mut Recorder<'a>, forced: bool) -> Result<(), TalkerError> {
+        let acc = self.record_predictor(rec, forced)?;
+        self.record_talker(rec, acc)?;
         let g = self.config.groups as u64;
         rec.copy(&self.s.code0, 0, &self.s.frame_out, g * 4, 4)?;
         Ok(())
     }
 
     /// The code-predictor part of frame t; returns the buffer holding the next Talker input.
-    fn record_predictor<'a>(&'a self, rec: &mut Recorder<'a>, t: u32, forced: bool) -> Result<&'a Buffer, TalkerError> {
+    fn record_predictor<'a>(&'a self, rec: &mut Recorder<'a>, forced: bool) -> Result<&'a Buffer, TalkerError> {
         let c = &self.config;
         let d = &c.predictor;
         let (k, s, w) = (&self.k, &self.s, &self.w);
@@ -868,9 +918,10 @@ impl GpuTalker {
             let j = (p - 1) as usize;
             k.rms_norm(rec, &s.c.x, &w.cp_norm, &s.c.y, h, 1, d.rms_eps)?;
             k.matvec(rec, planar(&w.cp_head[j], d.vocab, h), &s.c.y, &s.clogits, Some(&s.q81))?;
-            let params = SampleParams { step: t * g + j as u32, ..self.sampling.predictor };
+            // RNG step: the frame's base (host-written) + the group.
+            let params = SampleParams { step: j as u32, ..self.sampling.predictor };
             let out = if forced { &s.pred[j] } else { &s.codes[j] };
-            k.sample(rec, &s.clogits, d.vocab, &self.history, 0, &params, &s.csample, out)?;
+            k.sample_stepped(rec, &s.clogits, d.vocab, &self.history, 0, &params, &s.csample, out, &s.rng_step)?;
             rec.copy(out, 0, &s.frame_out, (j as u64 + 1) * 4, 4)?;
             if forced {
                 let lb = d.vocab as u64 * 4;
@@ -895,16 +946,16 @@ impl GpuTalker {
         let t0 = std::time::Instant::now();
         {
             let mut rec = self.k.gpu().recorder(false)?;
-            self.record_frame(&mut rec, self.frame as u32, false)?;
+            self.record_frame(&mut rec, false)?;
             drop(rec.finish()?);
         }
         let record_us = t0.elapsed().as_secs_f64() * 1e6;
         let time = |which: u8| -> Result<(f64, f64, u32), TalkerError> {
             let mut rec = self.k.gpu().recorder(false)?;
             if which == 0 {
-                self.record_talker(&mut rec, &self.s.text, self.frame as u32)?;
+                self.record_talker(&mut rec, &self.s.text)?;
             } else {
-                self.record_predictor(&mut rec, self.frame as u32, false)?;
+                self.record_predictor(&mut rec, false)?;
             }
             let dispatches = rec.dispatches();
             let mut batch = rec.finish()?;
