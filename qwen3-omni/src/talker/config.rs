@@ -244,7 +244,7 @@ impl TalkerConfig {
                 m.config_err(&format!("{TK}/num_code_groups"), &format!("{} is not within 2..=64", self.groups))
             );
         }
-        if self.thinker_hidden % 32 != 0 {
+        if !self.thinker_hidden.is_multiple_of(32) {
             return Err(m.config_err(&format!("{TK}/thinker_hidden_size"), "not a multiple of 32 (Q8_0 rows)"));
         }
         let v = self.talker.vocab;
