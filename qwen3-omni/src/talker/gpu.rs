@@ -199,6 +199,32 @@ struct ProjScratch {
 /// Rows projected per command buffer.
 const PROJ_ROWS: u32 = 64;
 
+/// Rows per batched-prefill command buffer.
+pub const PREFILL_CHUNK: u32 = 128;
+
+/// Activations of a batched prefill chunk.
+struct PrefillScratch {
+    rows: Buffer,
+    pos: Buffer,
+    x: Buffer,
+    r: Buffer,
+    y: Buffer,
+    q: Buffer,
+    k: Buffer,
+    v: Buffer,
+    o: Buffer,
+    ao: Buffer,
+    router: Buffer,
+    ids: Buffer,
+    weights: Buffer,
+    h: Buffer,
+    sids: Buffer,
+    sw: Buffer,
+    hs: Buffer,
+    q81: Q8_1Scratch,
+    q81_h: Q8_1Scratch,
+}
+
 /// The Talker on the GPU with its KV caches and generation state.
 pub struct GpuTalker {
     k: Kernels,
@@ -208,6 +234,8 @@ pub struct GpuTalker {
     cp_kv: Vec<(Buffer, Buffer)>,
     s: Scratch,
     ps: ProjScratch,
+    prefill: Option<PrefillScratch>,
+    allow_batched: bool,
     /// Code-0 history for the repetition penalty (u32::MAX = empty).
     history: Buffer,
     ctx: u32,
@@ -340,6 +368,8 @@ impl GpuTalker {
             cp_kv,
             s,
             ps,
+            prefill: None,
+            allow_batched: true,
             history,
             ctx,
             len: 0,
@@ -579,8 +609,15 @@ impl GpuTalker {
         self.text.clear();
         self.text_done = false;
         self.started = false;
-        // One recorded step, replayed for every row: the host writes the row, position and length.
-        {
+        if self.batched_prefill() {
+            self.prefill_scratch()?;
+            let n = rows.len();
+            for (ci, part) in rows.chunks(PREFILL_CHUNK as usize).enumerate() {
+                let p0 = (ci * PREFILL_CHUNK as usize) as u32;
+                self.prefill_chunk(part, p0, p0 as usize + part.len() == n)?;
+            }
+        } else {
+            // One recorded step, replayed for every row: the host writes the row, position and length.
             let mut rec = self.k.gpu().recorder(false)?;
             self.record_talker(&mut rec, &self.s.xin)?;
             let mut batch = rec.finish()?;
@@ -760,6 +797,136 @@ impl GpuTalker {
         let next = out[g];
         out.truncate(g);
         Ok((out, next))
+    }
+
+    /// Whether `start` feeds the prompt as matrix × matrix batches (Q8_1 activations, as the int-dot
+    /// decode path) rather than replaying the one-row step: on the int-dot path, where both round
+    /// activations the same way.
+    fn batched_prefill(&self) -> bool {
+        let d = &self.config.talker;
+        self.k.matvec_path() == MatvecPath::IntDot
+            && self.k.gpu().caps().int_dot
+            && d.head_dim % 8 == 0
+            && d.head_dim <= 128
+            && self.allow_batched
+    }
+
+    /// Allows (default) or forbids the batched prompt prefill (tests, benchmarks).
+    pub fn set_batched_prefill(&mut self, allow: bool) {
+        self.allow_batched = allow;
+    }
+
+    fn prefill_scratch(&mut self) -> Result<(), TalkerError> {
+        if self.prefill.is_some() {
+            return Ok(());
+        }
+        let d = &self.config.talker;
+        let g = self.k.gpu().clone();
+        let n = PREFILL_CHUNK as u64;
+        let (h, qd, kvd) = (d.hidden as u64, (d.n_heads * d.head_dim) as u64, (d.n_kv_heads * d.head_dim) as u64);
+        let kk = d.top_k as u64;
+        let f = |name: &str, len: u64| g.buffer(name, n * len * 4, MemoryIntent::Scratch);
+        self.prefill = Some(PrefillScratch {
+            rows: g.buffer("talker prefill rows", n * h * 4, MemoryIntent::Upload)?,
+            pos: g.buffer("talker prefill positions", 3 * n * 4, MemoryIntent::Upload)?,
+            x: f("talker prefill x", h)?,
+            r: f("talker prefill residual", h)?,
+            y: f("talker prefill normed", h)?,
+            q: f("talker prefill q", qd)?,
+            k: f("talker prefill k", kvd)?,
+            v: f("talker prefill v", kvd)?,
+            o: f("talker prefill attention out", qd)?,
+            ao: f("talker prefill o_proj out", h)?,
+            router: f("talker prefill router logits", d.n_experts as u64)?,
+            ids: f("talker prefill expert ids", kk)?,
+            weights: f("talker prefill expert weights", kk)?,
+            h: f("talker prefill expert hidden", kk * d.moe_inter as u64)?,
+            sids: f("talker prefill shared id", 1)?,
+            sw: f("talker prefill shared gate", 1)?,
+            hs: f("talker prefill shared hidden", d.shared_inter as u64)?,
+            q81: self.k.q8_1_scratch((n * h.max(qd)).div_ceil(32) * 32)?,
+            q81_h: self.k.q8_1_scratch((n * (kk * d.moe_inter as u64).max(d.shared_inter as u64)).div_ceil(32) * 32)?,
+        });
+        Ok(())
+    }
+
+    /// Prompt rows at positions p0.. in one command buffer: matrix × matrix projections with Q8_1
+    /// activations, tiled causal attention, MoE and shared expert over all rows; with `last`, the
+    /// last row's normed hidden, codec logits and code 0.
+    fn prefill_chunk(&self, rows: &[Vec<f32>], p0: u32, last: bool) -> Result<(), TalkerError> {
+        let d = &self.config.talker;
+        let (k, s, w) = (&self.k, &self.s, &self.w);
+        let pf = self.prefill.as_ref().expect("prefill scratch");
+        let n = rows.len() as u32;
+        let (h, hd, nh, nkv) = (d.hidden, d.head_dim, d.n_heads, d.n_kv_heads);
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let (nh_total, row) = (n as u64 * h as u64, h as u64 * 4);
+        pf.rows.write_slice(0, &rows.concat())?;
+        let pos: Vec<u32> = (0..3).flat_map(|_| p0..p0 + n).collect();
+        pf.pos.write_slice(0, &pos)?;
+        let mut rec = k.gpu().recorder(false)?;
+        rec.copy(&pf.rows, 0, &pf.x, 0, nh_total * 4)?;
+        for (l, (a, moe)) in w.layers.iter().enumerate() {
+            let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
+            k.rms_norm(&mut rec, &pf.x, &a.attn_norm, &pf.y, h, n, d.rms_eps)?;
+            k.quantize_q8_1(&mut rec, &pf.y, nh_total, &pf.q81)?;
+            k.matmul_q8_0_prequantized(&mut rec, planar(&a.q, qd, h), n, &pf.q, &pf.q81)?;
+            k.matmul_q8_0_prequantized(&mut rec, planar(&a.k, kvd, h), n, &pf.k, &pf.q81)?;
+            k.matmul_q8_0_prequantized(&mut rec, planar(&a.v, kvd, h), n, &pf.v, &pf.q81)?;
+            k.qk_norm_rope(
+                &mut rec,
+                &pf.q,
+                &pf.k,
+                &a.q_norm,
+                &a.k_norm,
+                &pf.pos,
+                n,
+                nh,
+                nkv,
+                hd,
+                d.rms_eps,
+                d.rope_theta,
+                d.mrope_section,
+            )?;
+            k.kv_append(&mut rec, &pf.k, &pf.v, kc, vc, n, nkv, hd, p0)?;
+            k.attn_prefill(&mut rec, &pf.q, kc, vc, &pf.o, n, nh, nkv, hd, p0)?;
+            k.matmul_q8_0(&mut rec, planar(&a.o, h, qd), &pf.o, n, &pf.ao, &pf.q81)?;
+            k.add(&mut rec, &pf.x, &pf.ao, &pf.r, nh_total, nh_total)?;
+            k.rms_norm(&mut rec, &pf.r, &a.ffn_norm, &pf.y, h, n, d.rms_eps)?;
+            k.matmul_f32(&mut rec, Matrix::new(&moe.router, WType::F32, d.n_experts, h), &pf.y, n, &pf.router)?;
+            k.moe_route(&mut rec, &pf.router, &pf.ids, &pf.weights, d.n_experts, d.top_k, n, d.norm_topk)?;
+            let gate = planar(&moe.gate, d.moe_inter, h).experts(d.n_experts);
+            let up = planar(&moe.up, d.moe_inter, h).experts(d.n_experts);
+            let down = planar(&moe.down, h, d.moe_inter).experts(d.n_experts);
+            k.moe_gate_up(&mut rec, gate, up, &pf.y, &pf.ids, d.top_k, n, &pf.h, Some(&pf.q81))?;
+            k.moe_down(&mut rec, down, &pf.h, &pf.ids, &pf.weights, d.top_k, n, Some(&pf.r), &pf.x, Some(&pf.q81_h))?;
+            k.moe_shared_gate(&mut rec, &pf.y, &moe.sh_w, &pf.sids, &pf.sw, h, n)?;
+            let sg = planar(&moe.sh_gate, d.shared_inter, h).experts(1);
+            let su = planar(&moe.sh_up, d.shared_inter, h).experts(1);
+            let sd = planar(&moe.sh_down, h, d.shared_inter).experts(1);
+            k.moe_gate_up(&mut rec, sg, su, &pf.y, &pf.sids, 1, n, &pf.hs, Some(&pf.q81))?;
+            k.moe_down(&mut rec, sd, &pf.hs, &pf.sids, &pf.sw, 1, n, Some(&pf.x), &pf.x, Some(&pf.q81_h))?;
+        }
+        if last {
+            rec.copy(&pf.x, (n as u64 - 1) * row, &s.t.x, 0, row)?;
+            k.rms_norm(&mut rec, &s.t.x, &w.norm, &s.hn, h, 1, d.rms_eps)?;
+            k.matvec(&mut rec, planar(&w.codec_head, d.vocab, h), &s.hn, &s.logits, Some(&s.q81))?;
+            s.rng_step.write_slice(0, &[0u32])?;
+            let params = self.code0_params(self.config.groups);
+            k.sample_stepped(
+                &mut rec,
+                &s.logits,
+                d.vocab,
+                &self.history,
+                self.ctx,
+                &params,
+                &s.sample,
+                &s.code0,
+                &s.rng_step,
+            )?;
+        }
+        rec.submit()?;
+        Ok(())
     }
 
     /// One decoder layer's attention half, x → r = x + o_proj(attn(norm(x))), with the cache
