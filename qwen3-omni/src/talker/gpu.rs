@@ -806,7 +806,7 @@ impl GpuTalker {
         let d = &self.config.talker;
         self.k.matvec_path() == MatvecPath::IntDot
             && self.k.gpu().caps().int_dot
-            && d.head_dim % 8 == 0
+            && d.head_dim.is_multiple_of(8)
             && d.head_dim <= 128
             && self.allow_batched
     }
