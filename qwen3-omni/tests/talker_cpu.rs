@@ -123,3 +123,77 @@ fn config_and_speakers() {
     assert_eq!(c.talker.top_k, 3);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// §6.2 prompt layout on hand-made id sequences: system turns and earlier assistant turns are
+/// skipped, every user turn kept (placeholders → hidden states), the 9-row assistant block, and the
+/// trailing text with tts_eos / tts_pad; bad prompts are errors.
+#[test]
+fn prompt_plan_layout() {
+    use qwen3_omni::talker::{PromptError, Row, TextSide};
+    let (dir, file) = gguf("tiny-real-vocab", "plan");
+    let m = ModelFile::open(&file).unwrap();
+    let c = TalkerConfig::from_model(&m).unwrap();
+    let i = c.ids.clone();
+    let (nl, audio) = (198, i.multimodal[0]);
+    let ids = vec![
+        i.im_start,
+        8948,
+        nl,
+        100,
+        i.im_end,
+        nl, // system: skipped
+        i.im_start,
+        i.user,
+        nl,
+        200,
+        audio,
+        audio,
+        201,
+        i.im_end,
+        nl, // user 1
+        i.im_start,
+        i.assistant,
+        nl,
+        300,
+        i.im_end,
+        nl, // earlier reply: skipped
+        i.im_start,
+        i.user,
+        nl,
+        400,
+        i.im_end,
+        nl, // user 2
+        i.im_start,
+        i.assistant,
+        nl,
+    ];
+    let spk = c.speaker("aiden").unwrap();
+    let p = plan(&c, &ids, 555, spk).unwrap();
+    let tok = |t| Row { text: TextSide::Token(t), codec: None };
+    let mut want: Vec<Row> = [i.im_start, i.user, nl, 200].map(tok).to_vec();
+    want.push(Row { text: TextSide::Hidden(10), codec: None });
+    want.push(Row { text: TextSide::Hidden(11), codec: None });
+    want.extend([201, i.im_end, nl, i.im_start, i.user, nl, 400, i.im_end, nl].map(tok));
+    want.extend([i.im_start, i.assistant, nl].map(tok));
+    for codec in [i.codec_nothink, i.codec_think_bos, i.codec_think_eos, spk] {
+        want.push(Row { text: TextSide::Pad, codec: Some(codec) });
+    }
+    want.push(Row { text: TextSide::Bos, codec: Some(i.codec_pad) });
+    want.push(Row { text: TextSide::Token(555), codec: Some(i.codec_bos) });
+    assert_eq!(p.rows, want);
+    assert_eq!(p.ids.len(), want.len());
+    assert!(p.ids.ends_with(&[i.tts_pad; 9]));
+    // Trailing text: g1.. then tts_eos then tts_pad; unknown while the reply is still coming.
+    let spoken = [555, 556, 557];
+    let tr: Vec<Option<TextSide>> = (0..5).map(|t| trailing(&c, &spoken, t, true)).collect();
+    use TextSide::*;
+    assert_eq!(tr, vec![Some(Token(556)), Some(Token(557)), Some(Eos), Some(Pad), Some(Pad)]);
+    assert_eq!(trailing(&c, &spoken, 2, false), None);
+    assert_eq!(trailing(&c, &[555, 556, i.im_end], 1, false), Some(Eos));
+    assert_eq!(trailing(&c, &[555], 0, true), Some(Eos));
+    // Errors.
+    assert_eq!(plan(&c, &ids[6..15], 555, spk), Err(PromptError::NoAssistantTurn));
+    assert_eq!(plan(&c, &[i.im_start, i.assistant, nl], 555, spk), Err(PromptError::NoUserTurn));
+    assert_eq!(plan(&c, &ids, i.im_end, spk), Err(PromptError::NothingToSay));
+    let _ = std::fs::remove_dir_all(dir);
+}
