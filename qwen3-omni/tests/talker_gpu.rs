@@ -343,3 +343,54 @@ fn batched_prefill_equals_stepped_prefill() {
     assert_eq!(v.total(), 0, "{:?}", v.first_messages());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Bad use gives errors that say what is wrong, never a panic.
+#[test]
+fn errors_name_the_problem() {
+    let model = "tiny-ragged";
+    let (dir, file) = gguf(model, "errors");
+    let m = ModelFile::open(&file).unwrap();
+    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let mut t = GpuTalker::load(Kernels::new(gpu.clone()), &m, 16, |_, _| {}).unwrap();
+    assert!(matches!(t.next_frame(), Err(TalkerError::NotStarted)));
+    assert!(matches!(t.run_frames(3, |_| true), Err(TalkerError::NotStarted)));
+    let c = t.config.clone();
+    let manifest = common::read_json(&format!("models/{model}/manifest.json"));
+    let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
+    let hs = vec![0f32; ids.len() * c.thinker_hidden as usize];
+    let e = t.start_from_thinker(&m, &ids, &hs, 20, "nobody").unwrap_err().to_string();
+    assert!(e.contains("unknown voice") && e.contains("ethan"), "{e}");
+    let e = t.start_from_thinker(&m, &ids, &hs[..10], 20, "ethan").unwrap_err().to_string();
+    assert!(e.contains("hidden-state values"), "{e}");
+    let e = t.start_from_thinker(&m, &ids, &hs, c.ids.im_end, "ethan").unwrap_err().to_string();
+    assert!(e.contains("no text to speak"), "{e}");
+    // 25 prompt rows do not fit 16 positions.
+    let e = t.start_from_thinker(&m, &ids, &hs, 20, "ethan").unwrap_err();
+    assert!(matches!(e, TalkerError::ContextFull { .. }), "{e}");
+    let e = t.start(&[vec![0.0; 3]]).unwrap_err().to_string();
+    assert!(e.contains("vectors of 32 values"), "{e}");
+    let e = t.project(&[vec![0.0; 5]], false).unwrap_err().to_string();
+    assert!(e.contains("thinker_hidden_size is 64"), "{e}");
+    // A short prompt fits; text must come before frames need it.
+    let rows = vec![vec![0.1f32; 32]; 4];
+    t.start(&rows).unwrap();
+    if t.pending_code0() != c.ids.codec_eos {
+        assert!(matches!(t.next_frame(), Err(TalkerError::TextNotReady { step: 0 })));
+        assert_eq!(t.run_frames(5, |_| true).unwrap(), 0);
+        t.finish_text();
+        // Frames until the context is full: then an error, not a panic.
+        let mut r = Ok(Some(vec![]));
+        while let Ok(Some(_)) = r {
+            r = t.next_frame();
+        }
+        if let Err(e) = r {
+            assert!(matches!(e, TalkerError::ContextFull { .. }), "{e}");
+        }
+    }
+    let e = t.next_frame_forced(&[0; 3]).unwrap_err().to_string();
+    assert!(e.contains("forced frame"), "{e}");
+    drop(t);
+    let v = gpu.validation().unwrap();
+    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    let _ = std::fs::remove_dir_all(dir);
+}
