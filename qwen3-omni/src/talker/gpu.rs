@@ -1,8 +1,9 @@
 //! The Talker and its code predictor on the GPU (spec §6).
 //!
 //! * Prompt rows (§6.2) are projected from Thinker space on the GPU (text_projection /
-//!   hidden_projection, one command buffer per batch of rows) and fed through one recorded Talker
-//!   step that is replayed for every row (positions and cache length read from GPU buffers).
+//!   hidden_projection, one command buffer per batch of rows), then prefilled: in matrix × matrix
+//!   batches on the int-dot path, else through one recorded Talker step replayed for every row
+//!   (positions and cache length read from GPU buffers).
 //! * Each frame (§6.6) is ONE command buffer: the code predictor's 16 passes (a fresh cache: the
 //!   Talker's normed hidden at position 0, C(code 0) at 1, then CP_{g−2}(code g−1)) with each of the
 //!   15 codes sampled on the GPU and read by the next pass's embedding on the GPU, the sum of the 16
@@ -22,9 +23,9 @@ use super::cpu::thinker_embedding;
 use super::prompt::{plan, trailing, PromptError, Row, TextSide};
 use super::weights::{ProjWeights, TalkerWeights};
 use super::{DecoderConfig, TalkerConfig};
+use crate::model_file::{ModelError, ModelFile};
 
 mod record;
-use crate::model_file::{ModelError, ModelFile};
 
 /// Sampling of code 0 and of the code predictor's codes. `suppress` of `code0` is set by the
 /// Talker (spec §6.4); other fields are used as given.
