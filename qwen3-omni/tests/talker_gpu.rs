@@ -394,3 +394,60 @@ fn errors_name_the_problem() {
     assert_eq!(v.total(), 0, "{:?}", v.first_messages());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// End to end on the GPU, float path: the Thinker (stepped) answers the text prompt, its prompt
+/// hidden states and reply feed the Talker; every frame's codes equal transformers'.
+#[test]
+fn thinker_to_talker_on_gpu_matches_transformers() {
+    use qwen3_omni::thinker::gpu::GpuThinker;
+    let model = "tiny-real-vocab";
+    let (dir, file) = gguf(model, "e2e");
+    let m = ModelFile::open(&file).unwrap();
+    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let mut k = Kernels::new(gpu.clone());
+    k.set_matvec_path(MatvecPath::Float).unwrap();
+    let manifest = common::read_json(&format!("models/{model}/manifest.json"));
+    let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
+    let tk = model_dir(model).join("ref_talker_q8.safetensors");
+    let mut thinker = GpuThinker::load(k, &m, 64, |_, _| {}).unwrap();
+    let mut reply = Vec::new();
+    let mut next = 0;
+    for &id in &ids {
+        next = thinker.step(id, false).unwrap().0;
+    }
+    // 16 new tokens as the fixture (greedy); the 16th is never fed back, so never spoken.
+    while reply.len() < 16 {
+        reply.push(next);
+        if reply.len() < 16 {
+            next = thinker.step(next, false).unwrap().0;
+        }
+    }
+    let th_ref = model_dir(model).join("ref_thinker_q8.safetensors");
+    assert_eq!(reply, common::read_safetensors_i32(&th_ref, "text.greedy_ids"), "Thinker reply");
+    let (_, hs, _) = thinker.hidden_states().unwrap();
+    drop(thinker);
+    let mut k = Kernels::new(gpu.clone());
+    k.set_matvec_path(MatvecPath::Float).unwrap();
+    let mut t = GpuTalker::load(k, &m, 96, |_, _| {}).unwrap();
+    t.set_sampling(TalkerSampling::greedy());
+    let th = t.config.thinker_hidden as usize;
+    let first = t.start_from_thinker(&m, &ids, &hs[..ids.len() * th], reply[0], "ethan").unwrap();
+    t.push_spoken(&m, &reply[..15]).unwrap();
+    let mut frames = Vec::new();
+    t.run_frames(15, |f| {
+        frames.push(f.to_vec());
+        true
+    })
+    .unwrap();
+    let codes = common::read_safetensors_i32(&tk, "text.codes");
+    let g = t.config.groups as usize;
+    let n = codes.len() / g;
+    let want: Vec<Vec<u32>> = (0..n).map(|f| (0..g).map(|j| codes[j * n + f]).collect()).collect();
+    assert_eq!(first, want[0][0]);
+    assert_eq!(frames, want);
+    assert_eq!(t.pending_code0(), common::read_safetensors_i32(&tk, "text.code0_sequence")[15]);
+    drop(t);
+    let v = gpu.validation().unwrap();
+    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    let _ = std::fs::remove_dir_all(dir);
+}
