@@ -181,6 +181,13 @@ impl GpuTalker {
         )?;
         let (kc, vc) = (&cache.0, &cache.1);
         match at {
+            Some(p) if hd.is_multiple_of(8) && hd <= 128 => {
+                // Code predictor (≤ 16 keys): the store reads its position from `positions` (its
+                // first entry is p), and the tiled prefill kernel with one query does the whole
+                // attention in one dispatch (no split and merge).
+                k.kv_store(rec, &act.k, &act.v, kc, vc, positions, 1, nkv, hd, cap)?;
+                k.attn_prefill(rec, &act.q, kc, vc, &act.o, 1, nh, nkv, hd, p)?;
+            }
             Some(p) => {
                 k.kv_append(rec, &act.k, &act.v, kc, vc, 1, nkv, hd, p)?;
                 k.attn_decode(rec, &act.q, kc, vc, &act.o, &act.attn, 1, nh, nkv, hd, p + 1)?;
