@@ -239,6 +239,9 @@ pub struct GpuTalker {
     ps: ProjScratch,
     prefill: Option<PrefillScratch>,
     allow_batched: bool,
+    /// Code-predictor attention as kv_store + one-query `attn_prefill` (2 commands) rather than
+    /// 2 copies + split/merge decode (4); `QWEN3VK_CP_ATTN=decode` picks the latter (A/B timing).
+    cp_one_dispatch_attention: bool,
     /// Code-0 history for the repetition penalty (u32::MAX = empty).
     history: Buffer,
     ctx: u32,
@@ -373,6 +376,7 @@ impl GpuTalker {
             ps,
             prefill: None,
             allow_batched: true,
+            cp_one_dispatch_attention: std::env::var("QWEN3VK_CP_ATTN").map_or(true, |v| v.trim() != "decode"),
             history,
             ctx,
             len: 0,

@@ -181,7 +181,7 @@ impl GpuTalker {
         )?;
         let (kc, vc) = (&cache.0, &cache.1);
         match at {
-            Some(p) if hd.is_multiple_of(8) && hd <= 128 => {
+            Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => {
                 // Code predictor (≤ 16 keys): the store reads its position from `positions` (its
                 // first entry is p), and the tiled prefill kernel with one query does the whole
                 // attention in one dispatch (no split and merge).
