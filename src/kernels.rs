@@ -75,6 +75,8 @@ pub struct Kernels {
 pub(crate) struct Tuning {
     pub mv_wg: u32,
     pub mv_rows: u32,
+    /// Target workgroup count of the fused-prologue matrix × vector kernels.
+    pub fused_groups: u32,
 }
 
 fn env_u32(name: &str) -> Option<u32> {
@@ -88,6 +90,7 @@ impl Kernels {
         let tuning = Tuning {
             mv_wg: env_u32("QWEN3VK_MV_WG").unwrap_or(128).min(caps.max_workgroup_invocations),
             mv_rows: env_u32("QWEN3VK_MV_ROWS").unwrap_or(2).min(16),
+            fused_groups: env_u32("QWEN3VK_FUSED_GROUPS").unwrap_or(1024),
         };
         Kernels { gpu, pipelines: Mutex::new(HashMap::new()), matvec_path, tuning }
     }

@@ -218,6 +218,56 @@ fn qk_norm_rope_matches_f64() {
     check_clean(g);
 }
 
+/// The replayable decode's fused q/k norm + RoPE + KV store writes exactly what qk_norm_rope
+/// followed by kv_store writes (same arithmetic), at the GPU-read cache length, and drops a
+/// position past the cache.
+#[test]
+fn qk_norm_rope_store_matches_unfused() {
+    let k = test_kernels();
+    let g = k.gpu();
+    for (ci, &(hq, hk, hd, p0, max_len)) in
+        [(8usize, 2usize, 128usize, 5u32, 9u32), (6, 3, 64, 3, 4), (4, 4, 16, 4, 4)].iter().enumerate()
+    {
+        let mut rng = Rng::new(860 + ci as u64);
+        let q = rng.vec(hq * hd, 3.0);
+        let kx = rng.vec(hk * hd, 3.0);
+        let v = rng.vec(hk * hd, 3.0);
+        let qw = rng.vec(hd, 1.5);
+        let kw = rng.vec(hd, 1.5);
+        let cache = rng.vec(max_len as usize * hk * hd, 1.0);
+        let pos = [p0, p0 + 1, p0 + 2];
+        let up = |n: &str, d: &[f32]| g.buffer_from(n, d, MemoryIntent::Upload).unwrap();
+        let (qa, ka, qb, kb, vb) = (up("qa", &q), up("ka", &kx), up("qb", &q), up("kb", &kx), up("v", &v));
+        let (qwb, kwb) = (up("q_norm", &qw), up("k_norm", &kw));
+        let pb = g.buffer_from("pos", &pos, MemoryIntent::Upload).unwrap();
+        let lb = g.buffer_from("cache_len", &[p0], MemoryIntent::Upload).unwrap();
+        let (kca, vca, kcb, vcb) = (up("kca", &cache), up("vca", &cache), up("kcb", &cache), up("vcb", &cache));
+        let (hq32, hk32, hd32) = (hq as u32, hk as u32, hd as u32);
+        let (eps, theta, sec) = (1e-6f32, 1e6f32, [hd32 / 8, hd32 / 8, hd32 / 8]);
+        let mut rec = g.recorder(false).unwrap();
+        k.qk_norm_rope(&mut rec, &qa, &ka, &qwb, &kwb, &pb, 1, hq32, hk32, hd32, eps, theta, sec).unwrap();
+        k.kv_store(&mut rec, &ka, &vb, &kca, &vca, &lb, 1, hk32, hd32, max_len).unwrap();
+        k.qk_norm_rope_store(
+            &mut rec, &qb, &kb, &vb, &qwb, &kwb, &pb, &kcb, &vcb, &lb, 1, hq32, hk32, hd32, max_len, eps, theta, sec,
+        )
+        .unwrap();
+        rec.submit().unwrap();
+        let rd = |b: &qwen3_omni_vk::vk_runtime::Buffer| b.read_vec::<f32>().unwrap();
+        assert_eq!(rd(&qa), rd(&qb), "case {ci}: q");
+        assert_eq!(rd(&kca), rd(&kcb), "case {ci}: K cache");
+        assert_eq!(rd(&vca), rd(&vcb), "case {ci}: V cache");
+        let row = hk * hd;
+        if p0 < max_len {
+            let p = p0 as usize;
+            assert_ne!(rd(&kcb)[p * row..(p + 1) * row], cache[p * row..(p + 1) * row], "case {ci}: nothing stored");
+            assert_eq!(rd(&vcb)[p * row..(p + 1) * row], v[..], "case {ci}: V row");
+        } else {
+            assert_eq!(rd(&kcb), cache, "case {ci}: a position past the cache was written");
+        }
+    }
+    check_clean(g);
+}
+
 /// f64 causal GQA attention: queries at positions p0 + i against keys 0 ..= p0 + i.
 #[allow(clippy::too_many_arguments)]
 fn attn_ref(q: &[f32], kc: &[f32], vc: &[f32], n: usize, heads: usize, n_kv: usize, hd: usize, p0: usize) -> Vec<f64> {

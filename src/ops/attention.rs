@@ -41,6 +41,14 @@ const _: () = assert!(std::mem::size_of::<PushQkNormRope>() == 36);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct PushQkNormRopeStore {
+    base: PushQkNormRope,
+    max_len: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushQkNormRopeStore>() == 40);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct PushSplit {
     n_q: u32,
     n_heads: u32,
@@ -250,6 +258,75 @@ impl Kernels {
                 Binding::read(pos).range(0, n_tokens as u64 * 12),
             ],
             push_bytes(&push),
+            dims,
+        )
+    }
+
+    /// [`Kernels::qk_norm_rope`] fused with [`Kernels::kv_store`] for replayable decode steps: q is
+    /// normalised and rotated in place; k is normalised, rotated and written straight into the K
+    /// cache, and v copied into the V cache, at positions cache_len[0] .. + n_tokens (dropped at or
+    /// past `max_len`). k itself is left as it was. One dispatch instead of two.
+    #[allow(clippy::too_many_arguments)]
+    pub fn qk_norm_rope_store<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        q: &'a Buffer,
+        k: &'a Buffer,
+        v: &'a Buffer,
+        q_w: &'a Buffer,
+        k_w: &'a Buffer,
+        pos: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        cache_len: &'a Buffer,
+        n_tokens: u32,
+        n_heads: u32,
+        n_kv: u32,
+        head_dim: u32,
+        max_len: u32,
+        eps: f32,
+        theta: f32,
+        mrope_section: [u32; 3],
+    ) -> Result<()> {
+        let name = "rope_qk_norm_store_f32";
+        if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) || max_len == 0 {
+            return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}, {max_len} cache positions: need nonzero sizes, even head_dim")));
+        }
+        let [_, sh, sw] = mrope_section;
+        if mrope_section.iter().map(|&s| s as u64).sum::<u64>() > (head_dim / 2) as u64 {
+            return Err(kerr(
+                name,
+                format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
+            ));
+        }
+        if !(theta.is_finite() && theta > 1.0) {
+            return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
+        }
+        let hd = head_dim as u64 * 4;
+        let kv_row = n_kv as u64 * hd;
+        if max_len as u64 * kv_row / 4 > u32::MAX as u64 {
+            return Err(kerr(name, "the caches exceed 2^32 - 1 floats".into()));
+        }
+        let rows = n_tokens as u64 * (n_heads as u64 + 2 * n_kv as u64);
+        let p = self.pipeline::<PushQkNormRopeStore>(name, &[SpecConst { id: 0, value: 64 }])?;
+        let (dims, grid_x) = grid(rows as u32, self.gpu().caps().max_workgroup_count[0]);
+        let base =
+            PushQkNormRope { n_tokens, n_heads, n_kv, head_dim, theta, section_h: sh, section_w: sw, eps, grid_x };
+        let kv_bytes = n_tokens as u64 * kv_row;
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read_write(q).range(0, n_tokens as u64 * n_heads as u64 * hd),
+                Binding::read_write(k).range(0, kv_bytes),
+                Binding::read(q_w).range(0, hd),
+                Binding::read(k_w).range(0, hd),
+                Binding::read(pos).range(0, n_tokens as u64 * 12),
+                Binding::read(v).range(0, kv_bytes),
+                Binding::write(k_cache).range(0, max_len as u64 * kv_row),
+                Binding::write(v_cache).range(0, max_len as u64 * kv_row),
+                Binding::read(cache_len).range(0, 4),
+            ],
+            push_bytes(&PushQkNormRopeStore { base, max_len }),
             dims,
         )
     }

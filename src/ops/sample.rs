@@ -339,3 +339,45 @@ impl Kernels {
         )
     }
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushCtx {
+    ctx: u32,
+}
+
+impl Kernels {
+    /// Advances a replayable decode step on the GPU (one invocation): `token` = `next`, the three
+    /// positions and `cache_len` grow by one, and `next` is appended to `history` (`[ctx]` u32) at
+    /// the new length. Steps recorded with this can be submitted back to back, each reading what
+    /// the previous one wrote, while the host reads the tokens from `history`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_advance<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        next: &'a Buffer,
+        token: &'a Buffer,
+        pos: &'a Buffer,
+        cache_len: &'a Buffer,
+        history: &'a Buffer,
+        ctx: u32,
+    ) -> Result<()> {
+        let name = "decode_advance";
+        if ctx == 0 {
+            return Err(kerr(name, "a history of 0 positions".into()));
+        }
+        let p = self.pipeline::<PushCtx>(name, &[])?;
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(next).range(0, 4),
+                Binding::write(token).range(0, 4),
+                Binding::write(pos).range(0, 12),
+                Binding::read_write(cache_len).range(0, 4),
+                Binding::write(history).range(0, ctx as u64 * 4),
+            ],
+            push_bytes(&PushCtx { ctx }),
+            [1, 1, 1],
+        )
+    }
+}
