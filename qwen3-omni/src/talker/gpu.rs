@@ -242,6 +242,10 @@ pub struct GpuTalker {
     /// Code-predictor attention as kv_store + one-query `attn_prefill` (2 commands) rather than
     /// 2 copies + split/merge decode (4); `QWEN3VK_CP_ATTN=decode` picks the latter (A/B timing).
     cp_one_dispatch_attention: bool,
+    /// Decode steps with the fused-prologue kernels (RMSNorm / Q8_1 quantisation inside the
+    /// matrix × vector, q/k norm + RoPE + cache store in one dispatch), as the Thinker's;
+    /// `QWEN3VK_NO_FUSED_DECODE` turns them off.
+    fused_decode: bool,
     /// Code-0 history for the repetition penalty (u32::MAX = empty).
     history: Buffer,
     ctx: u32,
@@ -377,6 +381,7 @@ impl GpuTalker {
             prefill: None,
             allow_batched: true,
             cp_one_dispatch_attention: std::env::var("QWEN3VK_CP_ATTN").map_or(true, |v| v.trim() != "decode"),
+            fused_decode: false,
             history,
             ctx,
             len: 0,
@@ -391,6 +396,11 @@ impl GpuTalker {
             record_ns: 0.0,
             last_profile: None,
         };
+        let max_k = if me.k.matvec_path() == qwen3_omni_vk::MatvecPath::IntDot { 8192 } else { 4096 };
+        me.fused_decode = std::env::var_os("QWEN3VK_NO_FUSED_DECODE").is_none()
+            && [&me.config.talker, &me.config.predictor]
+                .iter()
+                .all(|d| d.hidden <= max_k && d.n_heads * d.head_dim <= max_k && d.hidden.is_multiple_of(32));
         let i = me.config.ids.clone();
         let tts_in: Vec<Vec<f32>> =
             [i.tts_pad, i.tts_bos, i.tts_eos].iter().map(|&id| thinker_embedding(m, id)).collect::<Result<_, _>>()?;

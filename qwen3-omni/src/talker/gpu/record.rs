@@ -157,6 +157,47 @@ impl GpuTalker {
         let s = &self.s;
         let (h, hd, nh, nkv) = (d.hidden, d.head_dim, d.n_heads, d.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
+        let (kc, vc) = (&cache.0, &cache.1);
+        if self.fused_decode {
+            // q, k, v: each workgroup normalises (and quantises) x itself; q/k norm + RoPE + the
+            // cache store in one dispatch (the code predictor's position buffer doubles as its
+            // cache length); o_proj quantises its input in the prologue and adds the residual.
+            let an = Some((&a.attn_norm, d.rms_eps));
+            k.matvec_fused(rec, planar(&a.q, qd, h), &act.x, an, None, &act.q)?;
+            k.matvec_fused(rec, planar(&a.k, kvd, h), &act.x, an, None, &act.k)?;
+            k.matvec_fused(rec, planar(&a.v, kvd, h), &act.x, an, None, &act.v)?;
+            let len = if at.is_some() { positions } else { &s.cache_len };
+            k.qk_norm_rope_store(
+                rec,
+                &act.q,
+                &act.k,
+                &act.v,
+                &a.q_norm,
+                &a.k_norm,
+                positions,
+                kc,
+                vc,
+                len,
+                1,
+                nh,
+                nkv,
+                hd,
+                cap,
+                d.rms_eps,
+                d.rope_theta,
+                d.mrope_section,
+            )?;
+            match at {
+                Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => {
+                    k.attn_prefill(rec, &act.q, kc, vc, &act.o, 1, nh, nkv, hd, p)?
+                }
+                Some(p) => k.attn_decode(rec, &act.q, kc, vc, &act.o, &act.attn, 1, nh, nkv, hd, p + 1)?,
+                None => k.attn_decode_at(rec, &act.q, kc, vc, &act.o, &act.attn, &s.cache_len, 1, nh, nkv, hd, cap)?,
+            }
+            k.matvec_fused(rec, planar(&a.o, h, qd), &act.o, None, Some(&act.x), &act.r)?;
+            k.rms_norm(rec, &act.r, &a.ffn_norm, &act.y, h, 1, d.rms_eps)?;
+            return Ok(());
+        }
         k.rms_norm(rec, &act.x, &a.attn_norm, &act.y, h, 1, d.rms_eps)?;
         if k.matvec_path() == MatvecPath::IntDot {
             k.quantize_q8_1(rec, &act.y, h as u64, &s.q81)?;
@@ -179,7 +220,6 @@ impl GpuTalker {
             d.rope_theta,
             d.mrope_section,
         )?;
-        let (kc, vc) = (&cache.0, &cache.1);
         match at {
             Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => {
                 // Code predictor (≤ 16 keys): the store reads its position from `positions` (its
