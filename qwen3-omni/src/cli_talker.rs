@@ -162,15 +162,17 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
         r.map(|r| format!(", roofline {r:.0} µs → {:.0}%", 100.0 * r / us)).unwrap_or_default()
     };
     println!(
-        "Talker step (replayed, {} dispatches): {:.0} µs GPU, {:.0} µs wall{}",
+        "Talker step (replayed, {} dispatches, {} barriers): {:.0} µs GPU, {:.0} µs wall{}",
         p.talker_dispatches,
+        p.talker_barriers,
         p.talker_gpu_us,
         p.talker_wall_us,
         pct(roof(step_b), p.talker_gpu_us)
     );
     println!(
-        "code predictor per frame (16 passes, 15 codes sampled on the GPU, one command buffer, {} dispatches): {:.0} µs GPU, {:.0} µs wall{}",
+        "code predictor per frame (16 passes, 15 codes sampled on the GPU, one command buffer, {} dispatches, {} barriers): {:.0} µs GPU, {:.0} µs wall{}",
         p.predictor_dispatches,
+        p.predictor_barriers,
         p.predictor_gpu_us,
         p.predictor_wall_us,
         pct(roof(cp_b), p.predictor_gpu_us)

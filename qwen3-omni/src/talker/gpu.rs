@@ -98,9 +98,11 @@ pub struct BenchParts {
     pub talker_gpu_us: f64,
     pub talker_wall_us: f64,
     pub talker_dispatches: u32,
+    pub talker_barriers: u32,
     pub predictor_gpu_us: f64,
     pub predictor_wall_us: f64,
     pub predictor_dispatches: u32,
+    pub predictor_barriers: u32,
     /// CPU time to record one whole frame's command buffer.
     pub record_us: f64,
 }
@@ -835,7 +837,7 @@ impl GpuTalker {
             drop(rec.finish()?);
         }
         let record_us = t0.elapsed().as_secs_f64() * 1e6;
-        let time = |which: u8| -> Result<(f64, f64, u32), TalkerError> {
+        let time = |which: u8| -> Result<(f64, f64, u32, u32), TalkerError> {
             let mut rec = self.k.gpu().recorder(false)?;
             if which == 0 {
                 self.record_talker(&mut rec, &self.s.text)?;
@@ -844,23 +846,26 @@ impl GpuTalker {
             }
             let dispatches = rec.dispatches();
             let mut batch = rec.finish()?;
+            let barriers = batch.barriers();
             batch.submit()?; // warm-up
             let (mut gpu_ns, t0) = (0.0, std::time::Instant::now());
             for _ in 0..n.max(1) {
                 gpu_ns += batch.submit()?.total_ns.unwrap_or(0.0);
             }
             let k = n.max(1) as f64;
-            Ok((gpu_ns / 1e3 / k, t0.elapsed().as_secs_f64() * 1e6 / k, dispatches))
+            Ok((gpu_ns / 1e3 / k, t0.elapsed().as_secs_f64() * 1e6 / k, dispatches, barriers))
         };
-        let (talker_gpu_us, talker_wall_us, talker_dispatches) = time(0)?;
-        let (predictor_gpu_us, predictor_wall_us, predictor_dispatches) = time(1)?;
+        let (talker_gpu_us, talker_wall_us, talker_dispatches, talker_barriers) = time(0)?;
+        let (predictor_gpu_us, predictor_wall_us, predictor_dispatches, predictor_barriers) = time(1)?;
         Ok(BenchParts {
             talker_gpu_us,
             talker_wall_us,
             talker_dispatches,
+            talker_barriers,
             predictor_gpu_us,
             predictor_wall_us,
             predictor_dispatches,
+            predictor_barriers,
             record_us,
         })
     }

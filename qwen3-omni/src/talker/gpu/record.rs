@@ -252,18 +252,23 @@ impl GpuTalker {
         for (l, (a, moe)) in w.layers.iter().enumerate() {
             self.record_attention(rec, d, a, &s.t, &self.kv[l], &s.pos, None, self.ctx)?;
             let (x, r, y) = (&s.t.x, &s.t.r, &s.t.y);
+            // Recorded so that independent work shares barrier intervals: the router, the shared
+            // expert's gate (sigmoid(w_sg · y), as a one-expert routing) and y's Q8_1 copy; then
+            // routed and shared gate/up; then the routed down (x = r + Σ) and the shared one (x += ·).
             k.matvec(rec, Matrix::new(&moe.router, WType::F32, d.n_experts, h), y, &s.router, None)?;
+            k.moe_shared_gate(rec, y, &moe.sh_w, &s.sids, &s.sw, h, 1)?;
+            if k.matvec_path() == MatvecPath::IntDot {
+                k.quantize_q8_1(rec, y, h as u64, &s.q81)?;
+            }
             let gate = planar(&moe.gate, d.moe_inter, h).experts(d.n_experts);
             let up = planar(&moe.up, d.moe_inter, h).experts(d.n_experts);
             let down = planar(&moe.down, h, d.moe_inter).experts(d.n_experts);
-            k.moe_route_gate_up(rec, &s.router, gate, up, y, &s.ids, &s.weights, d.top_k, 1, d.norm_topk, &s.h)?;
-            k.moe_down(rec, down, &s.h, &s.ids, &s.weights, d.top_k, 1, Some(r), x, Some(&s.q81_h))?;
-            // Shared expert: sigmoid(w_sg · y) · SwiGLU(y) as a one-expert routing, added to x.
-            k.moe_shared_gate(rec, y, &moe.sh_w, &s.sids, &s.sw, h, 1)?;
             let sg = planar(&moe.sh_gate, d.shared_inter, h).experts(1);
             let su = planar(&moe.sh_up, d.shared_inter, h).experts(1);
             let sd = planar(&moe.sh_down, h, d.shared_inter).experts(1);
-            k.moe_gate_up(rec, sg, su, y, &s.sids, 1, 1, &s.hs, Some(&s.q81))?;
+            k.moe_route_gate_up(rec, &s.router, gate, up, y, &s.ids, &s.weights, d.top_k, 1, d.norm_topk, &s.h)?;
+            k.moe_gate_up_prequantized(rec, sg, su, y, &s.sids, 1, 1, &s.hs, &s.q81)?;
+            k.moe_down(rec, down, &s.h, &s.ids, &s.weights, d.top_k, 1, Some(r), x, Some(&s.q81_h))?;
             k.moe_down(rec, sd, &s.hs, &s.sids, &s.sw, 1, 1, Some(x), x, Some(&s.q81_h))?;
         }
         k.rms_norm(rec, &s.t.x, &w.norm, &s.hn, h, 1, d.rms_eps)?;
