@@ -165,6 +165,10 @@ struct Scratch {
     /// Expert id 0 and weight 1: the dense MLP through the one-expert MoE kernels.
     one_id: Buffer,
     one_w: Buffer,
+    /// A one-expert router logit (0) and the routing it yields (id 0, weight 1) for the fused path.
+    one_logit: Buffer,
+    cid: Buffer,
+    cw: Buffer,
     clogits: Buffer,
     csample: Buffer,
     /// Positions 0..groups, one `[p, p, p]` buffer each (the rotary kernel binds from offset 0).
@@ -327,6 +331,9 @@ impl GpuTalker {
             c: Act::new(&k, "code predictor", cp, groups)?,
             one_id: g.buffer_from("expert id 0", &[0u32], MemoryIntent::Weights)?,
             one_w: g.buffer_from("expert weight 1", &[1.0f32], MemoryIntent::Weights)?,
+            one_logit: g.buffer_from("one-expert router logit", &[0.0f32], MemoryIntent::Weights)?,
+            cid: g.buffer("code predictor expert id", 4, MemoryIntent::Scratch)?,
+            cw: f("code predictor expert weight", 1)?,
             ch: f("code predictor mlp hidden", cp.inter as u64)?,
             clogits: f("code predictor logits", cp.vocab as u64)?,
             csample: g.buffer(

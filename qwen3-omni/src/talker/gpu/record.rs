@@ -139,8 +139,9 @@ impl GpuTalker {
         Ok(())
     }
 
-    /// One decoder layer's attention half, x → r = x + o_proj(attn(norm(x))), with the cache
-    /// position either from the GPU (`dyn_len`, the Talker) or fixed at `pos` (code predictor).
+    /// One decoder layer's attention half, x → r = x + o_proj(attn(norm(x))) (and, with
+    /// `norm_out`, y = post-attention RMSNorm(r)), with the cache position either read from the GPU
+    /// (`at = None`, the Talker) or fixed at `at` (code predictor).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn record_attention<'a>(
         &'a self,
@@ -152,6 +153,7 @@ impl GpuTalker {
         positions: &'a Buffer,
         at: Option<u32>,
         cap: u32,
+        norm_out: bool,
     ) -> Result<(), TalkerError> {
         let k = &self.k;
         let s = &self.s;
@@ -195,7 +197,9 @@ impl GpuTalker {
                 None => k.attn_decode_at(rec, &act.q, kc, vc, &act.o, &act.attn, &s.cache_len, 1, nh, nkv, hd, cap)?,
             }
             k.matvec_fused(rec, planar(&a.o, h, qd), &act.o, None, Some(&act.x), &act.r)?;
-            k.rms_norm(rec, &act.r, &a.ffn_norm, &act.y, h, 1, d.rms_eps)?;
+            if norm_out {
+                k.rms_norm(rec, &act.r, &a.ffn_norm, &act.y, h, 1, d.rms_eps)?;
+            }
             return Ok(());
         }
         k.rms_norm(rec, &act.x, &a.attn_norm, &act.y, h, 1, d.rms_eps)?;
@@ -250,7 +254,7 @@ impl GpuTalker {
         let h = d.hidden;
         rec.copy(input, 0, &s.t.x, 0, h as u64 * 4)?;
         for (l, (a, moe)) in w.layers.iter().enumerate() {
-            self.record_attention(rec, d, a, &s.t, &self.kv[l], &s.pos, None, self.ctx)?;
+            self.record_attention(rec, d, a, &s.t, &self.kv[l], &s.pos, None, self.ctx, true)?;
             let (x, r, y) = (&s.t.x, &s.t.r, &s.t.y);
             // Recorded so that independent work shares barrier intervals: the router, the shared
             // expert's gate (sigmoid(w_sg · y), as a one-expert routing) and y's Q8_1 copy; then
@@ -286,14 +290,23 @@ impl GpuTalker {
         let (h, inter) = (d.hidden, d.inter);
         for (l, (a, mlp)) in w.cp_layers.iter().enumerate() {
             let cpos = &s.cpos[p as usize];
-            self.record_attention(rec, d, a, &s.c, &self.cp_kv[l], cpos, Some(p), self.config.groups)?;
+            let norm_out = !self.fused_decode;
+            self.record_attention(rec, d, a, &s.c, &self.cp_kv[l], cpos, Some(p), self.config.groups, norm_out)?;
             // The dense SwiGLU as a one-expert MoE (id 0, weight 1): gate, up and SiLU·mul in one
-            // dispatch, the down projection with the residual add in another.
+            // dispatch, the down projection with the residual add in another. Fused: the routing
+            // kernel over a one-expert router (softmax of one logit = 1) also does the
+            // post-attention RMSNorm (and Q8_1) in its prologue.
             let gate = planar(&mlp.gate, inter, h).experts(1);
             let up = planar(&mlp.up, inter, h).experts(1);
             let down = planar(&mlp.down, h, inter).experts(1);
-            k.moe_gate_up(rec, gate, up, &s.c.y, &s.one_id, 1, 1, &s.ch, Some(&s.q81))?;
-            k.moe_down(rec, down, &s.ch, &s.one_id, &s.one_w, 1, 1, Some(&s.c.r), &s.c.x, Some(&s.q81))?;
+            if self.fused_decode {
+                let fnorm = Some((&a.ffn_norm, d.rms_eps));
+                k.moe_route_gate_up_norm(rec, &s.one_logit, gate, up, &s.c.r, fnorm, &s.cid, &s.cw, 1, 1, true, &s.ch)?;
+                k.moe_down(rec, down, &s.ch, &s.cid, &s.cw, 1, 1, Some(&s.c.r), &s.c.x, Some(&s.q81))?;
+            } else {
+                k.moe_gate_up(rec, gate, up, &s.c.y, &s.one_id, 1, 1, &s.ch, Some(&s.q81))?;
+                k.moe_down(rec, down, &s.ch, &s.one_id, &s.one_w, 1, 1, Some(&s.c.r), &s.c.x, Some(&s.q81))?;
+            }
         }
         Ok(())
     }
