@@ -276,7 +276,13 @@ impl GpuTalker {
             k.moe_down(rec, sd, &s.hs, &s.sids, &s.sw, 1, 1, Some(x), x, Some(&s.q81_h))?;
         }
         k.rms_norm(rec, &s.t.x, &w.norm, &s.hn, h, 1, d.rms_eps)?;
-        k.matvec(rec, planar(&w.codec_head, d.vocab, h), &s.hn, &s.logits, Some(&s.q81))?;
+        if self.fused_decode {
+            // The head normalises x itself: no barrier between it and hn's norm.
+            let n = Some((&w.norm, d.rms_eps));
+            k.matvec_fused(rec, planar(&w.codec_head, d.vocab, h), &s.t.x, n, None, &s.logits)?;
+        } else {
+            k.matvec(rec, planar(&w.codec_head, d.vocab, h), &s.hn, &s.logits, Some(&s.q81))?;
+        }
         // RNG step: the frame's base (host-written) + groups.
         let params = self.code0_params(self.config.groups);
         k.sample_stepped(rec, &s.logits, d.vocab, &self.history, self.ctx, &params, &s.sample, &s.code0, &s.rng_step)?;
@@ -362,8 +368,13 @@ impl GpuTalker {
             }
             self.record_predictor_pass(rec, p)?;
             let j = (p - 1) as usize;
-            k.rms_norm(rec, &s.c.x, &w.cp_norm, &s.c.y, h, 1, d.rms_eps)?;
-            k.matvec(rec, planar(&w.cp_head[j], d.vocab, h), &s.c.y, &s.clogits, Some(&s.q81))?;
+            if self.fused_decode {
+                let n = Some((&w.cp_norm, d.rms_eps));
+                k.matvec_fused(rec, planar(&w.cp_head[j], d.vocab, h), &s.c.x, n, None, &s.clogits)?;
+            } else {
+                k.rms_norm(rec, &s.c.x, &w.cp_norm, &s.c.y, h, 1, d.rms_eps)?;
+                k.matvec(rec, planar(&w.cp_head[j], d.vocab, h), &s.c.y, &s.clogits, Some(&s.q81))?;
+            }
             // RNG step: the frame's base (host-written) + the group.
             let params = SampleParams { step: j as u32, ..self.sampling.predictor };
             let out = if forced { &s.pred[j] } else { &s.codes[j] };
