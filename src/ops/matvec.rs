@@ -114,11 +114,11 @@ impl Kernels {
         }
         let l = crate::layout::PlanarLayout::new(w.rows as u64, k);
         let min_sg = self.gpu().caps().min_subgroup_size.max(1);
-        let base = (t.mv_wg / min_sg).max(1) * t.mv_rows;
+        let base = (t.fused_wg / min_sg).max(1) * t.mv_rows;
         // Every workgroup pays for the prologue: size them so there are about `fused_groups`.
         let rows_wg = base * (w.rows / (base * t.fused_groups)).max(1);
         let spec = [
-            SpecConst { id: 0, value: t.mv_wg },
+            SpecConst { id: 0, value: t.fused_wg },
             SpecConst { id: 1, value: t.mv_rows },
             SpecConst { id: 2, value: rows_wg },
         ];

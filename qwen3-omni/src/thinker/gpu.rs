@@ -31,6 +31,8 @@ struct Scratch {
     logits: Buffer,
     attn: Buffer,
     next: Buffer,
+    /// Per KV head: workgroups of the one-dispatch decode attention done (zero between steps).
+    attn_counters: Buffer,
     q81: Q8_1Scratch,
     q81_h: Q8_1Scratch,
 }
@@ -134,6 +136,11 @@ impl GpuThinker {
                 MemoryIntent::Scratch,
             )?,
             next: g.buffer("next token", 4, MemoryIntent::Readback)?,
+            attn_counters: g.buffer_from(
+                "attention counters",
+                &vec![0u32; c.n_kv_heads as usize],
+                MemoryIntent::Upload,
+            )?,
             q81: k.q8_1_scratch(h.max(qd).div_ceil(32) * 32)?,
             q81_h: k.q8_1_scratch(inter_k.div_ceil(32) * 32)?,
         };
@@ -336,27 +343,53 @@ impl GpuThinker {
         k.matvec_fused(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.x, an, None, &s.q)?;
         k.matvec_fused(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.k)?;
         k.matvec_fused(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.v)?;
-        k.qk_norm_rope_store(
-            rec,
-            &s.q,
-            &s.k,
-            &s.v,
-            &lw.q_norm,
-            &lw.k_norm,
-            &s.pos,
-            kc,
-            vc,
-            &s.cache_len,
-            1,
-            nh,
-            nkv,
-            hd,
-            self.ctx,
-            c.rms_eps,
-            c.rope_theta,
-            c.mrope_section,
-        )?;
-        k.attn_decode_at(rec, &s.q, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
+        if std::env::var_os("QWEN3VK_ATTN_SPLIT").is_none() {
+            // q/k norm + RoPE, KV store, attention and its merge: one dispatch.
+            k.attn_decode_fused(
+                rec,
+                &s.q,
+                &s.k,
+                &s.v,
+                &lw.q_norm,
+                &lw.k_norm,
+                &s.pos,
+                kc,
+                vc,
+                &s.o,
+                &s.attn,
+                &s.attn_counters,
+                &s.cache_len,
+                nh,
+                nkv,
+                hd,
+                self.ctx,
+                c.rms_eps,
+                c.rope_theta,
+                c.mrope_section,
+            )?;
+        } else {
+            k.qk_norm_rope_store(
+                rec,
+                &s.q,
+                &s.k,
+                &s.v,
+                &lw.q_norm,
+                &lw.k_norm,
+                &s.pos,
+                kc,
+                vc,
+                &s.cache_len,
+                1,
+                nh,
+                nkv,
+                hd,
+                self.ctx,
+                c.rms_eps,
+                c.rope_theta,
+                c.mrope_section,
+            )?;
+            k.attn_decode_at(rec, &s.q, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
+        }
         // r = x + o_proj(o), o quantised in the prologue.
         k.matvec_fused(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, None, Some(&s.x), &s.r)?;
         let fnorm = Some((&lw.ffn_norm, c.rms_eps));
