@@ -117,6 +117,8 @@ struct Act {
     v: Buffer,
     o: Buffer,
     attn: Buffer,
+    /// `attn_decode_fused`'s per-KV-head counters (zero between uses).
+    counters: Buffer,
 }
 
 impl Act {
@@ -136,6 +138,11 @@ impl Act {
                 &format!("{tag} attention scratch"),
                 Kernels::attn_decode_scratch_bytes(1, d.n_heads, d.head_dim, ctx),
                 MemoryIntent::Scratch,
+            )?,
+            counters: g.buffer_from(
+                &format!("{tag} attention counters"),
+                &vec![0u32; d.n_kv_heads as usize],
+                MemoryIntent::Upload,
             )?,
         })
     }
@@ -252,6 +259,9 @@ pub struct GpuTalker {
     /// matrix × vector, q/k norm + RoPE + cache store in one dispatch), as the Thinker's;
     /// `QWEN3VK_NO_FUSED_DECODE` turns them off.
     fused_decode: bool,
+    /// With fused decode: `QWEN3VK_ATTN_SPLIT` keeps q/k norm + RoPE + store and the attention as
+    /// separate dispatches instead of `attn_decode_fused`.
+    attn_split: bool,
     /// Code-0 history for the repetition penalty (u32::MAX = empty).
     history: Buffer,
     ctx: u32,
@@ -391,6 +401,7 @@ impl GpuTalker {
             allow_batched: true,
             cp_one_dispatch_attention: std::env::var("QWEN3VK_CP_ATTN").map_or(true, |v| v.trim() != "decode"),
             fused_decode: false,
+            attn_split: std::env::var_os("QWEN3VK_ATTN_SPLIT").is_some(),
             history,
             ctx,
             len: 0,

@@ -169,6 +169,36 @@ impl GpuTalker {
             k.matvec_fused(rec, planar(&a.k, kvd, h), &act.x, an, None, &act.k)?;
             k.matvec_fused(rec, planar(&a.v, kvd, h), &act.x, an, None, &act.v)?;
             let len = if at.is_some() { positions } else { &s.cache_len };
+            if !self.attn_split {
+                // q/k norm + RoPE, cache store, attention and its merge: one dispatch.
+                k.attn_decode_fused(
+                    rec,
+                    &act.q,
+                    &act.k,
+                    &act.v,
+                    &a.q_norm,
+                    &a.k_norm,
+                    positions,
+                    kc,
+                    vc,
+                    &act.o,
+                    &act.attn,
+                    &act.counters,
+                    len,
+                    nh,
+                    nkv,
+                    hd,
+                    cap,
+                    d.rms_eps,
+                    d.rope_theta,
+                    d.mrope_section,
+                )?;
+                k.matvec_fused(rec, planar(&a.o, h, qd), &act.o, None, Some(&act.x), &act.r)?;
+                if norm_out {
+                    k.rms_norm(rec, &act.r, &a.ffn_norm, &act.y, h, 1, d.rms_eps)?;
+                }
+                return Ok(());
+            }
             k.qk_norm_rope_store(
                 rec,
                 &act.q,
