@@ -110,6 +110,7 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "layer_norm_f32", file: "layer_norm.comp", defines: &[] },
     Variant { name: "rope_rows_f32", file: "rope_rows.comp", defines: &[] },
     Variant { name: "attn_window_f32", file: "attn_window.comp", defines: &[] },
+    Variant { name: "sample_step_f32", file: "sample.comp", defines: &[("STEP_BUFFER", "1")] },
 ];
 
 const MAX_PUSH: u32 = 128;

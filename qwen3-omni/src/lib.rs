@@ -13,7 +13,9 @@ pub mod cli_bench_code2wav;
 pub mod cli_chat;
 pub mod cli_code2wav;
 pub mod code2wav;
+pub mod cli_talker;
 pub mod model_file;
+pub mod talker;
 pub mod thinker;
 pub mod tokenizer;
 

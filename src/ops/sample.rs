@@ -161,6 +161,41 @@ impl Kernels {
         scratch: &'a Buffer,
         out: &'a Buffer,
     ) -> Result<()> {
+        self.sample_impl(rec, logits, vocab, prev, n_prev, params, scratch, out, None)
+    }
+
+    /// [`Kernels::sample`] with the RNG step `params.step + step[0]`, `step` a u32 GPU buffer the
+    /// host writes between replays: one recorded batch then draws afresh each time it is replayed
+    /// (same token as `sample` with that step).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_stepped<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        logits: &'a Buffer,
+        vocab: u32,
+        prev: &'a Buffer,
+        n_prev: u32,
+        params: &SampleParams,
+        scratch: &'a Buffer,
+        out: &'a Buffer,
+        step: &'a Buffer,
+    ) -> Result<()> {
+        self.sample_impl(rec, logits, vocab, prev, n_prev, params, scratch, out, Some(step))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sample_impl<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        logits: &'a Buffer,
+        vocab: u32,
+        prev: &'a Buffer,
+        n_prev: u32,
+        params: &SampleParams,
+        scratch: &'a Buffer,
+        out: &'a Buffer,
+        step_buf: Option<&'a Buffer>,
+    ) -> Result<()> {
         let name = "sample_f32";
         let p = params;
         if vocab == 0 {
@@ -262,6 +297,11 @@ impl Kernels {
             .and_then(|v| v.trim().parse::<u32>().ok())
             .filter(|w| [256, 512, 1024].contains(w) && *w <= max_wg)
             .unwrap_or(if vocab > 16384 && max_wg >= 1024 { 1024 } else { 256 });
+        if let Some(sb) = step_buf {
+            let pl = self.pipeline::<PushSample>("sample_step_f32", &[SpecConst { id: 0, value: sel_wg }])?;
+            let b = [z4, hists(Binding::read), Binding::write(out).range(0, 4), Binding::read(sb).range(0, 4)];
+            return rec.dispatch(&pl, &b, push_bytes(&push), [1, 1, 1]);
+        }
         let pl = self.pipeline::<PushSample>(name, &[SpecConst { id: 0, value: sel_wg }])?;
         rec.dispatch(&pl, &[z4, hists(Binding::read), Binding::write(out).range(0, 4)], push_bytes(&push), [1, 1, 1])
     }
