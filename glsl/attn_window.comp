@@ -1,63 +1,50 @@
 #version 450
-// Bidirectional attention inside fixed windows (the AudioTower, spec §4.2 step 6): tokens are cut
-// into consecutive windows of `window` tokens (the last one shorter); each query attends to every
-// key of its own window, no mask inside, nothing across windows.
-//   o[t, h, :] = Σ_j softmax_j(scale · q[t, h, :]·k[j, h, :]) · v[j, h, :], j in t's window
-// q, k, v, o: float[n_tok, heads, head_dim] (head_dim ≤ 128, window ≤ MAX_WIN).
-// One workgroup per (token, head): scores in shared memory, max/sum by workgroup reductions, then
-// one invocation per output dimension. Push: see Push. Spec: 0 WG.
+// Causal sliding-window attention over a key/value buffer with history (Code2Wav's
+// pre-transformer): q `[n, heads, hd]`; k, v `[hist + n, kv_heads, hd]` where rows hist − valid ..
+// hist − 1 are earlier positions still in the window and row hist + t is query t's own key. Query
+// t sees key rows max(hist − valid, hist + t + 1 − window) ..= hist + t; softmax in f32, online.
+// One invocation per (query, head); head_dim ≤ 128. Bindings: 0 q, 1 k, 2 v, 3 o (`[n, heads, hd]`).
+// Push: n, heads, kv_heads, head_dim, hist, valid, window, scale. Spec: 0 WG.
 #include "common/common.glsl"
 
-#define MAX_WIN 1024
-#define MAX_HD 128
-
 layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint WG = 128;
-layout(push_constant) uniform Push { uint n_tok; uint heads; uint head_dim; uint window; float scale; uint grid_x; } pc;
+layout(constant_id = 0) const uint WG = 64;
+layout(push_constant) uniform Push {
+    uint n; uint heads; uint kv_heads; uint head_dim;
+    uint hist; uint valid; uint window; float scale;
+} pc;
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, binding = 1) readonly buffer K { float k[]; };
 layout(std430, binding = 2) readonly buffer V { float v[]; };
 layout(std430, binding = 3) writeonly buffer O { float o[]; };
 
-shared float s_q[MAX_HD];
-shared float s_p[MAX_WIN];
-
-#include "common/reduce.glsl"
-
 void main() {
-    const uint id = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
-    if (id >= pc.n_tok * pc.heads) return;
+    const uint id = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * WG + gl_LocalInvocationIndex;
+    if (id >= pc.n * pc.heads) return;
     const uint t = id / pc.heads;
     const uint h = id % pc.heads;
-    const uint tid = gl_LocalInvocationIndex;
+    const uint kh = h / (pc.heads / pc.kv_heads);
     const uint hd = pc.head_dim;
-    const uint row = pc.heads * hd;
-    const uint w0 = (t / pc.window) * pc.window;
-    const uint len = min(pc.window, pc.n_tok - w0);
-    for (uint d = tid; d < hd; d += WG) s_q[d] = q[t * row + h * hd + d];
-    barrier();
-    float m = -3.4e38;
-    for (uint j = tid; j < len; j += WG) {
-        const uint kb = (w0 + j) * row + h * hd;
-        float s = 0.0;
-        for (uint d = 0; d < hd; d++) s += s_q[d] * k[kb + d];
-        s *= pc.scale;
-        s_p[j] = s;
-        m = max(m, s);
+    const uint qb = id * hd;
+    const uint self_row = pc.hist + t;
+    const uint lo = max(pc.hist - pc.valid, self_row + 1 >= pc.window ? self_row + 1 - pc.window : 0u);
+    float acc[128];
+    for (uint e = 0; e < hd; e++) acc[e] = 0.0;
+    float mx = -1e30;
+    float sum = 0.0;
+    for (uint j = lo; j <= self_row; j++) {
+        const uint kb = (j * pc.kv_heads + kh) * hd;
+        float sc = 0.0;
+        for (uint e = 0; e < hd; e++) sc += q[qb + e] * k[kb + e];
+        sc *= pc.scale;
+        const float nm = max(mx, sc);
+        const float corr = exp(mx - nm);
+        const float pw = exp(sc - nm);
+        sum = sum * corr + pw;
+        for (uint e = 0; e < hd; e++) acc[e] = acc[e] * corr + pw * v[kb + e];
+        mx = nm;
     }
-    m = wg_max(m);
-    float l = 0.0;
-    for (uint j = tid; j < len; j += WG) {
-        const float p = exp(s_p[j] - m);
-        s_p[j] = p;
-        l += p;
-    }
-    l = wg_sum(l);
-    const float inv = 1.0 / l;
-    for (uint d = tid; d < hd; d += WG) {
-        float acc = 0.0;
-        for (uint j = 0; j < len; j++) acc += s_p[j] * v[(w0 + j) * row + h * hd + d];
-        o[t * row + h * hd + d] = acc * inv;
-    }
+    const float inv = 1.0 / sum;
+    for (uint e = 0; e < hd; e++) o[qb + e] = acc[e] * inv;
 }

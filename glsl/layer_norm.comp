@@ -1,8 +1,6 @@
 #version 450
-// LayerNorm per row: y[r, i] = (x[r, i] − mean) / sqrt(var + eps) · w[i] + b[i], mean and the
-// (biased) variance over the row's n values, both passes in f32.
-// Bindings: 0 x (float[rows*n]), 1 w (float[n]), 2 b (float[n]), 3 y (float[rows*n]); y may be x.
-// Push: n, rows, eps, grid_x. One workgroup per row (row = y * grid_x + x). Spec: 0 WG.
+// LayerNorm per row: y[r, i] = (x[r, i] − mean) / sqrt(var + eps) · w[i] + b[i] (biased variance).
+// Bindings: 0 x, 1 w, 2 b, 3 y. Push: n, rows, eps, grid_x. One workgroup per row. Spec: 0 WG.
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -11,7 +9,7 @@ layout(push_constant) uniform Push { uint n; uint rows; float eps; uint grid_x; 
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer Wt { float w[]; };
-layout(std430, binding = 2) readonly buffer Bs { float bias[]; };
+layout(std430, binding = 2) readonly buffer B { float b[]; };
 layout(std430, binding = 3) writeonly buffer Y { float y[]; };
 
 #include "common/reduce.glsl"
@@ -26,10 +24,9 @@ void main() {
     const float mean = wg_sum(s) / float(pc.n);
     float ss = 0.0;
     for (uint i = tid; i < pc.n; i += WG) {
-        const float d = x[off + i] - mean;
-        ss += d * d;
+        const float dv = x[off + i] - mean;
+        ss += dv * dv;
     }
-    const float scale = inversesqrt(wg_sum(ss) / float(pc.n) + pc.eps);
-    // Every invocation has read its values (the reductions are barriers), so y may alias x.
-    for (uint i = tid; i < pc.n; i += WG) y[off + i] = (x[off + i] - mean) * scale * w[i] + bias[i];
+    const float inv = inversesqrt(wg_sum(ss) / float(pc.n) + pc.eps);
+    for (uint i = tid; i < pc.n; i += WG) y[off + i] = (x[off + i] - mean) * inv * w[i] + b[i];
 }

@@ -139,7 +139,7 @@ fn conv2d_s2_gelu_matches_f64() {
 }
 
 #[test]
-fn attn_window_matches_f64() {
+fn attn_bidir_window_matches_f64() {
     let k = kernels();
     let g = k.gpu();
     for (i, &(n_tok, heads, hd, window)) in
@@ -154,7 +154,7 @@ fn attn_window_matches_f64() {
         let vb = g.buffer_from("v", &v, MemoryIntent::Upload).unwrap();
         let ob = g.buffer("o", len as u64 * 4, MemoryIntent::Readback).unwrap();
         let mut rec = g.recorder(false).unwrap();
-        k.attn_window(&mut rec, &qb, &kb, &vb, &ob, n_tok, heads, hd, window, scale).unwrap();
+        k.attn_bidir_window(&mut rec, &qb, &kb, &vb, &ob, n_tok, heads, hd, window, scale).unwrap();
         rec.submit().unwrap();
         let o: Vec<f32> = ob.read_vec().unwrap();
         let (row, hd_) = ((heads * hd) as usize, hd as usize);
@@ -180,7 +180,8 @@ fn attn_window_matches_f64() {
                 }
             }
         }
-        r::check_close(&format!("attn_window {n_tok}×{heads}×{hd} window {window}"), &o, &want, 1e-5, 1e-4).unwrap();
+        r::check_close(&format!("attn_bidir_window {n_tok}×{heads}×{hd} window {window}"), &o, &want, 1e-5, 1e-4)
+            .unwrap();
     }
     assert_clean(g);
 }

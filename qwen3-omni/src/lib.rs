@@ -5,13 +5,19 @@
 //! * [`chat`]: ChatML prompt rendering with audio placeholder expansion.
 //! * [`model_file`]: the Q8_0 GGUF model file, with shape- and type-checked tensor lookups.
 //! * [`thinker`]: the Thinker's config and its weights on the GPU.
+//! * [`code2wav`]: the vocoder (codes → 24 kHz audio), CPU oracle, GPU version, WAV writer.
 
 pub mod audio;
 pub mod chat;
 pub mod cli_audio;
 pub mod cli_bench;
+pub mod cli_bench_code2wav;
 pub mod cli_chat;
+pub mod cli_code2wav;
+pub mod cli_talker;
+pub mod code2wav;
 pub mod model_file;
+pub mod talker;
 pub mod thinker;
 pub mod tokenizer;
 

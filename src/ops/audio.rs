@@ -1,4 +1,4 @@
-//! The AudioTower's own kernels (spec §4.2): LayerNorm, bias + exact-erf GELU, the stride-2 3×3
+//! The AudioTower's own kernels (spec §4.2; its LayerNorm is `layer_norm` in code2wav.rs): bias + exact-erf GELU, the stride-2 3×3
 //! conv stem (with GELU, optionally writing the flattened layout conv_out reads), and
 //! bidirectional attention inside fixed token windows.
 
@@ -7,16 +7,6 @@ use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
 use super::{grid, kerr, push_bytes, stride_grid, Matrix, WType};
 use crate::kernels::Kernels;
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct PushRows {
-    n: u32,
-    rows: u32,
-    eps: f32,
-    grid_x: u32,
-}
-const _: () = assert!(std::mem::size_of::<PushRows>() == 16);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -52,9 +42,9 @@ struct PushWindow {
 }
 const _: () = assert!(std::mem::size_of::<PushWindow>() == 24);
 
-/// Largest attention window of [`Kernels::attn_window`] (its scores live in shared memory).
+/// Largest attention window of [`Kernels::attn_bidir_window`] (its scores live in shared memory).
 pub const ATTN_WINDOW_MAX: u32 = 1024;
-/// Largest head dimension of [`Kernels::attn_window`].
+/// Largest head dimension of [`Kernels::attn_bidir_window`].
 pub const ATTN_WINDOW_MAX_HEAD_DIM: u32 = 128;
 
 /// Shape of a stride-2, padding-1, 3×3 convolution: `[n, cin, hin, win]` → `[n, cout, hout, wout]`
@@ -84,40 +74,6 @@ impl Conv2dShape {
 }
 
 impl Kernels {
-    /// y[r, :] = (x[r, :] − mean) / sqrt(var + eps) · w + b for `rows` rows of `n` (y may be x).
-    #[allow(clippy::too_many_arguments)]
-    pub fn layer_norm<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        x: &'a Buffer,
-        w: &'a Buffer,
-        b: &'a Buffer,
-        y: &'a Buffer,
-        n: u32,
-        rows: u32,
-        eps: f32,
-    ) -> Result<()> {
-        let name = "layer_norm_f32";
-        if n == 0 || rows == 0 {
-            return Err(kerr(name, format!("empty input ({rows} rows of {n})")));
-        }
-        let total = n as u64 * rows as u64 * 4;
-        let wg = 256;
-        let p = self.pipeline::<PushRows>(name, &[SpecConst { id: 0, value: wg }])?;
-        let (dims, grid_x) = grid(rows, self.gpu().caps().max_workgroup_count[0]);
-        rec.dispatch(
-            &p,
-            &[
-                Binding::read(x).range(0, total),
-                Binding::read(w).range(0, n as u64 * 4),
-                Binding::read(b).range(0, n as u64 * 4),
-                Binding::write(y).range(0, total),
-            ],
-            push_bytes(&PushRows { n, rows, eps, grid_x }),
-            dims,
-        )
-    }
-
     /// y[i] = gelu(a[i] + b[i mod b_len]) with the exact (erf) GELU; y may be a.
     pub fn add_gelu<'a>(
         &self,
@@ -215,7 +171,7 @@ impl Kernels {
     /// Bidirectional attention within consecutive windows of `window` tokens (the last one
     /// shorter): `q`, `k`, `v`, `o` are `[n_tok, heads, head_dim]`.
     #[allow(clippy::too_many_arguments)]
-    pub fn attn_window<'a>(
+    pub fn attn_bidir_window<'a>(
         &self,
         rec: &mut Recorder<'a>,
         q: &'a Buffer,
@@ -228,7 +184,7 @@ impl Kernels {
         window: u32,
         scale: f32,
     ) -> Result<()> {
-        let name = "attn_window_f32";
+        let name = "attn_bidir_window_f32";
         if n_tok == 0 || heads == 0 || head_dim == 0 || head_dim > ATTN_WINDOW_MAX_HEAD_DIM {
             return Err(kerr(
                 name,

@@ -3,6 +3,7 @@
 
 mod attention;
 mod audio;
+pub mod code2wav;
 mod elementwise;
 mod embed;
 mod matmul;

@@ -316,7 +316,7 @@ impl GpuAudioTower {
                     k.add(&mut rec, dst, b, dst, nd, d as u64)?;
                 }
             }
-            k.attn_window(&mut rec, &s.q, &s.k, &s.v, &s.o, n, c.heads, c.head_dim, plan.window, scale)?;
+            k.attn_bidir_window(&mut rec, &s.q, &s.k, &s.v, &s.o, n, c.heads, c.head_dim, plan.window, scale)?;
             self.linear(k, &mut rec, &l.o, &s.o, n, &s.a, &s.q81)?;
             k.add(&mut rec, &s.h, &s.a, &s.h, nd, nd)?;
             k.layer_norm(&mut rec, &s.h, &l.ln2.0, &l.ln2.1, &s.y, d, n, LN_EPS)?;
