@@ -157,8 +157,10 @@ impl GpuThinker {
             m.config_u64("/talker_config/accept_hidden_layer").map(|v| v as u32).unwrap_or(c.layers / 2).min(c.layers);
         let hs0 = g.buffer("thinker hs0", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
         let hs_accept = g.buffer("thinker hs accept", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
-        let history = g.buffer("token history", ctx as u64 * 4, MemoryIntent::Upload)?;
-        history.write_slice(0, &vec![u32::MAX; ctx as usize])?;
+        // One entry more than the context: the queued replay appends the token sampled at the last
+        // position (never fed) at index ctx.
+        let history = g.buffer("token history", (ctx as u64 + 1) * 4, MemoryIntent::Upload)?;
+        history.write_slice(0, &vec![u32::MAX; ctx as usize + 1])?;
         let sample_scratch =
             g.buffer("sampling scratch", Kernels::sample_scratch_bytes(c.vocab), MemoryIntent::Scratch)?;
         Ok(GpuThinker {
@@ -216,7 +218,7 @@ impl GpuThinker {
     pub fn reset_to(&mut self, len: u32) -> Result<(), GenError> {
         self.len = self.len.min(len);
         // The repetition penalty reads the whole history: forget what lies past the new length.
-        let rest = (self.ctx - self.len) as usize;
+        let rest = (self.ctx + 1 - self.len) as usize;
         self.history.write_slice(self.len as u64 * 4, &vec![u32::MAX; rest])?;
         Ok(())
     }
@@ -764,7 +766,15 @@ impl GpuThinker {
                 rec.full_barrier();
                 self.record_step(&mut rec, None)?;
                 let s = &self.s;
-                self.k.decode_advance(&mut rec, &s.next, &s.token, &s.pos, &s.cache_len, &self.history, self.ctx)?;
+                self.k.decode_advance(
+                    &mut rec,
+                    &s.next,
+                    &s.token,
+                    &s.pos,
+                    &s.cache_len,
+                    &self.history,
+                    self.ctx + 1,
+                )?;
                 batches.push(rec.finish()?);
             }
             // Steps queued (positions fed), and the oldest one's batch.
@@ -814,8 +824,8 @@ impl GpuThinker {
             for b in batches.iter_mut() {
                 let _ = b.wait();
             }
-            let from = len.min(self.ctx);
-            let rest = ((len + 3).min(self.ctx) - from) as usize;
+            let from = len.min(self.ctx + 1);
+            let rest = ((len + 3).min(self.ctx + 1) - from) as usize;
             self.history.write_slice(from as u64 * 4, &vec![u32::MAX; rest])?;
             result
         })();
