@@ -1,0 +1,356 @@
+//! Speech out (spec §6.6, §7.6, §8(c)): a [`Speaker`] owns the Talker (with its code predictor) and
+//! Code2Wav and turns a Thinker reply into 24 kHz audio while the reply is still being generated.
+//!
+//! * [`Speaker::start`] as soon as the Thinker's first generated token g0 exists (the Talker prompt
+//!   of spec §6.2 needs only the prompt and g0);
+//! * [`Speaker::on_token`] with each further Thinker token: the Talker runs as many frames as the
+//!   text known so far allows, and every frame goes through Code2Wav at once;
+//! * [`Speaker::finish`] when the Thinker stops: tts_eos, then tts_pad, until codec EOS or the frame
+//!   cap.
+//!
+//! PCM reaches the caller's `on_pcm` callback as it is made. [`Decode::Stream`] (the default) decodes
+//! every frame incrementally: the first samples come after one frame and the concatenation of all
+//! chunks is exactly one full Code2Wav decode of the codes (Code2Wav is causal, spec §7.5).
+//! [`Decode::HfChunked`] reproduces transformers' `chunked_decode(300, 25)` instead (555 samples
+//! dropped per chunk boundary, chunks emitted every 300 frames).
+//!
+//! Which tokens are spoken follows transformers (spec §6.2, §11.5): g1 … g_last before
+//! `<|im_end|>`, and when the Thinker stops for another reason (its length cap, a cancel) the last
+//! generated token is not spoken. So a token is handed to the Talker only once the next one exists.
+//!
+//! A [`Speaker`] can be cancelled from another thread through [`Speaker::cancel_flag`] (checked
+//! between frames).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use qwen3_omni_vk::Kernels;
+
+use crate::code2wav::{Code2Wav, Code2WavError};
+use crate::model_file::{ModelError, ModelFile};
+use crate::talker::{GpuTalker, TalkerError, TalkerSampling};
+
+/// How frames become audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decode {
+    /// Incremental decode, exactly equal to one full decode; a chunk after every `frames` frames
+    /// (1 = lowest latency).
+    Stream { frames: usize },
+    /// transformers' `chunked_decode(chunk, left_context)` (300/25 in `generate`): a chunk every
+    /// `chunk` frames, each decoded alone with `left_context` frames before it.
+    HfChunked { chunk: usize, left_context: usize },
+}
+
+impl Default for Decode {
+    fn default() -> Self {
+        Decode::Stream { frames: 1 }
+    }
+}
+
+impl Decode {
+    /// transformers' 300/25 chunking.
+    pub fn hf() -> Self {
+        Decode::HfChunked { chunk: crate::code2wav::HF_CHUNK_FRAMES, left_context: crate::code2wav::HF_LEFT_CONTEXT }
+    }
+}
+
+/// Settings of a [`Speaker`].
+#[derive(Debug, Clone)]
+pub struct SpeechOptions {
+    /// "ethan" (default), "chelsie", "aiden".
+    pub voice: String,
+    pub sampling: TalkerSampling,
+    /// Most frames (80 ms each) per reply.
+    pub max_frames: u32,
+    pub decode: Decode,
+}
+
+impl Default for SpeechOptions {
+    fn default() -> Self {
+        SpeechOptions {
+            voice: "ethan".into(),
+            sampling: TalkerSampling::sampled(0),
+            max_frames: 1000,
+            decode: Decode::default(),
+        }
+    }
+}
+
+/// Errors of speech generation.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeechError {
+    #[error(transparent)]
+    Talker(#[from] TalkerError),
+    #[error(transparent)]
+    Code2Wav(#[from] Code2WavError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Gpu(#[from] qwen3_omni_vk::Error),
+    #[error("the Talker has {talker} code groups per frame but Code2Wav takes {code2wav}")]
+    Groups { talker: u32, code2wav: u32 },
+    #[error("the prompt has audio/image/video positions: the Thinker's hidden states for them are needed")]
+    NeedHidden,
+    #[error("no reply started: call start() first")]
+    NotStarted,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    CodecEos,
+    MaxFrames,
+    Cancelled,
+}
+
+/// What one spoken reply produced.
+#[derive(Debug, Clone)]
+pub struct SpeechSummary {
+    pub frames: usize,
+    pub samples: usize,
+    pub stop: StopReason,
+    /// Seconds from `start` to the first PCM chunk (None: no audio).
+    pub first_chunk_s: Option<f64>,
+    /// Seconds from `start` to the end of `finish`.
+    pub total_s: f64,
+}
+
+/// The Talker, code predictor and Code2Wav of one model, speaking one reply at a time.
+pub struct Speaker {
+    pub talker: GpuTalker,
+    pub code2wav: Code2Wav,
+    pub opts: SpeechOptions,
+    cancel: Arc<AtomicBool>,
+    /// Every frame of the current reply, `groups` codes each.
+    codes: Vec<Vec<u32>>,
+    /// Frames not yet handed to Code2Wav.
+    pending: usize,
+    /// A Thinker token held back until the next one shows it is not the last (see the module doc).
+    held: Option<u32>,
+    started: bool,
+    done: Option<StopReason>,
+    samples: usize,
+    t0: Instant,
+    first_chunk: Option<f64>,
+    /// HfChunked: the first frame not yet emitted.
+    hf_start: usize,
+}
+
+/// Code2Wav frames per command buffer in streaming (the streamed pushes are small).
+const C2W_MAX_FRAMES: u32 = 64;
+
+impl Speaker {
+    /// Loads the Talker (context for a user turn of up to `max_prompt` tokens plus
+    /// `opts.max_frames` frames) and Code2Wav from `m`.
+    pub fn load(k: Kernels, m: &ModelFile, max_prompt: u32, opts: SpeechOptions) -> Result<Speaker, SpeechError> {
+        let ctx = max_prompt + 16 + opts.max_frames + 2;
+        let mut k2 = Kernels::new(k.gpu().clone());
+        k2.set_matvec_path(k.matvec_path())?;
+        let talker = GpuTalker::load(k, m, ctx, |_, _| {})?;
+        let code2wav = Code2Wav::load(k2, m, C2W_MAX_FRAMES)?;
+        if talker.config.groups != code2wav.config.num_quantizers {
+            return Err(SpeechError::Groups { talker: talker.config.groups, code2wav: code2wav.config.num_quantizers });
+        }
+        Ok(Speaker {
+            talker,
+            code2wav,
+            opts,
+            cancel: Arc::new(AtomicBool::new(false)),
+            codes: Vec::new(),
+            pending: 0,
+            held: None,
+            started: false,
+            done: None,
+            samples: 0,
+            t0: Instant::now(),
+            first_chunk: None,
+            hf_start: 0,
+        })
+    }
+
+    /// Set it (from any thread) to stop generation before the next frame; `start` clears it.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// The frames of the current (or last) reply.
+    pub fn codes(&self) -> &[Vec<u32>] {
+        &self.codes
+    }
+
+    /// Samples emitted for the current reply.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Starts a reply: the Talker prompt (spec §6.2) from the Thinker's prompt `ids` and its first
+    /// generated token `g0`, then its prefill. `hs_accept` (`[ids.len(), thinker_hidden]`, the
+    /// Thinker's hidden states after its accept layer) is needed only when the prompt has
+    /// audio/image/video positions; a text prompt may pass `None`.
+    pub fn start(&mut self, m: &ModelFile, ids: &[u32], hs_accept: Option<&[f32]>, g0: u32) -> Result<(), SpeechError> {
+        let th = self.talker.config.thinker_hidden as usize;
+        let zeros;
+        let hs = match hs_accept {
+            Some(h) => h,
+            None => {
+                if ids.iter().any(|id| self.talker.config.ids.multimodal.contains(id)) {
+                    return Err(SpeechError::NeedHidden);
+                }
+                zeros = vec![0f32; ids.len() * th];
+                &zeros
+            }
+        };
+        self.cancel.store(false, Ordering::Relaxed);
+        self.t0 = Instant::now();
+        self.codes.clear();
+        (self.pending, self.held, self.done, self.samples, self.first_chunk, self.hf_start) =
+            (0, None, None, 0, None, 0);
+        self.talker.set_sampling(self.opts.sampling);
+        self.code2wav.reset()?;
+        self.started = false;
+        self.talker.start_from_thinker(m, ids, hs, g0, &self.opts.voice)?;
+        self.started = true;
+        Ok(())
+    }
+
+    /// The Thinker's next generated token (after g0). A stop token (`<|im_end|>`) ends the text:
+    /// call [`Speaker::finish`] next. Runs the frames the text now allows, streaming their audio.
+    pub fn on_token(&mut self, m: &ModelFile, id: u32, on_pcm: &mut dyn FnMut(&[f32])) -> Result<(), SpeechError> {
+        if !self.started {
+            return Err(SpeechError::NotStarted);
+        }
+        if id == self.talker.config.ids.im_end {
+            if let Some(h) = self.held.take() {
+                self.talker.push_tokens(m, &[h])?;
+            }
+            self.talker.finish_text();
+        } else if let Some(h) = self.held.replace(id) {
+            self.talker.push_tokens(m, &[h])?;
+        }
+        self.run(on_pcm)
+    }
+
+    /// Pushes a whole known text (`spoken` = g1, g2, … — g0 went to `start`) at once.
+    pub fn push_text(
+        &mut self,
+        m: &ModelFile,
+        spoken: &[u32],
+        on_pcm: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), SpeechError> {
+        if !self.started {
+            return Err(SpeechError::NotStarted);
+        }
+        if let Some(h) = self.held.take() {
+            self.talker.push_tokens(m, &[h])?;
+        }
+        self.talker.push_tokens(m, spoken)?;
+        self.run(on_pcm)
+    }
+
+    /// Ends the text (a token still held back is dropped, as transformers does at the Thinker's
+    /// length cap), runs the Talker through tts_eos / tts_pad until codec EOS, the frame cap or a
+    /// cancel, and emits the rest of the audio.
+    pub fn finish(&mut self, on_pcm: &mut dyn FnMut(&[f32])) -> Result<SpeechSummary, SpeechError> {
+        if !self.started {
+            return Err(SpeechError::NotStarted);
+        }
+        self.held = None;
+        self.talker.finish_text();
+        self.run(on_pcm)?;
+        self.flush(true, on_pcm)?;
+        let stop = self.done.unwrap_or(StopReason::CodecEos);
+        self.started = false;
+        Ok(SpeechSummary {
+            frames: self.codes.len(),
+            samples: self.samples,
+            stop,
+            first_chunk_s: self.first_chunk,
+            total_s: self.t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Talker frames while the text allows, each streamed through Code2Wav.
+    fn run(&mut self, on_pcm: &mut dyn FnMut(&[f32])) -> Result<(), SpeechError> {
+        loop {
+            if self.done.is_some() {
+                return Ok(());
+            }
+            if self.cancel.load(Ordering::Relaxed) {
+                self.done = Some(StopReason::Cancelled);
+                return Ok(());
+            }
+            if self.codes.len() >= self.opts.max_frames as usize {
+                self.done = Some(StopReason::MaxFrames);
+                return Ok(());
+            }
+            if self.talker.pending_code0() == self.talker.config.ids.codec_eos {
+                self.done = Some(StopReason::CodecEos);
+                return Ok(());
+            }
+            if !self.talker.ready() {
+                return Ok(());
+            }
+            let room = self.opts.max_frames as usize - self.codes.len();
+            // Frames until the next chunk of audio is due (the first one after a single frame).
+            let due = match self.opts.decode {
+                Decode::Stream { .. } if self.first_chunk.is_none() => 1,
+                Decode::Stream { frames } => frames.max(1),
+                Decode::HfChunked { chunk, .. } => chunk.max(1),
+            };
+            let want = room.min(due.saturating_sub(self.pending).max(1));
+            let (cancel, codes, pending) = (&self.cancel, &mut self.codes, &mut self.pending);
+            let made = self.talker.run_frames(want, |f| {
+                codes.push(f.to_vec());
+                *pending += 1;
+                !cancel.load(Ordering::Relaxed)
+            })?;
+            self.flush(false, on_pcm)?;
+            if made == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hands pending frames to Code2Wav (all of them when `last`).
+    fn flush(&mut self, last: bool, on_pcm: &mut dyn FnMut(&[f32])) -> Result<(), SpeechError> {
+        match self.opts.decode {
+            Decode::Stream { frames } => {
+                if self.pending == 0 || (!last && self.pending < frames.max(1) && self.first_chunk.is_some()) {
+                    return Ok(());
+                }
+                let from = self.codes.len() - self.pending;
+                let flat: Vec<u32> = self.codes[from..].concat();
+                self.pending = 0;
+                let pcm = self.code2wav.push(&flat)?;
+                self.emit(&pcm, on_pcm);
+            }
+            Decode::HfChunked { chunk, left_context } => {
+                let chunk = chunk.max(1);
+                while self.codes.len() - self.hf_start >= chunk || (last && self.codes.len() > self.hf_start) {
+                    let end = (self.hf_start + chunk).min(self.codes.len());
+                    let ctx = left_context.min(self.hf_start);
+                    let flat: Vec<u32> = self.codes[self.hf_start - ctx..end].concat();
+                    let wav = self.code2wav.decode(&flat)?;
+                    let spf = self.code2wav.config.samples_per_frame() as usize;
+                    let pcm = wav[(ctx * spf).min(wav.len())..].to_vec();
+                    self.hf_start = end;
+                    self.emit(&pcm, on_pcm);
+                }
+                self.pending = self.codes.len() - self.hf_start;
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, pcm: &[f32], on_pcm: &mut dyn FnMut(&[f32])) {
+        if pcm.is_empty() {
+            return;
+        }
+        if self.first_chunk.is_none() {
+            self.first_chunk = Some(self.t0.elapsed().as_secs_f64());
+        }
+        self.samples += pcm.len();
+        on_pcm(pcm);
+    }
+}
