@@ -52,10 +52,13 @@ pub struct ChatArgs {
     /// Print per-kernel GPU time of one decode step to stderr.
     #[arg(long)]
     pub profile: bool,
+    /// Speech output: --audio-out FILE.wav, --voice, --play, Talker sampling flags.
+    #[command(flatten)]
+    pub speech: crate::cli_speak::ChatSpeechArgs,
 }
 
 /// The demo model: converted once from the fixture checkpoint plus the fetched tokenizer.
-fn demo_model() -> anyhow::Result<PathBuf> {
+pub(crate) fn demo_model() -> anyhow::Result<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = repo.join("models/demo.gguf");
     if out.exists() {
@@ -103,7 +106,7 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
     let tok = Tokenizer::from_json(json, &path)?;
     let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
     eprintln!("device: {} · model: {}", gpu.caps().name, path.display());
-    let k = Kernels::new(gpu);
+    let k = Kernels::new(gpu.clone());
     let t0 = std::time::Instant::now();
     let mut t = GpuThinker::load(k, &m, a.ctx_size, |done, total| {
         eprint!("\rloading the Thinker: layer {done}/{total}");
@@ -121,9 +124,10 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         seed,
         ..Default::default()
     });
+    let mut speech = crate::cli_speak::ChatSpeech::new(&a.speech, &gpu, &m, a.ctx_size, seed)?;
     let im_end = tok.special_ids().im_end;
     let mut first = true;
-    let turn = |t: &mut GpuThinker, text: &str, first: bool| -> anyhow::Result<()> {
+    let mut turn = |t: &mut GpuThinker, text: &str, first: bool| -> anyhow::Result<()> {
         let mut msgs = Vec::new();
         if first {
             if let Some(s) = &a.system {
@@ -151,15 +155,21 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         let start = std::time::Instant::now();
         let prompt_len = ids.len();
         let mut gen_start = None;
+        if let Some(s) = speech.as_mut() {
+            s.begin(&ids, t.len())?;
+        }
         let out = t.generate(&ids, a.n_predict, &[im_end], |id| {
             gen_start.get_or_insert_with(std::time::Instant::now);
             if id != im_end {
                 print!("{}", dec.push(id));
                 let _ = std::io::stdout().flush();
             }
-            true
+            speech.as_mut().is_none_or(|s| s.token(&m, id))
         })?;
         println!("{}", dec.finish());
+        if let Some(s) = speech.as_mut() {
+            s.end(&m, t, &out)?;
+        }
         let total = start.elapsed().as_secs_f64();
         let gen = gen_start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
         eprintln!(

@@ -1,0 +1,66 @@
+//! `qwen3-omni-vk speak` on the demo model (lavapipe): the WAV holds exactly 1920·T − 555 samples
+//! for the T frames spoken, in the format asked for, and nothing is left behind on an error.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use qwen3_omni::code2wav::wav::read_wav;
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("qwen3vk-speak-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn speak(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qwen3-omni-vk")).arg("speak").args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn frames_of(stderr: &str) -> u64 {
+    let s = stderr.split("[speech: ").nth(1).unwrap_or_else(|| panic!("no summary in {stderr}"));
+    s.split(' ').next().unwrap().parse().unwrap()
+}
+
+fn format_tag(p: &Path) -> u16 {
+    let b = std::fs::read(p).unwrap();
+    u16::from_le_bytes([b[20], b[21]])
+}
+
+#[test]
+fn speak_writes_a_wav_of_the_length_its_frames_imply() {
+    let dir = tmpdir("ok");
+    for (name, extra) in [("f32.wav", vec!["--greedy"]), ("s16.wav", vec!["--pcm16", "--seed", "7"])] {
+        let out = dir.join(name);
+        let o = out.to_str().unwrap();
+        let mut args = vec!["-p", "Привет мир", "-o", o, "--max-frames", "12"];
+        args.extend(extra);
+        let (ok, err) = speak(&args);
+        assert!(ok, "{err}");
+        let t = frames_of(&err);
+        assert!((1..=12).contains(&t), "{t} frames: {err}");
+        let (rate, samples) = read_wav(&out).unwrap();
+        assert_eq!(rate, 24_000);
+        assert_eq!(samples.len() as u64, 1920 * t - 555, "{name}: {t} frames");
+        assert!(samples.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+        assert_eq!(format_tag(&out), if name == "f32.wav" { 3 } else { 1 });
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn speak_error_leaves_no_partial_file() {
+    let dir = tmpdir("err");
+    let out = dir.join("out.wav");
+    std::fs::write(&out, b"old").unwrap();
+    let (ok, err) = speak(&["-p", "Привет мир", "-o", out.to_str().unwrap(), "--voice", "nobody", "--greedy"]);
+    assert!(!ok);
+    assert!(err.contains("nobody") || err.contains("speaker"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"old", "the existing file was touched");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "left behind: {left:?}");
+    let (ok, err) = speak(&["-p", "  ", "-o", out.to_str().unwrap()]);
+    assert!(!ok && err.contains("empty"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
