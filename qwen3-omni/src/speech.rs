@@ -122,19 +122,24 @@ pub struct Speaker {
     pub code2wav: Code2Wav,
     pub opts: SpeechOptions,
     cancel: Arc<AtomicBool>,
-    /// Every frame of the current reply, `groups` codes each.
-    codes: Vec<Vec<u32>>,
-    /// Frames not yet handed to Code2Wav.
-    pending: usize,
     /// A Thinker token held back until the next one shows it is not the last (see the module doc).
     held: Option<u32>,
     started: bool,
     done: Option<StopReason>,
+    st: Audio,
+}
+
+/// The frames of the current reply and where their audio stands.
+struct Audio {
+    /// Every frame, `groups` codes each.
+    codes: Vec<Vec<u32>>,
+    /// Frames not yet handed to Code2Wav.
+    pending: usize,
+    /// HfChunked: the first frame not yet emitted.
+    hf_start: usize,
     samples: usize,
     t0: Instant,
     first_chunk: Option<f64>,
-    /// HfChunked: the first frame not yet emitted.
-    hf_start: usize,
 }
 
 /// Code2Wav frames per command buffer in streaming (the streamed pushes are small).
@@ -157,15 +162,10 @@ impl Speaker {
             code2wav,
             opts,
             cancel: Arc::new(AtomicBool::new(false)),
-            codes: Vec::new(),
-            pending: 0,
             held: None,
             started: false,
             done: None,
-            samples: 0,
-            t0: Instant::now(),
-            first_chunk: None,
-            hf_start: 0,
+            st: Audio { codes: Vec::new(), pending: 0, hf_start: 0, samples: 0, t0: Instant::now(), first_chunk: None },
         })
     }
 
@@ -176,12 +176,12 @@ impl Speaker {
 
     /// The frames of the current (or last) reply.
     pub fn codes(&self) -> &[Vec<u32>] {
-        &self.codes
+        &self.st.codes
     }
 
     /// Samples emitted for the current reply.
     pub fn samples(&self) -> usize {
-        self.samples
+        self.st.samples
     }
 
     /// Starts a reply: the Talker prompt (spec §6.2) from the Thinker's prompt `ids` and its first
@@ -202,10 +202,9 @@ impl Speaker {
             }
         };
         self.cancel.store(false, Ordering::Relaxed);
-        self.t0 = Instant::now();
-        self.codes.clear();
-        (self.pending, self.held, self.done, self.samples, self.first_chunk, self.hf_start) =
-            (0, None, None, 0, None, 0);
+        self.st =
+            Audio { codes: Vec::new(), pending: 0, hf_start: 0, samples: 0, t0: Instant::now(), first_chunk: None };
+        (self.held, self.done) = (None, None);
         self.talker.set_sampling(self.opts.sampling);
         self.code2wav.reset()?;
         self.started = false;
@@ -258,19 +257,20 @@ impl Speaker {
         self.held = None;
         self.talker.finish_text();
         self.run(on_pcm)?;
-        self.flush(true, on_pcm)?;
+        self.st.flush(&mut self.code2wav, self.opts.decode, true, on_pcm)?;
         let stop = self.done.unwrap_or(StopReason::CodecEos);
         self.started = false;
         Ok(SpeechSummary {
-            frames: self.codes.len(),
-            samples: self.samples,
+            frames: self.st.codes.len(),
+            samples: self.st.samples,
             stop,
-            first_chunk_s: self.first_chunk,
-            total_s: self.t0.elapsed().as_secs_f64(),
+            first_chunk_s: self.st.first_chunk,
+            total_s: self.st.t0.elapsed().as_secs_f64(),
         })
     }
 
-    /// Talker frames while the text allows, each streamed through Code2Wav.
+    /// Talker frames while the text allows, each streamed through Code2Wav as soon as its chunk
+    /// is due (one recorded Talker frame replayed for all frames of one call).
     fn run(&mut self, on_pcm: &mut dyn FnMut(&[f32])) -> Result<(), SpeechError> {
         loop {
             if self.done.is_some() {
@@ -280,7 +280,7 @@ impl Speaker {
                 self.done = Some(StopReason::Cancelled);
                 return Ok(());
             }
-            if self.codes.len() >= self.opts.max_frames as usize {
+            if self.st.codes.len() >= self.opts.max_frames as usize {
                 self.done = Some(StopReason::MaxFrames);
                 return Ok(());
             }
@@ -291,38 +291,48 @@ impl Speaker {
             if !self.talker.ready() {
                 return Ok(());
             }
-            let room = self.opts.max_frames as usize - self.codes.len();
-            // Frames until the next chunk of audio is due (the first one after a single frame).
-            let due = match self.opts.decode {
-                Decode::Stream { .. } if self.first_chunk.is_none() => 1,
-                Decode::Stream { frames } => frames.max(1),
-                Decode::HfChunked { chunk, .. } => chunk.max(1),
-            };
-            let want = room.min(due.saturating_sub(self.pending).max(1));
-            let (cancel, codes, pending) = (&self.cancel, &mut self.codes, &mut self.pending);
-            let made = self.talker.run_frames(want, |f| {
-                codes.push(f.to_vec());
-                *pending += 1;
+            let room = self.opts.max_frames as usize - self.st.codes.len();
+            let (cancel, st, c2w, decode) = (&self.cancel, &mut self.st, &mut self.code2wav, self.opts.decode);
+            let mut err = None;
+            let made = self.talker.run_frames(room, |f| {
+                st.codes.push(f.to_vec());
+                st.pending += 1;
+                if let Err(e) = st.flush(c2w, decode, false, on_pcm) {
+                    err = Some(e);
+                    return false;
+                }
                 !cancel.load(Ordering::Relaxed)
             })?;
-            self.flush(false, on_pcm)?;
+            if let Some(e) = err {
+                return Err(e);
+            }
             if made == 0 {
                 return Ok(());
             }
         }
     }
+}
 
-    /// Hands pending frames to Code2Wav (all of them when `last`).
-    fn flush(&mut self, last: bool, on_pcm: &mut dyn FnMut(&[f32])) -> Result<(), SpeechError> {
-        match self.opts.decode {
+impl Audio {
+    /// Hands the frames whose chunk is due to Code2Wav (all of them when `last`).
+    fn flush(
+        &mut self,
+        c2w: &mut Code2Wav,
+        decode: Decode,
+        last: bool,
+        on_pcm: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), SpeechError> {
+        match decode {
             Decode::Stream { frames } => {
-                if self.pending == 0 || (!last && self.pending < frames.max(1) && self.first_chunk.is_some()) {
+                // The first chunk after one frame, then every `frames` frames.
+                let due = if self.first_chunk.is_none() { 1 } else { frames.max(1) };
+                if self.pending == 0 || (!last && self.pending < due) {
                     return Ok(());
                 }
                 let from = self.codes.len() - self.pending;
                 let flat: Vec<u32> = self.codes[from..].concat();
                 self.pending = 0;
-                let pcm = self.code2wav.push(&flat)?;
+                let pcm = c2w.push(&flat)?;
                 self.emit(&pcm, on_pcm);
             }
             Decode::HfChunked { chunk, left_context } => {
@@ -331,8 +341,8 @@ impl Speaker {
                     let end = (self.hf_start + chunk).min(self.codes.len());
                     let ctx = left_context.min(self.hf_start);
                     let flat: Vec<u32> = self.codes[self.hf_start - ctx..end].concat();
-                    let wav = self.code2wav.decode(&flat)?;
-                    let spf = self.code2wav.config.samples_per_frame() as usize;
+                    let wav = c2w.decode(&flat)?;
+                    let spf = c2w.config.samples_per_frame() as usize;
                     let pcm = wav[(ctx * spf).min(wav.len())..].to_vec();
                     self.hf_start = end;
                     self.emit(&pcm, on_pcm);

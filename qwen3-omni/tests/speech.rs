@@ -157,6 +157,25 @@ fn speech_codes_match_transformers_and_chunked_mode_matches_chunked_decode() {
     assert!(e <= 1e-6, "{e:e}");
     assert_eq!(chunks.len(), s.frames.div_ceil(3));
 
+    // Streaming in chunks of 4 frames after the first: still exactly one full decode.
+    sp.opts.decode = Decode::Stream { frames: 4 };
+    sp.start(&m, &ids, None, gen[0]).unwrap();
+    let (mut pcm, mut chunks) = (Vec::new(), 0);
+    let mut on_pcm = |p: &[f32]| {
+        chunks += 1;
+        pcm.extend_from_slice(p);
+    };
+    sp.push_text(
+        &m,
+        &gen[1..gen.iter().position(|&g| g == sp.talker.config.ids.im_end).unwrap_or(gen.len())],
+        &mut on_pcm,
+    )
+    .unwrap();
+    let s4 = sp.finish(&mut on_pcm).unwrap();
+    let full = sp.code2wav.decode(&sp.codes().concat()).unwrap();
+    assert_eq!(chunks, 1 + (s4.frames - 1).div_ceil(4), "{} frames", s4.frames);
+    assert!(max_abs(&pcm, &full) <= 1e-4);
+
     // Cancel: set before the next frames, generation stops at once.
     sp.opts.decode = Decode::default();
     sp.start(&m, &ids, None, gen[0]).unwrap();
