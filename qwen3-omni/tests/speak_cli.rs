@@ -64,3 +64,29 @@ fn speak_error_leaves_no_partial_file() {
     assert!(!ok && err.contains("empty"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn chat_audio_out_speaks_the_reply_while_it_streams() {
+    let dir = tmpdir("chat");
+    let out = dir.join("reply.wav");
+    let o = Command::new(env!("CARGO_BIN_EXE_qwen3-omni-vk"))
+        .args(["chat", "-p", "Привет", "-n", "6", "--seed", "3", "--greedy", "--max-frames", "10", "--pcm16"])
+        .args(["--audio-out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!o.stdout.is_empty(), "no text reply");
+    let t = frames_of(&err);
+    let (_, samples) = read_wav(&out).unwrap();
+    assert_eq!(samples.len() as u64, 1920 * t - 555, "{t} frames");
+    assert_eq!(format_tag(&out), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(not(feature = "play"))]
+#[test]
+fn play_without_the_feature_says_how_to_build_it() {
+    let (ok, err) = speak(&["-p", "Привет мир", "--play"]);
+    assert!(!ok && err.contains("--features play"), "{err}");
+}
