@@ -85,8 +85,14 @@ pub(crate) fn demo_model() -> anyhow::Result<PathBuf> {
         name: Some("qwen3-omni tiny demo (random weights)".into()),
         ..Default::default()
     };
-    let r = quantizer::convert::convert(&stage, &out, &opts);
+    // Converted beside its final name, then renamed: a concurrent run never sees a partial file.
+    let part = out.with_extension(format!("gguf.{}.part", std::process::id()));
+    let r = quantizer::convert::convert(&stage, &part, &opts).map_err(anyhow::Error::from).and_then(|_| {
+        std::fs::rename(&part, &out)?;
+        Ok(())
+    });
     let _ = std::fs::remove_dir_all(&stage);
+    let _ = std::fs::remove_file(&part);
     r.with_context(|| format!("converting {}", src.display()))?;
     Ok(out)
 }

@@ -13,7 +13,29 @@ fn tmpdir(tag: &str) -> PathBuf {
     p
 }
 
+/// models/demo.gguf, built once (by the binary, from the fixture checkpoint) before any test uses
+/// the default model.
+fn demo() -> PathBuf {
+    static DEMO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DEMO.get_or_init(|| {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/demo.gguf");
+        if !p.exists() {
+            let wav = std::env::temp_dir().join(format!("qwen3vk-demo-{}.wav", std::process::id()));
+            let o = Command::new(env!("CARGO_BIN_EXE_qwen3-omni-vk"))
+                .args(["speak", "-p", "a", "--greedy", "--max-frames", "1", "-o"])
+                .arg(&wav)
+                .output()
+                .unwrap();
+            let _ = std::fs::remove_file(&wav);
+            assert!(p.exists(), "building the demo model: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        p
+    })
+    .clone()
+}
+
 fn speak(args: &[&str]) -> (bool, String) {
+    demo();
     let out = Command::new(env!("CARGO_BIN_EXE_qwen3-omni-vk")).arg("speak").args(args).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -67,6 +89,7 @@ fn speak_error_leaves_no_partial_file() {
 
 #[test]
 fn chat_audio_out_speaks_the_reply_while_it_streams() {
+    demo();
     let dir = tmpdir("chat");
     let out = dir.join("reply.wav");
     let o = Command::new(env!("CARGO_BIN_EXE_qwen3-omni-vk"))
@@ -89,4 +112,19 @@ fn chat_audio_out_speaks_the_reply_while_it_streams() {
 fn play_without_the_feature_says_how_to_build_it() {
     let (ok, err) = speak(&["-p", "Привет мир", "--play"]);
     assert!(!ok && err.contains("--features play"), "{err}");
+}
+
+#[test]
+fn bench_speech_runs_on_the_demo_model() {
+    let demo = demo();
+    for extra in [vec!["--greedy"], vec!["--no-thinker", "--hf-chunked"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_qwen3-omni-vk"))
+            .args(["bench-speech", "-m", demo.to_str().unwrap(), "-n", "4", "--tokens", "3", "--runs", "1"])
+            .args(&extra)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+        assert!(out.contains("run 1: request → first audio") && out.contains("real-time factor"), "{out}");
+    }
 }
