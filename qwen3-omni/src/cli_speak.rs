@@ -49,6 +49,9 @@ pub struct VoiceArgs {
     /// Frames per streamed Code2Wav chunk after the first (which comes after one frame).
     #[arg(long, default_value_t = 1)]
     pub stream_frames: usize,
+    /// While the reply streams, run the Talker in batches of this many frames (one recording each).
+    #[arg(long, default_value_t = 4)]
+    pub talker_batch: usize,
     /// Write 16-bit PCM instead of 32-bit float.
     #[arg(long)]
     pub pcm16: bool,
@@ -70,7 +73,13 @@ impl VoiceArgs {
             s
         };
         let decode = if self.hf_chunked { Decode::hf() } else { Decode::Stream { frames: self.stream_frames.max(1) } };
-        SpeechOptions { voice: self.voice.to_lowercase(), sampling, max_frames: self.max_frames, decode }
+        SpeechOptions {
+            voice: self.voice.to_lowercase(),
+            sampling,
+            max_frames: self.max_frames,
+            decode,
+            talker_batch: self.talker_batch,
+        }
     }
 
     fn format(&self) -> WavFormat {
@@ -392,6 +401,9 @@ pub struct BenchSpeechArgs {
     /// transformers' 300/25 chunked decode instead of streaming.
     #[arg(long)]
     pub hf_chunked: bool,
+    /// Talker frames per recording while the Thinker streams (1 = record every frame).
+    #[arg(long, default_value_t = 4)]
+    pub talker_batch: usize,
     /// Leave the Thinker out: fixed token ids are fed as if generated instantly (Talker + code
     /// predictor + Code2Wav alone; also for devices whose limits the full Thinker exceeds).
     #[arg(long)]
@@ -421,6 +433,7 @@ pub fn run_bench(a: &BenchSpeechArgs) -> anyhow::Result<()> {
         max_frames: a.frames,
         hf_chunked: a.hf_chunked,
         stream_frames: a.stream_frames,
+        talker_batch: a.talker_batch,
         pcm16: false,
         play: false,
     };

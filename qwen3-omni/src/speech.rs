@@ -64,6 +64,10 @@ pub struct SpeechOptions {
     /// Most frames (80 ms each) per reply.
     pub max_frames: u32,
     pub decode: Decode,
+    /// While the Thinker still streams, wait until this many frames' worth of text is known and run
+    /// them with one recorded Talker frame replayed (the first frame runs at once). 1 = a frame per
+    /// Thinker token, each recorded anew.
+    pub talker_batch: usize,
 }
 
 impl Default for SpeechOptions {
@@ -73,6 +77,7 @@ impl Default for SpeechOptions {
             sampling: TalkerSampling::sampled(0),
             max_frames: 1000,
             decode: Decode::default(),
+            talker_batch: 4,
         }
     }
 }
@@ -124,6 +129,9 @@ pub struct Speaker {
     cancel: Arc<AtomicBool>,
     /// A Thinker token held back until the next one shows it is not the last (see the module doc).
     held: Option<u32>,
+    /// Trailing text tokens pushed to the Talker, and whether the text is complete.
+    pushed: usize,
+    text_done: bool,
     started: bool,
     done: Option<StopReason>,
     st: Audio,
@@ -163,6 +171,8 @@ impl Speaker {
             opts,
             cancel: Arc::new(AtomicBool::new(false)),
             held: None,
+            pushed: 0,
+            text_done: false,
             started: false,
             done: None,
             st: Audio { codes: Vec::new(), pending: 0, hf_start: 0, samples: 0, t0: Instant::now(), first_chunk: None },
@@ -204,7 +214,7 @@ impl Speaker {
         self.cancel.store(false, Ordering::Relaxed);
         self.st =
             Audio { codes: Vec::new(), pending: 0, hf_start: 0, samples: 0, t0: Instant::now(), first_chunk: None };
-        (self.held, self.done) = (None, None);
+        (self.held, self.done, self.pushed, self.text_done) = (None, None, 0, false);
         self.talker.set_sampling(self.opts.sampling);
         self.code2wav.reset()?;
         self.started = false;
@@ -221,11 +231,12 @@ impl Speaker {
         }
         if id == self.talker.config.ids.im_end {
             if let Some(h) = self.held.take() {
-                self.talker.push_tokens(m, &[h])?;
+                self.push(m, &[h])?;
             }
             self.talker.finish_text();
+            self.text_done = true;
         } else if let Some(h) = self.held.replace(id) {
-            self.talker.push_tokens(m, &[h])?;
+            self.push(m, &[h])?;
         }
         self.run(on_pcm)
     }
@@ -241,10 +252,16 @@ impl Speaker {
             return Err(SpeechError::NotStarted);
         }
         if let Some(h) = self.held.take() {
-            self.talker.push_tokens(m, &[h])?;
+            self.push(m, &[h])?;
         }
-        self.talker.push_tokens(m, spoken)?;
+        self.push(m, spoken)?;
         self.run(on_pcm)
+    }
+
+    fn push(&mut self, m: &ModelFile, ids: &[u32]) -> Result<(), SpeechError> {
+        self.talker.push_tokens(m, ids)?;
+        self.pushed += ids.len();
+        Ok(())
     }
 
     /// Ends the text (a token still held back is dropped, as transformers does at the Thinker's
@@ -256,6 +273,7 @@ impl Speaker {
         }
         self.held = None;
         self.talker.finish_text();
+        self.text_done = true;
         self.run(on_pcm)?;
         self.st.flush(&mut self.code2wav, self.opts.decode, true, on_pcm)?;
         let stop = self.done.unwrap_or(StopReason::CodecEos);
@@ -290,6 +308,10 @@ impl Speaker {
             }
             if !self.talker.ready() {
                 return Ok(());
+            }
+            let known = self.pushed.saturating_sub(self.st.codes.len());
+            if !self.text_done && self.st.first_chunk.is_some() && known < self.opts.talker_batch.max(1) {
+                return Ok(()); // wait for more text: fewer recordings
             }
             let room = self.opts.max_frames as usize - self.st.codes.len();
             let (cancel, st, c2w, decode) = (&self.cancel, &mut self.st, &mut self.code2wav, self.opts.decode);

@@ -32,7 +32,7 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn opts(max_frames: u32, decode: Decode) -> SpeechOptions {
-    SpeechOptions { voice: "ethan".into(), sampling: TalkerSampling::greedy(), max_frames, decode }
+    SpeechOptions { voice: "ethan".into(), sampling: TalkerSampling::greedy(), max_frames, decode, talker_batch: 3 }
 }
 
 /// Frames of the non-streamed path for the spoken tokens (`spoken[0]` = g0).
