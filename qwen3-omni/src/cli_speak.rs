@@ -307,8 +307,8 @@ impl ChatSpeech {
         if self.err.is_some() {
             return false;
         }
-        if self.deferred {
-            return true;
+        if self.deferred || (!self.started && id == self.sp.talker.config.ids.im_end) {
+            return true; // later, or an empty reply: nothing to say
         }
         let sink = self.sink.as_mut().expect("begin() first");
         let r = if self.started {
