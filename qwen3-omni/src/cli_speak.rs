@@ -287,7 +287,9 @@ impl ChatSpeech {
     /// positions.
     pub fn begin(&mut self, ids: &[u32], thinker_len: u32) -> anyhow::Result<()> {
         if self.history.len() != thinker_len as usize {
-            self.history.clear(); // out of step (should not happen): speak from this turn alone
+            // Out of step (should not happen): speak from this turn alone.
+            tracing::warn!("speech: {} ids tracked, the Thinker holds {thinker_len}", self.history.len());
+            self.history.clear();
         }
         self.history.extend_from_slice(ids);
         self.prompt_end = self.history.len();

@@ -128,3 +128,30 @@ fn bench_speech_runs_on_the_demo_model() {
         assert!(out.contains("run 1: request → first audio") && out.contains("real-time factor"), "{out}");
     }
 }
+
+#[test]
+fn interactive_chat_speaks_each_reply_into_its_own_file() {
+    use std::io::Write;
+    demo();
+    let dir = tmpdir("chat2");
+    let out = dir.join("r.wav");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qwen3-omni-vk"))
+        .args(["chat", "-n", "4", "--seed", "1", "--greedy", "--max-frames", "6", "--audio-out", out.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all("Привет\nКак дела?\n\n".as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let counts: Vec<u64> =
+        err.split("[speech: ").skip(1).map(|s| s.split(' ').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(counts.len(), 2, "{err}");
+    for (f, t) in [("r.wav", counts[0]), ("r-2.wav", counts[1])] {
+        let (_, samples) = read_wav(&dir.join(f)).unwrap();
+        assert_eq!(samples.len() as u64, 1920 * t - 555, "{f}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
