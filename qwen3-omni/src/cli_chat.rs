@@ -130,7 +130,8 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         seed,
         ..Default::default()
     });
-    let mut speech = crate::cli_speak::ChatSpeech::new(&a.speech, &gpu, &m, a.ctx_size, seed)?;
+    let mut speech =
+        crate::cli_speak::ChatSpeech::with_limit(&a.speech, &gpu, &m, a.ctx_size, seed, Some(a.n_predict))?;
     let im_end = tok.special_ids().im_end;
     let mut first = true;
     let mut turn = |t: &mut GpuThinker, text: &str, first: bool| -> anyhow::Result<()> {

@@ -264,11 +264,25 @@ impl ChatSpeech {
         ctx: u32,
         seed: u64,
     ) -> anyhow::Result<Option<ChatSpeech>> {
+        Self::with_limit(args, gpu, m, ctx, seed, None)
+    }
+
+    /// As [`ChatSpeech::new`], knowing the Thinker's `max_new` per reply (lower first-audio latency:
+    /// see [`Speaker::set_thinker_limit`]).
+    pub fn with_limit(
+        args: &ChatSpeechArgs,
+        gpu: &Gpu,
+        m: &ModelFile,
+        ctx: u32,
+        seed: u64,
+        max_new: Option<usize>,
+    ) -> anyhow::Result<Option<ChatSpeech>> {
         if !args.enabled() {
             return Ok(None);
         }
         let t0 = Instant::now();
-        let sp = Speaker::load(Kernels::new(gpu.clone()), m, ctx, args.voice.options(seed))?;
+        let mut sp = Speaker::load(Kernels::new(gpu.clone()), m, ctx, args.voice.options(seed))?;
+        sp.set_thinker_limit(max_new);
         eprintln!("Talker and Code2Wav loaded in {:.1} s", t0.elapsed().as_secs_f64());
         Ok(Some(ChatSpeech {
             args: args.clone(),
@@ -440,6 +454,7 @@ pub fn run_bench(a: &BenchSpeechArgs) -> anyhow::Result<()> {
         play: false,
     };
     let mut sp = Speaker::load(Kernels::new(gpu.clone()), &m, a.prompt_len + 8, voice.options(a.seed.unwrap_or(1)))?;
+    sp.set_thinker_limit(Some(a.tokens as usize));
     println!(
         "device: {} · model: {} · {}Talker + Code2Wav loaded in {:.1} s",
         gpu.caps().name,

@@ -129,6 +129,10 @@ pub struct Speaker {
     cancel: Arc<AtomicBool>,
     /// A Thinker token held back until the next one shows it is not the last (see the module doc).
     held: Option<u32>,
+    /// The Thinker's `max_new` when known: then only the token that hits it is held back.
+    thinker_limit: Option<usize>,
+    /// Thinker tokens seen this reply (g0 included).
+    seen: usize,
     /// Trailing text tokens pushed to the Talker, and whether the text is complete.
     pushed: usize,
     text_done: bool,
@@ -171,6 +175,8 @@ impl Speaker {
             opts,
             cancel: Arc::new(AtomicBool::new(false)),
             held: None,
+            thinker_limit: None,
+            seen: 0,
             pushed: 0,
             text_done: false,
             started: false,
@@ -214,7 +220,7 @@ impl Speaker {
         self.cancel.store(false, Ordering::Relaxed);
         self.st =
             Audio { codes: Vec::new(), pending: 0, hf_start: 0, samples: 0, t0: Instant::now(), first_chunk: None };
-        (self.held, self.done, self.pushed, self.text_done) = (None, None, 0, false);
+        (self.held, self.done, self.pushed, self.text_done, self.seen) = (None, None, 0, false, 1);
         self.talker.set_sampling(self.opts.sampling);
         self.code2wav.reset()?;
         self.started = false;
@@ -235,10 +241,25 @@ impl Speaker {
             }
             self.talker.finish_text();
             self.text_done = true;
+        } else if self.thinker_limit.is_some_and(|n| self.seen + 1 < n) {
+            // Not the Thinker's last token (it stops at its cap after `n`): speak it at once.
+            if let Some(h) = self.held.take() {
+                self.push(m, &[h])?;
+            }
+            self.push(m, &[id])?;
         } else if let Some(h) = self.held.replace(id) {
             self.push(m, &[h])?;
         }
+        self.seen += 1;
         self.run(on_pcm)
+    }
+
+    /// Tells the Speaker the Thinker's `max_new` (its length cap, g0 included) for the replies
+    /// that follow: a token is then spoken as soon as it arrives, except the one that reaches the
+    /// cap (transformers never speaks it). Without it (None, the default) each token waits for
+    /// the next, costing one Thinker step of latency.
+    pub fn set_thinker_limit(&mut self, max_new: Option<usize>) {
+        self.thinker_limit = max_new;
     }
 
     /// Pushes a whole known text (`spoken` = g1, g2, … — g0 went to `start`) at once.

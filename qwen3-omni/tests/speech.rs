@@ -63,6 +63,7 @@ fn speech_streams_alongside_the_thinker_and_matches_the_direct_path() {
     let max_frames = 24;
     let mut sp =
         Speaker::load(Kernels::new(gpu.clone()), &m, ids.len() as u32, opts(max_frames, Decode::default())).unwrap();
+    sp.set_thinker_limit(Some(10));
     let mut pcm = Vec::new();
     let mut chunks = 0;
     let mut started = false;
