@@ -497,8 +497,10 @@ pub fn run_bench(a: &BenchSpeechArgs) -> anyhow::Result<()> {
                 sp.on_token(&m, id, &mut on_pcm)
             } else {
                 started = true;
-                g0_at = Some(req.elapsed().as_secs_f64());
-                sp.start(&m, &ids, None, id)
+                let g0 = req.elapsed().as_secs_f64();
+                let r = sp.start(&m, &ids, None, id);
+                g0_at = Some((g0, req.elapsed().as_secs_f64() - g0));
+                r
             };
             match r {
                 Ok(()) => true,
@@ -528,11 +530,12 @@ pub fn run_bench(a: &BenchSpeechArgs) -> anyhow::Result<()> {
         let audio = samples as f64 / SAMPLE_RATE as f64;
         let label = if run == 0 { "warm-up".to_string() } else { format!("run {run}") };
         println!(
-            "{label}: request → first audio {:.0} ms (Thinker prefill + g0 {:.0} ms); {} frames = {:.2} s of audio in \
+            "{label}: request → first audio {:.0} ms (Thinker prefill + g0 {:.0} ms, Talker prompt + prefill {:.0} ms); {} frames = {:.2} s of audio in \
              {:.2} s → real-time factor {:.3} ({:.1} ms per frame); Thinker {} tokens done after {:.2} s with {} frames \
              made alongside; stop {:?}",
             first.unwrap_or(f64::NAN) * 1e3,
-            g0_at.unwrap_or(f64::NAN) * 1e3,
+            g0_at.map_or(f64::NAN, |g| g.0) * 1e3,
+            g0_at.map_or(f64::NAN, |g| g.1) * 1e3,
             s.frames,
             audio,
             total,

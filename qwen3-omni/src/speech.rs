@@ -16,7 +16,9 @@
 //!
 //! Which tokens are spoken follows transformers (spec §6.2, §11.5): g1 … g_last before
 //! `<|im_end|>`, and when the Thinker stops for another reason (its length cap, a cancel) the last
-//! generated token is not spoken. So a token is handed to the Talker only once the next one exists.
+//! generated token is not spoken. So a token is handed to the Talker once the next one exists, or at
+//! once when the Thinker's cap is known ([`Speaker::set_thinker_limit`]) and the token is not the one
+//! reaching it.
 //!
 //! A [`Speaker`] can be cancelled from another thread through [`Speaker::cancel_flag`] (checked
 //! between frames).
