@@ -227,31 +227,39 @@ void main() {
     barrier();
     if (!s_last) return;
     memoryBarrierBuffer();
-    // The merge of attn_reduce.comp over the chunks holding keys, for the G heads. The chunk loops
-    // load 8 chunks at a time so their L2 round trips overlap.
+    // The merge of attn_reduce.comp over the chunks holding keys, for the G heads: first every
+    // head's maximum over its chunks (all (head, chunk) pairs loaded at once, reduced in shared
+    // memory), then each output vec4 sums its chunks 16 loads at a time.
     const uint nc = (kv_len + CHUNK - 1u) / CHUNK;
-    for (uint e = tid; e < G * H4; e += WG) {
-        const uint h = h0 + e / H4, d4 = e % H4;
-        const uint mb = h * pc.n_chunks;
+    if (tid < G) hm[tid] = -1.0 / 0.0;
+    barrier();
+    for (uint g = 0; g < G; g++) {
         float m = -1.0 / 0.0;
-        uint cc = 0u;
-        for (; cc + 8u <= nc; cc += 8u) {
-            float mm[8];
-            [[unroll]] for (uint u = 0; u < 8u; u++) mm[u] = part_ml[mb + cc + u].x;
-            [[unroll]] for (uint u = 0; u < 8u; u++) m = max(m, mm[u]);
+        for (uint cc = tid; cc < nc; cc += WG) m = max(m, part_ml[(h0 + g) * pc.n_chunks + cc].x);
+        red[tid] = m;
+        barrier();
+        if (tid == 0u) {
+            float mm = -1.0 / 0.0;
+            for (uint j = 0; j < min(WG, nc); j++) mm = max(mm, red[j]);
+            hm[g] = mm;
         }
-        for (; cc < nc; cc++) m = max(m, part_ml[mb + cc].x);
+        barrier();
+    }
+    for (uint e = tid; e < G * H4; e += WG) {
+        const uint g = e / H4, d4 = e % H4;
+        const uint mb = (h0 + g) * pc.n_chunks;
+        const float m = hm[g];
         float l = 0.0;
         vec4 t = vec4(0.0);
-        cc = 0u;
-        for (; cc + 8u <= nc; cc += 8u) {
-            vec2 ml[8];
-            vec4 ov[8];
-            [[unroll]] for (uint u = 0; u < 8u; u++) {
+        uint cc = 0u;
+        for (; cc + 16u <= nc; cc += 16u) {
+            vec2 ml[16];
+            vec4 ov[16];
+            [[unroll]] for (uint u = 0; u < 16u; u++) {
                 ml[u] = part_ml[mb + cc + u];
                 ov[u] = part_o[(mb + cc + u) * H4 + d4];
             }
-            [[unroll]] for (uint u = 0; u < 8u; u++) {
+            [[unroll]] for (uint u = 0; u < 16u; u++) {
                 const float w = exp(ml[u].x - m);
                 l += w * ml[u].y;
                 t += w * ov[u];
@@ -263,7 +271,7 @@ void main() {
             l += w * ml.y;
             t += w * part_o[(mb + cc) * H4 + d4];
         }
-        o[h * H4 + d4] = t * (1.0 / l);
+        o[(h0 + g) * H4 + d4] = t * (1.0 / l);
     }
     if (tid == 0u) atomicExchange(counters[kvh], 0u);
 }

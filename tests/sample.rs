@@ -404,7 +404,15 @@ fn stepped_replay_equals_pushed_steps() {
     let sb = g.buffer("sample scratch", Kernels::sample_scratch_bytes(vocab), MemoryIntent::Scratch).unwrap();
     let step = g.buffer("step", 4, MemoryIntent::Upload).unwrap();
     let out = g.buffer("token", 4, MemoryIntent::Readback).unwrap();
-    let p = SampleParams { temperature: 1.0, top_k: 50, top_p: 0.8, repetition_penalty: 1.05, seed: 77, step: 3, ..SampleParams::default() };
+    let p = SampleParams {
+        temperature: 1.0,
+        top_k: 50,
+        top_p: 0.8,
+        repetition_penalty: 1.05,
+        seed: 77,
+        step: 3,
+        ..SampleParams::default()
+    };
     let mut rec = g.recorder(false).unwrap();
     k.sample_stepped(&mut rec, &lb, vocab, &prev, 3, &p, &sb, &out, &step).unwrap();
     let mut batch = rec.finish().unwrap();

@@ -55,6 +55,12 @@ pub struct ChatArgs {
     /// Speech output: --audio-out FILE.wav, --voice, --play, Talker sampling flags.
     #[command(flatten)]
     pub speech: crate::cli_speak::ChatSpeechArgs,
+    /// A recording to ask about (WAV); -p then adds a written question after it.
+    #[arg(short = 'a', long, conflicts_with = "mic")]
+    pub audio: Option<PathBuf>,
+    /// Ask by voice: record from the default microphone (Enter or silence stops; `mic` feature).
+    #[arg(long)]
+    pub mic: bool,
 }
 
 /// The demo model: converted once from the fixture checkpoint plus the fetched tokenizer.
@@ -98,6 +104,9 @@ pub(crate) fn demo_model() -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
+    if a.audio.is_some() || a.mic {
+        return crate::cli_audio::run_chat(a, a.audio.as_deref());
+    }
     let path = match &a.model {
         Some(p) => p.clone(),
         None => demo_model()?,

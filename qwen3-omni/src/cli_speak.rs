@@ -47,7 +47,7 @@ pub struct VoiceArgs {
     #[arg(long)]
     pub hf_chunked: bool,
     /// Frames per streamed Code2Wav chunk after the first (which comes after one frame).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 4)]
     pub stream_frames: usize,
     /// While the reply streams, run the Talker in batches of this many frames (one recording each).
     #[arg(long, default_value_t = 4)]
@@ -249,6 +249,8 @@ pub struct ChatSpeech {
     /// The prompt has audio/image/video positions: the Talker starts after the reply (it needs
     /// the Thinker's hidden states, which cannot be read while the Thinker generates).
     deferred: bool,
+    /// The prompt's hidden states when the turn began after the prefill.
+    hidden: Option<Vec<f32>>,
     started: bool,
     sink: Option<AudioSink>,
     err: Option<anyhow::Error>,
@@ -290,6 +292,7 @@ impl ChatSpeech {
             history: Vec::new(),
             prompt_end: 0,
             deferred: false,
+            hidden: None,
             started: false,
             sink: None,
             err: None,
@@ -309,11 +312,31 @@ impl ChatSpeech {
         self.prompt_end = self.history.len();
         let mm = self.sp.talker.config.ids.multimodal;
         self.deferred = ids.iter().any(|id| mm.contains(id));
+        self.hidden = None;
         self.started = false;
         self.err = None;
         self.turn += 1;
         let out = self.args.audio_out.as_ref().map(|p| numbered(p, self.turn));
         self.sink = Some(AudioSink::new(out.as_deref(), self.args.voice.format(), self.args.voice.play)?);
+        Ok(())
+    }
+
+    /// A turn whose prompt the Thinker has just prefilled (`GpuThinker::prefill` or
+    /// `prefill_with_audio`, nothing generated yet): the Talker can start at once from the prompt's
+    /// hidden states, audio positions included. Then [`ChatSpeech::token`] from the first token.
+    pub fn begin_after_prefill(&mut self, ids: &[u32], thinker: &GpuThinker) -> anyhow::Result<()> {
+        let len = thinker.len() as usize;
+        if len < ids.len() {
+            bail!("speech output: the Thinker holds {len} positions, fewer than the prompt's {}", ids.len());
+        }
+        self.begin(&[], 0)?;
+        self.history = ids.to_vec();
+        self.prompt_end = ids.len();
+        self.deferred = false;
+        let (_, hs, _) = thinker.hidden_states()?;
+        let th = self.sp.talker.config.thinker_hidden as usize;
+        let start = (len - ids.len()) * th;
+        self.hidden = Some(hs[start..start + ids.len() * th].to_vec());
         Ok(())
     }
 
@@ -331,7 +354,7 @@ impl ChatSpeech {
             self.sp.on_token(m, id, &mut |p| sink.push(p))
         } else {
             self.started = true;
-            self.sp.start(m, &self.history[..self.prompt_end], None, id)
+            self.sp.start(m, &self.history[..self.prompt_end], self.hidden.as_deref(), id)
         };
         if let Err(e) = r {
             self.err = Some(e.into());
@@ -412,7 +435,7 @@ pub struct BenchSpeechArgs {
     #[arg(long)]
     pub greedy: bool,
     /// Frames per Code2Wav chunk after the first.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 4)]
     pub stream_frames: usize,
     /// transformers' 300/25 chunked decode instead of streaming.
     #[arg(long)]

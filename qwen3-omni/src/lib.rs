@@ -7,7 +7,9 @@
 //! * [`thinker`]: the Thinker's config and its weights on the GPU.
 //! * [`code2wav`]: the vocoder (codes → 24 kHz audio), CPU oracle, GPU version, WAV writer.
 
+pub mod audio;
 pub mod chat;
+pub mod cli_audio;
 pub mod cli_bench;
 pub mod cli_bench_code2wav;
 pub mod cli_chat;

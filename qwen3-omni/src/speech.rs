@@ -36,17 +36,19 @@ use crate::talker::{GpuTalker, TalkerError, TalkerSampling};
 /// How frames become audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decode {
-    /// Incremental decode, exactly equal to one full decode; a chunk after every `frames` frames
-    /// (1 = lowest latency).
+    /// Incremental decode, exactly equal to one full decode: the first chunk after one frame, then
+    /// one every `frames` frames.
     Stream { frames: usize },
     /// transformers' `chunked_decode(chunk, left_context)` (300/25 in `generate`): a chunk every
     /// `chunk` frames, each decoded alone with `left_context` frames before it.
     HfChunked { chunk: usize, left_context: usize },
 }
 
+/// A Code2Wav window costs about the same whatever its length up to a few frames (13–18 ms on an
+/// H200, docs/perf.md): after the first frame, decode 4 at a time.
 impl Default for Decode {
     fn default() -> Self {
-        Decode::Stream { frames: 1 }
+        Decode::Stream { frames: 4 }
     }
 }
 

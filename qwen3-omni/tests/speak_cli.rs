@@ -155,3 +155,27 @@ fn interactive_chat_speaks_each_reply_into_its_own_file() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn chat_with_audio_in_speaks_the_answer() {
+    demo();
+    let dir = tmpdir("chat-a");
+    // One second of a 440 Hz tone, 16-bit mono at 16 kHz.
+    let samples: Vec<f32> =
+        (0..16_000).map(|i| 0.25 * (i as f32 * 440.0 * std::f32::consts::TAU / 16_000.0).sin()).collect();
+    let wav_in = dir.join("q.wav");
+    qwen3_omni::code2wav::wav::write_wav(&wav_in, &samples, 16_000, qwen3_omni::code2wav::wav::WavFormat::Pcm16)
+        .unwrap();
+    let out = dir.join("a.wav");
+    let o = Command::new(env!("CARGO_BIN_EXE_qwen3-omni-vk"))
+        .args(["chat", "-a", wav_in.to_str().unwrap(), "-p", "Что это?", "-n", "6", "--greedy", "--max-frames", "8"])
+        .args(["--audio-out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let t = frames_of(&err);
+    let (_, samples) = read_wav(&out).unwrap();
+    assert_eq!(samples.len() as u64, 1920 * t - 555, "{t} frames");
+    let _ = std::fs::remove_dir_all(dir);
+}

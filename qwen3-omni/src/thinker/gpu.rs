@@ -58,6 +58,10 @@ struct PrefillScratch {
     q81_h: Q8_1Scratch,
 }
 
+/// Audio rows to copy over a prefill batch's embeddings: the source buffer and, per run of
+/// consecutive placeholders, (source row, row in the batch, rows).
+type AudioRuns<'b> = Option<(&'b Buffer, &'b [(u32, u32, u32)])>;
+
 /// Tokens per prefill command buffer.
 pub const PREFILL_CHUNK: u32 = 256;
 
@@ -91,6 +95,8 @@ pub enum GenError {
     ContextFull { len: u32, ctx: u32 },
     #[error("token id {id} is outside the vocabulary ({vocab})")]
     BadToken { id: u32, vocab: u32 },
+    #[error("the prompt has {placeholders} audio placeholder tokens but {rows} audio embedding rows were given")]
+    AudioMismatch { placeholders: usize, rows: u32 },
     #[error(transparent)]
     Gpu(#[from] qwen3_omni_vk::Error),
 }
@@ -509,8 +515,9 @@ impl GpuThinker {
 
     /// Feeds `tokens` in batches of up to [`PREFILL_CHUNK`] (matrix × matrix, tiled causal
     /// attention, MoE over all the chunk's tokens), one command buffer per batch; returns the
-    /// greedy next token and leaves the last position's logits readable. Needs int8 dot products
-    /// (every target has them); without, it steps token by token.
+    /// greedy next token and leaves the last position's logits readable. The activations follow
+    /// the matrix × vector path: Q8_1 (int8 dot products) on the int-dot path, f32 on the float
+    /// path (what stepping computes, so the float path's prefill gives the same tokens).
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<u32, GenError> {
         let c = self.config.clone();
         if tokens.is_empty() {
@@ -522,7 +529,7 @@ impl GpuThinker {
         if self.len as usize + tokens.len() > self.ctx as usize {
             return Err(GenError::ContextFull { len: self.len + tokens.len() as u32, ctx: self.ctx });
         }
-        if !self.k.gpu().caps().int_dot || c.head_dim % 8 != 0 || c.head_dim > 128 {
+        if c.head_dim % 8 != 0 || c.head_dim > 128 {
             let mut next = 0;
             for &t in tokens {
                 next = self.step(t, false)?.0;
@@ -535,12 +542,70 @@ impl GpuThinker {
         let total = tokens.len();
         for (ci, part) in tokens.chunks(chunk).enumerate() {
             let last = (ci + 1) * chunk >= total;
-            next = self.prefill_chunk(part, last)?;
+            next = self.prefill_chunk(part, last, None)?;
         }
         Ok(next)
     }
 
-    fn prefill_chunk(&mut self, tokens: &[u32], last: bool) -> Result<u32, GenError> {
+    /// [`GpuThinker::prefill`] with audio (spec §4.4): the embeddings of the `audio_token`
+    /// positions are replaced, in order, by the rows of `audio` (`[rows, hidden]` f32 on this GPU,
+    /// e.g. the AudioTower's output) — copied on the GPU after the embedding lookup, so hs[0] and
+    /// every later hidden state kept for the Talker see them. The count must match exactly.
+    pub fn prefill_with_audio(
+        &mut self,
+        tokens: &[u32],
+        audio: &Buffer,
+        rows: u32,
+        audio_token: u32,
+    ) -> Result<u32, GenError> {
+        let c = self.config.clone();
+        let n_audio = tokens.iter().filter(|&&t| t == audio_token).count();
+        if n_audio != rows as usize {
+            return Err(GenError::AudioMismatch { placeholders: n_audio, rows });
+        }
+        if audio.size() < rows as u64 * c.hidden as u64 * 4 {
+            return Err(GenError::AudioMismatch {
+                placeholders: n_audio,
+                rows: (audio.size() / (c.hidden as u64 * 4)) as u32,
+            });
+        }
+        if tokens.is_empty() {
+            return Err(GenError::BadToken { id: u32::MAX, vocab: c.vocab });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t >= c.vocab) {
+            return Err(GenError::BadToken { id: bad, vocab: c.vocab });
+        }
+        if self.len as usize + tokens.len() > self.ctx as usize {
+            return Err(GenError::ContextFull { len: self.len + tokens.len() as u32, ctx: self.ctx });
+        }
+        if c.head_dim % 8 != 0 || c.head_dim > 128 {
+            return Err(GenError::Gpu(qwen3_omni_vk::Error::Unsuitable(
+                "audio input needs the batched prefill (int8 dot products, head_dim a multiple of 8 ≤ 128)".into(),
+            )));
+        }
+        self.prefill_scratch()?;
+        let chunk = self.prefill.as_ref().map(|p| p.tokens).unwrap_or(1) as usize;
+        let (mut next, mut src) = (0, 0u32);
+        for (ci, part) in tokens.chunks(chunk).enumerate() {
+            let last = (ci + 1) * chunk >= tokens.len();
+            // Runs of audio positions in this chunk: (source row, row in the chunk, count).
+            let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+            for (i, &t) in part.iter().enumerate() {
+                if t != audio_token {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some(r) if r.1 + r.2 == i as u32 => r.2 += 1,
+                    _ => runs.push((src, i as u32, 1)),
+                }
+                src += 1;
+            }
+            next = self.prefill_chunk(part, last, Some((audio, &runs)))?;
+        }
+        Ok(next)
+    }
+
+    fn prefill_chunk(&mut self, tokens: &[u32], last: bool, audio: AudioRuns<'_>) -> Result<u32, GenError> {
         let c = &self.config;
         let (k, s, w) = (&self.k, &self.s, &self.w);
         let pf = self.prefill.as_ref().expect("prefill scratch");
@@ -553,8 +618,14 @@ impl GpuThinker {
         let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
         let (nh_total, row) = (n as u64 * h as u64, h as u64 * 4);
+        let float = k.matvec_path() == MatvecPath::Float;
         let mut rec = k.gpu().recorder(false)?;
         k.embed_q8_0p(&mut rec, Matrix::new(&w.embed, WType::Q8_0Planar, c.vocab, h), &pf.ids_in, n, &pf.x)?;
+        if let Some((abuf, runs)) = audio {
+            for &(src, dst, count) in runs {
+                rec.copy(abuf, src as u64 * row, &pf.x, dst as u64 * row, count as u64 * row)?;
+            }
+        }
         rec.copy(&pf.x, 0, &self.hs0, p0 as u64 * row, n as u64 * row)?;
         if self.accept == 0 {
             rec.copy(&pf.x, 0, &self.hs_accept, p0 as u64 * row, n as u64 * row)?;
@@ -562,10 +633,23 @@ impl GpuThinker {
         for (l, lw) in w.layers.iter().enumerate() {
             let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
             k.rms_norm(&mut rec, &pf.x, &lw.attn_norm, &pf.y, h, n, c.rms_eps)?;
-            k.quantize_q8_1(&mut rec, &pf.y, nh_total, &pf.q81)?;
-            k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), n, &pf.q, &pf.q81)?;
-            k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), n, &pf.k, &pf.q81)?;
-            k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), n, &pf.v, &pf.q81)?;
+            let (mq, mk, mv) = (
+                Matrix::new(&lw.q, WType::Q8_0Planar, qd, h),
+                Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h),
+                Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h),
+            );
+            if float {
+                // f32 activations throughout (the float matrix × vector path's prefill): the
+                // same numbers as stepping token by token, up to summation order.
+                k.matmul_q8_0_float(&mut rec, mq, &pf.y, n, &pf.q)?;
+                k.matmul_q8_0_float(&mut rec, mk, &pf.y, n, &pf.k)?;
+                k.matmul_q8_0_float(&mut rec, mv, &pf.y, n, &pf.v)?;
+            } else {
+                k.quantize_q8_1(&mut rec, &pf.y, nh_total, &pf.q81)?;
+                k.matmul_q8_0_prequantized(&mut rec, mq, n, &pf.q, &pf.q81)?;
+                k.matmul_q8_0_prequantized(&mut rec, mk, n, &pf.k, &pf.q81)?;
+                k.matmul_q8_0_prequantized(&mut rec, mv, n, &pf.v, &pf.q81)?;
+            }
             let (qn, kn) = (&pf.q, &pf.k);
             k.qk_norm_rope(
                 &mut rec,
@@ -584,7 +668,12 @@ impl GpuThinker {
             )?;
             k.kv_append(&mut rec, kn, &pf.v, kc, vc, n, nkv, hd, p0)?;
             k.attn_prefill(&mut rec, qn, kc, vc, &pf.o, n, nh, nkv, hd, p0)?;
-            k.matmul_q8_0(&mut rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &pf.o, n, &pf.ao, &pf.q81)?;
+            let mo = Matrix::new(&lw.o, WType::Q8_0Planar, h, qd);
+            if float {
+                k.matmul_q8_0_float(&mut rec, mo, &pf.o, n, &pf.ao)?;
+            } else {
+                k.matmul_q8_0(&mut rec, mo, &pf.o, n, &pf.ao, &pf.q81)?;
+            }
             k.add(&mut rec, &pf.x, &pf.ao, &pf.r, nh_total, nh_total)?;
             k.rms_norm(&mut rec, &pf.r, &lw.ffn_norm, &pf.y, h, n, c.rms_eps)?;
             k.matmul_f32(&mut rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &pf.y, n, &pf.router)?;
