@@ -52,6 +52,9 @@ pub struct ChatArgs {
     /// Print per-kernel GPU time of one decode step to stderr.
     #[arg(long)]
     pub profile: bool,
+    /// Speech output: --audio-out FILE.wav, --voice, --play, Talker sampling flags.
+    #[command(flatten)]
+    pub speech: crate::cli_speak::ChatSpeechArgs,
     /// A recording to ask about (WAV); -p then adds a written question after it.
     #[arg(short = 'a', long, conflicts_with = "mic")]
     pub audio: Option<PathBuf>,
@@ -88,8 +91,14 @@ pub(crate) fn demo_model() -> anyhow::Result<PathBuf> {
         name: Some("qwen3-omni tiny demo (random weights)".into()),
         ..Default::default()
     };
-    let r = quantizer::convert::convert(&stage, &out, &opts);
+    // Converted beside its final name, then renamed: a concurrent run never sees a partial file.
+    let part = out.with_extension(format!("gguf.{}.part", std::process::id()));
+    let r = quantizer::convert::convert(&stage, &part, &opts).map_err(anyhow::Error::from).and_then(|_| {
+        std::fs::rename(&part, &out)?;
+        Ok(())
+    });
     let _ = std::fs::remove_dir_all(&stage);
+    let _ = std::fs::remove_file(&part);
     r.with_context(|| format!("converting {}", src.display()))?;
     Ok(out)
 }
@@ -112,7 +121,7 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
     let tok = Tokenizer::from_json(json, &path)?;
     let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
     eprintln!("device: {} · model: {}", gpu.caps().name, path.display());
-    let k = Kernels::new(gpu);
+    let k = Kernels::new(gpu.clone());
     let t0 = std::time::Instant::now();
     let mut t = GpuThinker::load(k, &m, a.ctx_size, |done, total| {
         eprint!("\rloading the Thinker: layer {done}/{total}");
@@ -130,9 +139,11 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         seed,
         ..Default::default()
     });
+    let mut speech =
+        crate::cli_speak::ChatSpeech::with_limit(&a.speech, &gpu, &m, a.ctx_size, seed, Some(a.n_predict))?;
     let im_end = tok.special_ids().im_end;
     let mut first = true;
-    let turn = |t: &mut GpuThinker, text: &str, first: bool| -> anyhow::Result<()> {
+    let mut turn = |t: &mut GpuThinker, text: &str, first: bool| -> anyhow::Result<()> {
         let mut msgs = Vec::new();
         if first {
             if let Some(s) = &a.system {
@@ -160,15 +171,21 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         let start = std::time::Instant::now();
         let prompt_len = ids.len();
         let mut gen_start = None;
+        if let Some(s) = speech.as_mut() {
+            s.begin(&ids, t.len())?;
+        }
         let out = t.generate(&ids, a.n_predict, &[im_end], |id| {
             gen_start.get_or_insert_with(std::time::Instant::now);
             if id != im_end {
                 print!("{}", dec.push(id));
                 let _ = std::io::stdout().flush();
             }
-            true
+            speech.as_mut().is_none_or(|s| s.token(&m, id))
         })?;
         println!("{}", dec.finish());
+        if let Some(s) = speech.as_mut() {
+            s.end(&m, t, &out)?;
+        }
         let total = start.elapsed().as_secs_f64();
         let gen = gen_start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
         eprintln!(
