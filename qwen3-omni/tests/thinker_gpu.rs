@@ -234,3 +234,25 @@ fn replayed_generation_matches() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Caches over 2048 positions take the three-dispatch decode attention, shorter ones the
+/// one-dispatch kernel: both give the same greedy tokens on the fixture prompt.
+#[test]
+fn long_and_short_caches_agree() {
+    let (dir, file) = gguf("caches");
+    let m = ModelFile::open(&file).unwrap();
+    let manifest = common::read_json("models/tiny-real-vocab/manifest.json");
+    let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
+    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let mut outs = Vec::new();
+    for ctx in [64u32, 2100] {
+        let mut k = Kernels::new(gpu.clone());
+        k.set_matvec_path(MatvecPath::Float).unwrap();
+        let mut t = GpuThinker::load(k, &m, ctx, |_, _| {}).unwrap();
+        outs.push(t.generate(&ids, 12, &[], |_| true).unwrap());
+    }
+    assert_eq!(outs[0], outs[1], "one-dispatch vs split decode attention");
+    let v = gpu.validation().unwrap();
+    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -334,6 +334,18 @@ impl GpuThinker {
             && c.hidden % 32 == 0
     }
 
+    /// Whether decode attention runs as one dispatch (`attn_decode_fused`) or as norm/RoPE/store
+    /// + split + merge. One dispatch saves two dependent stages per layer but merges the split in a
+    /// single workgroup per KV head: measured on an H200 it is ~2% faster at 512 keys and ~10%
+    /// slower at 4096 (docs/perf.md), so it is used for caches of up to 2048 positions.
+    /// `QWEN3VK_ATTN_SPLIT=1` / `QWEN3VK_ATTN_FUSED=1` force either.
+    fn one_dispatch_attention(&self) -> bool {
+        if std::env::var_os("QWEN3VK_ATTN_SPLIT").is_some() {
+            return false;
+        }
+        std::env::var_os("QWEN3VK_ATTN_FUSED").is_some() || self.ctx <= 2048
+    }
+
     /// One decoder layer of the decode step with the fused kernels (replayable: position and cache
     /// length read from the GPU). x → x.
     fn record_layer_fused<'a>(
@@ -351,7 +363,7 @@ impl GpuThinker {
         k.matvec_fused(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.x, an, None, &s.q)?;
         k.matvec_fused(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.k)?;
         k.matvec_fused(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.v)?;
-        if std::env::var_os("QWEN3VK_ATTN_SPLIT").is_none() {
+        if self.one_dispatch_attention() {
             // q/k norm + RoPE, KV store, attention and its merge: one dispatch.
             k.attn_decode_fused(
                 rec,
