@@ -5,11 +5,13 @@
 //! * [`chat`]: ChatML prompt rendering with audio placeholder expansion.
 //! * [`model_file`]: the Q8_0 GGUF model file, with shape- and type-checked tensor lookups.
 //! * [`thinker`]: the Thinker's config and its weights on the GPU.
+//! * [`session`]: the library-level engine: load a model, hold a multi-turn conversation, cancel.
 
 pub mod chat;
 pub mod cli_bench;
 pub mod cli_chat;
 pub mod model_file;
+pub mod session;
 pub mod thinker;
 pub mod tokenizer;
 
