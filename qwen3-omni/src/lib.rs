@@ -5,8 +5,10 @@
 //! * [`chat`]: ChatML prompt rendering with audio placeholder expansion.
 //! * [`model_file`]: the Q8_0 GGUF model file, with shape- and type-checked tensor lookups.
 //! * [`thinker`]: the Thinker's config and its weights on the GPU.
+//! * [`capi`]: the C API over [`session`] (`include/qwen3_omni_vk.h`).
 //! * [`session`]: the library-level engine: load a model, hold a multi-turn conversation, cancel.
 
+pub mod capi;
 pub mod chat;
 pub mod cli_bench;
 pub mod cli_chat;

@@ -90,6 +90,7 @@ impl LoadProgress {
         match self.stage {
             LoadStage::Open => 0.05 * part,
             LoadStage::Device => 0.05 + 0.05 * part,
+            LoadStage::Thinker if self.done >= self.total => 1.0,
             LoadStage::Thinker => 0.1 + 0.9 * part,
         }
     }
