@@ -6,7 +6,7 @@
  *
  * Link: libqwen3_omni.a plus the system libraries that
  *   cargo rustc -p qwen3-omni --lib --crate-type staticlib -- --print native-static-libs
- * prints (Linux: -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc). See docs/capi.md.
+ * prints (Linux: -ldl -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc). See docs/capi.md.
  *
  * Use: qwen3_omni_model_load -> qwen3_omni_session_new -> (qwen3_omni_session_add_text ->
  * qwen3_omni_session_generate)* -> qwen3_omni_session_free -> qwen3_omni_model_free. Params structs

@@ -6,7 +6,7 @@
  *
  * Build (from the repository root, after `cargo build -p qwen3-omni`):
  *   cc -std=c11 -Wall -Iinclude examples/c/chat.c target/debug/libqwen3_omni.a \
- *      -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o chat
+ *      -ldl -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o chat
  * The system libraries are what
  *   cargo rustc -p qwen3-omni --lib --crate-type staticlib -- --print native-static-libs
  * prints for your platform. Run: ./chat [MODEL.gguf] [QUESTION] [MAX_TOKENS]

@@ -12,7 +12,7 @@ use std::process::Command;
 /// `cargo rustc -p qwen3-omni --lib --crate-type staticlib -- --print native-static-libs`.
 fn native_libs() -> &'static [&'static str] {
     if cfg!(target_os = "linux") {
-        &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"]
+        &["-ldl", "-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"]
     } else if cfg!(target_os = "macos") {
         &["-lSystem", "-lc", "-lm"]
     } else {
