@@ -242,6 +242,45 @@ fn cancel_twice_is_harmless_and_stops_within_one_step() {
     finish(m);
 }
 
+#[test]
+fn a_panic_inside_becomes_an_error_code() {
+    let s = boundary_for_tests(|| panic!("boom at the boundary"));
+    assert_eq!(s, QWEN3_OMNI_ERR_INTERNAL);
+    assert!(last_error().contains("boom at the boundary"), "{}", last_error());
+    assert_eq!(boundary_for_tests(|| {}), QWEN3_OMNI_OK);
+}
+
+#[test]
+fn free_from_another_thread_while_generating() {
+    let m = load();
+    let s = new_session(m);
+    unsafe {
+        expect(qwen3_omni_session_add_text(s, c"Talk for a while.".as_ptr()), QWEN3_OMNI_OK, "add_text");
+        let handle = s as usize;
+        let th = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            qwen3_omni_session_free(handle as *mut qwen3_omni_session)
+        });
+        let mut gp = qwen3_omni_generate_default_params();
+        gp.max_tokens = 100_000;
+        let mut r = qwen3_omni_generate_result::default();
+        // The free cancels the running generation, which then returns normally.
+        expect(qwen3_omni_session_generate(s, &gp, &mut r), QWEN3_OMNI_OK, "generate, freed meanwhile");
+        assert_eq!(th.join().unwrap(), QWEN3_OMNI_OK);
+        expect(qwen3_omni_session_cancel(s), QWEN3_OMNI_ERR_INVALID_HANDLE, "cancel after free");
+        // The model came back when the generating call let go of the session.
+        let s2 = new_session(m);
+        expect(qwen3_omni_session_free(s2), QWEN3_OMNI_OK, "free");
+    }
+    finish(m);
+}
+
+unsafe extern "C" fn collect_log(level: i32, text: *const c_char, ud: *mut c_void) {
+    let lines = unsafe { &*(ud as *const std::sync::Mutex<Vec<(i32, String)>>) };
+    let t = unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned();
+    lines.lock().unwrap().push((level, t));
+}
+
 unsafe extern "C" fn stop_loading(progress: f32, ud: *mut c_void) -> bool {
     unsafe { *(ud as *mut u32) += 1 };
     progress < 0.2
@@ -249,6 +288,13 @@ unsafe extern "C" fn stop_loading(progress: f32, ud: *mut c_void) -> bool {
 
 #[test]
 fn load_cancelled_by_progress_callback() {
+    // The log callback sees the library's lines (a static: it may be called from any thread).
+    static LINES: std::sync::Mutex<Vec<(i32, String)>> = std::sync::Mutex::new(Vec::new());
+    unsafe {
+        expect(qwen3_omni_log_set(Some(collect_log), 99, null_mut()), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "level");
+        let ud = &LINES as *const _ as *mut c_void;
+        expect(qwen3_omni_log_set(Some(collect_log), QWEN3_OMNI_LOG_INFO, ud), QWEN3_OMNI_OK, "log_set");
+    }
     let mut calls = 0u32;
     let mut p = qwen3_omni_model_default_params();
     p.ctx_size = 64;
@@ -261,8 +307,24 @@ fn load_cancelled_by_progress_callback() {
     }
     assert!(m.is_null());
     assert!(calls >= 3, "{calls} progress calls");
-    p.ctx_size = 0;
+    let logged = LINES.lock().unwrap().clone();
+    assert!(
+        logged.iter().any(|(l, t)| *l == QWEN3_OMNI_LOG_INFO && t.contains("loading") && t.contains("tiny.gguf")),
+        "{logged:?}"
+    );
+    unsafe { expect(qwen3_omni_log_set(None, 0, null_mut()), QWEN3_OMNI_OK, "log off") };
+    // Device choice: an index that does not exist is a device error; below -1 is invalid.
     p.progress_callback = None;
+    p.device = 99;
+    unsafe {
+        expect(qwen3_omni_model_load(model_path().as_ptr(), &p, &mut m), QWEN3_OMNI_ERR_DEVICE, "device 99");
+    }
+    p.device = -2;
+    unsafe {
+        expect(qwen3_omni_model_load(model_path().as_ptr(), &p, &mut m), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "device -2");
+    }
+    p.device = -1;
+    p.ctx_size = 0;
     unsafe {
         expect(qwen3_omni_model_load(model_path().as_ptr(), &p, &mut m), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "ctx 0");
     }

@@ -260,6 +260,16 @@ fn guard(f: impl FnOnce() -> CResult<()>) -> qwen3_omni_status {
     }
 }
 
+/// Runs `f` behind the same boundary as every export (tests check that a panic becomes
+/// `QWEN3_OMNI_ERR_INTERNAL` with a message). Not part of the C API.
+#[doc(hidden)]
+pub fn boundary_for_tests(f: impl FnOnce()) -> qwen3_omni_status {
+    guard(|| {
+        f();
+        Ok(())
+    })
+}
+
 fn invalid(msg: impl Into<String>) -> CError {
     CError::new(QWEN3_OMNI_ERR_INVALID_ARGUMENT, msg)
 }
