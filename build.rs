@@ -24,6 +24,31 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "mv_q8_0p_q8_1", file: "matvec_q8_0p.comp", defines: &[("INTDOT", "1")] },
     Variant { name: "mv_q8_0p_f32_res", file: "matvec_q8_0p.comp", defines: &[("RESIDUAL", "1")] },
     Variant { name: "mv_q8_0p_q8_1_res", file: "matvec_q8_0p.comp", defines: &[("INTDOT", "1"), ("RESIDUAL", "1")] },
+    Variant {
+        name: "mv_q8_0p_q8_1_nq",
+        file: "matvec_q8_0p.comp",
+        defines: &[("INTDOT", "1"), ("PROLOGUE", "1"), ("NORM", "1")],
+    },
+    Variant { name: "mv_q8_0p_f32_n", file: "matvec_q8_0p.comp", defines: &[("PROLOGUE", "1"), ("NORM", "1")] },
+    Variant {
+        name: "mv_q8_0p_q8_1_pq_res",
+        file: "matvec_q8_0p.comp",
+        defines: &[("INTDOT", "1"), ("PROLOGUE", "1"), ("RESIDUAL", "1")],
+    },
+    Variant { name: "mv_f32_f32_norm", file: "matvec.comp", defines: &[("WTYPE_F32", "1"), ("NORM", "1")] },
+    Variant { name: "rope_qk_norm_store_f32", file: "rope_qk_norm.comp", defines: &[("STORE", "1")] },
+    Variant {
+        name: "moe_route_gate_up_norm_q8_0p_f32",
+        file: "moe_gate_up.comp",
+        defines: &[("ROUTE", "1"), ("NORM", "1")],
+    },
+    Variant {
+        name: "moe_route_gate_up_norm_q8_0p_q8_1",
+        file: "moe_gate_up.comp",
+        defines: &[("ROUTE", "1"), ("INTDOT", "1"), ("NORM", "1")],
+    },
+    Variant { name: "attn_decode_fused_f32", file: "attn_decode_fused.comp", defines: &[] },
+    Variant { name: "decode_advance", file: "decode_advance.comp", defines: &[] },
     Variant { name: "quantize_q8_1", file: "quantize_q8_1.comp", defines: &[] },
     Variant { name: "mm_q8_0_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[] },
     Variant { name: "mm_q8_0p_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[("PLANAR", "1")] },
@@ -76,6 +101,16 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "sample_penalty_f32", file: "sample_prep.comp", defines: &[("PENALTY", "1")] },
     Variant { name: "sample_f32", file: "sample.comp", defines: &[] },
     Variant { name: "sample_hist_f32", file: "sample.comp", defines: &[("HIST", "1")] },
+    Variant { name: "conv1d_f32", file: "conv1d.comp", defines: &[] },
+    Variant { name: "conv1d_narrow_f32", file: "conv1d.comp", defines: &[("NARROW", "1")] },
+    Variant { name: "conv1d_q8_0p_f32", file: "conv1d.comp", defines: &[("Q8_0P", "1")] },
+    Variant { name: "conv1d_narrow_q8_0p_f32", file: "conv1d.comp", defines: &[("NARROW", "1"), ("Q8_0P", "1")] },
+    Variant { name: "snake_beta_f32", file: "snake_beta.comp", defines: &[] },
+    Variant { name: "dwconv_f32", file: "dwconv.comp", defines: &[] },
+    Variant { name: "layer_norm_f32", file: "layer_norm.comp", defines: &[] },
+    Variant { name: "rope_rows_f32", file: "rope_rows.comp", defines: &[] },
+    Variant { name: "attn_window_f32", file: "attn_window.comp", defines: &[] },
+    Variant { name: "sample_step_f32", file: "sample.comp", defines: &[("STEP_BUFFER", "1")] },
 ];
 
 const MAX_PUSH: u32 = 128;

@@ -4,6 +4,9 @@
 // Bindings: 0 W (Q8_0: uint16 words, rows of K/32 blocks of 17 words; F16: uint16; F32: float),
 //           1 x (float[K]), 2 y (float[M]).
 // Push: K, M, grid_x (workgroups along x; row group = y * grid_x + x).
+// Variant NORM (F32 weights; the MoE router): x is the raw residual stream and every workgroup
+// applies RMSNorm first, x[k] / sqrt(mean(x^2) + eps) * nw[k] (binding 3 nw, push eps), so the
+// layer's separate rms_norm dispatch and its barrier go away.
 // Spec: 0 WG (invocations), 1 ROWS (rows per workgroup).
 // Q8_0: each invocation takes chunks of 8 weights (a quarter block), so 32-weight blocks are split
 // over 4 neighbouring invocations and x is read as two vec4s per chunk, reused for ROWS rows.
@@ -13,7 +16,11 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint ROWS = 2;
 
+#ifdef NORM
+layout(push_constant) uniform Push { uint K; uint M; uint grid_x; float eps; } pc;
+#else
 layout(push_constant) uniform Push { uint K; uint M; uint grid_x; } pc;
+#endif
 
 #if defined(WTYPE_Q8_0) || defined(WTYPE_F16)
 layout(std430, binding = 0) readonly buffer W { uint16_t w[]; };
@@ -22,6 +29,9 @@ layout(std430, binding = 0) readonly buffer W { float w[]; };
 #endif
 layout(std430, binding = 1) readonly buffer X { float x[]; };
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };
+#ifdef NORM
+layout(std430, binding = 3) readonly buffer NW { float nw[]; };
+#endif
 
 #include "common/reduce.glsl"
 
@@ -30,6 +40,11 @@ void main() {
     const uint row0 = group * ROWS;
     if (row0 >= pc.M) return; // uniform over the workgroup
     const uint tid = gl_LocalInvocationIndex;
+#ifdef NORM
+    float ss = 0.0;
+    for (uint k = tid; k < pc.K; k += WG) ss += x[k] * x[k];
+    const float scale = inversesqrt(wg_sum(ss) / float(pc.K) + pc.eps);
+#endif
     float acc[ROWS];
     for (uint r = 0; r < ROWS; r++) acc[r] = 0.0;
 
@@ -53,7 +68,11 @@ void main() {
     }
 #else
     for (uint k = tid; k < pc.K; k += WG) {
+#ifdef NORM
+        const float xv = x[k] * scale * nw[k];
+#else
         const float xv = x[k];
+#endif
         for (uint r = 0; r < ROWS; r++) {
             const uint row = min(row0 + r, pc.M - 1u);
 #if defined(WTYPE_F16)

@@ -16,6 +16,14 @@
 // Variant RESIDUAL: one more binding (after y), res[M]; writes y = res + W·x (the residual add of a
 // decoder layer fused into its output projection).
 // Push: K, M, grid_x. Spec: 0 WG, 1 RPS (rows per subgroup step), 2 ROWS_WG (rows per workgroup).
+//
+// Variant PROLOGUE (decode fusions): x is bound as raw floats and every workgroup prepares its own
+// copy in shared memory first: with NORM, RMSNorm x / sqrt(mean(x^2) + eps) * nw; with INTDOT,
+// quantised to Q8_1 exactly as quantize_q8_1 (K ≤ MAX_K). That replaces an rms_norm and a
+// quantize_q8_1 dispatch, and their barriers, per matrix × vector (q, k and v are three such
+// dispatches that need no barrier between them).
+// Bindings (PROLOGUE): 0 qs, 1 d, 2 x (vec4[K/4]), NORM: 3 nw (vec4[K/4]); then y, (RESIDUAL: res).
+// Push: K, M, grid_x, eps.
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
 #endif
@@ -26,11 +34,35 @@ layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint RPS = 2;
 layout(constant_id = 2) const uint ROWS_WG = 8;
 
-layout(push_constant) uniform Push { uint K; uint M; uint grid_x; } pc;
-
 layout(std430, binding = 0) readonly buffer QS { uvec4 qs[]; };
 layout(std430, binding = 1) readonly buffer D { uint16_t dw[]; };
+#ifdef PROLOGUE
+layout(push_constant) uniform Push { uint K; uint M; uint grid_x; float eps; } pc;
+layout(std430, binding = 2) readonly buffer X { vec4 xin[]; };
+#ifdef NORM
+layout(std430, binding = 3) readonly buffer NW { vec4 nw[]; };
+#define B_Y 4
+#define B_RES 5
+#else
+#define B_Y 3
+#define B_RES 4
+#endif
+layout(std430, binding = B_Y) writeonly buffer Y { float y[]; };
+#ifdef RESIDUAL
+layout(std430, binding = B_RES) readonly buffer R { float res[]; };
+#endif
 #ifdef INTDOT
+#define MAX_K 8192u
+shared uvec4 s_xq[MAX_K / 16u];
+shared float s_xd[MAX_K / 32u];
+#else
+#define MAX_K 4096u
+shared vec4 s_x[MAX_K / 4u];
+#endif
+#include "common/reduce.glsl"
+#else
+layout(push_constant) uniform Push { uint K; uint M; uint grid_x; } pc;
+#if defined(INTDOT)
 layout(std430, binding = 2) readonly buffer XQ { uvec4 xq[]; };
 layout(std430, binding = 3) readonly buffer XD { vec2 xd[]; };
 layout(std430, binding = 4) writeonly buffer Y { float y[]; };
@@ -45,6 +77,8 @@ layout(std430, binding = 4) readonly buffer R { float res[]; };
 #endif
 #endif
 
+#endif
+
 #ifndef INTDOT
 vec4 bytes4(uint w) {
     const int v = int(w);
@@ -52,7 +86,61 @@ vec4 bytes4(uint w) {
 }
 #endif
 
+#ifdef PROLOGUE
+// x (optionally RMS-normalised) into shared memory, as floats or as Q8_1. All invocations call it.
+void prologue() {
+    const uint tid = gl_LocalInvocationIndex;
+    const uint n4 = pc.K / 4u;
+    float scale = 1.0;
+#ifdef NORM
+    float ss = 0.0;
+    for (uint i = tid; i < n4; i += WG) {
+        const vec4 v = xin[i];
+        ss += dot(v, v);
+    }
+    scale = inversesqrt(wg_sum(ss) / float(pc.K) + pc.eps);
+#endif
+#ifdef INTDOT
+    for (uint blk = tid; blk < pc.K / 32u; blk += WG) {
+        vec4 v[8];
+        float amax = 0.0;
+        for (uint j = 0; j < 8u; j++) {
+#ifdef NORM
+            v[j] = xin[blk * 8u + j] * scale * nw[blk * 8u + j];
+#else
+            v[j] = xin[blk * 8u + j];
+#endif
+            const vec4 a = abs(v[j]);
+            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+        }
+        const float d = amax / 127.0;
+        const float id = d != 0.0 ? 1.0 / d : 0.0;
+        uint wq[8];
+        for (uint j = 0; j < 8u; j++) {
+            const ivec4 q = clamp(ivec4(roundEven(v[j] * id)), ivec4(-127), ivec4(127));
+            wq[j] = (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | (uint(q.w) << 24);
+        }
+        s_xq[blk * 2u] = uvec4(wq[0], wq[1], wq[2], wq[3]);
+        s_xq[blk * 2u + 1u] = uvec4(wq[4], wq[5], wq[6], wq[7]);
+        s_xd[blk] = d;
+    }
+#else
+    for (uint i = tid; i < n4; i += WG) {
+#ifdef NORM
+        s_x[i] = xin[i] * scale * nw[i];
+#else
+        s_x[i] = xin[i];
+#endif
+    }
+#endif
+    barrier();
+}
+#endif
+
 void main() {
+#ifdef PROLOGUE
+    prologue();
+#endif
     const uint group = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
     const uint first = group * ROWS_WG;
     const uint last = min(first + ROWS_WG, pc.M);
@@ -64,7 +152,12 @@ void main() {
         for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
         for (uint c = lane; c < nc; c += ss) {
             const uint b = c >> 1;
-#ifdef INTDOT
+#if defined(PROLOGUE) && defined(INTDOT)
+            const uvec4 xv = s_xq[c];
+            const float dx = s_xd[b];
+#elif defined(PROLOGUE)
+            const vec4 x0 = s_x[c * 4u], x1 = s_x[c * 4u + 1u], x2 = s_x[c * 4u + 2u], x3 = s_x[c * 4u + 3u];
+#elif defined(INTDOT)
             const uvec4 xv = xq[c];
             const float dx = xd[b].x;
 #else
@@ -88,7 +181,7 @@ void main() {
         }
         for (uint r = 0; r < RPS; r++) {
             const float t = subgroupAdd(acc[r]);
-#ifdef RESIDUAL
+#if defined(RESIDUAL)
             if (lane == 0u && row0 + r < last) y[row0 + r] = res[row0 + r] + t;
 #else
             if (lane == 0u && row0 + r < last) y[row0 + r] = t;

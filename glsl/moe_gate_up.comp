@@ -17,6 +17,10 @@
 // (t, 0) with x = 0 write the token's ids and weights for moe_down. Saves two dispatches and their
 // barriers per MoE block.
 //
+// NORM (with ROUTE): x is the raw residual stream; every workgroup applies the layer's RMSNorm
+// (x / sqrt(mean(x^2) + eps) * nw, binding 9 nw, push eps) itself, so the post-attention rms_norm
+// dispatch and its barrier go away (the router reads the same norm through matvec's NORM variant).
+//
 // Bindings: 0 gate qs (uvec4[]), 1 gate d (uint16[]), 2 up qs, 3 up d, then
 //           float: 4 x (vec4[n_tokens*K/4]), 5 ids (uint[n_tokens*k]), 6 h (float[n_tokens*k*M]);
 //           INTDOT: 4 xq (uvec4[]), 5 xd (vec2[] per 32-block), 6 ids, 7 h;
@@ -34,7 +38,11 @@ layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint RPS = 2;
 layout(constant_id = 2) const uint ROWS_WG = 8;
 
+#ifdef NORM
+layout(push_constant) uniform Push { uint K; uint M; uint k; uint n_experts; uint stride16; uint d_off2; uint flags; float eps; } pc;
+#else
 layout(push_constant) uniform Push { uint K; uint M; uint k; uint n_experts; uint stride16; uint d_off2; uint flags; } pc;
+#endif
 
 layout(std430, binding = 0) readonly buffer GQ { uvec4 gq[]; };
 layout(std430, binding = 1) readonly buffer GD { uint16_t gd[]; };
@@ -46,6 +54,9 @@ layout(std430, binding = 5) readonly buffer L { float logits[]; };
 layout(std430, binding = 6) writeonly buffer IDS { uint ids[]; };
 layout(std430, binding = 7) writeonly buffer WT { float weights[]; };
 layout(std430, binding = 8) writeonly buffer H { float h[]; };
+#ifdef NORM
+layout(std430, binding = 9) readonly buffer NW { vec4 nw[]; };
+#endif
 #include "common/reduce.glsl"
 #include "moe_topk.glsl"
 #elif defined(INTDOT)
@@ -97,13 +108,25 @@ void main() {
         }
     }
     const uint e = min(sel_idx[pair - t * pc.k], pc.n_experts - 1u);
+#ifdef NORM
+    float ssq = 0.0;
+    for (uint i = tid; i < nc * 4u; i += WG) {
+        const vec4 v = x[t * nc * 4u + i];
+        ssq += dot(v, v);
+    }
+    const float nscale = inversesqrt(wg_sum(ssq) / float(pc.K) + pc.eps);
+#endif
 #ifdef INTDOT
     // x[t] → Q8_1 in shared memory, as quantize_q8_1.
     for (uint blk = tid; blk < nb; blk += WG) {
         vec4 v[8];
         float amax = 0.0;
         for (uint j = 0; j < 8u; j++) {
+#ifdef NORM
+            v[j] = x[(t * nb + blk) * 8u + j] * nscale * nw[blk * 8u + j];
+#else
             v[j] = x[(t * nb + blk) * 8u + j];
+#endif
             const vec4 a = abs(v[j]);
             amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
         }
@@ -138,7 +161,13 @@ void main() {
             const float dx = xd[t * nb + b].x;
 #else
             const uint xi = (t * nc + c) * 4u;
+#ifdef NORM
+            const uint ni = c * 4u;
+            const vec4 x0 = x[xi] * nscale * nw[ni], x1 = x[xi + 1u] * nscale * nw[ni + 1u];
+            const vec4 x2 = x[xi + 2u] * nscale * nw[ni + 2u], x3 = x[xi + 3u] * nscale * nw[ni + 3u];
+#else
             const vec4 x0 = x[xi], x1 = x[xi + 1u], x2 = x[xi + 2u], x3 = x[xi + 3u];
+#endif
 #endif
             for (uint r = 0; r < RPS; r++) {
                 const uint row = min(row0 + r, last - 1u);

@@ -13,6 +13,10 @@
 //           3 k_w (float[head_dim]), 4 pos (uint[3*n_tokens], axis-major t, h, w).
 // Push: n_tokens, n_heads, n_kv, head_dim, theta, section_h, section_w, eps, grid_x.
 // Row = y * grid_x + x over n_tokens*(n_heads + n_kv) rows. Spec: 0 WG.
+// Variant STORE (replayable decode): the k rows go to the K cache instead of back into k, and
+// n_tokens*n_kv more rows copy v into the V cache, at positions cache_len[0] + t (dropped at or
+// past max_len): attn_kv_store's work in the same dispatch. Bindings 5 v (float[]), 6 K cache,
+// 7 V cache (float[max_len*n_kv*head_dim]), 8 cache_len (uint[1]); push max_len last.
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -27,6 +31,9 @@ layout(push_constant) uniform Push {
     uint section_w;
     float eps;
     uint grid_x;
+#ifdef STORE
+    uint max_len;
+#endif
 } pc;
 
 layout(std430, binding = 0) buffer Qb { float qv[]; };
@@ -34,6 +41,12 @@ layout(std430, binding = 1) buffer Kb { float kv[]; };
 layout(std430, binding = 2) readonly buffer QW { float q_w[]; };
 layout(std430, binding = 3) readonly buffer KW { float k_w[]; };
 layout(std430, binding = 4) readonly buffer Pos { uint pos[]; };
+#ifdef STORE
+layout(std430, binding = 5) readonly buffer Vb { float vv[]; };
+layout(std430, binding = 6) writeonly buffer KC { float kcache[]; };
+layout(std430, binding = 7) writeonly buffer VC { float vcache[]; };
+layout(std430, binding = 8) readonly buffer Len { uint cache_len[]; };
+#endif
 
 #include "common/reduce.glsl"
 
@@ -53,6 +66,18 @@ vec2 rope_cs(uint j, uint t, float l2theta) {
 void main() {
     const uint row = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
     const uint q_rows = pc.n_tokens * pc.n_heads;
+#ifdef STORE
+    const uint kv_rows = pc.n_tokens * pc.n_kv;
+    const uint p0 = cache_len[0];
+    if (row >= q_rows + kv_rows) {
+        // A v row: copied to the V cache.
+        const uint vr = row - q_rows - kv_rows;
+        if (vr >= kv_rows || p0 + vr / pc.n_kv >= pc.max_len) return;
+        for (uint j = gl_LocalInvocationIndex; j < pc.head_dim; j += WG)
+            vcache[(p0 * pc.n_kv + vr) * pc.head_dim + j] = vv[vr * pc.head_dim + j];
+        return;
+    }
+#endif
     if (row >= q_rows + pc.n_tokens * pc.n_kv) return;
     const bool is_q = row < q_rows;
     const uint t = is_q ? row / pc.n_heads : (row - q_rows) / pc.n_kv;
@@ -75,8 +100,16 @@ void main() {
             qv[off + j + half_dim] = x1 * cs.x + x0 * cs.y;
         } else {
             const float x0 = kv[off + j] * scale * k_w[j], x1 = kv[off + j + half_dim] * scale * k_w[j + half_dim];
+#ifdef STORE
+            if (p0 + t < pc.max_len) {
+                const uint co = p0 * pc.n_kv * pc.head_dim + off;
+                kcache[co + j] = x0 * cs.x - x1 * cs.y;
+                kcache[co + j + half_dim] = x1 * cs.x + x0 * cs.y;
+            }
+#else
             kv[off + j] = x0 * cs.x - x1 * cs.y;
             kv[off + j + half_dim] = x1 * cs.x + x0 * cs.y;
+#endif
         }
     }
 }

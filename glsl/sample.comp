@@ -55,6 +55,11 @@ layout(std430, binding = 1) buffer G { uint ghist[]; }; // [3][NB], zeroed by sa
 #else
 layout(std430, binding = 1) readonly buffer G { uint ghist[]; };
 layout(std430, binding = 2) writeonly buffer Out { uint outv[]; };
+#ifdef STEP_BUFFER
+// sample_step_f32: the RNG step is pc.step + stepv[0], so a recorded batch can be replayed with a
+// fresh draw per replay (the host writes stepv).
+layout(std430, binding = 3) readonly buffer StepV { uint stepv[]; };
+#endif
 #endif
 
 #include "common/reduce.glsl"
@@ -281,7 +286,11 @@ void main() {
         for (uint i = tid; i < K; i += WG) c += uintBitsToFloat(hist[i]) < thr ? 1.0 : 0.0;
         m = min(uint(wg_sum(c)) + 1u, K);
     }
+#ifdef STEP_BUFFER
+    uint h = mix32(pc.step + stepv[0] + 0x9E3779B9u);
+#else
     uint h = mix32(pc.step + 0x9E3779B9u);
+#endif
     h = mix32(h ^ pc.seed_lo);
     h = mix32(h ^ pc.seed_hi);
     const float u = float(h >> 8) * (1.0 / 16777216.0);

@@ -75,6 +75,11 @@ pub struct Kernels {
 pub(crate) struct Tuning {
     pub mv_wg: u32,
     pub mv_rows: u32,
+    /// Target workgroup count of the fused-prologue matrix × vector kernels.
+    pub fused_groups: u32,
+    /// Invocations per workgroup of the fused-prologue kernels (larger than `mv_wg`: each
+    /// workgroup pays for the prologue once, so it should own more rows).
+    pub fused_wg: u32,
 }
 
 fn env_u32(name: &str) -> Option<u32> {
@@ -88,6 +93,8 @@ impl Kernels {
         let tuning = Tuning {
             mv_wg: env_u32("QWEN3VK_MV_WG").unwrap_or(128).min(caps.max_workgroup_invocations),
             mv_rows: env_u32("QWEN3VK_MV_ROWS").unwrap_or(2).min(16),
+            fused_groups: env_u32("QWEN3VK_FUSED_GROUPS").unwrap_or(1024),
+            fused_wg: env_u32("QWEN3VK_FUSED_WG").unwrap_or(256).min(caps.max_workgroup_invocations),
         };
         Kernels { gpu, pipelines: Mutex::new(HashMap::new()), matvec_path, tuning }
     }

@@ -16,6 +16,7 @@ pub mod reference;
 pub mod selftest;
 
 pub use kernels::{KernelInfo, Kernels, MatvecPath, Q8_1Scratch};
+pub use ops::code2wav::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, ConvWeights};
 pub use ops::sample::{sample_mix32, sample_uniform, SampleParams, Suppress, SAMPLE_MAX_K};
 pub use ops::{Matrix, WType};
 pub use vk_runtime;

@@ -218,6 +218,131 @@ fn qk_norm_rope_matches_f64() {
     check_clean(g);
 }
 
+/// The replayable decode's fused q/k norm + RoPE + KV store writes exactly what qk_norm_rope
+/// followed by kv_store writes (same arithmetic), at the GPU-read cache length, and drops a
+/// position past the cache.
+#[test]
+fn qk_norm_rope_store_matches_unfused() {
+    let k = test_kernels();
+    let g = k.gpu();
+    for (ci, &(hq, hk, hd, p0, max_len)) in
+        [(8usize, 2usize, 128usize, 5u32, 9u32), (6, 3, 64, 3, 4), (4, 4, 16, 4, 4)].iter().enumerate()
+    {
+        let mut rng = Rng::new(860 + ci as u64);
+        let q = rng.vec(hq * hd, 3.0);
+        let kx = rng.vec(hk * hd, 3.0);
+        let v = rng.vec(hk * hd, 3.0);
+        let qw = rng.vec(hd, 1.5);
+        let kw = rng.vec(hd, 1.5);
+        let cache = rng.vec(max_len as usize * hk * hd, 1.0);
+        let pos = [p0, p0 + 1, p0 + 2];
+        let up = |n: &str, d: &[f32]| g.buffer_from(n, d, MemoryIntent::Upload).unwrap();
+        let (qa, ka, qb, kb, vb) = (up("qa", &q), up("ka", &kx), up("qb", &q), up("kb", &kx), up("v", &v));
+        let (qwb, kwb) = (up("q_norm", &qw), up("k_norm", &kw));
+        let pb = g.buffer_from("pos", &pos, MemoryIntent::Upload).unwrap();
+        let lb = g.buffer_from("cache_len", &[p0], MemoryIntent::Upload).unwrap();
+        let (kca, vca, kcb, vcb) = (up("kca", &cache), up("vca", &cache), up("kcb", &cache), up("vcb", &cache));
+        let (hq32, hk32, hd32) = (hq as u32, hk as u32, hd as u32);
+        let (eps, theta, sec) = (1e-6f32, 1e6f32, [hd32 / 8, hd32 / 8, hd32 / 8]);
+        let mut rec = g.recorder(false).unwrap();
+        k.qk_norm_rope(&mut rec, &qa, &ka, &qwb, &kwb, &pb, 1, hq32, hk32, hd32, eps, theta, sec).unwrap();
+        k.kv_store(&mut rec, &ka, &vb, &kca, &vca, &lb, 1, hk32, hd32, max_len).unwrap();
+        k.qk_norm_rope_store(
+            &mut rec, &qb, &kb, &vb, &qwb, &kwb, &pb, &kcb, &vcb, &lb, 1, hq32, hk32, hd32, max_len, eps, theta, sec,
+        )
+        .unwrap();
+        rec.submit().unwrap();
+        let rd = |b: &qwen3_omni_vk::vk_runtime::Buffer| b.read_vec::<f32>().unwrap();
+        assert_eq!(rd(&qa), rd(&qb), "case {ci}: q");
+        assert_eq!(rd(&kca), rd(&kcb), "case {ci}: K cache");
+        assert_eq!(rd(&vca), rd(&vcb), "case {ci}: V cache");
+        let row = hk * hd;
+        if p0 < max_len {
+            let p = p0 as usize;
+            assert_ne!(rd(&kcb)[p * row..(p + 1) * row], cache[p * row..(p + 1) * row], "case {ci}: nothing stored");
+            assert_eq!(rd(&vcb)[p * row..(p + 1) * row], v[..], "case {ci}: V row");
+        } else {
+            assert_eq!(rd(&kcb), cache, "case {ci}: a position past the cache was written");
+        }
+    }
+    check_clean(g);
+}
+
+/// The one-dispatch decode attention (q/k norm + RoPE + KV store + split attention + merge) against
+/// the three-dispatch path, replayed from one recorded batch at several cache lengths (chunk
+/// boundaries, the last position, one past the cache): same output, caches and counters left zero.
+#[test]
+fn attn_decode_fused_matches_three_dispatches() {
+    let k = test_kernels();
+    let g = k.gpu();
+    for (ci, &(hq, hk, hd, cap)) in
+        [(8usize, 2usize, 128usize, 300u32), (4, 4, 64, 40), (16, 1, 32, 1000)].iter().enumerate()
+    {
+        let t0 = std::time::Instant::now();
+        let mut rng = Rng::new(900 + ci as u64);
+        let row = hk * hd;
+        let cache = rng.vec(cap as usize * row, 1.0);
+        let (qw, kw) = (rng.vec(hd, 1.5), rng.vec(hd, 1.5));
+        let up = |n: &str, d: &[f32]| g.buffer_from(n, d, MemoryIntent::Upload).unwrap();
+        let (kca, vca, kcb, vcb) = (up("kca", &cache), up("vca", &cache), up("kcb", &cache), up("vcb", &cache));
+        let (qwb, kwb) = (up("q_norm", &qw), up("k_norm", &kw));
+        let q0 = g.buffer("q raw", (hq * hd * 4) as u64, MemoryIntent::Upload).unwrap();
+        let k0 = g.buffer("k raw", (row * 4) as u64, MemoryIntent::Upload).unwrap();
+        let v0 = g.buffer("v raw", (row * 4) as u64, MemoryIntent::Upload).unwrap();
+        let (qa, ka) = (
+            g.buffer("qa", (hq * hd * 4) as u64, MemoryIntent::Upload).unwrap(),
+            g.buffer("ka", (row * 4) as u64, MemoryIntent::Upload).unwrap(),
+        );
+        let pb = g.buffer("pos", 12, MemoryIntent::Upload).unwrap();
+        let lb = g.buffer("cache_len", 4, MemoryIntent::Upload).unwrap();
+        let scratch_len = Kernels::attn_decode_scratch_bytes(1, hq as u32, hd as u32, cap);
+        let sa = g.buffer("scratch a", scratch_len, MemoryIntent::Scratch).unwrap();
+        let sb = g.buffer("scratch b", scratch_len, MemoryIntent::Scratch).unwrap();
+        let cnt = g.buffer_from("counters", &vec![0u32; hk], MemoryIntent::Upload).unwrap();
+        let oa = g.buffer("out a", (hq * hd * 4) as u64, MemoryIntent::Readback).unwrap();
+        let ob = g.buffer("out b", (hq * hd * 4) as u64, MemoryIntent::Readback).unwrap();
+        let (hq32, hk32, hd32) = (hq as u32, hk as u32, hd as u32);
+        let (eps, theta, sec) = (1e-6f32, 1e6f32, [hd32 / 8, hd32 / 8, hd32 / 8]);
+        let mut ra = g.recorder(false).unwrap();
+        ra.copy(&q0, 0, &qa, 0, (hq * hd * 4) as u64).unwrap();
+        ra.copy(&k0, 0, &ka, 0, (row * 4) as u64).unwrap();
+        k.qk_norm_rope_store(
+            &mut ra, &qa, &ka, &v0, &qwb, &kwb, &pb, &kca, &vca, &lb, 1, hq32, hk32, hd32, cap, eps, theta, sec,
+        )
+        .unwrap();
+        k.attn_decode_at(&mut ra, &qa, &kca, &vca, &oa, &sa, &lb, 1, hq32, hk32, hd32, cap).unwrap();
+        let mut a = ra.finish().unwrap();
+        let mut rb = g.recorder(false).unwrap();
+        k.attn_decode_fused(
+            &mut rb, &q0, &k0, &v0, &qwb, &kwb, &pb, &kcb, &vcb, &ob, &sb, &cnt, &lb, hq32, hk32, hd32, cap, eps,
+            theta, sec,
+        )
+        .unwrap();
+        let mut b = rb.finish().unwrap();
+        eprintln!("case {ci}: recorded after {:?}", t0.elapsed());
+        for p in [0u32, 5, 31, 32, 127, 128, cap - 1, cap] {
+            q0.write_slice(0, &rng.vec(hq * hd, 3.0)).unwrap();
+            k0.write_slice(0, &rng.vec(row, 3.0)).unwrap();
+            v0.write_slice(0, &rng.vec(row, 3.0)).unwrap();
+            pb.write_slice(0, &[p, p, p]).unwrap();
+            lb.write_slice(0, &[p]).unwrap();
+            a.submit().unwrap();
+            b.submit().unwrap();
+            let rd = |x: &qwen3_omni_vk::vk_runtime::Buffer| x.read_vec::<f32>().unwrap();
+            let want: Vec<f64> = rd(&oa).iter().map(|&v| v as f64).collect();
+            let e = r::rel_l2(&rd(&ob), &want);
+            assert!(e < 1e-5, "case {ci} p {p}: fused output differs by {e:e}");
+            let kwant: Vec<f64> = rd(&kca).iter().map(|&v| v as f64).collect();
+            let ek = r::rel_l2(&rd(&kcb), &kwant);
+            assert!(ek < 1e-6, "case {ci} p {p}: K caches differ by {ek:e}");
+            assert_eq!(rd(&vca), rd(&vcb), "case {ci} p {p}: V caches");
+            assert_eq!(cnt.read_vec::<u32>().unwrap(), vec![0u32; hk], "case {ci} p {p}: counters not reset");
+        }
+        eprintln!("case {ci}: done after {:?}", t0.elapsed());
+    }
+    check_clean(g);
+}
+
 /// f64 causal GQA attention: queries at positions p0 + i against keys 0 ..= p0 + i.
 #[allow(clippy::too_many_arguments)]
 fn attn_ref(q: &[f32], kc: &[f32], vc: &[f32], n: usize, heads: usize, n_kv: usize, hd: usize, p0: usize) -> Vec<f64> {

@@ -329,3 +329,67 @@ fn matvec_with_fused_residual() {
         assert_clean(&g);
     }
 }
+
+/// The decode fusions: RMSNorm (and on the int-dot path Q8_1 quantisation) in the matrix × vector
+/// prologue, for planar Q8_0 and the f32 router, and quantisation + residual for the output
+/// projection; against the f64 reference of the unfused sequence.
+#[test]
+fn matvec_fused_prologues() {
+    let mut k = kernels();
+    for path in [MatvecPath::Float, MatvecPath::IntDot] {
+        k.set_matvec_path(path).unwrap();
+        let g = k.gpu().clone();
+        for (ci, &(rows, cols)) in [(96usize, 256usize), (40, 2048), (300, 4096)].iter().enumerate() {
+            let mut rng = Rng::new(130 + ci as u64);
+            let (bytes, deq) = r::quantize_matrix_q8_0(&rng.vec(rows * cols, 1.0), cols);
+            let planar = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, cols).unwrap();
+            let wf = rng.vec(rows * cols, 0.1);
+            // A residual stream far from unit scale, so a missing normalisation shows.
+            let x = rng.vec(cols, 7.0);
+            let nw: Vec<f32> = rng.vec(cols, 1.0).iter().map(|v| v + 1.5).collect();
+            let res = rng.vec(rows, 5.0);
+            let eps = 1e-6f32;
+            let wb = g.buffer_from("w", &planar, MemoryIntent::Weights).unwrap();
+            let wfb = g.buffer_from("w f32", &wf, MemoryIntent::Weights).unwrap();
+            let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+            let nb = g.buffer_from("norm", &nw, MemoryIntent::Weights).unwrap();
+            let rb = g.buffer_from("residual", &res, MemoryIntent::Upload).unwrap();
+            let y1 = g.buffer("y norm", rows as u64 * 4, MemoryIntent::Readback).unwrap();
+            let y2 = g.buffer("y residual", rows as u64 * 4, MemoryIntent::Readback).unwrap();
+            let y3 = g.buffer("y f32 norm", rows as u64 * 4, MemoryIntent::Readback).unwrap();
+            let m = Matrix::new(&wb, WType::Q8_0Planar, rows as u32, cols as u32);
+            let mf = Matrix::new(&wfb, WType::F32, rows as u32, cols as u32);
+            let float_too_wide = path == MatvecPath::Float && cols > 4096;
+            let mut rec = g.recorder(false).unwrap();
+            if float_too_wide {
+                let e = k.matvec_fused(&mut rec, m, &xb, Some((&nb, eps)), None, &y1).unwrap_err();
+                assert!(e.to_string().contains("at most 4096"), "{e}");
+                continue;
+            }
+            k.matvec_fused(&mut rec, m, &xb, Some((&nb, eps)), None, &y1).unwrap();
+            k.matvec_fused(&mut rec, m, &xb, None, Some(&rb), &y2).unwrap();
+            k.matvec_fused(&mut rec, mf, &xb, Some((&nb, eps)), None, &y3).unwrap();
+            rec.submit().unwrap();
+            let normed: Vec<f32> = r::rms_norm(&x, &nw, cols, eps).iter().map(|&v| v as f32).collect();
+            let q = |v: &[f32]| if path == MatvecPath::IntDot { r::q8_1_roundtrip(v) } else { v.to_vec() };
+            let label = format!("{path:?} {rows}×{cols}");
+            let want1 = r::matvec(&deq, &q(&normed), rows, cols);
+            r::check_close(&format!("{label} norm prologue"), &y1.read_vec::<f32>().unwrap(), &want1, 2e-3, 1e-4)
+                .unwrap();
+            let want2: Vec<f64> =
+                r::matvec(&deq, &q(&x), rows, cols).iter().zip(&res).map(|(a, b)| a + *b as f64).collect();
+            r::check_close(&format!("{label} quantise + residual"), &y2.read_vec::<f32>().unwrap(), &want2, 2e-3, 1e-4)
+                .unwrap();
+            let want3 = r::matvec(&wf, &normed, rows, cols);
+            r::check_close(&format!("{label} f32 norm"), &y3.read_vec::<f32>().unwrap(), &want3, 1e-4, 1e-5).unwrap();
+        }
+        // Unsupported combinations say so.
+        let wb = g.buffer("w", 4 * 32 * 4, MemoryIntent::Weights).unwrap();
+        let xb = g.buffer("x", 32 * 4, MemoryIntent::Upload).unwrap();
+        let mut rec = g.recorder(false).unwrap();
+        let e = k.matvec_fused(&mut rec, Matrix::new(&wb, WType::F16, 4, 32), &xb, Some((&xb, 1e-6)), None, &xb);
+        assert!(e.unwrap_err().to_string().contains("no such fused kernel"));
+        drop(rec);
+        assert_clean(&g);
+    }
+}

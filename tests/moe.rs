@@ -438,6 +438,9 @@ fn bad_moe_launches_are_errors() {
     // Top-9 is beyond the kernel's 8; top-5 of 4 experts is impossible.
     assert!(k.moe_route(&mut rec, &lb, &ids, &wts, 16, 9, 1, true).unwrap_err().to_string().contains("k in 1..="));
     assert!(k.moe_route(&mut rec, &lb, &ids, &wts, 4, 5, 1, true).is_err());
+    // Routing stages at most 512 experts' logits in shared memory.
+    let e = k.moe_route(&mut rec, &lb, &ids, &wts, 600, 8, 1, true).unwrap_err();
+    assert!(e.to_string().contains("at most 512"), "{e}");
     // Three experts do not fit a buffer of two.
     let e3 = Matrix::new(&wb, WType::Q8_0Planar, 32, 64).experts(3);
     let e = k.moe_gate_up(&mut rec, e3, e3, &lb, &ids, 2, 1, &hb, None).unwrap_err();
@@ -820,5 +823,51 @@ fn moe_decode_timing() {
                 );
             }
         }
+    }
+}
+
+/// Routing + gate/up with the post-attention RMSNorm fused in front (the decode path) against
+/// rms_norm followed by the unfused-norm kernel, on both paths: same experts and weights, and h
+/// within the tolerance of a different summation order (int-dot: of a rare Q8_1 rounding flip).
+#[test]
+fn moe_route_gate_up_with_norm_matches_unfused() {
+    let mut k = kernels();
+    for path in [MatvecPath::Float, MatvecPath::IntDot] {
+        k.set_matvec_path(path).unwrap();
+        let g = k.gpu().clone();
+        let c = Case { experts: 16, top: 4, hidden: 256, inter: 96, tokens: 1 };
+        let mut rng = Rng::new(990);
+        let (gate_b, _) = experts_q8(&mut rng, &c, c.inter, c.hidden);
+        let (up_b, _) = experts_q8(&mut rng, &c, c.inter, c.hidden);
+        let x = rng.vec(c.hidden, 6.0);
+        let nw: Vec<f32> = rng.vec(c.hidden, 1.0).iter().map(|v| v + 1.5).collect();
+        let logits = separated_logits(&mut rng, c.experts);
+        let up = |n: &str, d: &[f32]| g.buffer_from(n, d, MemoryIntent::Upload).unwrap();
+        let (xb, nb, lb) = (up("x", &x), up("norm", &nw), up("logits", &logits));
+        let gb = g.buffer_from("gate", &gate_b, MemoryIntent::Weights).unwrap();
+        let ub = g.buffer_from("up", &up_b, MemoryIntent::Weights).unwrap();
+        let yb = g.buffer("normed", c.hidden as u64 * 4, MemoryIntent::Scratch).unwrap();
+        let pairs = (c.top * c.inter) as u64 * 4;
+        let out = |n: &str, len: u64| g.buffer(n, len, MemoryIntent::Readback).unwrap();
+        let (ids_a, w_a, h_a) = (out("ids a", c.top as u64 * 4), out("w a", c.top as u64 * 4), out("h a", pairs));
+        let (ids_b, w_b, h_b) = (out("ids b", c.top as u64 * 4), out("w b", c.top as u64 * 4), out("h b", pairs));
+        let gm = Matrix::new(&gb, WType::Q8_0Planar, c.inter as u32, c.hidden as u32).experts(c.experts as u32);
+        let um = Matrix::new(&ub, WType::Q8_0Planar, c.inter as u32, c.hidden as u32).experts(c.experts as u32);
+        let eps = 1e-6;
+        let top = c.top as u32;
+        let mut rec = g.recorder(false).unwrap();
+        k.rms_norm(&mut rec, &xb, &nb, &yb, c.hidden as u32, 1, eps).unwrap();
+        k.moe_route_gate_up(&mut rec, &lb, gm, um, &yb, &ids_a, &w_a, top, 1, true, &h_a).unwrap();
+        k.moe_route_gate_up_norm(&mut rec, &lb, gm, um, &xb, Some((&nb, eps)), &ids_b, &w_b, top, 1, true, &h_b)
+            .unwrap();
+        rec.submit().unwrap();
+        assert_eq!(ids_a.read_vec::<u32>().unwrap(), ids_b.read_vec::<u32>().unwrap(), "{path:?}: ids");
+        assert_eq!(w_a.read_vec::<f32>().unwrap(), w_b.read_vec::<f32>().unwrap(), "{path:?}: weights");
+        let (ha, hb): (Vec<f32>, Vec<f32>) = (h_a.read_vec().unwrap(), h_b.read_vec().unwrap());
+        let want: Vec<f64> = ha.iter().map(|&v| v as f64).collect();
+        let e = r::rel_l2(&hb, &want);
+        eprintln!("{path:?}: fused-norm h vs unfused, relative L2 {e:.2e}");
+        assert!(e < if path == MatvecPath::IntDot { 3e-3 } else { 1e-5 }, "{path:?}: h differs by {e:e}");
+        assert_clean(&g);
     }
 }

@@ -136,6 +136,37 @@ fn barriers_only_on_hazards_and_batches_replay() {
     assert_clean(&g);
 }
 
+/// Barriers between dispatches are compute-to-compute; a copy must still be ordered after a
+/// dispatch that wrote its source before such a barrier (and a dispatch after a copy that wrote its
+/// input). tools/test.sh runs the suite with synchronization validation, which reports a missing
+/// dependency here as a hazard.
+#[test]
+fn copies_are_ordered_across_compute_only_barriers() {
+    let g = gpu();
+    let k = Kernels::new(g.clone());
+    let n = 1024u64;
+    let a = g.buffer_from("a", &Rng::new(3).vec(n as usize, 1.0), MemoryIntent::Upload).unwrap();
+    let x = g.buffer("x", n * 4, MemoryIntent::Scratch).unwrap();
+    let y = g.buffer("y", n * 4, MemoryIntent::Scratch).unwrap();
+    let z = g.buffer("z", n * 4, MemoryIntent::Scratch).unwrap();
+    let w = g.buffer("w", n * 4, MemoryIntent::Readback).unwrap();
+    let out = g.buffer("out", n * 4, MemoryIntent::Readback).unwrap();
+    let mut rec = g.recorder(false).unwrap();
+    k.add(&mut rec, &a, &a, &x, n, n).unwrap(); // x = 2a
+    k.add(&mut rec, &a, &a, &y, n, n).unwrap(); // y = 2a (independent)
+    k.mul(&mut rec, &y, &y, &z, n, n).unwrap(); // reads y: a compute-to-compute barrier
+    rec.copy(&x, 0, &w, 0, n * 4).unwrap(); // reads x, written before that barrier
+    k.add(&mut rec, &w, &z, &out, n, n).unwrap(); // reads the copy's output
+    rec.submit().unwrap();
+    let av: Vec<f32> = a.read_vec().unwrap();
+    let got: Vec<f32> = out.read_vec().unwrap();
+    for i in 0..n as usize {
+        let t = av[i] + av[i];
+        assert_eq!(got[i], t + t * t, "element {i}");
+    }
+    assert_clean(&g);
+}
+
 #[test]
 fn profile_mode_names_and_times_each_dispatch() {
     let g = gpu();

@@ -57,6 +57,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         c.hidden,
         bytes as f64 / 1e9
     );
+    dispatch_floor(t.kernels())?;
     let mut token = 1000u32;
     for &ctx in &a.ctx {
         // Timing does not depend on the cache's contents: start at position ctx directly.
@@ -100,17 +101,33 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             print!("; roofline {roof:.0} tok/s → {:.0}% of it", 100.0 / dt / roof);
         }
         println!();
-        // The replayed path (what `generate` uses for greedy decoding): one recorded step.
-        t.reset_to(0)?;
-        t.set_len_for_benchmark(ctx);
-        let s = std::time::Instant::now();
-        let got = t.generate(&[token % c.vocab], a.steps as usize + 1, &[], |_| true)?;
-        let dr = s.elapsed().as_secs_f64() / got.len().max(1) as f64;
-        println!(
-            "  replayed decode at context {ctx}: {:.1} tok/s ({:.0} µs/token wall, one prefill token included)",
-            1.0 / dr,
-            dr * 1e6
-        );
+        // The replayed path (what `generate` uses for greedy decoding): one recorded step, queued
+        // two deep. A first call builds its pipelines; the second is timed from its first token to
+        // its last (the one-token prefill before it excluded).
+        let mut best = 0.0f64;
+        for round in 0..2 {
+            t.reset_to(0)?;
+            t.set_len_for_benchmark(ctx);
+            let mut stamps = Vec::with_capacity(a.steps as usize + 1);
+            t.generate(&[token % c.vocab], a.steps as usize + 1, &[], |_| {
+                stamps.push(std::time::Instant::now());
+                true
+            })?;
+            if round == 1 && stamps.len() > 1 {
+                let dt = (stamps[stamps.len() - 1] - stamps[0]).as_secs_f64() / (stamps.len() - 1) as f64;
+                best = 1.0 / dt;
+                println!(
+                    "  replayed decode at context {ctx}: {:.1} tok/s ({:.0} µs/token wall over {} tokens, second call)",
+                    best,
+                    dt * 1e6,
+                    stamps.len() - 1
+                );
+            }
+        }
+        if let Some(bw) = a.ceiling_gbs {
+            let roof = bw * 1e9 / bytes as f64;
+            println!("  replayed: {:.0}% of the {roof:.0} tok/s roofline", 100.0 * best / roof);
+        }
         let mut by: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
         for kt in &p.kernels {
             let e = by.entry(kt.name.as_str()).or_default();
@@ -138,5 +155,51 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let dt = s.elapsed().as_secs_f64();
         println!("prefill of {n} tokens: {:.0} tok/s ({:.1} ms)", n as f64 / dt, dt * 1e3);
     }
+    Ok(())
+}
+
+/// The cost of a dependent dispatch on this device, apart from any work: a chain of 400 element-wise
+/// adds on 2048 floats (each reads what the previous wrote, so each waits behind a barrier), and a
+/// chain of 400 fused RMSNorm + 2048×2048 planar Q8_0 matrix × vector (the decode step's typical
+/// stage). Decode time is about (stages per token) × this.
+fn dispatch_floor(k: &Kernels) -> anyhow::Result<()> {
+    use qwen3_omni_vk::vk_runtime::MemoryIntent;
+    use qwen3_omni_vk::{Matrix, WType};
+    let g = k.gpu();
+    let n = 2048u64;
+    let a = g.buffer("floor a", n * 4, MemoryIntent::Scratch)?;
+    let b = g.buffer("floor b", n * 4, MemoryIntent::Scratch)?;
+    let nw = g.buffer_from("floor norm", &vec![1.0f32; n as usize], MemoryIntent::Scratch)?;
+    let mut rng = qwen3_omni_vk::reference::Rng::new(5);
+    let (q, _) = qwen3_omni_vk::reference::quantize_matrix_q8_0(&rng.vec((n * n) as usize, 0.02), n as usize);
+    let planar = qwen3_omni_vk::layout::repack_q8_0_planar(&q, n as usize, n as usize).map_err(anyhow::Error::msg)?;
+    let w = g.buffer_from("floor w", &planar, MemoryIntent::Weights)?;
+    g.buffer_from("floor init", &vec![0.5f32; n as usize], MemoryIntent::Scratch)?;
+    let time = |batch: &mut qwen3_omni_vk::vk_runtime::Batch<'_>| -> anyhow::Result<f64> {
+        let mut best = f64::MAX;
+        for _ in 0..(if g.caps().name.contains("llvmpipe") { 1 } else { 20 }) {
+            best = best.min(batch.submit()?.total_ns.unwrap_or(0.0));
+        }
+        Ok(best / 400.0 / 1e3)
+    };
+    let mut rec = g.recorder(false)?;
+    for _ in 0..400 {
+        k.add(&mut rec, &a, &b, &a, n, n)?;
+    }
+    let mut batch = rec.finish()?;
+    let add_us = time(&mut batch)?;
+    drop(batch);
+    let mut rec = g.recorder(false)?;
+    let m = Matrix::new(&w, WType::Q8_0Planar, n as u32, n as u32);
+    for i in 0..400 {
+        let (x, y) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        k.matvec_fused(&mut rec, m, x, Some((&nw, 1e-6)), None, y)?;
+    }
+    let mut batch = rec.finish()?;
+    let mv_us = time(&mut batch)?;
+    println!(
+        "dependent-dispatch floor: {add_us:.2} µs per chained add (2048 floats), {mv_us:.2} µs per chained RMSNorm + 2048×2048 Q8_0 matvec (8.4 MB: {:.0} GB/s)",
+        n as f64 * n as f64 * 1.0625 / (mv_us * 1e3)
+    );
     Ok(())
 }

@@ -25,6 +25,14 @@ enum Command {
     Chat(qwen3_omni::cli_chat::ChatArgs),
     /// Time the Thinker's decode on the GPU (synthetic full-size models welcome).
     BenchThinker(qwen3_omni::cli_bench::BenchArgs),
+    /// Time Code2Wav's GPU decode: ms per second of audio, real-time factor, streaming latency.
+    BenchCode2wav(qwen3_omni::cli_bench_code2wav::BenchCode2WavArgs),
+    /// Decode a file of codec frames (one frame of 16 codes per line) to a 24 kHz WAV file.
+    Code2wav(qwen3_omni::cli_code2wav::Code2WavArgs),
+    /// Time the Talker and code predictor on the GPU: per step, per frame, real-time factor.
+    BenchTalker(qwen3_omni::cli_talker::BenchTalkerArgs),
+    /// Debugging: the Thinker answers, the Talker prints the speech codes of each 80 ms frame.
+    TalkerCodes(qwen3_omni::cli_talker::TalkerCodesArgs),
     /// Describe a GGUF file: header, metadata, tensor table, totals per type.
     Info(quantizer::cli::InfoArgs),
     /// Convert a safetensors checkpoint into one Q8_0 GGUF (or write a synthetic one).
@@ -41,6 +49,10 @@ fn main() -> ExitCode {
         Command::Devices { selftest } => devices(selftest),
         Command::Chat(args) => qwen3_omni::cli_chat::run(&args),
         Command::BenchThinker(args) => qwen3_omni::cli_bench::run(&args),
+        Command::BenchCode2wav(args) => qwen3_omni::cli_bench_code2wav::run(&args),
+        Command::Code2wav(args) => qwen3_omni::cli_code2wav::run(&args),
+        Command::BenchTalker(args) => qwen3_omni::cli_talker::run(&args),
+        Command::TalkerCodes(args) => qwen3_omni::cli_talker::run_codes(&args),
         Command::Info(args) => quantizer::cli::run_info(&args),
         Command::Quantize(args) => quantizer::cli::run_quantize(&args),
     };

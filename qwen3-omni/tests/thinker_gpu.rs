@@ -182,6 +182,37 @@ fn replayed_generation_matches() {
             stepped.push(t.step(last, false).unwrap().0);
         }
         assert_eq!(replayed, stepped, "{path:?}: replayed vs stepped");
+        // Replay keeps two steps queued: stopping early (callback, stop token) must roll the
+        // queued step back, so a later turn continues exactly where the stepping path would.
+        t.reset().unwrap();
+        let mut seen = 0;
+        let part = t
+            .generate(&ids, want.len(), &[], |_| {
+                seen += 1;
+                seen < 5
+            })
+            .unwrap();
+        assert_eq!(part, replayed[..5], "{path:?}: stopped by the callback");
+        assert_eq!(t.len() as usize, ids.len() + 4, "{path:?}: positions after a stop");
+        let rest = t.generate(&[part[4]], want.len() - 5, &[], |_| true).unwrap();
+        assert_eq!(rest, replayed[5..], "{path:?}: continued after a stop");
+        t.reset().unwrap();
+        let stop = replayed[3];
+        let upto = t.generate(&ids, want.len(), &[stop], |_| true).unwrap();
+        let first = replayed.iter().position(|&x| x == stop).unwrap();
+        assert_eq!(upto, replayed[..=first], "{path:?}: stop token");
+        // The repetition penalty reads the history the GPU appends to: replay and stepping agree.
+        let pen = qwen3_omni_vk::SampleParams { repetition_penalty: 1.5, ..Default::default() };
+        t.reset().unwrap();
+        t.set_sampling(pen);
+        let replayed_pen = t.generate(&ids, want.len(), &[], |_| true).unwrap();
+        t.reset().unwrap();
+        let mut stepped_pen = vec![t.prefill(&ids).unwrap()];
+        while stepped_pen.len() < want.len() {
+            let last = *stepped_pen.last().unwrap();
+            stepped_pen.push(t.step(last, false).unwrap().0);
+        }
+        assert_eq!(replayed_pen, stepped_pen, "{path:?}: with a repetition penalty");
         drop(t);
         let v = gpu.validation().unwrap();
         assert_eq!(v.total(), 0, "{:?}", v.first_messages());

@@ -41,6 +41,29 @@ const _: () = assert!(std::mem::size_of::<PushQkNormRope>() == 36);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct PushDecodeFused {
+    n_heads: u32,
+    n_kv: u32,
+    kv_cap: u32,
+    n_chunks: u32,
+    scale: f32,
+    theta: f32,
+    section_h: u32,
+    section_w: u32,
+    eps: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushDecodeFused>() == 36);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushQkNormRopeStore {
+    base: PushQkNormRope,
+    max_len: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushQkNormRopeStore>() == 40);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct PushSplit {
     n_q: u32,
     n_heads: u32,
@@ -251,6 +274,186 @@ impl Kernels {
             ],
             push_bytes(&push),
             dims,
+        )
+    }
+
+    /// [`Kernels::qk_norm_rope`] fused with [`Kernels::kv_store`] for replayable decode steps: q is
+    /// normalised and rotated in place; k is normalised, rotated and written straight into the K
+    /// cache, and v copied into the V cache, at positions cache_len[0] .. + n_tokens (dropped at or
+    /// past `max_len`). k itself is left as it was. One dispatch instead of two.
+    #[allow(clippy::too_many_arguments)]
+    pub fn qk_norm_rope_store<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        q: &'a Buffer,
+        k: &'a Buffer,
+        v: &'a Buffer,
+        q_w: &'a Buffer,
+        k_w: &'a Buffer,
+        pos: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        cache_len: &'a Buffer,
+        n_tokens: u32,
+        n_heads: u32,
+        n_kv: u32,
+        head_dim: u32,
+        max_len: u32,
+        eps: f32,
+        theta: f32,
+        mrope_section: [u32; 3],
+    ) -> Result<()> {
+        let name = "rope_qk_norm_store_f32";
+        if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) || max_len == 0 {
+            return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}, {max_len} cache positions: need nonzero sizes, even head_dim")));
+        }
+        let [_, sh, sw] = mrope_section;
+        if mrope_section.iter().map(|&s| s as u64).sum::<u64>() > (head_dim / 2) as u64 {
+            return Err(kerr(
+                name,
+                format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
+            ));
+        }
+        if !(theta.is_finite() && theta > 1.0) {
+            return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
+        }
+        let hd = head_dim as u64 * 4;
+        let kv_row = n_kv as u64 * hd;
+        if max_len as u64 * kv_row / 4 > u32::MAX as u64 {
+            return Err(kerr(name, "the caches exceed 2^32 - 1 floats".into()));
+        }
+        let rows = n_tokens as u64 * (n_heads as u64 + 2 * n_kv as u64);
+        let p = self.pipeline::<PushQkNormRopeStore>(name, &[SpecConst { id: 0, value: 64 }])?;
+        let (dims, grid_x) = grid(rows as u32, self.gpu().caps().max_workgroup_count[0]);
+        let base =
+            PushQkNormRope { n_tokens, n_heads, n_kv, head_dim, theta, section_h: sh, section_w: sw, eps, grid_x };
+        let kv_bytes = n_tokens as u64 * kv_row;
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read_write(q).range(0, n_tokens as u64 * n_heads as u64 * hd),
+                Binding::read_write(k).range(0, kv_bytes),
+                Binding::read(q_w).range(0, hd),
+                Binding::read(k_w).range(0, hd),
+                Binding::read(pos).range(0, n_tokens as u64 * 12),
+                Binding::read(v).range(0, kv_bytes),
+                Binding::write(k_cache).range(0, max_len as u64 * kv_row),
+                Binding::write(v_cache).range(0, max_len as u64 * kv_row),
+                Binding::read(cache_len).range(0, 4),
+            ],
+            push_bytes(&PushQkNormRopeStore { base, max_len }),
+            dims,
+        )
+    }
+
+    /// Decode attention for one token in one dispatch (replayable steps): per-head q/k RMSNorm and
+    /// (M)RoPE of the raw projections `q` (`[n_heads, head_dim]`), `k` and `v` (`[n_kv, head_dim]`),
+    /// the new key and value stored at position cache_len[0] (dropped at or past `kv_cap`), GQA
+    /// attention over the cache, and the merge of the split — what [`Kernels::qk_norm_rope_store`],
+    /// [`Kernels::attn_decode_at`] and its merge do in three. `scratch` holds
+    /// [`Kernels::attn_decode_scratch_bytes`]`(1, ..)` for `kv_cap`; `counters` (u32 `[n_kv]`) must
+    /// be zero before the first use and is left zero. Needs head_dim a multiple of 4 (≤ 128) and
+    /// at most 16 query heads per KV head.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_decode_fused<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        q: &'a Buffer,
+        k: &'a Buffer,
+        v: &'a Buffer,
+        q_w: &'a Buffer,
+        k_w: &'a Buffer,
+        pos: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        out: &'a Buffer,
+        scratch: &'a Buffer,
+        counters: &'a Buffer,
+        cache_len: &'a Buffer,
+        n_heads: u32,
+        n_kv: u32,
+        head_dim: u32,
+        kv_cap: u32,
+        eps: f32,
+        theta: f32,
+        mrope_section: [u32; 3],
+    ) -> Result<()> {
+        let name = "attn_decode_fused_f32";
+        check_heads(name, n_heads, n_kv, head_dim)?;
+        let g = n_heads / n_kv;
+        let caps = self.gpu().caps();
+        let shared =
+            g * head_dim * 4 + g * GQA_CHUNK * 4 + GQA_CHUNK * 4 + 2 * g * 4 + GQA_CHUNK * 16 + head_dim * 4 + 4;
+        if !head_dim.is_multiple_of(4) || head_dim > DECODE_WG || g > GQA_MAX_G || shared > caps.max_shared_memory {
+            return Err(kerr(
+                name,
+                format!("head_dim {head_dim}, {g} query heads per KV head: needs head_dim a multiple of 4 (≤ {DECODE_WG}) and at most {GQA_MAX_G} heads per KV head"),
+            ));
+        }
+        if kv_cap == 0 {
+            return Err(kerr(name, "a cache of 0 positions".into()));
+        }
+        let [_, sh, sw] = mrope_section;
+        if mrope_section.iter().map(|&s| s as u64).sum::<u64>() > (head_dim / 2) as u64 {
+            return Err(kerr(
+                name,
+                format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
+            ));
+        }
+        if !(theta.is_finite() && theta > 1.0) {
+            return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
+        }
+        let mut chunk = GQA_CHUNK;
+        while chunk > GQA_MIN_CHUNK && kv_cap.div_ceil(chunk) as u64 * (n_kv as u64) < GQA_TARGET_GROUPS {
+            chunk /= 2;
+        }
+        let n_chunks = kv_cap.div_ceil(chunk);
+        if n_kv > caps.max_workgroup_count[1] || n_chunks > caps.max_workgroup_count[0] {
+            return Err(kerr(name, format!("{n_chunks} chunks × {n_kv} KV heads exceed the workgroup count limit")));
+        }
+        let hd = head_dim as u64 * 4;
+        let rows = n_heads as u64;
+        let o_bytes = rows * n_chunks as u64 * hd;
+        let ml_off = round_up(o_bytes, 256);
+        let ml_bytes = rows * n_chunks as u64 * 8;
+        let cache_bytes = kv_cap as u64 * n_kv as u64 * hd;
+        let spec = [
+            SpecConst { id: 0, value: GQA_CHUNK },
+            SpecConst { id: 1, value: head_dim },
+            SpecConst { id: 2, value: g },
+            SpecConst { id: 3, value: chunk },
+        ];
+        let p = self.pipeline::<PushDecodeFused>(name, &spec)?;
+        let push = PushDecodeFused {
+            n_heads,
+            n_kv,
+            kv_cap,
+            n_chunks,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            theta,
+            section_h: sh,
+            section_w: sw,
+            eps,
+        };
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(q).range(0, rows * hd),
+                Binding::read(k).range(0, n_kv as u64 * hd),
+                Binding::read(v).range(0, n_kv as u64 * hd),
+                Binding::read(q_w).range(0, hd),
+                Binding::read(k_w).range(0, hd),
+                Binding::read(pos).range(0, 12),
+                Binding::read_write(k_cache).range(0, cache_bytes),
+                Binding::read_write(v_cache).range(0, cache_bytes),
+                Binding::read_write(scratch).range(0, o_bytes),
+                Binding::read_write(scratch).range(ml_off, ml_bytes),
+                Binding::read(cache_len).range(0, 4),
+                Binding::read_write(counters).range(0, n_kv as u64 * 4),
+                Binding::write(out).range(0, rows * hd),
+            ],
+            push_bytes(&push),
+            [n_chunks, n_kv, 1],
         )
     }
 

@@ -13,6 +13,16 @@ struct PushBlocks {
 }
 const _: () = assert!(std::mem::size_of::<PushBlocks>() == 4);
 
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushFused {
+    k: u32,
+    m: u32,
+    grid_x: u32,
+    eps: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushFused>() == 16);
+
 impl Kernels {
     /// y[0..rows) = W · x[0..cols). With a Q8_0 matrix on the int-dot path, `scratch` (≥ cols
     /// values) receives x quantised to Q8_1 first; it is unused otherwise.
@@ -53,6 +63,76 @@ impl Kernels {
         scratch: Option<&'a Q8_1Scratch>,
     ) -> Result<()> {
         self.matvec_impl(rec, w, x, y, scratch, true, Some(residual))
+    }
+
+    /// Decode fusion: y = W · prep(x) (+ `residual`), where every workgroup prepares x itself:
+    /// with `norm = Some((w, eps))` RMSNorm x / sqrt(mean(x²) + eps) · w, and on the int-dot path
+    /// Q8_1 quantisation into shared memory. Replaces an `rms_norm` and/or a `quantize_q8_1`
+    /// dispatch and their barriers. Planar Q8_0 (norm xor residual) or F32 (norm only) weights; x
+    /// at most 8192 (int-dot) / 4096 (float) columns. Without norm and residual it is `matvec`.
+    pub fn matvec_fused<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        w: Matrix<'a>,
+        x: &'a Buffer,
+        norm: Option<(&'a Buffer, f32)>,
+        residual: Option<&'a Buffer>,
+        y: &'a Buffer,
+    ) -> Result<()> {
+        let intdot = w.wtype == WType::Q8_0Planar && self.matvec_path() == MatvecPath::IntDot;
+        let name = match (w.wtype, intdot, norm.is_some(), residual.is_some()) {
+            (WType::Q8_0Planar, true, true, false) => "mv_q8_0p_q8_1_nq",
+            (WType::Q8_0Planar, true, false, true) => "mv_q8_0p_q8_1_pq_res",
+            (WType::Q8_0Planar, false, true, false) => "mv_q8_0p_f32_n",
+            (WType::Q8_0Planar, false, false, true) => return self.matvec_impl(rec, w, x, y, None, false, residual),
+            (WType::F32, _, true, false) => "mv_f32_f32_norm",
+            (wt, _, n, r) => {
+                return Err(kerr(
+                    "matvec_fused",
+                    format!("{wt:?} weights with norm {n} and residual {r}: no such fused kernel"),
+                ))
+            }
+        };
+        w.check(name)?;
+        let k = w.cols as u64;
+        let max_k = if intdot { 8192 } else { 4096 };
+        if w.wtype == WType::Q8_0Planar && k > max_k {
+            return Err(kerr(name, format!("{k} columns: the fused prologue holds at most {max_k}")));
+        }
+        let eps = norm.map(|n| n.1).unwrap_or(0.0);
+        let push = PushFused { k: w.cols, m: w.rows, grid_x: 0, eps };
+        let yb = Binding::write(y).range(0, w.rows as u64 * 4);
+        let xb = Binding::read(x).range(0, k * 4);
+        let nb = norm.map(|(nw, _)| Binding::read(nw).range(0, k * 4));
+        let t = self.tuning;
+        if w.wtype == WType::F32 {
+            let spec = [SpecConst { id: 0, value: t.mv_wg }, SpecConst { id: 1, value: t.mv_rows }];
+            let (dims, grid_x) = grid(w.rows.div_ceil(t.mv_rows), self.gpu().caps().max_workgroup_count[0]);
+            let p = self.pipeline::<PushFused>(name, &spec)?;
+            let b = [Binding::read(w.buf).range(w.offset, w.bytes()), xb, yb, nb.expect("norm")];
+            return rec.dispatch(&p, &b, push_bytes(&PushFused { grid_x, ..push }), dims);
+        }
+        let l = crate::layout::PlanarLayout::new(w.rows as u64, k);
+        let min_sg = self.gpu().caps().min_subgroup_size.max(1);
+        let base = (t.fused_wg / min_sg).max(1) * t.mv_rows;
+        // Every workgroup pays for the prologue: size them so there are about `fused_groups`.
+        let rows_wg = base * (w.rows / (base * t.fused_groups)).max(1);
+        let spec = [
+            SpecConst { id: 0, value: t.fused_wg },
+            SpecConst { id: 1, value: t.mv_rows },
+            SpecConst { id: 2, value: rows_wg },
+        ];
+        let (dims, grid_x) = grid(w.rows.div_ceil(rows_wg), self.gpu().caps().max_workgroup_count[0]);
+        let p = self.pipeline::<PushFused>(name, &spec)?;
+        let mut b = vec![
+            Binding::read(w.buf).range(w.offset, l.qs_bytes),
+            Binding::read(w.buf).range(w.offset + l.d_offset, l.d_bytes),
+            xb,
+        ];
+        b.extend(nb);
+        b.push(yb);
+        b.extend(residual.map(|r| Binding::read(r).range(0, w.rows as u64 * 4)));
+        rec.dispatch(&p, &b, push_bytes(&PushFused { grid_x, ..push }), dims)
     }
 
     #[allow(clippy::too_many_arguments)]

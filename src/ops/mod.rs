@@ -2,6 +2,7 @@
 //! ranges (so a too-small buffer is an error, not a GPU fault) and records into a `Recorder`.
 
 mod attention;
+pub mod code2wav;
 mod elementwise;
 mod embed;
 mod matmul;

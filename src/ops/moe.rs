@@ -14,6 +14,8 @@ use crate::layout::{repack_q8_0_planar_into, PlanarLayout};
 
 /// Largest k `moe_route` selects.
 pub const MOE_MAX_K: u32 = 8;
+/// Most experts a routing workgroup stages in shared memory (moe_topk.glsl's MOE_MAX_E).
+pub const MOE_ROUTE_MAX_EXPERTS: u32 = 512;
 /// Largest k `moe_down` sums (its shared-memory staging of the token's ids and weights).
 pub const MOE_DOWN_MAX_K: u32 = 16;
 /// Largest K (hidden size) `moe_route_gate_up` quantises in shared memory on the int-dot path.
@@ -171,6 +173,14 @@ const _: () = assert!(std::mem::size_of::<PushGateUp>() == 28);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct PushGateUpNorm {
+    base: PushGateUp,
+    eps: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushGateUpNorm>() == 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct PushDown {
     k_cols: u32,
     m_rows: u32,
@@ -238,6 +248,9 @@ impl Kernels {
                 name,
                 format!("{n_tokens} tokens, {n_experts} experts, top-{k}: need k in 1..=min(8, experts)"),
             ));
+        }
+        if n_experts > MOE_ROUTE_MAX_EXPERTS {
+            return Err(kerr(name, format!("{n_experts} experts: routing handles at most {MOE_ROUTE_MAX_EXPERTS}")));
         }
         let p = self.pipeline::<PushRoute>(name, &[SpecConst { id: 0, value: ROUTE_WG }])?;
         let (dims, grid_x) = grid(n_tokens, self.gpu().caps().max_workgroup_count[0]);
@@ -454,8 +467,35 @@ impl Kernels {
         renormalize: bool,
         h: &'a Buffer,
     ) -> Result<()> {
+        self.moe_route_gate_up_norm(rec, logits, gate, up, x, None, ids, weights, k, n_tokens, renormalize, h)
+    }
+
+    /// [`Kernels::moe_route_gate_up`] with the layer's RMSNorm fused in front: with `norm =
+    /// Some((w, eps))`, x is the raw residual stream and each workgroup normalises it itself
+    /// (one `rms_norm` dispatch and barrier fewer per MoE block).
+    #[allow(clippy::too_many_arguments)]
+    pub fn moe_route_gate_up_norm<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        logits: &'a Buffer,
+        gate: ExpertMatrix<'a>,
+        up: ExpertMatrix<'a>,
+        x: &'a Buffer,
+        norm: Option<(&'a Buffer, f32)>,
+        ids: &'a Buffer,
+        weights: &'a Buffer,
+        k: u32,
+        n_tokens: u32,
+        renormalize: bool,
+        h: &'a Buffer,
+    ) -> Result<()> {
         let intdot = self.matvec_path() == MatvecPath::IntDot;
-        let name = if intdot { "moe_route_gate_up_q8_0p_q8_1" } else { "moe_route_gate_up_q8_0p_f32" };
+        let name = match (intdot, norm.is_some()) {
+            (true, false) => "moe_route_gate_up_q8_0p_q8_1",
+            (false, false) => "moe_route_gate_up_q8_0p_f32",
+            (true, true) => "moe_route_gate_up_norm_q8_0p_q8_1",
+            (false, true) => "moe_route_gate_up_norm_q8_0p_f32",
+        };
         gate.check(name)?;
         up.check(name)?;
         if (gate.n_experts, gate.rows, gate.cols) != (up.n_experts, up.rows, up.cols) {
@@ -469,6 +509,12 @@ impl Kernels {
         }
         if k == 0 || k > MOE_MAX_K.min(gate.n_experts) {
             return Err(kerr(name, format!("top-{k} of {} experts: need k in 1..=min(8, experts)", gate.n_experts)));
+        }
+        if gate.n_experts > MOE_ROUTE_MAX_EXPERTS {
+            return Err(kerr(
+                name,
+                format!("{} experts: routing handles at most {MOE_ROUTE_MAX_EXPERTS}", gate.n_experts),
+            ));
         }
         if intdot && gate.cols > MOE_FUSED_MAX_X {
             return Err(kerr(
@@ -511,6 +557,13 @@ impl Kernels {
             Binding::write(weights).range(0, pairs * 4),
             Binding::write(h).range(0, pairs * gate.rows as u64 * 4),
         ];
+        if let Some((nw, eps)) = norm {
+            let mut b = b.to_vec();
+            b.push(Binding::read(nw).range(0, gate.cols as u64 * 4));
+            let p = self.pipeline::<PushGateUpNorm>(name, &spec)?;
+            let push = PushGateUpNorm { base: push, eps };
+            return rec.dispatch(&p, &b, push_bytes(&push), [groups_x, pairs as u32, 1]);
+        }
         let p = self.pipeline::<PushGateUp>(name, &spec)?;
         rec.dispatch(&p, &b, push_bytes(&push), [groups_x, pairs as u32, 1])
     }

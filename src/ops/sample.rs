@@ -161,6 +161,41 @@ impl Kernels {
         scratch: &'a Buffer,
         out: &'a Buffer,
     ) -> Result<()> {
+        self.sample_impl(rec, logits, vocab, prev, n_prev, params, scratch, out, None)
+    }
+
+    /// [`Kernels::sample`] with the RNG step `params.step + step[0]`, `step` a u32 GPU buffer the
+    /// host writes between replays: one recorded batch then draws afresh each time it is replayed
+    /// (same token as `sample` with that step).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_stepped<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        logits: &'a Buffer,
+        vocab: u32,
+        prev: &'a Buffer,
+        n_prev: u32,
+        params: &SampleParams,
+        scratch: &'a Buffer,
+        out: &'a Buffer,
+        step: &'a Buffer,
+    ) -> Result<()> {
+        self.sample_impl(rec, logits, vocab, prev, n_prev, params, scratch, out, Some(step))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sample_impl<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        logits: &'a Buffer,
+        vocab: u32,
+        prev: &'a Buffer,
+        n_prev: u32,
+        params: &SampleParams,
+        scratch: &'a Buffer,
+        out: &'a Buffer,
+        step_buf: Option<&'a Buffer>,
+    ) -> Result<()> {
         let name = "sample_f32";
         let p = params;
         if vocab == 0 {
@@ -262,6 +297,11 @@ impl Kernels {
             .and_then(|v| v.trim().parse::<u32>().ok())
             .filter(|w| [256, 512, 1024].contains(w) && *w <= max_wg)
             .unwrap_or(if vocab > 16384 && max_wg >= 1024 { 1024 } else { 256 });
+        if let Some(sb) = step_buf {
+            let pl = self.pipeline::<PushSample>("sample_step_f32", &[SpecConst { id: 0, value: sel_wg }])?;
+            let b = [z4, hists(Binding::read), Binding::write(out).range(0, 4), Binding::read(sb).range(0, 4)];
+            return rec.dispatch(&pl, &b, push_bytes(&push), [1, 1, 1]);
+        }
         let pl = self.pipeline::<PushSample>(name, &[SpecConst { id: 0, value: sel_wg }])?;
         rec.dispatch(&pl, &[z4, hists(Binding::read), Binding::write(out).range(0, 4)], push_bytes(&push), [1, 1, 1])
     }
@@ -295,6 +335,48 @@ impl Kernels {
             &p,
             &[Binding::read(scratch).range(off, part), Binding::write(out).range(0, 4)],
             push_bytes(&PushArgmax { n: groups, span: 0 }),
+            [1, 1, 1],
+        )
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushCtx {
+    ctx: u32,
+}
+
+impl Kernels {
+    /// Advances a replayable decode step on the GPU (one invocation): `token` = `next`, the three
+    /// positions and `cache_len` grow by one, and `next` is appended to `history` (`[ctx]` u32) at
+    /// the new length. Steps recorded with this can be submitted back to back, each reading what
+    /// the previous one wrote, while the host reads the tokens from `history`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_advance<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        next: &'a Buffer,
+        token: &'a Buffer,
+        pos: &'a Buffer,
+        cache_len: &'a Buffer,
+        history: &'a Buffer,
+        ctx: u32,
+    ) -> Result<()> {
+        let name = "decode_advance";
+        if ctx == 0 {
+            return Err(kerr(name, "a history of 0 positions".into()));
+        }
+        let p = self.pipeline::<PushCtx>(name, &[])?;
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(next).range(0, 4),
+                Binding::write(token).range(0, 4),
+                Binding::write(pos).range(0, 12),
+                Binding::read_write(cache_len).range(0, 4),
+                Binding::write(history).range(0, ctx as u64 * 4),
+            ],
+            push_bytes(&PushCtx { ctx }),
             [1, 1, 1],
         )
     }

@@ -95,6 +95,8 @@ pub struct Batch<'a> {
     names: Vec<String>,
     dispatches: u32,
     barriers: u32,
+    /// Submitted by [`Batch::submit_nowait`] and not yet waited for.
+    pending: bool,
     _buffers: PhantomData<&'a Buffer>,
 }
 
@@ -105,6 +107,14 @@ pub struct Recorder<'a> {
     read: Vec<Span>,
     profile: bool,
     sets_in_pool: u32,
+    /// A copy was recorded since the last barrier.
+    transfer_since_barrier: bool,
+    /// What was touched since the last barrier whose second scope includes transfers: a copy must
+    /// be ordered after all of it (a compute-only barrier in between does not order a copy).
+    written_t: Vec<Span>,
+    read_t: Vec<Span>,
+    /// `QWEN3VK_BARRIER_FULL=1`: every barrier also names the transfer stage (for comparisons).
+    force_transfer_barriers: bool,
 }
 
 impl Gpu {
@@ -129,6 +139,7 @@ impl<'a> Recorder<'a> {
             names: Vec::new(),
             dispatches: 0,
             barriers: 0,
+            pending: false,
             _buffers: PhantomData,
         };
         // SAFETY: valid device; objects are owned by `batch` and destroyed by its Drop.
@@ -166,39 +177,89 @@ impl<'a> Recorder<'a> {
                 dev.cmd_write_timestamp(batch.cmd, vk::PipelineStageFlags::TOP_OF_PIPE, qp, 0);
             }
         }
-        Ok(Recorder { batch, written: Vec::new(), read: Vec::new(), profile, sets_in_pool: SETS_PER_POOL })
+        Ok(Recorder {
+            batch,
+            written: Vec::new(),
+            read: Vec::new(),
+            profile,
+            sets_in_pool: SETS_PER_POOL,
+            transfer_since_barrier: false,
+            written_t: Vec::new(),
+            read_t: Vec::new(),
+            force_transfer_barriers: std::env::var_os("QWEN3VK_BARRIER_FULL").is_some(),
+        })
     }
 
-    fn barrier(&mut self) {
+    /// A memory barrier ordering everything recorded so far before everything recorded next.
+    /// Its stages and access types name transfers only where one was recorded since the previous
+    /// barrier (first scope) or is about to be (second scope): a compute-to-compute barrier is
+    /// much cheaper on some drivers than one that also waits on the transfer stage. Earlier
+    /// commands are covered through the chain of barriers between them.
+    fn barrier_for(&mut self, next_is_transfer: bool) {
+        let src_transfer = self.transfer_since_barrier;
         let b = &mut self.batch;
-        let mb = [vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::SHADER_WRITE | vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(
-                vk::AccessFlags::SHADER_READ
-                    | vk::AccessFlags::SHADER_WRITE
-                    | vk::AccessFlags::TRANSFER_READ
-                    | vk::AccessFlags::TRANSFER_WRITE,
-            )];
-        let stages = vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::TRANSFER;
+        let mut src_access = vk::AccessFlags::SHADER_WRITE;
+        let mut dst_access = vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE;
+        let mut src_stage = vk::PipelineStageFlags::COMPUTE_SHADER;
+        let mut dst_stage = vk::PipelineStageFlags::COMPUTE_SHADER;
+        if src_transfer || self.force_transfer_barriers {
+            src_access |= vk::AccessFlags::TRANSFER_WRITE;
+            src_stage |= vk::PipelineStageFlags::TRANSFER;
+        }
+        if next_is_transfer || self.force_transfer_barriers {
+            dst_access |= vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE;
+            dst_stage |= vk::PipelineStageFlags::TRANSFER;
+        }
+        let mb = [vk::MemoryBarrier::default().src_access_mask(src_access).dst_access_mask(dst_access)];
         // SAFETY: recording command buffer.
         unsafe {
-            b.shared.device.cmd_pipeline_barrier(b.cmd, stages, stages, vk::DependencyFlags::empty(), &mb, &[], &[])
+            b.shared.device.cmd_pipeline_barrier(
+                b.cmd,
+                src_stage,
+                dst_stage,
+                vk::DependencyFlags::empty(),
+                &mb,
+                &[],
+                &[],
+            )
         };
         b.barriers += 1;
         self.written.clear();
         self.read.clear();
+        if next_is_transfer || self.force_transfer_barriers {
+            self.written_t.clear();
+            self.read_t.clear();
+        }
+        self.transfer_since_barrier = false;
+    }
+
+    /// A full compute/transfer memory barrier now. At the start of a batch it orders the batch
+    /// after everything submitted before it on the queue (batches chained on the GPU without a
+    /// host wait between them, e.g. decode steps that feed each other's outputs).
+    pub fn full_barrier(&mut self) {
+        // Whatever ran before may have been a transfer.
+        self.transfer_since_barrier = true;
+        self.barrier_for(true);
     }
 
     /// Inserts a barrier if `reads`/`writes` conflict with what was touched since the last one
     /// (read after write, write after write, write after read), then records them.
-    fn track(&mut self, reads: &[Span], writes: &[Span]) {
-        let hazard = reads.iter().any(|r| self.written.iter().any(|w| w.overlaps(r)))
-            || writes.iter().any(|x| self.written.iter().chain(self.read.iter()).any(|o| o.overlaps(x)));
-        if hazard || (self.profile && self.batch.dispatches > 0) {
-            self.barrier();
+    fn track(&mut self, reads: &[Span], writes: &[Span], is_transfer: bool) {
+        let conflict = |written: &[Span], read: &[Span]| {
+            reads.iter().any(|r| written.iter().any(|w| w.overlaps(r)))
+                || writes.iter().any(|x| written.iter().chain(read.iter()).any(|o| o.overlaps(x)))
+        };
+        let hazard = conflict(&self.written, &self.read);
+        // A copy also conflicts with anything since the last barrier that ordered transfers.
+        let hazard_t = is_transfer && conflict(&self.written_t, &self.read_t);
+        if hazard || hazard_t || (self.profile && self.batch.dispatches > 0) {
+            self.barrier_for(is_transfer);
         }
+        self.transfer_since_barrier |= is_transfer;
         self.read.extend_from_slice(reads);
         self.written.extend_from_slice(writes);
+        self.read_t.extend_from_slice(reads);
+        self.written_t.extend_from_slice(writes);
     }
 
     /// Records one dispatch of `p` with `bindings` (in binding order), push constants `push`
@@ -269,7 +330,7 @@ impl<'a> Recorder<'a> {
             }
             infos.push([vk::DescriptorBufferInfo { buffer: b.buffer.raw, offset: b.offset, range: b.range }]);
         }
-        self.track(&reads, &writes);
+        self.track(&reads, &writes, false);
 
         let shared = self.batch.shared.clone();
         let dev = &shared.device;
@@ -377,6 +438,7 @@ impl<'a> Recorder<'a> {
         self.track(
             &[Span { buf: src.id, start: src_offset, end: src_offset + len }],
             &[Span { buf: dst.id, start: dst_offset, end: dst_offset + len }],
+            true,
         );
         let region = [vk::BufferCopy { src_offset, dst_offset, size: len }];
         // SAFETY: recording; both buffers borrowed for the batch's lifetime.
@@ -425,6 +487,18 @@ impl<'a> Recorder<'a> {
 impl Batch<'_> {
     /// Submits the recorded commands and waits for them; may be called again to replay.
     pub fn submit(&mut self) -> Result<Profile> {
+        self.submit_nowait()?;
+        self.wait()
+    }
+
+    /// Submits the recorded commands without waiting; [`Batch::wait`] collects the result. A
+    /// pending batch cannot be submitted again (record two to keep the queue busy).
+    pub fn submit_nowait(&mut self) -> Result<()> {
+        if self.pending {
+            return Err(Error::Unsuitable(
+                "a batch was submitted again before its previous submission was waited for".into(),
+            ));
+        }
         let s = &self.shared;
         let dev = &s.device;
         let cmds = [self.cmd];
@@ -432,9 +506,20 @@ impl Batch<'_> {
         {
             let q = s.queue.lock().map_err(|_| Error::Unsuitable("queue lock poisoned".into()))?;
             // SAFETY: queue access serialised by the mutex; the command buffer is executable and
-            // not pending (every submit waits below).
+            // not pending (checked above).
             unsafe { dev.queue_submit(*q, &info, self.fence) }.map_err(|r| self.lost(r, "vkQueueSubmit"))?;
         }
+        self.pending = true;
+        Ok(())
+    }
+
+    /// Waits for the last [`Batch::submit_nowait`] and returns its profile.
+    pub fn wait(&mut self) -> Result<Profile> {
+        if !self.pending {
+            return Err(Error::Unsuitable("waiting for a batch that was not submitted".into()));
+        }
+        let s = &self.shared;
+        let dev = &s.device;
         let secs = 600u64;
         // SAFETY: fence owned by this batch.
         match unsafe { dev.wait_for_fences(&[self.fence], true, secs * 1_000_000_000) } {
@@ -442,6 +527,7 @@ impl Batch<'_> {
             Err(vk::Result::TIMEOUT) => return Err(Error::Timeout { secs, last: self.last_names() }),
             Err(r) => return Err(self.lost(r, "vkWaitForFences")),
         }
+        self.pending = false;
         // SAFETY: the fence is signalled and not in use.
         unsafe { dev.reset_fences(&[self.fence]) }.map_err(vkerr("vkResetFences"))?;
         let mut prof =
@@ -498,7 +584,11 @@ impl Batch<'_> {
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
         let dev = &self.shared.device;
-        // SAFETY: every submit waited for its fence, so nothing here is in flight.
+        if self.pending {
+            // SAFETY: fence owned by this batch; nothing may be destroyed while it is in flight.
+            let _ = unsafe { dev.wait_for_fences(&[self.fence], true, 600_000_000_000) };
+        }
+        // SAFETY: every submission has been waited for, so nothing here is in flight.
         unsafe {
             for p in self.desc_pools.drain(..) {
                 dev.destroy_descriptor_pool(p, None);

@@ -31,6 +31,8 @@ struct Scratch {
     logits: Buffer,
     attn: Buffer,
     next: Buffer,
+    /// Per KV head: workgroups of the one-dispatch decode attention done (zero between steps).
+    attn_counters: Buffer,
     q81: Q8_1Scratch,
     q81_h: Q8_1Scratch,
 }
@@ -134,6 +136,11 @@ impl GpuThinker {
                 MemoryIntent::Scratch,
             )?,
             next: g.buffer("next token", 4, MemoryIntent::Readback)?,
+            attn_counters: g.buffer_from(
+                "attention counters",
+                &vec![0u32; c.n_kv_heads as usize],
+                MemoryIntent::Upload,
+            )?,
             q81: k.q8_1_scratch(h.max(qd).div_ceil(32) * 32)?,
             q81_h: k.q8_1_scratch(inter_k.div_ceil(32) * 32)?,
         };
@@ -276,8 +283,7 @@ impl GpuThinker {
     ) -> Result<(), GenError> {
         let c = &self.config;
         let (k, s, w) = (&self.k, &self.s, &self.w);
-        let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
-        let (qd, kvd) = (nh * hd, nkv * hd);
+        let h = c.hidden;
         // The GPU-read-length kernels whenever they fit (one tested path for stepping and
         // replay); position-in-push-constant kernels only for head shapes they do not cover.
         let dynamic = self.dyn_attention() || at.is_none();
@@ -289,52 +295,13 @@ impl GpuThinker {
                 rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
             }
         }
-        for (l, lw) in w.layers.iter().enumerate() {
-            let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
-            k.rms_norm(rec, &s.x, &lw.attn_norm, &s.y, h, 1, c.rms_eps)?;
-            if k.matvec_path() == MatvecPath::IntDot {
-                k.quantize_q8_1(rec, &s.y, h as u64, &s.q81)?;
+        let fused = self.dyn_attention() && self.fused_decode();
+        for l in 0..w.layers.len() {
+            if fused {
+                self.record_layer_fused(rec, l)?;
+            } else {
+                self.record_layer(rec, l, dynamic, at)?;
             }
-            k.matvec_prequantized(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.y, &s.q, &s.q81)?;
-            k.matvec_prequantized(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.y, &s.k, &s.q81)?;
-            k.matvec_prequantized(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.y, &s.v, &s.q81)?;
-            // Per-head q/k RMSNorm and (M)RoPE, in place, in one dispatch.
-            let (qn, kn) = (&s.q, &s.k);
-            k.qk_norm_rope(
-                rec,
-                qn,
-                kn,
-                &lw.q_norm,
-                &lw.k_norm,
-                &s.pos,
-                1,
-                nh,
-                nkv,
-                hd,
-                c.rms_eps,
-                c.rope_theta,
-                c.mrope_section,
-            )?;
-            match (dynamic, at) {
-                (false, Some(p)) => {
-                    k.kv_append(rec, kn, &s.v, kc, vc, 1, nkv, hd, p)?;
-                    k.attn_decode(rec, qn, kc, vc, &s.o, &s.attn, 1, nh, nkv, hd, p + 1)?;
-                }
-                _ => {
-                    k.kv_store(rec, kn, &s.v, kc, vc, &s.cache_len, 1, nkv, hd, self.ctx)?;
-                    k.attn_decode_at(rec, qn, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
-                }
-            }
-            // r = x + o_proj(o): the residual add fused into the projection.
-            k.matvec_residual(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, &s.x, &s.r, Some(&s.q81))?;
-            k.rms_norm(rec, &s.r, &lw.ffn_norm, &s.y, h, 1, c.rms_eps)?;
-            k.matvec(rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &s.y, &s.router, None)?;
-            let gate = Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
-            let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
-            let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
-            // Routing (softmax → top-k → renormalise) and gate/up of the chosen experts in one dispatch.
-            k.moe_route_gate_up(rec, &s.router, gate, up, &s.y, &s.ids, &s.weights, c.top_k, 1, c.norm_topk, &s.h)?;
-            k.moe_down(rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
             if let (Some(p), true) = (at, l as u32 + 1 == self.accept) {
                 rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
             }
@@ -344,6 +311,167 @@ impl GpuThinker {
         // The penalty reads the whole history buffer: unfilled entries hold ids ≥ vocab (ignored).
         let params = SampleParams { step: self.steps_sampled, ..self.sampling };
         k.sample(rec, &s.logits, c.vocab, &self.history, self.ctx, &params, &self.sample_scratch, &s.next)?;
+        Ok(())
+    }
+
+    /// Whether the decode step can use the fused-prologue kernels (RMSNorm / Q8_1 quantisation
+    /// inside the matrix × vector, q/k norm + RoPE + KV store in one dispatch): 8 dependent
+    /// dispatches per layer instead of 13.
+    fn fused_decode(&self) -> bool {
+        let c = &self.config;
+        let max_k = if self.k.matvec_path() == MatvecPath::IntDot { 8192 } else { 4096 };
+        std::env::var_os("QWEN3VK_NO_FUSED_DECODE").is_none()
+            && c.hidden <= max_k
+            && c.n_heads * c.head_dim <= 8192
+            && c.hidden % 32 == 0
+    }
+
+    /// One decoder layer of the decode step with the fused kernels (replayable: position and cache
+    /// length read from the GPU). x → x.
+    fn record_layer_fused<'a>(
+        &'a self,
+        rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
+        l: usize,
+    ) -> Result<(), GenError> {
+        let c = &self.config;
+        let (k, s, lw) = (&self.k, &self.s, &self.w.layers[l]);
+        let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
+        let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let an = Some((&lw.attn_norm, c.rms_eps));
+        // q, k, v: each workgroup normalises (and quantises) x itself; no barrier between the three.
+        k.matvec_fused(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.x, an, None, &s.q)?;
+        k.matvec_fused(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.k)?;
+        k.matvec_fused(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.v)?;
+        if std::env::var_os("QWEN3VK_ATTN_SPLIT").is_none() {
+            // q/k norm + RoPE, KV store, attention and its merge: one dispatch.
+            k.attn_decode_fused(
+                rec,
+                &s.q,
+                &s.k,
+                &s.v,
+                &lw.q_norm,
+                &lw.k_norm,
+                &s.pos,
+                kc,
+                vc,
+                &s.o,
+                &s.attn,
+                &s.attn_counters,
+                &s.cache_len,
+                nh,
+                nkv,
+                hd,
+                self.ctx,
+                c.rms_eps,
+                c.rope_theta,
+                c.mrope_section,
+            )?;
+        } else {
+            k.qk_norm_rope_store(
+                rec,
+                &s.q,
+                &s.k,
+                &s.v,
+                &lw.q_norm,
+                &lw.k_norm,
+                &s.pos,
+                kc,
+                vc,
+                &s.cache_len,
+                1,
+                nh,
+                nkv,
+                hd,
+                self.ctx,
+                c.rms_eps,
+                c.rope_theta,
+                c.mrope_section,
+            )?;
+            k.attn_decode_at(rec, &s.q, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
+        }
+        // r = x + o_proj(o), o quantised in the prologue.
+        k.matvec_fused(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, None, Some(&s.x), &s.r)?;
+        let fnorm = Some((&lw.ffn_norm, c.rms_eps));
+        k.matvec_fused(rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &s.r, fnorm, None, &s.router)?;
+        let gate = Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
+        let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
+        let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
+        k.moe_route_gate_up_norm(
+            rec,
+            &s.router,
+            gate,
+            up,
+            &s.r,
+            fnorm,
+            &s.ids,
+            &s.weights,
+            c.top_k,
+            1,
+            c.norm_topk,
+            &s.h,
+        )?;
+        k.moe_down(rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
+        Ok(())
+    }
+
+    /// One decoder layer of the decode step, unfused (other head shapes, or QWEN3VK_NO_FUSED_DECODE).
+    fn record_layer<'a>(
+        &'a self,
+        rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
+        l: usize,
+        dynamic: bool,
+        at: Option<u32>,
+    ) -> Result<(), GenError> {
+        let c = &self.config;
+        let (k, s, lw) = (&self.k, &self.s, &self.w.layers[l]);
+        let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
+        k.rms_norm(rec, &s.x, &lw.attn_norm, &s.y, h, 1, c.rms_eps)?;
+        if k.matvec_path() == MatvecPath::IntDot {
+            k.quantize_q8_1(rec, &s.y, h as u64, &s.q81)?;
+        }
+        k.matvec_prequantized(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.y, &s.q, &s.q81)?;
+        k.matvec_prequantized(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.y, &s.k, &s.q81)?;
+        k.matvec_prequantized(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.y, &s.v, &s.q81)?;
+        // Per-head q/k RMSNorm and (M)RoPE, in place, in one dispatch.
+        let (qn, kn) = (&s.q, &s.k);
+        k.qk_norm_rope(
+            rec,
+            qn,
+            kn,
+            &lw.q_norm,
+            &lw.k_norm,
+            &s.pos,
+            1,
+            nh,
+            nkv,
+            hd,
+            c.rms_eps,
+            c.rope_theta,
+            c.mrope_section,
+        )?;
+        match (dynamic, at) {
+            (false, Some(p)) => {
+                k.kv_append(rec, kn, &s.v, kc, vc, 1, nkv, hd, p)?;
+                k.attn_decode(rec, qn, kc, vc, &s.o, &s.attn, 1, nh, nkv, hd, p + 1)?;
+            }
+            _ => {
+                k.kv_store(rec, kn, &s.v, kc, vc, &s.cache_len, 1, nkv, hd, self.ctx)?;
+                k.attn_decode_at(rec, qn, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
+            }
+        }
+        // r = x + o_proj(o): the residual add fused into the projection.
+        k.matvec_residual(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, &s.x, &s.r, Some(&s.q81))?;
+        k.rms_norm(rec, &s.r, &lw.ffn_norm, &s.y, h, 1, c.rms_eps)?;
+        k.matvec(rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &s.y, &s.router, None)?;
+        let gate = Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
+        let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
+        let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
+        // Routing (softmax → top-k → renormalise) and gate/up of the chosen experts in one dispatch.
+        k.moe_route_gate_up(rec, &s.router, gate, up, &s.y, &s.ids, &s.weights, c.top_k, 1, c.norm_topk, &s.h)?;
+        k.moe_down(rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
         Ok(())
     }
 
@@ -535,27 +663,72 @@ impl GpuThinker {
             }
             return Ok(out);
         }
-        // One command buffer recorded once and replayed for every new token: the host writes only
-        // the token, the position and the cache length, and reads back only the next token.
+        // Two copies of one recorded step, submitted alternately: each step ends by advancing the
+        // token, positions and cache length on the GPU (decode_advance), so step n + 1 is queued
+        // before the host has read step n's token and the GPU never waits for the host. The host
+        // reads the tokens from the history buffer; a step queued past a stop is rolled back.
         let mut len = self.len;
         let result = (|| -> Result<(), GenError> {
-            let mut rec = self.k.gpu().recorder(false)?;
-            self.record_step(&mut rec, None)?;
-            let mut batch = rec.finish()?;
-            while out.len() < max_new {
-                out.push(next);
-                if stop.contains(&next) || !on_token(next) || out.len() == max_new {
-                    break;
-                }
-                if len >= self.ctx {
-                    return Err(GenError::ContextFull { len, ctx: self.ctx });
-                }
-                self.write_step_inputs(next, len)?;
-                batch.submit()?;
-                len += 1;
-                next = self.read_next()?;
+            let mut batches = Vec::with_capacity(2);
+            for _ in 0..2 {
+                let mut rec = self.k.gpu().recorder(false)?;
+                rec.full_barrier();
+                self.record_step(&mut rec, None)?;
+                let s = &self.s;
+                self.k.decode_advance(&mut rec, &s.next, &s.token, &s.pos, &s.cache_len, &self.history, self.ctx)?;
+                batches.push(rec.finish()?);
             }
-            Ok(())
+            // Steps queued (positions fed), and the oldest one's batch.
+            let (mut queued, mut oldest) = (0u32, 0usize);
+            let mut done = false;
+            out.push(next);
+            if stop.contains(&next) || !on_token(next) || out.len() >= max_new {
+                return Ok(());
+            }
+            if len >= self.ctx {
+                return Err(GenError::ContextFull { len, ctx: self.ctx });
+            }
+            self.write_step_inputs(next, len)?;
+            let result = (|| -> Result<(), GenError> {
+                while !done || queued > 0 {
+                    // Keep two steps in flight while more tokens are wanted and fit.
+                    while !done && queued < 2 && (out.len() + queued as usize) < max_new && len + queued < self.ctx {
+                        batches[(oldest + queued as usize) % 2].submit_nowait()?;
+                        queued += 1;
+                    }
+                    if queued == 0 {
+                        break;
+                    }
+                    batches[oldest].wait()?;
+                    oldest = (oldest + 1) % 2;
+                    queued -= 1;
+                    if done {
+                        continue; // a step past the stop: discarded
+                    }
+                    len += 1;
+                    let mut t = [0u32];
+                    self.history.read(len as u64 * 4, bytemuck::cast_slice_mut(&mut t))?;
+                    next = t[0];
+                    out.push(next);
+                    if stop.contains(&next) || !on_token(next) || out.len() >= max_new {
+                        done = true;
+                    } else if len >= self.ctx {
+                        done = true;
+                        return Err(GenError::ContextFull { len, ctx: self.ctx });
+                    }
+                }
+                Ok(())
+            })();
+            // Wait for anything still queued (an error path), then forget the history past the
+            // positions fed (the GPU appended the last output at `len`, and a discarded step one
+            // more), as the stepping path leaves it.
+            for b in batches.iter_mut() {
+                let _ = b.wait();
+            }
+            let from = len.min(self.ctx);
+            let rest = ((len + 3).min(self.ctx) - from) as usize;
+            self.history.write_slice(from as u64 * 4, &vec![u32::MAX; rest])?;
+            result
         })();
         self.len = len;
         result.map(|_| out)

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod c2w;
+
 /// Repository root (the workspace directory above this crate).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -1,0 +1,277 @@
+#version 450
+// Decode attention for one token in ONE dispatch (replayable steps): the work of rope_qk_norm_store,
+// attn_decode (GQA-shared, DYN_LEN) and attn_reduce together.
+//   * Prologue, every workgroup with keys: the raw q of the G query heads of its KV head gets its
+//     per-head RMSNorm (q_norm), the rotation of rope_qk_norm.comp at position p = cache_len[0] and
+//     the attention scale, in shared memory. The workgroup whose chunk holds p also normalises and
+//     rotates the raw k of its KV head (k_norm) and writes it, and the raw v, into the caches at p
+//     (dropped when p ≥ kv_cap); its own reads of key p take them from shared memory / the input
+//     (a cache read could miss the write), so the caches need no coherent loads.
+//   * Scores, softmax statistics and P·V exactly as attn_decode.comp, partials to part_o/part_ml.
+//   * The last workgroup of each KV head to finish (an atomic counter per KV head, reset by it for
+//     the next step) merges the chunks holding keys as attn_reduce.comp does (log-sum-exp) and
+//     writes out for its G heads.
+// kv_len = min(p + 1, kv_cap). Layouts: q, out [n_heads, HD]; k, v [n_kv, HD]; K, V [kv_cap, n_kv, HD];
+// part_o [n_heads, n_chunks, HD]; part_ml [n_heads, n_chunks]. What the merging workgroup reads of
+// the others' writes is `coherent` and fenced by memoryBarrierBuffer.
+//
+// Bindings: 0 q (vec4[]), 1 k (float[]), 2 v (vec4[]), 3 q_w (float[HD]), 4 k_w (float[HD]),
+//           5 pos (uint[3]: t, h, w), 6 K (vec4[]), 7 V (vec4[]), 8 part_o (vec4[]), 9 part_ml (vec2[]),
+//           10 cache_len (uint[1]), 11 counters (uint[n_kv], zero between steps), 12 out (vec4[]).
+// Push: n_heads, n_kv, kv_cap, n_chunks, scale, theta, section_h, section_w, eps.
+// Grid: x = chunk, y = KV head. Spec: 0 WG, 1 HD, 2 G, 3 CHUNK (≤ WG).
+#extension GL_EXT_control_flow_attributes : require
+#include "common/common.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 128;
+layout(constant_id = 1) const uint HD = 128;
+layout(constant_id = 2) const uint G = 8;
+layout(constant_id = 3) const uint CHUNK = 128;
+layout(push_constant) uniform Push {
+    uint n_heads;
+    uint n_kv;
+    uint kv_cap;
+    uint n_chunks;
+    float scale;
+    float theta;
+    uint section_h;
+    uint section_w;
+    float eps;
+} pc;
+
+layout(std430, binding = 0) readonly buffer Q { vec4 q[]; };
+layout(std430, binding = 1) readonly buffer Kn { float kin[]; };
+layout(std430, binding = 2) readonly buffer Vn { vec4 vin[]; };
+layout(std430, binding = 3) readonly buffer QW { float q_w[]; };
+layout(std430, binding = 4) readonly buffer KW { float k_w[]; };
+layout(std430, binding = 5) readonly buffer Pos { uint pos[]; };
+layout(std430, binding = 6) buffer K { vec4 kc[]; };
+layout(std430, binding = 7) buffer V { vec4 vc[]; };
+layout(std430, binding = 8) coherent buffer PO { vec4 part_o[]; };
+layout(std430, binding = 9) coherent buffer PML { vec2 part_ml[]; };
+layout(std430, binding = 10) readonly buffer Len { uint cache_len[]; };
+layout(std430, binding = 11) coherent buffer Cnt { uint counters[]; };
+layout(std430, binding = 12) writeonly buffer O { vec4 o[]; };
+
+const uint H4 = HD / 4u;        // vec4s per row
+const uint HALF = HD / 2u;      // rotation pairs per row
+const uint LPH = WG / G;        // softmax lanes per head
+const uint NG = WG / H4;        // P·V row groups
+
+shared vec4 qs[G * H4];
+shared float sc[G * CHUNK];     // [g][key]: scores, then probabilities
+shared float red[WG];
+shared float hm[G];
+shared float hsc[G];
+shared vec4 po[WG];
+shared float kf[HD];
+shared bool s_last;
+
+// (cos, sin) of frequency j at the token's position, as rope_qk_norm.comp.
+vec2 rope_cs(uint j, float l2theta) {
+    uint axis = 0u;
+    if (j % 3u == 1u && j < 3u * pc.section_h) axis = 1u;
+    else if (j % 3u == 2u && j < 3u * pc.section_w) axis = 2u;
+    const float p = float(pos[axis]);
+    const float a = p * exp2(-float(2u * j) / float(HD) * l2theta);
+    const float k = roundEven(a * 0.15915494309189535);
+    const float r = fma(-k, 0.0019353071795864769, fma(-k, 6.28125, a));
+    return vec2(cos(r), sin(r));
+}
+
+void main() {
+    const uint tid = gl_LocalInvocationIndex;
+    const uint c = gl_WorkGroupID.x;
+    const uint kvh = gl_WorkGroupID.y;
+    const uint k0 = c * CHUNK;
+    const uint p = cache_len[0];
+    const uint kv_len = min(p + 1u, pc.kv_cap);
+    const uint n = k0 < kv_len ? min(CHUNK, kv_len - k0) : 0u; // keys of this chunk
+    const uint h0 = kvh * G;
+    const uint row4 = pc.n_kv * H4; // vec4s per cache position
+    const float l2theta = log2(pc.theta);
+    if (n > 0u) { // uniform over the workgroup
+        // q of the G heads: RMSNorm, rotation, scale.
+        for (uint e = tid; e < G * H4; e += WG) qs[e] = q[h0 * H4 + e];
+        barrier();
+        if (tid < G) {
+            float ss = 0.0;
+            for (uint d4 = 0; d4 < H4; d4++) ss += dot(qs[tid * H4 + d4], qs[tid * H4 + d4]);
+            hsc[tid] = inversesqrt(ss / float(HD) + pc.eps);
+        }
+        barrier();
+        for (uint e = tid; e < G * HALF; e += WG) {
+            const uint g = e / HALF, j = e % HALF;
+            const uint a = g * HD + j, b = a + HALF;
+            const float x0 = qs[a / 4u][a % 4u] * hsc[g] * q_w[j];
+            const float x1 = qs[b / 4u][b % 4u] * hsc[g] * q_w[j + HALF];
+            const vec2 cs = rope_cs(j, l2theta);
+            qs[a / 4u][a % 4u] = (x0 * cs.x - x1 * cs.y) * pc.scale;
+            qs[b / 4u][b % 4u] = (x1 * cs.x + x0 * cs.y) * pc.scale;
+        }
+        // The new key and value, by the workgroup whose chunk holds p.
+        if (p >= k0 && p < k0 + CHUNK && p < pc.kv_cap) {
+            for (uint d = tid; d < HD; d += WG) kf[d] = kin[kvh * HD + d];
+            barrier();
+            if (tid == 0u) {
+                float ss = 0.0;
+                for (uint d = 0; d < HALF; d++) ss += kf[d] * kf[d] + kf[d + HALF] * kf[d + HALF];
+                red[0] = inversesqrt(ss / float(HD) + pc.eps);
+            }
+            barrier();
+            const float ks = red[0];
+            // One rotation pair per invocation (HALF ≤ WG, checked by the launcher).
+            float r0 = 0.0, r1 = 0.0;
+            if (tid < HALF) {
+                const float x0 = kf[tid] * ks * k_w[tid], x1 = kf[tid + HALF] * ks * k_w[tid + HALF];
+                const vec2 cs = rope_cs(tid, l2theta);
+                r0 = x0 * cs.x - x1 * cs.y;
+                r1 = x1 * cs.x + x0 * cs.y;
+            }
+            barrier(); // every kf read before it is overwritten
+            if (tid < HALF) {
+                kf[tid] = r0;
+                kf[tid + HALF] = r1;
+            }
+            barrier();
+            for (uint d4 = tid; d4 < H4; d4 += WG) {
+                kc[p * row4 + kvh * H4 + d4] = vec4(kf[4u * d4], kf[4u * d4 + 1u], kf[4u * d4 + 2u], kf[4u * d4 + 3u]);
+                vc[p * row4 + kvh * H4 + d4] = vin[kvh * H4 + d4];
+            }
+        }
+        barrier();
+
+        // Scores: one key per invocation, all G heads (key p from shared memory).
+        if (tid < n) {
+            const uint base = (k0 + tid) * row4 + kvh * H4;
+            const bool newk = k0 + tid == p;
+            float s[G];
+            [[unroll]] for (uint g = 0; g < G; g++) s[g] = 0.0;
+            [[unroll]] for (uint d4 = 0; d4 < H4; d4++) {
+                vec4 kv = kc[base + d4];
+                if (newk) kv = vec4(kf[4u * d4], kf[4u * d4 + 1u], kf[4u * d4 + 2u], kf[4u * d4 + 3u]);
+                [[unroll]] for (uint g = 0; g < G; g++) s[g] += dot(qs[g * H4 + d4], kv);
+            }
+            [[unroll]] for (uint g = 0; g < G; g++) sc[g * CHUNK + tid] = s[g];
+        }
+        barrier();
+
+        // Softmax statistics per head: lanes j of head g take keys j, j + LPH, ...
+        const uint hg = tid / LPH, hj = tid % LPH;
+        float mx = -1.0 / 0.0;
+        if (hg < G) for (uint k = hj; k < n; k += LPH) mx = max(mx, sc[hg * CHUNK + k]);
+        red[tid] = mx;
+        barrier();
+        if (tid < G) {
+            float m = -1.0 / 0.0;
+            for (uint j = 0; j < LPH; j++) m = max(m, red[tid * LPH + j]);
+            hm[tid] = m;
+        }
+        barrier();
+        float ls = 0.0;
+        if (hg < G) {
+            const float m = hm[hg];
+            for (uint k = hj; k < n; k += LPH) {
+                const float pr = exp(sc[hg * CHUNK + k] - m);
+                sc[hg * CHUNK + k] = pr;
+                ls += pr;
+            }
+        }
+        red[tid] = ls;
+        barrier();
+        if (tid < G) {
+            float l = 0.0;
+            for (uint j = 0; j < LPH; j++) l += red[tid * LPH + j];
+            part_ml[(h0 + tid) * pc.n_chunks + c] = vec2(hm[tid], l);
+        }
+
+        // P·V: lane (row group rg, column c4) accumulates rows rg, rg + NG, ... for all G heads.
+        const uint rg = tid / H4, c4 = tid % H4;
+        vec4 acc[G];
+        [[unroll]] for (uint g = 0; g < G; g++) acc[g] = vec4(0.0);
+        if (rg < NG) {
+            const uint vb = k0 * row4 + kvh * H4 + c4;
+            uint k = rg;
+            for (; k + 7u * NG < n; k += 8u * NG) {
+                vec4 v[8];
+                [[unroll]] for (uint u = 0; u < 8u; u++) {
+                    v[u] = vc[vb + (k + u * NG) * row4];
+                    if (k0 + k + u * NG == p) v[u] = vin[kvh * H4 + c4];
+                }
+                [[unroll]] for (uint g = 0; g < G; g++) {
+                    const uint sb = g * CHUNK + k;
+                    [[unroll]] for (uint u = 0; u < 8u; u++) acc[g] += sc[sb + u * NG] * v[u];
+                }
+            }
+            for (; k < n; k += NG) {
+                vec4 v = vc[vb + k * row4];
+                if (k0 + k == p) v = vin[kvh * H4 + c4];
+                [[unroll]] for (uint g = 0; g < G; g++) acc[g] += sc[g * CHUNK + k] * v;
+            }
+        }
+        [[unroll]] for (uint g = 0; g < G; g++) {
+            barrier();
+            po[tid] = acc[g];
+            barrier();
+            if (tid < H4) {
+                vec4 t = vec4(0.0);
+                for (uint r = 0; r < NG; r++) t += po[r * H4 + tid];
+                part_o[((h0 + g) * pc.n_chunks + c) * H4 + tid] = t;
+            }
+        }
+        memoryBarrierBuffer();
+    }
+    barrier();
+    if (tid == 0u) s_last = atomicAdd(counters[kvh], 1u) == pc.n_chunks - 1u;
+    barrier();
+    if (!s_last) return;
+    memoryBarrierBuffer();
+    // The merge of attn_reduce.comp over the chunks holding keys, for the G heads: first every
+    // head's maximum over its chunks (all (head, chunk) pairs loaded at once, reduced in shared
+    // memory), then each output vec4 sums its chunks 16 loads at a time.
+    const uint nc = (kv_len + CHUNK - 1u) / CHUNK;
+    if (tid < G) hm[tid] = -1.0 / 0.0;
+    barrier();
+    for (uint g = 0; g < G; g++) {
+        float m = -1.0 / 0.0;
+        for (uint cc = tid; cc < nc; cc += WG) m = max(m, part_ml[(h0 + g) * pc.n_chunks + cc].x);
+        red[tid] = m;
+        barrier();
+        if (tid == 0u) {
+            float mm = -1.0 / 0.0;
+            for (uint j = 0; j < min(WG, nc); j++) mm = max(mm, red[j]);
+            hm[g] = mm;
+        }
+        barrier();
+    }
+    for (uint e = tid; e < G * H4; e += WG) {
+        const uint g = e / H4, d4 = e % H4;
+        const uint mb = (h0 + g) * pc.n_chunks;
+        const float m = hm[g];
+        float l = 0.0;
+        vec4 t = vec4(0.0);
+        uint cc = 0u;
+        for (; cc + 16u <= nc; cc += 16u) {
+            vec2 ml[16];
+            vec4 ov[16];
+            [[unroll]] for (uint u = 0; u < 16u; u++) {
+                ml[u] = part_ml[mb + cc + u];
+                ov[u] = part_o[(mb + cc + u) * H4 + d4];
+            }
+            [[unroll]] for (uint u = 0; u < 16u; u++) {
+                const float w = exp(ml[u].x - m);
+                l += w * ml[u].y;
+                t += w * ov[u];
+            }
+        }
+        for (; cc < nc; cc++) {
+            const vec2 ml = part_ml[mb + cc];
+            const float w = exp(ml.x - m);
+            l += w * ml.y;
+            t += w * part_o[(mb + cc) * H4 + d4];
+        }
+        o[(h0 + g) * H4 + d4] = t * (1.0 / l);
+    }
+    if (tid == 0u) atomicExchange(counters[kvh], 0u);
+}

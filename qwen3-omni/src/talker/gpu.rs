@@ -1,0 +1,890 @@
+//! The Talker and its code predictor on the GPU (spec §6).
+//!
+//! * Prompt rows (§6.2) are projected from Thinker space on the GPU (text_projection /
+//!   hidden_projection, one command buffer per batch of rows), then prefilled: in matrix × matrix
+//!   batches on the int-dot path, else through one recorded Talker step replayed for every row
+//!   (positions and cache length read from GPU buffers).
+//! * Each frame (§6.6) is ONE command buffer: the code predictor's 16 passes (a fresh cache: the
+//!   Talker's normed hidden at position 0, C(code 0) at 1, then CP_{g−2}(code g−1)) with each of the
+//!   15 codes sampled on the GPU and read by the next pass's embedding on the GPU, the sum of the 16
+//!   code embeddings plus the step's text vector, the next Talker step, and code-0 sampling
+//!   (repetition penalty over the generated codes 0, suppression of `[vocab − 1024, vocab)` except
+//!   EOS). The host writes the text vector, position and history entry, and reads back the
+//!   frame's 16 codes and the next code 0: no round trip inside a frame.
+//!
+//! [`GpuTalker::run_frames`] records the frame once and replays it for every frame (the samplers'
+//! RNG step is read from a GPU buffer); [`GpuTalker::next_frame`] records it per call (profiling,
+//! teacher forcing); both give the same codes.
+
+use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Profile};
+use qwen3_omni_vk::{Kernels, Matrix, Q8_1Scratch, SampleParams, Suppress, WType};
+
+use super::cpu::thinker_embedding;
+use super::prompt::{plan, trailing, PromptError, Row, TextSide};
+use super::weights::{ProjWeights, TalkerWeights};
+use super::{DecoderConfig, TalkerConfig};
+use crate::model_file::{ModelError, ModelFile};
+
+mod record;
+
+/// Sampling of code 0 and of the code predictor's codes. `suppress` of `code0` is set by the
+/// Talker (spec §6.4); other fields are used as given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TalkerSampling {
+    pub code0: SampleParams,
+    pub predictor: SampleParams,
+}
+
+impl TalkerSampling {
+    /// transformers' defaults (spec §6.4, §6.5): code 0 at temperature 0.9, top-k 50, repetition
+    /// penalty 1.05; residual codes at temperature 1, top-k 50, top-p 0.8.
+    pub fn sampled(seed: u64) -> Self {
+        TalkerSampling {
+            code0: SampleParams {
+                temperature: 0.9,
+                top_k: 50,
+                top_p: 1.0,
+                repetition_penalty: 1.05,
+                seed,
+                ..SampleParams::default()
+            },
+            predictor: SampleParams {
+                temperature: 1.0,
+                top_k: 50,
+                top_p: 0.8,
+                seed: seed ^ 0x5EED_C0DE_0000_0001,
+                ..SampleParams::default()
+            },
+        }
+    }
+
+    /// `talker_do_sample=False`: greedy everywhere, the 1.05 repetition penalty still on code 0.
+    pub fn greedy() -> Self {
+        TalkerSampling {
+            code0: SampleParams { repetition_penalty: 1.05, ..SampleParams::default() },
+            predictor: SampleParams::default(),
+        }
+    }
+}
+
+impl Default for TalkerSampling {
+    fn default() -> Self {
+        Self::sampled(0)
+    }
+}
+
+/// Errors of speech-code generation.
+#[derive(Debug, thiserror::Error)]
+pub enum TalkerError {
+    #[error("the Talker's context is full: {len} of {ctx} positions used (prompt + frames)")]
+    ContextFull { len: u32, ctx: u32 },
+    #[error("no prompt yet: call start() first")]
+    NotStarted,
+    #[error("the text for Talker step {step} is not known yet: push the Thinker's next token or finish the text")]
+    TextNotReady { step: usize },
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Gpu(#[from] qwen3_omni_vk::Error),
+}
+
+/// What [`GpuTalker::bench_parts`] measures (µs per replay).
+#[derive(Debug, Clone, Copy)]
+pub struct BenchParts {
+    pub talker_gpu_us: f64,
+    pub talker_wall_us: f64,
+    pub talker_dispatches: u32,
+    pub talker_barriers: u32,
+    pub predictor_gpu_us: f64,
+    pub predictor_wall_us: f64,
+    pub predictor_dispatches: u32,
+    pub predictor_barriers: u32,
+    /// CPU time to record one whole frame's command buffer.
+    pub record_us: f64,
+}
+
+/// One decoder's per-token activations.
+struct Act {
+    x: Buffer,
+    r: Buffer,
+    y: Buffer,
+    q: Buffer,
+    k: Buffer,
+    v: Buffer,
+    o: Buffer,
+    attn: Buffer,
+    /// `attn_decode_fused`'s per-KV-head counters (zero between uses).
+    counters: Buffer,
+}
+
+impl Act {
+    fn new(k: &Kernels, tag: &str, d: &DecoderConfig, ctx: u32) -> Result<Act, qwen3_omni_vk::Error> {
+        let g = k.gpu();
+        let (h, qd, kvd) = (d.hidden as u64, (d.n_heads * d.head_dim) as u64, (d.n_kv_heads * d.head_dim) as u64);
+        let f = |n: &str, len: u64| g.buffer(&format!("{tag} {n}"), len * 4, MemoryIntent::Scratch);
+        Ok(Act {
+            x: f("x", h)?,
+            r: f("residual", h)?,
+            y: f("normed", h)?,
+            q: f("q", qd)?,
+            k: f("k", kvd)?,
+            v: f("v", kvd)?,
+            o: f("attention out", qd)?,
+            attn: g.buffer(
+                &format!("{tag} attention scratch"),
+                Kernels::attn_decode_scratch_bytes(1, d.n_heads, d.head_dim, ctx),
+                MemoryIntent::Scratch,
+            )?,
+            counters: g.buffer_from(
+                &format!("{tag} attention counters"),
+                &vec![0u32; d.n_kv_heads as usize],
+                MemoryIntent::Upload,
+            )?,
+        })
+    }
+}
+
+struct Scratch {
+    /// Talker: a host-written input row, position (3 axes) and cache length.
+    xin: Buffer,
+    pos: Buffer,
+    cache_len: Buffer,
+    t: Act,
+    router: Buffer,
+    ids: Buffer,
+    weights: Buffer,
+    h: Buffer,
+    sids: Buffer,
+    sw: Buffer,
+    hs: Buffer,
+    /// The Talker's final normed hidden (codec-head input, code predictor's position 0).
+    hn: Buffer,
+    logits: Buffer,
+    code0: Buffer,
+    sample: Buffer,
+    /// Code predictor.
+    c: Act,
+    ch: Buffer,
+    /// Expert id 0 and weight 1: the dense MLP through the one-expert MoE kernels.
+    one_id: Buffer,
+    one_w: Buffer,
+    /// A one-expert router logit (0) and the routing it yields (id 0, weight 1) for the fused path.
+    one_logit: Buffer,
+    cid: Buffer,
+    cw: Buffer,
+    clogits: Buffer,
+    csample: Buffer,
+    /// Positions 0..groups, one `[p, p, p]` buffer each (the rotary kernel binds from offset 0).
+    cpos: Vec<Buffer>,
+    /// Codes 1..groups of the frame being predicted, one u32 buffer each (sampled, then embedded).
+    codes: Vec<Buffer>,
+    /// RNG step base of the frame (host-written; the samplers add their own offset).
+    rng_step: Buffer,
+    /// The step's text vector (host-written) and the running sum of the frame's code embeddings.
+    text: Buffer,
+    acc: [Buffer; 2],
+    /// [code 0, codes 1..groups, next code 0].
+    frame_out: Buffer,
+    /// Teacher forcing (tests): the frame's reference codes (host-written), the predicted codes
+    /// and every group's logits.
+    forced: Buffer,
+    pred: Vec<Buffer>,
+    cp_logits: Buffer,
+    q81: Q8_1Scratch,
+    q81_h: Q8_1Scratch,
+}
+
+/// Projection scratch for up to `rows` rows.
+struct ProjScratch {
+    rows: u32,
+    inp: Buffer,
+    x: Buffer,
+    a: Buffer,
+    b: Buffer,
+    ones: Buffer,
+    o1: Buffer,
+    o2: Buffer,
+    out: Buffer,
+    q81: Q8_1Scratch,
+}
+
+/// Rows projected per command buffer.
+const PROJ_ROWS: u32 = 64;
+
+/// Rows per batched-prefill command buffer.
+pub const PREFILL_CHUNK: u32 = 128;
+
+/// Activations of a batched prefill chunk.
+struct PrefillScratch {
+    rows: Buffer,
+    pos: Buffer,
+    x: Buffer,
+    r: Buffer,
+    y: Buffer,
+    q: Buffer,
+    k: Buffer,
+    v: Buffer,
+    o: Buffer,
+    ao: Buffer,
+    router: Buffer,
+    ids: Buffer,
+    weights: Buffer,
+    h: Buffer,
+    sids: Buffer,
+    sw: Buffer,
+    hs: Buffer,
+    q81: Q8_1Scratch,
+    q81_h: Q8_1Scratch,
+}
+
+/// The Talker on the GPU with its KV caches and generation state.
+pub struct GpuTalker {
+    k: Kernels,
+    pub config: TalkerConfig,
+    w: TalkerWeights,
+    kv: Vec<(Buffer, Buffer)>,
+    cp_kv: Vec<(Buffer, Buffer)>,
+    s: Scratch,
+    ps: ProjScratch,
+    prefill: Option<PrefillScratch>,
+    allow_batched: bool,
+    /// Code-predictor attention as kv_store + one-query `attn_prefill` (2 commands) rather than
+    /// 2 copies + split/merge decode (4); `QWEN3VK_CP_ATTN=decode` picks the latter (A/B timing).
+    cp_one_dispatch_attention: bool,
+    /// Decode steps with the fused-prologue kernels (RMSNorm / Q8_1 quantisation inside the
+    /// matrix × vector, q/k norm + RoPE + cache store in one dispatch), as the Thinker's;
+    /// `QWEN3VK_NO_FUSED_DECODE` turns them off.
+    fused_decode: bool,
+    /// With fused decode: `QWEN3VK_ATTN_SPLIT` keeps q/k norm + RoPE + store and the attention as
+    /// separate dispatches instead of `attn_decode_fused`.
+    attn_split: bool,
+    /// Code-0 history for the repetition penalty (u32::MAX = empty).
+    history: Buffer,
+    ctx: u32,
+    /// Talker positions filled.
+    len: u32,
+    sampling: TalkerSampling,
+    /// Projected tts_pad / tts_bos / tts_eos (Talker space).
+    tts: [Vec<f32>; 3],
+    /// Codec embeddings of the prompt's special codec ids, by id.
+    codec_rows: Vec<(u32, Vec<f32>)>,
+    /// Generation: started, frames emitted, the next code 0 (sampled, not yet voiced), the
+    /// trailing text vectors pushed so far and whether the text is complete.
+    started: bool,
+    frame: usize,
+    next_code0: u32,
+    text: Vec<Vec<f32>>,
+    text_done: bool,
+    record_ns: f64,
+    last_profile: Option<Profile>,
+}
+
+fn planar<'a>(buf: &'a Buffer, rows: u32, cols: u32) -> Matrix<'a> {
+    Matrix::new(buf, WType::Q8_0Planar, rows, cols)
+}
+
+impl GpuTalker {
+    /// Loads the Talker of `m` with a context of `ctx` positions (prompt + frames).
+    pub fn load(k: Kernels, m: &ModelFile, ctx: u32, progress: impl FnMut(u32, u32)) -> Result<GpuTalker, TalkerError> {
+        let c = TalkerConfig::from_model(m)?;
+        let g = k.gpu().clone();
+        let w = TalkerWeights::load(&g, m, &c, progress)?;
+        let (t, cp) = (&c.talker, &c.predictor);
+        let ctx = ctx.clamp(16, t.max_positions);
+        let groups = c.groups;
+        let cache = |tag: &str, d: &DecoderConfig, n: u32| -> Result<Vec<(Buffer, Buffer)>, qwen3_omni_vk::Error> {
+            let kvd = (d.n_kv_heads * d.head_dim) as u64;
+            (0..d.layers)
+                .map(|l| {
+                    Ok((
+                        g.buffer(&format!("{tag} k cache {l}"), n as u64 * kvd * 4, MemoryIntent::Scratch)?,
+                        g.buffer(&format!("{tag} v cache {l}"), n as u64 * kvd * 4, MemoryIntent::Scratch)?,
+                    ))
+                })
+                .collect()
+        };
+        let kv = cache("talker", t, ctx)?;
+        let cp_kv = cache("code predictor", cp, groups)?;
+        let h = t.hidden as u64;
+        let f = |n: &str, len: u64| g.buffer(n, len * 4, MemoryIntent::Scratch);
+        let top = t.top_k as u64;
+        let q81_vals = [h, (t.n_heads * t.head_dim) as u64, (cp.n_heads * cp.head_dim) as u64, cp.inter as u64]
+            .into_iter()
+            .max()
+            .unwrap_or(h)
+            .div_ceil(32)
+            * 32;
+        let s = Scratch {
+            xin: g.buffer("talker input row", h * 4, MemoryIntent::Upload)?,
+            pos: g.buffer("talker position", 12, MemoryIntent::Upload)?,
+            cache_len: g.buffer("talker cache length", 4, MemoryIntent::Upload)?,
+            t: Act::new(&k, "talker", t, ctx)?,
+            router: f("talker router logits", t.n_experts as u64)?,
+            ids: g.buffer("talker expert ids", top * 4, MemoryIntent::Scratch)?,
+            weights: f("talker expert weights", top)?,
+            h: f("talker expert hidden", top * t.moe_inter as u64)?,
+            sids: g.buffer("shared expert id", 4, MemoryIntent::Scratch)?,
+            sw: f("shared expert gate", 1)?,
+            hs: f("shared expert hidden", t.shared_inter as u64)?,
+            hn: f("talker normed hidden", h)?,
+            logits: f("codec logits", t.vocab as u64)?,
+            code0: g.buffer("code 0", 4, MemoryIntent::Readback)?,
+            sample: g.buffer(
+                "code-0 sampling scratch",
+                Kernels::sample_scratch_bytes(t.vocab),
+                MemoryIntent::Scratch,
+            )?,
+            c: Act::new(&k, "code predictor", cp, groups)?,
+            one_id: g.buffer_from("expert id 0", &[0u32], MemoryIntent::Weights)?,
+            one_w: g.buffer_from("expert weight 1", &[1.0f32], MemoryIntent::Weights)?,
+            one_logit: g.buffer_from("one-expert router logit", &[0.0f32], MemoryIntent::Weights)?,
+            cid: g.buffer("code predictor expert id", 4, MemoryIntent::Scratch)?,
+            cw: f("code predictor expert weight", 1)?,
+            ch: f("code predictor mlp hidden", cp.inter as u64)?,
+            clogits: f("code predictor logits", cp.vocab as u64)?,
+            csample: g.buffer(
+                "code predictor sampling scratch",
+                Kernels::sample_scratch_bytes(cp.vocab),
+                MemoryIntent::Scratch,
+            )?,
+            cpos: (0..groups)
+                .map(|p| g.buffer_from(&format!("code predictor position {p}"), &[p, p, p], MemoryIntent::Weights))
+                .collect::<Result<_, _>>()?,
+            codes: (1..groups)
+                .map(|j| g.buffer(&format!("code {j}"), 4, MemoryIntent::Scratch))
+                .collect::<Result<_, _>>()?,
+            rng_step: g.buffer("sampling step", 4, MemoryIntent::Upload)?,
+            text: g.buffer("talker step text", h * 4, MemoryIntent::Upload)?,
+            acc: [f("code embedding sum a", h)?, f("code embedding sum b", h)?],
+            frame_out: g.buffer("frame codes", (groups as u64 + 1) * 4, MemoryIntent::Readback)?,
+            forced: g.buffer("forced codes", groups as u64 * 4, MemoryIntent::Upload)?,
+            pred: (1..groups)
+                .map(|j| g.buffer(&format!("predicted code {j}"), 4, MemoryIntent::Scratch))
+                .collect::<Result<_, _>>()?,
+            cp_logits: g.buffer(
+                "code predictor logits (all groups)",
+                (groups as u64 - 1) * cp.vocab as u64 * 4,
+                MemoryIntent::Readback,
+            )?,
+            q81: k.q8_1_scratch(q81_vals)?,
+            q81_h: k.q8_1_scratch((top * t.moe_inter as u64).max(t.shared_inter as u64).div_ceil(32) * 32)?,
+        };
+        let (th, inter) = (c.thinker_hidden as u64, t.inter as u64);
+        let n = PROJ_ROWS as u64;
+        let ps = ProjScratch {
+            rows: PROJ_ROWS,
+            inp: g.buffer("projection inputs", n * th * 4, MemoryIntent::Upload)?,
+            x: f("projection input", th)?,
+            a: f("projection hidden", inter)?,
+            b: f("projection hidden + bias", inter)?,
+            ones: g.buffer_from("ones", &vec![1.0f32; inter as usize], MemoryIntent::Weights)?,
+            o1: f("projection out", h)?,
+            o2: f("projection out + bias", h)?,
+            out: g.buffer("projection outputs", n * h * 4, MemoryIntent::Readback)?,
+            q81: k.q8_1_scratch(th.max(inter).div_ceil(32) * 32)?,
+        };
+        let history = g.buffer("code-0 history", ctx as u64 * 4, MemoryIntent::Upload)?;
+        history.write_slice(0, &vec![u32::MAX; ctx as usize])?;
+        let mut me = GpuTalker {
+            k,
+            config: c,
+            w,
+            kv,
+            cp_kv,
+            s,
+            ps,
+            prefill: None,
+            allow_batched: true,
+            cp_one_dispatch_attention: std::env::var("QWEN3VK_CP_ATTN").map_or(true, |v| v.trim() != "decode"),
+            fused_decode: false,
+            attn_split: std::env::var_os("QWEN3VK_ATTN_SPLIT").is_some(),
+            history,
+            ctx,
+            len: 0,
+            sampling: TalkerSampling::default(),
+            tts: [Vec::new(), Vec::new(), Vec::new()],
+            codec_rows: Vec::new(),
+            started: false,
+            frame: 0,
+            next_code0: 0,
+            text: Vec::new(),
+            text_done: false,
+            record_ns: 0.0,
+            last_profile: None,
+        };
+        let max_k = if me.k.matvec_path() == qwen3_omni_vk::MatvecPath::IntDot { 8192 } else { 4096 };
+        me.fused_decode = std::env::var_os("QWEN3VK_NO_FUSED_DECODE").is_none()
+            && [&me.config.talker, &me.config.predictor]
+                .iter()
+                .all(|d| d.hidden <= max_k && d.n_heads * d.head_dim <= max_k && d.hidden.is_multiple_of(32));
+        let i = me.config.ids.clone();
+        let tts_in: Vec<Vec<f32>> =
+            [i.tts_pad, i.tts_bos, i.tts_eos].iter().map(|&id| thinker_embedding(m, id)).collect::<Result<_, _>>()?;
+        let tts = me.project(&tts_in, false)?;
+        me.tts = [tts[0].clone(), tts[1].clone(), tts[2].clone()];
+        let mut special = vec![i.codec_pad, i.codec_bos, i.codec_nothink, i.codec_think_bos, i.codec_think_eos];
+        special.extend(i.speakers.iter().map(|(_, id)| *id));
+        let rows = me.codec_embeddings(&special)?;
+        me.codec_rows = special.into_iter().zip(rows).collect();
+        Ok(me)
+    }
+
+    pub fn kernels(&self) -> &Kernels {
+        &self.k
+    }
+
+    /// Positions the context holds (prompt + frames).
+    pub fn ctx(&self) -> u32 {
+        self.ctx
+    }
+
+    /// Talker positions filled so far.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sampling for the next `start` (default: [`TalkerSampling::sampled`] with seed 0).
+    pub fn set_sampling(&mut self, s: TalkerSampling) {
+        self.sampling = s;
+    }
+
+    /// CPU time spent recording the last frame's command buffer, in ns.
+    pub fn last_record_ns(&self) -> f64 {
+        self.record_ns
+    }
+
+    /// The profile of the last frame (per-kernel times when it was profiled).
+    pub fn last_profile(&self) -> Option<&Profile> {
+        self.last_profile.as_ref()
+    }
+
+    /// The codec logits of the last Talker step (before penalty and suppression).
+    pub fn logits(&self) -> Result<Vec<f32>, TalkerError> {
+        Ok(self.s.logits.read_vec()?)
+    }
+
+    /// The Talker's final normed hidden of the last step (the code predictor's position 0).
+    pub fn hidden(&self) -> Result<Vec<f32>, TalkerError> {
+        Ok(self.s.hn.read_vec()?)
+    }
+
+    /// The code 0 of the next frame (sampled at the end of the last command buffer; EOS ends).
+    pub fn pending_code0(&self) -> u32 {
+        self.next_code0
+    }
+
+    /// Frames emitted since `start`.
+    pub fn frames(&self) -> usize {
+        self.frame
+    }
+
+    fn code0_params(&self, step: u32) -> SampleParams {
+        let c = &self.config;
+        SampleParams {
+            step,
+            suppress: Some(Suppress { start: c.suppress_start(), end: c.talker.vocab, allow: Some(c.ids.codec_eos) }),
+            ..self.sampling.code0
+        }
+    }
+
+    /// Projects Thinker-space rows (`thinker_hidden` floats each) through text_projection
+    /// (`hidden = false`) or hidden_projection into Talker space, on the GPU.
+    pub fn project(&self, rows: &[Vec<f32>], hidden: bool) -> Result<Vec<Vec<f32>>, TalkerError> {
+        let c = &self.config;
+        let (th, h, inter) = (c.thinker_hidden, c.talker.hidden, c.talker.inter);
+        if let Some(bad) = rows.iter().find(|r| r.len() != th as usize) {
+            return Err(TalkerError::BadInput(format!(
+                "a Thinker-space row has {} values; the model's thinker_hidden_size is {th}",
+                bad.len()
+            )));
+        }
+        let pw: &ProjWeights = if hidden { &self.w.hidden_proj } else { &self.w.text_proj };
+        let (k, ps) = (&self.k, &self.ps);
+        let mut out = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(ps.rows as usize) {
+            ps.inp.write_slice(0, &chunk.concat())?;
+            let mut rec = k.gpu().recorder(false)?;
+            let (rin, rout) = (th as u64 * 4, h as u64 * 4);
+            for r in 0..chunk.len() as u64 {
+                rec.copy(&ps.inp, r * rin, &ps.x, 0, rin)?;
+                k.matvec(&mut rec, planar(&pw.w1, inter, th), &ps.x, &ps.a, Some(&ps.q81))?;
+                k.add(&mut rec, &ps.a, &pw.b1, &ps.b, inter as u64, inter as u64)?;
+                k.silu_mul(&mut rec, &ps.b, &ps.ones, &ps.a, inter as u64)?;
+                k.matvec(&mut rec, planar(&pw.w2, h, inter), &ps.a, &ps.o1, Some(&ps.q81))?;
+                k.add(&mut rec, &ps.o1, &pw.b2, &ps.o2, h as u64, h as u64)?;
+                rec.copy(&ps.o2, 0, &ps.out, r * rout, rout)?;
+            }
+            rec.submit()?;
+            let mut v = vec![0f32; chunk.len() * h as usize];
+            ps.out.read(0, bytemuck::cast_slice_mut(&mut v))?;
+            out.extend(v.chunks_exact(h as usize).map(|r| r.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Rows `ids` of the Talker's codec embedding C(·), read back.
+    fn codec_embeddings(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>, TalkerError> {
+        let (k, c) = (&self.k, &self.config.talker);
+        let g = k.gpu();
+        let idb = g.buffer_from("codec ids", ids, MemoryIntent::Upload)?;
+        let out = g.buffer("codec rows", (ids.len() * c.hidden as usize * 4) as u64, MemoryIntent::Readback)?;
+        let mut rec = g.recorder(false)?;
+        k.embed_q8_0p(&mut rec, planar(&self.w.codec_embed, c.vocab, c.hidden), &idb, ids.len() as u32, &out)?;
+        rec.submit()?;
+        let v: Vec<f32> = out.read_vec()?;
+        Ok(v.chunks_exact(c.hidden as usize).map(|r| r.to_vec()).collect())
+    }
+
+    fn codec_row(&self, id: u32) -> Result<Vec<f32>, TalkerError> {
+        if let Some((_, r)) = self.codec_rows.iter().find(|(i, _)| *i == id) {
+            return Ok(r.clone());
+        }
+        if id >= self.config.talker.vocab {
+            return Err(TalkerError::BadInput(format!("codec id {id} is outside the codec vocabulary")));
+        }
+        Ok(self.codec_embeddings(&[id])?.remove(0))
+    }
+
+    /// Talker-space vectors of text sides: `embed(id)` gives the Thinker's E(id), `hidden(pos)` its
+    /// hs[accept] at a prompt position.
+    pub fn text_sides(
+        &self,
+        sides: &[TextSide],
+        embed: &dyn Fn(u32) -> Result<Vec<f32>, TalkerError>,
+        hidden: &dyn Fn(usize) -> Result<Vec<f32>, TalkerError>,
+    ) -> Result<Vec<Vec<f32>>, TalkerError> {
+        let mut out = vec![Vec::new(); sides.len()];
+        let (mut tok, mut hid) = (Vec::new(), Vec::new());
+        for (i, s) in sides.iter().enumerate() {
+            match *s {
+                TextSide::Token(id) => tok.push((i, embed(id)?)),
+                TextSide::Hidden(p) => hid.push((i, hidden(p)?)),
+                TextSide::Pad => out[i] = self.tts[0].clone(),
+                TextSide::Bos => out[i] = self.tts[1].clone(),
+                TextSide::Eos => out[i] = self.tts[2].clone(),
+                TextSide::Zero => out[i] = vec![0.0; self.config.talker.hidden as usize],
+            }
+        }
+        for (list, is_hidden) in [(tok, false), (hid, true)] {
+            let (idx, rows): (Vec<usize>, Vec<Vec<f32>>) = list.into_iter().unzip();
+            for (i, v) in idx.into_iter().zip(self.project(&rows, is_hidden)?) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The Talker input rows of a prompt plan (text side + codec embedding).
+    pub fn prompt_rows(
+        &self,
+        rows: &[Row],
+        embed: &dyn Fn(u32) -> Result<Vec<f32>, TalkerError>,
+        hidden: &dyn Fn(usize) -> Result<Vec<f32>, TalkerError>,
+    ) -> Result<Vec<Vec<f32>>, TalkerError> {
+        let sides: Vec<TextSide> = rows.iter().map(|r| r.text).collect();
+        let mut out = self.text_sides(&sides, embed, hidden)?;
+        for (o, r) in out.iter_mut().zip(rows) {
+            if let Some(id) = r.codec {
+                for (a, b) in o.iter_mut().zip(self.codec_row(id)?) {
+                    *a += b;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Convenience: builds the §6.2 prompt for the Thinker prompt `ids` (whose hs[accept] rows,
+    /// `[ids.len(), thinker_hidden]`, come from the Thinker, e.g. `GpuThinker::hidden_states`), the
+    /// first generated token `g0` and `speaker` ("ethan", "chelsie", "aiden"), then starts.
+    /// Thinker embeddings are read from `m` on the CPU. Returns code 0 of the first frame.
+    pub fn start_from_thinker(
+        &mut self,
+        m: &ModelFile,
+        ids: &[u32],
+        hs_accept: &[f32],
+        g0: u32,
+        speaker: &str,
+    ) -> Result<u32, TalkerError> {
+        let th = self.config.thinker_hidden as usize;
+        if hs_accept.len() < ids.len() * th {
+            return Err(TalkerError::BadInput(format!(
+                "{} hidden-state values for {} prompt positions of {th}",
+                hs_accept.len(),
+                ids.len()
+            )));
+        }
+        let spk = self.config.speaker(speaker).map_err(TalkerError::BadInput)?;
+        let p = plan(&self.config, ids, g0, spk)?;
+        let embed = |id: u32| thinker_embedding(m, id).map_err(TalkerError::from);
+        let hidden = |pos: usize| Ok(hs_accept[pos * th..(pos + 1) * th].to_vec());
+        let rows = self.prompt_rows(&p.rows, &embed, &hidden)?;
+        self.start(&rows)
+    }
+
+    /// Resets and feeds the prompt rows (Talker space, `hidden` floats each) through the Talker;
+    /// returns the first frame's code 0 (EOS means nothing to say). Trailing text is then given
+    /// with [`GpuTalker::push_text`] / [`GpuTalker::finish_text`].
+    pub fn start(&mut self, rows: &[Vec<f32>]) -> Result<u32, TalkerError> {
+        let h = self.config.talker.hidden as usize;
+        if rows.is_empty() || rows.iter().any(|r| r.len() != h) {
+            return Err(TalkerError::BadInput(format!("prompt rows must be non-empty vectors of {h} values")));
+        }
+        if rows.len() as u32 + 1 > self.ctx {
+            return Err(TalkerError::ContextFull { len: rows.len() as u32, ctx: self.ctx });
+        }
+        self.history.write_slice(0, &vec![u32::MAX; self.ctx as usize])?;
+        self.len = 0;
+        self.frame = 0;
+        self.text.clear();
+        self.text_done = false;
+        self.started = false;
+        if self.batched_prefill() {
+            self.prefill_scratch()?;
+            let n = rows.len();
+            for (ci, part) in rows.chunks(PREFILL_CHUNK as usize).enumerate() {
+                let p0 = (ci * PREFILL_CHUNK as usize) as u32;
+                self.prefill_chunk(part, p0, p0 as usize + part.len() == n)?;
+            }
+        } else {
+            // One recorded step, replayed for every row: the host writes the row, position and length.
+            let mut rec = self.k.gpu().recorder(false)?;
+            self.record_talker(&mut rec, &self.s.xin)?;
+            let mut batch = rec.finish()?;
+            self.s.rng_step.write_slice(0, &[0u32])?;
+            for (p, r) in rows.iter().enumerate() {
+                let p = p as u32;
+                self.s.xin.write_slice(0, r)?;
+                self.s.pos.write_slice(0, &[p, p, p])?;
+                self.s.cache_len.write_slice(0, &[p])?;
+                batch.submit()?;
+            }
+        }
+        self.len = rows.len() as u32;
+        let mut c0 = [0u32];
+        self.s.code0.read(0, bytemuck::cast_slice_mut(&mut c0))?;
+        self.next_code0 = c0[0];
+        self.started = true;
+        Ok(c0[0])
+    }
+
+    /// Appends trailing text vectors (Talker space), one per future step, in order.
+    pub fn push_text(&mut self, rows: &[Vec<f32>]) -> Result<(), TalkerError> {
+        let h = self.config.talker.hidden as usize;
+        if rows.iter().any(|r| r.len() != h) {
+            return Err(TalkerError::BadInput(format!("text rows must have {h} values")));
+        }
+        self.text.extend(rows.iter().cloned());
+        Ok(())
+    }
+
+    /// Convenience: pushes the text side of Thinker tokens (text_projection of E(id), read from `m`).
+    pub fn push_tokens(&mut self, m: &ModelFile, ids: &[u32]) -> Result<(), TalkerError> {
+        let sides: Vec<TextSide> = ids.iter().map(|&id| TextSide::Token(id)).collect();
+        let embed = |id: u32| thinker_embedding(m, id).map_err(TalkerError::from);
+        let rows = self.text_sides(&sides, &embed, &|_| Err(TalkerError::BadInput("no hidden states".into())))?;
+        self.push_text(&rows)
+    }
+
+    /// Marks the text complete: tts_eos follows the pushed text, then tts_pad forever.
+    pub fn finish_text(&mut self) {
+        if !self.text_done {
+            self.text.push(self.tts[2].clone());
+            self.text_done = true;
+        }
+    }
+
+    /// Pushes the trailing text of a finished Thinker reply in transformers' form (spec §6.2:
+    /// `spoken[1..]`, then tts_eos), where `spoken` = g0, g1, … as in [`super::trailing`].
+    pub fn push_spoken(&mut self, m: &ModelFile, spoken: &[u32]) -> Result<(), TalkerError> {
+        let mut toks = Vec::new();
+        let mut t = 0;
+        while let Some(TextSide::Token(id)) = trailing(&self.config, spoken, t, true) {
+            toks.push(id);
+            t += 1;
+        }
+        self.push_tokens(m, &toks)?;
+        self.finish_text();
+        Ok(())
+    }
+
+    /// Whether the text for the next frame's Talker step is known.
+    pub fn ready(&self) -> bool {
+        self.frame < self.text.len() || self.text_done
+    }
+
+    /// The next frame's codes (`groups` values: code 0 then the residual codes), or `None` once
+    /// code 0 is codec EOS. One command buffer per frame; the next code 0 is sampled in it.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u32>>, TalkerError> {
+        self.next_frame_impl(false, None)
+    }
+
+    /// As [`GpuTalker::next_frame`], with every dispatch timed ([`GpuTalker::last_profile`]).
+    pub fn next_frame_profiled(&mut self) -> Result<Option<Vec<u32>>, TalkerError> {
+        self.next_frame_impl(true, None)
+    }
+
+    /// Teacher forcing (parity tests): runs the next frame on the reference codes `frame` (code 0
+    /// and the residual codes) instead of its own choices, and returns what it would have chosen for
+    /// each residual code with the logits of every group; the next code 0 is chosen as usual
+    /// ([`GpuTalker::pending_code0`], logits in [`GpuTalker::logits`]).
+    pub fn next_frame_forced(&mut self, frame: &[u32]) -> Result<(Vec<u32>, Vec<Vec<f32>>), TalkerError> {
+        let c = self.config.clone();
+        if frame.len() != c.groups as usize
+            || frame[0] >= c.talker.vocab
+            || frame[1..].iter().any(|&x| x >= c.predictor.vocab)
+        {
+            return Err(TalkerError::BadInput(format!("a forced frame needs {} codes in range", c.groups)));
+        }
+        self.s.forced.write_slice(0, frame)?;
+        self.next_code0 = frame[0];
+        let pred = self.next_frame_impl(false, Some(frame))?.unwrap_or_default();
+        let v: Vec<f32> = self.s.cp_logits.read_vec()?;
+        let logits = v.chunks_exact(c.predictor.vocab as usize).map(|r| r.to_vec()).collect();
+        Ok((pred.get(1..).map(|p| p.to_vec()).unwrap_or_default(), logits))
+    }
+
+    fn next_frame_impl(&mut self, profile: bool, forced: Option<&[u32]>) -> Result<Option<Vec<u32>>, TalkerError> {
+        if !self.started {
+            return Err(TalkerError::NotStarted);
+        }
+        if self.next_code0 == self.config.ids.codec_eos {
+            return Ok(None);
+        }
+        self.write_frame_inputs(self.frame, self.len, self.next_code0)?;
+        let t0 = std::time::Instant::now();
+        let mut rec = self.k.gpu().recorder(profile)?;
+        self.record_frame(&mut rec, forced.is_some())?;
+        let mut batch = rec.finish()?;
+        let record_ns = t0.elapsed().as_secs_f64() * 1e9;
+        let prof = batch.submit()?;
+        drop(batch);
+        self.record_ns = record_ns;
+        self.last_profile = Some(prof);
+        let (frame, next) = self.read_frame()?;
+        self.next_code0 = next;
+        self.len += 1;
+        self.frame += 1;
+        Ok(Some(frame))
+    }
+
+    /// Generates frames with one command buffer recorded once and replayed for each (the host
+    /// writes only the step's text vector, position, history entry and RNG step), calling
+    /// `on_frame` with each frame's codes, until code 0 is codec EOS, `max` frames, text that is not
+    /// known yet ([`GpuTalker::ready`]), or `on_frame` returns false. Returns the frames made.
+    pub fn run_frames(&mut self, max: usize, mut on_frame: impl FnMut(&[u32]) -> bool) -> Result<usize, TalkerError> {
+        if !self.started {
+            return Err(TalkerError::NotStarted);
+        }
+        let eos = self.config.ids.codec_eos;
+        let (mut t, mut len, mut c0, mut n) = (self.frame, self.len, self.next_code0, 0usize);
+        let result = (|| -> Result<(), TalkerError> {
+            let mut batch = None;
+            while n < max && c0 != eos && (t < self.text.len() || self.text_done) {
+                if batch.is_none() {
+                    let mut rec = self.k.gpu().recorder(false)?;
+                    self.record_frame(&mut rec, false)?;
+                    batch = Some(rec.finish()?);
+                }
+                self.write_frame_inputs(t, len, c0)?;
+                batch.as_mut().map(|b| b.submit()).transpose()?;
+                let (frame, next) = self.read_frame()?;
+                (t, len, c0, n) = (t + 1, len + 1, next, n + 1);
+                if !on_frame(&frame) {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        (self.frame, self.len, self.next_code0) = (t, len, c0);
+        result.map(|_| n)
+    }
+
+    /// The host side of frame t at Talker position `len` with code 0 `c0`: the step's text vector,
+    /// position and cache length, the code-0 history entry and the RNG step.
+    fn write_frame_inputs(&self, t: usize, len: u32, c0: u32) -> Result<(), TalkerError> {
+        if len >= self.ctx {
+            return Err(TalkerError::ContextFull { len, ctx: self.ctx });
+        }
+        let text = match self.text.get(t) {
+            Some(r) => r,
+            None if self.text_done => &self.tts[0],
+            None => return Err(TalkerError::TextNotReady { step: t }),
+        };
+        self.s.text.write_slice(0, text)?;
+        self.s.pos.write_slice(0, &[len, len, len])?;
+        self.s.cache_len.write_slice(0, &[len])?;
+        self.history.write_slice(t as u64 * 4, &[c0])?;
+        self.s.rng_step.write_slice(0, &[(t as u32 + 1).wrapping_mul(self.config.groups + 1)])?;
+        Ok(())
+    }
+
+    /// The frame's codes and the next code 0.
+    fn read_frame(&self) -> Result<(Vec<u32>, u32), TalkerError> {
+        let g = self.config.groups as usize;
+        let mut out = vec![0u32; g + 1];
+        self.s.frame_out.read(0, bytemuck::cast_slice_mut(&mut out))?;
+        let next = out[g];
+        out.truncate(g);
+        Ok((out, next))
+    }
+
+    /// Benchmarks (after `start`): GPU and wall time of one Talker step and of one frame's code
+    /// predictor (16 passes, 15 samplings), each recorded once and replayed `n` times at the current
+    /// position, and the CPU time to record a whole frame. Leaves the generation state as it was
+    /// except the cache entry at the current position, which the next frame rewrites.
+    pub fn bench_parts(&mut self, n: u32) -> Result<BenchParts, TalkerError> {
+        if !self.started {
+            return Err(TalkerError::NotStarted);
+        }
+        let p = self.len.min(self.ctx - 1);
+        self.s.pos.write_slice(0, &[p, p, p])?;
+        self.s.cache_len.write_slice(0, &[p])?;
+        self.s.text.write_slice(0, &self.tts[0])?;
+        let t0 = std::time::Instant::now();
+        {
+            let mut rec = self.k.gpu().recorder(false)?;
+            self.record_frame(&mut rec, false)?;
+            drop(rec.finish()?);
+        }
+        let record_us = t0.elapsed().as_secs_f64() * 1e6;
+        let time = |which: u8| -> Result<(f64, f64, u32, u32), TalkerError> {
+            let mut rec = self.k.gpu().recorder(false)?;
+            if which == 0 {
+                self.record_talker(&mut rec, &self.s.text)?;
+            } else {
+                self.record_predictor(&mut rec, false)?;
+            }
+            let dispatches = rec.dispatches();
+            let mut batch = rec.finish()?;
+            let barriers = batch.barriers();
+            batch.submit()?; // warm-up
+            let (mut gpu_ns, t0) = (0.0, std::time::Instant::now());
+            for _ in 0..n.max(1) {
+                gpu_ns += batch.submit()?.total_ns.unwrap_or(0.0);
+            }
+            let k = n.max(1) as f64;
+            Ok((gpu_ns / 1e3 / k, t0.elapsed().as_secs_f64() * 1e6 / k, dispatches, barriers))
+        };
+        let (talker_gpu_us, talker_wall_us, talker_dispatches, talker_barriers) = time(0)?;
+        let (predictor_gpu_us, predictor_wall_us, predictor_dispatches, predictor_barriers) = time(1)?;
+        Ok(BenchParts {
+            talker_gpu_us,
+            talker_wall_us,
+            talker_dispatches,
+            talker_barriers,
+            predictor_gpu_us,
+            predictor_wall_us,
+            predictor_dispatches,
+            predictor_barriers,
+            record_us,
+        })
+    }
+}
