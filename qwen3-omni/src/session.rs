@@ -489,8 +489,10 @@ impl Session {
         if cancelled() {
             return Ok(None);
         }
-        // Room for the reply: every token but the last is fed back.
-        let room = (ctx as usize + 1).saturating_sub(thinker.len() as usize + ids.len() - head);
+        // Room for the reply: every token but the last is fed back, and the last position is kept
+        // free (GpuThinker::generate's two-in-flight path reads the token sampled at position p
+        // from the history at p + 1, which must exist).
+        let room = (ctx as usize).saturating_sub(thinker.len() as usize + ids.len() - head);
         let max_new = max_tokens.min(room);
         let mut dec = tokenizer.stream_decoder(true);
         let mut text = String::new();
