@@ -111,6 +111,12 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "rope_rows_f32", file: "rope_rows.comp", defines: &[] },
     Variant { name: "attn_window_f32", file: "attn_window.comp", defines: &[] },
     Variant { name: "sample_step_f32", file: "sample.comp", defines: &[("STEP_BUFFER", "1")] },
+    // AudioTower (spec §4.2; LayerNorm is layer_norm_f32 above).
+    Variant { name: "add_gelu_f32", file: "elementwise.comp", defines: &[("OP_ADD_GELU", "1")] },
+    Variant { name: "conv2d_s2_gelu_f32", file: "conv2d_s2.comp", defines: &[] },
+    Variant { name: "conv2d_s2_gelu_tiled_f32", file: "conv2d_s2_tiled.comp", defines: &[] },
+    Variant { name: "attn_bidir_window_f32", file: "attn_bidir.comp", defines: &[] },
+    Variant { name: "mm_q8_0p_f32", file: "mm_q8_0p_f32.comp", defines: &[] },
 ];
 
 const MAX_PUSH: u32 = 128;

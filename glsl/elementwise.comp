@@ -2,8 +2,10 @@
 // Elementwise over n floats, b broadcast with period b_len (b_len = n: no broadcast):
 //   OP_ADD: y[i] = a[i] + b[i % b_len]      OP_MUL: y[i] = a[i] * b[i % b_len]
 //   OP_SILU_MUL: y[i] = silu(a[i]) * b[i % b_len], silu(v) = v / (1 + exp(-v))
+//   OP_ADD_GELU: y[i] = gelu(a[i] + b[i % b_len]), exact-erf GELU (a bias then the activation)
 // Bindings: 0 a, 1 b, 2 y. Push: n, b_len. Spec: 0 WG. Grid-stride over a 2-D grid.
 #include "common/common.glsl"
+#include "common/gelu.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
@@ -25,6 +27,8 @@ void main() {
         y[i] = av * bv;
 #elif defined(OP_SILU_MUL)
         y[i] = av / (1.0 + exp(-av)) * bv;
+#elif defined(OP_ADD_GELU)
+        y[i] = gelu_erf(av + bv);
 #else
 #error "no OP_ defined"
 #endif

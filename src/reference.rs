@@ -164,3 +164,36 @@ impl Rng {
         (0..n).map(|_| self.uniform() * scale).collect()
     }
 }
+
+/// The error function in f64 (Rust's std has none): Maclaurin series below 2.5, the classic
+/// continued fraction for erfc above; ~1e-15 relative.
+pub fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    let r = if a < 2.5 {
+        // erf(a) = 2/√π Σ (−1)^n a^(2n+1) / (n! (2n+1))
+        let (mut term, mut sum, mut n) = (a, a, 0.0f64);
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -a * a / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc(a) = exp(−a²)/√π · 1/(a + (1/2)/(a + 1/(a + (3/2)/(a + …))))
+        let mut t = a;
+        for k in (1..=80).rev() {
+            t = a + (k as f64 / 2.0) / t;
+        }
+        1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / t
+    };
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
+}
+
+/// GELU with the exact error function: 0.5·x·(1 + erf(x/√2)).
+pub fn gelu(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}

@@ -50,10 +50,16 @@ pub struct ChatArgs {
     /// Print per-kernel GPU time of one decode step to stderr.
     #[arg(long)]
     pub profile: bool,
+    /// A recording to ask about (WAV); -p then adds a written question after it.
+    #[arg(short = 'a', long, conflicts_with = "mic")]
+    pub audio: Option<PathBuf>,
+    /// Ask by voice: record from the default microphone (Enter or silence stops; `mic` feature).
+    #[arg(long)]
+    pub mic: bool,
 }
 
 /// The demo model: converted once from the fixture checkpoint plus the fetched tokenizer.
-fn demo_model() -> anyhow::Result<PathBuf> {
+pub(crate) fn demo_model() -> anyhow::Result<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = repo.join("models/demo.gguf");
     if out.exists() {
@@ -120,6 +126,9 @@ impl CtrlC {
 }
 
 pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
+    if a.audio.is_some() || a.mic {
+        return crate::cli_audio::run_chat(a, a.audio.as_deref());
+    }
     let path = match &a.model {
         Some(p) => p.clone(),
         None => demo_model()?,

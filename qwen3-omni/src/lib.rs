@@ -9,8 +9,10 @@
 //! * [`capi`]: the C API over [`session`] (`include/qwen3_omni_vk.h`).
 //! * [`session`]: the library-level engine: load a model, hold a multi-turn conversation, cancel.
 
+pub mod audio;
 pub mod capi;
 pub mod chat;
+pub mod cli_audio;
 pub mod cli_bench;
 pub mod cli_bench_code2wav;
 pub mod cli_chat;

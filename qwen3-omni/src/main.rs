@@ -23,6 +23,10 @@ enum Command {
     },
     /// Chat with the model: text in, streamed text out.
     Chat(qwen3_omni::cli_chat::ChatArgs),
+    /// Transcribe a recording: text only on stdout.
+    Transcribe(qwen3_omni::cli_audio::TranscribeArgs),
+    /// Time log-mel and the AudioTower on synthetic audio (synthetic full-size models welcome).
+    BenchAudio(qwen3_omni::cli_audio::BenchAudioArgs),
     /// Time the Thinker's decode on the GPU (synthetic full-size models welcome).
     BenchThinker(qwen3_omni::cli_bench::BenchArgs),
     /// Time Code2Wav's GPU decode: ms per second of audio, real-time factor, streaming latency.
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Devices { selftest } => devices(selftest),
         Command::Chat(args) => qwen3_omni::cli_chat::run(&args),
+        Command::Transcribe(args) => qwen3_omni::cli_audio::run_transcribe(&args),
+        Command::BenchAudio(args) => qwen3_omni::cli_audio::run_bench(&args),
         Command::BenchThinker(args) => qwen3_omni::cli_bench::run(&args),
         Command::BenchCode2wav(args) => qwen3_omni::cli_bench_code2wav::run(&args),
         Command::Code2wav(args) => qwen3_omni::cli_code2wav::run(&args),

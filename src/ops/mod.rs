@@ -2,6 +2,7 @@
 //! ranges (so a too-small buffer is an error, not a GPU fault) and records into a `Recorder`.
 
 mod attention;
+mod audio;
 pub mod code2wav;
 mod elementwise;
 mod embed;
@@ -11,6 +12,7 @@ mod moe;
 pub(crate) mod sample;
 mod sampling;
 
+pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Buffer, Error, Result};
 

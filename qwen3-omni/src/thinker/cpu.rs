@@ -114,12 +114,22 @@ impl CpuThinker {
 
     /// Runs the whole sequence `ids` (positions 0..len) with causal attention.
     pub fn forward(&self, ids: &[u32]) -> CpuForward {
+        self.forward_embeds(self.embed_rows(ids))
+    }
+
+    /// The input embeddings of `ids`, one row per token.
+    pub fn embed_rows(&self, ids: &[u32]) -> Vec<Vec<f32>> {
+        let h = self.config.hidden as usize;
+        ids.iter().map(|&t| self.embed[t as usize * h..(t as usize + 1) * h].to_vec()).collect()
+    }
+
+    /// [`CpuThinker::forward`] from input embeddings (e.g. with audio rows scattered in, spec §4.4).
+    pub fn forward_embeds(&self, x: Vec<Vec<f32>>) -> CpuForward {
         let c = &self.config;
-        let (h, hd) = (c.hidden as usize, c.head_dim as usize);
+        let hd = c.head_dim as usize;
         let (nh, nkv) = (c.n_heads as usize, c.n_kv_heads as usize);
         let group = nh / nkv;
-        let mut x: Vec<Vec<f32>> =
-            ids.iter().map(|&t| self.embed[t as usize * h..(t as usize + 1) * h].to_vec()).collect();
+        let mut x = x;
         let mut hidden = vec![x.concat()];
         for l in &self.layers {
             let mut ks = Vec::new();

@@ -58,6 +58,10 @@ struct PrefillScratch {
     q81_h: Q8_1Scratch,
 }
 
+/// Audio rows to copy over a prefill batch's embeddings: the source buffer and, per run of
+/// consecutive placeholders, (source row, row in the batch, rows).
+type AudioRuns<'b> = Option<(&'b Buffer, &'b [(u32, u32, u32)])>;
+
 /// Tokens per prefill command buffer.
 pub const PREFILL_CHUNK: u32 = 256;
 
@@ -91,6 +95,8 @@ pub enum GenError {
     ContextFull { len: u32, ctx: u32 },
     #[error("token id {id} is outside the vocabulary ({vocab})")]
     BadToken { id: u32, vocab: u32 },
+    #[error("the prompt has {placeholders} audio placeholder tokens but {rows} audio embedding rows were given")]
+    AudioMismatch { placeholders: usize, rows: u32 },
     #[error(transparent)]
     Gpu(#[from] qwen3_omni_vk::Error),
 }
@@ -535,12 +541,70 @@ impl GpuThinker {
         let total = tokens.len();
         for (ci, part) in tokens.chunks(chunk).enumerate() {
             let last = (ci + 1) * chunk >= total;
-            next = self.prefill_chunk(part, last)?;
+            next = self.prefill_chunk(part, last, None)?;
         }
         Ok(next)
     }
 
-    fn prefill_chunk(&mut self, tokens: &[u32], last: bool) -> Result<u32, GenError> {
+    /// [`GpuThinker::prefill`] with audio (spec §4.4): the embeddings of the `audio_token`
+    /// positions are replaced, in order, by the rows of `audio` (`[rows, hidden]` f32 on this GPU,
+    /// e.g. the AudioTower's output) — copied on the GPU after the embedding lookup, so hs[0] and
+    /// every later hidden state kept for the Talker see them. The count must match exactly.
+    pub fn prefill_with_audio(
+        &mut self,
+        tokens: &[u32],
+        audio: &Buffer,
+        rows: u32,
+        audio_token: u32,
+    ) -> Result<u32, GenError> {
+        let c = self.config.clone();
+        let n_audio = tokens.iter().filter(|&&t| t == audio_token).count();
+        if n_audio != rows as usize {
+            return Err(GenError::AudioMismatch { placeholders: n_audio, rows });
+        }
+        if audio.size() < rows as u64 * c.hidden as u64 * 4 {
+            return Err(GenError::AudioMismatch {
+                placeholders: n_audio,
+                rows: (audio.size() / (c.hidden as u64 * 4)) as u32,
+            });
+        }
+        if tokens.is_empty() {
+            return Err(GenError::BadToken { id: u32::MAX, vocab: c.vocab });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t >= c.vocab) {
+            return Err(GenError::BadToken { id: bad, vocab: c.vocab });
+        }
+        if self.len as usize + tokens.len() > self.ctx as usize {
+            return Err(GenError::ContextFull { len: self.len + tokens.len() as u32, ctx: self.ctx });
+        }
+        if !self.k.gpu().caps().int_dot || c.head_dim % 8 != 0 || c.head_dim > 128 {
+            return Err(GenError::Gpu(qwen3_omni_vk::Error::Unsuitable(
+                "audio input needs the batched prefill (int8 dot products, head_dim a multiple of 8 ≤ 128)".into(),
+            )));
+        }
+        self.prefill_scratch()?;
+        let chunk = self.prefill.as_ref().map(|p| p.tokens).unwrap_or(1) as usize;
+        let (mut next, mut src) = (0, 0u32);
+        for (ci, part) in tokens.chunks(chunk).enumerate() {
+            let last = (ci + 1) * chunk >= tokens.len();
+            // Runs of audio positions in this chunk: (source row, row in the chunk, count).
+            let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+            for (i, &t) in part.iter().enumerate() {
+                if t != audio_token {
+                    continue;
+                }
+                match runs.last_mut() {
+                    Some(r) if r.1 + r.2 == i as u32 => r.2 += 1,
+                    _ => runs.push((src, i as u32, 1)),
+                }
+                src += 1;
+            }
+            next = self.prefill_chunk(part, last, Some((audio, &runs)))?;
+        }
+        Ok(next)
+    }
+
+    fn prefill_chunk(&mut self, tokens: &[u32], last: bool, audio: AudioRuns<'_>) -> Result<u32, GenError> {
         let c = &self.config;
         let (k, s, w) = (&self.k, &self.s, &self.w);
         let pf = self.prefill.as_ref().expect("prefill scratch");
@@ -555,6 +619,11 @@ impl GpuThinker {
         let (nh_total, row) = (n as u64 * h as u64, h as u64 * 4);
         let mut rec = k.gpu().recorder(false)?;
         k.embed_q8_0p(&mut rec, Matrix::new(&w.embed, WType::Q8_0Planar, c.vocab, h), &pf.ids_in, n, &pf.x)?;
+        if let Some((abuf, runs)) = audio {
+            for &(src, dst, count) in runs {
+                rec.copy(abuf, src as u64 * row, &pf.x, dst as u64 * row, count as u64 * row)?;
+            }
+        }
         rec.copy(&pf.x, 0, &self.hs0, p0 as u64 * row, n as u64 * row)?;
         if self.accept == 0 {
             rec.copy(&pf.x, 0, &self.hs_accept, p0 as u64 * row, n as u64 * row)?;

@@ -4,7 +4,7 @@
 mod config;
 pub mod cpu;
 pub mod gpu;
-mod weights;
+pub(crate) mod weights;
 
 pub use config::ThinkerConfig;
 pub use weights::{expert_stride, LayerWeights, ThinkerWeights};

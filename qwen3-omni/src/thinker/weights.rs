@@ -42,7 +42,7 @@ pub fn expert_stride(rows: u64, cols: u64) -> u64 {
     PlanarLayout::new(rows, cols).total().div_ceil(256) * 256
 }
 
-fn q8_planar(gpu: &Gpu, m: &ModelFile, name: &str, rows: u64, cols: u64) -> Result<Buffer, ModelError> {
+pub(crate) fn q8_planar(gpu: &Gpu, m: &ModelFile, name: &str, rows: u64, cols: u64) -> Result<Buffer, ModelError> {
     let t = m.tensor_typed(name, &[rows, cols], &[GgmlType::Q8_0])?;
     let l = PlanarLayout::new(rows, cols);
     let mut buf = gpu.buffer(name, l.total(), MemoryIntent::Weights)?;
@@ -65,7 +65,7 @@ fn fill_planar(buf: &mut Buffer, offset: u64, t: &TensorRef<'_>, rows: u64, cols
     Ok(())
 }
 
-fn f32_vec(gpu: &Gpu, m: &ModelFile, name: &str, shape: &[u64]) -> Result<Buffer, ModelError> {
+pub(crate) fn f32_vec(gpu: &Gpu, m: &ModelFile, name: &str, shape: &[u64]) -> Result<Buffer, ModelError> {
     let t = m.tensor_typed(name, shape, &[GgmlType::F32])?;
     Ok(gpu.buffer_from(name, t.data, MemoryIntent::Weights)?)
 }
