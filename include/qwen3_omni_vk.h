@@ -24,8 +24,9 @@
  * A model serves one session at a time. Callbacks run on the calling thread (the log callback on
  * whichever thread logs) and must not unwind (no C++ exceptions, no longjmp) into the library.
  *
- * Not in this build yet: audio in (16 kHz PCM, WAV) and speech out (24 kHz PCM, voice) have their
- * final signatures and check their arguments, then return QWEN3_OMNI_ERR_NOT_AVAILABLE.
+ * Audio in (16 kHz PCM, or a WAV file at any rate) works with model files that have an AudioTower.
+ * Not in this build yet: speech out (24 kHz PCM callback, voice) has its final signature and checks
+ * its arguments, then returns QWEN3_OMNI_ERR_NOT_AVAILABLE.
  */
 
 #ifndef QWEN3_OMNI_VK_H
@@ -213,7 +214,8 @@ typedef struct qwen3_omni_generate_result {
 // The session (or model) is in use by another call.
 #define QWEN3_OMNI_ERR_BUSY -3
 
-// The feature is not in this build yet (audio in, speech out).
+// The feature is not in this build yet (speech out), or not in this model (audio in without an
+// AudioTower).
 #define QWEN3_OMNI_ERR_NOT_AVAILABLE -4
 
 // Loading was cancelled by the progress callback.
@@ -371,10 +373,10 @@ qwen3_omni_status qwen3_omni_session_context(struct qwen3_omni_session *session,
 // `session` is any value (looked up); `text` is a NUL-terminated UTF-8 string.
 qwen3_omni_status qwen3_omni_session_add_text(struct qwen3_omni_session *session, const char *text);
 
-// Appends audio (mono float PCM in [-1, 1] at `QWEN3_OMNI_INPUT_SAMPLE_RATE`) to the user message
-// of the next turn. Not in this build yet: after checking the arguments it returns
-// `QWEN3_OMNI_ERR_NOT_AVAILABLE`. A sample rate other than 16000 is
-// `QWEN3_OMNI_ERR_INVALID_ARGUMENT` (resample first).
+// Appends audio (mono float PCM in [-1, 1] at `QWEN3_OMNI_INPUT_SAMPLE_RATE`, copied) to the user
+// message of the next turn; the AudioTower runs in `qwen3_omni_session_generate`. A sample rate
+// other than 16000 is `QWEN3_OMNI_ERR_INVALID_ARGUMENT` (resample first); a model file without an
+// AudioTower gives `QWEN3_OMNI_ERR_NOT_AVAILABLE`.
 //
 // # Safety
 // `session` is any value (looked up); `samples` is valid for reading `n_samples` floats.
@@ -383,8 +385,9 @@ qwen3_omni_status qwen3_omni_session_add_audio(struct qwen3_omni_session *sessio
                                                size_t n_samples,
                                                int32_t sample_rate);
 
-// Appends a WAV file's audio to the user message of the next turn. Not in this build yet: after
-// checking the arguments it returns `QWEN3_OMNI_ERR_NOT_AVAILABLE`.
+// Appends a WAV file's audio (any rate and channel count: mixed to mono and resampled to 16 kHz)
+// to the user message of the next turn. A missing or malformed file is
+// `QWEN3_OMNI_ERR_INVALID_ARGUMENT`; a model without an AudioTower `QWEN3_OMNI_ERR_NOT_AVAILABLE`.
 //
 // # Safety
 // `session` is any value (looked up); `path` is a NUL-terminated UTF-8 path.
@@ -405,7 +408,8 @@ qwen3_omni_status qwen3_omni_session_set_voice(struct qwen3_omni_session *sessio
 // None: no arguments.
 struct qwen3_omni_generate_params qwen3_omni_generate_default_params(void);
 
-// Answers the queued user message (from `qwen3_omni_session_add_text`): feeds the turn and
+// Answers the queued user message (text and audio from `qwen3_omni_session_add_*`, in order):
+// runs the AudioTower on its audio, feeds the turn and
 // streams the reply through `params->text_callback` until the end of the turn, `max_tokens`, a
 // full context, or a cancel. A cancelled reply returns `QWEN3_OMNI_OK` with `stop_reason`
 // `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far as it was delivered. On an error

@@ -2,14 +2,15 @@
  * chat.c: embed qwen3-omni-vk in a C program through its static library.
  *
  * Loads a model, lists the Vulkan devices, asks a question by text and prints the reply as it
- * streams, then asks a follow-up in the same session (the history stays in the KV cache).
+ * streams, then asks a follow-up in the same session (the history stays in the KV cache), and,
+ * given a WAV file, asks about the recording.
  *
  * Build (from the repository root, after `cargo build -p qwen3-omni`):
  *   cc -std=c11 -Wall -Iinclude examples/c/chat.c target/debug/libqwen3_omni.a \
  *      -ldl -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o chat
  * The system libraries are what
  *   cargo rustc -p qwen3-omni --lib --crate-type staticlib -- --print native-static-libs
- * prints for your platform. Run: ./chat [MODEL.gguf] [QUESTION] [MAX_TOKENS]
+ * prints for your platform. Run: ./chat [MODEL.gguf] [QUESTION] [MAX_TOKENS] [RECORDING.wav]
  * (default model: models/demo.gguf, which `qwen3-omni-vk chat` builds on first use).
  *
  * Exit status: 0 on success, 1 when a call fails, 2 when the Vulkan validation layer (on with
@@ -58,13 +59,18 @@ static void on_log(int32_t level, const char *text, void *user_data) {
     fprintf(stderr, "[log %d] %s\n", (int)level, text);
 }
 
-static int ask(qwen3_omni_session *session, const char *question, int max_tokens) {
+/* One turn: `wav` (may be NULL) and then `question`, as one user message. */
+static int ask(qwen3_omni_session *session, const char *wav, const char *question, int max_tokens) {
     struct reply r = {0, 0};
     qwen3_omni_generate_params gp = qwen3_omni_generate_default_params();
     qwen3_omni_generate_result res;
     gp.max_tokens = max_tokens;
     gp.text_callback = on_text;
     gp.user_data = &r;
+    if (wav) {
+        printf("> [%s]\n", wav);
+        CHECK(qwen3_omni_session_add_audio_file(session, wav));
+    }
     printf("> %s\n", question);
     CHECK(qwen3_omni_session_add_text(session, question));
     CHECK(qwen3_omni_session_generate(session, &gp, &res));
@@ -82,6 +88,7 @@ int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : "models/demo.gguf";
     const char *question = argc > 2 ? argv[2] : "What is the capital of France?";
     int max_tokens = argc > 3 ? atoi(argv[3]) : 16;
+    const char *wav = argc > 4 ? argv[4] : NULL;
 
     fprintf(stderr, "qwen3-omni-vk %s\n", qwen3_omni_version());
     CHECK(qwen3_omni_log_set(on_log, QWEN3_OMNI_LOG_WARN, NULL));
@@ -115,13 +122,13 @@ int main(int argc, char **argv) {
     qwen3_omni_session *session = NULL;
     CHECK(qwen3_omni_session_new(model, &sp, &session));
 
-    if (ask(session, question, max_tokens)) return 1;
-    if (ask(session, "And of Germany?", max_tokens)) return 1;
+    if (ask(session, NULL, question, max_tokens)) return 1;
+    if (ask(session, NULL, "And of Germany?", max_tokens)) return 1;
+    if (wav && ask(session, wav, "What is said in this recording?", max_tokens)) return 1;
 
-    /* Audio in and speech out have their API but are not in this build yet. */
-    float silence[1600] = {0};
-    qwen3_omni_status s = qwen3_omni_session_add_audio(session, silence, 1600, QWEN3_OMNI_INPUT_SAMPLE_RATE);
-    fprintf(stderr, "audio input: %s (%s)\n", qwen3_omni_status_string(s), qwen3_omni_last_error());
+    /* Speech out has its API but is not in this build yet. */
+    qwen3_omni_status s = qwen3_omni_session_set_voice(session, "Ethan");
+    fprintf(stderr, "speech output: %s (%s)\n", qwen3_omni_status_string(s), qwen3_omni_last_error());
     if (s != QWEN3_OMNI_ERR_NOT_AVAILABLE && s != QWEN3_OMNI_OK) return 1;
 
     uint32_t used = 0, size = 0;

@@ -14,7 +14,9 @@ use std::time::Instant;
 use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions, Profile};
 use qwen3_omni_vk::{Kernels, SampleParams, SAMPLE_MAX_K};
 
-use crate::chat::{render, ChatError, Message, Role};
+use crate::audio::gpu::GpuAudioTower;
+use crate::audio::{AudioConfig, MelExtractor};
+use crate::chat::{render, ChatError, Item, Message, Role};
 use crate::model_file::{ModelError, ModelFile};
 use crate::thinker::gpu::{GenError, GpuThinker, PREFILL_CHUNK};
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -40,6 +42,8 @@ pub enum SessionError {
     PromptTooLong { tokens: usize, used: u32, ctx: u32 },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("{path}: this model file has no AudioTower, so it takes no audio input")]
+    NoAudioTower { path: PathBuf },
 }
 
 /// How to open the GPU and size the model's context.
@@ -73,6 +77,8 @@ pub enum LoadStage {
     Device,
     /// Uploading the Thinker's weights: `done` of `total` layers.
     Thinker,
+    /// Uploading the AudioTower's weights (models with audio input).
+    AudioTower,
 }
 
 /// A progress report: `done` of `total` units of `stage`.
@@ -90,8 +96,9 @@ impl LoadProgress {
         match self.stage {
             LoadStage::Open => 0.05 * part,
             LoadStage::Device => 0.05 + 0.05 * part,
-            LoadStage::Thinker if self.done >= self.total => 1.0,
-            LoadStage::Thinker => 0.1 + 0.9 * part,
+            LoadStage::Thinker => 0.1 + 0.8 * part,
+            LoadStage::AudioTower if self.done >= self.total => 1.0,
+            LoadStage::AudioTower => 0.9 + 0.1 * part,
         }
     }
 }
@@ -100,11 +107,13 @@ impl LoadProgress {
 /// callback cannot return a verdict; caught in [`Model::load`] (never escapes it).
 struct LoadCancelled;
 
-/// A loaded model: the file, its tokenizer and the Thinker on the GPU with its KV cache.
+/// A loaded model: the file, its tokenizer, the Thinker on the GPU with its KV cache, and the
+/// AudioTower when the file has one.
 pub struct Model {
     pub file: ModelFile,
     pub tokenizer: Tokenizer,
     thinker: GpuThinker,
+    audio: Option<GpuAudioTower>,
     path: PathBuf,
     ctx: u32,
 }
@@ -166,7 +175,21 @@ impl Model {
         };
         // `GpuThinker::load` sizes its cache like this.
         let ctx = opts.ctx_size.clamp(1, thinker.config.max_positions);
-        Ok(Model { file, tokenizer, thinker, path: path.to_path_buf(), ctx })
+        let audio = if AudioConfig::from_model(&file).is_ok() {
+            let gpu = thinker.kernels().gpu().clone();
+            let mut cancelled = false;
+            let tower = GpuAudioTower::load(&gpu, &file, |done, total| {
+                cancelled |= report(LoadStage::AudioTower, done, total).is_err();
+            })?;
+            if cancelled {
+                return Err(SessionError::LoadCancelled);
+            }
+            Some(tower)
+        } else {
+            report(LoadStage::AudioTower, 1, 1)?;
+            None
+        };
+        Ok(Model { file, tokenizer, thinker, audio, path: path.to_path_buf(), ctx })
     }
 
     pub fn path(&self) -> &Path {
@@ -180,6 +203,11 @@ impl Model {
     /// KV cache positions.
     pub fn ctx_size(&self) -> u32 {
         self.ctx
+    }
+
+    /// Whether the model takes audio input (its file has an AudioTower).
+    pub fn has_audio_input(&self) -> bool {
+        self.audio.is_some()
     }
 
     pub fn thinker(&self) -> &GpuThinker {
@@ -254,6 +282,14 @@ pub struct SessionConfig {
     /// A system message, rendered before the first user turn.
     pub system: Option<String>,
     pub sampling: Sampling,
+}
+
+/// One piece of a user message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Text(String),
+    /// Mono float PCM at 16 kHz.
+    Audio(Vec<f32>),
 }
 
 /// Why a reply ended.
@@ -425,10 +461,75 @@ impl Session {
         self.generate_messages(&[Message::text(Role::User, user_text.to_string())], max_tokens, on_delta)
     }
 
-    /// [`Session::generate`] for prepared user messages (text items only in this build).
+    /// [`Session::generate`] for prepared user messages (text items only: audio goes through
+    /// [`Session::generate_inputs`], which has the samples).
     pub fn generate_messages(
         &mut self,
         user: &[Message],
+        max_tokens: usize,
+        on_delta: impl FnMut(Delta<'_>) -> bool,
+    ) -> Result<Reply, SessionError> {
+        if user.iter().any(|m| m.items.iter().any(|i| !matches!(i, Item::Text(_)))) {
+            return Err(SessionError::InvalidArgument(
+                "audio items need their samples: use Session::generate_inputs".into(),
+            ));
+        }
+        self.turn(user, None, max_tokens, on_delta)
+    }
+
+    /// Answers one user message made of text and 16 kHz audio pieces, in order: the audio goes
+    /// through the AudioTower and its embeddings replace the message's audio placeholders.
+    pub fn generate_inputs(
+        &mut self,
+        inputs: &[Input],
+        max_tokens: usize,
+        on_delta: impl FnMut(Delta<'_>) -> bool,
+    ) -> Result<Reply, SessionError> {
+        let mut items = Vec::new();
+        let mut mels = Vec::new();
+        for i in inputs {
+            match i {
+                Input::Text(t) => items.push(Item::text(t.clone())),
+                Input::Audio(pcm) => {
+                    if pcm.is_empty() {
+                        return Err(SessionError::InvalidArgument("an audio input has no samples".into()));
+                    }
+                    let mel = MelExtractor::new(128).compute(pcm);
+                    items.push(Item::audio_frames(mel.frames));
+                    mels.push(mel);
+                }
+            }
+        }
+        let audio = if mels.is_empty() {
+            None
+        } else {
+            let Model { thinker, audio, path, .. } = &mut self.model;
+            let tower = audio.as_mut().ok_or_else(|| SessionError::NoAudioTower { path: path.clone() })?;
+            let k = thinker.kernels();
+            let mut embeds = Vec::with_capacity(mels.len());
+            for mel in &mels {
+                embeds.push(tower.forward(k, &mel.data, mel.frames as u32)?);
+            }
+            // One buffer of rows for the prefill: the single embedding as it is, several joined.
+            let rows: u32 = embeds.iter().map(|e| e.tokens).sum();
+            let buf = if embeds.len() == 1 {
+                embeds.pop().map(|e| e.buf)
+            } else {
+                let mut all = Vec::new();
+                for e in &embeds {
+                    all.extend(e.read()?);
+                }
+                Some(k.gpu().buffer_from("audio embeddings", &all, qwen3_omni_vk::vk_runtime::MemoryIntent::Upload)?)
+            };
+            buf.map(|b| (b, rows))
+        };
+        self.turn(&[Message::new(Role::User, items)], audio, max_tokens, on_delta)
+    }
+
+    fn turn(
+        &mut self,
+        user: &[Message],
+        audio: Option<(qwen3_omni_vk::vk_runtime::Buffer, u32)>,
         max_tokens: usize,
         mut on_delta: impl FnMut(Delta<'_>) -> bool,
     ) -> Result<Reply, SessionError> {
@@ -440,7 +541,7 @@ impl Session {
         if t0 as usize + ids.len() + 1 > ctx as usize {
             return Err(SessionError::PromptTooLong { tokens: ids.len(), used: t0, ctx });
         }
-        let result = self.run_turn(&ids, max_tokens, &mut on_delta, start);
+        let result = self.run_turn(&ids, audio.as_ref().map(|(b, r)| (b, *r)), max_tokens, &mut on_delta, start);
         if result.is_err() || matches!(result, Ok(None)) {
             // A failed turn, or one cancelled before its reply began, leaves no trace: the cache
             // and the pending token are as before.
@@ -467,6 +568,7 @@ impl Session {
     fn run_turn(
         &mut self,
         ids: &[u32],
+        audio: Option<(&qwen3_omni_vk::vk_runtime::Buffer, u32)>,
         max_tokens: usize,
         on_delta: &mut dyn FnMut(Delta<'_>) -> bool,
         start: Instant,
@@ -476,10 +578,12 @@ impl Session {
         let ctx = self.model.ctx;
         let Model { thinker, tokenizer, .. } = &mut self.model;
         let im_end = tokenizer.special_ids().im_end;
-        // Long prompts: all but the last chunk through `prefill`, checking the cancel flag in
-        // between; `generate` takes the rest (the whole prompt when it fits one chunk).
+        let audio_pad = tokenizer.special_ids().audio_pad;
+        // Long text prompts: all but the last chunk through `prefill`, checking the cancel flag in
+        // between; `generate` takes the rest (the whole prompt when it fits one chunk). A prompt
+        // with audio goes whole through `prefill_with_audio`.
         let chunk = PREFILL_CHUNK as usize;
-        let head = (ids.len().saturating_sub(1) / chunk) * chunk;
+        let head = if audio.is_some() { 0 } else { (ids.len().saturating_sub(1) / chunk) * chunk };
         for part in ids[..head].chunks(chunk) {
             if cancelled() {
                 return Ok(None);
@@ -500,7 +604,7 @@ impl Session {
         let mut user_stop = false;
         let mut was_cancelled = false;
         let mut gen_start = None;
-        let out = thinker.generate(&ids[head..], max_new, &[im_end], |id| {
+        let mut on_token = |id: u32| {
             gen_start.get_or_insert_with(Instant::now);
             if cancelled() {
                 was_cancelled = true;
@@ -514,7 +618,22 @@ impl Session {
                 return false;
             }
             true
-        })?;
+        };
+        let out = match audio {
+            None => thinker.generate(&ids[head..], max_new, &[im_end], &mut on_token)?,
+            Some((buf, rows)) => {
+                // The same contract as `generate`: every token but the last is fed.
+                let first = thinker.prefill_with_audio(ids, buf, rows, audio_pad)?;
+                let mut out = Vec::new();
+                if max_new > 0 {
+                    out.push(first);
+                    if first != im_end && on_token(first) && max_new > 1 {
+                        out.extend(thinker.generate(&[first], max_new - 1, &[im_end], &mut on_token)?);
+                    }
+                }
+                out
+            }
+        };
         let tail = dec.finish();
         if !tail.is_empty() {
             text.push_str(&tail);

@@ -128,7 +128,7 @@ fn freed_session_and_free_twice_are_errors() {
 }
 
 #[test]
-fn audio_and_speech_check_arguments_then_say_not_available() {
+fn audio_in_works_and_speech_out_says_not_available() {
     let m = load();
     let s = new_session(m);
     let pcm = vec![0.0f32; 1600];
@@ -141,19 +141,38 @@ fn audio_and_speech_check_arguments_then_say_not_available() {
         assert!(last_error().contains("44100"), "{}", last_error());
         expect(qwen3_omni_session_add_audio(s, null(), 10, 16000), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "NULL samples");
         expect(qwen3_omni_session_add_audio(s, pcm.as_ptr(), 0, 16000), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "0 samples");
-        expect(qwen3_omni_session_add_audio(s, pcm.as_ptr(), pcm.len(), 16000), QWEN3_OMNI_ERR_NOT_AVAILABLE, "audio");
         expect(
             qwen3_omni_session_add_audio_file(s, c"/nonexistent.wav".as_ptr()),
             QWEN3_OMNI_ERR_INVALID_ARGUMENT,
             "wav",
         );
+        let nan = [f32::NAN; 4];
+        expect(qwen3_omni_session_add_audio(s, nan.as_ptr(), 4, 16000), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "NaN samples");
+        let not_wav = CString::new(model_path().to_str().unwrap()).unwrap();
+        expect(qwen3_omni_session_add_audio_file(s, not_wav.as_ptr()), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "not a WAV");
+        // Audio in: a WAV (44.1 kHz stereo, resampled) and raw 16 kHz PCM, then a question.
+        let wav = common::fixtures().join("audio/privet_mir_44k_stereo.wav");
+        let wav = CString::new(wav.to_str().unwrap()).unwrap();
+        expect(qwen3_omni_session_add_audio_file(s, wav.as_ptr()), QWEN3_OMNI_OK, "wav");
+        expect(qwen3_omni_session_add_audio(s, pcm.as_ptr(), pcm.len(), 16000), QWEN3_OMNI_OK, "pcm");
+        expect(qwen3_omni_session_add_text(s, c"What was said?".as_ptr()), QWEN3_OMNI_OK, "text");
+        let mut gp = qwen3_omni_generate_default_params();
+        gp.max_tokens = 3;
+        let mut r = qwen3_omni_generate_result::default();
+        expect(qwen3_omni_session_generate(s, &gp, &mut r), QWEN3_OMNI_OK, "generate with audio");
+        assert_eq!(r.n_tokens, 3);
+        assert!(r.n_prompt_tokens > 20, "{} prompt tokens (audio placeholders included)", r.n_prompt_tokens);
+        // A text turn after the audio turn (the audio stays in the cache).
+        expect(qwen3_omni_session_add_text(s, c"And then?".as_ptr()), QWEN3_OMNI_OK, "text");
+        expect(qwen3_omni_session_generate(s, &gp, &mut r), QWEN3_OMNI_OK, "generate after audio");
+        assert!(r.n_prompt_tokens < 20, "{}", r.n_prompt_tokens);
         expect(qwen3_omni_session_set_voice(s, c"Ethan".as_ptr()), QWEN3_OMNI_ERR_NOT_AVAILABLE, "voice");
         expect(qwen3_omni_session_set_voice(s, null()), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "NULL voice");
         unsafe extern "C" fn pcm_cb(_: *const f32, _: usize, _: i32, _: *mut c_void) -> bool {
             true
         }
         expect(qwen3_omni_session_add_text(s, c"hi".as_ptr()), QWEN3_OMNI_OK, "add_text");
-        let mut gp = qwen3_omni_generate_default_params();
+        gp = qwen3_omni_generate_default_params();
         gp.pcm_callback = Some(pcm_cb);
         expect(qwen3_omni_session_generate(s, &gp, null_mut()), QWEN3_OMNI_ERR_NOT_AVAILABLE, "pcm callback");
         // Bad sampling and generation settings.

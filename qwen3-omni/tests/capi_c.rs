@@ -74,7 +74,8 @@ fn build_example(dir: &Path) -> PathBuf {
     exe
 }
 
-/// Runs the example (two turns of `max_tokens` each), optionally under a wrapper command.
+/// Runs the example (two text turns and one with a recording, `max_tokens` each), optionally under
+/// a wrapper command.
 fn run_example(exe: &Path, model: &Path, max_tokens: u32, validation: bool, wrapper: &[&str]) -> std::process::Output {
     let mut cmd = match wrapper.split_first() {
         Some((w, rest)) => {
@@ -87,6 +88,7 @@ fn run_example(exe: &Path, model: &Path, max_tokens: u32, validation: bool, wrap
     cmd.arg(model)
         .arg("What is the capital of France?")
         .arg(max_tokens.to_string())
+        .arg(common::fixtures().join("audio/privet_mir_16k_mono.wav"))
         .env("QWEN3VK_VALIDATION", if validation { "1" } else { "0" })
         .env("QWEN3VK_PIPELINE_CACHE", "off");
     cmd.output().expect("running the C example")
@@ -102,8 +104,9 @@ fn c_example_streams_a_reply() {
     eprintln!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
     assert!(out.status.success(), "the C example exited with {:?}", out.status);
     assert!(stdout.contains("> What is the capital of France?") && stdout.contains("> And of Germany?"));
-    assert!(stderr.contains("reply tokens"), "no reply statistics");
-    assert!(stderr.contains("QWEN3_OMNI_ERR_NOT_AVAILABLE"), "audio input should say it is not available");
+    assert!(stdout.contains("> What is said in this recording?"));
+    assert_eq!(stderr.matches("reply tokens").count(), 3, "three replies");
+    assert!(stderr.contains("QWEN3_OMNI_ERR_NOT_AVAILABLE"), "speech output should say it is not available");
     let _ = std::fs::remove_dir_all(dir);
 }
 

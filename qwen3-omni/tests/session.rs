@@ -6,8 +6,11 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
+use qwen3_omni::chat::{audio_token_count, Item};
 use qwen3_omni::chat::{render, Message, Role};
-use qwen3_omni::session::{LoadOptions, LoadStage, Model, Sampling, Session, SessionConfig, SessionError, StopReason};
+use qwen3_omni::session::{
+    Input, LoadOptions, LoadStage, Model, Sampling, Session, SessionConfig, SessionError, StopReason,
+};
 
 fn opts(ctx: u32) -> LoadOptions {
     LoadOptions { ctx_size: ctx, validation: true, pipeline_cache: None, ..LoadOptions::default() }
@@ -164,6 +167,36 @@ fn load_cancel_bad_arguments_and_full_context() {
     };
     let (a, b) = (run(), run());
     assert_eq!(a, b);
+    let model = s.into_model();
+    check_validation(&model);
+    drop(model);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A turn with audio (16 kHz PCM through the AudioTower) and text, then a text turn: the prompt
+/// holds exactly the audio placeholders of the mel frames.
+#[test]
+fn audio_turn_then_text_turn() {
+    let (dir, file) = common::tiny_model_with_tokenizer("session-audio");
+    let model = Model::load(&file, &opts(512), |_| true).unwrap();
+    assert!(model.has_audio_input());
+    let mut s = Session::new(model, SessionConfig::default()).unwrap();
+    let pcm: Vec<f32> = (0..24000).map(|i| ((i as f32) * 0.031).sin() * 0.2).collect();
+    let inputs = [Input::Audio(pcm.clone()), Input::Text("What is this sound?".into())];
+    let r1 = s.generate_inputs(&inputs, 3, |_| true).unwrap();
+    assert_eq!(r1.tokens.len(), 3);
+    let frames = qwen3_omni::audio::MelExtractor::new(128).compute(&pcm).frames;
+    let msg = Message::new(Role::User, vec![Item::audio_frames(frames), Item::text("What is this sound?")]);
+    let want_ids = render(&s.model().tokenizer, &[msg], true).unwrap().ids;
+    assert_eq!(r1.prompt_tokens, want_ids.len());
+    let pad = s.model().tokenizer.special_ids().audio_pad;
+    assert_eq!(want_ids.iter().filter(|&&t| t == pad).count(), audio_token_count(frames));
+    let r2 = s.generate("And now?", 3, |_| true).unwrap();
+    assert_eq!(r2.tokens.len(), 3);
+    // Audio items without their samples are refused, not silently dropped.
+    let e =
+        s.generate_messages(&[Message::new(Role::User, vec![Item::audio_frames(frames)])], 2, |_| true).unwrap_err();
+    assert!(matches!(e, SessionError::InvalidArgument(_)), "{e}");
     let model = s.into_model();
     check_validation(&model);
     drop(model);

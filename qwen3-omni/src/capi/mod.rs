@@ -30,9 +30,10 @@
 //! * Callbacks run on the calling thread (the log callback: on whichever thread logs) and must
 //!   not unwind (no C++ exceptions, no longjmp) through the library.
 //!
-//! # Not in this build yet
-//! Audio in (16 kHz PCM or a WAV file) and speech out (24 kHz PCM callback, voice) have their
-//! final signatures here and check their arguments, then return `QWEN3_OMNI_ERR_NOT_AVAILABLE`.
+//! # Audio
+//! Audio in works (16 kHz PCM or a WAV file, through the AudioTower, for model files that have
+//! one). Speech out (24 kHz PCM callback, voice) has its final signature here and checks its
+//! arguments, then returns `QWEN3_OMNI_ERR_NOT_AVAILABLE`: it is not in this build yet.
 #![allow(non_camel_case_types)]
 
 mod log;
@@ -45,8 +46,7 @@ use std::sync::{Arc, Mutex};
 
 use registry::{lock, CError, CResult, ModelHandle, SessionHandle, SessionState};
 
-use crate::chat::{Item, Message, Role};
-use crate::session::{LoadOptions, Model, Sampling, Session, SessionConfig, SessionError, StopReason};
+use crate::session::{Input, LoadOptions, Model, Sampling, Session, SessionConfig, SessionError, StopReason};
 use crate::thinker::gpu::GenError;
 
 /// A status code: 0 on success, negative on failure (see `qwen3_omni_last_error`).
@@ -60,7 +60,8 @@ pub const QWEN3_OMNI_ERR_INVALID_ARGUMENT: qwen3_omni_status = -1;
 pub const QWEN3_OMNI_ERR_INVALID_HANDLE: qwen3_omni_status = -2;
 /// The session (or model) is in use by another call.
 pub const QWEN3_OMNI_ERR_BUSY: qwen3_omni_status = -3;
-/// The feature is not in this build yet (audio in, speech out).
+/// The feature is not in this build yet (speech out), or not in this model (audio in without an
+/// AudioTower).
 pub const QWEN3_OMNI_ERR_NOT_AVAILABLE: qwen3_omni_status = -4;
 /// Loading was cancelled by the progress callback.
 pub const QWEN3_OMNI_ERR_CANCELLED: qwen3_omni_status = -5;
@@ -277,7 +278,7 @@ fn invalid(msg: impl Into<String>) -> CError {
 fn not_available(what: &str) -> CError {
     CError::new(
         QWEN3_OMNI_ERR_NOT_AVAILABLE,
-        format!("{what} is not available in this build yet (text in, text out only)"),
+        format!("{what} is not available in this build yet (text and audio in, text out)"),
     )
 }
 
@@ -294,6 +295,7 @@ fn session_err(e: SessionError) -> CError {
         SessionError::Gen(GenError::AudioMismatch { .. }) => QWEN3_OMNI_ERR_INVALID_ARGUMENT,
         SessionError::Gen(GenError::Gpu(_)) | SessionError::Gpu(_) => QWEN3_OMNI_ERR_DEVICE,
         SessionError::LoadCancelled => QWEN3_OMNI_ERR_CANCELLED,
+        SessionError::NoAudioTower { .. } => QWEN3_OMNI_ERR_NOT_AVAILABLE,
     };
     CError::new(code, e.to_string())
 }
@@ -798,15 +800,15 @@ pub unsafe extern "C" fn qwen3_omni_session_add_text(
         // SAFETY: NUL-terminated by contract (NULL rejected).
         let t = unsafe { str_arg(text, "text") }?;
         let mut st = registry::try_state(&s)?;
-        st.queued.push(Item::text(t));
+        st.queued.push(Input::Text(t.to_string()));
         Ok(())
     })
 }
 
-/// Appends audio (mono float PCM in [-1, 1] at `QWEN3_OMNI_INPUT_SAMPLE_RATE`) to the user message
-/// of the next turn. Not in this build yet: after checking the arguments it returns
-/// `QWEN3_OMNI_ERR_NOT_AVAILABLE`. A sample rate other than 16000 is
-/// `QWEN3_OMNI_ERR_INVALID_ARGUMENT` (resample first).
+/// Appends audio (mono float PCM in [-1, 1] at `QWEN3_OMNI_INPUT_SAMPLE_RATE`, copied) to the user
+/// message of the next turn; the AudioTower runs in `qwen3_omni_session_generate`. A sample rate
+/// other than 16000 is `QWEN3_OMNI_ERR_INVALID_ARGUMENT` (resample first); a model file without an
+/// AudioTower gives `QWEN3_OMNI_ERR_NOT_AVAILABLE`.
 ///
 /// # Safety
 /// `session` is any value (looked up); `samples` is valid for reading `n_samples` floats.
@@ -818,7 +820,7 @@ pub unsafe extern "C" fn qwen3_omni_session_add_audio(
     sample_rate: i32,
 ) -> qwen3_omni_status {
     guard(|| {
-        let _s = registry::session(session as usize)?;
+        let s = registry::session(session as usize)?;
         if samples.is_null() {
             return Err(invalid("samples is NULL"));
         }
@@ -830,12 +832,18 @@ pub unsafe extern "C" fn qwen3_omni_session_add_audio(
                 "sample rate {sample_rate} Hz: audio input must be {QWEN3_OMNI_INPUT_SAMPLE_RATE} Hz mono (resample first)"
             )));
         }
-        Err(not_available("audio input"))
+        // SAFETY: non-NULL and valid for `n_samples` floats by the caller's contract.
+        let pcm = unsafe { std::slice::from_raw_parts(samples, n_samples) };
+        if let Some(i) = pcm.iter().position(|x| !x.is_finite()) {
+            return Err(invalid(format!("sample {i} is not a finite number")));
+        }
+        queue_audio(&s, pcm.to_vec())
     })
 }
 
-/// Appends a WAV file's audio to the user message of the next turn. Not in this build yet: after
-/// checking the arguments it returns `QWEN3_OMNI_ERR_NOT_AVAILABLE`.
+/// Appends a WAV file's audio (any rate and channel count: mixed to mono and resampled to 16 kHz)
+/// to the user message of the next turn. A missing or malformed file is
+/// `QWEN3_OMNI_ERR_INVALID_ARGUMENT`; a model without an AudioTower `QWEN3_OMNI_ERR_NOT_AVAILABLE`.
 ///
 /// # Safety
 /// `session` is any value (looked up); `path` is a NUL-terminated UTF-8 path.
@@ -845,14 +853,28 @@ pub unsafe extern "C" fn qwen3_omni_session_add_audio_file(
     path: *const c_char,
 ) -> qwen3_omni_status {
     guard(|| {
-        let _s = registry::session(session as usize)?;
+        let s = registry::session(session as usize)?;
         // SAFETY: NUL-terminated by contract (NULL rejected).
         let p = unsafe { str_arg(path, "path") }?;
         if !std::path::Path::new(p).is_file() {
             return Err(invalid(format!("{p}: no such file")));
         }
-        Err(not_available("audio input"))
+        let wav = crate::audio::load_wav(p, &Default::default()).map_err(|e| invalid(e.to_string()))?;
+        queue_audio(&s, wav.samples)
     })
+}
+
+fn queue_audio(s: &SessionHandle, pcm: Vec<f32>) -> CResult<()> {
+    let mut st = registry::try_state(s)?;
+    let sess = st.session.as_ref().ok_or_else(|| invalid("the session is being freed"))?;
+    if !sess.model().has_audio_input() {
+        return Err(CError::new(
+            QWEN3_OMNI_ERR_NOT_AVAILABLE,
+            format!("{}: this model file has no AudioTower, so it takes no audio input", sess.model().path().display()),
+        ));
+    }
+    st.queued.push(Input::Audio(pcm));
+    Ok(())
 }
 
 /// Chooses the speaker of the speech output (e.g. "Ethan", "Chelsie"). Not in this build yet:
@@ -890,7 +912,8 @@ pub extern "C" fn qwen3_omni_generate_default_params() -> qwen3_omni_generate_pa
     }
 }
 
-/// Answers the queued user message (from `qwen3_omni_session_add_text`): feeds the turn and
+/// Answers the queued user message (text and audio from `qwen3_omni_session_add_*`, in order):
+/// runs the AudioTower on its audio, feeds the turn and
 /// streams the reply through `params->text_callback` until the end of the turn, `max_tokens`, a
 /// full context, or a cancel. A cancelled reply returns `QWEN3_OMNI_OK` with `stop_reason`
 /// `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far as it was delivered. On an error
@@ -923,14 +946,16 @@ pub unsafe extern "C" fn qwen3_omni_session_generate(
         }
         let mut st = registry::try_state(&s)?;
         if st.queued.is_empty() {
-            return Err(invalid("nothing to answer: add the user's text with qwen3_omni_session_add_text first"));
+            return Err(invalid(
+                "nothing to answer: add the user's text or audio (qwen3_omni_session_add_text / _add_audio) first",
+            ));
         }
         let max_tokens = if p.max_tokens < 0 { st.max_tokens } else { p.max_tokens as usize };
-        let user = [Message::new(Role::User, st.queued.clone())];
+        let inputs = st.queued.clone();
         let sess = st.session.as_mut().ok_or_else(|| invalid("the session is being freed"))?;
         let mut buf = Vec::new();
         let reply = sess
-            .generate_messages(&user, max_tokens, |d| {
+            .generate_inputs(&inputs, max_tokens, |d| {
                 let Some(cb) = p.text_callback else { return true };
                 buf.clear();
                 buf.extend_from_slice(d.text.as_bytes());

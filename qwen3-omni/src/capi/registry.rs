@@ -9,8 +9,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use qwen3_omni_vk::vk_runtime::Gpu;
 
-use crate::chat::Item;
-use crate::session::{Model, Session};
+use crate::session::{Input, Model, Session};
 
 /// What an API call failed with: a status code and the text `qwen3_omni_last_error` returns.
 #[derive(Debug)]
@@ -49,8 +48,8 @@ pub(crate) struct SessionHandle {
 pub(crate) struct SessionState {
     /// `None` only while being torn down.
     pub session: Option<Session>,
-    /// The user message being assembled by `add_text` (and, later, `add_audio`).
-    pub queued: Vec<Item>,
+    /// The user message being assembled by `add_text` and `add_audio`.
+    pub queued: Vec<Input>,
     pub max_tokens: usize,
 }
 
