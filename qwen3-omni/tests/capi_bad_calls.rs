@@ -10,11 +10,13 @@ use std::sync::OnceLock;
 
 use qwen3_omni::capi::*;
 
-/// One tiny GGUF for the whole test binary.
+/// One tiny GGUF for the whole test binary, in a fixed directory of the target dir (no test can
+/// remove a shared file when the others are done; reruns overwrite it).
 fn model_path() -> &'static CString {
     static P: OnceLock<CString> = OnceLock::new();
     P.get_or_init(|| {
-        let (_dir, file) = common::tiny_model_with_tokenizer("capi-bad");
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capi-bad-calls");
+        let file = common::tiny_model_with_tokenizer_at(&dir);
         CString::new(file.to_str().unwrap()).unwrap()
     })
 }

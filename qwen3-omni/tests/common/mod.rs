@@ -113,10 +113,18 @@ pub fn read_safetensors_f32(path: &std::path::Path, name: &str) -> Vec<f32> {
 /// from the tiny-real-vocab fixture into a fresh temp directory. Returns (directory, file); remove
 /// the directory when done.
 pub fn tiny_model_with_tokenizer(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("qwen3vk-{tag}-{}", std::process::id()));
+    let out = tiny_model_with_tokenizer_at(&dir);
+    (dir, out)
+}
+
+/// [`tiny_model_with_tokenizer`] into `dir` (replaced), for tests that cannot remove it when done
+/// (a model shared by a whole test binary): give a fixed directory so reruns reuse the space.
+pub fn tiny_model_with_tokenizer_at(dir: &std::path::Path) -> PathBuf {
     let src = fixtures().join("models/tiny-real-vocab");
     let tok = repo_root().join(qwen3_omni::tokenizer::DEFAULT_TOKENIZER_PATH);
     assert!(tok.exists(), "{} is missing: run tools/fetch-tokenizer.sh", tok.display());
-    let dir = std::env::temp_dir().join(format!("qwen3vk-{tag}-{}", std::process::id()));
+    let dir = dir.to_path_buf();
     let _ = std::fs::remove_dir_all(&dir);
     let stage = dir.join("src");
     std::fs::create_dir_all(&stage).unwrap();
@@ -132,5 +140,5 @@ pub fn tiny_model_with_tokenizer(tag: &str) -> (PathBuf, PathBuf) {
     let out = dir.join("tiny.gguf");
     quantizer::convert::convert(&stage, &out, &Default::default()).unwrap();
     let _ = std::fs::remove_dir_all(&stage);
-    (dir, out)
+    out
 }
