@@ -55,6 +55,8 @@ struct AudioTurn<'a> {
     sampling: qwen3_omni_vk::SampleParams,
     /// Progress and speed lines on stderr.
     verbose: bool,
+    /// `chat --audio-out`: speak the answer.
+    speech: Option<&'a crate::cli_speak::ChatSpeechArgs>,
 }
 
 /// `chat -a FILE.wav [-p TEXT]`: one turn with the recording, then the answer streamed.
@@ -78,6 +80,7 @@ pub fn run_chat(a: &ChatArgs, audio: Option<&Path>) -> anyhow::Result<()> {
             ..Default::default()
         },
         verbose: true,
+        speech: Some(&a.speech),
     })
 }
 
@@ -92,6 +95,7 @@ pub fn run_transcribe(a: &TranscribeArgs) -> anyhow::Result<()> {
         device: a.device,
         sampling: qwen3_omni_vk::SampleParams::default(),
         verbose: false,
+        speech: None,
     })
 }
 
@@ -189,6 +193,14 @@ fn run_turn(a: &AudioTurn<'_>) -> anyhow::Result<()> {
     let first = t.prefill_with_audio(&prompt.ids, &emb.buf, emb.tokens, tok.special_ids().audio_pad)?;
     let prefill_s = t2.elapsed().as_secs_f64();
     drop(emb);
+    // Speech out: the Talker starts from the prompt's hidden states (audio positions) and `first`.
+    let mut speech = match a.speech {
+        Some(sa) => crate::cli_speak::ChatSpeech::with_limit(sa, &gpu, &m, ctx, a.sampling.seed, Some(a.n_predict))?,
+        None => None,
+    };
+    if let Some(s) = speech.as_mut() {
+        s.begin_after_prefill(&prompt.ids, &t)?;
+    }
     let mut dec = tok.stream_decoder(true);
     let mut out = vec![first];
     let mut emit = |id: u32| {
@@ -196,18 +208,23 @@ fn run_turn(a: &AudioTurn<'_>) -> anyhow::Result<()> {
             print!("{}", dec.push(id));
             let _ = std::io::stdout().flush();
         }
+        // Any stop token ends the spoken text as <|im_end|> does.
+        speech.as_mut().is_none_or(|s| s.token(&m, if stop.contains(&id) { im_end } else { id }))
     };
-    emit(first);
+    if !emit(first) {
+        bail!("speech output failed to start");
+    }
     let t3 = std::time::Instant::now();
     if !stop.contains(&first) && a.n_predict > 1 {
         // `first` is fed at the next position; generation continues with replayed decode steps.
-        let rest = t.generate(&[first], a.n_predict - 1, &stop, |id| {
-            emit(id);
-            true
-        })?;
+        let rest = t.generate(&[first], a.n_predict - 1, &stop, emit)?;
         out.extend(rest);
     }
     println!("{}", dec.finish());
+    if let Some(s) = speech.as_mut() {
+        let spoken: Vec<u32> = out.iter().map(|&id| if stop.contains(&id) { im_end } else { id }).collect();
+        s.end(&m, &t, &spoken)?;
+    }
     if a.verbose {
         let gen_s = t3.elapsed().as_secs_f64();
         eprintln!(

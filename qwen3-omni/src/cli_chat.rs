@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use crate::chat::{Message, Role};
+use crate::model_file::ModelFile;
 use crate::session::{LoadOptions, LoadStage, Model, Sampling, Session, SessionConfig, StopReason};
 
 /// Arguments of `chat` (llama.cpp's flag names).
@@ -50,6 +51,9 @@ pub struct ChatArgs {
     /// Print per-kernel GPU time of one decode step to stderr.
     #[arg(long)]
     pub profile: bool,
+    /// Speech output: --audio-out FILE.wav, --voice, --play, Talker sampling flags.
+    #[command(flatten)]
+    pub speech: crate::cli_speak::ChatSpeechArgs,
     /// A recording to ask about (WAV); -p then adds a written question after it.
     #[arg(short = 'a', long, conflicts_with = "mic")]
     pub audio: Option<PathBuf>,
@@ -86,8 +90,14 @@ pub(crate) fn demo_model() -> anyhow::Result<PathBuf> {
         name: Some("qwen3-omni tiny demo (random weights)".into()),
         ..Default::default()
     };
-    let r = quantizer::convert::convert(&stage, &out, &opts);
+    // Converted beside its final name, then renamed: a concurrent run never sees a partial file.
+    let part = out.with_extension(format!("gguf.{}.part", std::process::id()));
+    let r = quantizer::convert::convert(&stage, &part, &opts).map_err(anyhow::Error::from).and_then(|_| {
+        std::fs::rename(&part, &out)?;
+        Ok(())
+    });
     let _ = std::fs::remove_dir_all(&stage);
+    let _ = std::fs::remove_file(&part);
     r.with_context(|| format!("converting {}", src.display()))?;
     Ok(out)
 }
@@ -151,26 +161,44 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
     let model = model?;
     eprintln!(" ({:.1} s)", t0.elapsed().as_secs_f64());
     eprintln!("device: {} · model: {}", model.gpu().caps().name, path.display());
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    });
     let sampling = Sampling {
         temperature: a.temp,
         top_k: a.top_k,
         top_p: a.top_p,
         repeat_penalty: a.repeat_penalty,
-        seed: a.seed,
+        seed: Some(seed),
     };
+    // Speech output (--audio-out / --play): the Talker follows each turn's ids and the Thinker's
+    // hidden states. It reads the model file through its own memory map (no second copy).
+    let m = ModelFile::open(&path)?;
+    let gpu = model.gpu().clone();
+    let mut speech =
+        crate::cli_speak::ChatSpeech::with_limit(&a.speech, &gpu, &m, a.ctx_size, seed, Some(a.n_predict))?;
     let mut session = Session::new(model, SessionConfig { system: a.system.clone(), sampling })?;
     ctrl_c.stop_on_press(session.cancel_handle())?;
-    let turn = |session: &mut Session, text: &str| -> anyhow::Result<()> {
+    let mut turn = |session: &mut Session, text: &str| -> anyhow::Result<()> {
         let user = vec![Message::text(Role::User, text.to_string())];
+        if let Some(s) = speech.as_mut() {
+            s.begin(&session.turn_ids(&user)?, session.context_used())?;
+        }
         ctrl_c.working();
         let reply = session.generate_messages(&user, a.n_predict, |d| {
             print!("{}", d.text);
             let _ = std::io::stdout().flush();
-            true
+            match (d.token, speech.as_mut()) {
+                (Some(id), Some(s)) => s.token(&m, id),
+                _ => true,
+            }
         });
         ctrl_c.idle();
         let reply = reply?;
         println!();
+        if let Some(s) = speech.as_mut() {
+            s.end(&m, session.model().thinker(), &reply.sampled)?;
+        }
         if reply.stop == StopReason::Cancelled {
             eprintln!("[stopped]");
         }

@@ -252,7 +252,11 @@ pub fn run_codes(a: &TalkerCodesArgs) -> anyhow::Result<()> {
     let out = thinker.generate(&ids, a.n_predict, &[im_end], |_| true)?;
     let (_, hs, _) = thinker.hidden_states()?;
     drop(thinker);
-    let spoken: Vec<u32> = out.iter().copied().take_while(|&t| t != im_end).collect();
+    // transformers speaks the tokens before <|im_end|>; at the length cap, all but the last.
+    let spoken: Vec<u32> = match out.iter().position(|&t| t == im_end) {
+        Some(e) => out[..e].to_vec(),
+        None => out[..out.len().saturating_sub(1)].to_vec(),
+    };
     eprintln!("Thinker: {} tokens in {:.2} s: {:?}", out.len(), s.elapsed().as_secs_f64(), tok.decode(&spoken, true));
     if spoken.is_empty() {
         anyhow::bail!("the Thinker produced no text to speak");

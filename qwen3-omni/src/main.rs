@@ -35,6 +35,10 @@ enum Command {
     Code2wav(qwen3_omni::cli_code2wav::Code2WavArgs),
     /// Time the Talker and code predictor on the GPU: per step, per frame, real-time factor.
     BenchTalker(qwen3_omni::cli_talker::BenchTalkerArgs),
+    /// Read a text aloud into a 24 kHz WAV file (Talker + code predictor + Code2Wav, streamed).
+    Speak(qwen3_omni::cli_speak::SpeakArgs),
+    /// Time speech generation end to end: request → first audio, real-time factor.
+    BenchSpeech(qwen3_omni::cli_speak::BenchSpeechArgs),
     /// Debugging: the Thinker answers, the Talker prints the speech codes of each 80 ms frame.
     TalkerCodes(qwen3_omni::cli_talker::TalkerCodesArgs),
     /// Describe a GGUF file: header, metadata, tensor table, totals per type.
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         Command::BenchCode2wav(args) => qwen3_omni::cli_bench_code2wav::run(&args),
         Command::Code2wav(args) => qwen3_omni::cli_code2wav::run(&args),
         Command::BenchTalker(args) => qwen3_omni::cli_talker::run(&args),
+        Command::Speak(args) => qwen3_omni::cli_speak::run_speak(&args),
+        Command::BenchSpeech(args) => qwen3_omni::cli_speak::run_bench(&args),
         Command::TalkerCodes(args) => qwen3_omni::cli_talker::run_codes(&args),
         Command::Info(args) => quantizer::cli::run_info(&args),
         Command::Quantize(args) => quantizer::cli::run_quantize(&args),

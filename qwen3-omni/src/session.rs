@@ -319,6 +319,9 @@ pub struct Delta<'a> {
 pub struct Reply {
     /// The reply's tokens as delivered (without `<|im_end|>`).
     pub tokens: Vec<u32>,
+    /// Every token sampled this turn, in order: all but the last were fed to the Thinker (the
+    /// last may be `<|im_end|>`, or one sampled after a cancel and never delivered).
+    pub sampled: Vec<u32>,
     pub text: String,
     pub stop: StopReason,
     /// Tokens fed for this turn (closing the previous turn, the new user message, the
@@ -426,9 +429,9 @@ impl Session {
         self.model.ctx_size()
     }
 
-    /// The token ids this turn feeds for `user`: the previous turn's close, the user message and
-    /// the assistant header.
-    fn turn_ids(&self, user: &[Message]) -> Result<Vec<u32>, SessionError> {
+    /// The token ids the next turn feeds for `user` (text messages): the previous turn's close,
+    /// the user message and the assistant header (what a speech follower needs before the turn).
+    pub fn turn_ids(&self, user: &[Message]) -> Result<Vec<u32>, SessionError> {
         let tok = &self.model.tokenizer;
         let mut msgs = Vec::new();
         if !self.started {
@@ -554,6 +557,7 @@ impl Session {
             Some(r) => Ok(r),
             None => Ok(Reply {
                 tokens: Vec::new(),
+                sampled: Vec::new(),
                 text: String::new(),
                 stop: StopReason::Cancelled,
                 prompt_tokens: ids.len(),
@@ -661,7 +665,7 @@ impl Session {
             }
         }
         self.started = true;
-        Ok(Some(Reply { tokens, text, stop, prompt_tokens: ids.len(), prompt_secs, gen_secs }))
+        Ok(Some(Reply { tokens, sampled: out, text, stop, prompt_tokens: ids.len(), prompt_secs, gen_secs }))
     }
 
     /// Times one decode step per kernel at the current position, then forgets it (`--profile`).

@@ -54,7 +54,9 @@ fn run(model: &str) {
 
     let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
     let mut k = Kernels::new(gpu.clone());
-    k.set_matvec_path(MatvecPath::IntDot).unwrap();
+    // The float path: f32 activations in the batched prefill as in stepping (the int-dot path's
+    // Q8_1 activations flip near-ties; thinker_gpu.rs covers that path).
+    k.set_matvec_path(MatvecPath::Float).unwrap();
     let wav = load_wav(common::fixtures().join(format!("audio/{clip}.wav")), &LoadOptions::default()).unwrap();
     let mel = MelExtractor::new(128).compute(&wav.samples);
     let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {}).unwrap();
@@ -96,7 +98,7 @@ fn run(model: &str) {
     assert!(t.prefill_with_audio(&ids[..ids.len() - 8], &emb.buf, emb.tokens + 1, audio_token).is_err());
     assert_eq!(t.len(), 0);
 
-    // 2. The GPU Thinker (batched prefill with Q8_1 activations) with transformers' own audio rows
+    // 2. The GPU Thinker (batched prefill, f32 activations) with transformers' own audio rows
     //    scattered in: what the Thinker alone does on this prompt.
     let ref_rows: Vec<f32> = ids
         .iter()
@@ -122,8 +124,7 @@ fn run(model: &str) {
     eprintln!("{model}: GPU end to end: first logits {e:.2e}, hs0 {e0:.2e}, hs{accept} {ea:.2e}");
     assert!(e0 < 1e-5, "{model}: hs0 {e0:e}");
     let (got, logits) = teacher_forced(&mut t, first, &want);
-    // Our audio rows change nothing the Thinker's own Q8_1 prefill does not already decide: the
-    // same tokens as with transformers' rows.
+    // Our audio rows give the same tokens as transformers' rows.
     assert_eq!(got, ref_rows_got, "{model}: our audio rows vs transformers' rows, same GPU Thinker");
     let topv = common::read_safetensors_f32(&refs, "audio.greedy_topk_values");
     let mut flips = 0;
@@ -136,6 +137,8 @@ fn run(model: &str) {
         }
     }
     eprintln!("{model}: GPU greedy {got:?}\n{model}: reference  {want:?} ({flips} differ)");
+    assert_eq!(got, want, "{model}: GPU end to end, greedy tokens (teacher-forced)");
+    assert!(e < 1e-4, "{model}: GPU end to end, first logits {e:e}");
     drop(t);
     drop(tower);
     drop(emb);

@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 
 use qwen3_omni::model_file::ModelFile;
-use qwen3_omni::thinker::gpu::GpuThinker;
+use qwen3_omni::thinker::gpu::{GenError, GpuThinker};
 use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::{Kernels, MatvecPath};
 
@@ -213,6 +213,21 @@ fn replayed_generation_matches() {
             stepped_pen.push(t.step(last, false).unwrap().0);
         }
         assert_eq!(replayed_pen, stepped_pen, "{path:?}: with a repetition penalty");
+        drop(t);
+        // Filling the context exactly: the last position's token is still read back, then the
+        // next feed is refused with ContextFull (no read past the history).
+        let mut k = Kernels::new(gpu.clone());
+        k.set_matvec_path(path).unwrap();
+        let ctx = ids.len() as u32 + 4;
+        let mut t = GpuThinker::load(k, &m, ctx, |_, _| {}).unwrap();
+        let mut seen = Vec::new();
+        let e = t.generate(&ids, want.len(), &[], |x| {
+            seen.push(x);
+            true
+        });
+        assert!(matches!(e, Err(GenError::ContextFull { .. })), "{path:?}: {e:?}");
+        assert_eq!(seen, replayed[..5], "{path:?}: tokens up to a full context");
+        assert_eq!(t.len(), ctx);
         drop(t);
         let v = gpu.validation().unwrap();
         assert_eq!(v.total(), 0, "{:?}", v.first_messages());

@@ -157,8 +157,10 @@ impl GpuThinker {
             m.config_u64("/talker_config/accept_hidden_layer").map(|v| v as u32).unwrap_or(c.layers / 2).min(c.layers);
         let hs0 = g.buffer("thinker hs0", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
         let hs_accept = g.buffer("thinker hs accept", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
-        let history = g.buffer("token history", ctx as u64 * 4, MemoryIntent::Upload)?;
-        history.write_slice(0, &vec![u32::MAX; ctx as usize])?;
+        // One entry more than the context: the queued replay appends the token sampled at the last
+        // position (never fed) at index ctx.
+        let history = g.buffer("token history", (ctx as u64 + 1) * 4, MemoryIntent::Upload)?;
+        history.write_slice(0, &vec![u32::MAX; ctx as usize + 1])?;
         let sample_scratch =
             g.buffer("sampling scratch", Kernels::sample_scratch_bytes(c.vocab), MemoryIntent::Scratch)?;
         Ok(GpuThinker {
@@ -216,7 +218,7 @@ impl GpuThinker {
     pub fn reset_to(&mut self, len: u32) -> Result<(), GenError> {
         self.len = self.len.min(len);
         // The repetition penalty reads the whole history: forget what lies past the new length.
-        let rest = (self.ctx - self.len) as usize;
+        let rest = (self.ctx + 1 - self.len) as usize;
         self.history.write_slice(self.len as u64 * 4, &vec![u32::MAX; rest])?;
         Ok(())
     }
@@ -515,8 +517,9 @@ impl GpuThinker {
 
     /// Feeds `tokens` in batches of up to [`PREFILL_CHUNK`] (matrix × matrix, tiled causal
     /// attention, MoE over all the chunk's tokens), one command buffer per batch; returns the
-    /// greedy next token and leaves the last position's logits readable. Needs int8 dot products
-    /// (every target has them); without, it steps token by token.
+    /// greedy next token and leaves the last position's logits readable. The activations follow
+    /// the matrix × vector path: Q8_1 (int8 dot products) on the int-dot path, f32 on the float
+    /// path (what stepping computes, so the float path's prefill gives the same tokens).
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<u32, GenError> {
         let c = self.config.clone();
         if tokens.is_empty() {
@@ -528,7 +531,7 @@ impl GpuThinker {
         if self.len as usize + tokens.len() > self.ctx as usize {
             return Err(GenError::ContextFull { len: self.len + tokens.len() as u32, ctx: self.ctx });
         }
-        if !self.k.gpu().caps().int_dot || c.head_dim % 8 != 0 || c.head_dim > 128 {
+        if c.head_dim % 8 != 0 || c.head_dim > 128 {
             let mut next = 0;
             for &t in tokens {
                 next = self.step(t, false)?.0;
@@ -577,7 +580,7 @@ impl GpuThinker {
         if self.len as usize + tokens.len() > self.ctx as usize {
             return Err(GenError::ContextFull { len: self.len + tokens.len() as u32, ctx: self.ctx });
         }
-        if !self.k.gpu().caps().int_dot || c.head_dim % 8 != 0 || c.head_dim > 128 {
+        if c.head_dim % 8 != 0 || c.head_dim > 128 {
             return Err(GenError::Gpu(qwen3_omni_vk::Error::Unsuitable(
                 "audio input needs the batched prefill (int8 dot products, head_dim a multiple of 8 ≤ 128)".into(),
             )));
@@ -617,6 +620,7 @@ impl GpuThinker {
         let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
         let (nh_total, row) = (n as u64 * h as u64, h as u64 * 4);
+        let float = k.matvec_path() == MatvecPath::Float;
         let mut rec = k.gpu().recorder(false)?;
         k.embed_q8_0p(&mut rec, Matrix::new(&w.embed, WType::Q8_0Planar, c.vocab, h), &pf.ids_in, n, &pf.x)?;
         if let Some((abuf, runs)) = audio {
@@ -631,10 +635,23 @@ impl GpuThinker {
         for (l, lw) in w.layers.iter().enumerate() {
             let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
             k.rms_norm(&mut rec, &pf.x, &lw.attn_norm, &pf.y, h, n, c.rms_eps)?;
-            k.quantize_q8_1(&mut rec, &pf.y, nh_total, &pf.q81)?;
-            k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), n, &pf.q, &pf.q81)?;
-            k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), n, &pf.k, &pf.q81)?;
-            k.matmul_q8_0_prequantized(&mut rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), n, &pf.v, &pf.q81)?;
+            let (mq, mk, mv) = (
+                Matrix::new(&lw.q, WType::Q8_0Planar, qd, h),
+                Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h),
+                Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h),
+            );
+            if float {
+                // f32 activations throughout (the float matrix × vector path's prefill): the
+                // same numbers as stepping token by token, up to summation order.
+                k.matmul_q8_0_float(&mut rec, mq, &pf.y, n, &pf.q)?;
+                k.matmul_q8_0_float(&mut rec, mk, &pf.y, n, &pf.k)?;
+                k.matmul_q8_0_float(&mut rec, mv, &pf.y, n, &pf.v)?;
+            } else {
+                k.quantize_q8_1(&mut rec, &pf.y, nh_total, &pf.q81)?;
+                k.matmul_q8_0_prequantized(&mut rec, mq, n, &pf.q, &pf.q81)?;
+                k.matmul_q8_0_prequantized(&mut rec, mk, n, &pf.k, &pf.q81)?;
+                k.matmul_q8_0_prequantized(&mut rec, mv, n, &pf.v, &pf.q81)?;
+            }
             let (qn, kn) = (&pf.q, &pf.k);
             k.qk_norm_rope(
                 &mut rec,
@@ -653,7 +670,12 @@ impl GpuThinker {
             )?;
             k.kv_append(&mut rec, kn, &pf.v, kc, vc, n, nkv, hd, p0)?;
             k.attn_prefill(&mut rec, qn, kc, vc, &pf.o, n, nh, nkv, hd, p0)?;
-            k.matmul_q8_0(&mut rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &pf.o, n, &pf.ao, &pf.q81)?;
+            let mo = Matrix::new(&lw.o, WType::Q8_0Planar, h, qd);
+            if float {
+                k.matmul_q8_0_float(&mut rec, mo, &pf.o, n, &pf.ao)?;
+            } else {
+                k.matmul_q8_0(&mut rec, mo, &pf.o, n, &pf.ao, &pf.q81)?;
+            }
             k.add(&mut rec, &pf.x, &pf.ao, &pf.r, nh_total, nh_total)?;
             k.rms_norm(&mut rec, &pf.r, &lw.ffn_norm, &pf.y, h, n, c.rms_eps)?;
             k.matmul_f32(&mut rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &pf.y, n, &pf.router)?;
@@ -744,7 +766,15 @@ impl GpuThinker {
                 rec.full_barrier();
                 self.record_step(&mut rec, None)?;
                 let s = &self.s;
-                self.k.decode_advance(&mut rec, &s.next, &s.token, &s.pos, &s.cache_len, &self.history, self.ctx)?;
+                self.k.decode_advance(
+                    &mut rec,
+                    &s.next,
+                    &s.token,
+                    &s.pos,
+                    &s.cache_len,
+                    &self.history,
+                    self.ctx + 1,
+                )?;
                 batches.push(rec.finish()?);
             }
             // Steps queued (positions fed), and the oldest one's batch.
@@ -794,8 +824,8 @@ impl GpuThinker {
             for b in batches.iter_mut() {
                 let _ = b.wait();
             }
-            let from = len.min(self.ctx);
-            let rest = ((len + 3).min(self.ctx) - from) as usize;
+            let from = len.min(self.ctx + 1);
+            let rest = ((len + 3).min(self.ctx + 1) - from) as usize;
             self.history.write_slice(from as u64 * 4, &vec![u32::MAX; rest])?;
             result
         })();
