@@ -2,15 +2,14 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
-use qwen3_omni_vk::Kernels;
 
-use crate::chat::{render, Message, Role};
+use crate::chat::{Message, Role};
 use crate::model_file::ModelFile;
-use crate::thinker::gpu::GpuThinker;
-use crate::tokenizer::Tokenizer;
+use crate::session::{LoadOptions, LoadStage, Model, Sampling, Session, SessionConfig, StopReason};
 
 /// Arguments of `chat` (llama.cpp's flag names).
 #[derive(clap::Args, Debug)]
@@ -103,6 +102,39 @@ pub(crate) fn demo_model() -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
+/// Ctrl-C: while the model works, the first press stops the work (the reply so far is kept) and a
+/// second one ends the program; while waiting for input, a press ends the program (status 130).
+struct CtrlC {
+    /// True while a press should end the program.
+    armed: Arc<AtomicBool>,
+}
+
+impl CtrlC {
+    fn install() -> anyhow::Result<CtrlC> {
+        use signal_hook::{consts::SIGINT, flag};
+        let armed = Arc::new(AtomicBool::new(true));
+        // Registered first, so it sees `armed` as it was before this press set it.
+        flag::register_conditional_shutdown(SIGINT, 130, armed.clone())?;
+        flag::register(SIGINT, armed.clone())?;
+        Ok(CtrlC { armed })
+    }
+
+    /// From now on a press also sets `stop` (until the returned id is unregistered).
+    fn stop_on_press(&self, stop: Arc<AtomicBool>) -> anyhow::Result<signal_hook::SigId> {
+        Ok(signal_hook::flag::register(signal_hook::consts::SIGINT, stop)?)
+    }
+
+    /// Work begins: the next press stops it instead of ending the program.
+    fn working(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+    }
+
+    /// Work ended: the next press ends the program.
+    fn idle(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
 pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
     if a.audio.is_some() || a.mic {
         return crate::cli_audio::run_chat(a, a.audio.as_deref());
@@ -111,117 +143,99 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         Some(p) => p.clone(),
         None => demo_model()?,
     };
-    let m = ModelFile::open(&path)?;
-    let json = m.gguf.header.get("tokenizer.huggingface.json").and_then(|v| v.as_str()).with_context(|| {
-        format!(
-            "{}: no tokenizer.huggingface.json in the metadata (quantize with tokenizer.json beside config.json)",
-            path.display()
-        )
-    })?;
-    let tok = Tokenizer::from_json(json, &path)?;
-    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
-    eprintln!("device: {} · model: {}", gpu.caps().name, path.display());
-    let k = Kernels::new(gpu.clone());
+    let ctrl_c = CtrlC::install()?;
+    let load_stop = Arc::new(AtomicBool::new(false));
+    let load_sig = ctrl_c.stop_on_press(load_stop.clone())?;
+    let opts = LoadOptions { device: a.device, ctx_size: a.ctx_size, ..LoadOptions::default() };
     let t0 = std::time::Instant::now();
-    let mut t = GpuThinker::load(k, &m, a.ctx_size, |done, total| {
-        eprint!("\rloading the Thinker: layer {done}/{total}");
-        let _ = std::io::stderr().flush();
-    })?;
+    ctrl_c.working();
+    let model = Model::load(&path, &opts, |p| {
+        if p.stage == LoadStage::Thinker {
+            eprint!("\rloading the Thinker: layer {}/{}", p.done, p.total);
+            let _ = std::io::stderr().flush();
+        }
+        !load_stop.load(Ordering::SeqCst)
+    });
+    ctrl_c.idle();
+    signal_hook::low_level::unregister(load_sig);
+    let model = model?;
     eprintln!(" ({:.1} s)", t0.elapsed().as_secs_f64());
+    eprintln!("device: {} · model: {}", model.gpu().caps().name, path.display());
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
     });
-    t.set_sampling(qwen3_omni_vk::SampleParams {
+    let sampling = Sampling {
         temperature: a.temp,
         top_k: a.top_k,
         top_p: a.top_p,
-        repetition_penalty: a.repeat_penalty,
-        seed,
-        ..Default::default()
-    });
+        repeat_penalty: a.repeat_penalty,
+        seed: Some(seed),
+    };
+    // Speech output (--audio-out / --play): the Talker follows each turn's ids and the Thinker's
+    // hidden states. It reads the model file through its own memory map (no second copy).
+    let m = ModelFile::open(&path)?;
+    let gpu = model.gpu().clone();
     let mut speech =
         crate::cli_speak::ChatSpeech::with_limit(&a.speech, &gpu, &m, a.ctx_size, seed, Some(a.n_predict))?;
-    let im_end = tok.special_ids().im_end;
-    let mut first = true;
-    let mut turn = |t: &mut GpuThinker, text: &str, first: bool| -> anyhow::Result<()> {
-        let mut msgs = Vec::new();
-        if first {
-            if let Some(s) = &a.system {
-                msgs.push(Message::text(Role::System, s.clone()));
-            }
-        }
-        msgs.push(Message::text(Role::User, text.to_string()));
-        let mut ids = render(&tok, &msgs, true)?.ids;
-        if !first {
-            // The previous reply's <|im_end|> was sampled but never fed; close that turn.
-            let mut close = vec![im_end];
-            close.extend(tok.encode("\n")?);
-            close.extend(ids);
-            ids = close;
-        }
-        if t.len() as usize + ids.len() + 1 > a.ctx_size as usize {
-            bail!(
-                "the prompt ({} tokens, {} already in the context) does not fit --ctx-size {}",
-                ids.len(),
-                t.len(),
-                a.ctx_size
-            );
-        }
-        let mut dec = tok.stream_decoder(true);
-        let start = std::time::Instant::now();
-        let prompt_len = ids.len();
-        let mut gen_start = None;
+    let mut session = Session::new(model, SessionConfig { system: a.system.clone(), sampling })?;
+    ctrl_c.stop_on_press(session.cancel_handle())?;
+    let mut turn = |session: &mut Session, text: &str| -> anyhow::Result<()> {
+        let user = vec![Message::text(Role::User, text.to_string())];
         if let Some(s) = speech.as_mut() {
-            s.begin(&ids, t.len())?;
+            s.begin(&session.turn_ids(&user)?, session.context_used())?;
         }
-        let out = t.generate(&ids, a.n_predict, &[im_end], |id| {
-            gen_start.get_or_insert_with(std::time::Instant::now);
-            if id != im_end {
-                print!("{}", dec.push(id));
-                let _ = std::io::stdout().flush();
+        ctrl_c.working();
+        let reply = session.generate_messages(&user, a.n_predict, |d| {
+            print!("{}", d.text);
+            let _ = std::io::stdout().flush();
+            match (d.token, speech.as_mut()) {
+                (Some(id), Some(s)) => s.token(&m, id),
+                _ => true,
             }
-            speech.as_mut().is_none_or(|s| s.token(&m, id))
-        })?;
-        println!("{}", dec.finish());
+        });
+        ctrl_c.idle();
+        let reply = reply?;
+        println!();
         if let Some(s) = speech.as_mut() {
-            s.end(&m, t, &out)?;
+            s.end(&m, session.model().thinker(), &reply.sampled)?;
         }
-        let total = start.elapsed().as_secs_f64();
-        let gen = gen_start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+        if reply.stop == StopReason::Cancelled {
+            eprintln!("[stopped]");
+        }
         eprintln!(
-            "[{prompt_len} prompt tokens, {} generated; {:.1} tok/s prompt, {:.1} tok/s generation]",
-            out.len(),
-            prompt_len as f64 / (total - gen).max(1e-9),
-            out.len().saturating_sub(1) as f64 / gen.max(1e-9)
+            "[{} prompt tokens, {} generated; {:.1} tok/s prompt, {:.1} tok/s generation]",
+            reply.prompt_tokens,
+            reply.tokens.len() + usize::from(reply.stop == StopReason::EndOfTurn),
+            reply.prompt_tok_s(),
+            reply.gen_tok_s()
         );
-        if a.profile && t.len() < a.ctx_size {
-            let (_, p) = t.step(im_end, true)?;
-            t.reset_to(t.len() - 1)?;
-            eprintln!("one decode step, per kernel (GPU µs):");
-            for k in &p.kernels {
-                eprintln!("  {:<24} {:8.1}", k.name, k.ns / 1e3);
+        if a.profile {
+            if let Some(p) = session.profile_step()? {
+                eprintln!("one decode step, per kernel (GPU µs):");
+                for k in &p.kernels {
+                    eprintln!("  {:<24} {:8.1}", k.name, k.ns / 1e3);
+                }
+                eprintln!(
+                    "  total {:.1} µs over {} dispatches, {} barriers",
+                    p.total_ns.unwrap_or(0.0) / 1e3,
+                    p.dispatches,
+                    p.barriers
+                );
             }
-            eprintln!(
-                "  total {:.1} µs over {} dispatches, {} barriers",
-                p.total_ns.unwrap_or(0.0) / 1e3,
-                p.dispatches,
-                p.barriers
-            );
         }
         Ok(())
     };
     if let Some(p) = &a.prompt {
-        return turn(&mut t, p, true);
+        return turn(&mut session, p);
     }
-    eprintln!("interactive chat: type a message, an empty line or Ctrl-D ends");
+    eprintln!("interactive chat: type a message, an empty line or Ctrl-D ends; Ctrl-C stops a reply");
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let line = line?;
         if line.trim().is_empty() {
             break;
         }
-        turn(&mut t, &line, first)?;
-        first = false;
+        turn(&mut session, &line)?;
     }
     Ok(())
 }

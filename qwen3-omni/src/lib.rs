@@ -6,8 +6,11 @@
 //! * [`model_file`]: the Q8_0 GGUF model file, with shape- and type-checked tensor lookups.
 //! * [`thinker`]: the Thinker's config and its weights on the GPU.
 //! * [`code2wav`]: the vocoder (codes → 24 kHz audio), CPU oracle, GPU version, WAV writer.
+//! * [`capi`]: the C API over [`session`] (`include/qwen3_omni_vk.h`).
+//! * [`session`]: the library-level engine: load a model, hold a multi-turn conversation, cancel.
 
 pub mod audio;
+pub mod capi;
 pub mod chat;
 pub mod cli_audio;
 pub mod cli_bench;
@@ -19,6 +22,7 @@ pub mod cli_talker;
 pub mod code2wav;
 pub mod model_file;
 pub mod play;
+pub mod session;
 pub mod speech;
 pub mod talker;
 pub mod thinker;

@@ -108,3 +108,37 @@ pub fn read_safetensors_f32(path: &std::path::Path, name: &str) -> Vec<f32> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
+
+/// A tiny GGUF with the tokenizer in its metadata (what `Model::load` and the C API need), converted
+/// from the tiny-real-vocab fixture into a fresh temp directory. Returns (directory, file); remove
+/// the directory when done.
+pub fn tiny_model_with_tokenizer(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("qwen3vk-{tag}-{}", std::process::id()));
+    let out = tiny_model_with_tokenizer_at(&dir);
+    (dir, out)
+}
+
+/// [`tiny_model_with_tokenizer`] into `dir` (replaced), for tests that cannot remove it when done
+/// (a model shared by a whole test binary): give a fixed directory so reruns reuse the space.
+pub fn tiny_model_with_tokenizer_at(dir: &std::path::Path) -> PathBuf {
+    let src = fixtures().join("models/tiny-real-vocab");
+    let tok = repo_root().join(qwen3_omni::tokenizer::DEFAULT_TOKENIZER_PATH);
+    assert!(tok.exists(), "{} is missing: run tools/fetch-tokenizer.sh", tok.display());
+    let dir = dir.to_path_buf();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stage = dir.join("src");
+    std::fs::create_dir_all(&stage).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if n.ends_with(".json") && !n.starts_with("manifest") || n.starts_with("model-") {
+            std::fs::copy(e.path(), stage.join(&name)).unwrap();
+        }
+    }
+    std::fs::copy(&tok, stage.join("tokenizer.json")).unwrap();
+    let out = dir.join("tiny.gguf");
+    quantizer::convert::convert(&stage, &out, &Default::default()).unwrap();
+    let _ = std::fs::remove_dir_all(&stage);
+    out
+}
