@@ -2,14 +2,14 @@
 # Installs what a fresh Debian 12 (or Ubuntu 24.04) machine lacks to build and test qwen3-omni-vk:
 # the Vulkan loader, Mesa's drivers (lavapipe runs everything on the CPU), the Khronos validation
 # layer, cmake + ninja + python3 for shaderc's from-source build, npm for the tokenizer fetch, and
-# gguf-py for the GGUF cross-check. Idempotent; run as root or with sudo available.
+# gguf-py for the GGUF cross-check, valgrind for the C API memcheck test. Idempotent; run as root or with sudo available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-pkgs=(libvulkan1 mesa-vulkan-drivers vulkan-validationlayers cmake ninja-build g++ git xz-utils ca-certificates)
+pkgs=(libvulkan1 mesa-vulkan-drivers vulkan-validationlayers cmake ninja-build g++ git xz-utils ca-certificates valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
