@@ -194,16 +194,8 @@ impl Kernels {
                 format!("{n_tokens} tokens × {n_heads} heads × head_dim {head_dim}: need nonzero sizes, even head_dim"),
             ));
         }
-        let [st, sh, sw] = mrope_section;
-        if st as u64 + sh as u64 + sw as u64 > (head_dim / 2) as u64 {
-            return Err(kerr(
-                name,
-                format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
-            ));
-        }
-        if !(theta.is_finite() && theta > 1.0) {
-            return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
-        }
+        let [_, sh, sw] = mrope_section;
+        check_rope(name, head_dim, theta, mrope_section)?;
         let values = n_tokens as u64 * n_heads as u64 * head_dim as u64;
         if values > u32::MAX as u64 {
             return Err(kerr(name, format!("{values} values exceed 2^32 - 1")));
@@ -244,16 +236,8 @@ impl Kernels {
         if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}: need nonzero sizes, even head_dim")));
         }
-        let [st, sh, sw] = mrope_section;
-        if st as u64 + sh as u64 + sw as u64 > (head_dim / 2) as u64 {
-            return Err(kerr(
-                name,
-                format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
-            ));
-        }
-        if !(theta.is_finite() && theta > 1.0) {
-            return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
-        }
+        let [_, sh, sw] = mrope_section;
+        check_rope(name, head_dim, theta, mrope_section)?;
         let rows = n_tokens as u64 * (n_heads as u64 + n_kv as u64);
         if rows * head_dim as u64 > u32::MAX as u64 {
             return Err(kerr(name, format!("{rows} rows of {head_dim} exceed 2^32 - 1 values")));
@@ -308,15 +292,7 @@ impl Kernels {
             return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}, {max_len} cache positions: need nonzero sizes, even head_dim")));
         }
         let [_, sh, sw] = mrope_section;
-        if mrope_section.iter().map(|&s| s as u64).sum::<u64>() > (head_dim / 2) as u64 {
-            return Err(kerr(
-                name,
-                format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
-            ));
-        }
-        if !(theta.is_finite() && theta > 1.0) {
-            return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
-        }
+        check_rope(name, head_dim, theta, mrope_section)?;
         let hd = head_dim as u64 * 4;
         let kv_row = n_kv as u64 * hd;
         if max_len as u64 * kv_row / 4 > u32::MAX as u64 {
@@ -394,15 +370,7 @@ impl Kernels {
             return Err(kerr(name, "a cache of 0 positions".into()));
         }
         let [_, sh, sw] = mrope_section;
-        if mrope_section.iter().map(|&s| s as u64).sum::<u64>() > (head_dim / 2) as u64 {
-            return Err(kerr(
-                name,
-                format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
-            ));
-        }
-        if !(theta.is_finite() && theta > 1.0) {
-            return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
-        }
+        check_rope(name, head_dim, theta, mrope_section)?;
         let mut chunk = GQA_CHUNK;
         while chunk > GQA_MIN_CHUNK && kv_cap.div_ceil(chunk) as u64 * (n_kv as u64) < GQA_TARGET_GROUPS {
             chunk /= 2;
@@ -882,4 +850,19 @@ impl Kernels {
             [blocks, n_heads, 1],
         )
     }
+}
+
+/// The rotary-embedding arguments every RoPE launcher takes: the MRoPE sections fit in head_dim/2
+/// frequencies and theta is a usable base.
+fn check_rope(name: &str, head_dim: u32, theta: f32, mrope_section: [u32; 3]) -> Result<()> {
+    if mrope_section.iter().map(|&s| s as u64).sum::<u64>() > (head_dim / 2) as u64 {
+        return Err(kerr(
+            name,
+            format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
+        ));
+    }
+    if !(theta.is_finite() && theta > 1.0) {
+        return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
+    }
+    Ok(())
 }
