@@ -153,9 +153,34 @@ typedef struct qwen3_omni_sampling_params {
   uint64_t seed;
 } qwen3_omni_sampling_params;
 
+// How the Talker speaks (speech out). Defaults: transformers' sampling settings.
+typedef struct qwen3_omni_speech_params {
+  // Talker (code 0) temperature; 0 = greedy Talker and code predictor (the other sampling
+  // fields then only keep `repeat_penalty`). Default 0.9.
+  float temperature;
+  // Talker top-k, 0 = off, at most 1024. Default 50.
+  int32_t top_k;
+  // Talker nucleus sampling in (0, 1]. Default 1.
+  float top_p;
+  // Talker repetition penalty > 0 on code 0. Default 1.05.
+  float repeat_penalty;
+  // Code predictor temperature (> 0). Default 1.
+  float predictor_temperature;
+  // Code predictor top-k, 0 = off, at most 1024. Default 50.
+  int32_t predictor_top_k;
+  // Code predictor nucleus sampling in (0, 1]. Default 0.8.
+  float predictor_top_p;
+  // `QWEN3_OMNI_SEED_RANDOM`: from the clock.
+  uint64_t seed;
+  // Most frames (80 ms each) per spoken reply, 1 to 10000. Default 1000.
+  uint32_t max_frames;
+} qwen3_omni_speech_params;
+
 // A session's settings. Get one from `qwen3_omni_session_default_params()`.
 typedef struct qwen3_omni_session_params {
   struct qwen3_omni_sampling_params sampling;
+  // Speech output settings (used when a reply has a `pcm_callback`).
+  struct qwen3_omni_speech_params speech;
   // System message (copied); NULL: none.
   const char *system_prompt;
   // Default maximum of new tokens per reply. Default 256.
@@ -182,7 +207,8 @@ typedef struct qwen3_omni_generate_params {
   int32_t max_tokens;
   // Streamed text; may be NULL.
   qwen3_omni_text_callback text_callback;
-  // Streamed speech (24 kHz); must be NULL in this build (else `QWEN3_OMNI_ERR_NOT_AVAILABLE`).
+  // Streamed speech (24 kHz mono float); NULL: text only. Returning false stops the reply and
+  // its speech.
   qwen3_omni_pcm_callback pcm_callback;
   // Passed to both callbacks.
   void *user_data;
@@ -200,6 +226,13 @@ typedef struct qwen3_omni_generate_result {
   double prompt_ms;
   // Milliseconds from the first reply token to the end.
   double generate_ms;
+  // Speech out: codec frames spoken (80 ms each; 0 without a `pcm_callback`). A whole reply
+  // of T frames gives 1920·T − 555 samples.
+  int32_t n_audio_frames;
+  // Speech out: samples delivered to the `pcm_callback`, all chunks together.
+  int64_t n_audio_samples;
+  // Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none).
+  double first_audio_ms;
 } qwen3_omni_generate_result;
 
 // Success.
@@ -214,8 +247,8 @@ typedef struct qwen3_omni_generate_result {
 // The session (or model) is in use by another call.
 #define QWEN3_OMNI_ERR_BUSY -3
 
-// The feature is not in this build yet (speech out), or not in this model (audio in without an
-// AudioTower).
+// The feature is not in this model file (audio in without an AudioTower, speech out without a
+// Talker and Code2Wav).
 #define QWEN3_OMNI_ERR_NOT_AVAILABLE -4
 
 // Loading was cancelled by the progress callback.
@@ -312,7 +345,9 @@ qwen3_omni_status qwen3_omni_model_free(struct qwen3_omni_model *model);
 qwen3_omni_status qwen3_omni_model_get_info(const struct qwen3_omni_model *model,
                                             struct qwen3_omni_model_info *info);
 
-// Defaults: greedy sampling, random seed, no system prompt, 256 tokens per reply.
+// Defaults: greedy sampling, random seed, no system prompt, 256 tokens per reply; speech:
+// transformers' Talker sampling (temperature 0.9, top-k 50; code predictor top-k 50, top-p 0.8),
+// random seed, at most 1000 frames (80 s) per reply.
 //
 // # Safety
 // None: no arguments.
@@ -337,8 +372,8 @@ qwen3_omni_status qwen3_omni_session_new(struct qwen3_omni_model *model,
 // `session` is any value; it is looked up, never dereferenced.
 qwen3_omni_status qwen3_omni_session_free(struct qwen3_omni_session *session);
 
-// Stops the session's running generation within one decode step (the reply so far is kept in
-// the history). Callable from any thread at any time, also from inside the text callback;
+// Stops the session's running generation within one decode step, and its speech within one
+// frame (the reply so far is kept in the history). Callable from any thread at any time, also from inside the text callback;
 // cancelling when nothing runs, or twice, is harmless and returns `QWEN3_OMNI_OK`. Each
 // `qwen3_omni_session_generate` starts uncancelled.
 //
@@ -394,8 +429,10 @@ qwen3_omni_status qwen3_omni_session_add_audio(struct qwen3_omni_session *sessio
 qwen3_omni_status qwen3_omni_session_add_audio_file(struct qwen3_omni_session *session,
                                                     const char *path);
 
-// Chooses the speaker of the speech output (e.g. "Ethan", "Chelsie"). Not in this build yet:
-// returns `QWEN3_OMNI_ERR_NOT_AVAILABLE` after checking the arguments.
+// Chooses the voice of the speech output from the next reply on: "ethan" (the default),
+// "chelsie" or "aiden" (case-insensitive; the names the model file lists). An unknown name is
+// `QWEN3_OMNI_ERR_INVALID_ARGUMENT` (the message lists the known ones); a model file without a
+// Talker and Code2Wav `QWEN3_OMNI_ERR_NOT_AVAILABLE`.
 //
 // # Safety
 // `session` is any value (looked up); `voice` is a NUL-terminated UTF-8 string.
