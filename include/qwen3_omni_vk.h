@@ -20,13 +20,15 @@
  * Threads: any function may be called from any thread. One call at a time per session: a call
  * on a session while another thread is inside one returns QWEN3_OMNI_ERR_BUSY instead of
  * blocking, except qwen3_omni_session_cancel, which may be called at any time from any thread
- * (also from inside the text callback) and stops the running generation within one decode step.
+ * (also from inside the text or PCM callback) and stops the running generation within one decode
+ * step and its speech within one Talker frame.
  * A model serves one session at a time. Callbacks run on the calling thread (the log callback on
  * whichever thread logs) and must not unwind (no C++ exceptions, no longjmp) into the library.
  *
  * Audio in (16 kHz PCM, or a WAV file at any rate) works with model files that have an AudioTower.
- * Not in this build yet: speech out (24 kHz PCM callback, voice) has its final signature and checks
- * its arguments, then returns QWEN3_OMNI_ERR_NOT_AVAILABLE.
+ * Speech out (a 24 kHz mono float PCM callback while the reply streams; qwen3_omni_session_set_voice;
+ * the Talker's settings in qwen3_omni_session_params.speech) works with model files that have a
+ * Talker and Code2Wav; other files give QWEN3_OMNI_ERR_NOT_AVAILABLE.
  */
 
 #ifndef QWEN3_OMNI_VK_H
