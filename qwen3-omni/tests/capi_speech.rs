@@ -227,3 +227,66 @@ fn cancel_stops_the_speech_within_a_frame() {
     }
     finish(m);
 }
+
+/// A copy of `src` without the Talker's and Code2Wav's tensors (their metadata stays: the loaders
+/// find the tensors missing).
+fn without_speech(src: &std::path::Path, dst: &std::path::Path) {
+    use quantizer::gguf::{GgufFile, GgufWriter, TensorSpec};
+    let f = GgufFile::open(src).unwrap();
+    let mut w = GgufWriter::new();
+    w.set_alignment(f.header.alignment as u32).unwrap();
+    for (k, v) in &f.header.metadata {
+        w.set(k, v.clone());
+    }
+    let keep: Vec<_> = f
+        .header
+        .tensors
+        .iter()
+        .filter(|t| !t.name.starts_with("talker.") && !t.name.starts_with("code2wav."))
+        .collect();
+    assert!(keep.len() < f.header.tensors.len(), "the fixture has speech tensors");
+    for t in &keep {
+        w.add_tensor(TensorSpec { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty }).unwrap();
+    }
+    let mut out = w.begin(std::io::BufWriter::new(std::fs::File::create(dst).unwrap())).unwrap();
+    for t in &keep {
+        out.write_tensor(f.tensor_data(t)).unwrap();
+    }
+    out.finish().unwrap();
+}
+
+#[test]
+fn a_model_without_a_talker_says_not_available() {
+    let src = std::path::PathBuf::from(model_path().to_str().unwrap());
+    let path = src.with_file_name("no-talker.gguf");
+    without_speech(&src, &path);
+    let cpath = CString::new(path.to_str().unwrap()).unwrap();
+    let mut p = qwen3_omni_model_default_params();
+    p.ctx_size = 64;
+    p.validation = true;
+    p.pipeline_cache_dir = c"".as_ptr();
+    let mut m = null_mut();
+    expect(unsafe { qwen3_omni_model_load(cpath.as_ptr(), &p, &mut m) }, QWEN3_OMNI_OK, "load without a Talker");
+    let s = new_session(m, 4);
+    unsafe {
+        expect(qwen3_omni_session_set_voice(s, c"ethan".as_ptr()), QWEN3_OMNI_ERR_NOT_AVAILABLE, "voice");
+        assert!(last_error().contains("no Talker"), "{}", last_error());
+        let mut h = Heard::default();
+        expect(qwen3_omni_session_add_text(s, c"Hi.".as_ptr()), QWEN3_OMNI_OK, "add_text");
+        let mut gp = qwen3_omni_generate_default_params();
+        gp.max_tokens = 2;
+        gp.pcm_callback = Some(on_pcm);
+        gp.user_data = &mut h as *mut Heard as *mut c_void;
+        expect(qwen3_omni_session_generate(s, &gp, null_mut()), QWEN3_OMNI_ERR_NOT_AVAILABLE, "pcm callback");
+        assert!(last_error().contains("no Talker") && last_error().contains("no-talker.gguf"), "{}", last_error());
+        assert!(h.samples.is_empty());
+        // Text still works (the queued message was kept).
+        gp.pcm_callback = None;
+        let mut r = qwen3_omni_generate_result::default();
+        expect(qwen3_omni_session_generate(s, &gp, &mut r), QWEN3_OMNI_OK, "text only");
+        assert_eq!(r.n_tokens, 2);
+        expect(qwen3_omni_session_free(s), QWEN3_OMNI_OK, "free");
+    }
+    finish(m);
+    let _ = std::fs::remove_file(path);
+}

@@ -340,6 +340,15 @@ fn speech_file(path: &std::path::Path) -> CResult<(ModelFile, TalkerConfig)> {
     };
     let talker = TalkerConfig::from_model(&file).map_err(|e| missing("Talker", e))?;
     crate::code2wav::Code2WavConfig::from_model(&file).map_err(|e| missing("Code2Wav", e))?;
+    // A config without the weights (a Thinker-only conversion keeps the config's sections).
+    for (what, prefix) in [("Talker", "talker."), ("Code2Wav", "code2wav.")] {
+        if !file.gguf.header.tensors.iter().any(|t| t.name.starts_with(prefix)) {
+            return Err(CError::new(
+                QWEN3_OMNI_ERR_NOT_AVAILABLE,
+                format!("{}: this model file has no {what}, so it cannot speak (no {prefix}* tensors)", path.display()),
+            ));
+        }
+    }
     Ok((file, talker))
 }
 
