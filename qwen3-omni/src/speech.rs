@@ -426,7 +426,7 @@ pub struct TurnSpeech {
     /// Every id fed to the Thinker so far (its context), then the new prompt.
     history: Vec<u32>,
     prompt_end: usize,
-    /// The prompt has audio/image/video positions: the Talker starts after the reply (it needs
+    /// The context has audio/image/video positions: the Talker starts after the reply (it needs
     /// the Thinker's hidden states, which cannot be read while the Thinker generates).
     deferred: bool,
     /// The prompt's hidden states when the turn began after the prefill.
@@ -452,8 +452,10 @@ impl TurnSpeech {
         }
         self.history.extend_from_slice(ids);
         self.prompt_end = self.history.len();
+        // Audio/image/video positions anywhere in the context (an earlier turn's too) need the
+        // Thinker's hidden states, readable only once it stops.
         let mm = self.sp.talker.config.ids.multimodal;
-        self.deferred = ids.iter().any(|id| mm.contains(id));
+        self.deferred = self.history.iter().any(|id| mm.contains(id));
         self.hidden = None;
         self.started = false;
         self.err = None;

@@ -290,3 +290,28 @@ fn a_model_without_a_talker_says_not_available() {
     finish(m);
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn an_audio_question_gets_a_spoken_answer() {
+    let m = load();
+    let s = new_session(m, 6);
+    unsafe {
+        // The prompt has audio positions: the Talker needs the Thinker's hidden states for them and
+        // starts when the reply is complete (as chat -a --audio-out without the early start).
+        let wav = common::fixtures().join("audio/privet_mir_16k_mono.wav");
+        let wav = CString::new(wav.to_str().unwrap()).unwrap();
+        expect(qwen3_omni_session_add_audio_file(s, wav.as_ptr()), QWEN3_OMNI_OK, "wav");
+        let mut h = Heard::default();
+        let r = speak(s, c"What was said?", 4, &mut h);
+        assert!(r.n_prompt_tokens > 20, "{}", r.n_prompt_tokens);
+        assert!(r.n_audio_frames > 0 && r.n_audio_frames <= 6, "{} frames", r.n_audio_frames);
+        assert_eq!(h.samples.len(), whole(r.n_audio_frames));
+        // A spoken text turn after it.
+        let mut h = Heard::default();
+        let r = speak(s, c"And then?", 3, &mut h);
+        assert!(r.n_audio_frames > 0);
+        assert_eq!(h.samples.len(), whole(r.n_audio_frames));
+        expect(qwen3_omni_session_free(s), QWEN3_OMNI_OK, "free");
+    }
+    finish(m);
+}
