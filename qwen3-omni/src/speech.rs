@@ -440,6 +440,12 @@ impl TurnSpeech {
         TurnSpeech { sp, history: Vec::new(), prompt_end: 0, deferred: false, hidden: None, started: false, err: None }
     }
 
+    /// Forgets the conversation (the Thinker's context was reset).
+    pub fn reset(&mut self) {
+        self.history.clear();
+        self.prompt_end = 0;
+    }
+
     /// A new turn: `ids` are about to be fed to the Thinker, whose context holds `thinker_len`
     /// positions.
     pub fn begin(&mut self, ids: &[u32], thinker_len: u32) {

@@ -895,6 +895,9 @@ pub unsafe extern "C" fn qwen3_omni_session_reset(session: *mut qwen3_omni_sessi
         let s = registry::session(session as usize)?;
         let mut st = registry::try_state(&s)?;
         st.queued.clear();
+        if let Some(sp) = st.speech.as_mut() {
+            sp.ts.reset();
+        }
         let sess = st.session.as_mut().ok_or_else(|| invalid("the session is being freed"))?;
         sess.reset().map_err(session_err)
     })
