@@ -1070,10 +1070,14 @@ pub extern "C" fn qwen3_omni_generate_default_params() -> qwen3_omni_generate_pa
 /// Answers the queued user message (text and audio from `qwen3_omni_session_add_*`, in order):
 /// runs the AudioTower on its audio, feeds the turn and
 /// streams the reply through `params->text_callback` until the end of the turn, `max_tokens`, a
-/// full context, or a cancel. A cancelled reply returns `QWEN3_OMNI_OK` with `stop_reason`
-/// `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far as it was delivered. On an error
-/// the turn is dropped (the history is as before, the queued message is kept). `params` and
-/// `result` may be NULL.
+/// full context, or a cancel. With `params->pcm_callback` the reply is also spoken while it
+/// streams (24 kHz mono float chunks; the Talker and Code2Wav are loaded by the first such call,
+/// `QWEN3_OMNI_ERR_NOT_AVAILABLE` when the model file has none); the Talker goes on after the
+/// Thinker stops until codec EOS, `speech.max_frames` or a cancel. A cancelled reply returns
+/// `QWEN3_OMNI_OK` with `stop_reason` `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far
+/// as it was delivered. On an error before the reply the turn is dropped (the history is as
+/// before, the queued message is kept); an error of the speech after the reply keeps the reply in
+/// the history. `params` and `result` may be NULL.
 ///
 /// # Safety
 /// `session` is any value (looked up); `params` is NULL or readable; `result` is NULL or
