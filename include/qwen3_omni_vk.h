@@ -20,13 +20,15 @@
  * Threads: any function may be called from any thread. One call at a time per session: a call
  * on a session while another thread is inside one returns QWEN3_OMNI_ERR_BUSY instead of
  * blocking, except qwen3_omni_session_cancel, which may be called at any time from any thread
- * (also from inside the text callback) and stops the running generation within one decode step.
+ * (also from inside the text or PCM callback) and stops the running generation within one decode
+ * step and its speech within one Talker frame.
  * A model serves one session at a time. Callbacks run on the calling thread (the log callback on
  * whichever thread logs) and must not unwind (no C++ exceptions, no longjmp) into the library.
  *
  * Audio in (16 kHz PCM, or a WAV file at any rate) works with model files that have an AudioTower.
- * Not in this build yet: speech out (24 kHz PCM callback, voice) has its final signature and checks
- * its arguments, then returns QWEN3_OMNI_ERR_NOT_AVAILABLE.
+ * Speech out (a 24 kHz mono float PCM callback while the reply streams; qwen3_omni_session_set_voice;
+ * the Talker's settings in qwen3_omni_session_params.speech) works with model files that have a
+ * Talker and Code2Wav; other files give QWEN3_OMNI_ERR_NOT_AVAILABLE.
  */
 
 #ifndef QWEN3_OMNI_VK_H
@@ -153,9 +155,34 @@ typedef struct qwen3_omni_sampling_params {
   uint64_t seed;
 } qwen3_omni_sampling_params;
 
+// How the Talker speaks (speech out). Defaults: transformers' sampling settings.
+typedef struct qwen3_omni_speech_params {
+  // Talker (code 0) temperature; 0 = greedy Talker and code predictor (the other sampling
+  // fields then only keep `repeat_penalty`). Default 0.9.
+  float temperature;
+  // Talker top-k, 0 = off, at most 1024. Default 50.
+  int32_t top_k;
+  // Talker nucleus sampling in (0, 1]. Default 1.
+  float top_p;
+  // Talker repetition penalty > 0 on code 0. Default 1.05.
+  float repeat_penalty;
+  // Code predictor temperature (> 0). Default 1.
+  float predictor_temperature;
+  // Code predictor top-k, 0 = off, at most 1024. Default 50.
+  int32_t predictor_top_k;
+  // Code predictor nucleus sampling in (0, 1]. Default 0.8.
+  float predictor_top_p;
+  // `QWEN3_OMNI_SEED_RANDOM`: from the clock.
+  uint64_t seed;
+  // Most frames (80 ms each) per spoken reply, 1 to 10000. Default 1000.
+  uint32_t max_frames;
+} qwen3_omni_speech_params;
+
 // A session's settings. Get one from `qwen3_omni_session_default_params()`.
 typedef struct qwen3_omni_session_params {
   struct qwen3_omni_sampling_params sampling;
+  // Speech output settings (used when a reply has a `pcm_callback`).
+  struct qwen3_omni_speech_params speech;
   // System message (copied); NULL: none.
   const char *system_prompt;
   // Default maximum of new tokens per reply. Default 256.
@@ -182,7 +209,8 @@ typedef struct qwen3_omni_generate_params {
   int32_t max_tokens;
   // Streamed text; may be NULL.
   qwen3_omni_text_callback text_callback;
-  // Streamed speech (24 kHz); must be NULL in this build (else `QWEN3_OMNI_ERR_NOT_AVAILABLE`).
+  // Streamed speech (24 kHz mono float); NULL: text only. Returning false stops the reply and
+  // its speech.
   qwen3_omni_pcm_callback pcm_callback;
   // Passed to both callbacks.
   void *user_data;
@@ -200,6 +228,13 @@ typedef struct qwen3_omni_generate_result {
   double prompt_ms;
   // Milliseconds from the first reply token to the end.
   double generate_ms;
+  // Speech out: codec frames spoken (80 ms each; 0 without a `pcm_callback`). A whole reply
+  // of T frames gives 1920·T − 555 samples.
+  int32_t n_audio_frames;
+  // Speech out: samples delivered to the `pcm_callback`, all chunks together.
+  int64_t n_audio_samples;
+  // Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none).
+  double first_audio_ms;
 } qwen3_omni_generate_result;
 
 // Success.
@@ -214,8 +249,8 @@ typedef struct qwen3_omni_generate_result {
 // The session (or model) is in use by another call.
 #define QWEN3_OMNI_ERR_BUSY -3
 
-// The feature is not in this build yet (speech out), or not in this model (audio in without an
-// AudioTower).
+// The feature is not in this model file (audio in without an AudioTower, speech out without a
+// Talker and Code2Wav).
 #define QWEN3_OMNI_ERR_NOT_AVAILABLE -4
 
 // Loading was cancelled by the progress callback.
@@ -312,7 +347,9 @@ qwen3_omni_status qwen3_omni_model_free(struct qwen3_omni_model *model);
 qwen3_omni_status qwen3_omni_model_get_info(const struct qwen3_omni_model *model,
                                             struct qwen3_omni_model_info *info);
 
-// Defaults: greedy sampling, random seed, no system prompt, 256 tokens per reply.
+// Defaults: greedy sampling, random seed, no system prompt, 256 tokens per reply; speech:
+// transformers' Talker sampling (temperature 0.9, top-k 50; code predictor top-k 50, top-p 0.8),
+// random seed, at most 1000 frames (80 s) per reply.
 //
 // # Safety
 // None: no arguments.
@@ -337,8 +374,8 @@ qwen3_omni_status qwen3_omni_session_new(struct qwen3_omni_model *model,
 // `session` is any value; it is looked up, never dereferenced.
 qwen3_omni_status qwen3_omni_session_free(struct qwen3_omni_session *session);
 
-// Stops the session's running generation within one decode step (the reply so far is kept in
-// the history). Callable from any thread at any time, also from inside the text callback;
+// Stops the session's running generation within one decode step, and its speech within one
+// frame (the reply so far is kept in the history). Callable from any thread at any time, also from inside the text callback;
 // cancelling when nothing runs, or twice, is harmless and returns `QWEN3_OMNI_OK`. Each
 // `qwen3_omni_session_generate` starts uncancelled.
 //
@@ -394,8 +431,10 @@ qwen3_omni_status qwen3_omni_session_add_audio(struct qwen3_omni_session *sessio
 qwen3_omni_status qwen3_omni_session_add_audio_file(struct qwen3_omni_session *session,
                                                     const char *path);
 
-// Chooses the speaker of the speech output (e.g. "Ethan", "Chelsie"). Not in this build yet:
-// returns `QWEN3_OMNI_ERR_NOT_AVAILABLE` after checking the arguments.
+// Chooses the voice of the speech output from the next reply on: "ethan" (the default),
+// "chelsie" or "aiden" (case-insensitive; the names the model file lists). An unknown name is
+// `QWEN3_OMNI_ERR_INVALID_ARGUMENT` (the message lists the known ones); a model file without a
+// Talker and Code2Wav `QWEN3_OMNI_ERR_NOT_AVAILABLE`.
 //
 // # Safety
 // `session` is any value (looked up); `voice` is a NUL-terminated UTF-8 string.
@@ -411,10 +450,14 @@ struct qwen3_omni_generate_params qwen3_omni_generate_default_params(void);
 // Answers the queued user message (text and audio from `qwen3_omni_session_add_*`, in order):
 // runs the AudioTower on its audio, feeds the turn and
 // streams the reply through `params->text_callback` until the end of the turn, `max_tokens`, a
-// full context, or a cancel. A cancelled reply returns `QWEN3_OMNI_OK` with `stop_reason`
-// `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far as it was delivered. On an error
-// the turn is dropped (the history is as before, the queued message is kept). `params` and
-// `result` may be NULL.
+// full context, or a cancel. With `params->pcm_callback` the reply is also spoken while it
+// streams (24 kHz mono float chunks; the Talker and Code2Wav are loaded by the first such call,
+// `QWEN3_OMNI_ERR_NOT_AVAILABLE` when the model file has none); the Talker goes on after the
+// Thinker stops until codec EOS, `speech.max_frames` or a cancel. A cancelled reply returns
+// `QWEN3_OMNI_OK` with `stop_reason` `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far
+// as it was delivered. On an error before the reply the turn is dropped (the history is as
+// before, the queued message is kept); an error of the speech after the reply keeps the reply in
+// the history. `params` and `result` may be NULL.
 //
 // # Safety
 // `session` is any value (looked up); `params` is NULL or readable; `result` is NULL or

@@ -12,7 +12,7 @@ use qwen3_omni_vk::Kernels;
 use crate::chat::{render, Message, Role};
 use crate::code2wav::wav::{WavFormat, WavWriter, SAMPLE_RATE};
 use crate::model_file::ModelFile;
-use crate::speech::{Decode, Speaker, SpeechOptions, SpeechSummary};
+use crate::speech::{Decode, Speaker, SpeechOptions, SpeechSummary, TurnSpeech};
 use crate::talker::TalkerSampling;
 use crate::thinker::gpu::GpuThinker;
 use crate::tokenizer::Tokenizer;
@@ -237,23 +237,13 @@ impl ChatSpeechArgs {
     }
 }
 
-/// The `chat` hook: the Talker starts at the Thinker's first token and runs alongside it (from the
-/// `on_token` callback); audio is written as it is made. Call [`ChatSpeech::begin`] with the ids
-/// about to be fed, [`ChatSpeech::token`] from `on_token`, [`ChatSpeech::end`] after `generate`.
+/// The `chat` hook: a [`TurnSpeech`] whose audio goes to a file and/or the sound card. Call
+/// [`ChatSpeech::begin`] with the ids about to be fed, [`ChatSpeech::token`] from `on_token`,
+/// [`ChatSpeech::end`] after `generate`.
 pub struct ChatSpeech {
     args: ChatSpeechArgs,
-    sp: Speaker,
-    /// Every id fed to the Thinker so far (its context), then the new prompt.
-    history: Vec<u32>,
-    prompt_end: usize,
-    /// The prompt has audio/image/video positions: the Talker starts after the reply (it needs
-    /// the Thinker's hidden states, which cannot be read while the Thinker generates).
-    deferred: bool,
-    /// The prompt's hidden states when the turn began after the prefill.
-    hidden: Option<Vec<f32>>,
-    started: bool,
+    ts: TurnSpeech,
     sink: Option<AudioSink>,
-    err: Option<anyhow::Error>,
     turn: u32,
 }
 
@@ -286,115 +276,44 @@ impl ChatSpeech {
         let mut sp = Speaker::load(Kernels::new(gpu.clone()), m, ctx, args.voice.options(seed))?;
         sp.set_thinker_limit(max_new);
         eprintln!("Talker and Code2Wav loaded in {:.1} s", t0.elapsed().as_secs_f64());
-        Ok(Some(ChatSpeech {
-            args: args.clone(),
-            sp,
-            history: Vec::new(),
-            prompt_end: 0,
-            deferred: false,
-            hidden: None,
-            started: false,
-            sink: None,
-            err: None,
-            turn: 0,
-        }))
+        Ok(Some(ChatSpeech { args: args.clone(), ts: TurnSpeech::new(sp), sink: None, turn: 0 }))
     }
 
-    /// A new turn: `ids` are about to be fed to the Thinker, whose context holds `thinker_len`
-    /// positions.
-    pub fn begin(&mut self, ids: &[u32], thinker_len: u32) -> anyhow::Result<()> {
-        if self.history.len() != thinker_len as usize {
-            // Out of step (should not happen): speak from this turn alone.
-            tracing::warn!("speech: {} ids tracked, the Thinker holds {thinker_len}", self.history.len());
-            self.history.clear();
-        }
-        self.history.extend_from_slice(ids);
-        self.prompt_end = self.history.len();
-        let mm = self.sp.talker.config.ids.multimodal;
-        self.deferred = ids.iter().any(|id| mm.contains(id));
-        self.hidden = None;
-        self.started = false;
-        self.err = None;
+    fn open_sink(&mut self) -> anyhow::Result<()> {
         self.turn += 1;
         let out = self.args.audio_out.as_ref().map(|p| numbered(p, self.turn));
         self.sink = Some(AudioSink::new(out.as_deref(), self.args.voice.format(), self.args.voice.play)?);
         Ok(())
     }
 
-    /// A turn whose prompt the Thinker has just prefilled (`GpuThinker::prefill` or
-    /// `prefill_with_audio`, nothing generated yet): the Talker can start at once from the prompt's
-    /// hidden states, audio positions included. Then [`ChatSpeech::token`] from the first token.
+    /// A new turn: `ids` are about to be fed to the Thinker, whose context holds `thinker_len`
+    /// positions.
+    pub fn begin(&mut self, ids: &[u32], thinker_len: u32) -> anyhow::Result<()> {
+        self.ts.begin(ids, thinker_len);
+        self.open_sink()
+    }
+
+    /// See [`TurnSpeech::begin_after_prefill`].
     pub fn begin_after_prefill(&mut self, ids: &[u32], thinker: &GpuThinker) -> anyhow::Result<()> {
-        let len = thinker.len() as usize;
-        if len < ids.len() {
-            bail!("speech output: the Thinker holds {len} positions, fewer than the prompt's {}", ids.len());
-        }
-        self.begin(&[], 0)?;
-        self.history = ids.to_vec();
-        self.prompt_end = ids.len();
-        self.deferred = false;
-        let (_, hs, _) = thinker.hidden_states()?;
-        let th = self.sp.talker.config.thinker_hidden as usize;
-        let start = (len - ids.len()) * th;
-        self.hidden = Some(hs[start..start + ids.len() * th].to_vec());
-        Ok(())
+        self.ts.begin_after_prefill(ids, thinker)?;
+        self.open_sink()
     }
 
     /// A token from the Thinker's `on_token`; false (stop generating) after an error, which
     /// [`ChatSpeech::end`] returns.
     pub fn token(&mut self, m: &ModelFile, id: u32) -> bool {
-        if self.err.is_some() {
-            return false;
-        }
-        if self.deferred || (!self.started && id == self.sp.talker.config.ids.im_end) {
-            return true; // later, or an empty reply: nothing to say
-        }
         let sink = self.sink.as_mut().expect("begin() first");
-        let r = if self.started {
-            self.sp.on_token(m, id, &mut |p| sink.push(p))
-        } else {
-            self.started = true;
-            self.sp.start(m, &self.history[..self.prompt_end], self.hidden.as_deref(), id)
-        };
-        if let Err(e) = r {
-            self.err = Some(e.into());
-            return false;
-        }
-        true
+        self.ts.token(m, id, &mut |p| sink.push(p))
     }
 
     /// After `generate` returned `out`: finishes the speech and the file.
     pub fn end(&mut self, m: &ModelFile, thinker: &GpuThinker, out: &[u32]) -> anyhow::Result<()> {
-        // The Thinker's context now: the prompt and every generated token but the last.
-        self.history.extend_from_slice(&out[..out.len().saturating_sub(1)]);
         let mut sink = self.sink.take().expect("begin() first");
-        if let Some(e) = self.err.take() {
-            return Err(e.context("speech output"));
-        }
-        let im_end = self.sp.talker.config.ids.im_end;
-        if self.deferred && !out.is_empty() && out[0] != im_end {
-            let (_, hs, _) = thinker.hidden_states()?;
-            let th = self.sp.talker.config.thinker_hidden as usize;
-            let ids = &self.history[..self.prompt_end];
-            if hs.len() < ids.len() * th {
-                bail!("speech output: the Thinker's hidden states do not cover the prompt");
-            }
-            let spoken: Vec<u32> = match out.iter().position(|&g| g == im_end) {
-                Some(e) => out[..e].to_vec(),
-                None => out[..out.len() - 1].to_vec(),
-            };
-            if spoken.is_empty() {
-                return Ok(());
-            }
-            self.sp.start(m, ids, Some(&hs[..ids.len() * th]), spoken[0])?;
-            self.sp.push_text(m, &spoken[1..], &mut |p| sink.push(p))?;
-            self.started = true;
-        }
-        if !self.started {
+        let s = self.ts.end(m, thinker, out, false, &mut |p| sink.push(p)).context("speech output")?;
+        let Some(s) = s else {
             eprintln!("[speech: nothing to say]");
             return Ok(());
-        }
-        let s = self.sp.finish(&mut |p| sink.push(p))?;
+        };
         sink.finish()?;
         let file = self.args.audio_out.as_ref().map(|p| format!(" → {}", numbered(p, self.turn).display()));
         eprintln!("{}", summary_line(&s, &file.unwrap_or_default()));

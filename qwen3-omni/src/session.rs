@@ -477,7 +477,7 @@ impl Session {
                 "audio items need their samples: use Session::generate_inputs".into(),
             ));
         }
-        self.turn(user, None, max_tokens, on_delta)
+        self.turn(user, None, max_tokens, |_, _| {}, on_delta)
     }
 
     /// Answers one user message made of text and 16 kHz audio pieces, in order: the audio goes
@@ -486,6 +486,19 @@ impl Session {
         &mut self,
         inputs: &[Input],
         max_tokens: usize,
+        on_delta: impl FnMut(Delta<'_>) -> bool,
+    ) -> Result<Reply, SessionError> {
+        self.generate_inputs_observed(inputs, max_tokens, |_, _| {}, on_delta)
+    }
+
+    /// [`Session::generate_inputs`] telling `on_turn` the turn's ids (audio placeholders included)
+    /// and the context length before them, just before they are fed (what a speech follower such
+    /// as [`crate::speech::TurnSpeech::begin`] needs).
+    pub fn generate_inputs_observed(
+        &mut self,
+        inputs: &[Input],
+        max_tokens: usize,
+        on_turn: impl FnOnce(&[u32], u32),
         on_delta: impl FnMut(Delta<'_>) -> bool,
     ) -> Result<Reply, SessionError> {
         let mut items = Vec::new();
@@ -526,7 +539,7 @@ impl Session {
             };
             buf.map(|b| (b, rows))
         };
-        self.turn(&[Message::new(Role::User, items)], audio, max_tokens, on_delta)
+        self.turn(&[Message::new(Role::User, items)], audio, max_tokens, on_turn, on_delta)
     }
 
     fn turn(
@@ -534,6 +547,7 @@ impl Session {
         user: &[Message],
         audio: Option<(qwen3_omni_vk::vk_runtime::Buffer, u32)>,
         max_tokens: usize,
+        on_turn: impl FnOnce(&[u32], u32),
         mut on_delta: impl FnMut(Delta<'_>) -> bool,
     ) -> Result<Reply, SessionError> {
         self.cancel.store(false, Ordering::SeqCst);
@@ -544,6 +558,7 @@ impl Session {
         if t0 as usize + ids.len() + 1 > ctx as usize {
             return Err(SessionError::PromptTooLong { tokens: ids.len(), used: t0, ctx });
         }
+        on_turn(&ids, t0);
         let result = self.run_turn(&ids, audio.as_ref().map(|(b, r)| (b, *r)), max_tokens, &mut on_delta, start);
         if result.is_err() || matches!(result, Ok(None)) {
             // A failed turn, or one cancelled before its reply began, leaves no trace: the cache

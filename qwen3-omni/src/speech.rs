@@ -32,6 +32,7 @@ use qwen3_omni_vk::Kernels;
 use crate::code2wav::{Code2Wav, Code2WavError};
 use crate::model_file::{ModelError, ModelFile};
 use crate::talker::{GpuTalker, TalkerError, TalkerSampling};
+use crate::thinker::gpu::GpuThinker;
 
 /// How frames become audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,10 @@ pub enum SpeechError {
     NeedHidden,
     #[error("no reply started: call start() first")]
     NotStarted,
+    #[error(transparent)]
+    Gen(#[from] crate::thinker::gpu::GenError),
+    #[error("speech output: {0}")]
+    Turn(String),
 }
 
 /// Why generation ended.
@@ -409,5 +414,145 @@ impl Audio {
         }
         self.samples += pcm.len();
         on_pcm(pcm);
+    }
+}
+
+/// A [`Speaker`] following a conversation's turns (chat `--audio-out` and the C API's
+/// `pcm_callback` share it): the Talker starts at the Thinker's first token and runs alongside it
+/// (from the Thinker's `on_token` callback). Call [`TurnSpeech::begin`] with the ids about to be
+/// fed, [`TurnSpeech::token`] from `on_token`, [`TurnSpeech::end`] after `generate`.
+pub struct TurnSpeech {
+    pub sp: Speaker,
+    /// Every id fed to the Thinker so far (its context), then the new prompt.
+    history: Vec<u32>,
+    prompt_end: usize,
+    /// The context has audio/image/video positions: the Talker starts after the reply (it needs
+    /// the Thinker's hidden states, which cannot be read while the Thinker generates).
+    deferred: bool,
+    /// The prompt's hidden states when the turn began after the prefill.
+    hidden: Option<Vec<f32>>,
+    started: bool,
+    err: Option<SpeechError>,
+}
+
+impl TurnSpeech {
+    pub fn new(sp: Speaker) -> TurnSpeech {
+        TurnSpeech { sp, history: Vec::new(), prompt_end: 0, deferred: false, hidden: None, started: false, err: None }
+    }
+
+    /// Forgets the conversation (the Thinker's context was reset).
+    pub fn reset(&mut self) {
+        self.history.clear();
+        self.prompt_end = 0;
+    }
+
+    /// A new turn: `ids` are about to be fed to the Thinker, whose context holds `thinker_len`
+    /// positions.
+    pub fn begin(&mut self, ids: &[u32], thinker_len: u32) {
+        if self.history.len() != thinker_len as usize {
+            // Out of step (a reset conversation, say): speak from this turn alone.
+            if !self.history.is_empty() {
+                tracing::warn!("speech: {} ids tracked, the Thinker holds {thinker_len}", self.history.len());
+            }
+            self.history.clear();
+        }
+        self.history.extend_from_slice(ids);
+        self.prompt_end = self.history.len();
+        // Audio/image/video positions anywhere in the context (an earlier turn's too) need the
+        // Thinker's hidden states, readable only once it stops.
+        let mm = self.sp.talker.config.ids.multimodal;
+        self.deferred = self.history.iter().any(|id| mm.contains(id));
+        self.hidden = None;
+        self.started = false;
+        self.err = None;
+    }
+
+    /// A turn whose prompt the Thinker has just prefilled (`GpuThinker::prefill` or
+    /// `prefill_with_audio`, nothing generated yet): the Talker can start at once from the prompt's
+    /// hidden states, audio positions included. Then [`TurnSpeech::token`] from the first token.
+    pub fn begin_after_prefill(&mut self, ids: &[u32], thinker: &GpuThinker) -> Result<(), SpeechError> {
+        let len = thinker.len() as usize;
+        if len < ids.len() {
+            return Err(SpeechError::Turn(format!(
+                "the Thinker holds {len} positions, fewer than the prompt's {}",
+                ids.len()
+            )));
+        }
+        self.begin(&[], 0);
+        self.history = ids.to_vec();
+        self.prompt_end = ids.len();
+        self.deferred = false;
+        let (_, hs, _) = thinker.hidden_states()?;
+        let th = self.sp.talker.config.thinker_hidden as usize;
+        let start = (len - ids.len()) * th;
+        self.hidden = Some(hs[start..start + ids.len() * th].to_vec());
+        Ok(())
+    }
+
+    /// A token from the Thinker's `on_token`; false (stop generating) after an error, which
+    /// [`TurnSpeech::end`] returns.
+    pub fn token(&mut self, m: &ModelFile, id: u32, on_pcm: &mut dyn FnMut(&[f32])) -> bool {
+        if self.err.is_some() {
+            return false;
+        }
+        if self.deferred || (!self.started && id == self.sp.talker.config.ids.im_end) {
+            return true; // later, or an empty reply: nothing to say
+        }
+        let r = if self.started {
+            self.sp.on_token(m, id, on_pcm)
+        } else {
+            self.started = true;
+            self.sp.start(m, &self.history[..self.prompt_end], self.hidden.as_deref(), id)
+        };
+        if let Err(e) = r {
+            self.err = Some(e);
+            return false;
+        }
+        true
+    }
+
+    /// After `generate` returned `out` (`Reply::sampled`): finishes the speech. `stop`: the reply
+    /// was cancelled, so the speech stops too (the audio made so far is flushed, no more frames
+    /// run). None when nothing was spoken.
+    pub fn end(
+        &mut self,
+        m: &ModelFile,
+        thinker: &GpuThinker,
+        out: &[u32],
+        stop: bool,
+        on_pcm: &mut dyn FnMut(&[f32]),
+    ) -> Result<Option<SpeechSummary>, SpeechError> {
+        // The Thinker's context now: the prompt and every generated token but the last.
+        self.history.extend_from_slice(&out[..out.len().saturating_sub(1)]);
+        if let Some(e) = self.err.take() {
+            return Err(e);
+        }
+        let im_end = self.sp.talker.config.ids.im_end;
+        if self.deferred && !stop && !out.is_empty() && out[0] != im_end {
+            let (_, hs, _) = thinker.hidden_states()?;
+            let th = self.sp.talker.config.thinker_hidden as usize;
+            let ids = &self.history[..self.prompt_end];
+            if hs.len() < ids.len() * th {
+                return Err(SpeechError::Turn("the Thinker's hidden states do not cover the prompt".into()));
+            }
+            let spoken: Vec<u32> = match out.iter().position(|&g| g == im_end) {
+                Some(e) => out[..e].to_vec(),
+                None => out[..out.len() - 1].to_vec(),
+            };
+            if spoken.is_empty() {
+                return Ok(None);
+            }
+            self.sp.start(m, ids, Some(&hs[..ids.len() * th]), spoken[0])?;
+            self.started = true;
+            self.sp.push_text(m, &spoken[1..], on_pcm)?;
+        }
+        if !self.started {
+            return Ok(None);
+        }
+        self.started = false;
+        if stop {
+            self.sp.cancel_flag().store(true, Ordering::SeqCst);
+        }
+        Ok(Some(self.sp.finish(on_pcm)?))
     }
 }

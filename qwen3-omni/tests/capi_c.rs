@@ -74,9 +74,17 @@ fn build_example(dir: &Path) -> PathBuf {
     exe
 }
 
-/// Runs the example (two text turns and one with a recording, `max_tokens` each), optionally under
-/// a wrapper command.
-fn run_example(exe: &Path, model: &Path, max_tokens: u32, validation: bool, wrapper: &[&str]) -> std::process::Output {
+/// Runs the example (two text turns, the first spoken into `reply_wav` with at most `max_frames`
+/// frames, and one turn with a recording, `max_tokens` each), optionally under a wrapper command.
+fn run_example(
+    exe: &Path,
+    model: &Path,
+    max_tokens: u32,
+    reply_wav: &Path,
+    max_frames: u32,
+    validation: bool,
+    wrapper: &[&str],
+) -> std::process::Output {
     let mut cmd = match wrapper.split_first() {
         Some((w, rest)) => {
             let mut c = Command::new(w);
@@ -89,6 +97,8 @@ fn run_example(exe: &Path, model: &Path, max_tokens: u32, validation: bool, wrap
         .arg("What is the capital of France?")
         .arg(max_tokens.to_string())
         .arg(common::fixtures().join("audio/privet_mir_16k_mono.wav"))
+        .arg(reply_wav)
+        .arg(max_frames.to_string())
         .env("QWEN3VK_VALIDATION", if validation { "1" } else { "0" })
         .env("QWEN3VK_PIPELINE_CACHE", "off");
     cmd.output().expect("running the C example")
@@ -98,7 +108,8 @@ fn run_example(exe: &Path, model: &Path, max_tokens: u32, validation: bool, wrap
 fn c_example_streams_a_reply() {
     let (dir, model) = common::tiny_model_with_tokenizer("capi-c");
     let exe = build_example(&dir);
-    let out = run_example(&exe, &model, 6, true, &[]);
+    let reply_wav = dir.join("reply.wav");
+    let out = run_example(&exe, &model, 6, &reply_wav, 8, true, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
@@ -106,7 +117,7 @@ fn c_example_streams_a_reply() {
     assert!(stdout.contains("> What is the capital of France?") && stdout.contains("> And of Germany?"));
     assert!(stdout.contains("> What is said in this recording?"));
     assert_eq!(stderr.matches("reply tokens").count(), 3, "three replies");
-    assert!(stderr.contains("QWEN3_OMNI_ERR_NOT_AVAILABLE"), "speech output should say it is not available");
+    check_reply_wav(&reply_wav, &stderr, 8);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -134,10 +145,13 @@ fn c_example_is_clean_under_valgrind() {
     let log_arg = format!("--log-file={}", log.display());
     // Validation off under valgrind: the layer is checked by the test above, and under memcheck
     // it multiplies the run time (~10 min instead of ~1.5).
+    let reply_wav = dir.join("reply.wav");
     let out = run_example(
         &exe,
         &model,
         2,
+        &reply_wav,
+        3,
         false,
         &[
             "valgrind",
@@ -160,5 +174,32 @@ fn c_example_is_clean_under_valgrind() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    check_reply_wav(&reply_wav, &String::from_utf8_lossy(&out.stderr), 3);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The spoken first reply: a 16-bit mono 24 kHz WAV whose sample count is > 0, equals what the PCM
+/// callback received (the example's `[speech: N samples in C chunks, T frames` line) and is a
+/// whole decode of T frames, 1920·T − 555, with 1 ≤ T ≤ `max_frames`.
+fn check_reply_wav(path: &Path, stderr: &str, max_frames: usize) {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(b.len() >= 44 && &b[0..4] == b"RIFF" && &b[8..16] == b"WAVEfmt ", "{}: not a WAV", path.display());
+    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    assert_eq!((u16_at(20), u16_at(22), u32_at(24), u16_at(34)), (1, 1, 24000, 16), "PCM16 mono 24 kHz");
+    assert_eq!(&b[36..40], b"data");
+    let data = u32_at(40) as usize;
+    assert_eq!(b.len(), 44 + data, "the data size in the header");
+    assert_eq!(u32_at(4) as usize, 36 + data, "the RIFF size in the header");
+    let samples = data / 2;
+    assert!(samples > 0, "no samples in {}", path.display());
+    let line = stderr.lines().find(|l| l.starts_with("[speech: ")).expect("the example's [speech: …] line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let delivered: usize = words[1].parse().unwrap();
+    let chunks: usize = words[4].parse().unwrap();
+    let frames: usize = words[6].parse().unwrap();
+    assert_eq!(samples, delivered, "{line}");
+    assert!((1..=max_frames).contains(&frames), "{line}");
+    assert_eq!(samples, 1920 * frames - 555, "{line}");
+    assert!(chunks >= 1, "{line}");
 }

@@ -27,13 +27,19 @@
 //! * Freeing a model while its session lives is allowed: the GPU memory goes when both are freed.
 //! * Freeing a session from another thread while it generates cancels the generation; the memory
 //!   is released when that call returns.
+//! * Cancel stops every stage: the Thinker within one decode step, the Talker (speech out) within
+//!   one frame (80 ms of audio).
 //! * Callbacks run on the calling thread (the log callback: on whichever thread logs) and must
 //!   not unwind (no C++ exceptions, no longjmp) through the library.
 //!
 //! # Audio
-//! Audio in works (16 kHz PCM or a WAV file, through the AudioTower, for model files that have
-//! one). Speech out (24 kHz PCM callback, voice) has its final signature here and checks its
-//! arguments, then returns `QWEN3_OMNI_ERR_NOT_AVAILABLE`: it is not in this build yet.
+//! Audio in: 16 kHz PCM or a WAV file, through the AudioTower, for model files that have one.
+//! Speech out: with a `pcm_callback` in the generate params the reply is spoken while it streams
+//! (the Talker runs alongside the Thinker, as `chat --audio-out` does) and 24 kHz mono float PCM
+//! chunks reach the callback; `qwen3_omni_session_set_voice` picks the voice, the session params'
+//! `speech` field the Talker's sampling. Both need a model file with a Talker and Code2Wav
+//! (else `QWEN3_OMNI_ERR_NOT_AVAILABLE`). The Talker and Code2Wav are loaded by the first reply
+//! that asks for speech.
 #![allow(non_camel_case_types)]
 
 mod log;
@@ -44,9 +50,12 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use registry::{lock, CError, CResult, ModelHandle, SessionHandle, SessionState};
+use registry::{lock, CError, CResult, ModelHandle, SessionHandle, SessionState, SpeechState};
 
+use crate::model_file::ModelFile;
 use crate::session::{Input, LoadOptions, Model, Sampling, Session, SessionConfig, SessionError, StopReason};
+use crate::speech::{Speaker, SpeechError, SpeechOptions, TurnSpeech};
+use crate::talker::{TalkerConfig, TalkerSampling};
 use crate::thinker::gpu::GenError;
 
 /// A status code: 0 on success, negative on failure (see `qwen3_omni_last_error`).
@@ -60,8 +69,8 @@ pub const QWEN3_OMNI_ERR_INVALID_ARGUMENT: qwen3_omni_status = -1;
 pub const QWEN3_OMNI_ERR_INVALID_HANDLE: qwen3_omni_status = -2;
 /// The session (or model) is in use by another call.
 pub const QWEN3_OMNI_ERR_BUSY: qwen3_omni_status = -3;
-/// The feature is not in this build yet (speech out), or not in this model (audio in without an
-/// AudioTower).
+/// The feature is not in this model file (audio in without an AudioTower, speech out without a
+/// Talker and Code2Wav).
 pub const QWEN3_OMNI_ERR_NOT_AVAILABLE: qwen3_omni_status = -4;
 /// Loading was cancelled by the progress callback.
 pub const QWEN3_OMNI_ERR_CANCELLED: qwen3_omni_status = -5;
@@ -165,11 +174,38 @@ pub struct qwen3_omni_sampling_params {
     pub seed: u64,
 }
 
+/// How the Talker speaks (speech out). Defaults: transformers' sampling settings.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct qwen3_omni_speech_params {
+    /// Talker (code 0) temperature; 0 = greedy Talker and code predictor (the other sampling
+    /// fields then only keep `repeat_penalty`). Default 0.9.
+    pub temperature: f32,
+    /// Talker top-k, 0 = off, at most 1024. Default 50.
+    pub top_k: i32,
+    /// Talker nucleus sampling in (0, 1]. Default 1.
+    pub top_p: f32,
+    /// Talker repetition penalty > 0 on code 0. Default 1.05.
+    pub repeat_penalty: f32,
+    /// Code predictor temperature (> 0). Default 1.
+    pub predictor_temperature: f32,
+    /// Code predictor top-k, 0 = off, at most 1024. Default 50.
+    pub predictor_top_k: i32,
+    /// Code predictor nucleus sampling in (0, 1]. Default 0.8.
+    pub predictor_top_p: f32,
+    /// `QWEN3_OMNI_SEED_RANDOM`: from the clock.
+    pub seed: u64,
+    /// Most frames (80 ms each) per spoken reply, 1 to 10000. Default 1000.
+    pub max_frames: u32,
+}
+
 /// A session's settings. Get one from `qwen3_omni_session_default_params()`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qwen3_omni_session_params {
     pub sampling: qwen3_omni_sampling_params,
+    /// Speech output settings (used when a reply has a `pcm_callback`).
+    pub speech: qwen3_omni_speech_params,
     /// System message (copied); NULL: none.
     pub system_prompt: *const c_char,
     /// Default maximum of new tokens per reply. Default 256.
@@ -184,7 +220,8 @@ pub struct qwen3_omni_generate_params {
     pub max_tokens: i32,
     /// Streamed text; may be NULL.
     pub text_callback: qwen3_omni_text_callback,
-    /// Streamed speech (24 kHz); must be NULL in this build (else `QWEN3_OMNI_ERR_NOT_AVAILABLE`).
+    /// Streamed speech (24 kHz mono float); NULL: text only. Returning false stops the reply and
+    /// its speech.
     pub pcm_callback: qwen3_omni_pcm_callback,
     /// Passed to both callbacks.
     pub user_data: *mut c_void,
@@ -204,6 +241,13 @@ pub struct qwen3_omni_generate_result {
     pub prompt_ms: f64,
     /// Milliseconds from the first reply token to the end.
     pub generate_ms: f64,
+    /// Speech out: codec frames spoken (80 ms each; 0 without a `pcm_callback`). A whole reply
+    /// of T frames gives 1920·T − 555 samples.
+    pub n_audio_frames: i32,
+    /// Speech out: samples delivered to the `pcm_callback`, all chunks together.
+    pub n_audio_samples: i64,
+    /// Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none).
+    pub first_audio_ms: f64,
 }
 
 /// One Vulkan device.
@@ -275,11 +319,85 @@ fn invalid(msg: impl Into<String>) -> CError {
     CError::new(QWEN3_OMNI_ERR_INVALID_ARGUMENT, msg)
 }
 
-fn not_available(what: &str) -> CError {
-    CError::new(
-        QWEN3_OMNI_ERR_NOT_AVAILABLE,
-        format!("{what} is not available in this build yet (text and audio in, text out)"),
-    )
+fn speech_err(e: SpeechError) -> CError {
+    let code = match &e {
+        SpeechError::Gpu(_) | SpeechError::Model(crate::model_file::ModelError::Gpu(_)) => QWEN3_OMNI_ERR_DEVICE,
+        SpeechError::Model(crate::model_file::ModelError::TooBig { .. }) => QWEN3_OMNI_ERR_DEVICE,
+        SpeechError::Model(_) | SpeechError::Groups { .. } => QWEN3_OMNI_ERR_MODEL,
+        _ => QWEN3_OMNI_ERR_INTERNAL,
+    };
+    CError::new(code, format!("speech output: {e}"))
+}
+
+/// Opens the model file again (its own memory map) and checks it has what speech output needs.
+fn speech_file(path: &std::path::Path) -> CResult<(ModelFile, TalkerConfig)> {
+    let file = ModelFile::open(path).map_err(|e| CError::new(QWEN3_OMNI_ERR_MODEL, e.to_string()))?;
+    let missing = |what: &str, e: crate::model_file::ModelError| {
+        CError::new(
+            QWEN3_OMNI_ERR_NOT_AVAILABLE,
+            format!("{}: this model file has no {what}, so it cannot speak ({e})", path.display()),
+        )
+    };
+    let talker = TalkerConfig::from_model(&file).map_err(|e| missing("Talker", e))?;
+    crate::code2wav::Code2WavConfig::from_model(&file).map_err(|e| missing("Code2Wav", e))?;
+    // A config without the weights (a Thinker-only conversion keeps the config's sections).
+    for (what, prefix) in [("Talker", "talker."), ("Code2Wav", "code2wav.")] {
+        if !file.gguf.header.tensors.iter().any(|t| t.name.starts_with(prefix)) {
+            return Err(CError::new(
+                QWEN3_OMNI_ERR_NOT_AVAILABLE,
+                format!("{}: this model file has no {what}, so it cannot speak (no {prefix}* tensors)", path.display()),
+            ));
+        }
+    }
+    Ok((file, talker))
+}
+
+fn speech_options(p: &qwen3_omni_speech_params, voice: &str) -> CResult<SpeechOptions> {
+    let check_k = |k: i32, what: &str| {
+        if (0..=1024).contains(&k) {
+            Ok(k as u32)
+        } else {
+            Err(invalid(format!("speech.{what} {k} must be in 0..=1024")))
+        }
+    };
+    let check_p = |x: f32, what: &str| {
+        if x > 0.0 && x <= 1.0 {
+            Ok(x)
+        } else {
+            Err(invalid(format!("speech.{what} {x} must be in (0, 1]")))
+        }
+    };
+    if !(p.temperature.is_finite() && p.temperature >= 0.0) {
+        return Err(invalid(format!("speech.temperature {} must be ≥ 0", p.temperature)));
+    }
+    if !(p.repeat_penalty.is_finite() && p.repeat_penalty > 0.0) {
+        return Err(invalid(format!("speech.repeat_penalty {} must be > 0", p.repeat_penalty)));
+    }
+    if !(p.predictor_temperature.is_finite() && p.predictor_temperature > 0.0) {
+        return Err(invalid(format!("speech.predictor_temperature {} must be > 0", p.predictor_temperature)));
+    }
+    let (top_k, top_p) = (check_k(p.top_k, "top_k")?, check_p(p.top_p, "top_p")?);
+    let (cp_k, cp_p) = (check_k(p.predictor_top_k, "predictor_top_k")?, check_p(p.predictor_top_p, "predictor_top_p")?);
+    if !(1..=10000).contains(&p.max_frames) {
+        return Err(invalid(format!("speech.max_frames {} must be in 1..=10000", p.max_frames)));
+    }
+    let seed = if p.seed == QWEN3_OMNI_SEED_RANDOM {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    } else {
+        p.seed
+    };
+    let sampling = if p.temperature == 0.0 {
+        let mut s = TalkerSampling::greedy();
+        s.code0.repetition_penalty = p.repeat_penalty;
+        s
+    } else {
+        let mut s = TalkerSampling::sampled(seed);
+        (s.code0.temperature, s.code0.top_k, s.code0.top_p) = (p.temperature, top_k, top_p);
+        s.code0.repetition_penalty = p.repeat_penalty;
+        (s.predictor.temperature, s.predictor.top_k, s.predictor.top_p) = (p.predictor_temperature, cp_k, cp_p);
+        s
+    };
+    Ok(SpeechOptions { voice: voice.to_string(), sampling, max_frames: p.max_frames, ..SpeechOptions::default() })
 }
 
 fn session_err(e: SessionError) -> CError {
@@ -617,7 +735,9 @@ pub unsafe extern "C" fn qwen3_omni_model_get_info(
 // ---------------------------------------------------------------------------------------------
 // Session
 
-/// Defaults: greedy sampling, random seed, no system prompt, 256 tokens per reply.
+/// Defaults: greedy sampling, random seed, no system prompt, 256 tokens per reply; speech:
+/// transformers' Talker sampling (temperature 0.9, top-k 50; code predictor top-k 50, top-p 0.8),
+/// random seed, at most 1000 frames (80 s) per reply.
 ///
 /// # Safety
 /// None: no arguments.
@@ -630,6 +750,17 @@ pub extern "C" fn qwen3_omni_session_default_params() -> qwen3_omni_session_para
             top_p: 1.0,
             repeat_penalty: 1.0,
             seed: QWEN3_OMNI_SEED_RANDOM,
+        },
+        speech: qwen3_omni_speech_params {
+            temperature: 0.9,
+            top_k: 50,
+            top_p: 1.0,
+            repeat_penalty: 1.05,
+            predictor_temperature: 1.0,
+            predictor_top_k: 50,
+            predictor_top_p: 0.8,
+            seed: QWEN3_OMNI_SEED_RANDOM,
+            max_frames: 1000,
         },
         system_prompt: std::ptr::null(),
         max_tokens: 256,
@@ -663,6 +794,7 @@ pub unsafe extern "C" fn qwen3_omni_session_new(
             unsafe { read_arg(params, "params") }?
         };
         let sampling = sampling_from(&p.sampling)?;
+        speech_options(&p.speech, "ethan")?;
         let system = if p.system_prompt.is_null() {
             None
         } else {
@@ -685,7 +817,15 @@ pub unsafe extern "C" fn qwen3_omni_session_new(
         let h = SessionHandle {
             model_id: m.id,
             cancel: s.cancel_handle(),
-            inner: Mutex::new(SessionState { session: Some(s), queued: Vec::new(), max_tokens: p.max_tokens as usize }),
+            speech_cancel: std::sync::OnceLock::new(),
+            inner: Mutex::new(SessionState {
+                session: Some(s),
+                queued: Vec::new(),
+                max_tokens: p.max_tokens as usize,
+                speech: None,
+                voice: "ethan".into(),
+                speech_params: p.speech,
+            }),
         };
         reg.sessions.insert(id, Arc::new(h));
         // SAFETY: checked non-NULL above.
@@ -709,8 +849,8 @@ pub unsafe extern "C" fn qwen3_omni_session_free(session: *mut qwen3_omni_sessio
     })
 }
 
-/// Stops the session's running generation within one decode step (the reply so far is kept in
-/// the history). Callable from any thread at any time, also from inside the text callback;
+/// Stops the session's running generation within one decode step, and its speech within one
+/// frame (the reply so far is kept in the history). Callable from any thread at any time, also from inside the text callback;
 /// cancelling when nothing runs, or twice, is harmless and returns `QWEN3_OMNI_OK`. Each
 /// `qwen3_omni_session_generate` starts uncancelled.
 ///
@@ -720,7 +860,7 @@ pub unsafe extern "C" fn qwen3_omni_session_free(session: *mut qwen3_omni_sessio
 pub unsafe extern "C" fn qwen3_omni_session_cancel(session: *mut qwen3_omni_session) -> qwen3_omni_status {
     guard(|| {
         let s = registry::session(session as usize)?;
-        s.cancel.store(true, Ordering::SeqCst);
+        s.cancel_all();
         Ok(())
     })
 }
@@ -755,6 +895,9 @@ pub unsafe extern "C" fn qwen3_omni_session_reset(session: *mut qwen3_omni_sessi
         let s = registry::session(session as usize)?;
         let mut st = registry::try_state(&s)?;
         st.queued.clear();
+        if let Some(sp) = st.speech.as_mut() {
+            sp.ts.reset();
+        }
         let sess = st.session.as_mut().ok_or_else(|| invalid("the session is being freed"))?;
         sess.reset().map_err(session_err)
     })
@@ -877,8 +1020,10 @@ fn queue_audio(s: &SessionHandle, pcm: Vec<f32>) -> CResult<()> {
     Ok(())
 }
 
-/// Chooses the speaker of the speech output (e.g. "Ethan", "Chelsie"). Not in this build yet:
-/// returns `QWEN3_OMNI_ERR_NOT_AVAILABLE` after checking the arguments.
+/// Chooses the voice of the speech output from the next reply on: "ethan" (the default),
+/// "chelsie" or "aiden" (case-insensitive; the names the model file lists). An unknown name is
+/// `QWEN3_OMNI_ERR_INVALID_ARGUMENT` (the message lists the known ones); a model file without a
+/// Talker and Code2Wav `QWEN3_OMNI_ERR_NOT_AVAILABLE`.
 ///
 /// # Safety
 /// `session` is any value (looked up); `voice` is a NUL-terminated UTF-8 string.
@@ -888,13 +1033,23 @@ pub unsafe extern "C" fn qwen3_omni_session_set_voice(
     voice: *const c_char,
 ) -> qwen3_omni_status {
     guard(|| {
-        let _s = registry::session(session as usize)?;
+        let s = registry::session(session as usize)?;
         // SAFETY: NUL-terminated by contract (NULL rejected).
         let v = unsafe { str_arg(voice, "voice") }?;
-        if v.is_empty() {
+        if v.trim().is_empty() {
             return Err(invalid("voice is empty"));
         }
-        Err(not_available("speech output"))
+        let mut st = registry::try_state(&s)?;
+        let known = match &st.speech {
+            Some(sp) => sp.ts.sp.talker.config.speaker(v).map(|_| ()),
+            None => {
+                let sess = st.session.as_ref().ok_or_else(|| invalid("the session is being freed"))?;
+                speech_file(sess.model().path())?.1.speaker(v).map(|_| ())
+            }
+        };
+        known.map_err(invalid)?;
+        st.voice = v.to_lowercase();
+        Ok(())
     })
 }
 
@@ -915,10 +1070,14 @@ pub extern "C" fn qwen3_omni_generate_default_params() -> qwen3_omni_generate_pa
 /// Answers the queued user message (text and audio from `qwen3_omni_session_add_*`, in order):
 /// runs the AudioTower on its audio, feeds the turn and
 /// streams the reply through `params->text_callback` until the end of the turn, `max_tokens`, a
-/// full context, or a cancel. A cancelled reply returns `QWEN3_OMNI_OK` with `stop_reason`
-/// `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far as it was delivered. On an error
-/// the turn is dropped (the history is as before, the queued message is kept). `params` and
-/// `result` may be NULL.
+/// full context, or a cancel. With `params->pcm_callback` the reply is also spoken while it
+/// streams (24 kHz mono float chunks; the Talker and Code2Wav are loaded by the first such call,
+/// `QWEN3_OMNI_ERR_NOT_AVAILABLE` when the model file has none); the Talker goes on after the
+/// Thinker stops until codec EOS, `speech.max_frames` or a cancel. A cancelled reply returns
+/// `QWEN3_OMNI_OK` with `stop_reason` `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far
+/// as it was delivered. On an error before the reply the turn is dropped (the history is as
+/// before, the queued message is kept); an error of the speech after the reply keeps the reply in
+/// the history. `params` and `result` may be NULL.
 ///
 /// # Safety
 /// `session` is any value (looked up); `params` is NULL or readable; `result` is NULL or
@@ -938,9 +1097,6 @@ pub unsafe extern "C" fn qwen3_omni_session_generate(
             // SAFETY: non-NULL and readable by contract.
             unsafe { read_arg(params, "params") }?
         };
-        if p.pcm_callback.is_some() {
-            return Err(not_available("speech output (pcm_callback)"));
-        }
         if p.max_tokens < -1 {
             return Err(invalid(format!("max_tokens {} must be -1 (session default) or ≥ 0", p.max_tokens)));
         }
@@ -952,26 +1108,88 @@ pub unsafe extern "C" fn qwen3_omni_session_generate(
         }
         let max_tokens = if p.max_tokens < 0 { st.max_tokens } else { p.max_tokens as usize };
         let inputs = st.queued.clone();
-        let sess = st.session.as_mut().ok_or_else(|| invalid("the session is being freed"))?;
+        if p.pcm_callback.is_some() && st.speech.is_none() {
+            st.speech = Some(load_speech(&st)?);
+        }
+        if let Some(sp) = &st.speech {
+            let _ = s.speech_cancel.set(sp.ts.sp.cancel_flag());
+        }
+        let SessionState { session: sess, speech, voice, queued, .. } = &mut *st;
+        let sess = sess.as_mut().ok_or_else(|| invalid("the session is being freed"))?;
+        // Speech follows every turn once loaded (the Talker's context is the whole conversation);
+        // a turn without a PCM callback is followed silently.
+        let speech = speech.as_mut();
+        let speaking = p.pcm_callback.is_some();
+        let t_call = std::time::Instant::now();
+        let (mut samples, mut first_audio) = (0i64, None::<f64>);
+        let speech_cancel = speech.as_ref().map(|sp| sp.ts.sp.cancel_flag());
+        let session_cancel = s.cancel.clone();
+        let mut on_pcm = |pcm: &[f32]| {
+            let Some(cb) = p.pcm_callback else { return };
+            first_audio.get_or_insert_with(|| t_call.elapsed().as_secs_f64() * 1e3);
+            samples += pcm.len() as i64;
+            // SAFETY: the caller promised a callback valid during this call with its user data;
+            // `pcm` is valid for `pcm.len()` floats during the call.
+            let go = unsafe { cb(pcm.as_ptr(), pcm.len(), QWEN3_OMNI_OUTPUT_SAMPLE_RATE, p.user_data) };
+            if !go {
+                session_cancel.store(true, Ordering::SeqCst);
+                if let Some(c) = &speech_cancel {
+                    c.store(true, Ordering::SeqCst);
+                }
+            }
+        };
+        let follower = std::cell::RefCell::new(speech);
+        if let Some(sp) = follower.borrow_mut().as_mut() {
+            sp.ts.sp.opts.voice = voice.clone();
+            sp.ts.sp.set_thinker_limit(Some(max_tokens));
+        }
         let mut buf = Vec::new();
         let reply = sess
-            .generate_inputs(&inputs, max_tokens, |d| {
-                let Some(cb) = p.text_callback else { return true };
-                buf.clear();
-                buf.extend_from_slice(d.text.as_bytes());
-                buf.push(0);
-                let token = d.token.map(|t| t as i32).unwrap_or(-1);
-                // SAFETY: the caller promised a callback valid during this call with its user
-                // data; `buf` is NUL-terminated and outlives the call.
-                unsafe { cb(buf.as_ptr().cast(), d.text.len(), token, p.user_data) }
-            })
+            .generate_inputs_observed(
+                &inputs,
+                max_tokens,
+                |ids, len| {
+                    if let Some(sp) = follower.borrow_mut().as_mut() {
+                        sp.ts.begin(ids, len);
+                    }
+                },
+                |d| {
+                    if let (true, Some(id), Some(sp)) = (speaking, d.token, follower.borrow_mut().as_mut()) {
+                        let SpeechState { file, ts } = &mut **sp;
+                        if !ts.token(file, id, &mut on_pcm) {
+                            return false;
+                        }
+                    }
+                    let Some(cb) = p.text_callback else { return true };
+                    buf.clear();
+                    buf.extend_from_slice(d.text.as_bytes());
+                    buf.push(0);
+                    let token = d.token.map(|t| t as i32).unwrap_or(-1);
+                    // SAFETY: the caller promised a callback valid during this call with its user
+                    // data; `buf` is NUL-terminated and outlives the call.
+                    unsafe { cb(buf.as_ptr().cast(), d.text.len(), token, p.user_data) }
+                },
+            )
             .map_err(session_err)?;
-        st.queued.clear();
+        queued.clear();
+        let mut stop = reply.stop;
+        let mut frames = 0;
+        if let Some(sp) = follower.into_inner() {
+            let SpeechState { file, ts } = sp;
+            let cut = !speaking || reply.stop == StopReason::Cancelled || session_cancel.load(Ordering::SeqCst);
+            let summary = ts.end(file, sess.model().thinker(), &reply.sampled, cut, &mut on_pcm).map_err(speech_err)?;
+            if let Some(sum) = summary.filter(|_| speaking) {
+                frames = sum.frames as i32;
+                if sum.stop == crate::speech::StopReason::Cancelled {
+                    stop = StopReason::Cancelled;
+                }
+            }
+        }
         if !result.is_null() {
             let r = qwen3_omni_generate_result {
                 n_tokens: reply.tokens.len() as i32,
                 n_prompt_tokens: reply.prompt_tokens as i32,
-                stop_reason: match reply.stop {
+                stop_reason: match stop {
                     StopReason::EndOfTurn => QWEN3_OMNI_STOP_END_OF_TURN,
                     StopReason::MaxTokens => QWEN3_OMNI_STOP_MAX_TOKENS,
                     StopReason::Cancelled => QWEN3_OMNI_STOP_CANCELLED,
@@ -979,10 +1197,26 @@ pub unsafe extern "C" fn qwen3_omni_session_generate(
                 },
                 prompt_ms: reply.prompt_secs * 1e3,
                 generate_ms: reply.gen_secs * 1e3,
+                n_audio_frames: frames,
+                n_audio_samples: samples,
+                first_audio_ms: first_audio.unwrap_or(-1.0),
             };
             // SAFETY: non-NULL and writable by contract.
             unsafe { result.write_unaligned(r) };
         }
         Ok(())
     })
+}
+
+/// Loads the Talker and Code2Wav for a session's speech output.
+fn load_speech(st: &SessionState) -> CResult<SpeechState> {
+    let sess = st.session.as_ref().ok_or_else(|| invalid("the session is being freed"))?;
+    let model = sess.model();
+    let (file, _) = speech_file(model.path())?;
+    let opts = speech_options(&st.speech_params, &st.voice)?;
+    let t0 = std::time::Instant::now();
+    let k = qwen3_omni_vk::Kernels::new(model.gpu().clone());
+    let sp = Speaker::load(k, &file, model.ctx_size(), opts).map_err(speech_err)?;
+    tracing::info!("Talker and Code2Wav loaded in {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(SpeechState { file, ts: TurnSpeech::new(sp) })
 }

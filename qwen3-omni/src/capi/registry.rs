@@ -42,7 +42,19 @@ pub(crate) struct ModelHandle {
 pub(crate) struct SessionHandle {
     pub model_id: usize,
     pub cancel: Arc<AtomicBool>,
+    /// The Speaker's cancel flag, once speech output has been loaded (set together with `cancel`).
+    pub speech_cancel: std::sync::OnceLock<Arc<AtomicBool>>,
     pub inner: Mutex<SessionState>,
+}
+
+impl SessionHandle {
+    /// Stops every stage: the Thinker within one step, the Talker within one frame.
+    pub fn cancel_all(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        if let Some(c) = self.speech_cancel.get() {
+            c.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 pub(crate) struct SessionState {
@@ -51,6 +63,17 @@ pub(crate) struct SessionState {
     /// The user message being assembled by `add_text` and `add_audio`.
     pub queued: Vec<Input>,
     pub max_tokens: usize,
+    /// Speech output, loaded by the first reply with a PCM callback.
+    pub speech: Option<SpeechState>,
+    /// The voice of the speech output (lower case, checked against the model).
+    pub voice: String,
+    pub speech_params: super::qwen3_omni_speech_params,
+}
+
+/// The Talker and Code2Wav of a session, following its turns.
+pub(crate) struct SpeechState {
+    pub file: crate::model_file::ModelFile,
+    pub ts: crate::speech::TurnSpeech,
 }
 
 impl Drop for SessionHandle {
@@ -135,7 +158,7 @@ pub(crate) fn free_session(id: usize) -> CResult<()> {
     let h = registry().sessions.remove(&id);
     match h {
         Some(h) => {
-            h.cancel.store(true, Ordering::SeqCst);
+            h.cancel_all();
             drop(h); // outside the registry lock: the drop gives the model back through it
             Ok(())
         }
