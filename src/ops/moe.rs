@@ -322,6 +322,41 @@ impl Kernels {
         self.moe_geometry_wg(wg)
     }
 
+    /// The push constants and x extent of a gate/up launch (one workgroup row per token and slot),
+    /// or an error when the grid is empty or beyond the device's limits.
+    fn gate_up_grid(
+        &self,
+        name: &str,
+        gate: ExpertMatrix<'_>,
+        k: u32,
+        n_tokens: u32,
+        rows_wg: u32,
+        flags: u32,
+    ) -> Result<(PushGateUp, u32)> {
+        let pairs = n_tokens as u64 * k as u64;
+        let max = self.gpu().caps().max_workgroup_count;
+        let groups_x = gate.rows.div_ceil(rows_wg);
+        if k == 0 || n_tokens == 0 || pairs > max[1] as u64 || groups_x > max[0] {
+            return Err(kerr(
+                name,
+                format!(
+                    "{n_tokens} tokens × top-{k} ({groups_x}×{pairs} workgroups) is empty or beyond the device's grid"
+                ),
+            ));
+        }
+        let l = gate.layout();
+        let push = PushGateUp {
+            k_cols: gate.cols,
+            m_rows: gate.rows,
+            k,
+            n_experts: gate.n_experts,
+            stride16: (l.stride / 16) as u32,
+            d_off2: (l.matrix.d_offset / 2) as u32,
+            flags,
+        };
+        Ok((push, groups_x))
+    }
+
     fn moe_geometry_wg(&self, wg: u32) -> ([SpecConst; 3], u32) {
         let t = self.tuning;
         let min_sg = self.gpu().caps().min_subgroup_size.max(1);
@@ -403,26 +438,7 @@ impl Kernels {
         }
         let pairs = n_tokens as u64 * k as u64;
         let (spec, rows_wg) = self.moe_geometry();
-        let max = self.gpu().caps().max_workgroup_count;
-        let groups_x = gate.rows.div_ceil(rows_wg);
-        if k == 0 || n_tokens == 0 || pairs > max[1] as u64 || groups_x > max[0] {
-            return Err(kerr(
-                name,
-                format!(
-                    "{n_tokens} tokens × top-{k} ({groups_x}×{pairs} workgroups) is empty or beyond the device's grid"
-                ),
-            ));
-        }
-        let l = gate.layout();
-        let push = PushGateUp {
-            k_cols: gate.cols,
-            m_rows: gate.rows,
-            k,
-            n_experts: gate.n_experts,
-            stride16: (l.stride / 16) as u32,
-            d_off2: (l.matrix.d_offset / 2) as u32,
-            flags: 0,
-        };
+        let (push, groups_x) = self.gate_up_grid(name, gate, k, n_tokens, rows_wg, 0)?;
         let [gq, gd] = gate.bindings();
         let [uq, ud] = up.bindings();
         let n = n_tokens as u64 * gate.cols as u64;
@@ -524,26 +540,7 @@ impl Kernels {
         }
         let pairs = n_tokens as u64 * k as u64;
         let (spec, rows_wg) = self.moe_fused_geometry(256);
-        let max = self.gpu().caps().max_workgroup_count;
-        let groups_x = gate.rows.div_ceil(rows_wg);
-        if n_tokens == 0 || pairs > max[1] as u64 || groups_x > max[0] {
-            return Err(kerr(
-                name,
-                format!(
-                    "{n_tokens} tokens × top-{k} ({groups_x}×{pairs} workgroups) is empty or beyond the device's grid"
-                ),
-            ));
-        }
-        let l = gate.layout();
-        let push = PushGateUp {
-            k_cols: gate.cols,
-            m_rows: gate.rows,
-            k,
-            n_experts: gate.n_experts,
-            stride16: (l.stride / 16) as u32,
-            d_off2: (l.matrix.d_offset / 2) as u32,
-            flags: renormalize as u32,
-        };
+        let (push, groups_x) = self.gate_up_grid(name, gate, k, n_tokens, rows_wg, renormalize as u32)?;
         let [gq, gd] = gate.bindings();
         let [uq, ud] = up.bindings();
         let b = [

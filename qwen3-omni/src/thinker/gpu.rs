@@ -304,9 +304,10 @@ impl GpuThinker {
             }
         }
         let fused = self.dyn_attention() && self.fused_decode();
+        let one_attn = fused && self.one_dispatch_attention();
         for l in 0..w.layers.len() {
             if fused {
-                self.record_layer_fused(rec, l)?;
+                self.record_layer_fused(rec, l, one_attn)?;
             } else {
                 self.record_layer(rec, l, dynamic, at)?;
             }
@@ -323,8 +324,7 @@ impl GpuThinker {
     }
 
     /// Whether the decode step can use the fused-prologue kernels (RMSNorm / Q8_1 quantisation
-    /// inside the matrix × vector, q/k norm + RoPE + KV store in one dispatch): 8 dependent
-    /// dispatches per layer instead of 13.
+    /// inside the matrix × vector): 6 or 8 dependent dispatches per layer instead of 13.
     fn fused_decode(&self) -> bool {
         let c = &self.config;
         let max_k = if self.k.matvec_path() == MatvecPath::IntDot { 8192 } else { 4096 };
@@ -352,6 +352,7 @@ impl GpuThinker {
         &'a self,
         rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
         l: usize,
+        one_attn: bool,
     ) -> Result<(), GenError> {
         let c = &self.config;
         let (k, s, lw) = (&self.k, &self.s, &self.w.layers[l]);
@@ -363,7 +364,7 @@ impl GpuThinker {
         k.matvec_fused(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.x, an, None, &s.q)?;
         k.matvec_fused(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.k)?;
         k.matvec_fused(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.v)?;
-        if self.one_dispatch_attention() {
+        if one_attn {
             // q/k norm + RoPE, KV store, attention and its merge: one dispatch.
             k.attn_decode_fused(
                 rec,
@@ -534,15 +535,7 @@ impl GpuThinker {
     /// path (what stepping computes, so the float path's prefill gives the same tokens).
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<u32, GenError> {
         let c = self.config.clone();
-        if tokens.is_empty() {
-            return Err(GenError::BadToken { id: u32::MAX, vocab: c.vocab });
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t >= c.vocab) {
-            return Err(GenError::BadToken { id: bad, vocab: c.vocab });
-        }
-        if self.len as usize + tokens.len() > self.ctx as usize {
-            return Err(GenError::ContextFull { len: self.len + tokens.len() as u32, ctx: self.ctx });
-        }
+        self.check_prompt(tokens)?;
         if c.head_dim % 8 != 0 || c.head_dim > 128 {
             let mut next = 0;
             for &t in tokens {
@@ -559,6 +552,21 @@ impl GpuThinker {
             next = self.prefill_chunk(part, last, None)?;
         }
         Ok(next)
+    }
+
+    /// A prompt the prefill can take: not empty, every id in the vocabulary, and room in the cache.
+    fn check_prompt(&self, tokens: &[u32]) -> Result<(), GenError> {
+        let vocab = self.config.vocab;
+        if tokens.is_empty() {
+            return Err(GenError::BadToken { id: u32::MAX, vocab });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t >= vocab) {
+            return Err(GenError::BadToken { id: bad, vocab });
+        }
+        if self.len as usize + tokens.len() > self.ctx as usize {
+            return Err(GenError::ContextFull { len: self.len + tokens.len() as u32, ctx: self.ctx });
+        }
+        Ok(())
     }
 
     /// [`GpuThinker::prefill`] with audio (spec §4.4): the embeddings of the `audio_token`
@@ -583,18 +591,10 @@ impl GpuThinker {
                 rows: (audio.size() / (c.hidden as u64 * 4)) as u32,
             });
         }
-        if tokens.is_empty() {
-            return Err(GenError::BadToken { id: u32::MAX, vocab: c.vocab });
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t >= c.vocab) {
-            return Err(GenError::BadToken { id: bad, vocab: c.vocab });
-        }
-        if self.len as usize + tokens.len() > self.ctx as usize {
-            return Err(GenError::ContextFull { len: self.len + tokens.len() as u32, ctx: self.ctx });
-        }
+        self.check_prompt(tokens)?;
         if c.head_dim % 8 != 0 || c.head_dim > 128 {
             return Err(GenError::Gpu(qwen3_omni_vk::Error::Unsuitable(
-                "audio input needs the batched prefill (int8 dot products, head_dim a multiple of 8 ≤ 128)".into(),
+                "audio input needs the batched prefill (head_dim a multiple of 8, at most 128)".into(),
             )));
         }
         self.prefill_scratch()?;
