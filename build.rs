@@ -48,6 +48,8 @@ const VARIANTS: &[Variant] = &[
         defines: &[("ROUTE", "1"), ("INTDOT", "1"), ("NORM", "1")],
     },
     Variant { name: "attn_decode_fused_f32", file: "attn_decode_fused.comp", defines: &[] },
+    Variant { name: "decode_layer_q8_0p_f32", file: "decode_layer.comp", defines: &[] },
+    Variant { name: "decode_layer_q8_0p_q8_1", file: "decode_layer.comp", defines: &[("INTDOT", "1")] },
     Variant { name: "decode_advance", file: "decode_advance.comp", defines: &[] },
     Variant { name: "quantize_q8_1", file: "quantize_q8_1.comp", defines: &[] },
     Variant { name: "mm_q8_0_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[] },

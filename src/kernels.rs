@@ -68,6 +68,9 @@ pub struct Kernels {
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     matvec_path: MatvecPath,
     pub(crate) tuning: Tuning,
+    /// Workgroups of the persistent decode-layer kernel, when set by the caller.
+    pub(crate) layer_groups: Option<u32>,
+    pub(crate) layer_spin_cap: Option<u32>,
 }
 
 /// Workgroup shapes, from the device (overridable for benchmarks by environment variables).
@@ -96,7 +99,7 @@ impl Kernels {
             fused_groups: env_u32("QWEN3VK_FUSED_GROUPS").unwrap_or(1024),
             fused_wg: env_u32("QWEN3VK_FUSED_WG").unwrap_or(256).min(caps.max_workgroup_invocations),
         };
-        Kernels { gpu, pipelines: Mutex::new(HashMap::new()), matvec_path, tuning }
+        Kernels { gpu, pipelines: Mutex::new(HashMap::new()), matvec_path, tuning, layer_groups: None, layer_spin_cap: None }
     }
 
     pub fn gpu(&self) -> &Gpu {

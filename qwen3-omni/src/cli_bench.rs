@@ -30,6 +30,10 @@ pub struct BenchArgs {
     pub ceiling_gbs: Option<f64>,
     #[arg(long)]
     pub device: Option<usize>,
+    /// Also time the replayed decode with the persistent layer kernel off (one dispatch per
+    /// stage), and check that both give the same logits.
+    #[arg(long)]
+    pub compare_layer_kernel: bool,
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
@@ -58,6 +62,17 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         bytes as f64 / 1e9
     );
     dispatch_floor(t.kernels())?;
+    println!(
+        "persistent layer kernel: {}",
+        if t.layer_kernel() {
+            format!("on, {} workgroups", t.kernels().decode_layer_groups().unwrap_or(0))
+        } else {
+            "off".into()
+        }
+    );
+    if a.compare_layer_kernel {
+        check_layer_kernel(&mut t)?;
+    }
     let mut token = 1000u32;
     for &ctx in &a.ctx {
         // Timing does not depend on the cache's contents: start at position ctx directly.
@@ -104,30 +119,37 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         // The replayed path (what `generate` uses for greedy decoding): one recorded step, queued
         // two deep. A first call builds its pipelines; the second is timed from its first token to
         // its last (the one-token prefill before it excluded).
-        let mut best = 0.0f64;
-        for round in 0..2 {
-            t.reset_to(0)?;
-            t.set_len_for_benchmark(ctx);
-            let mut stamps = Vec::with_capacity(a.steps as usize + 1);
-            t.generate(&[token % c.vocab], a.steps as usize + 1, &[], |_| {
-                stamps.push(std::time::Instant::now());
-                true
-            })?;
-            if round == 1 && stamps.len() > 1 {
-                let dt = (stamps[stamps.len() - 1] - stamps[0]).as_secs_f64() / (stamps.len() - 1) as f64;
-                best = 1.0 / dt;
-                println!(
-                    "  replayed decode at context {ctx}: {:.1} tok/s ({:.0} µs/token wall over {} tokens, second call)",
-                    best,
-                    dt * 1e6,
-                    stamps.len() - 1
-                );
+        let layer_on = t.layer_kernel();
+        let modes: &[bool] = if a.compare_layer_kernel && layer_on { &[true, false] } else { &[layer_on] };
+        for &mode in modes {
+            t.set_layer_kernel(mode)?;
+            let label = if mode { "layer kernel" } else { "one dispatch per stage" };
+            let mut best = 0.0f64;
+            for round in 0..2 {
+                t.reset_to(0)?;
+                t.set_len_for_benchmark(ctx);
+                let mut stamps = Vec::with_capacity(a.steps as usize + 1);
+                t.generate(&[token % c.vocab], a.steps as usize + 1, &[], |_| {
+                    stamps.push(std::time::Instant::now());
+                    true
+                })?;
+                if round == 1 && stamps.len() > 1 {
+                    let dt = (stamps[stamps.len() - 1] - stamps[0]).as_secs_f64() / (stamps.len() - 1) as f64;
+                    best = 1.0 / dt;
+                    println!(
+                        "  replayed decode at context {ctx} ({label}): {:.1} tok/s ({:.0} µs/token wall over {} tokens, second call)",
+                        best,
+                        dt * 1e6,
+                        stamps.len() - 1
+                    );
+                }
+            }
+            if let Some(bw) = a.ceiling_gbs {
+                let roof = bw * 1e9 / bytes as f64;
+                println!("  replayed ({label}): {:.0}% of the {roof:.0} tok/s roofline", 100.0 * best / roof);
             }
         }
-        if let Some(bw) = a.ceiling_gbs {
-            let roof = bw * 1e9 / bytes as f64;
-            println!("  replayed: {:.0}% of the {roof:.0} tok/s roofline", 100.0 * best / roof);
-        }
+        t.set_layer_kernel(layer_on)?;
         let mut by: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
         for kt in &p.kernels {
             let e = by.entry(kt.name.as_str()).or_default();
@@ -154,6 +176,48 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let _ = t.prefill(&prompt)?;
         let dt = s.elapsed().as_secs_f64();
         println!("prefill of {n} tokens: {:.0} tok/s ({:.1} ms)", n as f64 / dt, dt * 1e3);
+    }
+    Ok(())
+}
+
+/// The persistent layer kernel against one dispatch per stage on this device (where its
+/// workgroups really wait for each other at the grid barriers): 24 prompt tokens prefilled, then 16
+/// teacher-forced steps; logits compared at every step.
+fn check_layer_kernel(t: &mut GpuThinker) -> anyhow::Result<()> {
+    if !t.layer_kernel() {
+        println!("layer kernel check: the kernel is off on this device/model");
+        return Ok(());
+    }
+    let vocab = t.config.vocab;
+    let ids: Vec<u32> = (0..40u32).map(|i| (i * 7919 + 101) % vocab).collect();
+    let mut runs = Vec::new();
+    for on in [false, true] {
+        t.set_layer_kernel(on)?;
+        t.reset_to(0)?;
+        t.prefill(&ids[..24])?;
+        let mut logits = Vec::new();
+        let mut greedy = Vec::new();
+        for &id in &ids[24..] {
+            greedy.push(t.step(id, false)?.0);
+            logits.push(t.logits()?);
+        }
+        runs.push((greedy, logits));
+    }
+    let mut worst = 0.0f64;
+    for (a, b) in runs[0].1.iter().zip(&runs[1].1) {
+        let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+        let den: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
+        worst = worst.max((num / den.max(1e-30)).sqrt());
+    }
+    let same = runs[0].0 == runs[1].0;
+    println!(
+        "layer kernel check ({} workgroups): logits vs one dispatch per stage, worst of 16 steps {worst:.2e}; greedy choices {}",
+        t.kernels().decode_layer_groups().unwrap_or(0),
+        if same { "identical" } else { "DIFFER" }
+    );
+    t.reset_to(0)?;
+    if worst > 1e-4 || !same {
+        anyhow::bail!("the layer kernel disagrees with the per-stage dispatches (worst relative error {worst:e})");
     }
     Ok(())
 }

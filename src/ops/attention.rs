@@ -158,7 +158,7 @@ fn round_up(v: u64, m: u64) -> u64 {
 }
 
 /// Checks the GQA head shape shared by the attention launchers.
-fn check_heads(name: &str, n_heads: u32, n_kv: u32, head_dim: u32) -> Result<()> {
+pub(super) fn check_heads(name: &str, n_heads: u32, n_kv: u32, head_dim: u32) -> Result<()> {
     if n_heads == 0 || n_kv == 0 || !n_heads.is_multiple_of(n_kv) {
         return Err(kerr(name, format!("{n_heads} query heads cannot share {n_kv} KV heads evenly")));
     }
@@ -854,7 +854,7 @@ impl Kernels {
 
 /// The rotary-embedding arguments every RoPE launcher takes: the MRoPE sections fit in head_dim/2
 /// frequencies and theta is a usable base.
-fn check_rope(name: &str, head_dim: u32, theta: f32, mrope_section: [u32; 3]) -> Result<()> {
+pub(super) fn check_rope(name: &str, head_dim: u32, theta: f32, mrope_section: [u32; 3]) -> Result<()> {
     if mrope_section.iter().map(|&s| s as u64).sum::<u64>() > (head_dim / 2) as u64 {
         return Err(kerr(
             name,

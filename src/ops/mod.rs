@@ -6,12 +6,14 @@ mod audio;
 pub mod code2wav;
 mod elementwise;
 mod embed;
+mod layer;
 mod matmul;
 mod matvec;
 mod moe;
 pub(crate) mod sample;
 mod sampling;
 
+pub use layer::{LayerShape, LayerState, LayerWeights};
 pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Buffer, Error, Result};

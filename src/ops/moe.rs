@@ -123,7 +123,7 @@ impl<'a> ExpertMatrix<'a> {
         ExpertLayout::new(self.n_experts as u64, self.rows as u64, self.cols as u64)
     }
 
-    fn check(&self, kernel: &str) -> Result<()> {
+    pub(crate) fn check(&self, kernel: &str) -> Result<()> {
         if self.n_experts == 0 {
             return Err(kerr(kernel, "no experts".into()));
         }
@@ -137,7 +137,7 @@ impl<'a> ExpertMatrix<'a> {
 
     /// The quants view (binding of uvec4) and the scales view (binding of uint16), both from the
     /// first expert's start so that the kernel indexes experts by stride.
-    fn bindings(&self) -> [Binding<'a>; 2] {
+    pub(crate) fn bindings(&self) -> [Binding<'a>; 2] {
         let l = self.layout();
         let before_last = (self.n_experts as u64 - 1) * l.stride;
         [

@@ -105,6 +105,9 @@ pub struct Caps {
     pub push_descriptor: bool,
     pub memory_budget: bool,
     pub cooperative_matrix: bool,
+    /// Streaming multiprocessors (NVIDIA, VK_NV_shader_sm_builtins) or compute units (AMD,
+    /// VK_AMD_shader_core_properties); 0 where the driver does not say (lavapipe, others).
+    pub compute_units: u32,
 }
 
 impl Caps {
@@ -118,6 +121,8 @@ impl Caps {
             let push_descriptor = has(khr::push_descriptor::NAME);
             let memory_budget = has(ext::memory_budget::NAME);
             let cooperative_matrix = has(khr::cooperative_matrix::NAME);
+            let nv_sm = has(vk::NV_SHADER_SM_BUILTINS_NAME);
+            let amd_core = has(vk::AMD_SHADER_CORE_PROPERTIES_NAME);
 
             let base = i.get_physical_device_properties(pd);
             let api_version = base.api_version;
@@ -126,9 +131,17 @@ impl Caps {
             let mut p11 = vk::PhysicalDeviceVulkan11Properties::default();
             let mut p13 = vk::PhysicalDeviceVulkan13Properties::default();
             let mut drv = vk::PhysicalDeviceDriverProperties::default();
+            let mut sm = vk::PhysicalDeviceShaderSMBuiltinsPropertiesNV::default();
+            let mut core = vk::PhysicalDeviceShaderCorePropertiesAMD::default();
             let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut p11).push_next(&mut drv);
             if v13 {
                 props2 = props2.push_next(&mut p13);
+            }
+            if nv_sm {
+                props2 = props2.push_next(&mut sm);
+            }
+            if amd_core {
+                props2 = props2.push_next(&mut core);
             }
             i.get_physical_device_properties2(pd, &mut props2);
             let props = props2.properties;
@@ -232,6 +245,13 @@ impl Caps {
                 push_descriptor,
                 memory_budget,
                 cooperative_matrix,
+                compute_units: if nv_sm {
+                    sm.shader_sm_count
+                } else if amd_core {
+                    core.shader_engine_count * core.shader_arrays_per_engine_count * core.compute_units_per_shader_array
+                } else {
+                    0
+                },
             }
         }
     }
@@ -361,8 +381,8 @@ impl fmt::Display for Caps {
         }
         write!(
             f,
-            "  extensions: push_descriptor {} · cooperative_matrix {} · timestamps {} bits, {} ns/tick",
-            self.push_descriptor, self.cooperative_matrix, self.timestamp_valid_bits, self.timestamp_period_ns
+            "  extensions: push_descriptor {} · cooperative_matrix {} · timestamps {} bits, {} ns/tick · compute units {}",
+            self.push_descriptor, self.cooperative_matrix, self.timestamp_valid_bits, self.timestamp_period_ns, self.compute_units
         )
     }
 }

@@ -35,6 +35,8 @@ struct Scratch {
     attn_counters: Buffer,
     q81: Q8_1Scratch,
     q81_h: Q8_1Scratch,
+    /// The persistent layer kernel's activations and grid-barrier words (`None`: not used).
+    layer: Option<(Buffer, Buffer)>,
 }
 
 /// Activations of a prefill chunk of up to `tokens` tokens.
@@ -97,6 +99,8 @@ pub enum GenError {
     BadToken { id: u32, vocab: u32 },
     #[error("the prompt has {placeholders} audio placeholder tokens but {rows} audio embedding rows were given")]
     AudioMismatch { placeholders: usize, rows: u32 },
+    #[error("the persistent decode-layer kernel's {groups} workgroups did not all run at once (a grid barrier timed out); set QWEN3VK_LAYER_GROUPS to fewer, or QWEN3VK_LAYER_KERNEL=0 to use one dispatch per stage")]
+    LayerKernel { groups: u32 },
     #[error(transparent)]
     Gpu(#[from] qwen3_omni_vk::Error),
 }
@@ -149,6 +153,7 @@ impl GpuThinker {
             )?,
             q81: k.q8_1_scratch(h.max(qd).div_ceil(32) * 32)?,
             q81_h: k.q8_1_scratch(inter_k.div_ceil(32) * 32)?,
+            layer: None,
         };
         let _ = hd;
         // The Talker reads the Thinker's hidden state after this many layers (24 of 48 in the real
@@ -163,7 +168,7 @@ impl GpuThinker {
         history.write_slice(0, &vec![u32::MAX; ctx as usize + 1])?;
         let sample_scratch =
             g.buffer("sampling scratch", Kernels::sample_scratch_bytes(c.vocab), MemoryIntent::Scratch)?;
-        Ok(GpuThinker {
+        let mut me = GpuThinker {
             k,
             config: c,
             w,
@@ -180,7 +185,111 @@ impl GpuThinker {
             sample_scratch,
             sampling: SampleParams::default(),
             steps_sampled: 0,
-        })
+        };
+        let on_cpu = me.k.gpu().caps().kind == qwen3_omni_vk::vk_runtime::DeviceKind::Cpu;
+        let want = match std::env::var("QWEN3VK_LAYER_KERNEL").ok().as_deref().map(str::trim) {
+            Some("0") => false,
+            Some("1") => true,
+            _ => !on_cpu,
+        };
+        if want {
+            me.set_layer_kernel(true)?;
+        }
+        Ok(me)
+    }
+
+    /// Uses (or stops using) the persistent decode-layer kernel (`decode_layer.comp`: one dispatch
+    /// per layer, its stages separated by grid barriers) for decode steps. On by default where the
+    /// device reports its compute units (not on CPU devices, whose threads may not run all the
+    /// workgroups at once); `QWEN3VK_LAYER_KERNEL=0|1` overrides. Returns whether it is in use: a
+    /// shape or device it does not cover keeps the per-stage dispatches.
+    pub fn set_layer_kernel(&mut self, on: bool) -> qwen3_omni_vk::Result<bool> {
+        if !on {
+            self.s.layer = None;
+            return Ok(false);
+        }
+        if self.s.layer.is_some() {
+            return Ok(true);
+        }
+        if !(self.dyn_attention() && self.fused_decode()) || self.k.decode_layer_groups().is_none() {
+            return Ok(false);
+        }
+        let shape = self.layer_shape();
+        if self.k.decode_layer_supported(&self.layer_weights(0), &shape, self.ctx).is_err() {
+            return Ok(false);
+        }
+        let c = &self.config;
+        let g = self.k.gpu();
+        let act = g.buffer(
+            "decode layer activations",
+            self.k.decode_layer_act_bytes(&shape, c.n_experts, c.moe_inter, self.ctx),
+            MemoryIntent::Scratch,
+        )?;
+        let words = self.k.decode_layer_sync_bytes(c.n_kv_heads) / 4;
+        // Device memory: the grid barrier's atomics must not cross a bus.
+        let sync = g.buffer_from("decode layer sync", &vec![0u32; words as usize], MemoryIntent::Scratch)?;
+        self.s.layer = Some((act, sync));
+        Ok(true)
+    }
+
+    /// Whether decode steps use the persistent layer kernel.
+    pub fn layer_kernel(&self) -> bool {
+        self.s.layer.is_some()
+    }
+
+    fn layer_shape(&self) -> qwen3_omni_vk::LayerShape {
+        let c = &self.config;
+        qwen3_omni_vk::LayerShape {
+            hidden: c.hidden,
+            n_heads: c.n_heads,
+            n_kv: c.n_kv_heads,
+            head_dim: c.head_dim,
+            top_k: c.top_k,
+            norm_topk: c.norm_topk,
+            eps: c.rms_eps,
+            theta: c.rope_theta,
+            mrope_section: c.mrope_section,
+        }
+    }
+
+    fn layer_weights(&self, l: usize) -> qwen3_omni_vk::LayerWeights<'_> {
+        let c = &self.config;
+        let lw = &self.w.layers[l];
+        let (h, qd, kvd) = (c.hidden, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+        qwen3_omni_vk::LayerWeights {
+            q: Matrix::new(&lw.q, WType::Q8_0Planar, qd, h),
+            k: Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h),
+            v: Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h),
+            o: Matrix::new(&lw.o, WType::Q8_0Planar, h, qd),
+            router: Matrix::new(&lw.router, WType::F32, c.n_experts, h),
+            gate: Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts),
+            up: Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts),
+            down: Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts),
+            attn_norm: &lw.attn_norm,
+            ffn_norm: &lw.ffn_norm,
+            q_norm: &lw.q_norm,
+            k_norm: &lw.k_norm,
+        }
+    }
+
+    /// After work that used the layer kernel: an error if one of its grid barriers timed out
+    /// (callers then switch the kernel off with [`GpuThinker::layer_kernel_failed`]).
+    fn check_layer_kernel(&self) -> Result<(), GenError> {
+        if let Some((_, sync)) = &self.s.layer {
+            if self.k.decode_layer_failed(sync)? {
+                return Err(GenError::LayerKernel { groups: self.k.decode_layer_groups().unwrap_or(0) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Switches the layer kernel off after `r` reported that it failed (the next
+    /// [`GpuThinker::set_layer_kernel`] starts from fresh sync words).
+    fn layer_kernel_failed<T>(&mut self, r: Result<T, GenError>) -> Result<T, GenError> {
+        if let Err(GenError::LayerKernel { .. }) = &r {
+            self.s.layer = None;
+        }
+        r
     }
 
     pub fn kernels(&self) -> &Kernels {
@@ -237,6 +346,8 @@ impl GpuThinker {
         let prof = batch.submit()?;
         drop(batch);
         self.record_ns = record_ns;
+        let r = self.check_layer_kernel();
+        self.layer_kernel_failed(r)?;
         self.len += 1;
         self.steps_sampled += 1;
         Ok((self.read_next()?, prof))
@@ -305,8 +416,21 @@ impl GpuThinker {
         }
         let fused = self.dyn_attention() && self.fused_decode();
         let one_attn = fused && self.one_dispatch_attention();
+        let shape = self.layer_shape();
         for l in 0..w.layers.len() {
-            if fused {
+            if let Some((act, sync)) = &self.s.layer {
+                let st = qwen3_omni_vk::LayerState {
+                    x: &s.x,
+                    act,
+                    k_cache: &self.kv[l].0,
+                    v_cache: &self.kv[l].1,
+                    kv_cap: self.ctx,
+                    pos: &s.pos,
+                    cache_len: &s.cache_len,
+                    sync,
+                };
+                k.decode_layer(rec, &self.layer_weights(l), &shape, &st)?;
+            } else if fused {
                 self.record_layer_fused(rec, l, one_attn)?;
             } else {
                 self.record_layer(rec, l, dynamic, at)?;
@@ -764,7 +888,8 @@ impl GpuThinker {
                 }
                 next = self.step(next, false)?.0;
             }
-            return Ok(out);
+            let r = self.check_layer_kernel();
+            return self.layer_kernel_failed(r).map(|_| out);
         }
         // Two copies of one recorded step, submitted alternately: each step ends by advancing the
         // token, positions and cache length on the GPU (decode_advance), so step n + 1 is queued
@@ -842,6 +967,8 @@ impl GpuThinker {
             result
         })();
         self.len = len;
-        result.map(|_| out)
+        // A timed-out grid barrier makes every later token garbage: checked once, at the end.
+        let result = result.and_then(|_| self.check_layer_kernel());
+        self.layer_kernel_failed(result).map(|_| out)
     }
 }
