@@ -1,5 +1,5 @@
-//! The persistent decode-layer kernel (`decode_layer.comp`: one dispatch per decoder layer, its
-//! stages separated by grid barriers) against the per-stage fused dispatches and transformers, on
+//! The persistent decode-layer kernel (`decode_layer.comp`: the work between two attentions as one
+//! dispatch, its stages separated by grid barriers) against the per-stage fused dispatches and transformers, on
 //! lavapipe with validation on: logits and hidden states at every step, greedy tokens, replayed
 //! generation; and a grid barrier that times out reports an error instead of hanging.
 //!
@@ -129,7 +129,7 @@ fn layer_kernel_replay_matches() {
 /// makes the step report `LayerKernel` (no hang, no garbage tokens); the kernel is then off and
 /// generation works on the per-stage path.
 #[test]
-fn layer_kernel_not_resident_is_an_error() {
+fn layer_kernel_barrier_timeout_is_an_error() {
     let (dir, file) = gguf("resident");
     let m = ModelFile::open(&file).unwrap();
     let manifest = common::read_json("models/tiny-real-vocab/manifest.json");

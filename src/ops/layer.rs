@@ -1,10 +1,14 @@
-//! One decoder layer of a decode step as one persistent dispatch (`decode_layer.comp`): the six
-//! stages of the fused decode path separated by grid barriers instead of dispatch boundaries.
+//! The decode step's work between two attentions as one persistent dispatch
+//! (`decode_layer.comp`): o-projection + residual, router, routing + gate/up and down + residual
+//! of layer l, then q/k/v of layer l + 1, separated by grid barriers instead of dispatch
+//! boundaries. With attention as its own dispatch a layer costs two dependent dispatches instead of
+//! six.
 //!
 //! The grid barrier needs every workgroup resident at once, which Vulkan does not promise: the
-//! launcher uses a workgroup count the device runs concurrently in practice (two per SM / CU where
-//! the driver reports the count, one on CPU devices), `QWEN3VK_LAYER_GROUPS` overrides it, and a
-//! barrier that waits too long sets an error word instead of hanging ([`Kernels::decode_layer_failed`]).
+//! workgroup count comes from a probe of the pipeline itself ([`Kernels::decode_layer_probe`]:
+//! the largest count, up to four per SM / CU, whose workgroups all pass a barrier), one on CPU
+//! devices; `QWEN3VK_LAYER_GROUPS` overrides it, and a barrier that waits too long sets an error
+//! word instead of hanging ([`Kernels::decode_layer_failed`]).
 
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, DeviceKind, Recorder, Result, SpecConst};
@@ -14,65 +18,62 @@ use super::{kerr, push_bytes, Matrix, WType};
 use crate::kernels::{Kernels, MatvecPath};
 use crate::layout::PlanarLayout;
 
-/// Invocations per workgroup.
+/// Invocations per workgroup (`QWEN3VK_LAYER_WG` overrides).
 const LAYER_WG: u32 = 256;
-/// Keys per attention work item.
-const LAYER_CHUNK: u32 = 128;
-/// Most query heads per KV head.
-const LAYER_MAX_G: u32 = 16;
 /// Polls of the barrier word before a workgroup gives up (seconds on any GPU; a bad launch, not
 /// a slow one, is what trips it).
 const SPIN_CAP: u32 = 1 << 22;
-/// u32 words of the sync buffer before the per-KV-head attention counters.
-const SYNC_HEAD: u64 = 8;
+/// Polls allowed while probing residency.
+const PROBE_SPIN_CAP: u32 = 1 << 18;
+/// u32 words of the sync buffer (count, generation and error 128 bytes apart).
+const SYNC_WORDS: u64 = 96;
 
-/// The weights of one decoder layer (Thinker shape: GQA attention with per-head q/k RMSNorm and
-/// (M)RoPE, top-k routed MoE without a shared expert).
+/// The part of layer l after its attention.
 #[derive(Clone, Copy)]
-pub struct LayerWeights<'a> {
-    pub q: Matrix<'a>,
-    pub k: Matrix<'a>,
-    pub v: Matrix<'a>,
+pub struct LayerPost<'a> {
     pub o: Matrix<'a>,
     /// f32 `[n_experts, hidden]`.
     pub router: Matrix<'a>,
     pub gate: ExpertMatrix<'a>,
     pub up: ExpertMatrix<'a>,
     pub down: ExpertMatrix<'a>,
-    pub attn_norm: &'a Buffer,
     pub ffn_norm: &'a Buffer,
-    pub q_norm: &'a Buffer,
-    pub k_norm: &'a Buffer,
 }
 
-/// Shapes and constants of the layer.
+/// The part of layer l + 1 before its attention.
+#[derive(Clone, Copy)]
+pub struct LayerPre<'a> {
+    pub q: Matrix<'a>,
+    pub k: Matrix<'a>,
+    pub v: Matrix<'a>,
+    pub attn_norm: &'a Buffer,
+}
+
+/// Shapes and constants.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerShape {
     pub hidden: u32,
-    pub n_heads: u32,
-    pub n_kv: u32,
-    pub head_dim: u32,
+    /// Query heads × head_dim.
+    pub q_dim: u32,
+    /// KV heads × head_dim.
+    pub kv_dim: u32,
+    pub n_experts: u32,
+    pub moe_inter: u32,
     pub top_k: u32,
     pub norm_topk: bool,
     pub eps: f32,
-    pub theta: f32,
-    pub mrope_section: [u32; 3],
 }
 
-/// The step's state the layer reads and writes.
-pub struct LayerState<'a> {
-    /// Residual stream `[hidden]`, updated in place.
+/// The activations: x `[hidden]` (updated in place), q/k/v written, o (attention output) read,
+/// `act` of [`Kernels::decode_layer_act_bytes`], `sync` of [`Kernels::decode_layer_sync_bytes`]
+/// (zero before the first use; left ready for the next).
+pub struct LayerIo<'a> {
     pub x: &'a Buffer,
-    /// [`Kernels::decode_layer_act_bytes`] of scratch.
+    pub q: &'a Buffer,
+    pub k: &'a Buffer,
+    pub v: &'a Buffer,
+    pub o: &'a Buffer,
     pub act: &'a Buffer,
-    pub k_cache: &'a Buffer,
-    pub v_cache: &'a Buffer,
-    pub kv_cap: u32,
-    /// u32 `[3]`: the token's (t, h, w) positions.
-    pub pos: &'a Buffer,
-    /// u32 `[1]`: cache entries before this token (the token is stored there).
-    pub cache_len: &'a Buffer,
-    /// [`Kernels::decode_layer_sync_bytes`], zero before the first use; left ready for the next.
     pub sync: &'a Buffer,
 }
 
@@ -80,19 +81,13 @@ pub struct LayerState<'a> {
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct PushLayer {
     h: u32,
-    nh: u32,
-    nkv: u32,
-    kv_cap: u32,
-    nch: u32,
+    qd: u32,
+    kvd: u32,
     mi: u32,
     ne: u32,
     topk: u32,
     flags: u32,
     eps: f32,
-    theta: f32,
-    section_h: u32,
-    section_w: u32,
-    scale: f32,
     gu_stride16: u32,
     gu_doff2: u32,
     dn_stride16: u32,
@@ -100,16 +95,9 @@ struct PushLayer {
     spin_cap: u32,
 }
 
-fn act_floats(s: &LayerShape, n_experts: u32, moe_inter: u32, kv_cap: u32) -> u64 {
-    let r4 = |v: u64| v.div_ceil(4) * 4;
-    let (nh, nkv, hd) = (s.n_heads as u64, s.n_kv as u64, s.head_dim as u64);
-    let nch = kv_cap.div_ceil(LAYER_CHUNK) as u64;
-    2 * nh * hd + 2 * nkv * hd + r4(n_experts as u64) + r4(s.top_k as u64 * moe_inter as u64) + nh * nch * hd + nh * nch * 2
-}
-
 impl Kernels {
-    /// Workgroups of the persistent layer kernel on this device, or `None` where it should not
-    /// be used (the device does not report its SM / CU count and `QWEN3VK_LAYER_GROUPS` is unset).
+    /// Workgroups of the persistent layer kernel: set by [`Kernels::set_decode_layer_groups`],
+    /// `QWEN3VK_LAYER_GROUPS`, or the probe; `None` before a probe on a GPU.
     pub fn decode_layer_groups(&self) -> Option<u32> {
         if let Some(n) = self.layer_groups {
             return Some(n);
@@ -117,17 +105,16 @@ impl Kernels {
         if let Some(n) = std::env::var("QWEN3VK_LAYER_GROUPS").ok().and_then(|v| v.trim().parse::<u32>().ok()) {
             return (n > 0).then_some(n);
         }
-        let caps = self.gpu().caps();
         // lavapipe may run several workgroups of a dispatch as coroutines of one thread sharing
         // one copy of the shared memory: one workgroup there.
-        if caps.kind == DeviceKind::Cpu {
+        if self.gpu().caps().kind == DeviceKind::Cpu {
             return Some(1);
         }
-        (caps.compute_units > 0).then(|| caps.compute_units * 2)
+        None
     }
 
-    /// Sets the persistent layer kernel's workgroup count (tests, tuning); `None` restores the
-    /// device default.
+    /// Sets the persistent layer kernel's workgroup count (tests, tuning, the probe's result);
+    /// `None` restores the default.
     pub fn set_decode_layer_groups(&mut self, n: Option<u32>) {
         self.layer_groups = n.map(|n| n.max(1));
     }
@@ -138,160 +125,189 @@ impl Kernels {
         self.layer_spin_cap = polls;
     }
 
-    /// Bytes of the layer kernel's activation scratch for a cache of `kv_cap` positions.
-    pub fn decode_layer_act_bytes(&self, s: &LayerShape, n_experts: u32, moe_inter: u32, kv_cap: u32) -> u64 {
-        act_floats(s, n_experts, moe_inter, kv_cap) * 4
+    /// Bytes of the layer kernel's scratch (router logits and the experts' hidden values).
+    pub fn decode_layer_act_bytes(&self, s: &LayerShape) -> u64 {
+        (s.n_experts as u64).div_ceil(4) * 16 + s.top_k as u64 * s.moe_inter as u64 * 4
     }
 
     /// Bytes of the layer kernel's sync words (zero them once before the first use).
-    pub fn decode_layer_sync_bytes(&self, n_kv: u32) -> u64 {
-        (SYNC_HEAD + n_kv as u64) * 4
+    pub fn decode_layer_sync_bytes(&self) -> u64 {
+        SYNC_WORDS * 4
     }
 
-    /// Whether the layer kernel runs this shape on this device (and why not).
-    pub fn decode_layer_supported(&self, w: &LayerWeights, s: &LayerShape, kv_cap: u32) -> Result<()> {
-        self.layer_geometry(w, s, kv_cap).map(|_| ())
-    }
-
-    fn layer_geometry(&self, w: &LayerWeights, s: &LayerShape, kv_cap: u32) -> Result<(&'static str, [SpecConst; 5])> {
+    fn layer_geometry(&self, post: &LayerPost, pre: &LayerPre, s: &LayerShape) -> Result<(&'static str, [SpecConst; 2])> {
         let intdot = self.matvec_path() == MatvecPath::IntDot;
         let name = if intdot { "decode_layer_q8_0p_q8_1" } else { "decode_layer_q8_0p_f32" };
         let caps = self.gpu().caps();
-        let (h, hd) = (s.hidden, s.head_dim);
-        let qd = s.n_heads * hd;
-        let kvd = s.n_kv * hd;
+        let (h, qd, kvd, mi, ne) = (s.hidden, s.q_dim, s.kv_dim, s.moe_inter, s.n_experts);
         for (m, rows, cols, what) in [
-            (&w.q, qd, h, "q"),
-            (&w.k, kvd, h, "k"),
-            (&w.v, kvd, h, "v"),
-            (&w.o, h, qd, "o"),
+            (&pre.q, qd, h, "q"),
+            (&pre.k, kvd, h, "k"),
+            (&pre.v, kvd, h, "v"),
+            (&post.o, h, qd, "o"),
         ] {
             m.check(name)?;
             if m.wtype != WType::Q8_0Planar || m.rows != rows || m.cols != cols {
                 return Err(kerr(name, format!("{what}: need planar Q8_0 [{rows}, {cols}], got {:?} [{}, {}]", m.wtype, m.rows, m.cols)));
             }
         }
-        let (ne, mi) = (w.gate.n_experts, w.gate.rows);
-        if w.router.wtype != WType::F32 || w.router.rows != ne || w.router.cols != h {
+        if post.router.wtype != WType::F32 || post.router.rows != ne || post.router.cols != h {
             return Err(kerr(name, format!("router: need f32 [{ne}, {h}]")));
         }
-        for (e, rows, cols, what) in [(&w.gate, mi, h, "gate"), (&w.up, mi, h, "up"), (&w.down, h, mi, "down")] {
+        for (e, rows, cols, what) in [(&post.gate, mi, h, "gate"), (&post.up, mi, h, "up"), (&post.down, h, mi, "down")] {
             e.check(name)?;
             if e.n_experts != ne || e.rows != rows || e.cols != cols {
                 return Err(kerr(name, format!("{what} experts: need [{ne}, {rows}, {cols}]")));
             }
         }
-        super::attention::check_heads(name, s.n_heads, s.n_kv, hd)?;
-        super::attention::check_rope(name, hd, s.theta, s.mrope_section)?;
-        let g = s.n_heads / s.n_kv;
-        let wg = LAYER_WG.min(caps.max_workgroup_invocations);
-        if hd % 4 != 0 || hd > wg || g > LAYER_MAX_G || wg % (hd / 4) != 0 || wg % g != 0 {
-            return Err(kerr(name, format!("head_dim {hd} with {g} query heads per KV head: needs head_dim a multiple of 4 dividing into {wg} invocations, at most {LAYER_MAX_G} heads per KV head")));
-        }
-        if h % 32 != 0 || qd % 32 != 0 || mi % 32 != 0 || kvd % 2 != 0 {
+        if h % 32 != 0 || qd % 32 != 0 || mi % 32 != 0 || kvd % 2 != 0 || kvd == 0 {
             return Err(kerr(name, format!("hidden {h}, q width {qd}, expert width {mi}: need multiples of 32")));
         }
         if s.top_k == 0 || s.top_k > MOE_MAX_K || ne == 0 || ne > MOE_ROUTE_MAX_EXPERTS || s.top_k > ne {
             return Err(kerr(name, format!("top-{} of {ne} experts: need 1 ≤ k ≤ {MOE_MAX_K}, experts ≤ {MOE_ROUTE_MAX_EXPERTS}", s.top_k)));
         }
-        if kv_cap == 0 {
-            return Err(kerr(name, "a cache of 0 positions".into()));
-        }
-        // Shared memory: the activation staging plus the attention and routing arrays.
+        let wg = std::env::var("QWEN3VK_LAYER_WG")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|v| v.is_power_of_two() && *v >= 64)
+            .unwrap_or(LAYER_WG)
+            .min(caps.max_workgroup_invocations);
+        // Shared memory: the activation staging plus the reduction and routing arrays.
         let kh = s.top_k * mi;
         let words = if intdot {
             [h / 4 + h / 32, qd / 4 + qd / 32, kh / 4 + kh / 32, h].into_iter().max().unwrap_or(h)
         } else {
             h.max(qd).max(kh)
         };
-        let chunk = LAYER_CHUNK.min(wg);
-        let attn = g * hd * 4 + g * chunk * 4 + wg * 4 + 2 * g * 4 + wg * 16 + hd * 4 + 4;
-        let shared = words * 4 + attn + wg * 4 + MOE_ROUTE_MAX_EXPERTS * 4 + MOE_MAX_K * 8;
+        let shared = words * 4 + wg * 4 + MOE_ROUTE_MAX_EXPERTS * 4 + MOE_MAX_K * 8;
         if shared > caps.max_shared_memory {
             return Err(kerr(name, format!("needs {shared} bytes of shared memory, the device has {}", caps.max_shared_memory)));
         }
-        let spec = [
-            SpecConst { id: 0, value: wg },
-            SpecConst { id: 1, value: hd },
-            SpecConst { id: 2, value: g },
-            SpecConst { id: 3, value: chunk },
-            SpecConst { id: 4, value: words },
-        ];
-        Ok((name, spec))
+        Ok((name, [SpecConst { id: 0, value: wg }, SpecConst { id: 1, value: words }]))
     }
 
-    /// Records one decoder layer of a replayable decode step: x → x, the token's key and value
-    /// stored at cache_len[0], as the fused decode kernels compute it.
-    pub fn decode_layer<'a>(&self, rec: &mut Recorder<'a>, w: &LayerWeights<'a>, s: &LayerShape, st: &LayerState<'a>) -> Result<()> {
-        let (name, spec) = self.layer_geometry(w, s, st.kv_cap)?;
-        let groups = self
-            .decode_layer_groups()
-            .ok_or_else(|| kerr(name, "this device does not report its compute units; set QWEN3VK_LAYER_GROUPS".into()))?;
-        if groups > self.gpu().caps().max_workgroup_count[0] {
-            return Err(kerr(name, format!("{groups} workgroups exceed the device's grid")));
+    /// Whether the layer kernel runs this shape on this device (and why not).
+    pub fn decode_layer_supported(&self, post: &LayerPost, pre: &LayerPre, s: &LayerShape) -> Result<()> {
+        self.layer_geometry(post, pre, s).map(|_| ())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_layer<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        post: &LayerPost<'a>,
+        pre: &LayerPre<'a>,
+        s: &LayerShape,
+        io: &LayerIo<'a>,
+        flags: u32,
+        groups: u32,
+        spin_cap: u32,
+    ) -> Result<()> {
+        let (name, spec) = self.layer_geometry(post, pre, s)?;
+        if groups == 0 || groups > self.gpu().caps().max_workgroup_count[0] {
+            return Err(kerr(name, format!("{groups} workgroups: outside the device's grid")));
         }
-        let chunk = spec[3].value;
-        let nch = st.kv_cap.div_ceil(chunk);
-        let (h, hd) = (s.hidden as u64, s.head_dim as u64);
-        let gl = w.gate.layout();
-        let dl = w.down.layout();
+        let h = s.hidden as u64;
+        let gl = post.gate.layout();
+        let dl = post.down.layout();
         let push = PushLayer {
             h: s.hidden,
-            nh: s.n_heads,
-            nkv: s.n_kv,
-            kv_cap: st.kv_cap,
-            nch,
-            mi: w.gate.rows,
-            ne: w.gate.n_experts,
+            qd: s.q_dim,
+            kvd: s.kv_dim,
+            mi: s.moe_inter,
+            ne: s.n_experts,
             topk: s.top_k,
-            flags: s.norm_topk as u32,
+            flags: flags | s.norm_topk as u32,
             eps: s.eps,
-            theta: s.theta,
-            section_h: s.mrope_section[1],
-            section_w: s.mrope_section[2],
-            scale: 1.0 / (s.head_dim as f32).sqrt(),
             gu_stride16: (gl.stride / 16) as u32,
             gu_doff2: (gl.matrix.d_offset / 2) as u32,
             dn_stride16: (dl.stride / 16) as u32,
             dn_doff2: (dl.matrix.d_offset / 2) as u32,
-            spin_cap: self.layer_spin_cap.unwrap_or(SPIN_CAP),
+            spin_cap,
         };
         let planar = |m: &Matrix<'a>| {
             let l = PlanarLayout::new(m.rows as u64, m.cols as u64);
             [Binding::read(m.buf).range(m.offset, l.qs_bytes), Binding::read(m.buf).range(m.offset + l.d_offset, l.d_bytes)]
         };
-        let act = self.decode_layer_act_bytes(s, w.gate.n_experts, w.gate.rows, st.kv_cap);
-        let cache = st.kv_cap as u64 * s.n_kv as u64 * hd * 4;
-        let [gq, gd] = w.gate.bindings();
-        let [uq, ud] = w.up.bindings();
-        let [dq, dd] = w.down.bindings();
-        let mut b = Vec::with_capacity(26);
-        b.extend(planar(&w.q));
-        b.extend(planar(&w.k));
-        b.extend(planar(&w.v));
-        b.extend(planar(&w.o));
-        b.push(Binding::read(w.router.buf).range(w.router.offset, w.router.bytes()));
+        let [gq, gd] = post.gate.bindings();
+        let [uq, ud] = post.up.bindings();
+        let [dq, dd] = post.down.bindings();
+        let mut b = Vec::with_capacity(24);
+        b.extend(planar(&pre.q));
+        b.extend(planar(&pre.k));
+        b.extend(planar(&pre.v));
+        b.extend(planar(&post.o));
+        b.push(Binding::read(post.router.buf).range(post.router.offset, post.router.bytes()));
         b.extend([gq, gd, uq, ud, dq, dd]);
-        b.push(Binding::read(w.attn_norm).range(0, h * 4));
-        b.push(Binding::read(w.ffn_norm).range(0, h * 4));
-        b.push(Binding::read(w.q_norm).range(0, hd * 4));
-        b.push(Binding::read(w.k_norm).range(0, hd * 4));
-        b.push(Binding::read_write(st.x).range(0, h * 4));
-        b.push(Binding::read_write(st.act).range(0, act));
-        b.push(Binding::read_write(st.k_cache).range(0, cache));
-        b.push(Binding::read_write(st.v_cache).range(0, cache));
-        b.push(Binding::read(st.pos).range(0, 12));
-        b.push(Binding::read(st.cache_len).range(0, 4));
-        b.push(Binding::read_write(st.sync).range(0, self.decode_layer_sync_bytes(s.n_kv)));
+        b.push(Binding::read(pre.attn_norm).range(0, h * 4));
+        b.push(Binding::read(post.ffn_norm).range(0, h * 4));
+        b.push(Binding::read_write(io.x).range(0, h * 4));
+        b.push(Binding::write(io.q).range(0, s.q_dim as u64 * 4));
+        b.push(Binding::write(io.k).range(0, s.kv_dim as u64 * 4));
+        b.push(Binding::write(io.v).range(0, s.kv_dim as u64 * 4));
+        b.push(Binding::read(io.o).range(0, s.q_dim as u64 * 4));
+        b.push(Binding::read_write(io.act).range(0, self.decode_layer_act_bytes(s)));
+        b.push(Binding::read_write(io.sync).range(0, self.decode_layer_sync_bytes()));
         let p = self.pipeline::<PushLayer>(name, &spec)?;
         rec.dispatch(&p, &b, push_bytes(&push), [groups, 1, 1])
     }
 
+    /// Records one persistent dispatch of a replayable decode step: with `post`, layer l's
+    /// o-projection + residual, router, routing + gate/up and down + residual (x → x, reading the
+    /// attention output `io.o`); with `pre`, then layer l + 1's q, k, v (into `io.q/k/v`) — for the
+    /// first layer only `pre`, for the last only `post`. `shape_of` supplies the weights of the
+    /// absent half (bound, never read).
+    pub fn decode_layer<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        post: Option<&LayerPost<'a>>,
+        pre: Option<&LayerPre<'a>>,
+        fill: (&LayerPost<'a>, &LayerPre<'a>),
+        s: &LayerShape,
+        io: &LayerIo<'a>,
+    ) -> Result<()> {
+        let groups = self.decode_layer_groups().ok_or_else(|| {
+            kerr("decode_layer", "no workgroup count yet: probe the device first (decode_layer_probe)".into())
+        })?;
+        let flags = if post.is_some() { 2 } else { 0 } | if pre.is_some() { 4 } else { 0 };
+        if flags == 0 {
+            return Ok(());
+        }
+        let spin = self.layer_spin_cap.unwrap_or(SPIN_CAP);
+        self.record_layer(rec, post.unwrap_or(fill.0), pre.unwrap_or(fill.1), s, io, flags, groups, spin)
+    }
+
+    /// Finds how many workgroups of the layer kernel this device keeps resident at once: tries
+    /// 1, 2, 3, 4 per SM / CU (the count the driver reports) with a barrier-only dispatch of the
+    /// same pipeline, and returns the largest that passed (`None`: the device reports no count,
+    /// or not even one per unit passed). Leaves `io.sync` zeroed.
+    pub fn decode_layer_probe<'a>(&self, post: &LayerPost<'a>, pre: &LayerPre<'a>, s: &LayerShape, io: &LayerIo<'a>) -> Result<Option<u32>> {
+        let units = self.gpu().caps().compute_units;
+        if units == 0 {
+            return Ok(None);
+        }
+        let zero = vec![0u8; self.decode_layer_sync_bytes() as usize];
+        let mut best = None;
+        for per in 1..=4u32 {
+            io.sync.write(0, &zero)?;
+            let mut rec = self.gpu().recorder(false)?;
+            self.record_layer(&mut rec, post, pre, s, io, 8, units * per, PROBE_SPIN_CAP)?;
+            rec.finish()?.submit()?;
+            if self.decode_layer_failed(io.sync)? {
+                break;
+            }
+            best = Some(units * per);
+        }
+        io.sync.write(0, &zero)?;
+        Ok(best)
+    }
+
     /// Whether a layer dispatch gave up on a grid barrier (its workgroups were not all resident):
-    /// reads word 2 of `sync` after the work completed (through staging where it is not host visible).
+    /// reads the error word of `sync` after the work completed (through staging where it is not
+    /// host visible).
     pub fn decode_layer_failed(&self, sync: &Buffer) -> Result<bool> {
-        let mut w = [0u8; 12];
-        sync.read(0, &mut w)?;
-        Ok(u32::from_le_bytes([w[8], w[9], w[10], w[11]]) != 0)
+        let mut w = [0u8; 4];
+        sync.read(64 * 4, &mut w)?;
+        Ok(u32::from_le_bytes(w) != 0)
     }
 }

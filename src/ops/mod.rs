@@ -13,7 +13,7 @@ mod moe;
 pub(crate) mod sample;
 mod sampling;
 
-pub use layer::{LayerShape, LayerState, LayerWeights};
+pub use layer::{LayerIo, LayerPost, LayerPre, LayerShape};
 pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Buffer, Error, Result};

@@ -99,6 +99,8 @@ pub enum GenError {
     BadToken { id: u32, vocab: u32 },
     #[error("the prompt has {placeholders} audio placeholder tokens but {rows} audio embedding rows were given")]
     AudioMismatch { placeholders: usize, rows: u32 },
+    #[error("the prompt is empty: give at least one token")]
+    EmptyPrompt,
     #[error("the persistent decode-layer kernel's {groups} workgroups did not all run at once (a grid barrier timed out); set QWEN3VK_LAYER_GROUPS to fewer, or QWEN3VK_LAYER_KERNEL=0 to use one dispatch per stage")]
     LayerKernel { groups: u32 },
     #[error(transparent)]
@@ -198,11 +200,12 @@ impl GpuThinker {
         Ok(me)
     }
 
-    /// Uses (or stops using) the persistent decode-layer kernel (`decode_layer.comp`: one dispatch
-    /// per layer, its stages separated by grid barriers) for decode steps. On by default where the
-    /// device reports its compute units (not on CPU devices, whose threads may not run all the
-    /// workgroups at once); `QWEN3VK_LAYER_KERNEL=0|1` overrides. Returns whether it is in use: a
-    /// shape or device it does not cover keeps the per-stage dispatches.
+    /// Uses (or stops using) the persistent decode-layer kernel (`decode_layer.comp`: the work
+    /// between two attentions as one dispatch, its stages separated by grid barriers) for decode
+    /// steps. On by default on GPUs that report their compute units (its workgroup count comes
+    /// from a residency probe); not on CPU devices, whose threads may not keep the workgroups
+    /// apart. `QWEN3VK_LAYER_KERNEL=0|1` overrides. Returns whether it is in use: a shape or
+    /// device it does not cover keeps the per-stage dispatches.
     pub fn set_layer_kernel(&mut self, on: bool) -> qwen3_omni_vk::Result<bool> {
         if !on {
             self.s.layer = None;
@@ -211,23 +214,27 @@ impl GpuThinker {
         if self.s.layer.is_some() {
             return Ok(true);
         }
-        if !(self.dyn_attention() && self.fused_decode()) || self.k.decode_layer_groups().is_none() {
+        if !(self.dyn_attention() && self.fused_decode()) || self.w.layers.is_empty() {
             return Ok(false);
         }
         let shape = self.layer_shape();
-        if self.k.decode_layer_supported(&self.layer_weights(0), &shape, self.ctx).is_err() {
+        if self.k.decode_layer_supported(&self.layer_post(0), &self.layer_pre(0), &shape).is_err() {
             return Ok(false);
         }
-        let c = &self.config;
-        let g = self.k.gpu();
-        let act = g.buffer(
-            "decode layer activations",
-            self.k.decode_layer_act_bytes(&shape, c.n_experts, c.moe_inter, self.ctx),
-            MemoryIntent::Scratch,
-        )?;
-        let words = self.k.decode_layer_sync_bytes(c.n_kv_heads) / 4;
+        let g = self.k.gpu().clone();
+        let act = g.buffer("decode layer scratch", self.k.decode_layer_act_bytes(&shape), MemoryIntent::Scratch)?;
+        let words = self.k.decode_layer_sync_bytes() / 4;
         // Device memory: the grid barrier's atomics must not cross a bus.
         let sync = g.buffer_from("decode layer sync", &vec![0u32; words as usize], MemoryIntent::Scratch)?;
+        if self.k.decode_layer_groups().is_none() {
+            let s = &self.s;
+            let io = qwen3_omni_vk::LayerIo { x: &s.x, q: &s.q, k: &s.k, v: &s.v, o: &s.o, act: &act, sync: &sync };
+            let found = self.k.decode_layer_probe(&self.layer_post(0), &self.layer_pre(0), &shape, &io)?;
+            match found {
+                Some(n) => self.k.set_decode_layer_groups(Some(n)),
+                None => return Ok(false),
+            }
+        }
         self.s.layer = Some((act, sync));
         Ok(true)
     }
@@ -241,34 +248,39 @@ impl GpuThinker {
         let c = &self.config;
         qwen3_omni_vk::LayerShape {
             hidden: c.hidden,
-            n_heads: c.n_heads,
-            n_kv: c.n_kv_heads,
-            head_dim: c.head_dim,
+            q_dim: c.n_heads * c.head_dim,
+            kv_dim: c.n_kv_heads * c.head_dim,
+            n_experts: c.n_experts,
+            moe_inter: c.moe_inter,
             top_k: c.top_k,
             norm_topk: c.norm_topk,
             eps: c.rms_eps,
-            theta: c.rope_theta,
-            mrope_section: c.mrope_section,
         }
     }
 
-    fn layer_weights(&self, l: usize) -> qwen3_omni_vk::LayerWeights<'_> {
+    fn layer_post(&self, l: usize) -> qwen3_omni_vk::LayerPost<'_> {
         let c = &self.config;
         let lw = &self.w.layers[l];
-        let (h, qd, kvd) = (c.hidden, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
-        qwen3_omni_vk::LayerWeights {
-            q: Matrix::new(&lw.q, WType::Q8_0Planar, qd, h),
-            k: Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h),
-            v: Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h),
+        let (h, qd) = (c.hidden, c.n_heads * c.head_dim);
+        qwen3_omni_vk::LayerPost {
             o: Matrix::new(&lw.o, WType::Q8_0Planar, h, qd),
             router: Matrix::new(&lw.router, WType::F32, c.n_experts, h),
             gate: Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts),
             up: Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts),
             down: Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts),
-            attn_norm: &lw.attn_norm,
             ffn_norm: &lw.ffn_norm,
-            q_norm: &lw.q_norm,
-            k_norm: &lw.k_norm,
+        }
+    }
+
+    fn layer_pre(&self, l: usize) -> qwen3_omni_vk::LayerPre<'_> {
+        let c = &self.config;
+        let lw = &self.w.layers[l];
+        let (h, qd, kvd) = (c.hidden, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+        qwen3_omni_vk::LayerPre {
+            q: Matrix::new(&lw.q, WType::Q8_0Planar, qd, h),
+            k: Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h),
+            v: Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h),
+            attn_norm: &lw.attn_norm,
         }
     }
 
@@ -416,27 +428,32 @@ impl GpuThinker {
         }
         let fused = self.dyn_attention() && self.fused_decode();
         let one_attn = fused && self.one_dispatch_attention();
-        let shape = self.layer_shape();
-        for l in 0..w.layers.len() {
-            if let Some((act, sync)) = &self.s.layer {
-                let st = qwen3_omni_vk::LayerState {
-                    x: &s.x,
-                    act,
-                    k_cache: &self.kv[l].0,
-                    v_cache: &self.kv[l].1,
-                    kv_cap: self.ctx,
-                    pos: &s.pos,
-                    cache_len: &s.cache_len,
-                    sync,
-                };
-                k.decode_layer(rec, &self.layer_weights(l), &shape, &st)?;
-            } else if fused {
-                self.record_layer_fused(rec, l, one_attn)?;
-            } else {
-                self.record_layer(rec, l, dynamic, at)?;
+        if let Some((act, sync)) = &self.s.layer {
+            // Per layer: attention, then one persistent dispatch for the rest of the layer and the
+            // next layer's q/k/v (the first dispatch: layer 0's q/k/v only).
+            let shape = self.layer_shape();
+            let io = qwen3_omni_vk::LayerIo { x: &s.x, q: &s.q, k: &s.k, v: &s.v, o: &s.o, act, sync };
+            let n = w.layers.len();
+            let fill = (self.layer_post(0), self.layer_pre(0));
+            k.decode_layer(rec, None, Some(&self.layer_pre(0)), (&fill.0, &fill.1), &shape, &io)?;
+            for l in 0..n {
+                self.record_attention(rec, l, one_attn)?;
+                let pre = (l + 1 < n).then(|| self.layer_pre(l + 1));
+                k.decode_layer(rec, Some(&self.layer_post(l)), pre.as_ref(), (&fill.0, &fill.1), &shape, &io)?;
+                if let (Some(p), true) = (at, l as u32 + 1 == self.accept) {
+                    rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
+                }
             }
-            if let (Some(p), true) = (at, l as u32 + 1 == self.accept) {
-                rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
+        } else {
+            for l in 0..w.layers.len() {
+                if fused {
+                    self.record_layer_fused(rec, l, one_attn)?;
+                } else {
+                    self.record_layer(rec, l, dynamic, at)?;
+                }
+                if let (Some(p), true) = (at, l as u32 + 1 == self.accept) {
+                    rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
+                }
             }
         }
         k.rms_norm(rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
@@ -470,9 +487,9 @@ impl GpuThinker {
         std::env::var_os("QWEN3VK_ATTN_FUSED").is_some() || self.ctx <= 2048
     }
 
-    /// One decoder layer of the decode step with the fused kernels (replayable: position and cache
-    /// length read from the GPU). x → x.
-    fn record_layer_fused<'a>(
+    /// Decode attention of layer l on the raw s.q/s.k/s.v (q/k norm + RoPE, KV store at the GPU's
+    /// cache length, attention, merge) into s.o: one dispatch, or three for long caches.
+    fn record_attention<'a>(
         &'a self,
         rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
         l: usize,
@@ -481,13 +498,7 @@ impl GpuThinker {
         let c = &self.config;
         let (k, s, lw) = (&self.k, &self.s, &self.w.layers[l]);
         let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
-        let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
-        let (qd, kvd) = (nh * hd, nkv * hd);
-        let an = Some((&lw.attn_norm, c.rms_eps));
-        // q, k, v: each workgroup normalises (and quantises) x itself; no barrier between the three.
-        k.matvec_fused(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.x, an, None, &s.q)?;
-        k.matvec_fused(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.k)?;
-        k.matvec_fused(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.v)?;
+        let (hd, nh, nkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
         if one_attn {
             // q/k norm + RoPE, KV store, attention and its merge: one dispatch.
             k.attn_decode_fused(
@@ -535,6 +546,27 @@ impl GpuThinker {
             )?;
             k.attn_decode_at(rec, &s.q, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
         }
+        Ok(())
+    }
+
+    /// One decoder layer of the decode step with the fused kernels (replayable: position and cache
+    /// length read from the GPU). x → x.
+    fn record_layer_fused<'a>(
+        &'a self,
+        rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
+        l: usize,
+        one_attn: bool,
+    ) -> Result<(), GenError> {
+        let c = &self.config;
+        let (k, s, lw) = (&self.k, &self.s, &self.w.layers[l]);
+        let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let an = Some((&lw.attn_norm, c.rms_eps));
+        // q, k, v: each workgroup normalises (and quantises) x itself; no barrier between the three.
+        k.matvec_fused(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.x, an, None, &s.q)?;
+        k.matvec_fused(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.k)?;
+        k.matvec_fused(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.v)?;
+        self.record_attention(rec, l, one_attn)?;
         // r = x + o_proj(o), o quantised in the prologue.
         k.matvec_fused(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, None, Some(&s.x), &s.r)?;
         let fnorm = Some((&lw.ffn_norm, c.rms_eps));
@@ -682,7 +714,7 @@ impl GpuThinker {
     fn check_prompt(&self, tokens: &[u32]) -> Result<(), GenError> {
         let vocab = self.config.vocab;
         if tokens.is_empty() {
-            return Err(GenError::BadToken { id: u32::MAX, vocab });
+            return Err(GenError::EmptyPrompt);
         }
         if let Some(&bad) = tokens.iter().find(|&&t| t >= vocab) {
             return Err(GenError::BadToken { id: bad, vocab });
