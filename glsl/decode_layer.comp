@@ -14,8 +14,8 @@
 //   S_QKV  q, k, v = W · rmsnorm(x) · attn_norm          (flag 4)
 // Each stage's prologue (RMSNorm, Q8_1 quantisation, routing) is computed by every workgroup for
 // itself, exactly as the fused kernels do, so results match them up to the order of a few sums.
-// Flag 8 (probe): no work, one grid barrier — the host tries workgroup counts with it to find how
-// many this pipeline keeps resident at once.
+// Flag 8 (probe): no work, MI grid barriers — the host tries workgroup counts with one to find how
+// many this pipeline keeps resident at once, and times many to measure a barrier.
 //
 // Grid barrier: the workgroups must all be resident at once (the host launches at most as many as
 // the probe found resident). S_COUNT counts arrivals, S_GEN is the generation: each
@@ -258,7 +258,8 @@ void main() {
     const uint TSG = NWG * gl_NumSubgroups;
     const uint H = pc.H;
     if ((pc.flags & 8u) != 0u) {
-        grid_barrier();
+        // Probe / barrier benchmark: MI grid barriers and nothing else.
+        for (uint i = 0u; i < max(pc.MI, 1u); i++) grid_barrier();
         return;
     }
     if ((pc.flags & 2u) != 0u) {

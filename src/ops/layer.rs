@@ -203,6 +203,22 @@ impl Kernels {
         groups: u32,
         spin_cap: u32,
     ) -> Result<()> {
+        self.record_layer_n(rec, post, pre, s, io, flags, groups, spin_cap, s.moe_inter)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_layer_n<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        post: &LayerPost<'a>,
+        pre: &LayerPre<'a>,
+        s: &LayerShape,
+        io: &LayerIo<'a>,
+        flags: u32,
+        groups: u32,
+        spin_cap: u32,
+        mi: u32,
+    ) -> Result<()> {
         let (name, spec) = self.layer_geometry(post, pre, s)?;
         if groups == 0 || groups > self.gpu().caps().max_workgroup_count[0] {
             return Err(kerr(name, format!("{groups} workgroups: outside the device's grid")));
@@ -214,7 +230,7 @@ impl Kernels {
             h: s.hidden,
             qd: s.q_dim,
             kvd: s.kv_dim,
-            mi: s.moe_inter,
+            mi,
             ne: s.n_experts,
             topk: s.top_k,
             flags: flags | s.norm_topk as u32,
@@ -291,7 +307,7 @@ impl Kernels {
         for per in 1..=4u32 {
             io.sync.write(0, &zero)?;
             let mut rec = self.gpu().recorder(false)?;
-            self.record_layer(&mut rec, post, pre, s, io, 8, units * per, PROBE_SPIN_CAP)?;
+            self.record_layer_n(&mut rec, post, pre, s, io, 8, units * per, PROBE_SPIN_CAP, 1)?;
             rec.finish()?.submit()?;
             if self.decode_layer_failed(io.sync)? {
                 break;
@@ -300,6 +316,22 @@ impl Kernels {
         }
         io.sync.write(0, &zero)?;
         Ok(best)
+    }
+
+    /// Benchmarks: GPU µs per grid barrier of the layer pipeline with the current workgroup count
+    /// (a dispatch of 1 barrier and one of `n + 1`, timed). Leaves `io.sync` zeroed.
+    pub fn decode_layer_barrier_us<'a>(&self, post: &LayerPost<'a>, pre: &LayerPre<'a>, s: &LayerShape, io: &LayerIo<'a>, n: u32) -> Result<f64> {
+        let groups = self.decode_layer_groups().unwrap_or(1);
+        let zero = vec![0u8; self.decode_layer_sync_bytes() as usize];
+        let mut t = [0.0f64; 2];
+        for (i, count) in [1u32, n + 1].into_iter().enumerate() {
+            io.sync.write(0, &zero)?;
+            let mut rec = self.gpu().recorder(true)?;
+            self.record_layer_n(&mut rec, post, pre, s, io, 8, groups, SPIN_CAP, count)?;
+            t[i] = rec.finish()?.submit()?.total_ns.unwrap_or(0.0);
+        }
+        io.sync.write(0, &zero)?;
+        Ok((t[1] - t[0]) / 1e3 / n.max(1) as f64)
     }
 
     /// Whether a layer dispatch gave up on a grid barrier (its workgroups were not all resident):

@@ -188,13 +188,8 @@ impl GpuThinker {
             sampling: SampleParams::default(),
             steps_sampled: 0,
         };
-        let on_cpu = me.k.gpu().caps().kind == qwen3_omni_vk::vk_runtime::DeviceKind::Cpu;
-        let want = match std::env::var("QWEN3VK_LAYER_KERNEL").ok().as_deref().map(str::trim) {
-            Some("0") => false,
-            Some("1") => true,
-            _ => !on_cpu,
-        };
-        if want {
+        // Off by default: measured slower than one dispatch per stage on an H100 (docs/perf.md).
+        if std::env::var("QWEN3VK_LAYER_KERNEL").ok().as_deref().map(str::trim) == Some("1") {
             me.set_layer_kernel(true)?;
         }
         Ok(me)
@@ -202,9 +197,10 @@ impl GpuThinker {
 
     /// Uses (or stops using) the persistent decode-layer kernel (`decode_layer.comp`: the work
     /// between two attentions as one dispatch, its stages separated by grid barriers) for decode
-    /// steps. On by default on GPUs that report their compute units (its workgroup count comes
-    /// from a residency probe); not on CPU devices, whose threads may not keep the workgroups
-    /// apart. `QWEN3VK_LAYER_KERNEL=0|1` overrides. Returns whether it is in use: a shape or
+    /// steps. Off by default (`QWEN3VK_LAYER_KERNEL=1` turns it on at load): on an H100 a grid
+    /// barrier costs about what a dispatch boundary does and the persistent stages run at lower
+    /// occupancy, so it measured slower (docs/perf.md). On GPUs its workgroup count comes from a
+    /// residency probe; CPU devices use one workgroup. Returns whether it is in use: a shape or
     /// device it does not cover keeps the per-stage dispatches.
     pub fn set_layer_kernel(&mut self, on: bool) -> qwen3_omni_vk::Result<bool> {
         if !on {
@@ -237,6 +233,14 @@ impl GpuThinker {
         }
         self.s.layer = Some((act, sync));
         Ok(true)
+    }
+
+    /// Benchmarks: GPU µs per grid barrier of the layer kernel (`None` when it is off).
+    pub fn layer_barrier_us(&self, n: u32) -> Result<Option<f64>, GenError> {
+        let Some((act, sync)) = &self.s.layer else { return Ok(None) };
+        let s = &self.s;
+        let io = qwen3_omni_vk::LayerIo { x: &s.x, q: &s.q, k: &s.k, v: &s.v, o: &s.o, act, sync };
+        Ok(Some(self.k.decode_layer_barrier_us(&self.layer_post(0), &self.layer_pre(0), &self.layer_shape(), &io, n)?))
     }
 
     /// Whether decode steps use the persistent layer kernel.
