@@ -50,6 +50,8 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "attn_decode_fused_f32", file: "attn_decode_fused.comp", defines: &[] },
     Variant { name: "decode_layer_q8_0p_f32", file: "decode_layer.comp", defines: &[] },
     Variant { name: "decode_layer_q8_0p_q8_1", file: "decode_layer.comp", defines: &[("INTDOT", "1")] },
+    Variant { name: "router_fold_f32", file: "router_fold.comp", defines: &[] },
+    Variant { name: "router_fold_q8_1_f32", file: "router_fold.comp", defines: &[("QUANT_A", "1")] },
     Variant { name: "decode_advance", file: "decode_advance.comp", defines: &[] },
     Variant { name: "quantize_q8_1", file: "quantize_q8_1.comp", defines: &[] },
     Variant { name: "mm_q8_0_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[] },

@@ -20,6 +20,8 @@
 // NORM (with ROUTE): x is the raw residual stream; every workgroup applies the layer's RMSNorm
 // (x / sqrt(mean(x^2) + eps) * nw, binding 9 nw, push eps) itself, so the post-attention rms_norm
 // dispatch and its barrier go away (the router reads the same norm through matvec's NORM variant).
+// With flags bit 1 the logits are W_r·(nw ⊙ x) without the RMS factor (moe_router_fold computes
+// them alongside the o-projection) and are scaled by it here.
 //
 // Bindings: 0 gate qs (uvec4[]), 1 gate d (uint16[]), 2 up qs, 3 up d, then
 //           float: 4 x (vec4[n_tokens*K/4]), 5 ids (uint[n_tokens*k]), 6 h (float[n_tokens*k*M]);
@@ -100,14 +102,6 @@ void main() {
     const uint nc = pc.K / 16u; // 16-weight chunks per row
 #ifdef ROUTE
     const uint tid = gl_LocalInvocationIndex;
-    const vec2 ms = moe_topk(t * pc.n_experts, pc.n_experts, pc.k);
-    if (gl_WorkGroupID.x == 0u && pair == t * pc.k) {
-        for (uint j = tid; j < pc.k; j += WG) {
-            ids[pair + j] = sel_idx[j];
-            weights[pair + j] = moe_weight(j, pc.k, ms, (pc.flags & 1u) != 0u);
-        }
-    }
-    const uint e = min(sel_idx[pair - t * pc.k], pc.n_experts - 1u);
 #ifdef NORM
     float ssq = 0.0;
     for (uint i = tid; i < nc * 4u; i += WG) {
@@ -115,7 +109,20 @@ void main() {
         ssq += dot(v, v);
     }
     const float nscale = inversesqrt(wg_sum(ssq) / float(pc.K) + pc.eps);
+    // flags bit 1: the logits were computed from the un-normalised x (the router folded into the
+    // o-projection, moe_router_fold): scale them by the same RMS factor here.
+    const float lscale = (pc.flags & 2u) != 0u ? nscale : 1.0;
+#else
+    const float lscale = 1.0;
 #endif
+    const vec2 ms = moe_topk(t * pc.n_experts, pc.n_experts, pc.k, lscale);
+    if (gl_WorkGroupID.x == 0u && pair == t * pc.k) {
+        for (uint j = tid; j < pc.k; j += WG) {
+            ids[pair + j] = sel_idx[j];
+            weights[pair + j] = moe_weight(j, pc.k, ms, (pc.flags & 1u) != 0u);
+        }
+    }
+    const uint e = min(sel_idx[pair - t * pc.k], pc.n_experts - 1u);
 #ifdef INTDOT
     // x[t] → Q8_1 in shared memory, as quantize_q8_1.
     for (uint blk = tid; blk < nb; blk += WG) {

@@ -1,6 +1,6 @@
 // MoE top-k routing of one token by one workgroup (shared by moe_route and the fused
 // moe_gate_up). Include after the `logits` buffer, the spec constant WG and common/reduce.glsl.
-// moe_topk: the k (≤ MOE_MAX_K) largest of logits[off .. off + n) (n ≤ MOE_MAX_E) into sel_idx /
+// moe_topk: the k (≤ MOE_MAX_K) largest of scale · logits[off .. off + n) (n ≤ MOE_MAX_E) into sel_idx /
 // sel_val in descending order, ties → lower index (chosen on the logits, which order exactly like
 // the softmax); returns (max, Σ exp(l − max)) for the softmax.
 // The logits are staged in shared memory once; each invocation then ranks its experts by counting
@@ -16,10 +16,10 @@ shared float sel_val[MOE_MAX_K];
 shared uint sel_idx[MOE_MAX_K];
 shared float moe_lg[MOE_MAX_E];
 
-vec2 moe_topk(uint off, uint n, uint k) {
+vec2 moe_topk(uint off, uint n, uint k, float scale) {
     const uint tid = gl_LocalInvocationIndex;
     const float NEG_INF = -1.0 / 0.0;
-    for (uint i = tid; i < n; i += WG) moe_lg[i] = logits[off + i];
+    for (uint i = tid; i < n; i += WG) moe_lg[i] = logits[off + i] * scale;
     for (uint j = tid; j < MOE_MAX_K; j += WG) {
         sel_val[j] = NEG_INF;
         sel_idx[j] = 0u;

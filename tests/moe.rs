@@ -871,3 +871,59 @@ fn moe_route_gate_up_with_norm_matches_unfused() {
         assert_clean(&g);
     }
 }
+
+/// The folded router (`router_fold_matrix` + `router_fold.comp`): R·[x ; a] equals the router of
+/// the per-stage path in f64, W_r·(g ⊙ (x + W_o·ã)) with ã = a (float path) or a's Q8_1 value
+/// (int-dot path, as the o-projection sees it) — on random data with ragged widths.
+#[test]
+fn router_fold_matches_f64() {
+    let mut k = kernels();
+    let g = k.gpu().clone();
+    // (experts, hidden, o columns)
+    for (ci, &(ne, h, qd)) in [(8usize, 64usize, 96usize), (128, 256, 512), (5, 36, 32)].iter().enumerate() {
+        let mut rng = Rng::new(900 + ci as u64);
+        let wr = rng.vec(ne * h, 1.0);
+        let gn = rng.vec(h, 1.0);
+        let (wo_q8, wo) = r::quantize_matrix_q8_0(&rng.vec(h * qd, 0.5), qd);
+        let x = rng.vec(h, 1.0);
+        let a = rng.vec(qd, 1.0);
+        let rm = qwen3_omni_vk::router_fold_matrix(&wr, &gn, &wo_q8, h, qd, 3).unwrap();
+        assert_eq!(rm.len(), ne * (h + qd));
+        let rb = g.buffer_from("fold", &rm, MemoryIntent::Upload).unwrap();
+        let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
+        let ab = g.buffer_from("a", &a, MemoryIntent::Upload).unwrap();
+        let ub = g.buffer("u", ne as u64 * 4, MemoryIntent::Readback).unwrap();
+        for path in [MatvecPath::Float, MatvecPath::IntDot] {
+            k.set_matvec_path(path).unwrap();
+            // What the o-projection multiplies: a, or its Q8_1 round trip.
+            let at: Vec<f64> = match path {
+                MatvecPath::Float => a.iter().map(|&v| v as f64).collect(),
+                MatvecPath::IntDot => r::q8_1_roundtrip(&a).iter().map(|&v| v as f64).collect(),
+            };
+            let y: Vec<f64> = (0..h)
+                .map(|i| x[i] as f64 + (0..qd).map(|j| wo[i * qd + j] as f64 * at[j]).sum::<f64>())
+                .collect();
+            let want: Vec<f64> =
+                (0..ne).map(|e| (0..h).map(|i| wr[e * h + i] as f64 * gn[i] as f64 * y[i]).sum()).collect();
+            let mut rec = g.recorder(false).unwrap();
+            k.moe_router_fold(&mut rec, &rb, ne as u32, &xb, h as u32, &ab, qd as u32, &ub).unwrap();
+            rec.finish().unwrap().submit().unwrap();
+            let got: Vec<f32> = ub.read_vec().unwrap();
+            let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+            for (e, (gv, wv)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    ((*gv as f64) - wv).abs() <= 1e-4 * scale,
+                    "case {ci} {path:?}: expert {e}: {gv} vs {wv} (scale {scale})"
+                );
+            }
+        }
+    }
+    // Bad shapes are errors naming the kernel.
+    let b = g.buffer("b", 1024, MemoryIntent::Scratch).unwrap();
+    let mut rec = g.recorder(false).unwrap();
+    let e = k.moe_router_fold(&mut rec, &b, 4, &b, 6, &b, 8, &b).unwrap_err();
+    assert!(e.to_string().contains("router_fold"), "{e}");
+    assert!(qwen3_omni_vk::router_fold_matrix(&[1.0; 8], &[1.0; 4], &[0u8; 10], 4, 32, 1).is_err());
+    drop(rec);
+    assert_clean(&g);
+}

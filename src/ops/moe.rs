@@ -149,6 +149,71 @@ impl<'a> ExpertMatrix<'a> {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct PushFold {
+    k1: u32,
+    k2: u32,
+    rows: u32,
+    grid_x: u32,
+}
+
+/// The folded router's matrix (see `router_fold.comp`): R = [W_r diag g | W_r diag g W_o], f32
+/// `[n_experts, hidden + o_cols]`, from the router `w_r` (f32 `[n_experts, hidden]`), the
+/// post-attention RMSNorm weight `g` (`[hidden]`) and the o-projection as ggml Q8_0 bytes
+/// (`[hidden, o_cols]`, dequantised exactly as the kernels read it). Uses up to `threads` threads.
+pub fn router_fold_matrix(
+    w_r: &[f32],
+    g: &[f32],
+    w_o_q8_0: &[u8],
+    hidden: usize,
+    o_cols: usize,
+    threads: usize,
+) -> std::result::Result<Vec<f32>, String> {
+    let n_experts = if hidden == 0 { 0 } else { w_r.len() / hidden };
+    if hidden == 0 || o_cols % 32 != 0 || w_r.len() != n_experts * hidden || g.len() != hidden || n_experts == 0 {
+        return Err(format!("router fold: router of {} values, norm of {}, hidden {hidden}", w_r.len(), g.len()));
+    }
+    let row_bytes = o_cols / 32 * 34;
+    if w_o_q8_0.len() != hidden * row_bytes {
+        return Err(format!("router fold: o-projection of {} bytes, need {} for [{hidden}, {o_cols}] Q8_0", w_o_q8_0.len(), hidden * row_bytes));
+    }
+    let width = hidden + o_cols;
+    let mut out = vec![0f32; n_experts * width];
+    let threads = threads.clamp(1, n_experts);
+    let per = n_experts.div_ceil(threads);
+    // Each thread owns `per` rows of R; it walks W_o row by row (dequantised into a small buffer)
+    // and adds a[e, i] · W_o[i, :] into each of its rows, so W_o is streamed once per thread.
+    std::thread::scope(|sc| {
+        for (chunk, rows) in out.chunks_mut(per * width).enumerate() {
+            sc.spawn(move || {
+                let n = rows.len() / width;
+                let mut wrow = vec![0f32; o_cols];
+                for (i, row) in w_o_q8_0.chunks_exact(row_bytes).enumerate() {
+                    for (b, blk) in row.chunks_exact(34).enumerate() {
+                        let d = half::f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f32();
+                        for (j, &q) in blk[2..].iter().enumerate() {
+                            wrow[b * 32 + j] = d * (q as i8) as f32;
+                        }
+                    }
+                    for r in 0..n {
+                        let e = chunk * per + r;
+                        let a = w_r[e * hidden + i] * g[i];
+                        let dst = &mut rows[r * width..(r + 1) * width];
+                        dst[i] = a;
+                        if a != 0.0 {
+                            for (m, &w) in dst[hidden..].iter_mut().zip(&wrow) {
+                                *m += a * w;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok(out)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct PushRoute {
     n_experts: u32,
     k: u32,
@@ -505,6 +570,93 @@ impl Kernels {
         renormalize: bool,
         h: &'a Buffer,
     ) -> Result<()> {
+        self.moe_route_gate_up_impl(rec, logits, gate, up, x, norm, false, ids, weights, k, n_tokens, renormalize, h)
+    }
+
+    /// [`Kernels::moe_route_gate_up_norm`] on router logits computed without the RMS factor of
+    /// the norm (by [`Kernels::moe_router_fold`]): each workgroup scales them by 1/rms(x), which it
+    /// computes for the norm anyway.
+    #[allow(clippy::too_many_arguments)]
+    pub fn moe_route_gate_up_folded<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        logits: &'a Buffer,
+        gate: ExpertMatrix<'a>,
+        up: ExpertMatrix<'a>,
+        x: &'a Buffer,
+        norm: (&'a Buffer, f32),
+        ids: &'a Buffer,
+        weights: &'a Buffer,
+        k: u32,
+        renormalize: bool,
+        h: &'a Buffer,
+    ) -> Result<()> {
+        self.moe_route_gate_up_impl(rec, logits, gate, up, x, Some(norm), true, ids, weights, k, 1, renormalize, h)
+    }
+
+    /// y = R · [x ; a] for the folded router (`router_fold.comp`): R f32 `[rows, k1 + k2]`
+    /// ([`router_fold_matrix`] builds it), x `[k1]`, a `[k2]`, u `[rows]`; on the int-dot path a is
+    /// taken as its Q8_1 value, as the o-projection sees it. Reads only x and a, so it needs no
+    /// barrier against an o-projection that reads the same.
+    #[allow(clippy::too_many_arguments)]
+    pub fn moe_router_fold<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        r: &'a Buffer,
+        rows: u32,
+        x: &'a Buffer,
+        k1: u32,
+        a: &'a Buffer,
+        k2: u32,
+        u: &'a Buffer,
+    ) -> Result<()> {
+        // On the int-dot path the o-projection sees a as Q8_1: so does the fold.
+        let quant = self.matvec_path() == MatvecPath::IntDot;
+        let name = if quant { "router_fold_q8_1_f32" } else { "router_fold_f32" };
+        let wg = 256.min(self.gpu().caps().max_workgroup_invocations);
+        let shared = if quant { k2 * 4 } else { 0 } + wg * 4;
+        if rows == 0 || k1 == 0 || k2 == 0 || k1 % 4 != 0 || k2 % 4 != 0 || (quant && k2 % 32 != 0) {
+            return Err(kerr(
+                name,
+                format!("{rows} rows of {k1} + {k2}: need non-empty widths, multiples of 4 (int-dot: k2 a multiple of 32)"),
+            ));
+        }
+        if shared > self.gpu().caps().max_shared_memory {
+            return Err(kerr(name, format!("{k2} attention outputs need {shared} bytes of shared memory, the device has {}", self.gpu().caps().max_shared_memory)));
+        }
+        let (dims, grid_x) = grid(rows, self.gpu().caps().max_workgroup_count[0]);
+        if dims[1] > self.gpu().caps().max_workgroup_count[1] {
+            return Err(kerr(name, format!("{rows} rows exceed the device's grid")));
+        }
+        let spec = [SpecConst { id: 0, value: wg }, SpecConst { id: 1, value: if quant { k2 / 4 } else { 1 } }];
+        let p = self.pipeline::<PushFold>(name, &spec)?;
+        let kk = (k1 + k2) as u64;
+        let b = [
+            Binding::read(r).range(0, rows as u64 * kk * 4),
+            Binding::read(x).range(0, k1 as u64 * 4),
+            Binding::read(a).range(0, k2 as u64 * 4),
+            Binding::write(u).range(0, rows as u64 * 4),
+        ];
+        rec.dispatch(&p, &b, push_bytes(&PushFold { k1, k2, rows, grid_x }), dims)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn moe_route_gate_up_impl<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        logits: &'a Buffer,
+        gate: ExpertMatrix<'a>,
+        up: ExpertMatrix<'a>,
+        x: &'a Buffer,
+        norm: Option<(&'a Buffer, f32)>,
+        folded: bool,
+        ids: &'a Buffer,
+        weights: &'a Buffer,
+        k: u32,
+        n_tokens: u32,
+        renormalize: bool,
+        h: &'a Buffer,
+    ) -> Result<()> {
         let intdot = self.matvec_path() == MatvecPath::IntDot;
         let name = match (intdot, norm.is_some()) {
             (true, false) => "moe_route_gate_up_q8_0p_q8_1",
@@ -540,7 +692,8 @@ impl Kernels {
         }
         let pairs = n_tokens as u64 * k as u64;
         let (spec, rows_wg) = self.moe_fused_geometry(256);
-        let (push, groups_x) = self.gate_up_grid(name, gate, k, n_tokens, rows_wg, renormalize as u32)?;
+        let flags = renormalize as u32 | if folded { 2 } else { 0 };
+        let (push, groups_x) = self.gate_up_grid(name, gate, k, n_tokens, rows_wg, flags)?;
         let [gq, gd] = gate.bindings();
         let [uq, ud] = up.bindings();
         let b = [

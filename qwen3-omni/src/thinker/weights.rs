@@ -27,6 +27,10 @@ pub struct LayerWeights {
     pub gate: Buffer,
     pub up: Buffer,
     pub down: Buffer,
+    /// The router folded into the o-projection stage (`router_fold.comp`): f32
+    /// `[n_experts, hidden + q width]`; `None` where the shapes do not allow it or
+    /// `QWEN3VK_NO_ROUTER_FOLD` is set.
+    pub router_fold: Option<Buffer>,
 }
 
 /// The whole Thinker.
@@ -90,7 +94,29 @@ fn experts(
     Ok(buf)
 }
 
+/// Layer l's folded router matrix on the GPU (see [`qwen3_omni_vk::router_fold_matrix`]).
+fn router_fold(gpu: &Gpu, m: &ModelFile, c: &ThinkerConfig, l: u32) -> Result<Buffer, ModelError> {
+    let (h, qd) = (c.hidden as u64, (c.n_heads * c.head_dim) as u64);
+    let n = |s: &str| format!("thinker.model.layers.{l}.{s}");
+    let wr = m.tensor_typed(&n("mlp.gate.weight"), &[c.n_experts as u64, h], &[GgmlType::F32])?;
+    let g = m.tensor_typed(&n("post_attention_layernorm.weight"), &[h], &[GgmlType::F32])?;
+    let wo = m.tensor_typed(&n("self_attn.o_proj.weight"), &[h, qd], &[GgmlType::Q8_0])?;
+    let f32s = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect() };
+    let (wr, g) = (f32s(wr.data), f32s(g.data));
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(32);
+    let name = n("router_fold");
+    let r = qwen3_omni_vk::router_fold_matrix(&wr, &g, wo.data, h as usize, qd as usize, threads)
+        .map_err(|what| qwen3_omni_vk::Error::Kernel { kernel: name.clone(), what })?;
+    Ok(gpu.buffer_from(&name, &r, MemoryIntent::Weights)?)
+}
+
 impl ThinkerWeights {
+    /// Whether the router is folded into the o-projection stage (decode steps: one dependent
+    /// dispatch fewer per layer): widths that are multiples of 4, unless `QWEN3VK_NO_ROUTER_FOLD`.
+    pub fn router_fold_wanted(c: &ThinkerConfig) -> bool {
+        std::env::var_os("QWEN3VK_NO_ROUTER_FOLD").is_none() && c.hidden % 4 == 0 && (c.n_heads * c.head_dim) % 4 == 0
+    }
+
     /// Device bytes the Thinker's weights take.
     pub fn device_bytes(c: &ThinkerConfig) -> u64 {
         let p = |r: u64, k: u64| PlanarLayout::new(r, k).total();
@@ -101,7 +127,8 @@ impl ThinkerWeights {
             + 2 * p(kvd, h)
             + p(h, qd)
             + c.n_experts as u64
-                * (4 * h + 2 * expert_stride(c.moe_inter as u64, h) + expert_stride(h, c.moe_inter as u64));
+                * (4 * h + 2 * expert_stride(c.moe_inter as u64, h) + expert_stride(h, c.moe_inter as u64))
+            + if Self::router_fold_wanted(c) { c.n_experts as u64 * (h + qd) * 4 } else { 0 };
         2 * p(c.vocab as u64, h) + 4 * h + c.layers as u64 * layer
     }
 
@@ -125,6 +152,7 @@ impl ThinkerWeights {
         let (h, v) = (c.hidden as u64, c.vocab as u64);
         let (hd, qd, kvd) = (c.head_dim as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
         let embed = q8_planar(gpu, m, "thinker.model.embed_tokens.weight", v, h)?;
+        let fold = Self::router_fold_wanted(c);
         let mut layers = Vec::with_capacity(c.layers as usize);
         for l in 0..c.layers {
             let n = |s: &str| format!("thinker.model.layers.{l}.{s}");
@@ -141,6 +169,7 @@ impl ThinkerWeights {
                 gate: experts(gpu, m, l, "gate_proj", c.n_experts, c.moe_inter as u64, h)?,
                 up: experts(gpu, m, l, "up_proj", c.n_experts, c.moe_inter as u64, h)?,
                 down: experts(gpu, m, l, "down_proj", c.n_experts, h, c.moe_inter as u64)?,
+                router_fold: if fold { Some(router_fold(gpu, m, c, l)?) } else { None },
             });
             progress(l + 1, c.layers);
         }
