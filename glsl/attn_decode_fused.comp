@@ -11,6 +11,9 @@
 //   * The last workgroup of each KV head to finish (an atomic counter per KV head, reset by it for
 //     the next step) merges the chunks holding keys as attn_reduce.comp does (log-sum-exp) and
 //     writes out for its G heads.
+// NO_MERGE: stop after the partials (attn_reduce.comp DYN_LEN merges them in a second dispatch):
+// the q/k norm, RoPE and KV store stay in this kernel's prologue, so the split path needs two
+// dispatches instead of three, and no workgroup waits for the others.
 // kv_len = min(p + 1, kv_cap). Layouts: q, out [n_heads, HD]; k, v [n_kv, HD]; K, V [kv_cap, n_kv, HD];
 // part_o [n_heads, n_chunks, HD]; part_ml [n_heads, n_chunks]. What the merging workgroup reads of
 // the others' writes is `coherent` and fenced by memoryBarrierBuffer.
@@ -222,6 +225,9 @@ void main() {
         }
         memoryBarrierBuffer();
     }
+#ifdef NO_MERGE
+}
+#else
     barrier();
     if (tid == 0u) s_last = atomicAdd(counters[kvh], 1u) == pc.n_chunks - 1u;
     barrier();
@@ -275,3 +281,4 @@ void main() {
     }
     if (tid == 0u) atomicExchange(counters[kvh], 0u);
 }
+#endif

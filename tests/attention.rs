@@ -242,6 +242,7 @@ fn qk_norm_rope_store_matches_unfused() {
         let pb = g.buffer_from("pos", &pos, MemoryIntent::Upload).unwrap();
         let lb = g.buffer_from("cache_len", &[p0], MemoryIntent::Upload).unwrap();
         let (kca, vca, kcb, vcb) = (up("kca", &cache), up("vca", &cache), up("kcb", &cache), up("vcb", &cache));
+        let (kcc, vcc) = (up("kcc", &cache), up("vcc", &cache));
         let (hq32, hk32, hd32) = (hq as u32, hk as u32, hd as u32);
         let (eps, theta, sec) = (1e-6f32, 1e6f32, [hd32 / 8, hd32 / 8, hd32 / 8]);
         let mut rec = g.recorder(false).unwrap();
@@ -268,9 +269,10 @@ fn qk_norm_rope_store_matches_unfused() {
     check_clean(g);
 }
 
-/// The one-dispatch decode attention (q/k norm + RoPE + KV store + split attention + merge) against
-/// the three-dispatch path, replayed from one recorded batch at several cache lengths (chunk
-/// boundaries, the last position, one past the cache): same output, caches and counters left zero.
+/// The one-dispatch decode attention (q/k norm + RoPE + KV store + split attention + merge) and
+/// its two-dispatch form (the same prologue, the merge by attn_reduce) against the three-dispatch
+/// path, replayed from one recorded batch at several cache lengths (chunk boundaries, the last
+/// position, one past the cache): same output and caches, counters left zero.
 #[test]
 fn attn_decode_fused_matches_three_dispatches() {
     let k = test_kernels();
@@ -285,6 +287,7 @@ fn attn_decode_fused_matches_three_dispatches() {
         let (qw, kw) = (rng.vec(hd, 1.5), rng.vec(hd, 1.5));
         let up = |n: &str, d: &[f32]| g.buffer_from(n, d, MemoryIntent::Upload).unwrap();
         let (kca, vca, kcb, vcb) = (up("kca", &cache), up("vca", &cache), up("kcb", &cache), up("vcb", &cache));
+        let (kcc, vcc) = (up("kcc", &cache), up("vcc", &cache));
         let (qwb, kwb) = (up("q_norm", &qw), up("k_norm", &kw));
         let q0 = g.buffer("q raw", (hq * hd * 4) as u64, MemoryIntent::Upload).unwrap();
         let k0 = g.buffer("k raw", (row * 4) as u64, MemoryIntent::Upload).unwrap();
@@ -301,6 +304,8 @@ fn attn_decode_fused_matches_three_dispatches() {
         let cnt = g.buffer_from("counters", &vec![0u32; hk], MemoryIntent::Upload).unwrap();
         let oa = g.buffer("out a", (hq * hd * 4) as u64, MemoryIntent::Readback).unwrap();
         let ob = g.buffer("out b", (hq * hd * 4) as u64, MemoryIntent::Readback).unwrap();
+        let oc = g.buffer("out c", (hq * hd * 4) as u64, MemoryIntent::Readback).unwrap();
+        let sc = g.buffer("scratch c", scratch_len, MemoryIntent::Scratch).unwrap();
         let (hq32, hk32, hd32) = (hq as u32, hk as u32, hd as u32);
         let (eps, theta, sec) = (1e-6f32, 1e6f32, [hd32 / 8, hd32 / 8, hd32 / 8]);
         let mut ra = g.recorder(false).unwrap();
@@ -319,6 +324,13 @@ fn attn_decode_fused_matches_three_dispatches() {
         )
         .unwrap();
         let mut b = rb.finish().unwrap();
+        let mut rc = g.recorder(false).unwrap();
+        k.attn_decode_prologue(
+            &mut rc, &q0, &k0, &v0, &qwb, &kwb, &pb, &kcc, &vcc, &oc, &sc, &cnt, &lb, hq32, hk32, hd32, cap, eps,
+            theta, sec,
+        )
+        .unwrap();
+        let mut c = rc.finish().unwrap();
         eprintln!("case {ci}: recorded after {:?}", t0.elapsed());
         for p in [0u32, 5, 31, 32, 127, 128, cap - 1, cap] {
             q0.write_slice(0, &rng.vec(hq * hd, 3.0)).unwrap();
@@ -328,6 +340,7 @@ fn attn_decode_fused_matches_three_dispatches() {
             lb.write_slice(0, &[p]).unwrap();
             a.submit().unwrap();
             b.submit().unwrap();
+            c.submit().unwrap();
             let rd = |x: &qwen3_omni_vk::vk_runtime::Buffer| x.read_vec::<f32>().unwrap();
             let want: Vec<f64> = rd(&oa).iter().map(|&v| v as f64).collect();
             let e = r::rel_l2(&rd(&ob), &want);
@@ -337,6 +350,10 @@ fn attn_decode_fused_matches_three_dispatches() {
             assert!(ek < 1e-6, "case {ci} p {p}: K caches differ by {ek:e}");
             assert_eq!(rd(&vca), rd(&vcb), "case {ci} p {p}: V caches");
             assert_eq!(cnt.read_vec::<u32>().unwrap(), vec![0u32; hk], "case {ci} p {p}: counters not reset");
+            let ec = r::rel_l2(&rd(&oc), &want);
+            assert!(ec < 1e-5, "case {ci} p {p}: two-dispatch output differs by {ec:e}");
+            assert!(r::rel_l2(&rd(&kcc), &kwant) < 1e-6, "case {ci} p {p}: two-dispatch K cache");
+            assert_eq!(rd(&vca), rd(&vcc), "case {ci} p {p}: two-dispatch V cache");
         }
         eprintln!("case {ci}: done after {:?}", t0.elapsed());
     }

@@ -235,10 +235,12 @@ fn replayed_generation_matches() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Caches over 2048 positions take the three-dispatch decode attention, shorter ones the
-/// one-dispatch kernel: both give the same greedy tokens on the fixture prompt.
+/// The three decode-attention variants (one dispatch with the merge by the last workgroup; the
+/// norm/RoPE/store in the attention kernel's prologue and the merge a second dispatch, the
+/// default; three dispatches) give the same greedy tokens, with short and long caches.
 #[test]
-fn long_and_short_caches_agree() {
+fn attention_modes_agree() {
+    use qwen3_omni::thinker::gpu::AttnMode;
     let (dir, file) = gguf("caches");
     let m = ModelFile::open(&file).unwrap();
     let manifest = common::read_json("models/tiny-real-vocab/manifest.json");
@@ -249,9 +251,15 @@ fn long_and_short_caches_agree() {
         let mut k = Kernels::new(gpu.clone());
         k.set_matvec_path(MatvecPath::Float).unwrap();
         let mut t = GpuThinker::load(k, &m, ctx, |_, _| {}).unwrap();
-        outs.push(t.generate(&ids, 12, &[], |_| true).unwrap());
+        for mode in [AttnMode::Prologue, AttnMode::Fused, AttnMode::Split] {
+            t.reset().unwrap();
+            t.set_attention_mode(Some(mode));
+            outs.push((ctx, mode, t.generate(&ids, 12, &[], |_| true).unwrap()));
+        }
     }
-    assert_eq!(outs[0], outs[1], "one-dispatch vs split decode attention");
+    for (ctx, mode, out) in &outs[1..] {
+        assert_eq!(out, &outs[0].2, "{mode:?} with a cache of {ctx} vs the default with 64");
+    }
     let v = gpu.validation().unwrap();
     assert_eq!(v.total(), 0, "{:?}", v.first_messages());
     let _ = std::fs::remove_dir_all(dir);

@@ -354,7 +354,65 @@ impl Kernels {
         theta: f32,
         mrope_section: [u32; 3],
     ) -> Result<()> {
-        let name = "attn_decode_fused_f32";
+        self.attn_decode_fused_impl(rec, q, k, v, q_w, k_w, pos, k_cache, v_cache, out, scratch, counters, cache_len, n_heads, n_kv, head_dim, kv_cap, eps, theta, mrope_section, true)
+    }
+
+    /// [`Kernels::attn_decode_fused`] with the merge in a second dispatch (`attn_reduce`, DYN_LEN):
+    /// the q/k RMSNorm, (M)RoPE and KV store stay in the attention kernel's prologue, so a decode
+    /// step's attention is two dependent dispatches, and no workgroup waits for the others.
+    /// `counters` is bound but not used.
+    pub fn attn_decode_prologue<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        q: &'a Buffer,
+        k: &'a Buffer,
+        v: &'a Buffer,
+        q_w: &'a Buffer,
+        k_w: &'a Buffer,
+        pos: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        out: &'a Buffer,
+        scratch: &'a Buffer,
+        counters: &'a Buffer,
+        cache_len: &'a Buffer,
+        n_heads: u32,
+        n_kv: u32,
+        head_dim: u32,
+        kv_cap: u32,
+        eps: f32,
+        theta: f32,
+        mrope_section: [u32; 3],
+    ) -> Result<()> {
+        self.attn_decode_fused_impl(rec, q, k, v, q_w, k_w, pos, k_cache, v_cache, out, scratch, counters, cache_len, n_heads, n_kv, head_dim, kv_cap, eps, theta, mrope_section, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attn_decode_fused_impl<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        q: &'a Buffer,
+        k: &'a Buffer,
+        v: &'a Buffer,
+        q_w: &'a Buffer,
+        k_w: &'a Buffer,
+        pos: &'a Buffer,
+        k_cache: &'a Buffer,
+        v_cache: &'a Buffer,
+        out: &'a Buffer,
+        scratch: &'a Buffer,
+        counters: &'a Buffer,
+        cache_len: &'a Buffer,
+        n_heads: u32,
+        n_kv: u32,
+        head_dim: u32,
+        kv_cap: u32,
+        eps: f32,
+        theta: f32,
+        mrope_section: [u32; 3],
+        merge_here: bool,
+    ) -> Result<()> {
+        let name = if merge_here { "attn_decode_fused_f32" } else { "attn_decode_prologue_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
         let g = n_heads / n_kv;
         let caps = self.gpu().caps();
@@ -403,9 +461,7 @@ impl Kernels {
             section_w: sw,
             eps,
         };
-        rec.dispatch(
-            &p,
-            &[
+        let all = [
                 Binding::read(q).range(0, rows * hd),
                 Binding::read(k).range(0, n_kv as u64 * hd),
                 Binding::read(v).range(0, n_kv as u64 * hd),
@@ -419,10 +475,19 @@ impl Kernels {
                 Binding::read(cache_len).range(0, 4),
                 Binding::read_write(counters).range(0, n_kv as u64 * 4),
                 Binding::write(out).range(0, rows * hd),
-            ],
+            ];
+        // Without the merge the kernel declares neither the counters nor the output.
+        let b = if merge_here { &all[..] } else { &all[..11] };
+        rec.dispatch(
+            &p,
+            b,
             push_bytes(&push),
             [n_chunks, n_kv, 1],
-        )
+        )?;
+        if merge_here {
+            return Ok(());
+        }
+        self.attn_merge_dyn(rec, scratch, out, rows, n_chunks, head_dim, cache_len, chunk, 1, kv_cap)
     }
 
     /// Appends `n` tokens of new keys and values (`[n, n_kv, head_dim]` f32, from offset 0 of

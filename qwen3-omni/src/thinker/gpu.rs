@@ -64,6 +64,18 @@ struct PrefillScratch {
 /// consecutive placeholders, (source row, row in the batch, rows).
 type AudioRuns<'b> = Option<(&'b Buffer, &'b [(u32, u32, u32)])>;
 
+/// How a replayable decode step runs attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttnMode {
+    /// q/k norm + RoPE + KV store, attention and its merge (by the last workgroup of each KV head)
+    /// in one dispatch.
+    Fused,
+    /// q/k norm + RoPE + KV store and attention in one dispatch, the merge in a second.
+    Prologue,
+    /// norm/RoPE/store, attention and merge: three dispatches.
+    Split,
+}
+
 /// Tokens per prefill command buffer.
 pub const PREFILL_CHUNK: u32 = 256;
 
@@ -88,6 +100,7 @@ pub struct GpuThinker {
     sample_scratch: Buffer,
     sampling: SampleParams,
     steps_sampled: u32,
+    attn_mode: Option<AttnMode>,
 }
 
 /// Errors of generation.
@@ -187,6 +200,7 @@ impl GpuThinker {
             sample_scratch,
             sampling: SampleParams::default(),
             steps_sampled: 0,
+            attn_mode: None,
         };
         // Off by default: measured slower than one dispatch per stage on an H100 (docs/perf.md).
         if std::env::var("QWEN3VK_LAYER_KERNEL").ok().as_deref().map(str::trim) == Some("1") {
@@ -431,7 +445,7 @@ impl GpuThinker {
             }
         }
         let fused = self.dyn_attention() && self.fused_decode();
-        let one_attn = fused && self.one_dispatch_attention();
+        let one_attn = self.attention_mode();
         if let Some((act, sync)) = &self.s.layer {
             // Per layer: attention, then one persistent dispatch for the rest of the layer and the
             // next layer's q/k/v (the first dispatch: layer 0's q/k/v only).
@@ -479,16 +493,26 @@ impl GpuThinker {
             && c.hidden % 32 == 0
     }
 
-    /// Whether decode attention runs as one dispatch (`attn_decode_fused`) or as norm/RoPE/store
-    /// + split + merge. One dispatch saves two dependent stages per layer but merges the split in a
-    /// single workgroup per KV head: measured on an H200 it is ~2% faster at 512 keys and ~10%
-    /// slower at 4096 (docs/perf.md), so it is used for caches of up to 2048 positions.
-    /// `QWEN3VK_ATTN_SPLIT=1` / `QWEN3VK_ATTN_FUSED=1` force either.
-    fn one_dispatch_attention(&self) -> bool {
-        if std::env::var_os("QWEN3VK_ATTN_SPLIT").is_some() {
-            return false;
+    /// How decode attention runs (replayable fused path). Default: [`AttnMode::Prologue`] — the
+    /// q/k norm, RoPE and KV store in the attention kernel's prologue, the merge a second dispatch:
+    /// measured fastest on an H200 at 512 keys (docs/perf.md). `QWEN3VK_ATTN_FUSED=1` /
+    /// `QWEN3VK_ATTN_SPLIT=1` pick the others; [`GpuThinker::set_attention_mode`] overrides both.
+    fn attention_mode(&self) -> AttnMode {
+        if let Some(m) = self.attn_mode {
+            return m;
         }
-        std::env::var_os("QWEN3VK_ATTN_FUSED").is_some() || self.ctx <= 2048
+        if std::env::var_os("QWEN3VK_ATTN_SPLIT").is_some() {
+            AttnMode::Split
+        } else if std::env::var_os("QWEN3VK_ATTN_FUSED").is_some() {
+            AttnMode::Fused
+        } else {
+            AttnMode::Prologue
+        }
+    }
+
+    /// Forces a decode attention variant (tests, benchmarks); `None` restores the default.
+    pub fn set_attention_mode(&mut self, m: Option<AttnMode>) {
+        self.attn_mode = m;
     }
 
     /// Decode attention of layer l on the raw s.q/s.k/s.v (q/k norm + RoPE, KV store at the GPU's
@@ -497,15 +521,18 @@ impl GpuThinker {
         &'a self,
         rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
         l: usize,
-        one_attn: bool,
+        one_attn: AttnMode,
     ) -> Result<(), GenError> {
         let c = &self.config;
         let (k, s, lw) = (&self.k, &self.s, &self.w.layers[l]);
         let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
         let (hd, nh, nkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
-        if one_attn {
-            // q/k norm + RoPE, KV store, attention and its merge: one dispatch.
-            k.attn_decode_fused(
+        if one_attn != AttnMode::Split {
+            // q/k norm + RoPE, KV store and attention in one dispatch; its merge in the same
+            // dispatch (Fused: the last workgroup of each KV head) or a second one (Prologue).
+            let f = if one_attn == AttnMode::Fused { Kernels::attn_decode_fused } else { Kernels::attn_decode_prologue };
+            f(
+                k,
                 rec,
                 &s.q,
                 &s.k,
@@ -559,7 +586,7 @@ impl GpuThinker {
         &'a self,
         rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
         l: usize,
-        one_attn: bool,
+        one_attn: AttnMode,
     ) -> Result<(), GenError> {
         let c = &self.config;
         let (k, s, lw) = (&self.k, &self.s, &self.w.layers[l]);
