@@ -493,20 +493,21 @@ impl GpuThinker {
             && c.hidden % 32 == 0
     }
 
-    /// How decode attention runs (replayable fused path). Default: [`AttnMode::Prologue`] — the
-    /// q/k norm, RoPE and KV store in the attention kernel's prologue, the merge a second dispatch:
-    /// measured fastest on an H200 at 512 keys (docs/perf.md). `QWEN3VK_ATTN_FUSED=1` /
-    /// `QWEN3VK_ATTN_SPLIT=1` pick the others; [`GpuThinker::set_attention_mode`] overrides both.
+    /// How decode attention runs (replayable fused path). Default: [`AttnMode::Split`] (three
+    /// dispatches): measured fastest on an H200 at both 512 and 4096 keys, ahead of the two- and
+    /// one-dispatch forms whose kernel is slower than the dependent dispatches it saves
+    /// (docs/perf.md). `QWEN3VK_ATTN_FUSED=1` / `QWEN3VK_ATTN_PROLOGUE=1` pick the others;
+    /// [`GpuThinker::set_attention_mode`] overrides both.
     fn attention_mode(&self) -> AttnMode {
         if let Some(m) = self.attn_mode {
             return m;
         }
-        if std::env::var_os("QWEN3VK_ATTN_SPLIT").is_some() {
-            AttnMode::Split
-        } else if std::env::var_os("QWEN3VK_ATTN_FUSED").is_some() {
+        if std::env::var_os("QWEN3VK_ATTN_FUSED").is_some() {
             AttnMode::Fused
-        } else {
+        } else if std::env::var_os("QWEN3VK_ATTN_PROLOGUE").is_some() {
             AttnMode::Prologue
+        } else {
+            AttnMode::Split
         }
     }
 
