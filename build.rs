@@ -31,6 +31,16 @@ const VARIANTS: &[Variant] = &[
     },
     Variant { name: "mv_q8_0p_f32_n", file: "matvec_q8_0p.comp", defines: &[("PROLOGUE", "1"), ("NORM", "1")] },
     Variant {
+        name: "mv_q8_0p_f32_head",
+        file: "matvec_q8_0p.comp",
+        defines: &[("PROLOGUE", "1"), ("NORM", "1"), ("HEAD", "1")],
+    },
+    Variant {
+        name: "mv_q8_0p_q8_1_head",
+        file: "matvec_q8_0p.comp",
+        defines: &[("INTDOT", "1"), ("PROLOGUE", "1"), ("NORM", "1"), ("HEAD", "1")],
+    },
+    Variant {
         name: "mv_q8_0p_q8_1_pq_res",
         file: "matvec_q8_0p.comp",
         defines: &[("INTDOT", "1"), ("PROLOGUE", "1"), ("RESIDUAL", "1")],

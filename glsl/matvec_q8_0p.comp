@@ -24,6 +24,16 @@
 // dispatches that need no barrier between them).
 // Bindings (PROLOGUE): 0 qs, 1 d, 2 x (vec4[K/4]), NORM: 3 nw (vec4[K/4]); then y, (RESIDUAL: res).
 // Push: K, M, grid_x, eps.
+//
+// Variant HEAD (with PROLOGUE and NORM; decode q/k/v): a workgroup owns one head (ROWS_WG =
+// head_dim rows), keeps its rows in shared memory and finishes the head itself, doing
+// rope_qk_norm.comp's STORE work in its epilogue: mode 0 (q) per-head RMSNorm with hw, then the
+// rotation at the token's position, into y; mode 1 (k) the same into the K cache at position
+// cache_len[0]; mode 2 (v) the rows into the V cache there (positions ≥ max_len dropped). One
+// dependent dispatch (norm/RoPE/store) fewer per layer.
+// Bindings (HEAD): 0 qs, 1 d, 2 x, 3 nw, 4 y (q [M], or the cache [max_len, M]), 5 hw (float[HD]),
+//           6 pos (uint[3]), 7 cache_len (uint[1]).
+// Push (HEAD): K, M, grid_x, eps, mode, theta, section_h, section_w, max_len.
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
 #endif
@@ -37,7 +47,18 @@ layout(constant_id = 2) const uint ROWS_WG = 8;
 layout(std430, binding = 0) readonly buffer QS { uvec4 qs[]; };
 layout(std430, binding = 1) readonly buffer D { uint16_t dw[]; };
 #ifdef PROLOGUE
+#ifdef HEAD
+layout(push_constant) uniform Push {
+    uint K; uint M; uint grid_x; float eps; uint mode; float theta; uint section_h; uint section_w; uint max_len;
+} pc;
+layout(std430, binding = 5) readonly buffer HW { float hw[]; };
+layout(std430, binding = 6) readonly buffer Pos { uint pos[]; };
+layout(std430, binding = 7) readonly buffer Len { uint cache_len[]; };
+#define HEAD_MAX 256u
+shared float s_head[HEAD_MAX];
+#else
 layout(push_constant) uniform Push { uint K; uint M; uint grid_x; float eps; } pc;
+#endif
 layout(std430, binding = 2) readonly buffer X { vec4 xin[]; };
 #ifdef NORM
 layout(std430, binding = 3) readonly buffer NW { vec4 nw[]; };
@@ -181,11 +202,41 @@ void main() {
         }
         for (uint r = 0; r < RPS; r++) {
             const float t = subgroupAdd(acc[r]);
-#if defined(RESIDUAL)
+#if defined(HEAD)
+            if (lane == 0u && row0 + r < last) s_head[row0 + r - first] = t;
+#elif defined(RESIDUAL)
             if (lane == 0u && row0 + r < last) y[row0 + r] = res[row0 + r] + t;
 #else
             if (lane == 0u && row0 + r < last) y[row0 + r] = t;
 #endif
         }
     }
+#ifdef HEAD
+    // The head's epilogue (rope_qk_norm.comp STORE's work for this head).
+    barrier();
+    const uint hd = last - first, half_dim = hd / 2u, tid = gl_LocalInvocationIndex;
+    const uint p = cache_len[0];
+    if (pc.mode == 2u) {
+        if (p < pc.max_len) for (uint j = tid; j < hd; j += WG) y[p * pc.M + first + j] = s_head[j];
+        return;
+    }
+    float sq = 0.0;
+    for (uint j = tid; j < half_dim; j += WG) sq += s_head[j] * s_head[j] + s_head[j + half_dim] * s_head[j + half_dim];
+    const float scale = inversesqrt(wg_sum(sq) / float(hd) + pc.eps);
+    const float l2theta = log2(pc.theta);
+    const uint base = pc.mode == 1u ? p * pc.M : 0u;
+    if (pc.mode == 1u && p >= pc.max_len) return;
+    for (uint j = tid; j < half_dim; j += WG) {
+        uint axis = 0u;
+        if (j % 3u == 1u && j < 3u * pc.section_h) axis = 1u;
+        else if (j % 3u == 2u && j < 3u * pc.section_w) axis = 2u;
+        const float ang = float(pos[axis]) * exp2(-float(2u * j) / float(hd) * l2theta);
+        const float kk = roundEven(ang * 0.15915494309189535);
+        const float rr = fma(-kk, 0.0019353071795864769, fma(-kk, 6.28125, ang));
+        const vec2 cs = vec2(cos(rr), sin(rr));
+        const float x0 = s_head[j] * scale * hw[j], x1 = s_head[j + half_dim] * scale * hw[j + half_dim];
+        y[base + first + j] = x0 * cs.x - x1 * cs.y;
+        y[base + first + j + half_dim] = x1 * cs.x + x0 * cs.y;
+    }
+#endif
 }

@@ -23,7 +23,121 @@ struct PushFused {
 }
 const _: () = assert!(std::mem::size_of::<PushFused>() == 16);
 
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushHead {
+    k: u32,
+    m: u32,
+    grid_x: u32,
+    eps: f32,
+    mode: u32,
+    theta: f32,
+    section_h: u32,
+    section_w: u32,
+    max_len: u32,
+}
+
+/// Where [`Kernels::matvec_head`] puts a finished head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadOut {
+    /// Per-head RMSNorm (weights `hw`) and RoPE, into y `[rows]` (decode q).
+    Query,
+    /// The same, into the K cache `[max_len, rows]` at position cache_len[0] (decode k).
+    Key,
+    /// The rows as they are, into the V cache `[max_len, rows]` at position cache_len[0] (decode v).
+    Value,
+}
+
 impl Kernels {
+    /// Decode q / k / v with their per-head epilogue (`matvec_q8_0p.comp` HEAD): y = W ·
+    /// rmsnorm(x) as [`Kernels::matvec_fused`] with a norm, one workgroup per head of `head_dim`
+    /// rows, then per `out`: the head's RMSNorm (`hw`, `eps`) and (M)RoPE at `pos` into `y`
+    /// (Query), the same into the K cache `y` at position cache_len[0] (Key), or the rows into the V
+    /// cache (Value); cache positions ≥ `max_len` are dropped. Does rope_qk_norm_store's work
+    /// without its dispatch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matvec_head<'a>(
+        &self,
+        rec: &mut Recorder<'a>,
+        w: Matrix<'a>,
+        x: &'a Buffer,
+        norm: (&'a Buffer, f32),
+        out: HeadOut,
+        hw: &'a Buffer,
+        pos: &'a Buffer,
+        cache_len: &'a Buffer,
+        y: &'a Buffer,
+        max_len: u32,
+        head_dim: u32,
+        theta: f32,
+        mrope_section: [u32; 3],
+    ) -> Result<()> {
+        let intdot = self.matvec_path() == MatvecPath::IntDot;
+        let name = if intdot { "mv_q8_0p_q8_1_head" } else { "mv_q8_0p_f32_head" };
+        if w.wtype != WType::Q8_0Planar {
+            return Err(kerr(name, format!("{:?} weights: needs planar Q8_0", w.wtype)));
+        }
+        w.check(name)?;
+        let k = w.cols as u64;
+        let max_k = if intdot { 8192 } else { 4096 };
+        if k > max_k {
+            return Err(kerr(name, format!("{k} columns: the fused prologue holds at most {max_k}")));
+        }
+        if head_dim == 0 || head_dim > 256 || head_dim % 2 != 0 || w.rows % head_dim != 0 {
+            return Err(kerr(name, format!("{} rows in heads of {head_dim}: need an even head_dim ≤ 256 dividing the rows", w.rows)));
+        }
+        if out != HeadOut::Query && max_len == 0 {
+            return Err(kerr(name, "a cache of 0 positions".into()));
+        }
+        super::attention::check_rope(name, head_dim, theta, mrope_section)?;
+        let caps = self.gpu().caps();
+        // Big workgroups: a head's rows are all its workgroup's work.
+        let wg = std::env::var("QWEN3VK_HEAD_WG")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|v| v.is_power_of_two() && *v >= 32)
+            .unwrap_or(1024)
+            .min(caps.max_workgroup_invocations);
+        let t = self.tuning;
+        let spec = [
+            SpecConst { id: 0, value: wg },
+            SpecConst { id: 1, value: t.mv_rows },
+            SpecConst { id: 2, value: head_dim },
+        ];
+        let heads = w.rows / head_dim;
+        let (dims, grid_x) = grid(heads, caps.max_workgroup_count[0]);
+        let mode = match out {
+            HeadOut::Query => 0,
+            HeadOut::Key => 1,
+            HeadOut::Value => 2,
+        };
+        let push = PushHead {
+            k: w.cols,
+            m: w.rows,
+            grid_x,
+            eps: norm.1,
+            mode,
+            theta,
+            section_h: mrope_section[1],
+            section_w: mrope_section[2],
+            max_len,
+        };
+        let l = crate::layout::PlanarLayout::new(w.rows as u64, k);
+        let y_len = if out == HeadOut::Query { w.rows as u64 * 4 } else { max_len as u64 * w.rows as u64 * 4 };
+        let p = self.pipeline::<PushHead>(name, &spec)?;
+        let b = [
+            Binding::read(w.buf).range(w.offset, l.qs_bytes),
+            Binding::read(w.buf).range(w.offset + l.d_offset, l.d_bytes),
+            Binding::read(x).range(0, k * 4),
+            Binding::read(norm.0).range(0, k * 4),
+            Binding::write(y).range(0, y_len),
+            Binding::read(hw).range(0, head_dim as u64 * 4),
+            Binding::read(pos).range(0, 12),
+            Binding::read(cache_len).range(0, 4),
+        ];
+        rec.dispatch(&p, &b, push_bytes(&push), dims)
+    }
+
     /// y[0..rows) = W · x[0..cols). With a Q8_0 matrix on the int-dot path, `scratch` (≥ cols
     /// values) receives x quantised to Q8_1 first; it is unused otherwise.
     pub fn matvec<'a>(

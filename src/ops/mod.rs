@@ -14,6 +14,7 @@ pub(crate) mod sample;
 mod sampling;
 
 pub use layer::{LayerIo, LayerPost, LayerPre, LayerShape};
+pub use matvec::HeadOut;
 pub use moe::router_fold_matrix;
 pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};

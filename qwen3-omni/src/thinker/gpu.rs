@@ -7,7 +7,7 @@
 //! from a buffer are the next steps (see docs/perf.md).
 
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Profile};
-use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, Q8_1Scratch, SampleParams, WType};
+use qwen3_omni_vk::{HeadOut, Kernels, Matrix, MatvecPath, Q8_1Scratch, SampleParams, WType};
 
 use super::{ThinkerConfig, ThinkerWeights};
 use crate::model_file::{ModelError, ModelFile};
@@ -594,11 +594,26 @@ impl GpuThinker {
         let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
         let an = Some((&lw.attn_norm, c.rms_eps));
-        // q, k, v: each workgroup normalises (and quantises) x itself; no barrier between the three.
-        k.matvec_fused(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.x, an, None, &s.q)?;
-        k.matvec_fused(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.k)?;
-        k.matvec_fused(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.v)?;
-        self.record_attention(rec, l, one_attn)?;
+        if one_attn == AttnMode::Split && std::env::var_os("QWEN3VK_NO_HEAD_EPILOGUE").is_none() {
+            // q, k, v with the per-head norm, RoPE and KV store in their epilogue (a workgroup per
+            // head), then attention and its merge: three dependent dispatches.
+            let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
+            let (an, sec, th) = ((&lw.attn_norm, c.rms_eps), c.mrope_section, c.rope_theta);
+            let (pos, len, cap) = (&s.pos, &s.cache_len, self.ctx);
+            let qm = Matrix::new(&lw.q, WType::Q8_0Planar, qd, h);
+            let km = Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h);
+            let vm = Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h);
+            k.matvec_head(rec, qm, &s.x, an, HeadOut::Query, &lw.q_norm, pos, len, &s.q, cap, hd, th, sec)?;
+            k.matvec_head(rec, km, &s.x, an, HeadOut::Key, &lw.k_norm, pos, len, kc, cap, hd, th, sec)?;
+            k.matvec_head(rec, vm, &s.x, an, HeadOut::Value, &lw.k_norm, pos, len, vc, cap, hd, th, sec)?;
+            k.attn_decode_at(rec, &s.q, kc, vc, &s.o, &s.attn, len, 1, nh, nkv, hd, cap)?;
+        } else {
+            // q, k, v: each workgroup normalises (and quantises) x itself; no barrier between the three.
+            k.matvec_fused(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.x, an, None, &s.q)?;
+            k.matvec_fused(rec, Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.k)?;
+            k.matvec_fused(rec, Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h), &s.x, an, None, &s.v)?;
+            self.record_attention(rec, l, one_attn)?;
+        }
         // r = x + o_proj(o), o quantised in the prologue.
         k.matvec_fused(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, None, Some(&s.x), &s.r)?;
         let fnorm = Some((&lw.ffn_norm, c.rms_eps));
