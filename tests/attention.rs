@@ -7,7 +7,7 @@ mod common;
 use common::{assert_clean, kernels};
 use qwen3_omni_vk::reference::{self as r, Rng};
 use qwen3_omni_vk::vk_runtime::MemoryIntent;
-use qwen3_omni_vk::{Kernels, Matrix, WType};
+use qwen3_omni_vk::{HeadOut, Kernels, Matrix, MatvecPath, WType};
 
 /// The validation-layer GPU of `common` (always in CI); `QWEN3VK_TEST_NO_VALIDATION=1` runs the
 /// same checks on a machine without the layer (the NVIDIA test machine).
@@ -701,4 +701,84 @@ fn bench_attention() {
             .unwrap());
         println!("prefill n {n} at p0 {p0}: {t:?}");
     }
+}
+
+/// Decode q/k/v with the per-head epilogue (`matvec_head`: norm, RoPE, KV store in the matrix ×
+/// vector's workgroup per head) against the tested two-step path (`matvec_fused` with the RMSNorm
+/// prologue, then `qk_norm_rope_store`), on both matrix × vector paths, at several positions
+/// including the last one and one past the cache (dropped).
+#[test]
+fn matvec_head_matches_norm_rope_store() {
+    let mut k = test_kernels();
+    let g = k.gpu().clone();
+    for (ci, &(hq, hk, hd, h, cap)) in [(4usize, 2usize, 64usize, 96usize, 40u32), (8, 1, 128, 256, 17)].iter().enumerate() {
+        let mut rng = Rng::new(700 + ci as u64);
+        let up = |n: &str, d: &[f32]| g.buffer_from(n, d, MemoryIntent::Upload).unwrap();
+        let planar = |rows: usize, rng: &mut Rng| {
+            let (bytes, _) = r::quantize_matrix_q8_0(&rng.vec(rows * h, 0.5), h);
+            let p = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, h).unwrap();
+            g.buffer_from("w", &p, MemoryIntent::Weights).unwrap()
+        };
+        let (wq, wk, wv) = (planar(hq * hd, &mut rng), planar(hk * hd, &mut rng), planar(hk * hd, &mut rng));
+        let (x, an) = (up("x", &rng.vec(h, 2.0)), up("attn_norm", &rng.vec(h, 1.5)));
+        let (qw, kw) = (up("q_norm", &rng.vec(hd, 1.5)), up("k_norm", &rng.vec(hd, 1.5)));
+        let row = hk * hd;
+        let cache = rng.vec(cap as usize * row, 1.0);
+        let bufs = |tag: &str| {
+            (
+                g.buffer(&format!("q {tag}"), (hq * hd * 4) as u64, MemoryIntent::Readback).unwrap(),
+                up(&format!("K {tag}"), &cache),
+                up(&format!("V {tag}"), &cache),
+            )
+        };
+        let (qa, kca, vca) = bufs("a");
+        let (qb, kcb, vcb) = bufs("b");
+        let kraw = g.buffer("k raw", (row * 4) as u64, MemoryIntent::Scratch).unwrap();
+        let vraw = g.buffer("v raw", (row * 4) as u64, MemoryIntent::Scratch).unwrap();
+        let pb = g.buffer("pos", 12, MemoryIntent::Upload).unwrap();
+        let lb = g.buffer("cache_len", 4, MemoryIntent::Upload).unwrap();
+        let (eps, theta, sec) = (1e-6f32, 1e6f32, [hd as u32 / 8, hd as u32 / 8, hd as u32 / 8]);
+        for path in [MatvecPath::Float, MatvecPath::IntDot] {
+            k.set_matvec_path(path).unwrap();
+            let m = |b, rows: usize| Matrix::new(b, WType::Q8_0Planar, rows as u32, h as u32);
+            let norm = Some((&an, eps));
+            let mut ra = g.recorder(false).unwrap();
+            k.matvec_fused(&mut ra, m(&wq, hq * hd), &x, norm, None, &qa).unwrap();
+            k.matvec_fused(&mut ra, m(&wk, row), &x, norm, None, &kraw).unwrap();
+            k.matvec_fused(&mut ra, m(&wv, row), &x, norm, None, &vraw).unwrap();
+            let (hq32, hk32, hd32) = (hq as u32, hk as u32, hd as u32);
+            k.qk_norm_rope_store(
+                &mut ra, &qa, &kraw, &vraw, &qw, &kw, &pb, &kca, &vca, &lb, 1, hq32, hk32, hd32, cap, eps, theta, sec,
+            )
+            .unwrap();
+            let mut a = ra.finish().unwrap();
+            let mut rb = g.recorder(false).unwrap();
+            let n = (&an, eps);
+            k.matvec_head(&mut rb, m(&wq, hq * hd), &x, n, HeadOut::Query, &qw, &pb, &lb, &qb, cap, hd32, theta, sec).unwrap();
+            k.matvec_head(&mut rb, m(&wk, row), &x, n, HeadOut::Key, &kw, &pb, &lb, &kcb, cap, hd32, theta, sec).unwrap();
+            k.matvec_head(&mut rb, m(&wv, row), &x, n, HeadOut::Value, &kw, &pb, &lb, &vcb, cap, hd32, theta, sec).unwrap();
+            let mut b = rb.finish().unwrap();
+            for p in [0u32, 3, cap - 1, cap] {
+                pb.write_slice(0, &[p, p + 1, p + 2]).unwrap();
+                lb.write_slice(0, &[p]).unwrap();
+                a.submit().unwrap();
+                b.submit().unwrap();
+                let rd = |x: &qwen3_omni_vk::vk_runtime::Buffer| x.read_vec::<f32>().unwrap();
+                let want = |x| rd(x).iter().map(|&v| v as f64).collect::<Vec<f64>>();
+                let eq = r::rel_l2(&rd(&qb), &want(&qa));
+                let ek = r::rel_l2(&rd(&kcb), &want(&kca));
+                let ev = r::rel_l2(&rd(&vcb), &want(&vca));
+                assert!(eq < 1e-5 && ek < 1e-5 && ev < 1e-5, "case {ci} {path:?} p {p}: q {eq:e}, K {ek:e}, V {ev:e}");
+            }
+        }
+    }
+    // A head that does not divide the rows is an error naming the kernel.
+    let w = g.buffer("w", 1 << 16, MemoryIntent::Scratch).unwrap();
+    let mut rec = g.recorder(false).unwrap();
+    let e = k
+        .matvec_head(&mut rec, Matrix::new(&w, WType::Q8_0Planar, 100, 64), &w, (&w, 1e-6), HeadOut::Query, &w, &w, &w, &w, 4, 64, 1e6, [0, 0, 0])
+        .unwrap_err();
+    assert!(e.to_string().contains("_head"), "{e}");
+    drop(rec);
+    check_clean(&g);
 }
