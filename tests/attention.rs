@@ -242,7 +242,6 @@ fn qk_norm_rope_store_matches_unfused() {
         let pb = g.buffer_from("pos", &pos, MemoryIntent::Upload).unwrap();
         let lb = g.buffer_from("cache_len", &[p0], MemoryIntent::Upload).unwrap();
         let (kca, vca, kcb, vcb) = (up("kca", &cache), up("vca", &cache), up("kcb", &cache), up("vcb", &cache));
-        let (kcc, vcc) = (up("kcc", &cache), up("vcc", &cache));
         let (hq32, hk32, hd32) = (hq as u32, hk as u32, hd as u32);
         let (eps, theta, sec) = (1e-6f32, 1e6f32, [hd32 / 8, hd32 / 8, hd32 / 8]);
         let mut rec = g.recorder(false).unwrap();
