@@ -11,23 +11,14 @@ use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::{Kernels, MatvecPath};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny-real-vocab")
+    common::tiny_real_vocab()
 }
 
 fn gguf(tag: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("qwen3vk-gpu-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("tiny.gguf");
-    quantizer::convert::convert(&root(), &out, &Default::default()).unwrap();
-    (dir, out)
+    common::tiny_gguf("gpu", tag)
 }
 
-fn rel(got: &[f32], want: &[f32]) -> f64 {
-    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
+use common::rel;
 
 fn run(path: MatvecPath, tag: &str) -> (f64, Vec<u32>, Vec<u32>, Vec<Vec<f32>>) {
     let (dir, file) = gguf(tag);

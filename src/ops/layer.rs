@@ -192,21 +192,6 @@ impl Kernels {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record_layer<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        post: &LayerPost<'a>,
-        pre: &LayerPre<'a>,
-        s: &LayerShape,
-        io: &LayerIo<'a>,
-        flags: u32,
-        groups: u32,
-        spin_cap: u32,
-    ) -> Result<()> {
-        self.record_layer_n(rec, post, pre, s, io, flags, groups, spin_cap, s.moe_inter)
-    }
-
-    #[allow(clippy::too_many_arguments)]
     fn record_layer_n<'a>(
         &self,
         rec: &mut Recorder<'a>,
@@ -290,7 +275,7 @@ impl Kernels {
             return Ok(());
         }
         let spin = self.layer_spin_cap.unwrap_or(SPIN_CAP);
-        self.record_layer(rec, post.unwrap_or(fill.0), pre.unwrap_or(fill.1), s, io, flags, groups, spin)
+        self.record_layer_n(rec, post.unwrap_or(fill.0), pre.unwrap_or(fill.1), s, io, flags, groups, spin, s.moe_inter)
     }
 
     /// Finds how many workgroups of the layer kernel this device keeps resident at once: tries

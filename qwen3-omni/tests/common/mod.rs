@@ -142,3 +142,26 @@ pub fn tiny_model_with_tokenizer_at(dir: &std::path::Path) -> PathBuf {
     let _ = std::fs::remove_dir_all(&stage);
     out
 }
+
+/// The tiny-real-vocab fixture model's directory.
+pub fn tiny_real_vocab() -> PathBuf {
+    repo_root().join("tests/fixtures/models/tiny-real-vocab")
+}
+
+/// The tiny-real-vocab fixture converted to a Q8_0 GGUF in a fresh temporary directory named by
+/// `prefix` and `tag`: (directory, file).
+pub fn tiny_gguf(prefix: &str, tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("qwen3vk-{prefix}-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("tiny.gguf");
+    quantizer::convert::convert(&tiny_real_vocab(), &out, &Default::default()).unwrap();
+    (dir, out)
+}
+
+/// Relative L2 error of `got` against `want`.
+pub fn rel(got: &[f32], want: &[f32]) -> f64 {
+    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
