@@ -99,7 +99,14 @@ impl Kernels {
             fused_groups: env_u32("QWEN3VK_FUSED_GROUPS").unwrap_or(1024),
             fused_wg: env_u32("QWEN3VK_FUSED_WG").unwrap_or(256).min(caps.max_workgroup_invocations),
         };
-        Kernels { gpu, pipelines: Mutex::new(HashMap::new()), matvec_path, tuning, layer_groups: None, layer_spin_cap: None }
+        Kernels {
+            gpu,
+            pipelines: Mutex::new(HashMap::new()),
+            matvec_path,
+            tuning,
+            layer_groups: None,
+            layer_spin_cap: None,
+        }
     }
 
     pub fn gpu(&self) -> &Gpu {

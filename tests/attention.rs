@@ -710,7 +710,9 @@ fn bench_attention() {
 fn matvec_head_matches_norm_rope_store() {
     let mut k = test_kernels();
     let g = k.gpu().clone();
-    for (ci, &(hq, hk, hd, h, cap)) in [(4usize, 2usize, 64usize, 96usize, 40u32), (8, 1, 128, 256, 17)].iter().enumerate() {
+    for (ci, &(hq, hk, hd, h, cap)) in
+        [(4usize, 2usize, 64usize, 96usize, 40u32), (8, 1, 128, 256, 17)].iter().enumerate()
+    {
         let mut rng = Rng::new(700 + ci as u64);
         let up = |n: &str, d: &[f32]| g.buffer_from(n, d, MemoryIntent::Upload).unwrap();
         let planar = |rows: usize, rng: &mut Rng| {
@@ -753,9 +755,12 @@ fn matvec_head_matches_norm_rope_store() {
             let mut a = ra.finish().unwrap();
             let mut rb = g.recorder(false).unwrap();
             let n = (&an, eps);
-            k.matvec_head(&mut rb, m(&wq, hq * hd), &x, n, HeadOut::Query, &qw, &pb, &lb, &qb, cap, hd32, theta, sec).unwrap();
-            k.matvec_head(&mut rb, m(&wk, row), &x, n, HeadOut::Key, &kw, &pb, &lb, &kcb, cap, hd32, theta, sec).unwrap();
-            k.matvec_head(&mut rb, m(&wv, row), &x, n, HeadOut::Value, &kw, &pb, &lb, &vcb, cap, hd32, theta, sec).unwrap();
+            k.matvec_head(&mut rb, m(&wq, hq * hd), &x, n, HeadOut::Query, &qw, &pb, &lb, &qb, cap, hd32, theta, sec)
+                .unwrap();
+            k.matvec_head(&mut rb, m(&wk, row), &x, n, HeadOut::Key, &kw, &pb, &lb, &kcb, cap, hd32, theta, sec)
+                .unwrap();
+            k.matvec_head(&mut rb, m(&wv, row), &x, n, HeadOut::Value, &kw, &pb, &lb, &vcb, cap, hd32, theta, sec)
+                .unwrap();
             let mut b = rb.finish().unwrap();
             for p in [0u32, 3, cap - 1, cap] {
                 pb.write_slice(0, &[p, p + 1, p + 2]).unwrap();
@@ -775,7 +780,21 @@ fn matvec_head_matches_norm_rope_store() {
     let w = g.buffer("w", 1 << 16, MemoryIntent::Scratch).unwrap();
     let mut rec = g.recorder(false).unwrap();
     let e = k
-        .matvec_head(&mut rec, Matrix::new(&w, WType::Q8_0Planar, 100, 64), &w, (&w, 1e-6), HeadOut::Query, &w, &w, &w, &w, 4, 64, 1e6, [0, 0, 0])
+        .matvec_head(
+            &mut rec,
+            Matrix::new(&w, WType::Q8_0Planar, 100, 64),
+            &w,
+            (&w, 1e-6),
+            HeadOut::Query,
+            &w,
+            &w,
+            &w,
+            &w,
+            4,
+            64,
+            1e6,
+            [0, 0, 0],
+        )
         .unwrap_err();
     assert!(e.to_string().contains("_head"), "{e}");
     drop(rec);

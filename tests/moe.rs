@@ -900,9 +900,8 @@ fn router_fold_matches_f64() {
                 MatvecPath::Float => a.iter().map(|&v| v as f64).collect(),
                 MatvecPath::IntDot => r::q8_1_roundtrip(&a).iter().map(|&v| v as f64).collect(),
             };
-            let y: Vec<f64> = (0..h)
-                .map(|i| x[i] as f64 + (0..qd).map(|j| wo[i * qd + j] as f64 * at[j]).sum::<f64>())
-                .collect();
+            let y: Vec<f64> =
+                (0..h).map(|i| x[i] as f64 + (0..qd).map(|j| wo[i * qd + j] as f64 * at[j]).sum::<f64>()).collect();
             let want: Vec<f64> =
                 (0..ne).map(|e| (0..h).map(|i| wr[e * h + i] as f64 * gn[i] as f64 * y[i]).sum()).collect();
             let mut rec = g.recorder(false).unwrap();

@@ -145,4 +145,3 @@ fn layer_kernel_barrier_timeout_is_an_error() {
     assert_eq!(v.total(), 0, "{:?}", v.first_messages());
     let _ = std::fs::remove_dir_all(dir);
 }
-

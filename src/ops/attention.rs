@@ -354,7 +354,29 @@ impl Kernels {
         theta: f32,
         mrope_section: [u32; 3],
     ) -> Result<()> {
-        self.attn_decode_fused_impl(rec, q, k, v, q_w, k_w, pos, k_cache, v_cache, out, scratch, counters, cache_len, n_heads, n_kv, head_dim, kv_cap, eps, theta, mrope_section, true)
+        self.attn_decode_fused_impl(
+            rec,
+            q,
+            k,
+            v,
+            q_w,
+            k_w,
+            pos,
+            k_cache,
+            v_cache,
+            out,
+            scratch,
+            counters,
+            cache_len,
+            n_heads,
+            n_kv,
+            head_dim,
+            kv_cap,
+            eps,
+            theta,
+            mrope_section,
+            true,
+        )
     }
 
     /// [`Kernels::attn_decode_fused`] with the merge in a second dispatch (`attn_reduce`, DYN_LEN):
@@ -384,7 +406,29 @@ impl Kernels {
         theta: f32,
         mrope_section: [u32; 3],
     ) -> Result<()> {
-        self.attn_decode_fused_impl(rec, q, k, v, q_w, k_w, pos, k_cache, v_cache, out, scratch, counters, cache_len, n_heads, n_kv, head_dim, kv_cap, eps, theta, mrope_section, false)
+        self.attn_decode_fused_impl(
+            rec,
+            q,
+            k,
+            v,
+            q_w,
+            k_w,
+            pos,
+            k_cache,
+            v_cache,
+            out,
+            scratch,
+            counters,
+            cache_len,
+            n_heads,
+            n_kv,
+            head_dim,
+            kv_cap,
+            eps,
+            theta,
+            mrope_section,
+            false,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -462,28 +506,23 @@ impl Kernels {
             eps,
         };
         let all = [
-                Binding::read(q).range(0, rows * hd),
-                Binding::read(k).range(0, n_kv as u64 * hd),
-                Binding::read(v).range(0, n_kv as u64 * hd),
-                Binding::read(q_w).range(0, hd),
-                Binding::read(k_w).range(0, hd),
-                Binding::read(pos).range(0, 12),
-                Binding::read_write(k_cache).range(0, cache_bytes),
-                Binding::read_write(v_cache).range(0, cache_bytes),
-                Binding::read_write(scratch).range(0, o_bytes),
-                Binding::read_write(scratch).range(ml_off, ml_bytes),
-                Binding::read(cache_len).range(0, 4),
-                Binding::read_write(counters).range(0, n_kv as u64 * 4),
-                Binding::write(out).range(0, rows * hd),
-            ];
+            Binding::read(q).range(0, rows * hd),
+            Binding::read(k).range(0, n_kv as u64 * hd),
+            Binding::read(v).range(0, n_kv as u64 * hd),
+            Binding::read(q_w).range(0, hd),
+            Binding::read(k_w).range(0, hd),
+            Binding::read(pos).range(0, 12),
+            Binding::read_write(k_cache).range(0, cache_bytes),
+            Binding::read_write(v_cache).range(0, cache_bytes),
+            Binding::read_write(scratch).range(0, o_bytes),
+            Binding::read_write(scratch).range(ml_off, ml_bytes),
+            Binding::read(cache_len).range(0, 4),
+            Binding::read_write(counters).range(0, n_kv as u64 * 4),
+            Binding::write(out).range(0, rows * hd),
+        ];
         // Without the merge the kernel declares neither the counters nor the output.
         let b = if merge_here { &all[..] } else { &all[..11] };
-        rec.dispatch(
-            &p,
-            b,
-            push_bytes(&push),
-            [n_chunks, n_kv, 1],
-        )?;
+        rec.dispatch(&p, b, push_bytes(&push), [n_chunks, n_kv, 1])?;
         if merge_here {
             return Ok(());
         }

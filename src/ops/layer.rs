@@ -135,26 +135,32 @@ impl Kernels {
         SYNC_WORDS * 4
     }
 
-    fn layer_geometry(&self, post: &LayerPost, pre: &LayerPre, s: &LayerShape) -> Result<(&'static str, [SpecConst; 2])> {
+    fn layer_geometry(
+        &self,
+        post: &LayerPost,
+        pre: &LayerPre,
+        s: &LayerShape,
+    ) -> Result<(&'static str, [SpecConst; 2])> {
         let intdot = self.matvec_path() == MatvecPath::IntDot;
         let name = if intdot { "decode_layer_q8_0p_q8_1" } else { "decode_layer_q8_0p_f32" };
         let caps = self.gpu().caps();
         let (h, qd, kvd, mi, ne) = (s.hidden, s.q_dim, s.kv_dim, s.moe_inter, s.n_experts);
-        for (m, rows, cols, what) in [
-            (&pre.q, qd, h, "q"),
-            (&pre.k, kvd, h, "k"),
-            (&pre.v, kvd, h, "v"),
-            (&post.o, h, qd, "o"),
-        ] {
+        for (m, rows, cols, what) in
+            [(&pre.q, qd, h, "q"), (&pre.k, kvd, h, "k"), (&pre.v, kvd, h, "v"), (&post.o, h, qd, "o")]
+        {
             m.check(name)?;
             if m.wtype != WType::Q8_0Planar || m.rows != rows || m.cols != cols {
-                return Err(kerr(name, format!("{what}: need planar Q8_0 [{rows}, {cols}], got {:?} [{}, {}]", m.wtype, m.rows, m.cols)));
+                return Err(kerr(
+                    name,
+                    format!("{what}: need planar Q8_0 [{rows}, {cols}], got {:?} [{}, {}]", m.wtype, m.rows, m.cols),
+                ));
             }
         }
         if post.router.wtype != WType::F32 || post.router.rows != ne || post.router.cols != h {
             return Err(kerr(name, format!("router: need f32 [{ne}, {h}]")));
         }
-        for (e, rows, cols, what) in [(&post.gate, mi, h, "gate"), (&post.up, mi, h, "up"), (&post.down, h, mi, "down")] {
+        for (e, rows, cols, what) in [(&post.gate, mi, h, "gate"), (&post.up, mi, h, "up"), (&post.down, h, mi, "down")]
+        {
             e.check(name)?;
             if e.n_experts != ne || e.rows != rows || e.cols != cols {
                 return Err(kerr(name, format!("{what} experts: need [{ne}, {rows}, {cols}]")));
@@ -164,7 +170,10 @@ impl Kernels {
             return Err(kerr(name, format!("hidden {h}, q width {qd}, expert width {mi}: need multiples of 32")));
         }
         if s.top_k == 0 || s.top_k > MOE_MAX_K || ne == 0 || ne > MOE_ROUTE_MAX_EXPERTS || s.top_k > ne {
-            return Err(kerr(name, format!("top-{} of {ne} experts: need 1 ≤ k ≤ {MOE_MAX_K}, experts ≤ {MOE_ROUTE_MAX_EXPERTS}", s.top_k)));
+            return Err(kerr(
+                name,
+                format!("top-{} of {ne} experts: need 1 ≤ k ≤ {MOE_MAX_K}, experts ≤ {MOE_ROUTE_MAX_EXPERTS}", s.top_k),
+            ));
         }
         let wg = std::env::var("QWEN3VK_LAYER_WG")
             .ok()
@@ -181,7 +190,10 @@ impl Kernels {
         };
         let shared = words * 4 + wg * 4 + MOE_ROUTE_MAX_EXPERTS * 4 + MOE_MAX_K * 8;
         if shared > caps.max_shared_memory {
-            return Err(kerr(name, format!("needs {shared} bytes of shared memory, the device has {}", caps.max_shared_memory)));
+            return Err(kerr(
+                name,
+                format!("needs {shared} bytes of shared memory, the device has {}", caps.max_shared_memory),
+            ));
         }
         Ok((name, [SpecConst { id: 0, value: wg }, SpecConst { id: 1, value: words }]))
     }
@@ -228,7 +240,10 @@ impl Kernels {
         };
         let planar = |m: &Matrix<'a>| {
             let l = PlanarLayout::new(m.rows as u64, m.cols as u64);
-            [Binding::read(m.buf).range(m.offset, l.qs_bytes), Binding::read(m.buf).range(m.offset + l.d_offset, l.d_bytes)]
+            [
+                Binding::read(m.buf).range(m.offset, l.qs_bytes),
+                Binding::read(m.buf).range(m.offset + l.d_offset, l.d_bytes),
+            ]
         };
         let [gq, gd] = post.gate.bindings();
         let [uq, ud] = post.up.bindings();
@@ -282,7 +297,13 @@ impl Kernels {
     /// 1, 2, 3, 4 per SM / CU (the count the driver reports) with a barrier-only dispatch of the
     /// same pipeline, and returns the largest that passed (`None`: the device reports no count,
     /// or not even one per unit passed). Leaves `io.sync` zeroed.
-    pub fn decode_layer_probe<'a>(&self, post: &LayerPost<'a>, pre: &LayerPre<'a>, s: &LayerShape, io: &LayerIo<'a>) -> Result<Option<u32>> {
+    pub fn decode_layer_probe<'a>(
+        &self,
+        post: &LayerPost<'a>,
+        pre: &LayerPre<'a>,
+        s: &LayerShape,
+        io: &LayerIo<'a>,
+    ) -> Result<Option<u32>> {
         let units = self.gpu().caps().compute_units;
         if units == 0 {
             return Ok(None);
@@ -305,7 +326,14 @@ impl Kernels {
 
     /// Benchmarks: GPU µs per grid barrier of the layer pipeline with the current workgroup count
     /// (a dispatch of 1 barrier and one of `n + 1`, timed). Leaves `io.sync` zeroed.
-    pub fn decode_layer_barrier_us<'a>(&self, post: &LayerPost<'a>, pre: &LayerPre<'a>, s: &LayerShape, io: &LayerIo<'a>, n: u32) -> Result<f64> {
+    pub fn decode_layer_barrier_us<'a>(
+        &self,
+        post: &LayerPost<'a>,
+        pre: &LayerPre<'a>,
+        s: &LayerShape,
+        io: &LayerIo<'a>,
+        n: u32,
+    ) -> Result<f64> {
         let groups = self.decode_layer_groups().unwrap_or(1);
         let zero = vec![0u8; self.decode_layer_sync_bytes() as usize];
         let mut t = [0.0f64; 2];

@@ -84,7 +84,10 @@ impl Kernels {
             return Err(kerr(name, format!("{k} columns: the fused prologue holds at most {max_k}")));
         }
         if head_dim == 0 || head_dim > 256 || head_dim % 2 != 0 || w.rows % head_dim != 0 {
-            return Err(kerr(name, format!("{} rows in heads of {head_dim}: need an even head_dim ≤ 256 dividing the rows", w.rows)));
+            return Err(kerr(
+                name,
+                format!("{} rows in heads of {head_dim}: need an even head_dim ≤ 256 dividing the rows", w.rows),
+            ));
         }
         if out != HeadOut::Query && max_len == 0 {
             return Err(kerr(name, "a cache of 0 positions".into()));

@@ -13,11 +13,11 @@ mod moe;
 pub(crate) mod sample;
 mod sampling;
 
+pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
+use bytemuck::{Pod, Zeroable};
 pub use layer::{LayerIo, LayerPost, LayerPre, LayerShape};
 pub use matvec::HeadOut;
 pub use moe::router_fold_matrix;
-pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
-use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Buffer, Error, Result};
 
 /// Storage type of a weight matrix.

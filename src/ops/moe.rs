@@ -174,7 +174,11 @@ pub fn router_fold_matrix(
     }
     let row_bytes = o_cols / 32 * 34;
     if w_o_q8_0.len() != hidden * row_bytes {
-        return Err(format!("router fold: o-projection of {} bytes, need {} for [{hidden}, {o_cols}] Q8_0", w_o_q8_0.len(), hidden * row_bytes));
+        return Err(format!(
+            "router fold: o-projection of {} bytes, need {} for [{hidden}, {o_cols}] Q8_0",
+            w_o_q8_0.len(),
+            hidden * row_bytes
+        ));
     }
     let width = hidden + o_cols;
     let mut out = vec![0f32; n_experts * width];
@@ -618,11 +622,19 @@ impl Kernels {
         if rows == 0 || k1 == 0 || k2 == 0 || k1 % 4 != 0 || k2 % 4 != 0 || (quant && k2 % 32 != 0) {
             return Err(kerr(
                 name,
-                format!("{rows} rows of {k1} + {k2}: need non-empty widths, multiples of 4 (int-dot: k2 a multiple of 32)"),
+                format!(
+                    "{rows} rows of {k1} + {k2}: need non-empty widths, multiples of 4 (int-dot: k2 a multiple of 32)"
+                ),
             ));
         }
         if shared > self.gpu().caps().max_shared_memory {
-            return Err(kerr(name, format!("{k2} attention outputs need {shared} bytes of shared memory, the device has {}", self.gpu().caps().max_shared_memory)));
+            return Err(kerr(
+                name,
+                format!(
+                    "{k2} attention outputs need {shared} bytes of shared memory, the device has {}",
+                    self.gpu().caps().max_shared_memory
+                ),
+            ));
         }
         let (dims, grid_x) = grid(rows, self.gpu().caps().max_workgroup_count[0]);
         if dims[1] > self.gpu().caps().max_workgroup_count[1] {

@@ -254,7 +254,13 @@ impl GpuThinker {
         let Some((act, sync)) = &self.s.layer else { return Ok(None) };
         let s = &self.s;
         let io = qwen3_omni_vk::LayerIo { x: &s.x, q: &s.q, k: &s.k, v: &s.v, o: &s.o, act, sync };
-        Ok(Some(self.k.decode_layer_barrier_us(&self.layer_post(0), &self.layer_pre(0), &self.layer_shape(), &io, n)?))
+        Ok(Some(self.k.decode_layer_barrier_us(
+            &self.layer_post(0),
+            &self.layer_pre(0),
+            &self.layer_shape(),
+            &io,
+            n,
+        )?))
     }
 
     /// Whether decode steps use the persistent layer kernel.
@@ -531,7 +537,8 @@ impl GpuThinker {
         if one_attn != AttnMode::Split {
             // q/k norm + RoPE, KV store and attention in one dispatch; its merge in the same
             // dispatch (Fused: the last workgroup of each KV head) or a second one (Prologue).
-            let f = if one_attn == AttnMode::Fused { Kernels::attn_decode_fused } else { Kernels::attn_decode_prologue };
+            let f =
+                if one_attn == AttnMode::Fused { Kernels::attn_decode_fused } else { Kernels::attn_decode_prologue };
             f(
                 k,
                 rec,
@@ -625,7 +632,19 @@ impl GpuThinker {
             // without the RMS factor, which the routing kernel applies.
             k.moe_router_fold(rec, fold, c.n_experts, &s.x, h, &s.o, qd, &s.router)?;
             let fnorm = (&lw.ffn_norm, c.rms_eps);
-            k.moe_route_gate_up_folded(rec, &s.router, gate, up, &s.r, fnorm, &s.ids, &s.weights, c.top_k, c.norm_topk, &s.h)?;
+            k.moe_route_gate_up_folded(
+                rec,
+                &s.router,
+                gate,
+                up,
+                &s.r,
+                fnorm,
+                &s.ids,
+                &s.weights,
+                c.top_k,
+                c.norm_topk,
+                &s.h,
+            )?;
         } else {
             k.matvec_fused(rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &s.r, fnorm, None, &s.router)?;
             k.moe_route_gate_up_norm(

@@ -101,7 +101,8 @@ fn router_fold(gpu: &Gpu, m: &ModelFile, c: &ThinkerConfig, l: u32) -> Result<Bu
     let wr = m.tensor_typed(&n("mlp.gate.weight"), &[c.n_experts as u64, h], &[GgmlType::F32])?;
     let g = m.tensor_typed(&n("post_attention_layernorm.weight"), &[h], &[GgmlType::F32])?;
     let wo = m.tensor_typed(&n("self_attn.o_proj.weight"), &[h, qd], &[GgmlType::Q8_0])?;
-    let f32s = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect() };
+    let f32s =
+        |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect() };
     let (wr, g) = (f32s(wr.data), f32s(g.data));
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(32);
     let name = n("router_fold");
