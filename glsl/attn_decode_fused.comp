@@ -25,6 +25,7 @@
 // Grid: x = chunk, y = KV head. Spec: 0 WG, 1 HD, 2 G, 3 CHUNK (≤ WG).
 #extension GL_EXT_control_flow_attributes : require
 #include "common/common.glsl"
+#include "common/rope.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -73,14 +74,7 @@ shared bool s_last;
 
 // (cos, sin) of frequency j at the token's position, as rope_qk_norm.comp.
 vec2 rope_cs(uint j, float l2theta) {
-    uint axis = 0u;
-    if (j % 3u == 1u && j < 3u * pc.section_h) axis = 1u;
-    else if (j % 3u == 2u && j < 3u * pc.section_w) axis = 2u;
-    const float p = float(pos[axis]);
-    const float a = p * exp2(-float(2u * j) / float(HD) * l2theta);
-    const float k = roundEven(a * 0.15915494309189535);
-    const float r = fma(-k, 0.0019353071795864769, fma(-k, 6.28125, a));
-    return vec2(cos(r), sin(r));
+    return rope_cos_sin(rope_angle(float(pos[mrope_axis(j, pc.section_h, pc.section_w)]), j, HD, l2theta));
 }
 
 void main() {

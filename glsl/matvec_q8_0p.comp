@@ -38,6 +38,7 @@
 #extension GL_EXT_integer_dot_product : require
 #endif
 #include "common/common.glsl"
+#include "common/rope.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -227,13 +228,8 @@ void main() {
     const uint base = pc.mode == 1u ? p * pc.M : 0u;
     if (pc.mode == 1u && p >= pc.max_len) return;
     for (uint j = tid; j < half_dim; j += WG) {
-        uint axis = 0u;
-        if (j % 3u == 1u && j < 3u * pc.section_h) axis = 1u;
-        else if (j % 3u == 2u && j < 3u * pc.section_w) axis = 2u;
-        const float ang = float(pos[axis]) * exp2(-float(2u * j) / float(hd) * l2theta);
-        const float kk = roundEven(ang * 0.15915494309189535);
-        const float rr = fma(-kk, 0.0019353071795864769, fma(-kk, 6.28125, ang));
-        const vec2 cs = vec2(cos(rr), sin(rr));
+        const float p = float(pos[mrope_axis(j, pc.section_h, pc.section_w)]);
+        const vec2 cs = rope_cos_sin(rope_angle(p, j, hd, l2theta));
         const float x0 = s_head[j] * scale * hw[j], x1 = s_head[j + half_dim] * scale * hw[j + half_dim];
         y[base + first + j] = x0 * cs.x - x1 * cs.y;
         y[base + first + j + half_dim] = x1 * cs.x + x0 * cs.y;

@@ -16,6 +16,7 @@
 // Push: n_tokens, n_heads, head_dim, theta, section_h, section_w. One invocation per rotated pair,
 // grid-stride over n_tokens*n_heads*half pairs. Spec: 0 WG.
 #include "common/common.glsl"
+#include "common/rope.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
@@ -41,16 +42,9 @@ void main() {
         const uint j = i % half_dim;
         const uint row = i / half_dim; // token * n_heads + head
         const uint t = row / pc.n_heads;
-        uint axis = 0u;
-        if (j % 3u == 1u && j < 3u * pc.section_h) axis = 1u;
-        else if (j % 3u == 2u && j < 3u * pc.section_w) axis = 2u;
-        const float p = float(pos[axis * pc.n_tokens + t]);
-        const float inv_freq = exp2(-float(2u * j) / float(pc.head_dim) * l2theta);
-        const float a = p * inv_freq;
-        // a - k*2pi exactly: 2pi = C1 + C2 with C1 = 6.28125 (8 significant bits).
-        const float k = roundEven(a * 0.15915494309189535);
-        const float r = fma(-k, 0.0019353071795864769, fma(-k, 6.28125, a));
-        const float c = cos(r), s = sin(r);
+        const uint axis = mrope_axis(j, pc.section_h, pc.section_w);
+        const vec2 cs = rope_cos_sin(rope_angle(float(pos[axis * pc.n_tokens + t]), j, pc.head_dim, l2theta));
+        const float c = cs.x, s = cs.y;
         const uint o = row * pc.head_dim + j;
         const float x0 = x[o], x1 = x[o + half_dim];
         x[o] = x0 * c - x1 * s;

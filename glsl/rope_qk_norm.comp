@@ -18,6 +18,7 @@
 // past max_len): attn_kv_store's work in the same dispatch. Bindings 5 v (float[]), 6 K cache,
 // 7 V cache (float[max_len*n_kv*head_dim]), 8 cache_len (uint[1]); push max_len last.
 #include "common/common.glsl"
+#include "common/rope.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
@@ -52,15 +53,8 @@ layout(std430, binding = 8) readonly buffer Len { uint cache_len[]; };
 
 // (cos, sin) of frequency j for token t.
 vec2 rope_cs(uint j, uint t, float l2theta) {
-    uint axis = 0u;
-    if (j % 3u == 1u && j < 3u * pc.section_h) axis = 1u;
-    else if (j % 3u == 2u && j < 3u * pc.section_w) axis = 2u;
-    const float p = float(pos[axis * pc.n_tokens + t]);
-    const float a = p * exp2(-float(2u * j) / float(pc.head_dim) * l2theta);
-    // a - k*2pi exactly: 2pi = C1 + C2 with C1 = 6.28125 (8 significant bits).
-    const float k = roundEven(a * 0.15915494309189535);
-    const float r = fma(-k, 0.0019353071795864769, fma(-k, 6.28125, a));
-    return vec2(cos(r), sin(r));
+    const float p = float(pos[mrope_axis(j, pc.section_h, pc.section_w) * pc.n_tokens + t]);
+    return rope_cos_sin(rope_angle(p, j, pc.head_dim, l2theta));
 }
 
 void main() {

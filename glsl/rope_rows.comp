@@ -3,6 +3,7 @@
 // row_off + t is at position pos0 + t; pair (j, j + head_dim/2) rotates by (pos0 + t) · theta^(−2j/head_dim).
 // Bindings: 0 x. Push: n, heads, head_dim, row_off, pos0, theta. Spec: 0 WG. Grid-stride over pairs.
 #include "common/common.glsl"
+#include "common/rope.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
@@ -22,12 +23,11 @@ void main() {
         const uint base = (pc.row_off * pc.heads + hrow) * pc.head_dim;
         const float inv = pow(pc.theta, -2.0 * float(j) / float(pc.head_dim));
         const float ang = float(pc.pos0 + t) * inv;
-        // Reduce the f32 angle mod 2π exactly (2π = 6.28125 + 0.00193530717958647…, fma) so
-        // long streams (positions in the thousands) lose nothing beyond the angle's own rounding.
-        const float kq = roundEven(ang * 0.15915494309189535);
-        const float r = fma(-kq, 0.0019353071795864769, fma(-kq, 6.28125, ang));
-        const float c = cos(r);
-        const float s = sin(r);
+        // Reduced mod 2π exactly, so long streams (positions in the thousands) lose nothing
+        // beyond the angle's own rounding.
+        const vec2 cs = rope_cos_sin(ang);
+        const float c = cs.x;
+        const float s = cs.y;
         const float x0 = x[base + j];
         const float x1 = x[base + j + half_d];
         x[base + j] = x0 * c - x1 * s;

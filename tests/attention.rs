@@ -324,9 +324,9 @@ fn attn_decode_fused_matches_three_dispatches() {
         .unwrap();
         let mut b = rb.finish().unwrap();
         let mut rc = g.recorder(false).unwrap();
-        k.attn_decode_prologue(
+        k.attn_decode_fused_with(
             &mut rc, &q0, &k0, &v0, &qwb, &kwb, &pb, &kcc, &vcc, &oc, &sc, &cnt, &lb, hq32, hk32, hd32, cap, eps,
-            theta, sec,
+            theta, sec, false,
         )
         .unwrap();
         let mut c = rc.finish().unwrap();

@@ -226,9 +226,10 @@ fn replayed_generation_matches() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The three decode-attention variants (three dispatches, the default; one dispatch with the
-/// merge by the last workgroup; the norm/RoPE/store in the attention kernel's prologue and the
-/// merge a second dispatch) give the same greedy tokens, with short and long caches.
+/// The decode-attention variants (norm/RoPE/store by q/k/v's workgroups, the default; three
+/// dispatches; one dispatch with the merge by the last workgroup; the norm/RoPE/store in the
+/// attention kernel's prologue and the merge a second dispatch) give the same greedy tokens, with
+/// short and long caches.
 #[test]
 fn attention_modes_agree() {
     use qwen3_omni::thinker::gpu::AttnMode;
@@ -242,7 +243,7 @@ fn attention_modes_agree() {
         let mut k = Kernels::new(gpu.clone());
         k.set_matvec_path(MatvecPath::Float).unwrap();
         let mut t = GpuThinker::load(k, &m, ctx, |_, _| {}).unwrap();
-        for mode in [AttnMode::Split, AttnMode::Fused, AttnMode::Prologue] {
+        for mode in [AttnMode::SplitHeads, AttnMode::Split, AttnMode::Fused, AttnMode::Prologue] {
             t.reset().unwrap();
             t.set_attention_mode(Some(mode));
             outs.push((ctx, mode, t.generate(&ids, 12, &[], |_| true).unwrap()));

@@ -190,14 +190,8 @@ pub fn router_fold_matrix(
         for (chunk, rows) in out.chunks_mut(per * width).enumerate() {
             sc.spawn(move || {
                 let n = rows.len() / width;
-                let mut wrow = vec![0f32; o_cols];
                 for (i, row) in w_o_q8_0.chunks_exact(row_bytes).enumerate() {
-                    for (b, blk) in row.chunks_exact(34).enumerate() {
-                        let d = half::f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f32();
-                        for (j, &q) in blk[2..].iter().enumerate() {
-                            wrow[b * 32 + j] = d * (q as i8) as f32;
-                        }
-                    }
+                    let wrow = crate::reference::dequantize_q8_0(bytemuck::cast_slice(row));
                     for r in 0..n {
                         let e = chunk * per + r;
                         let a = w_r[e * hidden + i] * g[i];

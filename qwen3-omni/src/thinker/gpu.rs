@@ -74,6 +74,9 @@ pub enum AttnMode {
     Prologue,
     /// norm/RoPE/store, attention and merge: three dispatches.
     Split,
+    /// The norm/RoPE/store done by q/k/v's own workgroups (one per head), then attention and
+    /// merge: two dispatches after q/k/v. The default; `QWEN3VK_NO_HEAD_EPILOGUE=1` gives `Split`.
+    SplitHeads,
 }
 
 /// Tokens per prefill command buffer.
@@ -114,7 +117,7 @@ pub enum GenError {
     AudioMismatch { placeholders: usize, rows: u32 },
     #[error("the prompt is empty: give at least one token")]
     EmptyPrompt,
-    #[error("the persistent decode-layer kernel's {groups} workgroups did not all run at once (a grid barrier timed out); set QWEN3VK_LAYER_GROUPS to fewer, or QWEN3VK_LAYER_KERNEL=0 to use one dispatch per stage")]
+    #[error("the persistent decode-layer kernel's {groups} workgroups did not all run at once (a grid barrier timed out); set QWEN3VK_LAYER_GROUPS to fewer, or unset QWEN3VK_LAYER_KERNEL to use one dispatch per stage")]
     LayerKernel { groups: u32 },
     #[error(transparent)]
     Gpu(#[from] qwen3_omni_vk::Error),
@@ -499,10 +502,10 @@ impl GpuThinker {
             && c.hidden % 32 == 0
     }
 
-    /// How decode attention runs (replayable fused path). Default: [`AttnMode::Split`] (three
-    /// dispatches): measured fastest on an H200 at both 512 and 4096 keys, ahead of the two- and
-    /// one-dispatch forms whose kernel is slower than the dependent dispatches it saves
-    /// (docs/perf.md). `QWEN3VK_ATTN_FUSED=1` / `QWEN3VK_ATTN_PROLOGUE=1` pick the others;
+    /// How decode attention runs (replayable fused path). Default: [`AttnMode::SplitHeads`]; of
+    /// the others, the three-dispatch split measured fastest on an H200 at 512 and 4096 keys, ahead
+    /// of the two- and one-dispatch forms whose kernel is slower than the dependent dispatches it
+    /// saves (docs/perf.md). `QWEN3VK_ATTN_FUSED=1` / `QWEN3VK_ATTN_PROLOGUE=1` pick the others;
     /// [`GpuThinker::set_attention_mode`] overrides both.
     fn attention_mode(&self) -> AttnMode {
         if let Some(m) = self.attn_mode {
@@ -512,8 +515,10 @@ impl GpuThinker {
             AttnMode::Fused
         } else if std::env::var_os("QWEN3VK_ATTN_PROLOGUE").is_some() {
             AttnMode::Prologue
-        } else {
+        } else if std::env::var_os("QWEN3VK_NO_HEAD_EPILOGUE").is_some() {
             AttnMode::Split
+        } else {
+            AttnMode::SplitHeads
         }
     }
 
@@ -523,7 +528,7 @@ impl GpuThinker {
     }
 
     /// Decode attention of layer l on the raw s.q/s.k/s.v (q/k norm + RoPE, KV store at the GPU's
-    /// cache length, attention, merge) into s.o: one dispatch, or three for long caches.
+    /// cache length, attention, merge) into s.o: one, two or three dispatches by `mode`.
     fn record_attention<'a>(
         &'a self,
         rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
@@ -534,13 +539,10 @@ impl GpuThinker {
         let (k, s, lw) = (&self.k, &self.s, &self.w.layers[l]);
         let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
         let (hd, nh, nkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
-        if one_attn != AttnMode::Split {
+        if matches!(one_attn, AttnMode::Fused | AttnMode::Prologue) {
             // q/k norm + RoPE, KV store and attention in one dispatch; its merge in the same
             // dispatch (Fused: the last workgroup of each KV head) or a second one (Prologue).
-            let f =
-                if one_attn == AttnMode::Fused { Kernels::attn_decode_fused } else { Kernels::attn_decode_prologue };
-            f(
-                k,
+            k.attn_decode_fused_with(
                 rec,
                 &s.q,
                 &s.k,
@@ -561,6 +563,7 @@ impl GpuThinker {
                 c.rms_eps,
                 c.rope_theta,
                 c.mrope_section,
+                one_attn == AttnMode::Fused,
             )?;
         } else {
             k.qk_norm_rope_store(
@@ -601,7 +604,7 @@ impl GpuThinker {
         let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
         let an = Some((&lw.attn_norm, c.rms_eps));
-        if one_attn == AttnMode::Split && std::env::var_os("QWEN3VK_NO_HEAD_EPILOGUE").is_none() {
+        if one_attn == AttnMode::SplitHeads {
             // q, k, v with the per-head norm, RoPE and KV store in their epilogue (a workgroup per
             // head), then attention and its merge: three dependent dispatches.
             let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
