@@ -67,7 +67,8 @@ pub struct Kernels {
     gpu: Gpu,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     matvec_path: MatvecPath,
-    pub(crate) tuning: Tuning,
+    /// Read from the environment at creation and by [`Kernels::reload_tuning`].
+    tuning: Mutex<Tuning>,
     /// Workgroups of the persistent decode-layer kernel, when set by the caller.
     pub(crate) layer_groups: Option<u32>,
     pub(crate) layer_spin_cap: Option<u32>,
@@ -85,6 +86,17 @@ pub(crate) struct Tuning {
     pub fused_wg: u32,
 }
 
+impl Tuning {
+    fn from_env(caps: &vk_runtime::Caps) -> Tuning {
+        Tuning {
+            mv_wg: env_u32("QWEN3VK_MV_WG").unwrap_or(128).min(caps.max_workgroup_invocations),
+            mv_rows: env_u32("QWEN3VK_MV_ROWS").unwrap_or(2).min(16),
+            fused_groups: env_u32("QWEN3VK_FUSED_GROUPS").unwrap_or(1024),
+            fused_wg: env_u32("QWEN3VK_FUSED_WG").unwrap_or(256).min(caps.max_workgroup_invocations),
+        }
+    }
+}
+
 fn env_u32(name: &str) -> Option<u32> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).filter(|&v| v > 0)
 }
@@ -93,12 +105,7 @@ impl Kernels {
     pub fn new(gpu: Gpu) -> Kernels {
         let caps = gpu.caps();
         let matvec_path = MatvecPath::choose(caps);
-        let tuning = Tuning {
-            mv_wg: env_u32("QWEN3VK_MV_WG").unwrap_or(128).min(caps.max_workgroup_invocations),
-            mv_rows: env_u32("QWEN3VK_MV_ROWS").unwrap_or(2).min(16),
-            fused_groups: env_u32("QWEN3VK_FUSED_GROUPS").unwrap_or(1024),
-            fused_wg: env_u32("QWEN3VK_FUSED_WG").unwrap_or(256).min(caps.max_workgroup_invocations),
-        };
+        let tuning = Mutex::new(Tuning::from_env(caps));
         Kernels {
             gpu,
             pipelines: Mutex::new(HashMap::new()),
@@ -111,6 +118,17 @@ impl Kernels {
 
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    pub(crate) fn tuning(&self) -> Tuning {
+        *self.tuning.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads the workgroup-shape variables (`QWEN3VK_MV_WG`, `QWEN3VK_MV_ROWS`,
+    /// `QWEN3VK_FUSED_GROUPS`, `QWEN3VK_FUSED_WG`) for what is recorded next
+    /// (benchmark sweeps).
+    pub fn reload_tuning(&self) {
+        *self.tuning.lock().unwrap_or_else(|e| e.into_inner()) = Tuning::from_env(self.gpu.caps());
     }
 
     pub fn matvec_path(&self) -> MatvecPath {

@@ -34,6 +34,11 @@ pub struct BenchArgs {
     /// stage), and check that both give the same logits.
     #[arg(long)]
     pub compare_layer_kernel: bool,
+    /// After the default, time the replayed decode under each of these environment settings
+    /// (';' between variants, ',' between NAME=VALUE pairs; read when a step is recorded), the
+    /// whole list twice in turn so that clock drift shows.
+    #[arg(long)]
+    pub variants: Option<String>,
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
@@ -153,6 +158,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             }
         }
         t.set_layer_kernel(layer_on)?;
+        if let Some(v) = &a.variants {
+            time_variants(&mut t, v, ctx, a.steps, token % c.vocab)?;
+        }
         let mut by: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
         for kt in &p.kernels {
             let e = by.entry(kt.name.as_str()).or_default();
@@ -179,6 +187,53 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let _ = t.prefill(&prompt)?;
         let dt = s.elapsed().as_secs_f64();
         println!("prefill of {n} tokens: {:.0} tok/s ({:.1} ms)", n as f64 / dt, dt * 1e3);
+    }
+    Ok(())
+}
+
+/// Replayed decode speed (second `generate` call) at `ctx` under each environment variant of
+/// `spec` (see [`BenchArgs::variants`]), the list run twice.
+fn time_variants(t: &mut GpuThinker, spec: &str, ctx: u32, steps: u32, token: u32) -> anyhow::Result<()> {
+    let mut variants: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for v in spec.split(';').map(str::trim).filter(|v| !v.is_empty()) {
+        let mut pairs = Vec::new();
+        for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, val) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("--variants: '{p}' is not NAME=VALUE"))?;
+            pairs.push((k.to_string(), val.to_string()));
+        }
+        variants.push(pairs);
+    }
+    for pass in 0..2 {
+        for pairs in &variants {
+            let saved: Vec<_> = pairs.iter().map(|(k, _)| (k.clone(), std::env::var_os(k))).collect();
+            for (k, v) in pairs {
+                std::env::set_var(k, v);
+            }
+            t.kernels().reload_tuning();
+            let mut rate = 0.0;
+            for _ in 0..2 {
+                t.reset_to(0)?;
+                t.set_len_for_benchmark(ctx);
+                let mut stamps = Vec::with_capacity(steps as usize + 1);
+                t.generate(&[token], steps as usize + 1, &[], |_| {
+                    stamps.push(std::time::Instant::now());
+                    true
+                })?;
+                if stamps.len() > 1 {
+                    rate = (stamps.len() - 1) as f64 / (stamps[stamps.len() - 1] - stamps[0]).as_secs_f64();
+                }
+            }
+            for (k, v) in saved {
+                match v {
+                    Some(v) => std::env::set_var(k, v),
+                    None => std::env::remove_var(k),
+                }
+            }
+            t.kernels().reload_tuning();
+            let name: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let name = if name.is_empty() { "(defaults)".to_string() } else { name.join(" ") };
+            println!("  variant pass {pass}, context {ctx}: {name}: {rate:.1} tok/s replayed");
+        }
     }
     Ok(())
 }

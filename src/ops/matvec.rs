@@ -101,7 +101,7 @@ impl Kernels {
             .filter(|v| v.is_power_of_two() && *v >= 32)
             .unwrap_or(1024)
             .min(caps.max_workgroup_invocations);
-        let t = self.tuning;
+        let t = self.tuning();
         let spec = [
             SpecConst { id: 0, value: wg },
             SpecConst { id: 1, value: t.mv_rows },
@@ -221,7 +221,7 @@ impl Kernels {
         let yb = Binding::write(y).range(0, w.rows as u64 * 4);
         let xb = Binding::read(x).range(0, k * 4);
         let nb = norm.map(|(nw, _)| Binding::read(nw).range(0, k * 4));
-        let t = self.tuning;
+        let t = self.tuning();
         if w.wtype == WType::F32 {
             let spec = [SpecConst { id: 0, value: t.mv_wg }, SpecConst { id: 1, value: t.mv_rows }];
             let (dims, grid_x) = grid(w.rows.div_ceil(t.mv_rows), self.gpu().caps().max_workgroup_count[0]);
@@ -281,7 +281,7 @@ impl Kernels {
             (WType::F32, _, _) => "mv_f32_f32",
         };
         w.check(name)?;
-        let t = self.tuning;
+        let t = self.tuning();
         let spec = [SpecConst { id: 0, value: t.mv_wg }, SpecConst { id: 1, value: t.mv_rows }];
         let groups = w.rows.div_ceil(t.mv_rows);
         let (dims, grid_x) = grid(groups, self.gpu().caps().max_workgroup_count[0]);

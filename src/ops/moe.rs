@@ -368,7 +368,7 @@ impl Kernels {
 
     /// Spec constants and rows per workgroup of the planar expert kernels (as `matvec`'s planar path).
     fn moe_geometry(&self) -> ([SpecConst; 3], u32) {
-        self.moe_geometry_wg(self.tuning.mv_wg)
+        self.moe_geometry_wg(self.tuning().mv_wg)
     }
 
     /// Geometry of the kernels that do per-workgroup work before their rows (routing, Q8_1
@@ -421,7 +421,7 @@ impl Kernels {
     }
 
     fn moe_geometry_wg(&self, wg: u32) -> ([SpecConst; 3], u32) {
-        let t = self.tuning;
+        let t = self.tuning();
         let min_sg = self.gpu().caps().min_subgroup_size.max(1);
         let rows_wg = (wg / min_sg).max(1) * t.mv_rows;
         (
