@@ -75,6 +75,8 @@ pub struct Caps {
     pub max_subgroup_size: u32,
     pub subgroup_size_control: bool,
     pub compute_full_subgroups: bool,
+    /// `synchronization2` (Vulkan 1.3): vkCmdPipelineBarrier2 with storage-specific access flags.
+    pub synchronization2: bool,
     pub subgroup_arithmetic: bool,
     pub subgroup_clustered: bool,
     pub subgroup_shuffle: bool,
@@ -221,6 +223,7 @@ impl Caps {
                 subgroup_size_control: f13.subgroup_size_control != 0
                     && p13.required_subgroup_size_stages.contains(vk::ShaderStageFlags::COMPUTE),
                 compute_full_subgroups: f13.compute_full_subgroups != 0,
+                synchronization2: f13.synchronization2 != 0,
                 subgroup_arithmetic: sg_ops.contains(vk::SubgroupFeatureFlags::ARITHMETIC)
                     && p11.subgroup_supported_stages.contains(vk::ShaderStageFlags::COMPUTE),
                 subgroup_clustered: sg_ops.contains(vk::SubgroupFeatureFlags::CLUSTERED),

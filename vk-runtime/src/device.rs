@@ -117,7 +117,8 @@ impl Gpu {
         let mut f13 = vk::PhysicalDeviceVulkan13Features::default()
             .shader_integer_dot_product(caps.int_dot)
             .subgroup_size_control(caps.subgroup_size_control)
-            .compute_full_subgroups(caps.compute_full_subgroups);
+            .compute_full_subgroups(caps.compute_full_subgroups)
+            .synchronization2(caps.synchronization2);
         let dinfo = vk::DeviceCreateInfo::default()
             .queue_create_infos(&qinfo)
             .enabled_extension_names(&exts)
