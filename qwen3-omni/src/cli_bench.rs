@@ -42,6 +42,7 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    let variants = a.variants.as_deref().map(parse_variants).transpose()?.unwrap_or_default();
     let m = ModelFile::open(&a.model)?;
     let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
     let k = Kernels::new(gpu.clone());
@@ -158,8 +159,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             }
         }
         t.set_layer_kernel(layer_on)?;
-        if let Some(v) = &a.variants {
-            time_variants(&mut t, v, ctx, a.steps, token % c.vocab)?;
+        if !variants.is_empty() {
+            time_variants(&mut t, &variants, ctx, a.steps, token % c.vocab)?;
         }
         let mut by: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
         for kt in &p.kernels {
@@ -191,20 +192,31 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Replayed decode speed (second `generate` call) at `ctx` under each environment variant of
-/// `spec` (see [`BenchArgs::variants`]), the list run twice.
-fn time_variants(t: &mut GpuThinker, spec: &str, ctx: u32, steps: u32, token: u32) -> anyhow::Result<()> {
-    let mut variants: Vec<Vec<(String, String)>> = vec![Vec::new()];
+/// One `--variants` entry: environment settings.
+type Variant = Vec<(String, String)>;
+
+/// Parses `--variants` (see [`BenchArgs::variants`]); the defaults (no settings) come first.
+fn parse_variants(spec: &str) -> anyhow::Result<Vec<Variant>> {
+    let mut variants = vec![Vec::new()];
     for v in spec.split(';').map(str::trim).filter(|v| !v.is_empty()) {
         let mut pairs = Vec::new();
         for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, val) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("--variants: '{p}' is not NAME=VALUE"))?;
+            if k.is_empty() || k.contains(char::is_whitespace) {
+                anyhow::bail!("--variants: '{k}' is not a variable name");
+            }
             pairs.push((k.to_string(), val.to_string()));
         }
         variants.push(pairs);
     }
+    Ok(variants)
+}
+
+/// Replayed decode speed (second `generate` call) at `ctx` under each of `variants`, the list
+/// run twice.
+fn time_variants(t: &mut GpuThinker, variants: &[Variant], ctx: u32, steps: u32, token: u32) -> anyhow::Result<()> {
     for pass in 0..2 {
-        for pairs in &variants {
+        for pairs in variants {
             let saved: Vec<_> = pairs.iter().map(|(k, _)| (k.clone(), std::env::var_os(k))).collect();
             for (k, v) in pairs {
                 std::env::set_var(k, v);
