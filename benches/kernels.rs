@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use qwen3_omni_vk::reference::Rng;
 use qwen3_omni_vk::vk_runtime::{Batch, Buffer, Gpu, GpuOptions, MemoryIntent};
-use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, WType};
+use qwen3_omni_vk::{HeadOut, Kernels, Matrix, MatvecPath, WType};
 
 /// Rotate inputs until they exceed this many bytes (H100/H200 L2: 50–60 MB).
 const ROTATE_BYTES: u64 = 256 << 20;
@@ -172,6 +172,74 @@ fn bench(c: &mut Criterion) {
         }
     }
     k.set_matvec_path(default_path).unwrap();
+
+    // The decode step's fused kernels at the Thinker's shapes (default path), as independent
+    // dispatches like the rows above: the fused-prologue matrix × vector (each workgroup does the
+    // RMSNorm / Q8_1 quantisation of x itself), with the residual add, the q head kernel (a
+    // workgroup per head: norm + RoPE epilogue) and the folded router (f32 R, `router_fold.comp`).
+    if !mv_only {
+        let (h, qd, hd) = if quick() { (512u32, 1024u32, 128u32) } else { (2048u32, 4096u32, 128u32) };
+        let vec_in = |name: &str, n: u32, seed: u64| {
+            gpu.buffer_from(name, &Rng::new(seed).vec(n as usize, 1.0), MemoryIntent::Scratch).unwrap()
+        };
+        let (x, nw, hw) = (vec_in("x", qd, 9), vec_in("norm w", qd, 10), vec_in("head norm w", hd, 11));
+        let pos = gpu.buffer_from("pos", &[100u32; 3], MemoryIntent::Upload).unwrap();
+        let len = gpu.buffer_from("cache length", &[100u32], MemoryIntent::Upload).unwrap();
+        let per = 8usize;
+        let ys: Vec<Buffer> =
+            (0..per).map(|i| gpu.buffer(&format!("yd{i}"), qd as u64 * 4, MemoryIntent::Scratch).unwrap()).collect();
+        for (case, m, kk) in
+            [("mv fused RMSNorm", qd, h), ("mv fused + residual", h, qd), ("mv_head (norm + RoPE)", qd, h)]
+        {
+            let bytes = WType::Q8_0.row_bytes(kk as u64) * m as u64;
+            let n = copies_for(bytes);
+            let ws: Vec<Buffer> = (0..n)
+                .map(|i| {
+                    let b = random_q8_0(m as usize, kk as usize, 50 + i as u64);
+                    let b = qwen3_omni_vk::layout::repack_q8_0_planar(&b, m as usize, kk as usize).unwrap();
+                    gpu.buffer_from(&format!("wd{i}"), &b, MemoryIntent::Weights).unwrap()
+                })
+                .collect();
+            let mut rec = gpu.recorder(false).unwrap();
+            for (i, y) in ys.iter().enumerate() {
+                let w = Matrix::new(&ws[i % n], WType::Q8_0Planar, m, kk);
+                match case {
+                    "mv fused RMSNorm" => k.matvec_fused(&mut rec, w, &x, Some((&nw, 1e-6)), None, y),
+                    "mv fused + residual" => k.matvec_fused(&mut rec, w, &x, None, Some(&nw), y),
+                    _ => k.matvec_head(
+                        &mut rec,
+                        w,
+                        &x,
+                        (&nw, 1e-6),
+                        HeadOut::Query,
+                        &hw,
+                        &pos,
+                        &len,
+                        y,
+                        512,
+                        hd,
+                        1e6,
+                        [24, 20, 20],
+                    ),
+                }
+                .unwrap();
+            }
+            let mut batch = rec.finish().unwrap();
+            let ns = time_batch(&mut batch, per as u32, reps);
+            rows_out.push(Row { case: format!("{case} {m}×{kk}"), us: ns / 1e3, bytes, ops: 0.0 });
+        }
+        let experts = 128u32;
+        let fold = vec_in("router fold", experts * (h + qd), 12);
+        let u = gpu.buffer("router logits", experts as u64 * 4, MemoryIntent::Scratch).unwrap();
+        let mut rec = gpu.recorder(false).unwrap();
+        for _ in 0..per {
+            k.moe_router_fold(&mut rec, &fold, experts, &x, h, &x, qd, &u).unwrap();
+        }
+        let mut batch = rec.finish().unwrap();
+        let ns = time_batch(&mut batch, per as u32, reps);
+        let bytes = experts as u64 * (h + qd) as u64 * 4;
+        rows_out.push(Row { case: format!("router_fold {experts}×({h}+{qd}) f32"), us: ns / 1e3, bytes, ops: 0.0 });
+    }
 
     // f32 / f16 matrix × vector (the small float tensors: routers, projections).
     for (wt, name) in [(WType::F32, "mv_f32"), (WType::F16, "mv_f16")] {
