@@ -39,6 +39,9 @@ pub struct BenchArgs {
     /// whole list twice in turn so that clock drift shows.
     #[arg(long)]
     pub variants: Option<String>,
+    /// Time sampled decoding (this temperature, top-k 40, top-p 0.95, seed 1) instead of greedy.
+    #[arg(long = "temp", default_value_t = 0.0)]
+    pub temp: f32,
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
@@ -59,6 +62,12 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     );
     let c = t.config.clone();
     let bytes = c.decode_bytes_per_token();
+    if a.temp > 0.0 {
+        let p =
+            qwen3_omni_vk::SampleParams { temperature: a.temp, top_k: 40, top_p: 0.95, seed: 1, ..Default::default() };
+        t.set_sampling(p);
+        println!("sampling: temperature {}, top-k 40, top-p 0.95", a.temp);
+    }
     println!(
         "Thinker: {} layers, {} experts top-{}, hidden {}; weight bytes read per token {:.2} GB",
         c.layers,

@@ -204,6 +204,33 @@ fn replayed_generation_matches() {
             stepped_pen.push(t.step(last, false).unwrap().0);
         }
         assert_eq!(replayed_pen, stepped_pen, "{path:?}: with a repetition penalty");
+        // Sampled generation is replayed too (the RNG step is read from the GPU): the same draws
+        // as stepping, also when a second turn continues after the first (steps counted alike).
+        let samp =
+            qwen3_omni_vk::SampleParams { temperature: 1.5, top_k: 50, top_p: 0.98, seed: 11, ..Default::default() };
+        let mut runs = Vec::new();
+        for replay in [true, false] {
+            t.reset().unwrap();
+            t.set_sampling(samp);
+            let mut turns = Vec::new();
+            for (turn, prompt) in [&ids[..], &ids[..3]].into_iter().enumerate() {
+                if replay {
+                    turns.push(t.generate(prompt, 8, &[], |_| true).unwrap());
+                } else {
+                    let mut out = vec![t.prefill(prompt).unwrap()];
+                    while out.len() < 8 {
+                        let last = *out.last().unwrap();
+                        out.push(t.step(last, false).unwrap().0);
+                    }
+                    turns.push(out);
+                }
+                assert_eq!(t.len() as usize, ids.len() + 7 + turn * (3 + 7), "{path:?}: positions");
+            }
+            runs.push(turns);
+        }
+        assert_eq!(runs[0], runs[1], "{path:?}: sampled, replayed vs stepped");
+        // Not greedy in disguise: at this temperature the draws leave the argmax path.
+        assert_ne!(runs[0][0], replayed[..8], "{path:?}: sampling drew the greedy tokens");
         drop(t);
         // Filling the context exactly: the last position's token is still read back, then the
         // next feed is refused with ContextFull (no read past the history).

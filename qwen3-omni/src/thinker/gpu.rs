@@ -428,10 +428,10 @@ impl GpuThinker {
         c.head_dim % 4 == 0 && c.head_dim <= 128 && c.n_heads / c.n_kv_heads <= 16
     }
 
-    /// Whether a recorded step can be replayed for every position: GPU-read attention lengths, and
-    /// sampling that draws no step-dependent number (its RNG step is a push constant).
+    /// Whether a recorded step can be replayed for every position: GPU-read attention lengths (the
+    /// sampler's RNG step is read from the GPU too, see `record_step`).
     fn replayable(&self) -> bool {
-        self.dyn_attention() && self.sampling.temperature == 0.0
+        self.dyn_attention()
     }
 
     /// Records one decode step. With `at = Some(p)` the step is for position p only (KV append at
@@ -489,8 +489,12 @@ impl GpuThinker {
         k.rms_norm(rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
         k.matvec(rec, Matrix::new(&w.lm_head, WType::Q8_0Planar, c.vocab, h), &s.y, &s.logits, Some(&s.q81))?;
         // The penalty reads the whole history buffer: unfilled entries hold ids ≥ vocab (ignored).
-        let params = SampleParams { step: self.steps_sampled, ..self.sampling };
-        k.sample(rec, &s.logits, c.vocab, &self.history, self.ctx, &params, &self.sample_scratch, &s.next)?;
+        // The RNG step is (steps_sampled − len) + cache_len[0]: steps_sampled itself when stepping
+        // (the host wrote cache_len = len), and one more per step when replayed (decode_advance
+        // grows cache_len on the GPU), so sampled generation replays with the same draws.
+        let params = SampleParams { step: self.steps_sampled.wrapping_sub(self.len), ..self.sampling };
+        let (hist, scratch) = (&self.history, &self.sample_scratch);
+        k.sample_stepped(rec, &s.logits, c.vocab, hist, self.ctx, &params, scratch, &s.next, &s.cache_len)?;
         Ok(())
     }
 
@@ -1008,6 +1012,7 @@ impl GpuThinker {
         // before the host has read step n's token and the GPU never waits for the host. The host
         // reads the tokens from the history buffer; a step queued past a stop is rolled back.
         let mut len = self.len;
+        let len0 = len;
         let result = (|| -> Result<(), GenError> {
             let mut batches = Vec::with_capacity(2);
             for _ in 0..2 {
@@ -1078,6 +1083,8 @@ impl GpuThinker {
             self.history.write_slice(from as u64 * 4, &vec![u32::MAX; rest])?;
             result
         })();
+        // As many draws as the stepping path would have made (one per position fed).
+        self.steps_sampled = self.steps_sampled.wrapping_add(len - len0);
         self.len = len;
         // A timed-out grid barrier makes every later token garbage: checked once, at the end.
         let result = result.and_then(|_| self.check_layer_kernel());
