@@ -62,12 +62,6 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     );
     let c = t.config.clone();
     let bytes = c.decode_bytes_per_token();
-    if a.temp > 0.0 {
-        let p =
-            qwen3_omni_vk::SampleParams { temperature: a.temp, top_k: 40, top_p: 0.95, seed: 1, ..Default::default() };
-        t.set_sampling(p);
-        println!("sampling: temperature {}, top-k 40, top-p 0.95", a.temp);
-    }
     println!(
         "Thinker: {} layers, {} experts top-{}, hidden {}; weight bytes read per token {:.2} GB",
         c.layers,
@@ -90,6 +84,13 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     }
     if a.compare_layer_kernel {
         check_layer_kernel(&mut t)?;
+    }
+    // After the layer-kernel check, which compares teacher-forced greedy steps.
+    if a.temp > 0.0 {
+        let p =
+            qwen3_omni_vk::SampleParams { temperature: a.temp, top_k: 40, top_p: 0.95, seed: 1, ..Default::default() };
+        t.set_sampling(p);
+        println!("sampling: temperature {}, top-k 40, top-p 0.95", a.temp);
     }
     let mut token = 1000u32;
     for &ctx in &a.ctx {

@@ -116,8 +116,9 @@ pub struct Recorder<'a> {
     /// `QWEN3VK_BARRIER_FULL=1`: every barrier also names the transfer stage (for comparisons).
     force_transfer_barriers: bool,
     /// `QWEN3VK_BARRIER` (timing experiments): "sync2" (vkCmdPipelineBarrier2, storage access
-    /// flags), "narrow" (no write access in the second scope), "exec" (execution dependency only:
-    /// NOT a valid synchronisation), "none" (no barrier: NOT valid). Empty: the default.
+    /// flags), "narrow" (no write access in the second scope: not valid for write-after-write),
+    /// "exec" (execution dependency only: NOT valid), "none" (no barrier: NOT valid). Empty: the
+    /// default.
     barrier_mode: String,
 }
 
@@ -125,8 +126,8 @@ pub struct Recorder<'a> {
 fn barrier_mode() -> String {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let mode = std::env::var("QWEN3VK_BARRIER").unwrap_or_default();
-    if (mode == "none" || mode == "exec") && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        eprintln!("warning: QWEN3VK_BARRIER={mode}: kernels are not synchronised, results are invalid (timing experiments only)");
+    if ["none", "exec", "narrow"].contains(&mode.as_str()) && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("warning: QWEN3VK_BARRIER={mode}: kernels are not (fully) synchronised, results may be invalid (timing experiments only)");
     }
     mode
 }
