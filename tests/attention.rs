@@ -319,12 +319,12 @@ fn attn_decode_fused_matches_three_dispatches() {
         let mut rb = g.recorder(false).unwrap();
         k.attn_decode_fused(
             &mut rb, &q0, &k0, &v0, &qwb, &kwb, &pb, &kcb, &vcb, &ob, &sb, &cnt, &lb, hq32, hk32, hd32, cap, eps,
-            theta, sec,
+            theta, sec, true,
         )
         .unwrap();
         let mut b = rb.finish().unwrap();
         let mut rc = g.recorder(false).unwrap();
-        k.attn_decode_fused_with(
+        k.attn_decode_fused(
             &mut rc, &q0, &k0, &v0, &qwb, &kwb, &pb, &kcc, &vcc, &oc, &sc, &cnt, &lb, hq32, hk32, hd32, cap, eps,
             theta, sec, false,
         )

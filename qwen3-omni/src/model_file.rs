@@ -49,6 +49,17 @@ impl TensorRef<'_> {
     pub fn shape(&self) -> Vec<u64> {
         self.info.dims.iter().rev().copied().collect()
     }
+    /// The values as f32: Q8_0 dequantised, F16 widened, anything else read as F32 (callers take
+    /// tensors through [`ModelFile::tensor_typed`] with the types they accept).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self.ty() {
+            GgmlType::Q8_0 => quantizer::codec::dequantize_q8_0(self.data),
+            GgmlType::F16 => {
+                self.data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
+            _ => self.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        }
+    }
 }
 
 /// An open model file.
@@ -124,6 +135,11 @@ impl ModelFile {
     }
 
     /// The tensor `name` of shape `shape` and one of the types `want`.
+    /// A Q8_0, F16 or F32 tensor of `shape`, as f32 values (see [`TensorRef::to_f32`]).
+    pub fn tensor_f32(&self, name: &str, shape: &[u64]) -> Result<Vec<f32>, ModelError> {
+        Ok(self.tensor_typed(name, shape, &[GgmlType::Q8_0, GgmlType::F32, GgmlType::F16])?.to_f32())
+    }
+
     pub fn tensor_typed(&self, name: &str, shape: &[u64], want: &[GgmlType]) -> Result<TensorRef<'_>, ModelError> {
         let t = self.tensor(name, shape)?;
         if !want.contains(&t.ty()) {

@@ -330,61 +330,12 @@ impl Kernels {
     /// [`Kernels::attn_decode_scratch_bytes`]`(1, ..)` for `kv_cap`; `counters` (u32 `[n_kv]`) must
     /// be zero before the first use and is left zero. Needs head_dim a multiple of 4 (≤ 128) and
     /// at most 16 query heads per KV head.
+    ///
+    /// With `merge_here` false the merge runs in a second dispatch (`attn_reduce`, DYN_LEN) instead
+    /// of in the last workgroup of each KV head: the q/k RMSNorm, (M)RoPE and KV store stay in the
+    /// attention kernel's prologue, no workgroup waits for the others, and `counters` is not used.
     #[allow(clippy::too_many_arguments)]
     pub fn attn_decode_fused<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        q: &'a Buffer,
-        k: &'a Buffer,
-        v: &'a Buffer,
-        q_w: &'a Buffer,
-        k_w: &'a Buffer,
-        pos: &'a Buffer,
-        k_cache: &'a Buffer,
-        v_cache: &'a Buffer,
-        out: &'a Buffer,
-        scratch: &'a Buffer,
-        counters: &'a Buffer,
-        cache_len: &'a Buffer,
-        n_heads: u32,
-        n_kv: u32,
-        head_dim: u32,
-        kv_cap: u32,
-        eps: f32,
-        theta: f32,
-        mrope_section: [u32; 3],
-    ) -> Result<()> {
-        self.attn_decode_fused_with(
-            rec,
-            q,
-            k,
-            v,
-            q_w,
-            k_w,
-            pos,
-            k_cache,
-            v_cache,
-            out,
-            scratch,
-            counters,
-            cache_len,
-            n_heads,
-            n_kv,
-            head_dim,
-            kv_cap,
-            eps,
-            theta,
-            mrope_section,
-            true,
-        )
-    }
-
-    /// [`Kernels::attn_decode_fused`], with `merge_here` false: the merge in a second dispatch
-    /// (`attn_reduce`, DYN_LEN) instead of by the last workgroup of each KV head. The q/k RMSNorm,
-    /// (M)RoPE and KV store stay in the attention kernel's prologue, so the attention is two
-    /// dependent dispatches and no workgroup waits for the others; `counters` is then not used.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attn_decode_fused_with<'a>(
         &self,
         rec: &mut Recorder<'a>,
         q: &'a Buffer,

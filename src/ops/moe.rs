@@ -571,14 +571,16 @@ impl Kernels {
         self.moe_route_gate_up_impl(rec, logits, gate, up, x, norm, false, ids, weights, k, n_tokens, renormalize, h)
     }
 
-    /// [`Kernels::moe_route_gate_up_norm`] on router logits computed without the RMS factor of
-    /// the norm (by [`Kernels::moe_router_fold`]): each workgroup scales them by 1/rms(x), which it
-    /// computes for the norm anyway.
+    /// [`Kernels::moe_route_gate_up_norm`] for one token with the norm always fused; with
+    /// `folded`, the router logits were computed without the norm's RMS factor (by
+    /// [`Kernels::moe_router_fold`]) and each workgroup scales them by 1/rms(x), which it computes
+    /// for the norm anyway.
     #[allow(clippy::too_many_arguments)]
-    pub fn moe_route_gate_up_folded<'a>(
+    pub fn moe_route_gate_up_decode<'a>(
         &self,
         rec: &mut Recorder<'a>,
         logits: &'a Buffer,
+        folded: bool,
         gate: ExpertMatrix<'a>,
         up: ExpertMatrix<'a>,
         x: &'a Buffer,
@@ -589,7 +591,7 @@ impl Kernels {
         renormalize: bool,
         h: &'a Buffer,
     ) -> Result<()> {
-        self.moe_route_gate_up_impl(rec, logits, gate, up, x, Some(norm), true, ids, weights, k, 1, renormalize, h)
+        self.moe_route_gate_up_impl(rec, logits, gate, up, x, Some(norm), folded, ids, weights, k, 1, renormalize, h)
     }
 
     /// y = R · [x ; a] for the folded router (`router_fold.comp`): R f32 `[rows, k1 + k2]`

@@ -1,9 +1,6 @@
 //! The AudioTower on the CPU in f32, written from the spec (§4.2): the oracle the GPU version and
 //! the model file are checked against.
 
-use quantizer::codec::dequantize_q8_0;
-use quantizer::gguf::GgmlType;
-
 use super::config::{positional_table, AudioConfig, LN_EPS};
 use crate::model_file::{ModelError, ModelFile};
 
@@ -30,12 +27,7 @@ pub struct CpuAudioTower {
 }
 
 pub(crate) fn load_f32(m: &ModelFile, name: &str, shape: &[u64]) -> Result<Vec<f32>, ModelError> {
-    let t = m.tensor_typed(name, shape, &[GgmlType::Q8_0, GgmlType::F32, GgmlType::F16])?;
-    Ok(match t.ty() {
-        GgmlType::Q8_0 => dequantize_q8_0(t.data),
-        GgmlType::F16 => t.data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        _ => t.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-    })
+    m.tensor_f32(name, shape)
 }
 
 /// erf in f64 (series below 2.5, continued fraction above), for the exact GELU.

@@ -7,7 +7,6 @@
 //! `--keep-f16`), conv and transposed-conv kernels F16 (or F32), norms, biases, scales, gammas
 //! and SnakeBeta parameters F32.
 
-use quantizer::codec::dequantize_q8_0;
 use quantizer::gguf::GgmlType;
 
 use super::Code2WavConfig;
@@ -101,28 +100,20 @@ pub const CONV_K: u32 = 7;
 /// Dilations of a decoder block's residual units.
 pub const DILATIONS: [u32; 3] = [1, 3, 9];
 
-fn to_f32(ty: GgmlType, data: &[u8]) -> Vec<f32> {
-    match ty {
-        GgmlType::Q8_0 => dequantize_q8_0(data),
-        GgmlType::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        _ => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-    }
-}
-
 fn linear(m: &ModelFile, name: &str, rows: u32, cols: u32) -> Result<Vec<f32>, ModelError> {
     let t = m.tensor_typed(name, &[rows as u64, cols as u64], &[GgmlType::Q8_0, GgmlType::F16, GgmlType::F32])?;
-    Ok(to_f32(t.ty(), t.data))
+    Ok(t.to_f32())
 }
 
 fn conv(m: &ModelFile, name: &str, shape: [u32; 3]) -> Result<Vec<f32>, ModelError> {
     let s: Vec<u64> = shape.iter().map(|&v| v as u64).collect();
     let t = m.tensor_typed(name, &s, &[GgmlType::F16, GgmlType::F32])?;
-    Ok(to_f32(t.ty(), t.data))
+    Ok(t.to_f32())
 }
 
 fn vec32(m: &ModelFile, name: &str, n: u32) -> Result<Vec<f32>, ModelError> {
     let t = m.tensor_typed(name, &[n as u64], &[GgmlType::F32])?;
-    Ok(to_f32(t.ty(), t.data))
+    Ok(t.to_f32())
 }
 
 fn snake(m: &ModelFile, prefix: &str, c: u32) -> Result<Snake, ModelError> {

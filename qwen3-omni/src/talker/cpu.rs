@@ -11,12 +11,7 @@ use crate::model_file::{ModelError, ModelFile};
 
 /// A tensor of `m` dequantised to f32 (Q8_0, F16 or F32).
 pub fn load_f32(m: &ModelFile, name: &str, shape: &[u64]) -> Result<Vec<f32>, ModelError> {
-    let t = m.tensor_typed(name, shape, &[GgmlType::Q8_0, GgmlType::F32, GgmlType::F16])?;
-    Ok(match t.ty() {
-        GgmlType::Q8_0 => dequantize_q8_0(t.data),
-        GgmlType::F16 => t.data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        _ => t.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-    })
+    m.tensor_f32(name, shape)
 }
 
 /// Row `id` of the Thinker's input embedding (`E(id)`, spec §6.1), dequantised on the CPU from the

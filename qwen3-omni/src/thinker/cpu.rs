@@ -2,9 +2,6 @@
 //! use it to check the model file, the config and the weight orientation against transformers'
 //! fixtures, and the GPU forward can be compared with it layer by layer when debugging.
 
-use quantizer::codec::dequantize_q8_0;
-use quantizer::gguf::GgmlType;
-
 use super::ThinkerConfig;
 use crate::model_file::{ModelError, ModelFile};
 
@@ -42,12 +39,7 @@ pub struct CpuForward {
 }
 
 fn load(m: &ModelFile, name: &str, shape: &[u64]) -> Result<Vec<f32>, ModelError> {
-    let t = m.tensor_typed(name, shape, &[GgmlType::Q8_0, GgmlType::F32, GgmlType::F16])?;
-    Ok(match t.ty() {
-        GgmlType::Q8_0 => dequantize_q8_0(t.data),
-        GgmlType::F16 => t.data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        _ => t.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-    })
+    m.tensor_f32(name, shape)
 }
 
 fn matvec(w: &[f32], x: &[f32]) -> Vec<f32> {

@@ -549,7 +549,7 @@ impl GpuThinker {
         if matches!(one_attn, AttnMode::Fused | AttnMode::Prologue) {
             // q/k norm + RoPE, KV store and attention in one dispatch; its merge in the same
             // dispatch (Fused: the last workgroup of each KV head) or a second one (Prologue).
-            k.attn_decode_fused_with(
+            k.attn_decode_fused(
                 rec,
                 &s.q,
                 &s.k,
@@ -633,45 +633,35 @@ impl GpuThinker {
         }
         // r = x + o_proj(o), o quantised in the prologue.
         k.matvec_fused(rec, Matrix::new(&lw.o, WType::Q8_0Planar, h, qd), &s.o, None, Some(&s.x), &s.r)?;
-        let fnorm = Some((&lw.ffn_norm, c.rms_eps));
         let gate = Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
         let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
         let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
-        if let Some(fold) = &lw.router_fold {
+        let fnorm = (&lw.ffn_norm, c.rms_eps);
+        let folded = if let Some(fold) = &lw.router_fold {
             // The router beside the o-projection (same inputs, no barrier between them): logits
             // without the RMS factor, which the routing kernel applies.
             k.moe_router_fold(rec, fold, c.n_experts, &s.x, h, &s.o, qd, &s.router)?;
-            let fnorm = (&lw.ffn_norm, c.rms_eps);
-            k.moe_route_gate_up_folded(
-                rec,
-                &s.router,
-                gate,
-                up,
-                &s.r,
-                fnorm,
-                &s.ids,
-                &s.weights,
-                c.top_k,
-                c.norm_topk,
-                &s.h,
-            )?;
+            true
         } else {
-            k.matvec_fused(rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &s.r, fnorm, None, &s.router)?;
-            k.moe_route_gate_up_norm(
-                rec,
-                &s.router,
-                gate,
-                up,
-                &s.r,
-                fnorm,
-                &s.ids,
-                &s.weights,
-                c.top_k,
-                1,
-                c.norm_topk,
-                &s.h,
-            )?;
-        }
+            let router = Matrix::new(&lw.router, WType::F32, c.n_experts, h);
+            k.matvec_fused(rec, router, &s.r, Some(fnorm), None, &s.router)?;
+            false
+        };
+        let (ids, wts) = (&s.ids, &s.weights);
+        k.moe_route_gate_up_decode(
+            rec,
+            &s.router,
+            folded,
+            gate,
+            up,
+            &s.r,
+            fnorm,
+            ids,
+            wts,
+            c.top_k,
+            c.norm_topk,
+            &s.h,
+        )?;
         k.moe_down(rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
         Ok(())
     }

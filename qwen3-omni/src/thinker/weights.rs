@@ -98,12 +98,9 @@ fn experts(
 fn router_fold(gpu: &Gpu, m: &ModelFile, c: &ThinkerConfig, l: u32) -> Result<Buffer, ModelError> {
     let (h, qd) = (c.hidden as u64, (c.n_heads * c.head_dim) as u64);
     let n = |s: &str| format!("thinker.model.layers.{l}.{s}");
-    let wr = m.tensor_typed(&n("mlp.gate.weight"), &[c.n_experts as u64, h], &[GgmlType::F32])?;
-    let g = m.tensor_typed(&n("post_attention_layernorm.weight"), &[h], &[GgmlType::F32])?;
+    let wr = m.tensor_typed(&n("mlp.gate.weight"), &[c.n_experts as u64, h], &[GgmlType::F32])?.to_f32();
+    let g = m.tensor_typed(&n("post_attention_layernorm.weight"), &[h], &[GgmlType::F32])?.to_f32();
     let wo = m.tensor_typed(&n("self_attn.o_proj.weight"), &[h, qd], &[GgmlType::Q8_0])?;
-    let f32s =
-        |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect() };
-    let (wr, g) = (f32s(wr.data), f32s(g.data));
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(32);
     let name = n("router_fold");
     let r = qwen3_omni_vk::router_fold_matrix(&wr, &g, wo.data, h as usize, qd as usize, threads)

@@ -192,6 +192,7 @@ impl GpuTalker {
                     d.rms_eps,
                     d.rope_theta,
                     d.mrope_section,
+                    true,
                 )?;
                 k.matvec_fused(rec, planar(&a.o, h, qd), &act.o, None, Some(&act.x), &act.r)?;
                 if norm_out {
