@@ -132,6 +132,47 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "conv2d_s2_gelu_tiled_f32", file: "conv2d_s2_tiled.comp", defines: &[] },
     Variant { name: "attn_bidir_window_f32", file: "attn_bidir.comp", defines: &[] },
     Variant { name: "mm_q8_0p_f32", file: "mm_q8_0p_f32.comp", defines: &[] },
+    // Timing instrumentation (QWEN3VK_CLOCKS=1 bench-thinker): the decode kernels with MARK()s on.
+    Variant {
+        name: "mv_q8_0p_q8_1_head_clk",
+        file: "matvec_q8_0p.comp",
+        defines: &[("INTDOT", "1"), ("PROLOGUE", "1"), ("NORM", "1"), ("HEAD", "1"), ("CLOCKS", "9")],
+    },
+    Variant {
+        name: "mv_q8_0p_q8_1_pq_res_clk",
+        file: "matvec_q8_0p.comp",
+        defines: &[("INTDOT", "1"), ("PROLOGUE", "1"), ("RESIDUAL", "1"), ("CLOCKS", "5")],
+    },
+    Variant {
+        name: "moe_route_gate_up_norm_q8_0p_q8_1_clk",
+        file: "moe_gate_up.comp",
+        defines: &[("ROUTE", "1"), ("INTDOT", "1"), ("NORM", "1"), ("CLOCKS", "10")],
+    },
+    Variant {
+        name: "moe_down_q8_0p_q8_1_fused_clk",
+        file: "moe_down.comp",
+        defines: &[("INTDOT", "1"), ("QUANT_H", "1"), ("CLOCKS", "7")],
+    },
+    Variant {
+        name: "router_fold_q8_1_f32_clk",
+        file: "router_fold.comp",
+        defines: &[("QUANT_A", "1"), ("CLOCKS", "4")],
+    },
+    Variant {
+        name: "attn_decode_gqa_dyn_f32_clk",
+        file: "attn_decode.comp",
+        defines: &[("DYN_LEN", "1"), ("CLOCKS", "6")],
+    },
+    Variant {
+        name: "attn_reduce_dyn_f32_clk",
+        file: "attn_reduce.comp",
+        defines: &[("DYN_LEN", "1"), ("CLOCKS", "4")],
+    },
+    // Experiment: dispatches ordered by in-shader flags (bench-thinker, QWEN3VK_FLAG_CHAIN=1).
+    Variant { name: "flag_add_f32", file: "flag_chain.comp", defines: &[] },
+    Variant { name: "flag_add_coh_f32", file: "flag_chain.comp", defines: &[("COHERENT_X", "1")] },
+    Variant { name: "flag_mv_q8_0p_f32", file: "flag_chain.comp", defines: &[("MV", "1")] },
+    Variant { name: "flag_mv_coh_q8_0p_f32", file: "flag_chain.comp", defines: &[("MV", "1"), ("COHERENT_X", "1")] },
 ];
 
 const MAX_PUSH: u32 = 128;

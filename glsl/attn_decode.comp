@@ -62,6 +62,7 @@ shared float hl[G];
 shared vec4 po[WG];
 
 void main() {
+    MARK(0);
     const uint tid = gl_LocalInvocationIndex;
     const uint c = gl_WorkGroupID.x;
     const uint i = gl_WorkGroupID.y / pc.n_kv, kvh = gl_WorkGroupID.y % pc.n_kv;
@@ -159,4 +160,5 @@ void main() {
             part_o[((i * pc.n_heads + h0 + g) * pc.n_chunks + c) * H4 + tid] = t;
         }
     }
+    MARK(3);
 }

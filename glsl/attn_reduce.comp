@@ -43,6 +43,7 @@ shared float wts[WG];
 shared float sums[WG];
 
 void main() {
+    MARK(0);
     const uint row = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
     if (row >= pc.rows) return;
     const uint tid = gl_LocalInvocationIndex;
@@ -90,4 +91,5 @@ void main() {
         for (uint g = 0; g < groups; g++) s += sums[g * hd + tid];
         o[row * hd + tid] = s * inv;
     }
+    MARK(3);
 }

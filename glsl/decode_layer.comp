@@ -288,7 +288,7 @@ void main() {
         grid_barrier();
 
         // S_GU: routing, then gate/up of the chosen experts.
-        const vec2 ms = moe_topk(0u, pc.NE, pc.TOPK, 1.0);
+        const vec2 ms = moe_topk(0u, pc.NE, pc.TOPK, 1.0, true);
         STAGE(2u, H, ns2);
         {
             const uint MI = pc.MI;

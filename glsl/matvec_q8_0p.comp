@@ -31,8 +31,13 @@
 // rotation at the token's position, into y; mode 1 (k) the same into the K cache at position
 // cache_len[0]; mode 2 (v) the rows into the V cache there (positions ≥ max_len dropped). One
 // dependent dispatch (norm/RoPE/store) fewer per layer.
+// Spec 3 SPLIT (HEAD): workgroups per head (ROWS_WG = head_dim / SPLIT rows each). With SPLIT > 1
+// each workgroup stores its rows in hs and counts itself in, and the head's last workgroup reads
+// the head back and finishes it (v needs no norm: every workgroup stores its rows in the cache).
+// Forty 1-head workgroups leave most of a big GPU idle; this spreads q/k/v over more of it.
 // Bindings (HEAD): 0 qs, 1 d, 2 x, 3 nw, 4 y (q [M], or the cache [max_len, M]), 5 hw (float[HD]),
-//           6 pos (uint[3]), 7 cache_len (uint[1]).
+//           6 pos (uint[3]), 7 cache_len (uint[1]), 8 hs (uint: raw rows [M], then one arrival
+//           counter per head, zero between dispatches: the last workgroup resets it).
 // Push (HEAD): K, M, grid_x, eps, mode, theta, section_h, section_w, max_len.
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
@@ -44,6 +49,11 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint RPS = 2;
 layout(constant_id = 2) const uint ROWS_WG = 8;
+// KSPLIT subgroups share each row group, each taking every KSPLIT-th chunk (fewer dependent loads
+// per lane for the latency-bound decode matrices); their sums meet in shared memory and are added
+// in a fixed order. 1: one subgroup per row, as before.
+layout(constant_id = 4) const uint KSPLIT = 1;
+shared float s_part[(WG / 4u) * RPS];
 
 layout(std430, binding = 0) readonly buffer QS { uvec4 qs[]; };
 layout(std430, binding = 1) readonly buffer D { uint16_t dw[]; };
@@ -55,8 +65,11 @@ layout(push_constant) uniform Push {
 layout(std430, binding = 5) readonly buffer HW { float hw[]; };
 layout(std430, binding = 6) readonly buffer Pos { uint pos[]; };
 layout(std430, binding = 7) readonly buffer Len { uint cache_len[]; };
+layout(std430, binding = 8) coherent buffer HS { uint hs[]; };
+layout(constant_id = 3) const uint SPLIT = 1;
 #define HEAD_MAX 256u
 shared float s_head[HEAD_MAX];
+shared uint s_last;
 #else
 layout(push_constant) uniform Push { uint K; uint M; uint grid_x; float eps; } pc;
 #endif
@@ -77,6 +90,9 @@ layout(std430, binding = B_RES) readonly buffer R { float res[]; };
 #define MAX_K 8192u
 shared uvec4 s_xq[MAX_K / 16u];
 shared float s_xd[MAX_K / 32u];
+#define Q81_MAX4 (MAX_K / 4u)
+#define Q81_STORE(i, w) s_xq[(i) >> 2u][(i) & 3u] = (w)
+#include "common/q8_1.glsl"
 #else
 #define MAX_K 4096u
 shared vec4 s_x[MAX_K / 4u];
@@ -113,6 +129,32 @@ vec4 bytes4(uint w) {
 void prologue() {
     const uint tid = gl_LocalInvocationIndex;
     const uint n4 = pc.K / 4u;
+#ifdef INTDOT
+    if (n4 <= Q81_R * WG) {
+        // Every load first (x, and the norm weights), then the reductions (common/q8_1.glsl).
+        vec4 v[Q81_R];
+#ifdef NORM
+        vec4 g[Q81_R];
+#endif
+        for (uint r = 0; r < Q81_R; r++) {
+            const uint i = min(tid + r * WG, n4 - 1u);
+            v[r] = xin[i];
+#ifdef NORM
+            g[r] = nw[i];
+#endif
+        }
+#ifdef NORM
+        float ssr = 0.0;
+        for (uint r = 0; r < Q81_R; r++) {
+            if (tid + r * WG < n4) ssr += dot(v[r], v[r]);
+        }
+        const float sc = inversesqrt(wg_sum(ssr) / float(pc.K) + pc.eps);
+        for (uint r = 0; r < Q81_R; r++) v[r] = v[r] * sc * g[r];
+#endif
+        q81_from_regs(v, n4);
+        return;
+    }
+#endif
     float scale = 1.0;
 #ifdef NORM
     float ss = 0.0;
@@ -159,20 +201,40 @@ void prologue() {
 }
 #endif
 
+// Row `row`'s finished dot product (first: the workgroup's first row).
+void put_row(uint row, uint first, float t) {
+#if defined(HEAD)
+    s_head[row - first] = t;
+#elif defined(RESIDUAL)
+    y[row] = res[row] + t;
+#else
+    y[row] = t;
+#endif
+}
+
 void main() {
+    MARK(0);
 #ifdef PROLOGUE
     prologue();
 #endif
+    MARK(1);
     const uint group = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
     const uint first = group * ROWS_WG;
     const uint last = min(first + ROWS_WG, pc.M);
     const uint lane = gl_SubgroupInvocationID, ss = gl_SubgroupSize;
     const uint nb = pc.K / 32u;
     const uint nc = pc.K / 16u; // 16-weight chunks per row
-    for (uint row0 = first + gl_SubgroupID * RPS; row0 < last; row0 += gl_NumSubgroups * RPS) {
+    const uint ks = min(KSPLIT, gl_NumSubgroups); // subgroups per row group
+    const uint groups = gl_NumSubgroups / ks;
+    const uint grp = gl_SubgroupID / ks, part = gl_SubgroupID % ks;
+    const uint steps = (last - first + groups * RPS - 1u) / (groups * RPS);
+    for (uint st = 0u; st < steps; st++) {
+        const uint row0 = first + (st * groups + grp) * RPS;
+        // (continue, not break: a break here gave wrong results on lavapipe)
+        if (ks == 1u && row0 >= last) continue; // no barriers below with one subgroup per row group
         float acc[RPS];
         for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
-        for (uint c = lane; c < nc; c += ss) {
+        for (uint c = lane + part * ss; c < nc && grp < groups; c += ss * ks) {
             const uint b = c >> 1;
 #if defined(PROLOGUE) && defined(INTDOT)
             const uvec4 xv = s_xq[c];
@@ -201,38 +263,70 @@ void main() {
 #endif
             }
         }
-        for (uint r = 0; r < RPS; r++) {
-            const float t = subgroupAdd(acc[r]);
-#if defined(HEAD)
-            if (lane == 0u && row0 + r < last) s_head[row0 + r - first] = t;
-#elif defined(RESIDUAL)
-            if (lane == 0u && row0 + r < last) y[row0 + r] = res[row0 + r] + t;
-#else
-            if (lane == 0u && row0 + r < last) y[row0 + r] = t;
-#endif
+        if (ks == 1u) {
+            for (uint r = 0; r < RPS; r++) {
+                const float t = subgroupAdd(acc[r]);
+                if (lane == 0u && row0 + r < last) put_row(row0 + r, first, t);
+            }
+        } else {
+            for (uint r = 0; r < RPS; r++) {
+                const float t = subgroupAdd(acc[r]);
+                if (lane == 0u && grp < groups) s_part[(grp * RPS + r) * ks + part] = t;
+            }
+            barrier();
+            if (part == 0u && grp < groups && lane < RPS && row0 + lane < last) {
+                float t = 0.0;
+                for (uint q = 0; q < ks; q++) t += s_part[(grp * RPS + lane) * ks + q];
+                put_row(row0 + lane, first, t);
+            }
+            barrier();
         }
     }
+    MARK(2);
 #ifdef HEAD
     // The head's epilogue (rope_qk_norm.comp STORE's work for this head).
     barrier();
-    const uint hd = last - first, half_dim = hd / 2u, tid = gl_LocalInvocationIndex;
+    const uint hd = ROWS_WG * SPLIT, half_dim = hd / 2u, tid = gl_LocalInvocationIndex;
+    const uint head = first / hd, head0 = head * hd;
     const uint p = cache_len[0];
     if (pc.mode == 2u) {
-        if (p < pc.max_len) for (uint j = tid; j < hd; j += WG) y[p * pc.M + first + j] = s_head[j];
+        if (p < pc.max_len) for (uint j = tid; j < ROWS_WG; j += WG) y[p * pc.M + first + j] = s_head[j];
+        MARK(3);
         return;
+    }
+    if (SPLIT > 1u) {
+        for (uint j = tid; j < ROWS_WG; j += WG) hs[first + j] = floatBitsToUint(s_head[j]);
+        memoryBarrierBuffer();
+        barrier();
+        if (tid == 0u) s_last = atomicAdd(hs[pc.M + head], 1u) == SPLIT - 1u ? 1u : 0u;
+        barrier();
+        if (s_last == 0u) {
+            MARK(3);
+            return;
+        }
+        memoryBarrierBuffer();
+        for (uint j = tid; j < hd; j += WG) s_head[j] = uintBitsToFloat(hs[head0 + j]);
+        if (tid == 0u) atomicExchange(hs[pc.M + head], 0u);
+        barrier();
     }
     float sq = 0.0;
     for (uint j = tid; j < half_dim; j += WG) sq += s_head[j] * s_head[j] + s_head[j + half_dim] * s_head[j + half_dim];
     const float scale = inversesqrt(wg_sum(sq) / float(hd) + pc.eps);
     const float l2theta = log2(pc.theta);
     const uint base = pc.mode == 1u ? p * pc.M : 0u;
-    if (pc.mode == 1u && p >= pc.max_len) return;
+    if (pc.mode == 1u && p >= pc.max_len) {
+        MARK(3);
+        return;
+    }
     for (uint j = tid; j < half_dim; j += WG) {
         const float p = float(pos[mrope_axis(j, pc.section_h, pc.section_w)]);
         const vec2 cs = rope_cos_sin(rope_angle(p, j, hd, l2theta));
         const float x0 = s_head[j] * scale * hw[j], x1 = s_head[j + half_dim] * scale * hw[j + half_dim];
-        y[base + first + j] = x0 * cs.x - x1 * cs.y;
-        y[base + first + j + half_dim] = x1 * cs.x + x0 * cs.y;
+        y[base + head0 + j] = x0 * cs.x - x1 * cs.y;
+        y[base + head0 + j + half_dim] = x1 * cs.x + x0 * cs.y;
     }
+    MARK(3);
+#else
+    MARK(3);
 #endif
 }

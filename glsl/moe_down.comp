@@ -28,6 +28,11 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint RPS = 2;
 layout(constant_id = 2) const uint ROWS_WG = 8;
+// KSPLIT subgroups share each row group, each taking every KSPLIT-th chunk (fewer dependent loads
+// per lane: decode's down projection is latency-bound); their sums meet in shared memory and are
+// added in a fixed order.
+layout(constant_id = 3) const uint KSPLIT = 1;
+shared float s_part[(WG / 4u) * RPS];
 
 layout(push_constant) uniform Push {
     uint K; uint M; uint k; uint n_experts; uint stride16; uint d_off2; uint flags; uint grid_x;
@@ -68,6 +73,7 @@ vec4 bytes4(uint w) {
 #endif
 
 void main() {
+    MARK(0);
     const uint t = gl_WorkGroupID.z;
     const uint group = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
     const uint first = group * ROWS_WG;
@@ -101,10 +107,16 @@ void main() {
     }
 #endif
     barrier();
-    for (uint row0 = first + gl_SubgroupID * RPS; row0 < last; row0 += gl_NumSubgroups * RPS) {
+    MARK(1);
+    const uint ks = min(KSPLIT, gl_NumSubgroups); // subgroups per row group
+    const uint groups = gl_NumSubgroups / ks;
+    const uint grp = gl_SubgroupID / ks, part = gl_SubgroupID % ks;
+    const uint steps = (ROWS_WG + groups * RPS - 1u) / (groups * RPS);
+    for (uint st = 0u; st < steps; st++) {
+        const uint row0 = first + (st * groups + grp) * RPS;
         float acc[RPS];
         for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
-        for (uint idx = lane; idx < total; idx += ss) {
+        for (uint idx = lane + part * ss; idx < total && grp < groups; idx += ss * ks) {
             const uint j = idx / nc;
             const uint c = idx - j * nc;
             const uint b = c >> 1;
@@ -137,13 +149,33 @@ void main() {
 #endif
             }
         }
-        for (uint r = 0; r < RPS; r++) {
-            const float v = subgroupAdd(acc[r]);
-            const uint row = row0 + r;
-            if (lane == 0u && row < last) {
-                const uint o = t * pc.M + row;
-                y[o] = (pc.flags & 1u) != 0u ? res[o] + v : v;
+        if (ks == 1u) {
+            for (uint r = 0; r < RPS; r++) {
+                const float v = subgroupAdd(acc[r]);
+                const uint row = row0 + r;
+                if (lane == 0u && row < last) {
+                    const uint o = t * pc.M + row;
+                    y[o] = (pc.flags & 1u) != 0u ? res[o] + v : v;
+                }
             }
+        } else {
+            for (uint r = 0; r < RPS; r++) {
+                const float v = subgroupAdd(acc[r]);
+                if (lane == 0u && grp < groups) s_part[(grp * RPS + r) * ks + part] = v;
+            }
+            barrier();
+            if (part == 0u && grp < groups && lane < RPS) {
+                const uint row = row0 + lane;
+                float v = 0.0;
+                for (uint q = 0; q < ks; q++) v += s_part[(grp * RPS + lane) * ks + q];
+                if (row < last) {
+                    const uint o = t * pc.M + row;
+                    y[o] = (pc.flags & 1u) != 0u ? res[o] + v : v;
+                }
+            }
+            barrier();
         }
     }
+    MARK(2);
+    MARK(3);
 }

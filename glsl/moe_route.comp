@@ -21,7 +21,7 @@ layout(std430, binding = 2) writeonly buffer W { float weights[]; };
 void main() {
     const uint t = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
     if (t >= pc.n_tokens) return; // uniform over the workgroup
-    const vec2 ms = moe_topk(t * pc.n_experts, pc.n_experts, pc.k, 1.0);
+    const vec2 ms = moe_topk(t * pc.n_experts, pc.n_experts, pc.k, 1.0, true);
     if (gl_LocalInvocationIndex == 0u) {
         for (uint j = 0; j < pc.k; j++) {
             ids[t * pc.k + j] = sel_idx[j];

@@ -5,45 +5,64 @@
 // the softmax); returns (max, Σ exp(l − max)) for the softmax.
 // The logits are staged in shared memory once; each invocation then ranks its experts by counting
 // the experts ahead of them (greater, or equal with a lower index: a strict total order, so the
-// ranks are a permutation) with broadcast reads, and an expert of rank j < k is slot j. Two
-// barriers in all, instead of two per selected expert. Slots stay (expert 0, −inf) if NaNs break
+// ranks are a permutation) with broadcast reads of 4 logits at a time, and an expert of rank j < k
+// is slot j. Two barriers in all, instead of two per selected expert. Slots stay (expert 0, −inf) if NaNs break
 // the order.
+// With `weights` false (uniform per workgroup: one that only needs the ids) the softmax's max and
+// sum are skipped (returns 0) and a barrier publishes the selection.
 // moe_weight: slot j's softmax probability, divided by the chosen ones' sum when renormalising.
 // Every invocation must call moe_topk (it has barriers); moe_weight reads shared memory only.
 #define MOE_MAX_K 8u
 #define MOE_MAX_E 512u
 shared float sel_val[MOE_MAX_K];
 shared uint sel_idx[MOE_MAX_K];
-shared float moe_lg[MOE_MAX_E];
+shared vec4 moe_lg4[MOE_MAX_E / 4u]; // the logits, 4 per element (ranked 4 at a time)
 
-vec2 moe_topk(uint off, uint n, uint k, float scale) {
+float moe_lg(uint i) { return moe_lg4[i >> 2u][i & 3u]; }
+void moe_lg_put(uint i, float v) { moe_lg4[i >> 2u][i & 3u] = v; }
+
+// moe_topk_staged: the same with moe_lg[0 .. n) already written by the caller (no barrier yet).
+vec2 moe_topk_staged(uint n, uint k, bool weights) {
     const uint tid = gl_LocalInvocationIndex;
     const float NEG_INF = -1.0 / 0.0;
-    for (uint i = tid; i < n; i += WG) moe_lg[i] = logits[off + i] * scale;
     for (uint j = tid; j < MOE_MAX_K; j += WG) {
         sel_val[j] = NEG_INF;
         sel_idx[j] = 0u;
     }
+    // Padding to a multiple of 4 ranks nowhere: -inf is never greater, and equal only with a
+    // higher index.
+    for (uint i = n + tid; i < ((n + 3u) & ~3u); i += WG) moe_lg_put(i, NEG_INF);
     barrier();
     float mx = NEG_INF;
     for (uint i = tid; i < n; i += WG) {
-        const float v = moe_lg[i];
+        const float v = moe_lg(i);
         mx = max(mx, v);
-        uint rank = 0u;
-        for (uint e = 0; e < n; e++) {
-            const float u = moe_lg[e];
-            rank += uint(u > v || (u == v && e < i));
+        uvec4 r4 = uvec4(0u);
+        for (uint e = 0; e < n; e += 4u) {
+            const vec4 u = moe_lg4[e >> 2u];
+            const uvec4 before = uvec4(lessThan(uvec4(e, e + 1u, e + 2u, e + 3u), uvec4(i)));
+            r4 += uvec4(greaterThan(u, vec4(v))) | (uvec4(equal(u, vec4(v))) & before);
         }
+        const uint rank = r4.x + r4.y + r4.z + r4.w;
         if (rank < k) {
             sel_val[rank] = v;
             sel_idx[rank] = i;
         }
     }
+    if (!weights) {
+        barrier();
+        return vec2(0.0);
+    }
     const float m = wg_max(mx);
     float s = 0.0;
-    for (uint i = tid; i < n; i += WG) s += exp(moe_lg[i] - m);
+    for (uint i = tid; i < n; i += WG) s += exp(moe_lg(i) - m);
     const float total = wg_sum(s);
     return vec2(m, total);
+}
+
+vec2 moe_topk(uint off, uint n, uint k, float scale, bool weights) {
+    for (uint i = gl_LocalInvocationIndex; i < n; i += WG) moe_lg_put(i, logits[off + i] * scale);
+    return moe_topk_staged(n, k, weights);
 }
 
 float moe_weight(uint j, uint k, vec2 ms, bool renorm) {

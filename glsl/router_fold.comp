@@ -35,6 +35,7 @@ shared vec4 s_a[A4];
 #endif
 
 void main() {
+    MARK(0);
     const uint row = gl_WorkGroupID.y * pc.grid_x + gl_WorkGroupID.x;
     if (row >= pc.rows) return; // uniform over the workgroup
     const uint n1 = pc.K1 / 4u, n2 = pc.K2 / 4u;
@@ -63,4 +64,5 @@ void main() {
 #endif
     s = wg_sum(s);
     if (gl_LocalInvocationIndex == 0u) u[row] = s;
+    MARK(3);
 }

@@ -72,6 +72,8 @@ pub struct Kernels {
     /// Workgroups of the persistent decode-layer kernel, when set by the caller.
     pub(crate) layer_groups: Option<u32>,
     pub(crate) layer_spin_cap: Option<u32>,
+    /// [`Kernels::set_clocks`]: build the `_clk` variants (timing marks) where they exist.
+    clocks: std::sync::atomic::AtomicBool,
 }
 
 /// Workgroup shapes, from the device (overridable for benchmarks by environment variables).
@@ -84,6 +86,21 @@ pub(crate) struct Tuning {
     /// Invocations per workgroup of the fused-prologue kernels (larger than `mv_wg`: each
     /// workgroup pays for the prologue once, so it should own more rows).
     pub fused_wg: u32,
+    /// Workgroups per head of the q/k/v head kernel (`QWEN3VK_HEAD_SPLIT`).
+    pub head_split: u32,
+    /// Invocations per workgroup of the head kernel (`QWEN3VK_HEAD_WG`; 0: 1024 / head_split).
+    pub head_wg: u32,
+    /// Fused MoE kernels (decode): [gate/up, down] invocations per workgroup and rows per
+    /// subgroup step (`QWEN3VK_GATE_WG`, `QWEN3VK_DOWN_WG`, `QWEN3VK_GATE_RPS`, `QWEN3VK_DOWN_RPS`;
+    /// `QWEN3VK_MOE_FUSED_WG` sets both sizes; 0: the defaults).
+    pub moe_wg: [u32; 2],
+    pub moe_rps: [u32; 2],
+    /// Subgroups sharing each row of the fused down projection (`QWEN3VK_DOWN_KSPLIT`), of the
+    /// fused-prologue matrix × vector (`QWEN3VK_FUSED_KSPLIT`) and of the head kernel
+    /// (`QWEN3VK_HEAD_KSPLIT`).
+    pub down_ksplit: u32,
+    pub fused_ksplit: u32,
+    pub head_ksplit: u32,
 }
 
 impl Tuning {
@@ -93,6 +110,14 @@ impl Tuning {
             mv_rows: env_u32("QWEN3VK_MV_ROWS").unwrap_or(2).min(16),
             fused_groups: env_u32("QWEN3VK_FUSED_GROUPS").unwrap_or(1024),
             fused_wg: env_u32("QWEN3VK_FUSED_WG").unwrap_or(256).min(caps.max_workgroup_invocations),
+            head_split: env_u32("QWEN3VK_HEAD_SPLIT").filter(|v| v.is_power_of_two()).unwrap_or(crate::ops::HEAD_SPLIT),
+            head_wg: env_u32("QWEN3VK_HEAD_WG").filter(|v| v.is_power_of_two() && *v >= 32).unwrap_or(0),
+            moe_wg: ["QWEN3VK_GATE_WG", "QWEN3VK_DOWN_WG"]
+                .map(|n| env_u32(n).or_else(|| env_u32("QWEN3VK_MOE_FUSED_WG")).unwrap_or(0)),
+            moe_rps: ["QWEN3VK_GATE_RPS", "QWEN3VK_DOWN_RPS"].map(|n| env_u32(n).unwrap_or(0).min(16)),
+            down_ksplit: env_u32("QWEN3VK_DOWN_KSPLIT").unwrap_or(crate::ops::DOWN_KSPLIT).clamp(1, 16),
+            fused_ksplit: env_u32("QWEN3VK_FUSED_KSPLIT").unwrap_or(crate::ops::FUSED_KSPLIT).clamp(1, 16),
+            head_ksplit: env_u32("QWEN3VK_HEAD_KSPLIT").unwrap_or(1).clamp(1, 16),
         }
     }
 }
@@ -113,6 +138,7 @@ impl Kernels {
             tuning,
             layer_groups: None,
             layer_spin_cap: None,
+            clocks: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -125,10 +151,31 @@ impl Kernels {
     }
 
     /// Re-reads the workgroup-shape variables (`QWEN3VK_MV_WG`, `QWEN3VK_MV_ROWS`,
-    /// `QWEN3VK_FUSED_GROUPS`, `QWEN3VK_FUSED_WG`) for what is recorded next
-    /// (benchmark sweeps).
+    /// `QWEN3VK_FUSED_GROUPS`, `QWEN3VK_FUSED_WG`, `QWEN3VK_HEAD_SPLIT`, `QWEN3VK_HEAD_WG`, the
+    /// MoE kernels' `QWEN3VK_{GATE,DOWN}_{WG,RPS}`, `QWEN3VK_{DOWN,FUSED,HEAD}_KSPLIT`) for what is recorded next (benchmark sweeps).
     pub fn reload_tuning(&self) {
         *self.tuning.lock().unwrap_or_else(|e| e.into_inner()) = Tuning::from_env(self.gpu.caps());
+    }
+
+    /// Timing instrumentation: with `on`, kernels recorded next use their `_clk` variant where one
+    /// exists (one more binding, which [`vk_runtime::Recorder::set_clock_buffer`] supplies; the
+    /// device must have been opened with `QWEN3VK_CLOCKS=1`).
+    pub fn set_clocks(&self, on: bool) {
+        self.clocks.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Subgroups sharing each row in the fused down projection, the fused-prologue matrix ×
+    /// vector and the head kernel, for what is recorded next (tests; `QWEN3VK_*_KSPLIT` set them
+    /// at start).
+    pub fn set_ksplit(&self, down: u32, fused: u32, head: u32) {
+        let mut t = self.tuning.lock().unwrap_or_else(|e| e.into_inner());
+        (t.down_ksplit, t.fused_ksplit, t.head_ksplit) = (down.clamp(1, 16), fused.clamp(1, 16), head.clamp(1, 16));
+    }
+
+    /// Workgroups per head of [`Kernels::matvec_head`] for what is recorded next (a power of two;
+    /// tests; `QWEN3VK_HEAD_SPLIT` sets it at start).
+    pub fn set_head_split(&self, split: u32) {
+        self.tuning.lock().unwrap_or_else(|e| e.into_inner()).head_split = split.max(1).next_power_of_two();
     }
 
     pub fn matvec_path(&self) -> MatvecPath {
@@ -147,6 +194,11 @@ impl Kernels {
     /// The pipeline of kernel `name` with specialisation constants `spec`, checking that the
     /// launcher's push-constant struct `P` matches the reflected block.
     pub(crate) fn pipeline<P>(&self, name: &'static str, spec: &[SpecConst]) -> Result<Arc<Pipeline>> {
+        let name = if self.clocks.load(std::sync::atomic::Ordering::Relaxed) {
+            KERNELS.iter().find(|k| k.name.strip_suffix("_clk") == Some(name)).map_or(name, |k| k.name)
+        } else {
+            name
+        };
         let key = (name, spec.to_vec());
         if let Some(p) = self.pipelines.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(p);

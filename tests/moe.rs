@@ -364,7 +364,12 @@ fn moe_block_intdot_matches_f64() {
         kernels().gpu().caps().int_dot,
         "the device lacks shaderIntegerDotProduct; lavapipe and every target have it"
     );
-    check_block(MatvecPath::IntDot);
+    // The fused down projection with 1, 2 and 4 subgroups per row group (4 is the default).
+    for ks in [1, 2, 4] {
+        let k = kernels();
+        k.set_ksplit(ks, 1, 1);
+        check_cases(k, MatvecPath::IntDot, CASES);
+    }
 }
 
 #[test]

@@ -5,6 +5,17 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 
+// Timing instrumentation (`bench-thinker` with QWEN3VK_CLOCKS=1; the `_clk` kernel variants define
+// CLOCKS as one binding past the kernel's own): MARK(i) stores the device's real-time clock for
+// mark i (< 8) of this workgroup (first 1024 workgroups). Without CLOCKS it is nothing.
+#ifdef CLOCKS
+#extension GL_EXT_shader_realtime_clock : require
+layout(std430, binding = CLOCKS) writeonly buffer Clk { uvec2 clk_marks[]; };
+#define MARK(i) { if (gl_LocalInvocationIndex == 0u) { const uint wg_ = (gl_WorkGroupID.z * gl_NumWorkGroups.y + gl_WorkGroupID.y) * gl_NumWorkGroups.x + gl_WorkGroupID.x; if (wg_ < 1024u) clk_marks[wg_ * 8u + (i)] = clockRealtime2x32EXT(); } }
+#else
+#define MARK(i)
+#endif
+
 // Q8_0 (ggml): blocks of 32 weights, { f16 d; int8 qs[32] } = 34 bytes = 17 uint16 words.
 // A row of K weights is K/32 consecutive blocks; rows are consecutive.
 #define Q8_0_WORDS 17u

@@ -71,6 +71,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         bytes as f64 / 1e9
     );
     dispatch_floor(t.kernels())?;
+    if std::env::var_os("QWEN3VK_CLOCKS").is_some() {
+        clock_report(&mut t)?;
+    }
     println!(
         "persistent layer kernel: {}",
         if t.layer_kernel() {
@@ -225,6 +228,7 @@ fn parse_variants(spec: &str) -> anyhow::Result<Vec<Variant>> {
 /// Replayed decode speed (second `generate` call) at `ctx` under each of `variants`, the list
 /// run twice.
 fn time_variants(t: &mut GpuThinker, variants: &[Variant], ctx: u32, steps: u32, token: u32) -> anyhow::Result<()> {
+    let mut first_tokens: Option<Vec<u32>> = None;
     for pass in 0..2 {
         for pairs in variants {
             let saved: Vec<_> = pairs.iter().map(|(k, _)| (k.clone(), std::env::var_os(k))).collect();
@@ -233,12 +237,15 @@ fn time_variants(t: &mut GpuThinker, variants: &[Variant], ctx: u32, steps: u32,
             }
             t.kernels().reload_tuning();
             let mut rate = 0.0;
+            let mut tokens = Vec::new();
             for _ in 0..2 {
                 t.reset_to(0)?;
                 t.set_len_for_benchmark(ctx);
                 let mut stamps = Vec::with_capacity(steps as usize + 1);
-                t.generate(&[token], steps as usize + 1, &[], |_| {
+                tokens.clear();
+                t.generate(&[token], steps as usize + 1, &[], |tok| {
                     stamps.push(std::time::Instant::now());
+                    tokens.push(tok);
                     true
                 })?;
                 if stamps.len() > 1 {
@@ -254,7 +261,17 @@ fn time_variants(t: &mut GpuThinker, variants: &[Variant], ctx: u32, steps: u32,
             t.kernels().reload_tuning();
             let name: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let name = if name.is_empty() { "(defaults)".to_string() } else { name.join(" ") };
-            println!("  variant pass {pass}, context {ctx}: {name}: {rate:.1} tok/s replayed");
+            // Same arithmetic should give the same tokens; a variant that differs has a race or
+            // changed the summation order (near ties of random weights then flip).
+            let same = match &first_tokens {
+                None => {
+                    first_tokens = Some(tokens.clone());
+                    ""
+                }
+                Some(f) if *f == tokens => "",
+                Some(_) => " (tokens differ from the first variant's)",
+            };
+            println!("  variant pass {pass}, context {ctx}: {name}: {rate:.1} tok/s replayed{same}");
         }
     }
     Ok(())
@@ -313,6 +330,115 @@ fn check_layer_kernel(t: &mut GpuThinker) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `QWEN3VK_CLOCKS=1`: one decode step (after a 64-token warm-up) with the `_clk` kernels'
+/// per-workgroup clock marks (0 start, 1 after the prologue, 2 after the main loop, 3 end), summed
+/// up per kernel over the middle layers: launch gap (first start − the previous dispatch's last
+/// end), start spread, median phase times, span (last end − first start).
+fn clock_report(t: &mut GpuThinker) -> anyhow::Result<()> {
+    use qwen3_omni_vk::vk_runtime::MemoryIntent;
+    if !t.kernels().gpu().caps().shader_clock {
+        println!("clock marks: the device has no VK_KHR_shader_clock");
+        return Ok(());
+    }
+    const SLOT: u64 = 1024 * 8 * 8;
+    let g = t.kernels().gpu().clone();
+    t.reset_to(0)?;
+    for i in 0..64 {
+        t.step(100 + i, false)?;
+    }
+    let mut names = Vec::new();
+    let mut marks = Vec::new();
+    for _ in 0..2 {
+        // Twice: the second step runs with warm pipelines and clocks.
+        let clock = g.buffer_from("clock marks", &vec![0u32; (SLOT / 4) as usize * 512], MemoryIntent::Scratch)?;
+        names = t.clock_step(7, &clock, SLOT)?;
+        marks = clock.read_vec::<u32>()?;
+    }
+    t.reset_to(0)?;
+    let per = (SLOT / 4) as usize;
+    let wgs = |d: usize| -> Vec<[u64; 4]> {
+        let base = d * per;
+        (0..1024)
+            .map(|w| {
+                std::array::from_fn(|i| {
+                    let o = base + w * 16 + i * 2;
+                    marks[o] as u64 | (marks[o + 1] as u64) << 32
+                })
+            })
+            .filter(|m: &[u64; 4]| m[0] != 0)
+            .collect()
+    };
+    let median = |mut v: Vec<u64>| -> f64 {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_unstable();
+        v[v.len() / 2] as f64 / 1e3
+    };
+    // Per kernel: (count, gap, spread, prologue, main, epilogue, span) sums in µs.
+    let mut rows: Vec<(String, [f64; 7])> = Vec::new();
+    let mut prev_end: Option<u64> = None;
+    let (lo, hi) = (names.len() / 4, names.len() * 3 / 4);
+    let mut step_start = None;
+    let mut step_end = 0u64;
+    for (d, name) in names.iter().enumerate() {
+        let w = wgs(d);
+        if w.is_empty() {
+            prev_end = None;
+            continue;
+        }
+        let start = w.iter().map(|m| m[0]).min().unwrap_or(0);
+        let last_start = w.iter().map(|m| m[0]).max().unwrap_or(0);
+        let end = w.iter().map(|m| m[3].max(m[2]).max(m[1]).max(m[0])).max().unwrap_or(0);
+        step_start.get_or_insert(start);
+        step_end = step_end.max(end);
+        let phase = |a: usize, b: usize| {
+            median(w.iter().filter(|m| m[a] != 0 && m[b] != 0).map(|m| m[b].saturating_sub(m[a])).collect())
+        };
+        let gap = prev_end.map(|e| (start as f64 - e as f64) / 1e3).unwrap_or(f64::NAN);
+        prev_end = Some(end);
+        if d < lo || d >= hi {
+            continue;
+        }
+        let v = [
+            1.0,
+            gap,
+            (last_start - start) as f64 / 1e3,
+            phase(0, 1),
+            phase(1, 2),
+            phase(2, 3),
+            (end - start) as f64 / 1e3,
+        ];
+        match rows.iter_mut().find(|r| r.0 == *name) {
+            Some(r) => r.1.iter_mut().zip(v).for_each(|(a, b)| *a += if b.is_nan() { 0.0 } else { b }),
+            None => rows.push((name.clone(), v.map(|b| if b.is_nan() { 0.0 } else { b }))),
+        }
+    }
+    println!(
+        "clock marks, one decode step ({:.0} µs from the first mark to the last), per kernel over dispatches {lo}..{hi} (mean µs):",
+        step_end.saturating_sub(step_start.unwrap_or(0)) as f64 / 1e3
+    );
+    println!(
+        "    {:<40} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "kernel", "n", "gap", "spread", "prolog", "main", "epilog", "span"
+    );
+    for (name, v) in rows {
+        let n = v[0];
+        println!(
+            "    {:<40} {:>5} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
+            name,
+            n as u32,
+            v[1] / n,
+            v[2] / n,
+            v[3] / n,
+            v[4] / n,
+            v[5] / n,
+            v[6] / n
+        );
+    }
+    Ok(())
+}
+
 /// The cost of a dependent dispatch on this device, apart from any work: a chain of 400 element-wise
 /// adds on 2048 floats (each reads what the previous wrote, so each waits behind a barrier), and a
 /// chain of 400 fused RMSNorm + 2048×2048 planar Q8_0 matrix × vector (the decode step's typical
@@ -356,5 +482,111 @@ fn dispatch_floor(k: &Kernels) -> anyhow::Result<()> {
         "dependent-dispatch floor: {add_us:.2} µs per chained add (2048 floats), {mv_us:.2} µs per chained RMSNorm + 2048×2048 Q8_0 matvec (8.4 MB: {:.0} GB/s)",
         n as f64 * n as f64 * 1.0625 / (mv_us * 1e3)
     );
+    if std::env::var_os("QWEN3VK_FLAG_CHAIN").is_some() {
+        flag_chain(k, &w)?;
+    }
+    Ok(())
+}
+
+/// Experiment (`QWEN3VK_FLAG_CHAIN=1`): the same chains (400 adds, 400 2048×2048 Q8_0 matvecs)
+/// ordered by barriers or by in-shader arrival counters with no barrier between the dispatches.
+/// Prints µs per link and checks every variant's final vector against the barrier chain's.
+fn flag_chain(k: &Kernels, w: &qwen3_omni_vk::vk_runtime::Buffer) -> anyhow::Result<()> {
+    use qwen3_omni_vk::vk_runtime::MemoryIntent;
+    use qwen3_omni_vk::{FLAG_ARRIVE, FLAG_PREFETCH};
+    const LINKS: u32 = 400;
+    const MAX_STRIDE: u64 = 32;
+    let g = k.gpu();
+    let n_max = 32768u32;
+    let mut rng = qwen3_omni_vk::reference::Rng::new(9);
+    let init = g.buffer_from("flag init", &rng.vec(n_max as usize, 1.0), MemoryIntent::Scratch)?;
+    let a = g.buffer("flag a", n_max as u64 * 4, MemoryIntent::Scratch)?;
+    let b = g.buffer("flag b", n_max as u64 * 4, MemoryIntent::Scratch)?;
+    let sync_bytes = ((LINKS as u64 + 1) * MAX_STRIDE + 1) * 4;
+    let zero = g.buffer_from("flag zero", &vec![0u8; sync_bytes as usize], MemoryIntent::Scratch)?;
+    let sync = g.buffer("flag sync", sync_bytes, MemoryIntent::Scratch)?;
+    let out = g.buffer("flag out", n_max as u64 * 4 + 4, MemoryIntent::Readback)?;
+    let reps = if g.caps().name.contains("llvmpipe") { 1 } else { 20 };
+    let arrive = FLAG_ARRIVE;
+    let pre = FLAG_ARRIVE | FLAG_PREFETCH;
+    // (label, flagged, coherent x, flags, stride, backoff)
+    type Case = (&'static str, bool, bool, u32, u32, u32);
+    let common: &[Case] = &[
+        ("barriers", false, false, 0, 1, 0),
+        ("flags, plain x (L1 may be stale)", true, false, arrive, 32, 0),
+        ("flags, coherent x, counters packed", true, true, arrive, 1, 0),
+        ("flags, coherent x", true, true, arrive, 32, 0),
+        ("flags, coherent x, back-off 32", true, true, arrive, 32, 32),
+        ("flags, coherent x, back-off 256", true, true, arrive, 32, 256),
+    ];
+    let mv_only: &[Case] = &[
+        ("flags + weight prefetch, coherent x", true, true, pre, 32, 0),
+        ("flags + weight prefetch, coherent x, back-off 32", true, true, pre, 32, 32),
+        ("flags + weight prefetch, coherent x, back-off 256", true, true, pre, 32, 256),
+    ];
+    for (what, mv, n) in [
+        ("add, 2048 floats", false, 2048u32),
+        ("add, 32768 floats", false, 32768),
+        ("2048x2048 Q8_0 matvec", true, 2048),
+    ] {
+        let bytes = n as u64 * 4;
+        let mut reference: Option<Vec<f32>> = None;
+        for &(label, flagged, coherent, flags, stride, backoff) in common.iter().chain(if mv { mv_only } else { &[] }) {
+            let mut rec = g.recorder(false)?;
+            rec.copy(&zero, 0, &sync, 0, sync_bytes)?;
+            rec.copy(&init, 0, &a, 0, bytes)?;
+            rec.set_hazard_tracking(!flagged);
+            let mut target = 0;
+            for i in 0..LINKS {
+                let (x, y) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+                let groups = k.flag_chain(
+                    &mut rec,
+                    mv.then_some(w),
+                    coherent,
+                    x,
+                    y,
+                    &sync,
+                    n,
+                    i,
+                    target,
+                    flags,
+                    stride,
+                    backoff,
+                )?;
+                target = if flagged { groups } else { 0 };
+            }
+            rec.set_hazard_tracking(true);
+            rec.copy(&a, 0, &out, 0, bytes)?;
+            rec.copy(&sync, 0, &out, bytes, 4)?;
+            let mut batch = rec.finish()?;
+            let mut best = f64::MAX;
+            for _ in 0..reps {
+                best = best.min(batch.submit()?.total_ns.unwrap_or(0.0));
+            }
+            drop(batch);
+            let v: Vec<f32> = out.read_vec()?;
+            let err_word = v[n as usize].to_bits();
+            let vals = &v[..n as usize];
+            let check = match &reference {
+                None => {
+                    reference = Some(vals.to_vec());
+                    "reference".to_string()
+                }
+                Some(r) => {
+                    let diff = r.iter().zip(vals).filter(|(p, q)| p.to_bits() != q.to_bits()).count();
+                    if diff == 0 {
+                        "identical".into()
+                    } else {
+                        format!("{diff} of {n} values DIFFER")
+                    }
+                }
+            };
+            println!(
+                "flag chain: {what}: {label}: {:.2} µs per link · {check}{}",
+                best / LINKS as f64 / 1e3,
+                if err_word != 0 { " · WAIT TIMED OUT" } else { "" }
+            );
+        }
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod audio;
 pub mod code2wav;
 mod elementwise;
 mod embed;
+pub mod flagsync;
 mod layer;
 mod matmul;
 mod matvec;
@@ -16,8 +17,8 @@ mod sampling;
 pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
 pub use layer::{LayerIo, LayerPost, LayerPre, LayerShape};
-pub use matvec::HeadOut;
-pub use moe::router_fold_matrix;
+pub use matvec::{HeadOut, FUSED_KSPLIT, HEAD_SPLIT};
+pub use moe::{router_fold_matrix, DOWN_KSPLIT};
 use vk_runtime::{Buffer, Error, Result};
 
 /// Storage type of a weight matrix.

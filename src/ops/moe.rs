@@ -14,6 +14,10 @@ use crate::layout::{repack_q8_0_planar_into, PlanarLayout};
 
 /// Largest k `moe_route` selects.
 pub const MOE_MAX_K: u32 = 8;
+/// Subgroups sharing each row of the fused decode down projection unless `QWEN3VK_DOWN_KSPLIT`
+/// says otherwise (moe_down.comp KSPLIT).
+pub const DOWN_KSPLIT: u32 = 4;
+
 /// Most experts a routing workgroup stages in shared memory (moe_topk.glsl's MOE_MAX_E).
 pub const MOE_ROUTE_MAX_EXPERTS: u32 = 512;
 /// Largest k `moe_down` sums (its shared-memory staging of the token's ids and weights).
@@ -374,15 +378,13 @@ impl Kernels {
     /// Geometry of the kernels that do per-workgroup work before their rows (routing, Q8_1
     /// quantisation in shared memory): larger workgroups amortise it over more rows. Defaults from
     /// an H200 sweep of the decode MoE chain (tests/moe.rs `moe_decode_timing`, 128…1024):
-    /// 256 for `moe_route_gate_up`, 512 for the fused int-dot `moe_down`, capped by the device;
-    /// `QWEN3VK_MOE_FUSED_WG` overrides both (sweeps).
-    fn moe_fused_geometry(&self, default_wg: u32) -> ([SpecConst; 3], u32) {
-        static WG: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
-        let env = *WG.get_or_init(|| {
-            std::env::var("QWEN3VK_MOE_FUSED_WG").ok().and_then(|v| v.trim().parse().ok()).filter(|&v| v > 0)
-        });
-        let wg = env.unwrap_or(default_wg).min(self.gpu().caps().max_workgroup_invocations);
-        self.moe_geometry_wg(wg)
+    /// 256 for `moe_route_gate_up` (`which` 0), 512 for the fused int-dot `moe_down` (1), capped by
+    /// the device; the tuning's `moe_wg` / `moe_rps` override them (sweeps).
+    fn moe_fused_geometry(&self, which: usize) -> ([SpecConst; 3], u32) {
+        let t = self.tuning();
+        let wg = if t.moe_wg[which] > 0 { t.moe_wg[which] } else { [256, 512][which] };
+        let rps = if t.moe_rps[which] > 0 { t.moe_rps[which] } else { t.mv_rows };
+        self.moe_geometry_with(wg.min(self.gpu().caps().max_workgroup_invocations), rps)
     }
 
     /// The push constants and x extent of a gate/up launch (one workgroup row per token and slot),
@@ -421,15 +423,14 @@ impl Kernels {
     }
 
     fn moe_geometry_wg(&self, wg: u32) -> ([SpecConst; 3], u32) {
-        let t = self.tuning();
+        self.moe_geometry_with(wg, self.tuning().mv_rows)
+    }
+
+    fn moe_geometry_with(&self, wg: u32, rps: u32) -> ([SpecConst; 3], u32) {
         let min_sg = self.gpu().caps().min_subgroup_size.max(1);
-        let rows_wg = (wg / min_sg).max(1) * t.mv_rows;
+        let rows_wg = (wg / min_sg).max(1) * rps;
         (
-            [
-                SpecConst { id: 0, value: wg },
-                SpecConst { id: 1, value: t.mv_rows },
-                SpecConst { id: 2, value: rows_wg },
-            ],
+            [SpecConst { id: 0, value: wg }, SpecConst { id: 1, value: rps }, SpecConst { id: 2, value: rows_wg }],
             rows_wg,
         )
     }
@@ -699,7 +700,7 @@ impl Kernels {
             ));
         }
         let pairs = n_tokens as u64 * k as u64;
-        let (spec, rows_wg) = self.moe_fused_geometry(256);
+        let (spec, rows_wg) = self.moe_fused_geometry(0);
         let flags = renormalize as u32 | if folded { 2 } else { 0 };
         let (push, groups_x) = self.gate_up_grid(name, gate, k, n_tokens, rows_wg, flags)?;
         let [gq, gd] = gate.bindings();
@@ -794,7 +795,11 @@ impl Kernels {
         };
         down.check(name)?;
         let pairs = n_tokens as u64 * k as u64;
-        let (spec, rows_wg) = if fused { self.moe_fused_geometry(512) } else { self.moe_geometry() };
+        let (spec, rows_wg) = if fused { self.moe_fused_geometry(1) } else { self.moe_geometry() };
+        // KSPLIT subgroups per row group: 1/KSPLIT of the rows per workgroup, more workgroups.
+        let ks = if fused { self.tuning().down_ksplit } else { 1 };
+        let rows_wg = (rows_wg / ks).max(spec[1].value);
+        let spec = [spec[0], spec[1], SpecConst { id: 2, value: rows_wg }, SpecConst { id: 3, value: ks }];
         let max = self.gpu().caps().max_workgroup_count;
         if k == 0 || k > MOE_DOWN_MAX_K || n_tokens == 0 || n_tokens > max[2] {
             return Err(kerr(

@@ -109,6 +109,8 @@ pub struct Caps {
     pub push_descriptor: bool,
     pub memory_budget: bool,
     pub cooperative_matrix: bool,
+    /// VK_KHR_shader_clock (enabled only with `QWEN3VK_CLOCKS=1`, for timing marks).
+    pub shader_clock: bool,
     /// Streaming multiprocessors (NVIDIA, VK_NV_shader_sm_builtins) or compute units (AMD,
     /// VK_AMD_shader_core_properties); 0 where the driver does not say (lavapipe, others).
     pub compute_units: u32,
@@ -125,6 +127,7 @@ impl Caps {
             let push_descriptor = has(khr::push_descriptor::NAME);
             let memory_budget = has(ext::memory_budget::NAME);
             let cooperative_matrix = has(khr::cooperative_matrix::NAME);
+            let shader_clock = has(khr::shader_clock::NAME);
             let nv_sm = has(vk::NV_SHADER_SM_BUILTINS_NAME);
             let amd_core = has(vk::AMD_SHADER_CORE_PROPERTIES_NAME);
 
@@ -251,6 +254,7 @@ impl Caps {
                 push_descriptor,
                 memory_budget,
                 cooperative_matrix,
+                shader_clock,
                 compute_units: if nv_sm {
                     sm.shader_sm_count
                 } else if amd_core {

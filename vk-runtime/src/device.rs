@@ -108,6 +108,12 @@ impl Gpu {
         if caps.memory_budget {
             exts.push(ash::ext::memory_budget::NAME.as_ptr());
         }
+        // Timing marks in the `_clk` kernel variants (benchmarks only).
+        let clock = caps.shader_clock && std::env::var_os("QWEN3VK_CLOCKS").is_some();
+        if clock {
+            exts.push(khr::shader_clock::NAME.as_ptr());
+        }
+        let mut fclock = vk::PhysicalDeviceShaderClockFeaturesKHR::default().shader_device_clock(true);
         let features = vk::PhysicalDeviceFeatures::default().shader_int16(true);
         let mut f11 = vk::PhysicalDeviceVulkan11Features::default().storage_buffer16_bit_access(true);
         let mut f12 = vk::PhysicalDeviceVulkan12Features::default()
@@ -126,6 +132,7 @@ impl Gpu {
             .push_next(&mut f11)
             .push_next(&mut f12)
             .push_next(&mut f13);
+        let dinfo = if clock { dinfo.push_next(&mut fclock) } else { dinfo };
         // SAFETY: `physical` belongs to `inst`; every pointer in `dinfo` outlives the call.
         let device = unsafe { inst.raw.create_device(physical, &dinfo, None) }.map_err(vkerr("vkCreateDevice"))?;
         // SAFETY: family and index 0 were requested above.

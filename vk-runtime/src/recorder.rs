@@ -120,6 +120,11 @@ pub struct Recorder<'a> {
     /// "exec" (execution dependency only: NOT valid), "none" (no barrier: NOT valid). Empty: the
     /// default.
     barrier_mode: String,
+    /// [`Recorder::set_hazard_tracking`]`(false)`: dispatches get no barrier (the kernels order
+    /// themselves).
+    untracked: bool,
+    /// [`Recorder::set_clock_buffer`]: (buffer, bytes per dispatch).
+    clock: Option<(&'a Buffer, u64)>,
 }
 
 /// `QWEN3VK_BARRIER` (see [`Recorder`]'s `barrier_mode`); warns once when it makes results invalid.
@@ -203,6 +208,8 @@ impl<'a> Recorder<'a> {
             read_t: Vec::new(),
             force_transfer_barriers: std::env::var_os("QWEN3VK_BARRIER_FULL").is_some(),
             barrier_mode: barrier_mode(),
+            untracked: false,
+            clock: None,
         })
     }
 
@@ -279,6 +286,19 @@ impl<'a> Recorder<'a> {
         self.barrier_for(true);
     }
 
+    /// Timing instrumentation: a dispatch of a kernel that declares one binding more than it is
+    /// given (a `_clk` variant) gets `slot` bytes of `buf` at (its dispatch index × `slot`) there.
+    pub fn set_clock_buffer(&mut self, buf: &'a Buffer, slot: u64) {
+        self.clock = Some((buf, slot));
+    }
+
+    /// With `false`, dispatches recorded next get no barrier for their hazards: the kernels must
+    /// order themselves (flags in device memory). What they touch is still tracked, so the first
+    /// conflicting command after `true` gets one. Copies are always ordered.
+    pub fn set_hazard_tracking(&mut self, on: bool) {
+        self.untracked = !on;
+    }
+
     /// Inserts a barrier if `reads`/`writes` conflict with what was touched since the last one
     /// (read after write, write after write, write after read), then records them.
     fn track(&mut self, reads: &[Span], writes: &[Span], is_transfer: bool) {
@@ -289,7 +309,8 @@ impl<'a> Recorder<'a> {
         let hazard = conflict(&self.written, &self.read);
         // A copy also conflicts with anything since the last barrier that ordered transfers.
         let hazard_t = is_transfer && conflict(&self.written_t, &self.read_t);
-        if hazard || hazard_t || (self.profile && self.batch.dispatches > 0) {
+        let skip = self.untracked && !is_transfer && !self.profile;
+        if !skip && (hazard || hazard_t || (self.profile && self.batch.dispatches > 0)) {
             self.barrier_for(is_transfer);
         }
         self.transfer_since_barrier |= is_transfer;
@@ -310,6 +331,15 @@ impl<'a> Recorder<'a> {
     ) -> Result<()> {
         let caps = &self.batch.shared.caps;
         let kerr = |what: String| Error::Kernel { kernel: p.name.clone(), what };
+        let with_clock: Vec<Binding<'a>>;
+        let bindings = match self.clock {
+            Some((buf, slot)) if bindings.len() + 1 == p.bindings as usize => {
+                let at = self.batch.dispatches as u64 * slot;
+                with_clock = bindings.iter().copied().chain([Binding::write(buf).range(at, slot)]).collect();
+                &with_clock[..]
+            }
+            _ => bindings,
+        };
         if bindings.len() != p.bindings as usize {
             return Err(kerr(format!("{} buffers bound, the kernel declares {}", bindings.len(), p.bindings)));
         }
@@ -612,6 +642,10 @@ impl Batch<'_> {
 
     pub fn dispatches(&self) -> u32 {
         self.dispatches
+    }
+    /// The kernel of each dispatch, in recording order.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
     pub fn barriers(&self) -> u32 {
         self.barriers

@@ -33,6 +33,8 @@ struct Scratch {
     next: Buffer,
     /// Per KV head: workgroups of the one-dispatch decode attention done (zero between steps).
     attn_counters: Buffer,
+    /// q, k, v head kernels' rows and arrival counters (one each: they run side by side).
+    heads: [Buffer; 3],
     q81: Q8_1Scratch,
     q81_h: Q8_1Scratch,
     /// The persistent layer kernel's activations and grid-barrier words (`None`: not used).
@@ -172,6 +174,15 @@ impl GpuThinker {
                 &vec![0u32; c.n_kv_heads as usize],
                 MemoryIntent::Upload,
             )?,
+            heads: {
+                let kvd = c.n_kv_heads * c.head_dim;
+                let zeros = |rows: u64| vec![0u32; (rows + rows / c.head_dim.max(1) as u64) as usize];
+                [
+                    g.buffer_from("q head scratch", &zeros(qd), MemoryIntent::Scratch)?,
+                    g.buffer_from("k head scratch", &zeros(kvd as u64), MemoryIntent::Scratch)?,
+                    g.buffer_from("v head scratch", &zeros(kvd as u64), MemoryIntent::Scratch)?,
+                ]
+            },
             q81: k.q8_1_scratch(h.max(qd).div_ceil(32) * 32)?,
             q81_h: k.q8_1_scratch(inter_k.div_ceil(32) * 32)?,
             layer: None,
@@ -393,6 +404,29 @@ impl GpuThinker {
         self.len += 1;
         self.steps_sampled += 1;
         Ok((self.read_next()?, prof))
+    }
+
+    /// Timing instrumentation: one step recorded without profiling barriers, the kernels that
+    /// have a `_clk` variant writing their workgroups' clock marks into `clock` (`slot` bytes per
+    /// dispatch; the device opened with `QWEN3VK_CLOCKS=1`). Returns the dispatches' kernel names.
+    pub fn clock_step(&mut self, token: u32, clock: &Buffer, slot: u64) -> Result<Vec<String>, GenError> {
+        let p = self.len;
+        self.check_step(token)?;
+        self.write_step_inputs(token, p)?;
+        self.k.set_clocks(true);
+        let names = (|| -> Result<Vec<String>, GenError> {
+            let mut rec = self.k.gpu().recorder(false)?;
+            rec.set_clock_buffer(clock, slot);
+            self.record_step(&mut rec, Some(p))?;
+            let mut batch = rec.finish()?;
+            batch.submit()?;
+            Ok(batch.names().to_vec())
+        })();
+        self.k.set_clocks(false);
+        let names = names?;
+        self.len += 1;
+        self.steps_sampled += 1;
+        Ok(names)
     }
 
     fn check_step(&self, token: u32) -> Result<(), GenError> {
@@ -620,9 +654,10 @@ impl GpuThinker {
             let qm = Matrix::new(&lw.q, WType::Q8_0Planar, qd, h);
             let km = Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h);
             let vm = Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h);
-            k.matvec_head(rec, qm, &s.x, an, HeadOut::Query, &lw.q_norm, pos, len, &s.q, cap, hd, th, sec)?;
-            k.matvec_head(rec, km, &s.x, an, HeadOut::Key, &lw.k_norm, pos, len, kc, cap, hd, th, sec)?;
-            k.matvec_head(rec, vm, &s.x, an, HeadOut::Value, &lw.k_norm, pos, len, vc, cap, hd, th, sec)?;
+            let [hq, hk, hv] = &s.heads;
+            k.matvec_head(rec, qm, &s.x, an, HeadOut::Query, &lw.q_norm, pos, len, &s.q, hq, cap, hd, th, sec)?;
+            k.matvec_head(rec, km, &s.x, an, HeadOut::Key, &lw.k_norm, pos, len, kc, hk, cap, hd, th, sec)?;
+            k.matvec_head(rec, vm, &s.x, an, HeadOut::Value, &lw.k_norm, pos, len, vc, hv, cap, hd, th, sec)?;
             k.attn_decode_at(rec, &s.q, kc, vc, &s.o, &s.attn, len, 1, nh, nkv, hd, cap)?;
         } else {
             // q, k, v: each workgroup normalises (and quantises) x itself; no barrier between the three.
