@@ -2,12 +2,13 @@
 // Decode attention, pass 1 of 2, GQA-shared variant (head_dim HD a multiple of 4, spec constant):
 // same math and outputs as attn_split, but one workgroup serves all G = n_heads / n_kv query heads
 // of one KV head, so every K and V row of its chunk is read once (not G times), with wide loads:
-//   scores: invocation k < CHUNK owns key c*CHUNK + k and reads its K row as HD/4 vec4s (a constant-trip loop
-//           the compiler unrolls, so the loads are all in flight), dotting it with the G pre-scaled
-//           query vectors held in shared memory (broadcast reads);
+//   scores: P = WG / CHUNK invocations per key c*CHUNK + k, each reading 1/P of its K row as vec4s (a
+//           constant-trip loop the compiler unrolls, so the loads are all in flight), dotting it
+//           with the G pre-scaled query vectors held in shared memory (broadcast reads); the P
+//           partial sums are added in a fixed order;
 //   softmax: WG/G lanes per head reduce max and sum through shared memory;
 //   P·V: R = HD/4 lanes cover one V row as vec4s, WG/R row groups stride over the chunk's keys
-//        (8 rows per step, loads issued together), then the row groups are summed per head.
+//        (8 rows per step, loads issued together), then the row groups are summed, 4 heads at a time.
 // CHUNK (≤ WG) keys per chunk: the launcher shrinks it at short contexts to have more workgroups.
 // For chunk c, query token i and head h = kvh*G + g it writes, over the keys it sees:
 //   m = max_k s_k,  l = sum_k exp(s_k - m),  o[d] = sum_k exp(s_k - m) * V[k, d],
@@ -54,12 +55,20 @@ const uint H4 = HD / 4u;        // vec4s per row
 const uint LPH = WG / G;        // softmax lanes per head
 const uint NG = WG / H4;        // P·V row groups
 
+// Scores: P = WG / CHUNK invocations per key, each dotting 1/P of the row (all WG invocations
+// busy at short chunks); their partial sums meet in scp and are added in a fixed order.
+const uint P = (H4 % (WG / CHUNK) == 0u) ? WG / CHUNK : 1u;
+const uint DP = H4 / P;         // vec4s of a row per part
+// P·V row groups are summed GB heads at a time (fewer barriers than one head at a time).
+const uint GB = G < 4u ? G : 4u;
+
 shared vec4 qs[G * H4];
 shared float sc[G * CHUNK];     // [g][key]: scores, then probabilities
+shared float scp[P * G * CHUNK]; // [part][g][key]: partial scores
 shared float red[WG];
 shared float hm[G];
 shared float hl[G];
-shared vec4 po[WG];
+shared vec4 po[GB * WG];
 
 void main() {
     MARK(0);
@@ -86,17 +95,26 @@ void main() {
     for (uint e = tid; e < G * H4; e += WG) qs[e] = q[(i * pc.n_heads + h0) * H4 + e] * pc.scale;
     barrier();
 
-    // Scores: one key per invocation, all G heads.
+    // Scores: invocation (part pp, key kk) dots its DP vec4s of key kk's row with all G heads.
     const uint row4 = pc.n_kv * H4; // vec4s per cache position
-    if (tid < n) {
-        const uint base = (k0 + tid) * row4 + kvh * H4;
+    const uint kk = tid % CHUNK, pp = tid / CHUNK;
+    if (kk < n && pp < P) {
+        const uint base = (k0 + kk) * row4 + kvh * H4 + pp * DP;
         float s[G];
         [[unroll]] for (uint g = 0; g < G; g++) s[g] = 0.0;
-        [[unroll]] for (uint d4 = 0; d4 < H4; d4++) {
-            const vec4 kv = kc[base + d4];
-            [[unroll]] for (uint g = 0; g < G; g++) s[g] += dot(qs[g * H4 + d4], kv);
+        [[unroll]] for (uint d = 0; d < DP; d++) {
+            const vec4 kv = kc[base + d];
+            [[unroll]] for (uint g = 0; g < G; g++) s[g] += dot(qs[g * H4 + pp * DP + d], kv);
         }
-        [[unroll]] for (uint g = 0; g < G; g++) sc[g * CHUNK + tid] = s[g];
+        [[unroll]] for (uint g = 0; g < G; g++) scp[(pp * G + g) * CHUNK + kk] = s[g];
+    }
+    barrier();
+    for (uint e = tid; e < G * CHUNK; e += WG) {
+        if (e % CHUNK < n) {
+            float t = scp[e];
+            for (uint q = 1u; q < P; q++) t += scp[q * G * CHUNK + e];
+            sc[e] = t;
+        }
     }
     barrier();
 
@@ -149,15 +167,20 @@ void main() {
             [[unroll]] for (uint g = 0; g < G; g++) acc[g] += sc[g * CHUNK + k] * v;
         }
     }
-    // Sum the row groups, one head at a time.
-    [[unroll]] for (uint g = 0; g < G; g++) {
-        barrier(); // po is free (and, for g = 0, sc is no longer written)
-        po[tid] = acc[g];
+    // Sum the row groups, GB heads at a time.
+    [[unroll]] for (uint g0 = 0; g0 < G; g0 += GB) {
+        barrier(); // po is free (and, for g0 = 0, sc is no longer written)
+        [[unroll]] for (uint b = 0; b < GB; b++) {
+            if (g0 + b < G) po[b * WG + tid] = acc[g0 + b];
+        }
         barrier();
-        if (tid < H4) {
-            vec4 t = vec4(0.0);
-            for (uint r = 0; r < NG; r++) t += po[r * H4 + tid];
-            part_o[((i * pc.n_heads + h0 + g) * pc.n_chunks + c) * H4 + tid] = t;
+        for (uint e = tid; e < GB * H4; e += WG) {
+            const uint b = e / H4, d4 = e % H4;
+            if (g0 + b < G) {
+                vec4 t = vec4(0.0);
+                for (uint r = 0; r < NG; r++) t += po[b * WG + r * H4 + d4];
+                part_o[((i * pc.n_heads + h0 + g0 + b) * pc.n_chunks + c) * H4 + d4] = t;
+            }
         }
     }
     MARK(3);

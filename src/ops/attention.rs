@@ -573,7 +573,8 @@ impl Kernels {
         let name = if dyn_len.is_some() { "attn_decode_gqa_dyn_f32" } else { "attn_decode_gqa_f32" };
         let g = n_heads / n_kv;
         let caps = self.gpu().caps();
-        let shared = g * head_dim * 4 + g * GQA_CHUNK * 4 + GQA_CHUNK * 4 + 2 * g * 4 + GQA_CHUNK * 16;
+        // qs, sc, scp (partial scores), red, hm / hl, po (row-group sums of up to 4 heads).
+        let shared = g * head_dim * 4 + 2 * g * GQA_CHUNK * 4 + GQA_CHUNK * 4 + 2 * g * 4 + g.min(4) * GQA_CHUNK * 16;
         if !head_dim.is_multiple_of(4) || head_dim > DECODE_WG || g > GQA_MAX_G || shared > caps.max_shared_memory {
             return None;
         }
