@@ -51,3 +51,34 @@ fn bench_variants_malformed_is_refused_before_loading() {
         assert!(!out.contains("device:"), "'{bad}': the model was loaded first:\n{out}");
     }
 }
+
+#[test]
+fn bench_clock_marks_report_every_instrumented_kernel() {
+    // lavapipe has VK_KHR_shader_clock; the tiny model runs the float path, whose attention and
+    // merge kernels have `_clk` variants.
+    let (dir, model) = common::tiny_gguf("bench", "clocks");
+    let out = Command::new(env!("CARGO_BIN_EXE_qwen3-omni-vk"))
+        .args(["bench-thinker", "-m"])
+        .arg(&model)
+        .args(["--ctx", "16", "-n", "2", "--prefill", "0"])
+        .env("QWEN3VK_CLOCKS", "1")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "bench-thinker failed: {stderr}\n{stdout}");
+    if stdout.contains("no VK_KHR_shader_clock") {
+        eprintln!("the device has no shader clock: skipped");
+        return;
+    }
+    assert!(stdout.contains("clock marks, one decode step"), "{stdout}");
+    for kernel in ["attn_decode_gqa_dyn_f32_clk", "attn_reduce_dyn_f32_clk"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(kernel))
+            .unwrap_or_else(|| panic!("no {kernel} row:\n{stdout}"));
+        let cols: Vec<f64> = row.split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
+        // n, gap, spread, prologue, main, epilogue, span: at least one dispatch, a positive span.
+        assert!(cols.len() == 7 && cols[0] >= 1.0 && cols[6] > 0.0, "{row}");
+    }
+}

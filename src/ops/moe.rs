@@ -796,8 +796,10 @@ impl Kernels {
         down.check(name)?;
         let pairs = n_tokens as u64 * k as u64;
         let (spec, rows_wg) = if fused { self.moe_fused_geometry(1) } else { self.moe_geometry() };
-        // KSPLIT subgroups per row group: 1/KSPLIT of the rows per workgroup, more workgroups.
-        let ks = if fused { self.tuning().down_ksplit } else { 1 };
+        // KSPLIT subgroups per row group: 1/KSPLIT of the rows per workgroup, more workgroups. For
+        // one token (decode, latency-bound); a batch has workgroups enough, and each would repeat
+        // the Q8_1 prologue.
+        let ks = if fused && n_tokens == 1 { self.tuning().down_ksplit } else { 1 };
         let rows_wg = (rows_wg / ks).max(spec[1].value);
         let spec = [spec[0], spec[1], SpecConst { id: 2, value: rows_wg }, SpecConst { id: 3, value: ks }];
         let max = self.gpu().caps().max_workgroup_count;
