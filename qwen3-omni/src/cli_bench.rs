@@ -330,7 +330,7 @@ fn check_layer_kernel(t: &mut GpuThinker) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `QWEN3VK_CLOCKS=1`: one decode step (after a 64-token warm-up) with the `_clk` kernels'
+/// `QWEN3VK_CLOCKS=1`: one decode step (after a warm-up of up to 64 tokens) with the `_clk` kernels'
 /// per-workgroup clock marks (0 start, 1 after the prologue, 2 after the main loop, 3 end), summed
 /// up per kernel over the middle layers: launch gap (first start − the previous dispatch's last
 /// end), start spread, median phase times, span (last end − first start).
@@ -343,7 +343,8 @@ fn clock_report(t: &mut GpuThinker) -> anyhow::Result<()> {
     const SLOT: u64 = 1024 * 8 * 8;
     let g = t.kernels().gpu().clone();
     t.reset_to(0)?;
-    for i in 0..64 {
+    // A warm-up of up to 64 steps, leaving room for the two marked ones.
+    for i in 0..64.min(t.capacity().saturating_sub(2)) {
         t.step(100 + i, false)?;
     }
     let mut names = Vec::new();

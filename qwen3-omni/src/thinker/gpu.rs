@@ -350,6 +350,11 @@ impl GpuThinker {
     }
 
     /// Positions used so far.
+    /// Positions the KV cache holds (`--ctx-size`).
+    pub fn capacity(&self) -> u32 {
+        self.ctx
+    }
+
     pub fn len(&self) -> u32 {
         self.len
     }
