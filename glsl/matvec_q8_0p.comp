@@ -224,11 +224,50 @@ void main() {
     const uint lane = gl_SubgroupInvocationID, ss = gl_SubgroupSize;
     const uint nb = pc.K / 32u;
     const uint nc = pc.K / 16u; // 16-weight chunks per row
+    // One subgroup per row group (KSPLIT = 1, the default): the plain loop.
+    for (uint row0 = first + gl_SubgroupID * RPS; row0 < last && KSPLIT == 1u; row0 += gl_NumSubgroups * RPS) {
+        float acc[RPS];
+        for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
+        for (uint c = lane; c < nc; c += ss) {
+            const uint b = c >> 1;
+#if defined(PROLOGUE) && defined(INTDOT)
+            const uvec4 xv = s_xq[c];
+            const float dx = s_xd[b];
+#elif defined(PROLOGUE)
+            const vec4 x0 = s_x[c * 4u], x1 = s_x[c * 4u + 1u], x2 = s_x[c * 4u + 2u], x3 = s_x[c * 4u + 3u];
+#elif defined(INTDOT)
+            const uvec4 xv = xq[c];
+            const float dx = xd[b].x;
+#else
+            const vec4 x0 = x[c * 4u], x1 = x[c * 4u + 1u], x2 = x[c * 4u + 2u], x3 = x[c * 4u + 3u];
+#endif
+            for (uint r = 0; r < RPS; r++) {
+                const uint row = min(row0 + r, last - 1u);
+                const uvec4 wv = qs[row * nc + c];
+                const float d = f16_bits_to_float(dw[row * nb + b]);
+#ifdef INTDOT
+                int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
+                s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
+                s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
+                s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
+                acc[r] += float(s) * d * dx;
+#else
+                const float s = dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3);
+                acc[r] += d * s;
+#endif
+            }
+        }
+        for (uint r = 0; r < RPS; r++) {
+            const float t = subgroupAdd(acc[r]);
+            if (lane == 0u && row0 + r < last) put_row(row0 + r, first, t);
+        }
+    }
+    // KSPLIT > 1: row groups of ks subgroups, partial sums through shared memory.
     const uint ks = min(KSPLIT, gl_NumSubgroups); // subgroups per row group
     const uint groups = gl_NumSubgroups / ks;
     const uint grp = gl_SubgroupID / ks, part = gl_SubgroupID % ks;
     const uint steps = (last - first + groups * RPS - 1u) / (groups * RPS);
-    for (uint st = 0u; st < steps; st++) {
+    for (uint st = 0u; st < steps && KSPLIT > 1u; st++) {
         const uint row0 = first + (st * groups + grp) * RPS;
         // (continue, not break: a break here gave wrong results on lavapipe)
         if (ks == 1u && row0 >= last) continue; // no barriers below with one subgroup per row group

@@ -108,11 +108,58 @@ void main() {
 #endif
     barrier();
     MARK(1);
+    // One subgroup per row group (KSPLIT = 1): the plain loop.
+    for (uint row0 = first + gl_SubgroupID * RPS; row0 < last && KSPLIT == 1u; row0 += gl_NumSubgroups * RPS) {
+        float acc[RPS];
+        for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
+        for (uint idx = lane; idx < total; idx += ss) {
+            const uint j = idx / nc;
+            const uint c = idx - j * nc;
+            const uint b = c >> 1;
+            const uint e = s_e[j];
+            const float wj = s_w[j];
+            const uint qbase = e * pc.stride16;
+            const uint dbase = e * pc.stride16 * 8u + pc.d_off2;
+#if defined(QUANT_H)
+            const uvec4 xv = uvec4(s_hq[idx * 4u], s_hq[idx * 4u + 1u], s_hq[idx * 4u + 2u], s_hq[idx * 4u + 3u]);
+            const float wdx = wj * s_hd[idx >> 1];
+#elif defined(INTDOT)
+            const uvec4 xv = hq[hbase + idx];
+            const float wdx = wj * hd[(hbase + idx) >> 1].x;
+#else
+            const uint xi = (hbase + idx) * 4u;
+            const vec4 x0 = h[xi], x1 = h[xi + 1u], x2 = h[xi + 2u], x3 = h[xi + 3u];
+#endif
+            for (uint r = 0; r < RPS; r++) {
+                const uint row = min(row0 + r, last - 1u);
+                const uvec4 wv = qs[qbase + row * nc + c];
+                const float d = f16_bits_to_float(dw[dbase + row * nb + b]);
+#ifdef INTDOT
+                int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
+                s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
+                s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
+                s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
+                acc[r] += float(s) * d * wdx;
+#else
+                acc[r] += wj * d * (dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3));
+#endif
+            }
+        }
+        for (uint r = 0; r < RPS; r++) {
+            const float v = subgroupAdd(acc[r]);
+            const uint row = row0 + r;
+            if (lane == 0u && row < last) {
+                const uint o = t * pc.M + row;
+                y[o] = (pc.flags & 1u) != 0u ? res[o] + v : v;
+            }
+        }
+    }
+    // KSPLIT > 1: row groups of ks subgroups, partial sums through shared memory.
     const uint ks = min(KSPLIT, gl_NumSubgroups); // subgroups per row group
     const uint groups = gl_NumSubgroups / ks;
     const uint grp = gl_SubgroupID / ks, part = gl_SubgroupID % ks;
     const uint steps = (ROWS_WG + groups * RPS - 1u) / (groups * RPS);
-    for (uint st = 0u; st < steps; st++) {
+    for (uint st = 0u; st < steps && KSPLIT > 1u; st++) {
         const uint row0 = first + (st * groups + grp) * RPS;
         float acc[RPS];
         for (uint r = 0; r < RPS; r++) acc[r] = 0.0;

@@ -95,8 +95,66 @@ float dot16(uvec4 w, vec4 x0, vec4 x1, vec4 x2, vec4 x3) {
 }
 #endif
 
-// The rows of this workgroup for expert e, token t, pair (t, slot): silu(gate)·up into h.
-void rows(uint e, uint t, uint pair, uint nb, uint nc, float nscale) {
+void main() {
+    MARK(0);
+    const uint pair = gl_WorkGroupID.y;
+    const uint t = pair / pc.k;
+    const uint nb = pc.K / 32u;
+    const uint nc = pc.K / 16u; // 16-weight chunks per row
+#ifdef ROUTE
+    const uint tid = gl_LocalInvocationIndex;
+#ifdef NORM
+    float ssq = 0.0;
+    for (uint i = tid; i < nc * 4u; i += WG) {
+        const vec4 v = x[t * nc * 4u + i];
+        ssq += dot(v, v);
+    }
+    const float nscale = inversesqrt(wg_sum(ssq) / float(pc.K) + pc.eps);
+    // flags bit 1: the logits were computed from the un-normalised x (the router folded into the
+    // o-projection, moe_router_fold): scale them by the same RMS factor here.
+    const float lscale = (pc.flags & 2u) != 0u ? nscale : 1.0;
+#else
+    const float lscale = 1.0;
+#endif
+    // Only the workgroup that writes the token's ids and weights needs the softmax.
+    const bool writer = gl_WorkGroupID.x == 0u && pair == t * pc.k;
+    const vec2 ms = moe_topk(t * pc.n_experts, pc.n_experts, pc.k, lscale, writer);
+    if (writer) {
+        for (uint j = tid; j < pc.k; j += WG) {
+            ids[pair + j] = sel_idx[j];
+            weights[pair + j] = moe_weight(j, pc.k, ms, (pc.flags & 1u) != 0u);
+        }
+    }
+    const uint e = min(sel_idx[pair - t * pc.k], pc.n_experts - 1u);
+    MARK(1);
+#ifdef INTDOT
+    // x[t] → Q8_1 in shared memory, as quantize_q8_1.
+    for (uint blk = tid; blk < nb; blk += WG) {
+        vec4 v[8];
+        float amax = 0.0;
+        for (uint j = 0; j < 8u; j++) {
+#ifdef NORM
+            v[j] = x[(t * nb + blk) * 8u + j] * nscale * nw[blk * 8u + j];
+#else
+            v[j] = x[(t * nb + blk) * 8u + j];
+#endif
+            const vec4 a = abs(v[j]);
+            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+        }
+        const float d = amax / 127.0;
+        const float id = d != 0.0 ? 1.0 / d : 0.0;
+        for (uint j = 0; j < 8u; j++) {
+            const ivec4 q = clamp(ivec4(roundEven(v[j] * id)), ivec4(-127), ivec4(127));
+            s_xq[blk * 8u + j] = (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | (uint(q.w) << 24);
+        }
+        s_xd[blk] = d;
+    }
+    barrier();
+#endif
+#else
+    const uint e = min(ids[pair], pc.n_experts - 1u);
+#endif
+    MARK(2);
     const uint first = gl_WorkGroupID.x * ROWS_WG;
     const uint last = min(first + ROWS_WG, pc.M);
     const uint lane = gl_SubgroupInvocationID, ss = gl_SubgroupSize;
@@ -144,81 +202,5 @@ void rows(uint e, uint t, uint pair, uint nb, uint nc, float nscale) {
             if (lane == 0u && row0 + r < last) h[pair * pc.M + row0 + r] = g / (1.0 + exp(-g)) * u;
         }
     }
-}
-
-void main() {
-    MARK(0);
-    const uint pair = gl_WorkGroupID.y;
-    const uint t = pair / pc.k;
-    const uint nb = pc.K / 32u;
-    const uint nc = pc.K / 16u; // 16-weight chunks per row
-#ifdef ROUTE
-    const uint tid = gl_LocalInvocationIndex;
-    // This invocation's router logit, loaded with x below (one memory round trip, not two).
-    const bool own_logit = pc.n_experts <= WG;
-    const float lg = logits[t * pc.n_experts + min(tid, pc.n_experts - 1u)];
-#ifdef NORM
-    float ssq = 0.0;
-    for (uint i = tid; i < nc * 4u; i += WG) {
-        const vec4 v = x[t * nc * 4u + i];
-        ssq += dot(v, v);
-    }
-    const float nscale = inversesqrt(wg_sum(ssq) / float(pc.K) + pc.eps);
-    // flags bit 1: the logits were computed from the un-normalised x (the router folded into the
-    // o-projection, moe_router_fold): scale them by the same RMS factor here.
-    const float lscale = (pc.flags & 2u) != 0u ? nscale : 1.0;
-#else
-    const float lscale = 1.0;
-#endif
-    // Only the workgroup that writes the token's ids and weights needs the softmax.
-    const bool writer = gl_WorkGroupID.x == 0u && pair == t * pc.k;
-    vec2 ms;
-    if (own_logit) {
-        if (tid < pc.n_experts) moe_lg_put(tid, lg * lscale);
-        ms = moe_topk_staged(pc.n_experts, pc.k, writer);
-    } else {
-        ms = moe_topk(t * pc.n_experts, pc.n_experts, pc.k, lscale, writer);
-    }
-    if (writer) {
-        for (uint j = tid; j < pc.k; j += WG) {
-            ids[pair + j] = sel_idx[j];
-            weights[pair + j] = moe_weight(j, pc.k, ms, (pc.flags & 1u) != 0u);
-        }
-    }
-    const uint e = min(sel_idx[pair - t * pc.k], pc.n_experts - 1u);
-    MARK(1);
-#ifdef INTDOT
-    // x[t] → Q8_1 in shared memory, as quantize_q8_1.
-    for (uint blk = tid; blk < nb; blk += WG) {
-        vec4 v[8];
-        float amax = 0.0;
-        for (uint j = 0; j < 8u; j++) {
-#ifdef NORM
-            v[j] = x[(t * nb + blk) * 8u + j] * nscale * nw[blk * 8u + j];
-#else
-            v[j] = x[(t * nb + blk) * 8u + j];
-#endif
-            const vec4 a = abs(v[j]);
-            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
-        }
-        const float d = amax / 127.0;
-        const float id = d != 0.0 ? 1.0 / d : 0.0;
-        for (uint j = 0; j < 8u; j++) {
-            const ivec4 q = clamp(ivec4(roundEven(v[j] * id)), ivec4(-127), ivec4(127));
-            s_xq[blk * 8u + j] = (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | (uint(q.w) << 24);
-        }
-        s_xd[blk] = d;
-    }
-    barrier();
-#endif
-#else
-    const uint e = min(ids[pair], pc.n_experts - 1u);
-#endif
-    MARK(2);
-#if defined(ROUTE) && defined(NORM)
-    rows(e, t, pair, nb, nc, nscale);
-#else
-    rows(e, t, pair, nb, nc, 1.0);
-#endif
     MARK(3);
 }

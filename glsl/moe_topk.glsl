@@ -5,8 +5,7 @@
 // the softmax); returns (max, Σ exp(l − max)) for the softmax.
 // The logits are staged in shared memory once; each invocation then ranks its experts by counting
 // the experts ahead of them (greater, or equal with a lower index: a strict total order, so the
-// ranks are a permutation) with broadcast reads of 4 logits at a time, and an expert of rank j < k
-// is slot j. Two barriers in all, instead of two per selected expert. Slots stay (expert 0, −inf) if NaNs break
+// ranks are a permutation) with broadcast reads, and an expert of rank j < k is slot j. Two barriers in all, instead of two per selected expert. Slots stay (expert 0, −inf) if NaNs break
 // the order.
 // With `weights` false (uniform per workgroup: one that only needs the ids) the softmax's max and
 // sum are skipped (returns 0) and a barrier publishes the selection.
@@ -16,10 +15,10 @@
 #define MOE_MAX_E 512u
 shared float sel_val[MOE_MAX_K];
 shared uint sel_idx[MOE_MAX_K];
-shared vec4 moe_lg4[MOE_MAX_E / 4u]; // the logits, 4 per element (ranked 4 at a time)
+shared float moe_lg_s[MOE_MAX_E]; // the logits
 
-float moe_lg(uint i) { return moe_lg4[i >> 2u][i & 3u]; }
-void moe_lg_put(uint i, float v) { moe_lg4[i >> 2u][i & 3u] = v; }
+float moe_lg(uint i) { return moe_lg_s[i]; }
+void moe_lg_put(uint i, float v) { moe_lg_s[i] = v; }
 
 // moe_topk_staged: the same with moe_lg[0 .. n) already written by the caller (no barrier yet).
 vec2 moe_topk_staged(uint n, uint k, bool weights) {
@@ -29,21 +28,16 @@ vec2 moe_topk_staged(uint n, uint k, bool weights) {
         sel_val[j] = NEG_INF;
         sel_idx[j] = 0u;
     }
-    // Padding to a multiple of 4 ranks nowhere: -inf is never greater, and equal only with a
-    // higher index.
-    for (uint i = n + tid; i < ((n + 3u) & ~3u); i += WG) moe_lg_put(i, NEG_INF);
     barrier();
     float mx = NEG_INF;
     for (uint i = tid; i < n; i += WG) {
         const float v = moe_lg(i);
         mx = max(mx, v);
-        uvec4 r4 = uvec4(0u);
-        for (uint e = 0; e < n; e += 4u) {
-            const vec4 u = moe_lg4[e >> 2u];
-            const uvec4 before = uvec4(lessThan(uvec4(e, e + 1u, e + 2u, e + 3u), uvec4(i)));
-            r4 += uvec4(greaterThan(u, vec4(v))) | (uvec4(equal(u, vec4(v))) & before);
+        uint rank = 0u;
+        for (uint e = 0; e < n; e++) {
+            const float u = moe_lg_s[e];
+            rank += uint(u > v || (u == v && e < i));
         }
-        const uint rank = r4.x + r4.y + r4.z + r4.w;
         if (rank < k) {
             sel_val[rank] = v;
             sel_idx[rank] = i;
