@@ -125,8 +125,7 @@ fn c_example_streams_a_reply() {
 /// reads or writes, no uses of uninitialised values, no definite or indirect leaks. (Only
 /// "possibly lost" blocks remain: process-lifetime hash maps, ours and the tokenizer library's,
 /// whose pointers point inside the allocation.) tools/valgrind.supp is for Mesa or loader
-/// versions that report their own allocations; today it holds one entry, a 48-byte block that
-/// Debian 12's lavapipe loses inside vkCreateComputePipelines (see the file).
+/// versions that report their own allocations; it suppresses nothing today.
 /// QWEN3VK_SKIP_VALGRIND=1 skips it (about 1.5 minutes on 2 cores).
 #[test]
 fn c_example_is_clean_under_valgrind() {
