@@ -168,11 +168,6 @@ const VARIANTS: &[Variant] = &[
         file: "attn_reduce.comp",
         defines: &[("DYN_LEN", "1"), ("CLOCKS", "4")],
     },
-    // Experiment: dispatches ordered by in-shader flags (bench-thinker, QWEN3VK_FLAG_CHAIN=1).
-    Variant { name: "flag_add_f32", file: "flag_chain.comp", defines: &[] },
-    Variant { name: "flag_add_coh_f32", file: "flag_chain.comp", defines: &[("COHERENT_X", "1")] },
-    Variant { name: "flag_mv_q8_0p_f32", file: "flag_chain.comp", defines: &[("MV", "1")] },
-    Variant { name: "flag_mv_coh_q8_0p_f32", file: "flag_chain.comp", defines: &[("MV", "1"), ("COHERENT_X", "1")] },
 ];
 
 const MAX_PUSH: u32 = 128;

@@ -63,8 +63,9 @@ impl Kernels {
     /// (Query), the same into the K cache `y` at position cache_len[0] (Key), or the rows into the V
     /// cache (Value); cache positions ≥ `max_len` are dropped. Does rope_qk_norm_store's work
     /// without its dispatch. Each head is split over [`HEAD_SPLIT`] workgroups (or what
-    /// `QWEN3VK_HEAD_SPLIT` / [`Kernels::set_head_split`] say); `scratch` (≥ rows + heads u32 words, zero-filled when allocated and left
-    /// zeroed by every dispatch) holds their rows and arrival counters. Dispatches that may run
+    /// `QWEN3VK_HEAD_SPLIT` / [`Kernels::set_head_split`] say); `scratch` (≥ rows + heads u32
+    /// words, zero-filled when allocated and left zeroed by every dispatch) holds their rows and
+    /// arrival counters. Dispatches that may run
     /// at the same time (q and k) need separate scratch buffers.
     #[allow(clippy::too_many_arguments)]
     pub fn matvec_head<'a>(

@@ -6,7 +6,6 @@ mod audio;
 pub mod code2wav;
 mod elementwise;
 mod embed;
-pub mod flagsync;
 mod layer;
 mod matmul;
 mod matvec;

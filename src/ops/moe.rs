@@ -372,7 +372,8 @@ impl Kernels {
 
     /// Spec constants and rows per workgroup of the planar expert kernels (as `matvec`'s planar path).
     fn moe_geometry(&self) -> ([SpecConst; 3], u32) {
-        self.moe_geometry_wg(self.tuning().mv_wg)
+        let t = self.tuning();
+        self.moe_geometry_with(t.mv_wg, t.mv_rows)
     }
 
     /// Geometry of the kernels that do per-workgroup work before their rows (routing, Q8_1
@@ -420,10 +421,6 @@ impl Kernels {
             flags,
         };
         Ok((push, groups_x))
-    }
-
-    fn moe_geometry_wg(&self, wg: u32) -> ([SpecConst; 3], u32) {
-        self.moe_geometry_with(wg, self.tuning().mv_rows)
     }
 
     fn moe_geometry_with(&self, wg: u32, rps: u32) -> ([SpecConst; 3], u32) {

@@ -120,9 +120,6 @@ pub struct Recorder<'a> {
     /// "exec" (execution dependency only: NOT valid), "none" (no barrier: NOT valid). Empty: the
     /// default.
     barrier_mode: String,
-    /// [`Recorder::set_hazard_tracking`]`(false)`: dispatches get no barrier (the kernels order
-    /// themselves).
-    untracked: bool,
     /// [`Recorder::set_clock_buffer`]: (buffer, bytes per dispatch).
     clock: Option<(&'a Buffer, u64)>,
 }
@@ -208,7 +205,6 @@ impl<'a> Recorder<'a> {
             read_t: Vec::new(),
             force_transfer_barriers: std::env::var_os("QWEN3VK_BARRIER_FULL").is_some(),
             barrier_mode: barrier_mode(),
-            untracked: false,
             clock: None,
         })
     }
@@ -292,13 +288,6 @@ impl<'a> Recorder<'a> {
         self.clock = Some((buf, slot));
     }
 
-    /// With `false`, dispatches recorded next get no barrier for their hazards: the kernels must
-    /// order themselves (flags in device memory). What they touch is still tracked, so the first
-    /// conflicting command after `true` gets one. Copies are always ordered.
-    pub fn set_hazard_tracking(&mut self, on: bool) {
-        self.untracked = !on;
-    }
-
     /// Inserts a barrier if `reads`/`writes` conflict with what was touched since the last one
     /// (read after write, write after write, write after read), then records them.
     fn track(&mut self, reads: &[Span], writes: &[Span], is_transfer: bool) {
@@ -309,8 +298,7 @@ impl<'a> Recorder<'a> {
         let hazard = conflict(&self.written, &self.read);
         // A copy also conflicts with anything since the last barrier that ordered transfers.
         let hazard_t = is_transfer && conflict(&self.written_t, &self.read_t);
-        let skip = self.untracked && !is_transfer && !self.profile;
-        if !skip && (hazard || hazard_t || (self.profile && self.batch.dispatches > 0)) {
+        if hazard || hazard_t || (self.profile && self.batch.dispatches > 0) {
             self.barrier_for(is_transfer);
         }
         self.transfer_since_barrier |= is_transfer;
