@@ -11,6 +11,7 @@
 //
 // Bindings: pass 1: 0 x (float[n]), 1 part (uvec2[groups]); pass 2: 0 part (uvec2[n]), 1 out (uint[1]).
 // Push: n, span (items per workgroup, pass 1). Spec: 0 WG.
+// Subgroup: any — subgroupMax/subgroupMin over the active lanes, subgroupElect, then shared memory indexed by gl_SubgroupID over gl_NumSubgroups: partial subgroups are fine
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -55,7 +56,7 @@ void main() {
         }
     }
 #endif
-    // Subgroup: best value, then the lowest index holding it (bi == NONE: nothing found).
+    // Per subgroup: best value, then the lowest index holding it (bi == NONE: nothing found).
     const float sm = subgroupMax(bi == NONE ? -1.0 / 0.0 : bv);
     const uint smi = subgroupMin((bi != NONE && bv == sm) ? bi : NONE);
     if (subgroupElect()) {

@@ -6,6 +6,7 @@
 // q, k, v, o: float[n_tok, heads, head_dim] (head_dim ≤ 128, window ≤ MAX_WIN).
 // One workgroup per (token, head): scores in shared memory, max/sum by workgroup reductions, then
 // one invocation per output dimension. Push: see Push. Spec: 0 WG.
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
 #define MAX_WIN 1024

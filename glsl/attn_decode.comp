@@ -25,6 +25,7 @@
 // is read from the GPU, kv_len = min(cache_len[0] + n_q, push kv_len) (push kv_len = the capacity
 // the caches were bound for); the grid covers the capacity and chunks past kv_len exit early.
 // Grid: x = chunk, y = query token * n_kv + KV head. Spec: 0 WG, 1 HD, 2 G, 3 CHUNK.
+// Subgroup: none — no subgroup operations
 #extension GL_EXT_control_flow_attributes : require
 #include "common/common.glsl"
 

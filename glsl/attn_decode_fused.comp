@@ -23,6 +23,7 @@
 //           10 cache_len (uint[1]), 11 counters (uint[n_kv], zero between steps), 12 out (vec4[]).
 // Push: n_heads, n_kv, kv_cap, n_chunks, scale, theta, section_h, section_w, eps.
 // Grid: x = chunk, y = KV head. Spec: 0 WG, 1 HD, 2 G, 3 CHUNK (≤ WG).
+// Subgroup: none — no subgroup operations
 #extension GL_EXT_control_flow_attributes : require
 #include "common/common.glsl"
 #include "common/rope.glsl"

@@ -7,6 +7,7 @@
 // Bindings: 0 k_new (float[n*row]), 1 v_new (float[n*row]), 2 K (float[max_len*row]),
 //           3 V (float[max_len*row]), 4 cache_len (uint[1]).
 // Push: n, row, max_len. Grid-stride over n*row elements. Spec: 0 WG.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -12,6 +12,7 @@
 // Bindings: 0 q (float[]), 1 K (float[]), 2 V (float[]), 3 out (float[n*n_heads*HD]).
 // Push: n, n_heads, n_kv, p0, scale. Grid: x = query block, y = head.
 // Spec: 0 WG (128), 1 HD (head_dim).
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -10,6 +10,7 @@
 //
 // Bindings: 0 q (vec4[]), 1 K (vec4[]), 2 V (vec4[]), 3 out (vec4[n*n_heads*HD/4]).
 // Push: n, n_heads, n_kv, p0, scale. Grid: x = query block, y = head. Spec: 0 WG (128), 1 HD.
+// Subgroup: none — no subgroup operations
 #extension GL_EXT_control_flow_attributes : require
 #include "common/common.glsl"
 

@@ -14,6 +14,7 @@
 // Push: rows, n_chunks, head_dim (≤ WG), grid_x; DYN_LEN adds chunk, n_q, kv_cap and merges only
 // the ⌈min(cache_len[0] + n_q, kv_cap) / chunk⌉ chunks that hold keys (n_chunks stays the stride).
 // Row = y * grid_x + x. Spec: 0 WG.
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -15,6 +15,7 @@
 // Push: n_q, n_heads, n_kv, head_dim, kv_len, chunk, n_chunks, scale.
 // Grid: x = chunk, y = query token * n_heads + head. Spec: 0 WG (≥ head_dim), 1 MAX_CHUNK.
 // Variant VEC4 (head_dim % 4 == 0) reads keys as vec4s.
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -5,6 +5,7 @@
 // t sees key rows max(hist − valid, hist + t + 1 − window) ..= hist + t; softmax in f32, online.
 // One invocation per (query, head); head_dim ≤ 128. Bindings: 0 q, 1 k, 2 v, 3 o (`[n, heads, hd]`).
 // Push: n, heads, kv_heads, head_dim, hist, valid, window, scale. Spec: 0 WG.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

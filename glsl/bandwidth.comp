@@ -4,6 +4,7 @@
 //   OP_READ: reads src[0..n) (vec4s); each invocation writes its sum to dst only if it equals a
 //            value random data never gives, so the loads cannot be removed and writes cost nothing.
 // Bindings: 0 src (vec4[]), 1 dst (vec4[]). Push: n (vec4 count). Spec: 0 WG. Grid-stride.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

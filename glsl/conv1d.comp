@@ -14,6 +14,7 @@
 // Dispatch: (ceil(cout/64), ceil(n_in/64), s). 256 invocations, each 4×4 outputs; no subgroup ops.
 // NARROW variant (cout ≤ 16, e.g. the last decoder blocks and the final conv): one invocation per
 // output row computing all cout channels; dispatch (ceil(n_in·s/64), 1, 1) of 64 invocations.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 #ifdef NARROW

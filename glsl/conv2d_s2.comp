@@ -7,6 +7,7 @@
 // i.e. per (chunk, time) a feature vector indexed co·hout + ho (the flatten before conv_out).
 // One invocation per output value, grid-stride over a 2-D grid; adjacent invocations share co, so
 // their weight reads coincide. Push: see Push. Spec: 0 WG.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 #include "common/gelu.glsl"
 

@@ -7,6 +7,7 @@
 // W and X tiles staged in shared memory (X gathered on the fly: no im2col buffer).
 // x: float[n, cin, hin, win]; w: float[cout, cin·9]; bias: float[cout]. Output as conv2d_s2.comp
 // (flat_out: y[(b·wout + wo)·cout·hout + co·hout + ho]). Grid: (ceil(P/64), ceil(cout/64)).
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 #include "common/gelu.glsl"
 

@@ -6,6 +6,7 @@
 //   p = cache_len + 1; token = next; pos[0..3] = p; cache_len = p; history[p] = next if p < ctx.
 // Bindings: 0 next (uint[1]), 1 token (uint[1]), 2 pos (uint[3]), 3 cache_len (uint[1]),
 //           4 history (uint[ctx]). Push: ctx. One invocation.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x = 1) in;

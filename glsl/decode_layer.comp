@@ -35,6 +35,7 @@
 //           21 o (attention output), 22 act (logits [E, padded to 4], h [TOPK*MI]),
 //           23 sync (count, generation, error at words 0, 32, 64).
 // Spec: 0 WG, 1 ACT_WORDS (shared activation staging, 32-bit words).
+// Subgroup: full — lanes stride over a row's chunks by gl_SubgroupSize and subgroupAdd sums them, so every lane of a subgroup must run (the host checks that WG is a multiple of the size and sizes ROWS_WG from the smallest size the pipeline may get)
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
 #endif

@@ -3,6 +3,7 @@
 //   y[t·c + ch] = b[ch] + Σ_j w[ch·k + j] · x[(x_off + t − (k−1−j))·c + ch]
 // with x_off ≥ k − 1 history rows before row 0. Bindings: 0 x, 1 w ([c, k]), 2 b, 3 y.
 // Push: n (rows), c, k, x_off. Spec: 0 WG. Grid-stride.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -4,6 +4,7 @@
 //   OP_SILU_MUL: y[i] = silu(a[i]) * b[i % b_len], silu(v) = v / (1 + exp(-v))
 //   OP_ADD_GELU: y[i] = gelu(a[i] + b[i % b_len]), exact-erf GELU (a bias then the activation)
 // Bindings: 0 a, 1 b, 2 y. Push: n, b_len. Spec: 0 WG. Grid-stride over a 2-D grid.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 #include "common/gelu.glsl"
 

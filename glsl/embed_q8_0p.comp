@@ -8,6 +8,7 @@
 // Bindings: 0 ids (uint[n]), 1 qs (uint[rows*cols/4]), 2 d (uint16[rows*cols/32]),
 //           3 y (vec4[n*cols/4]).
 // Push: cols, n, rows, grid_x. One workgroup per token (t = y * grid_x + x). Spec: 0 WG.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

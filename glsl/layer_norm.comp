@@ -1,6 +1,7 @@
 #version 450
 // LayerNorm per row: y[r, i] = (x[r, i] − mean) / sqrt(var + eps) · w[i] + b[i] (biased variance).
 // Bindings: 0 x, 1 w, 2 b, 3 y. Push: n, rows, eps, grid_x. One workgroup per row. Spec: 0 WG.
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -8,6 +8,7 @@
 // Variant PLANAR (planar Q8_0, src/layout.rs): 0 qs (uint[], 8 per block), 1 d (uint16[]),
 // 2 xq, 3 xd, 4 Y — quants then load as aligned 32-bit words.
 // Push: K, M, N. Dispatch: (ceil(M/64), ceil(N/64), 1).
+// Subgroup: none — no subgroup operations
 #extension GL_EXT_integer_dot_product : require
 #include "common/common.glsl"
 

@@ -10,6 +10,7 @@
 // Spec: 0 WG (invocations), 1 ROWS (rows per workgroup).
 // Q8_0: each invocation takes chunks of 8 weights (a quarter block), so 32-weight blocks are split
 // over 4 neighbouring invocations and x is read as two vec4s per chunk, reused for ROWS rows.
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

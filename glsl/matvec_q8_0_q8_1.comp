@@ -4,6 +4,7 @@
 // Bindings: 0 W (uint16 words, Q8_0 rows), 1 xq (uvec2 per 8 values), 2 xd (vec2 per block),
 //           3 y (float[M]).
 // Push: K, M, grid_x. Spec: 0 WG, 1 ROWS (rows per workgroup).
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #extension GL_EXT_integer_dot_product : require
 #include "common/common.glsl"
 

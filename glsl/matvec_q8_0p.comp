@@ -39,6 +39,7 @@
 //           6 pos (uint[3]), 7 cache_len (uint[1]), 8 hs (uint: raw rows [M], then one arrival
 //           counter per head, zero between dispatches: the last workgroup resets it).
 // Push (HEAD): K, M, grid_x, eps, mode, theta, section_h, section_w, max_len.
+// Subgroup: full, min 4 — lanes stride over a row's chunks by gl_SubgroupSize and subgroupAdd sums them, so every lane of a subgroup must run (the host checks that WG is a multiple of the size and sizes ROWS_WG from the smallest size the pipeline may get); the KSPLIT path keeps WG/4·RPS partial sums (≥ 4 lanes per subgroup) and writes RPS rows from lanes 0..RPS-1 (RPS ≤ subgroup size, checked by the host)
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
 #endif

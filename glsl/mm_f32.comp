@@ -4,6 +4,7 @@
 // stages X[n, :] in shared memory; invocations stride over the M outputs.
 // Bindings: 0 W (float[M*K]), 1 X (float[N*K]), 2 Y (float[N*M]). Push: K, M, N, grid_x.
 // Spec: 0 WG. Row n = y * grid_x + x.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

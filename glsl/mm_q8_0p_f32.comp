@@ -7,6 +7,7 @@
 // bank conflicts); every invocation accumulates a 4 × 4 sub-tile.
 // Bindings: 0 qs (uint[], 8 per block), 1 d (uint16[]), 2 X (float[N*K]), 3 Y (float[N*M]).
 // Push: K, M, N. Dispatch: (ceil(M/64), ceil(N/64), 1).
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x = 256) in;

@@ -4,6 +4,7 @@
 // res may alias y (each element is read, then written, by one invocation).
 // Bindings: 0 o (float[n_tokens*k*M]), 1 w (float[n_tokens*k]), 2 res, 3 y (float[n_tokens*M]).
 // Push: M, k, n (= n_tokens*M), flags. Spec: 0 WG. One invocation per output, grid-stride.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -19,6 +19,7 @@
 //           INTDOT + QUANT_H: as the float path.
 // Push: K, M, k, n_experts (ids are clamped below it), stride16 (stride/16), d_off2 (d_off/2),
 //       flags, grid_x. Spec: 0 WG, 1 RPS (rows per subgroup step), 2 ROWS_WG (rows per workgroup).
+// Subgroup: full, min 4 — lanes stride over a row's chunks by gl_SubgroupSize and subgroupAdd sums them, so every lane of a subgroup must run (the host checks that WG is a multiple of the size and sizes ROWS_WG from the smallest size the pipeline may get); the KSPLIT path keeps WG/4·RPS partial sums (≥ 4 lanes per subgroup) and writes RPS rows from lanes 0..RPS-1 (RPS ≤ subgroup size, checked by the host)
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
 #endif

@@ -30,6 +30,7 @@
 //           6 ids (written), 7 weights (float[n_tokens*k], written), 8 h.
 // Push: K, M, k, n_experts (ids are clamped below it), stride16 (stride/16), d_off2 (d_off/2),
 //       flags (ROUTE: bit 0 renormalise). Spec: 0 WG, 1 RPS (rows per subgroup step), 2 ROWS_WG.
+// Subgroup: full — lanes stride over a row's chunks by gl_SubgroupSize and subgroupAdd sums them, so every lane of a subgroup must run (the host checks that WG is a multiple of the size and sizes ROWS_WG from the smallest size the pipeline may get); routing and the Q8_1 prologue use common/reduce.glsl
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
 #endif

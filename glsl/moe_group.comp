@@ -7,6 +7,7 @@
 // Ids ≥ n_experts count as n_experts - 1 (as the expert kernels clamp them).
 // Bindings: 0 ids (uint[n_pairs]), 1 offsets (uint[n_experts+1]), 2 order (uint[n_pairs]).
 // Push: n_pairs, n_experts (≤ MAX_E). Spec: 0 WG.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

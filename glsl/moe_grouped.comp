@@ -14,6 +14,7 @@
 // Push: K, M, k, n_experts, stride16 (stride/16), d_off2 (d_off/2), flags (unused; moe_gate_up's
 // block). Spec: 0 WG, 1 RPS, 2 ROWS_WG.
 // Activation row of pair p: x[p / k] for gate/up, h[p] for DOWN.
+// Subgroup: full — lanes stride over a row's chunks by gl_SubgroupSize and subgroupAdd sums them, so every lane of a subgroup must run (the host checks that WG is a multiple of the size and sizes ROWS_WG from the smallest size the pipeline may get)
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
 #endif

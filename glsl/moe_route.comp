@@ -5,6 +5,7 @@
 // The selection is moe_topk.glsl (shared with the fused moe_gate_up).
 // Bindings: 0 logits (float[n_tokens*n_experts]), 1 ids (uint[n_tokens*k]), 2 weights (float[n_tokens*k]).
 // Push: n_experts, k (1..MOE_MAX_K), n_tokens, flags, grid_x. Spec: 0 WG.
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -3,6 +3,7 @@
 //   ids[t] = 0, weights[t] = sigmoid(Σ_i w[i] · x[t, i]),  w = shared_expert_gate [1, n] (f32).
 // Bindings: 0 x (float[n_tokens*n]), 1 w (float[n]), 2 ids (uint[n_tokens]), 3 weights (float[n_tokens]).
 // Push: n, n_tokens, grid_x. Spec: 0 WG. One workgroup per token.
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -4,6 +4,7 @@
 // Bindings: 0 x (float[n_blocks*32]), 1 xq (uint[n_blocks*8], 4 signed bytes each, little end first),
 //           2 xd (vec2[n_blocks] = (d, s), kept in f32).
 // Push: n_blocks. Spec: 0 WG. One invocation per block, grid-stride.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

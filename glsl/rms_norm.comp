@@ -2,6 +2,7 @@
 // RMSNorm per row: y[r, i] = x[r, i] / sqrt(mean_i(x[r, i]^2) + eps) * w[i].
 // Bindings: 0 x (float[rows*n]), 1 w (float[n]), 2 y (float[rows*n]).
 // Push: n, rows, eps. One workgroup per row (row = y * grid_x + x). Spec: 0 WG.
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -15,6 +15,7 @@
 //           as HF's position_ids: t positions, then h, then w).
 // Push: n_tokens, n_heads, head_dim, theta, section_h, section_w. One invocation per rotated pair,
 // grid-stride over n_tokens*n_heads*half pairs. Spec: 0 WG.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 #include "common/rope.glsl"
 

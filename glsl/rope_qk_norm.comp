@@ -17,6 +17,7 @@
 // n_tokens*n_kv more rows copy v into the V cache, at positions cache_len[0] + t (dropped at or
 // past max_len): attn_kv_store's work in the same dispatch. Bindings 5 v (float[]), 6 K cache,
 // 7 V cache (float[max_len*n_kv*head_dim]), 8 cache_len (uint[1]); push max_len last.
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 #include "common/rope.glsl"
 

@@ -2,6 +2,7 @@
 // Rotate-half RoPE in place on rows row_off .. row_off + n of x (`[rows, heads, head_dim]`): row
 // row_off + t is at position pos0 + t; pair (j, j + head_dim/2) rotates by (pos0 + t) · theta^(−2j/head_dim).
 // Bindings: 0 x. Push: n, heads, head_dim, row_off, pos0, theta. Spec: 0 WG. Grid-stride over pairs.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 #include "common/rope.glsl"
 

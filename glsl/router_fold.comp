@@ -16,6 +16,7 @@
 // One workgroup per row: its invocations stride over the row's vec4s, then one workgroup sum.
 // Bindings: 0 R (vec4[E * (K1 + K2) / 4]), 1 x (vec4[K1/4]), 2 a (vec4[K2/4]), 3 u (float[E]).
 // Push: K1, K2 (multiples of 4; QUANT_A: K2 a multiple of 32), rows, grid_x. Spec: 0 WG, 1 A4 (QUANT_A: K2 / 4).
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -35,6 +35,7 @@
 // top_p, seed_lo, seed_hi, step, pass (HIST). Spec: 0 WG (a power of two, 256..=1024: it divides
 // the 2048 bins and covers KMAX in 4 strides). Shared memory: 2048 + 2 * KMAX + 2 * WG words
 // (24 KiB at WG = 1024).
+// Subgroup: full — the tie-ordered gather indexes elements by gl_SubgroupID·gl_SubgroupSize + lane and scans with subgroupExclusiveAdd, which covers the workgroup only with full subgroups (WG is a power of two ≥ 256, a multiple of every size up to 256); the reductions are common/reduce.glsl's
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

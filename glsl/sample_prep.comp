@@ -17,6 +17,7 @@
 // 0 logits (float[n]), 1 prev (uint[n_prev]), 2 z (uint[n], float bits). Push: n, n_prev, sup_lo,
 // sup_hi, sup_allow, pen, inv_pen, inv_t. Spec: 0 WG. Prep is grid-stride over x
 // (gl_NumWorkGroups.x * WG); penalty has one invocation per previous token.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -3,6 +3,7 @@
 // v = x[(x_off + t)·c + ch], with a = exp(alpha) and ib = 1 / (exp(beta) + 1e-9) precomputed
 // (params = [a[0..c], ib[0..c]]). Bindings: 0 x, 1 params, 2 y. Push: n (rows), c, x_off, y_off.
 // Spec: 0 WG. Grid-stride over a 2-D grid.
+// Subgroup: none — no subgroup operations
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

@@ -2,6 +2,7 @@
 // Softmax per row of n: y[r, i] = exp(s*x[r,i] - max) / sum_j exp(s*x[r,j] - max), s = scale.
 // Bindings: 0 x (float[rows*n]), 1 y (float[rows*n]). Push: n, rows, scale, grid_x.
 // One workgroup per row. Spec: 0 WG.
+// Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
 layout(local_size_x_id = 0) in;

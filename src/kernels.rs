@@ -16,6 +16,56 @@ pub struct KernelInfo {
     /// Per binding: the shader never writes it.
     pub readonly: &'static [bool],
     pub push_size: u32,
+    /// What the kernel assumes about subgroups (its `// Subgroup:` header line, checked against
+    /// the SPIR-V by build.rs).
+    pub subgroup: SubgroupUse,
+    /// The smallest subgroup size it is correct at (1: any).
+    pub subgroup_min: u32,
+    /// Its workgroup's x size.
+    pub local_size: LocalSize,
+}
+
+/// A kernel's subgroup assumption (docs/kernels.md, "Subgroup sizes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubgroupUse {
+    /// No subgroup operations: correct on any device.
+    None,
+    /// Correct at any subgroup size, partial subgroups included.
+    Any,
+    /// Correct at any subgroup size when every subgroup is full: the workgroup must be a multiple
+    /// of every size the pipeline may run at.
+    Full,
+}
+
+/// A kernel's workgroup x size as compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalSize {
+    Fixed(u32),
+    /// `local_size_x_id = id`: the specialisation constant `id`, else `default`.
+    Spec {
+        id: u32,
+        default: u32,
+    },
+}
+
+impl LocalSize {
+    /// The size with the specialisation constants `spec` applied.
+    pub fn with(self, spec: &[SpecConst]) -> u32 {
+        match self {
+            LocalSize::Fixed(n) => n,
+            LocalSize::Spec { id, default } => spec.iter().find(|c| c.id == id).map_or(default, |c| c.value),
+        }
+    }
+}
+
+/// Choices fixed when the compute library binds a device (`Kernels::with_options`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelOptions {
+    /// Run every kernel that uses subgroup operations at this subgroup size
+    /// (VK_EXT_subgroup_size_control, full subgroups); `None`: the driver's choice (RADV: 64 for
+    /// workgroups over 32 invocations). Must be a power of two in the device's
+    /// minSubgroupSize..=maxSubgroupSize.
+    pub subgroup_size: Option<u32>,
 }
 
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
@@ -74,6 +124,10 @@ pub struct Kernels {
     pub(crate) layer_spin_cap: Option<u32>,
     /// [`Kernels::set_clocks`]: build the `_clk` variants (timing marks) where they exist.
     clocks: std::sync::atomic::AtomicBool,
+    options: KernelOptions,
+    /// The subgroup self-check (`crate::subgroups`), run at creation: the report, or why the
+    /// device is refused (every kernel with subgroup operations then fails to build).
+    subgroups: std::result::Result<crate::subgroups::SubgroupReport, String>,
 }
 
 /// Workgroup shapes, from the device (overridable for benchmarks by environment variables).
@@ -127,10 +181,53 @@ fn env_u32(name: &str) -> Option<u32> {
 }
 
 impl Kernels {
+    /// The compute library on `gpu` with the default options. It runs the subgroup self-check
+    /// first; on a device that fails it, every kernel using subgroup operations is refused when
+    /// its pipeline is built ([`Kernels::subgroup_check`] says why).
     pub fn new(gpu: Gpu) -> Kernels {
+        Self::build(gpu, KernelOptions::default())
+    }
+
+    /// [`Kernels::new`] with `options`, refusing at once a device that fails the subgroup
+    /// self-check or cannot give the options (e.g. a subgroup size outside its range).
+    pub fn with_options(gpu: Gpu, options: KernelOptions) -> Result<Kernels> {
+        let caps = gpu.caps();
+        if let Some(sg) = options.subgroup_size {
+            if !caps.subgroup_size_control
+                || !sg.is_power_of_two()
+                || !(caps.min_subgroup_size..=caps.max_subgroup_size).contains(&sg)
+            {
+                return Err(Error::Unsuitable(format!(
+                    "subgroup size {sg} was asked for, but {} {} (sizes {}..={})",
+                    caps.name,
+                    if caps.subgroup_size_control {
+                        "allows only powers of two in its range"
+                    } else {
+                        "has no subgroup size control"
+                    },
+                    caps.min_subgroup_size,
+                    caps.max_subgroup_size
+                )));
+            }
+        }
+        let k = Self::build(gpu, options);
+        k.subgroup_check()?;
+        Ok(k)
+    }
+
+    fn build(gpu: Gpu, options: KernelOptions) -> Kernels {
         let caps = gpu.caps();
         let matvec_path = MatvecPath::choose(caps);
         let tuning = Mutex::new(Tuning::from_env(caps));
+        let subgroups = crate::subgroups::probe(&gpu)
+            .map_err(|e| format!("the subgroup self-check could not run on {}: {e}", caps.name))
+            .and_then(|r| match r.refusal() {
+                Some(why) => Err(why),
+                None => Ok(r),
+            });
+        if let Err(why) = &subgroups {
+            tracing::debug!("{why}");
+        }
         Kernels {
             gpu,
             pipelines: Mutex::new(HashMap::new()),
@@ -139,7 +236,25 @@ impl Kernels {
             layer_groups: None,
             layer_spin_cap: None,
             clocks: std::sync::atomic::AtomicBool::new(false),
+            options,
+            subgroups,
         }
+    }
+
+    /// The subgroup self-check's report, or the device's refusal.
+    pub fn subgroup_check(&self) -> Result<&crate::subgroups::SubgroupReport> {
+        self.subgroups.as_ref().map_err(|why| Error::Unsuitable(why.clone()))
+    }
+
+    pub fn options(&self) -> KernelOptions {
+        self.options
+    }
+
+    /// The smallest subgroup size a kernel may run at: the required size, else the device's
+    /// minimum. Launchers size rows per workgroup from it (so every subgroup has work at any real
+    /// size; the kernels stride over the rest).
+    pub(crate) fn subgroup_floor(&self) -> u32 {
+        self.options.subgroup_size.unwrap_or(self.gpu.caps().min_subgroup_size).max(1)
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -212,12 +327,54 @@ impl Kernels {
                 what: format!("launcher push constants are {size} bytes, the SPIR-V declares {}", info.push_size),
             });
         }
+        let required = self.check_subgroup_fit(info, spec)?;
         let src = KernelSource { name, spirv: info.spirv, bindings: info.bindings as u32, push_size: info.push_size };
-        let p = self.gpu.pipeline(&src, spec, None)?;
+        let p = self.gpu.pipeline(&src, spec, required)?;
         if let Ok(mut m) = self.pipelines.lock() {
             m.insert(key, p.clone());
         }
         Ok(p)
+    }
+
+    /// Refuses a kernel with subgroup operations on a device that failed the self-check, or at a
+    /// subgroup size / workgroup size it is not correct at; returns the subgroup size to require.
+    fn check_subgroup_fit(&self, info: &KernelInfo, spec: &[SpecConst]) -> Result<Option<u32>> {
+        if info.subgroup == SubgroupUse::None {
+            return Ok(None);
+        }
+        self.subgroup_check()?;
+        let caps = self.gpu.caps();
+        let wg = info.local_size.with(spec);
+        let kerr = |what: String| Error::Kernel { kernel: info.name.into(), what };
+        // The required size applies where the workgroup can run at it (a multiple of it, at most
+        // maxComputeWorkgroupSubgroups of them); elsewhere the driver chooses. Every kernel is
+        // correct either way: rows are sized from the floor and strided over.
+        let most = caps.max_compute_workgroup_subgroups;
+        let required =
+            self.options.subgroup_size.filter(|&r| wg % r == 0 && (most == 0 || wg <= r.saturating_mul(most)));
+        let (lo, hi) = match required {
+            Some(r) => (r, r),
+            None => (caps.min_subgroup_size.min(caps.subgroup_size), caps.max_subgroup_size.max(caps.subgroup_size)),
+        };
+        if lo < info.subgroup_min {
+            return Err(kerr(format!(
+                "it needs subgroups of at least {} lanes, and this device may run it at {lo}",
+                info.subgroup_min
+            )));
+        }
+        if info.subgroup == SubgroupUse::Full && wg % hi != 0 {
+            return Err(kerr(format!(
+                "its workgroup of {wg} invocations is not a multiple of the subgroup size {hi} it may run at \
+                 (it needs full subgroups)"
+            )));
+        }
+        if required.is_none() && self.options.subgroup_size.is_some() {
+            tracing::debug!(
+                "{}: workgroup {wg} cannot run at the required subgroup size; the driver chooses",
+                info.name
+            );
+        }
+        Ok(required)
     }
 
     /// Scratch for quantising up to `values` activation floats (a multiple of 32) to Q8_1.

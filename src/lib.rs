@@ -14,8 +14,9 @@ pub mod layout;
 mod ops;
 pub mod reference;
 pub mod selftest;
+pub mod subgroups;
 
-pub use kernels::{KernelInfo, Kernels, MatvecPath, Q8_1Scratch};
+pub use kernels::{KernelInfo, KernelOptions, Kernels, LocalSize, MatvecPath, Q8_1Scratch, SubgroupUse};
 pub use ops::code2wav::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, ConvWeights};
 pub use ops::sample::{sample_mix32, sample_uniform, SampleParams, Suppress, SAMPLE_MAX_K};
 pub use ops::{

@@ -12,7 +12,8 @@ use crate::{Kernels, Matrix, MatvecPath, WType};
 pub fn run() -> Result<String> {
     let gpu = Gpu::new(&GpuOptions::default())?;
     let mut k = Kernels::new(gpu.clone());
-    let mut out = String::new();
+    // The driver's subgroup builtins first: a device that fails is refused with its numbers.
+    let mut out = k.subgroup_check()?.summary();
     let (rows, cols) = (512usize, 2048usize);
     let mut rng = Rng::new(7);
     let w = rng.vec(rows * cols, 1.0);

@@ -9,6 +9,21 @@ export CARGO_TERM_COLOR=never
 export VK_LAYER_ENABLES="${VK_LAYER_ENABLES:-VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT}"
 cargo build --workspace --all-targets
 cargo test --workspace
+# Subgroup sizes (docs/kernels.md, "Subgroup sizes"): lavapipe runs 8 lanes by default and truly 4 and
+# 16 at LP_NATIVE_VECTOR_WIDTH=128 / 512 (at 1024 / 2048 it reports 32 / 64 but runs 16, so those test
+# nothing: tests/subgroups.rs checks that the self-check refuses them). On lavapipe only, the kernel
+# tests (also at a required subgroup size) and the Thinker, Talker, Code2Wav and AudioTower parity
+# tests run again at 4 and 16 lanes (~8 minutes on 2 cores).
+if cargo run -q -p qwen3-omni --bin qwen3-omni-vk -- devices 2>/dev/null | grep -q '^would use: .*llvmpipe'; then
+  for width in 128 512; do
+    echo "test.sh: subgroup size $((width / 32)) (LP_NATIVE_VECTOR_WIDTH=$width)"
+    LP_NATIVE_VECTOR_WIDTH=$width cargo test -p qwen3-omni-vk --test kernels --test moe --test attention \
+      --test sample --test audio_kernels --test code2wav_kernels --test subgroups
+    LP_NATIVE_VECTOR_WIDTH=$width QWEN3VK_TEST_SUBGROUP_SIZE=max cargo test -p qwen3-omni-vk --test kernels --test moe
+    LP_NATIVE_VECTOR_WIDTH=$width cargo test -p qwen3-omni --test thinker_gpu --test talker_gpu --test code2wav_gpu \
+      --test audio_tower
+  done
+fi
 if [ -f tools/gguf_check.py ]; then
   "$VENV/bin/python" tools/gguf_check.py --selftest
 fi

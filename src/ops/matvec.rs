@@ -253,7 +253,7 @@ impl Kernels {
             return rec.dispatch(&p, &b, push_bytes(&PushFused { grid_x, ..push }), dims);
         }
         let l = crate::layout::PlanarLayout::new(w.rows as u64, k);
-        let min_sg = self.gpu().caps().min_subgroup_size.max(1);
+        let min_sg = self.subgroup_floor();
         let base = (t.fused_wg / min_sg).max(1) * t.mv_rows;
         // Every workgroup pays for the prologue: size them so there are about `fused_groups`.
         let rows_wg = base * (w.rows / (base * t.fused_groups)).max(1);
@@ -319,7 +319,7 @@ impl Kernels {
             let d = Binding::read(w.buf).range(w.offset + l.d_offset, l.d_bytes);
             // Rows per workgroup from the smallest subgroup the device may use, so every
             // subgroup has rows to do; the kernel strides over them whatever the real size.
-            let min_sg = self.gpu().caps().min_subgroup_size.max(1);
+            let min_sg = self.subgroup_floor();
             let rows_wg = (t.mv_wg / min_sg).max(1) * t.mv_rows;
             let spec = [
                 SpecConst { id: 0, value: t.mv_wg },

@@ -424,7 +424,7 @@ impl Kernels {
     }
 
     fn moe_geometry_with(&self, wg: u32, rps: u32) -> ([SpecConst; 3], u32) {
-        let min_sg = self.gpu().caps().min_subgroup_size.max(1);
+        let min_sg = self.subgroup_floor();
         let rows_wg = (wg / min_sg).max(1) * rps;
         (
             [SpecConst { id: 0, value: wg }, SpecConst { id: 1, value: rps }, SpecConst { id: 2, value: rows_wg }],
@@ -798,6 +798,17 @@ impl Kernels {
         // the Q8_1 prologue.
         let ks = if fused && n_tokens == 1 { self.tuning().down_ksplit } else { 1 };
         let rows_wg = (rows_wg / ks).max(spec[1].value);
+        let smallest = self.subgroup_floor().min(self.gpu().caps().min_subgroup_size.max(1));
+        if ks > 1 && spec[1].value > smallest {
+            // The split loop writes a row group's rows from lanes 0..RPS (moe_down.comp).
+            return Err(kerr(
+                name,
+                format!(
+                    "{} rows per subgroup step with KSPLIT {ks} need subgroups of at least that many lanes (this device: {})",
+                    spec[1].value, smallest
+                ),
+            ));
+        }
         let spec = [spec[0], spec[1], SpecConst { id: 2, value: rows_wg }, SpecConst { id: 3, value: ks }];
         let max = self.gpu().caps().max_workgroup_count;
         if k == 0 || k > MOE_DOWN_MAX_K || n_tokens == 0 || n_tokens > max[2] {

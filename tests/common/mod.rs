@@ -14,8 +14,19 @@ pub fn gpu() -> Gpu {
     Gpu::new(&options()).unwrap_or_else(|e| panic!("cannot open a Vulkan device with validation: {e}"))
 }
 
+/// The compute library with validation on. `QWEN3VK_TEST_SUBGROUP_SIZE=N|min|max` runs every
+/// kernel with subgroup operations at a required subgroup size (tools/test.sh; the H200 runs).
 pub fn kernels() -> Kernels {
-    Kernels::new(gpu())
+    let g = gpu();
+    let caps = g.caps();
+    let sg = match std::env::var("QWEN3VK_TEST_SUBGROUP_SIZE").ok().as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some("min") => Some(caps.min_subgroup_size),
+        Some("max") => Some(caps.max_subgroup_size),
+        Some(v) => Some(v.parse().unwrap_or_else(|_| panic!("QWEN3VK_TEST_SUBGROUP_SIZE={v}: expected N, min or max"))),
+    };
+    Kernels::with_options(g, qwen3_omni_vk::KernelOptions { subgroup_size: sg })
+        .unwrap_or_else(|e| panic!("the compute library refuses this device: {e}"))
 }
 
 /// Fails the test if the validation layer reported any error or warning.

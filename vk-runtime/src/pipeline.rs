@@ -50,8 +50,10 @@ impl Pipeline {
 }
 
 impl Gpu {
-    /// Builds `src` with the given specialisation constants. `subgroup_size` requests a fixed
-    /// subgroup size (and full subgroups) where the device allows it.
+    /// Builds `src` with the given specialisation constants. `subgroup_size` requires a fixed
+    /// subgroup size (VK_EXT_subgroup_size_control; with full subgroups where the device has
+    /// them): an error on a device that cannot give it. The caller keeps the workgroup a multiple
+    /// of it.
     pub fn pipeline(
         &self,
         src: &KernelSource<'_>,
@@ -66,6 +68,20 @@ impl Gpu {
                 "push constants of {} bytes exceed the device's maxPushConstantsSize ({})",
                 src.push_size, caps.max_push_constants
             )));
+        }
+        if let Some(sg) = subgroup_size {
+            if !caps.subgroup_size_control
+                || !sg.is_power_of_two()
+                || !(caps.min_subgroup_size..=caps.max_subgroup_size).contains(&sg)
+            {
+                return Err(kerr(format!(
+                    "a required subgroup size of {sg} is not available: the device {} subgroup size control \
+                     (sizes {}..={})",
+                    if caps.subgroup_size_control { "has" } else { "has no" },
+                    caps.min_subgroup_size,
+                    caps.max_subgroup_size
+                )));
+            }
         }
         if src.spirv.first() != Some(&0x0723_0203) {
             return Err(kerr("embedded SPIR-V has no SPIR-V magic number".into()));
@@ -131,12 +147,10 @@ impl Gpu {
                 .name(c"main")
                 .specialization_info(&sinfo);
             if let Some(sg) = subgroup_size {
-                if caps.subgroup_size_control && (caps.min_subgroup_size..=caps.max_subgroup_size).contains(&sg) {
-                    req = req.required_subgroup_size(sg);
-                    stage = stage.push_next(&mut req);
-                    if caps.compute_full_subgroups {
-                        stage = stage.flags(vk::PipelineShaderStageCreateFlags::REQUIRE_FULL_SUBGROUPS);
-                    }
+                req = req.required_subgroup_size(sg);
+                stage = stage.push_next(&mut req);
+                if caps.compute_full_subgroups {
+                    stage = stage.flags(vk::PipelineShaderStageCreateFlags::REQUIRE_FULL_SUBGROUPS);
                 }
             }
             let cinfo = [vk::ComputePipelineCreateInfo::default().stage(stage).layout(p.layout)];
