@@ -209,7 +209,10 @@ fn stream_copy_and_read() {
 
 #[test]
 fn bad_launches_are_errors() {
-    let k = kernels();
+    let mut k = kernels();
+    // The shape errors on the float path (the int-dot path first asks for its Q8_1 scratch: the
+    // default on devices with accelerated int8 dot products, e.g. the H200).
+    k.set_matvec_path(MatvecPath::Float).unwrap();
     let g = k.gpu();
     let w = g.buffer("w", 34 * 4, MemoryIntent::Weights).unwrap();
     let x = g.buffer("x", 64 * 4, MemoryIntent::Upload).unwrap();
@@ -226,6 +229,14 @@ fn bad_launches_are_errors() {
     assert!(e.to_string().contains("'y'"), "{e}");
     drop(rec);
     assert_clean(g);
+    if k.gpu().caps().int_dot {
+        k.set_matvec_path(MatvecPath::IntDot).unwrap();
+        let g = k.gpu();
+        let mut rec = g.recorder(false).unwrap();
+        let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0, 1, 64), &x, &y, None).unwrap_err();
+        assert!(e.to_string().contains("needs a Q8_1 scratch"), "{e}");
+    }
+    assert_clean(k.gpu());
 }
 
 #[test]

@@ -432,7 +432,9 @@ fn moe_block_dispatches_and_barriers() {
 
 #[test]
 fn bad_moe_launches_are_errors() {
-    let k = kernels();
+    let mut k = kernels();
+    // The shape errors on the float path (int-dot first asks for its Q8_1 scratch).
+    k.set_matvec_path(MatvecPath::Float).unwrap();
     let g = k.gpu();
     let lb = g.buffer("logits", 16 * 4, MemoryIntent::Upload).unwrap();
     let ids = g.buffer("ids", 64, MemoryIntent::Scratch).unwrap();
