@@ -59,8 +59,6 @@ const VARIANTS: &[Variant] = &[
     },
     Variant { name: "attn_decode_fused_f32", file: "attn_decode_fused.comp", defines: &[] },
     Variant { name: "attn_decode_prologue_f32", file: "attn_decode_fused.comp", defines: &[("NO_MERGE", "1")] },
-    Variant { name: "decode_layer_q8_0p_f32", file: "decode_layer.comp", defines: &[] },
-    Variant { name: "decode_layer_q8_0p_q8_1", file: "decode_layer.comp", defines: &[("INTDOT", "1")] },
     Variant { name: "router_fold_f32", file: "router_fold.comp", defines: &[] },
     Variant { name: "router_fold_q8_1_f32", file: "router_fold.comp", defines: &[("QUANT_A", "1")] },
     Variant { name: "decode_advance", file: "decode_advance.comp", defines: &[] },

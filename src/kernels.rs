@@ -69,9 +69,6 @@ pub struct Kernels {
     matvec_path: MatvecPath,
     /// Read from the environment at creation and by [`Kernels::reload_tuning`].
     tuning: Mutex<Tuning>,
-    /// Workgroups of the persistent decode-layer kernel, when set by the caller.
-    pub(crate) layer_groups: Option<u32>,
-    pub(crate) layer_spin_cap: Option<u32>,
     /// [`Kernels::set_clocks`]: build the `_clk` variants (timing marks) where they exist.
     clocks: std::sync::atomic::AtomicBool,
 }
@@ -136,8 +133,6 @@ impl Kernels {
             pipelines: Mutex::new(HashMap::new()),
             matvec_path,
             tuning,
-            layer_groups: None,
-            layer_spin_cap: None,
             clocks: std::sync::atomic::AtomicBool::new(false),
         }
     }

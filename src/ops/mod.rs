@@ -6,7 +6,6 @@ mod audio;
 pub mod code2wav;
 mod elementwise;
 mod embed;
-mod layer;
 mod matmul;
 mod matvec;
 mod moe;
@@ -15,7 +14,6 @@ mod sampling;
 
 pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
-pub use layer::{LayerIo, LayerPost, LayerPre, LayerShape};
 pub use matvec::{HeadOut, FUSED_KSPLIT, HEAD_SPLIT};
 pub use moe::{router_fold_matrix, DOWN_KSPLIT};
 use vk_runtime::{Buffer, Error, Result};
