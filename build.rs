@@ -134,7 +134,7 @@ const VARIANTS: &[Variant] = &[
     Variant {
         name: "mv_q8_0p_q8_1_head_clk",
         file: "matvec_q8_0p.comp",
-        defines: &[("INTDOT", "1"), ("PROLOGUE", "1"), ("NORM", "1"), ("HEAD", "1"), ("CLOCKS", "9")],
+        defines: &[("INTDOT", "1"), ("PROLOGUE", "1"), ("NORM", "1"), ("HEAD", "1"), ("CLOCKS", "8")],
     },
     Variant {
         name: "mv_q8_0p_q8_1_pq_res_clk",

@@ -188,12 +188,6 @@ fn bench(c: &mut Criterion) {
         let per = 8usize;
         let ys: Vec<Buffer> =
             (0..per).map(|i| gpu.buffer(&format!("yd{i}"), qd as u64 * 4, MemoryIntent::Scratch).unwrap()).collect();
-        let head_scratch: Vec<Buffer> = (0..per)
-            .map(|_| {
-                let words = vec![0u32; (qd + qd / hd) as usize];
-                gpu.buffer_from("head scratch", &words, MemoryIntent::Scratch).unwrap()
-            })
-            .collect();
         for (case, m, kk) in
             [("mv fused RMSNorm", qd, h), ("mv fused + residual", h, qd), ("mv_head (norm + RoPE)", qd, h)]
         {
@@ -222,7 +216,6 @@ fn bench(c: &mut Criterion) {
                         &pos,
                         &len,
                         y,
-                        &head_scratch[i],
                         512,
                         hd,
                         1e6,

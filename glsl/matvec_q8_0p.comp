@@ -31,13 +31,8 @@
 // rotation at the token's position, into y; mode 1 (k) the same into the K cache at position
 // cache_len[0]; mode 2 (v) the rows into the V cache there (positions ≥ max_len dropped). One
 // dependent dispatch (norm/RoPE/store) fewer per layer.
-// Spec 3 SPLIT (HEAD): workgroups per head (ROWS_WG = head_dim / SPLIT rows each). With SPLIT > 1
-// each workgroup stores its rows in hs and counts itself in, and the head's last workgroup reads
-// the head back and finishes it (v needs no norm: every workgroup stores its rows in the cache).
-// Forty 1-head workgroups leave most of a big GPU idle; this spreads q/k/v over more of it.
 // Bindings (HEAD): 0 qs, 1 d, 2 x, 3 nw, 4 y (q [M], or the cache [max_len, M]), 5 hw (float[HD]),
-//           6 pos (uint[3]), 7 cache_len (uint[1]), 8 hs (uint: raw rows [M], then one arrival
-//           counter per head, zero between dispatches: the last workgroup resets it).
+//           6 pos (uint[3]), 7 cache_len (uint[1]).
 // Push (HEAD): K, M, grid_x, eps, mode, theta, section_h, section_w, max_len.
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
@@ -65,11 +60,8 @@ layout(push_constant) uniform Push {
 layout(std430, binding = 5) readonly buffer HW { float hw[]; };
 layout(std430, binding = 6) readonly buffer Pos { uint pos[]; };
 layout(std430, binding = 7) readonly buffer Len { uint cache_len[]; };
-layout(std430, binding = 8) coherent buffer HS { uint hs[]; };
-layout(constant_id = 3) const uint SPLIT = 1;
 #define HEAD_MAX 256u
 shared float s_head[HEAD_MAX];
-shared uint s_last;
 #else
 layout(push_constant) uniform Push { uint K; uint M; uint grid_x; float eps; } pc;
 #endif
@@ -325,28 +317,13 @@ void main() {
 #ifdef HEAD
     // The head's epilogue (rope_qk_norm.comp STORE's work for this head).
     barrier();
-    const uint hd = ROWS_WG * SPLIT, half_dim = hd / 2u, tid = gl_LocalInvocationIndex;
+    const uint hd = ROWS_WG, half_dim = hd / 2u, tid = gl_LocalInvocationIndex;
     const uint head = first / hd, head0 = head * hd;
     const uint p = cache_len[0];
     if (pc.mode == 2u) {
         if (p < pc.max_len) for (uint j = tid; j < ROWS_WG; j += WG) y[p * pc.M + first + j] = s_head[j];
         MARK(3);
         return;
-    }
-    if (SPLIT > 1u) {
-        for (uint j = tid; j < ROWS_WG; j += WG) hs[first + j] = floatBitsToUint(s_head[j]);
-        memoryBarrierBuffer();
-        barrier();
-        if (tid == 0u) s_last = atomicAdd(hs[pc.M + head], 1u) == SPLIT - 1u ? 1u : 0u;
-        barrier();
-        if (s_last == 0u) {
-            MARK(3);
-            return;
-        }
-        memoryBarrierBuffer();
-        for (uint j = tid; j < hd; j += WG) s_head[j] = uintBitsToFloat(hs[head0 + j]);
-        if (tid == 0u) atomicExchange(hs[pc.M + head], 0u);
-        barrier();
     }
     float sq = 0.0;
     for (uint j = tid; j < half_dim; j += WG) sq += s_head[j] * s_head[j] + s_head[j + half_dim] * s_head[j + half_dim];

@@ -41,10 +41,6 @@ struct PushHead {
 /// `QWEN3VK_FUSED_KSPLIT` says otherwise (matvec_q8_0p.comp KSPLIT).
 pub const FUSED_KSPLIT: u32 = 1;
 
-/// Workgroups per head of [`Kernels::matvec_head`] unless `QWEN3VK_HEAD_SPLIT` or
-/// [`Kernels::set_head_split`] says otherwise.
-pub const HEAD_SPLIT: u32 = 1;
-
 /// Where [`Kernels::matvec_head`] puts a finished head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadOut {
@@ -62,11 +58,7 @@ impl Kernels {
     /// rows, then per `out`: the head's RMSNorm (`hw`, `eps`) and (M)RoPE at `pos` into `y`
     /// (Query), the same into the K cache `y` at position cache_len[0] (Key), or the rows into the V
     /// cache (Value); cache positions ≥ `max_len` are dropped. Does rope_qk_norm_store's work
-    /// without its dispatch. Each head is split over [`HEAD_SPLIT`] workgroups (or what
-    /// `QWEN3VK_HEAD_SPLIT` / [`Kernels::set_head_split`] say); `scratch` (≥ rows + heads u32
-    /// words, zero-filled when allocated and left zeroed by every dispatch) holds their rows and
-    /// arrival counters. Dispatches that may run
-    /// at the same time (q and k) need separate scratch buffers.
+    /// without its dispatch.
     #[allow(clippy::too_many_arguments)]
     pub fn matvec_head<'a>(
         &self,
@@ -79,7 +71,6 @@ impl Kernels {
         pos: &'a Buffer,
         cache_len: &'a Buffer,
         y: &'a Buffer,
-        scratch: &'a Buffer,
         max_len: u32,
         head_dim: u32,
         theta: f32,
@@ -108,29 +99,16 @@ impl Kernels {
         super::attention::check_rope(name, head_dim, theta, mrope_section)?;
         let caps = self.gpu().caps();
         let t = self.tuning();
-        // A power of two, so it divides any even head_dim's largest power-of-two factor.
-        let mut split = t.head_split.min(head_dim / 2).max(1);
-        while head_dim % split != 0 {
-            split /= 2;
-        }
-        // Big workgroups: a head's rows are all its workgroups' work.
-        let wg = if t.head_wg > 0 { t.head_wg } else { (1024 / split).max(64) }.min(caps.max_workgroup_invocations);
+        // Big workgroups: a head's rows are all its workgroup's work.
+        let wg = if t.head_wg > 0 { t.head_wg } else { 1024 }.min(caps.max_workgroup_invocations);
         let spec = [
             SpecConst { id: 0, value: wg },
             SpecConst { id: 1, value: t.mv_rows },
-            SpecConst { id: 2, value: head_dim / split },
-            SpecConst { id: 3, value: split },
+            SpecConst { id: 2, value: head_dim },
             SpecConst { id: 4, value: t.head_ksplit },
         ];
-        let need = (w.rows as u64 + (w.rows / head_dim) as u64) * 4;
-        if scratch.size() < need {
-            return Err(kerr(
-                name,
-                format!("head scratch '{}' is {} bytes, needs {need}", scratch.name(), scratch.size()),
-            ));
-        }
         let heads = w.rows / head_dim;
-        let (dims, grid_x) = grid(heads * split, caps.max_workgroup_count[0]);
+        let (dims, grid_x) = grid(heads, caps.max_workgroup_count[0]);
         let mode = match out {
             HeadOut::Query => 0,
             HeadOut::Key => 1,
@@ -159,7 +137,6 @@ impl Kernels {
             Binding::read(hw).range(0, head_dim as u64 * 4),
             Binding::read(pos).range(0, 12),
             Binding::read(cache_len).range(0, 4),
-            Binding::read_write(scratch).range(0, need),
         ];
         rec.dispatch(&p, &b, push_bytes(&push), dims)
     }

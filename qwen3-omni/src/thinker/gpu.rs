@@ -33,8 +33,6 @@ struct Scratch {
     next: Buffer,
     /// Per KV head: workgroups of the one-dispatch decode attention done (zero between steps).
     attn_counters: Buffer,
-    /// q, k, v head kernels' rows and arrival counters (one each: they run side by side).
-    heads: [Buffer; 3],
     q81: Q8_1Scratch,
     q81_h: Q8_1Scratch,
 }
@@ -170,15 +168,6 @@ impl GpuThinker {
                 &vec![0u32; c.n_kv_heads as usize],
                 MemoryIntent::Upload,
             )?,
-            heads: {
-                let kvd = c.n_kv_heads * c.head_dim;
-                let zeros = |rows: u64| vec![0u32; (rows + rows / c.head_dim.max(1) as u64) as usize];
-                [
-                    g.buffer_from("q head scratch", &zeros(qd), MemoryIntent::Scratch)?,
-                    g.buffer_from("k head scratch", &zeros(kvd as u64), MemoryIntent::Scratch)?,
-                    g.buffer_from("v head scratch", &zeros(kvd as u64), MemoryIntent::Scratch)?,
-                ]
-            },
             q81: k.q8_1_scratch(h.max(qd).div_ceil(32) * 32)?,
             q81_h: k.q8_1_scratch(inter_k.div_ceil(32) * 32)?,
         };
@@ -510,10 +499,9 @@ impl GpuThinker {
             let qm = Matrix::new(&lw.q, WType::Q8_0Planar, qd, h);
             let km = Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h);
             let vm = Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h);
-            let [hq, hk, hv] = &s.heads;
-            k.matvec_head(rec, qm, &s.x, an, HeadOut::Query, &lw.q_norm, pos, len, &s.q, hq, cap, hd, th, sec)?;
-            k.matvec_head(rec, km, &s.x, an, HeadOut::Key, &lw.k_norm, pos, len, kc, hk, cap, hd, th, sec)?;
-            k.matvec_head(rec, vm, &s.x, an, HeadOut::Value, &lw.k_norm, pos, len, vc, hv, cap, hd, th, sec)?;
+            k.matvec_head(rec, qm, &s.x, an, HeadOut::Query, &lw.q_norm, pos, len, &s.q, cap, hd, th, sec)?;
+            k.matvec_head(rec, km, &s.x, an, HeadOut::Key, &lw.k_norm, pos, len, kc, cap, hd, th, sec)?;
+            k.matvec_head(rec, vm, &s.x, an, HeadOut::Value, &lw.k_norm, pos, len, vc, cap, hd, th, sec)?;
             k.attn_decode_at(rec, &s.q, kc, vc, &s.o, &s.attn, len, 1, nh, nkv, hd, cap)?;
         } else {
             // q, k, v: each workgroup normalises (and quantises) x itself; no barrier between the three.
