@@ -44,11 +44,6 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint RPS = 2;
 layout(constant_id = 2) const uint ROWS_WG = 8;
-// KSPLIT subgroups share each row group, each taking every KSPLIT-th chunk (fewer dependent loads
-// per lane for the latency-bound decode matrices); their sums meet in shared memory and are added
-// in a fixed order. 1: one subgroup per row, as before.
-layout(constant_id = 4) const uint KSPLIT = 1;
-shared float s_part[(WG / 4u) * RPS];
 
 layout(std430, binding = 0) readonly buffer QS { uvec4 qs[]; };
 layout(std430, binding = 1) readonly buffer D { uint16_t dw[]; };
@@ -216,8 +211,7 @@ void main() {
     const uint lane = gl_SubgroupInvocationID, ss = gl_SubgroupSize;
     const uint nb = pc.K / 32u;
     const uint nc = pc.K / 16u; // 16-weight chunks per row
-    // One subgroup per row group (KSPLIT = 1, the default): the plain loop.
-    for (uint row0 = first + gl_SubgroupID * RPS; row0 < last && KSPLIT == 1u; row0 += gl_NumSubgroups * RPS) {
+    for (uint row0 = first + gl_SubgroupID * RPS; row0 < last; row0 += gl_NumSubgroups * RPS) {
         float acc[RPS];
         for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
         for (uint c = lane; c < nc; c += ss) {
@@ -252,65 +246,6 @@ void main() {
         for (uint r = 0; r < RPS; r++) {
             const float t = subgroupAdd(acc[r]);
             if (lane == 0u && row0 + r < last) put_row(row0 + r, first, t);
-        }
-    }
-    // KSPLIT > 1: row groups of ks subgroups, partial sums through shared memory.
-    const uint ks = min(KSPLIT, gl_NumSubgroups); // subgroups per row group
-    const uint groups = gl_NumSubgroups / ks;
-    const uint grp = gl_SubgroupID / ks, part = gl_SubgroupID % ks;
-    const uint steps = (last - first + groups * RPS - 1u) / (groups * RPS);
-    for (uint st = 0u; st < steps && KSPLIT > 1u; st++) {
-        const uint row0 = first + (st * groups + grp) * RPS;
-        // (continue, not break: a break here gave wrong results on lavapipe)
-        if (ks == 1u && row0 >= last) continue; // no barriers below with one subgroup per row group
-        float acc[RPS];
-        for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
-        for (uint c = lane + part * ss; c < nc && grp < groups; c += ss * ks) {
-            const uint b = c >> 1;
-#if defined(PROLOGUE) && defined(INTDOT)
-            const uvec4 xv = s_xq[c];
-            const float dx = s_xd[b];
-#elif defined(PROLOGUE)
-            const vec4 x0 = s_x[c * 4u], x1 = s_x[c * 4u + 1u], x2 = s_x[c * 4u + 2u], x3 = s_x[c * 4u + 3u];
-#elif defined(INTDOT)
-            const uvec4 xv = xq[c];
-            const float dx = xd[b].x;
-#else
-            const vec4 x0 = x[c * 4u], x1 = x[c * 4u + 1u], x2 = x[c * 4u + 2u], x3 = x[c * 4u + 3u];
-#endif
-            for (uint r = 0; r < RPS; r++) {
-                const uint row = min(row0 + r, last - 1u);
-                const uvec4 wv = qs[row * nc + c];
-                const float d = f16_bits_to_float(dw[row * nb + b]);
-#ifdef INTDOT
-                int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
-                s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
-                s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
-                s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
-                acc[r] += float(s) * d * dx;
-#else
-                const float s = dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3);
-                acc[r] += d * s;
-#endif
-            }
-        }
-        if (ks == 1u) {
-            for (uint r = 0; r < RPS; r++) {
-                const float t = subgroupAdd(acc[r]);
-                if (lane == 0u && row0 + r < last) put_row(row0 + r, first, t);
-            }
-        } else {
-            for (uint r = 0; r < RPS; r++) {
-                const float t = subgroupAdd(acc[r]);
-                if (lane == 0u && grp < groups) s_part[(grp * RPS + r) * ks + part] = t;
-            }
-            barrier();
-            if (part == 0u && grp < groups && lane < RPS && row0 + lane < last) {
-                float t = 0.0;
-                for (uint q = 0; q < ks; q++) t += s_part[(grp * RPS + lane) * ks + q];
-                put_row(row0 + lane, first, t);
-            }
-            barrier();
         }
     }
     MARK(2);

@@ -90,12 +90,8 @@ pub(crate) struct Tuning {
     /// `QWEN3VK_MOE_FUSED_WG` sets both sizes; 0: the defaults).
     pub moe_wg: [u32; 2],
     pub moe_rps: [u32; 2],
-    /// Subgroups sharing each row of the fused down projection (`QWEN3VK_DOWN_KSPLIT`), of the
-    /// fused-prologue matrix × vector (`QWEN3VK_FUSED_KSPLIT`) and of the head kernel
-    /// (`QWEN3VK_HEAD_KSPLIT`).
+    /// Subgroups sharing each row of the fused down projection (`QWEN3VK_DOWN_KSPLIT`).
     pub down_ksplit: u32,
-    pub fused_ksplit: u32,
-    pub head_ksplit: u32,
 }
 
 impl Tuning {
@@ -110,8 +106,6 @@ impl Tuning {
                 .map(|n| env_u32(n).or_else(|| env_u32("QWEN3VK_MOE_FUSED_WG")).unwrap_or(0)),
             moe_rps: ["QWEN3VK_GATE_RPS", "QWEN3VK_DOWN_RPS"].map(|n| env_u32(n).unwrap_or(0).min(16)),
             down_ksplit: env_u32("QWEN3VK_DOWN_KSPLIT").unwrap_or(crate::ops::DOWN_KSPLIT).clamp(1, 16),
-            fused_ksplit: env_u32("QWEN3VK_FUSED_KSPLIT").unwrap_or(crate::ops::FUSED_KSPLIT).clamp(1, 16),
-            head_ksplit: env_u32("QWEN3VK_HEAD_KSPLIT").unwrap_or(1).clamp(1, 16),
         }
     }
 }
@@ -144,7 +138,7 @@ impl Kernels {
 
     /// Re-reads the workgroup-shape variables (`QWEN3VK_MV_WG`, `QWEN3VK_MV_ROWS`,
     /// `QWEN3VK_FUSED_GROUPS`, `QWEN3VK_FUSED_WG`, `QWEN3VK_HEAD_WG`, the
-    /// MoE kernels' `QWEN3VK_{GATE,DOWN}_{WG,RPS}`, `QWEN3VK_{DOWN,FUSED,HEAD}_KSPLIT`) for what is recorded next (benchmark sweeps).
+    /// MoE kernels' `QWEN3VK_{GATE,DOWN}_{WG,RPS}`, `QWEN3VK_DOWN_KSPLIT`) for what is recorded next (benchmark sweeps).
     pub fn reload_tuning(&self) {
         *self.tuning.lock().unwrap_or_else(|e| e.into_inner()) = Tuning::from_env(self.gpu.caps());
     }
@@ -156,12 +150,10 @@ impl Kernels {
         self.clocks.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Subgroups sharing each row in the fused down projection, the fused-prologue matrix ×
-    /// vector and the head kernel, for what is recorded next (tests; `QWEN3VK_*_KSPLIT` set them
-    /// at start).
-    pub fn set_ksplit(&self, down: u32, fused: u32, head: u32) {
-        let mut t = self.tuning.lock().unwrap_or_else(|e| e.into_inner());
-        (t.down_ksplit, t.fused_ksplit, t.head_ksplit) = (down.clamp(1, 16), fused.clamp(1, 16), head.clamp(1, 16));
+    /// Subgroups sharing each row in the fused down projection, for what is recorded next (tests;
+    /// `QWEN3VK_DOWN_KSPLIT` sets it at start).
+    pub fn set_ksplit(&self, down: u32) {
+        self.tuning.lock().unwrap_or_else(|e| e.into_inner()).down_ksplit = down.clamp(1, 16);
     }
 
     pub fn matvec_path(&self) -> MatvecPath {

@@ -754,32 +754,24 @@ fn matvec_head_matches_norm_rope_store() {
             .unwrap();
             let mut a = ra.finish().unwrap();
             let n = (&an, eps);
-            for ks in [1u32, 2] {
-                k.set_ksplit(qwen3_omni_vk::DOWN_KSPLIT, 1, ks);
-                let mut rb = g.recorder(false).unwrap();
-                let (wqm, wkm, wvm) = (m(&wq, hq * hd), m(&wk, row), m(&wv, row));
-                k.matvec_head(&mut rb, wqm, &x, n, HeadOut::Query, &qw, &pb, &lb, &qb, cap, hd32, theta, sec).unwrap();
-                k.matvec_head(&mut rb, wkm, &x, n, HeadOut::Key, &kw, &pb, &lb, &kcb, cap, hd32, theta, sec).unwrap();
-                k.matvec_head(&mut rb, wvm, &x, n, HeadOut::Value, &kw, &pb, &lb, &vcb, cap, hd32, theta, sec)
-                    .unwrap();
-                let mut b = rb.finish().unwrap();
-                for p in [0u32, 3, cap - 1, cap] {
-                    pb.write_slice(0, &[p, p + 1, p + 2]).unwrap();
-                    lb.write_slice(0, &[p]).unwrap();
-                    a.submit().unwrap();
-                    b.submit().unwrap();
-                    let rd = |x: &qwen3_omni_vk::vk_runtime::Buffer| x.read_vec::<f32>().unwrap();
-                    let want = |x| rd(x).iter().map(|&v| v as f64).collect::<Vec<f64>>();
-                    let eq = r::rel_l2(&rd(&qb), &want(&qa));
-                    let ek = r::rel_l2(&rd(&kcb), &want(&kca));
-                    let ev = r::rel_l2(&rd(&vcb), &want(&vca));
-                    assert!(
-                        eq < 1e-5 && ek < 1e-5 && ev < 1e-5,
-                        "case {ci} {path:?} ksplit {ks} p {p}: q {eq:e}, K {ek:e}, V {ev:e}"
-                    );
-                }
+            let mut rb = g.recorder(false).unwrap();
+            let (wqm, wkm, wvm) = (m(&wq, hq * hd), m(&wk, row), m(&wv, row));
+            k.matvec_head(&mut rb, wqm, &x, n, HeadOut::Query, &qw, &pb, &lb, &qb, cap, hd32, theta, sec).unwrap();
+            k.matvec_head(&mut rb, wkm, &x, n, HeadOut::Key, &kw, &pb, &lb, &kcb, cap, hd32, theta, sec).unwrap();
+            k.matvec_head(&mut rb, wvm, &x, n, HeadOut::Value, &kw, &pb, &lb, &vcb, cap, hd32, theta, sec).unwrap();
+            let mut b = rb.finish().unwrap();
+            for p in [0u32, 3, cap - 1, cap] {
+                pb.write_slice(0, &[p, p + 1, p + 2]).unwrap();
+                lb.write_slice(0, &[p]).unwrap();
+                a.submit().unwrap();
+                b.submit().unwrap();
+                let rd = |x: &qwen3_omni_vk::vk_runtime::Buffer| x.read_vec::<f32>().unwrap();
+                let want = |x| rd(x).iter().map(|&v| v as f64).collect::<Vec<f64>>();
+                let eq = r::rel_l2(&rd(&qb), &want(&qa));
+                let ek = r::rel_l2(&rd(&kcb), &want(&kca));
+                let ev = r::rel_l2(&rd(&vcb), &want(&vca));
+                assert!(eq < 1e-5 && ek < 1e-5 && ev < 1e-5, "case {ci} {path:?} p {p}: q {eq:e}, K {ek:e}, V {ev:e}");
             }
-            k.set_ksplit(qwen3_omni_vk::DOWN_KSPLIT, qwen3_omni_vk::FUSED_KSPLIT, 1);
         }
     }
     // A head that does not divide the rows is an error naming the kernel.

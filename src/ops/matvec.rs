@@ -37,10 +37,6 @@ struct PushHead {
     max_len: u32,
 }
 
-/// Subgroups sharing each row of [`Kernels::matvec_fused`]'s planar kernels unless
-/// `QWEN3VK_FUSED_KSPLIT` says otherwise (matvec_q8_0p.comp KSPLIT).
-pub const FUSED_KSPLIT: u32 = 1;
-
 /// Where [`Kernels::matvec_head`] puts a finished head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadOut {
@@ -105,7 +101,6 @@ impl Kernels {
             SpecConst { id: 0, value: wg },
             SpecConst { id: 1, value: t.mv_rows },
             SpecConst { id: 2, value: head_dim },
-            SpecConst { id: 4, value: t.head_ksplit },
         ];
         let heads = w.rows / head_dim;
         let (dims, grid_x) = grid(heads, caps.max_workgroup_count[0]);
@@ -234,13 +229,10 @@ impl Kernels {
         let base = (t.fused_wg / min_sg).max(1) * t.mv_rows;
         // Every workgroup pays for the prologue: size them so there are about `fused_groups`.
         let rows_wg = base * (w.rows / (base * t.fused_groups)).max(1);
-        // KSPLIT subgroups per row group: 1/KSPLIT of the rows per workgroup, more workgroups.
-        let rows_wg = (rows_wg / t.fused_ksplit).max(t.mv_rows);
         let spec = [
             SpecConst { id: 0, value: t.fused_wg },
             SpecConst { id: 1, value: t.mv_rows },
             SpecConst { id: 2, value: rows_wg },
-            SpecConst { id: 4, value: t.fused_ksplit },
         ];
         let (dims, grid_x) = grid(w.rows.div_ceil(rows_wg), self.gpu().caps().max_workgroup_count[0]);
         let p = self.pipeline::<PushFused>(name, &spec)?;

@@ -14,7 +14,7 @@ mod sampling;
 
 pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
-pub use matvec::{HeadOut, FUSED_KSPLIT};
+pub use matvec::HeadOut;
 pub use moe::{router_fold_matrix, DOWN_KSPLIT};
 use vk_runtime::{Buffer, Error, Result};
 
