@@ -1,4 +1,4 @@
-//! Matrix × vector: Q8_0 (float or int-dot path), F16, F32; and Q8_1 activation quantisation.
+//! Matrix × vector: planar Q8_0 (float or int-dot path), F16, F32; and Q8_1 activation quantisation.
 
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
@@ -136,7 +136,7 @@ impl Kernels {
         rec.dispatch(&p, &b, push_bytes(&push), dims)
     }
 
-    /// y[0..rows) = W · x[0..cols). With a Q8_0 matrix on the int-dot path, `scratch` (≥ cols
+    /// y[0..rows) = W · x[0..cols). With a planar Q8_0 matrix on the int-dot path, `scratch` (≥ cols
     /// values) receives x quantised to Q8_1 first; it is unused otherwise.
     pub fn matvec<'a>(
         &self,
@@ -258,7 +258,7 @@ impl Kernels {
         quantize: bool,
         residual: Option<&'a Buffer>,
     ) -> Result<()> {
-        let intdot = matches!(w.wtype, WType::Q8_0 | WType::Q8_0Planar) && self.matvec_path() == MatvecPath::IntDot;
+        let intdot = w.wtype == WType::Q8_0Planar && self.matvec_path() == MatvecPath::IntDot;
         let name = match (w.wtype, intdot, residual.is_some()) {
             (WType::Q8_0Planar, true, true) => "mv_q8_0p_q8_1_res",
             (WType::Q8_0Planar, false, true) => "mv_q8_0p_f32_res",
@@ -268,8 +268,6 @@ impl Kernels {
                     format!("{:?} weights: the fused residual needs planar Q8_0", w.wtype),
                 ))
             }
-            (WType::Q8_0, true, _) => "mv_q8_0_q8_1",
-            (WType::Q8_0, false, _) => "mv_q8_0_f32",
             (WType::Q8_0Planar, true, _) => "mv_q8_0p_q8_1",
             (WType::Q8_0Planar, false, _) => "mv_q8_0p_f32",
             (WType::F16, _, _) => "mv_f16_f32",
@@ -314,23 +312,8 @@ impl Kernels {
             return rec.dispatch(&p, &b, push_bytes(&push), dims);
         }
         let wb = Binding::read(w.buf).range(w.offset, w.bytes());
-        if intdot {
-            let s = scratch.ok_or_else(|| kerr(name, "the int-dot path needs a Q8_1 scratch".into()))?;
-            if quantize {
-                self.quantize_q8_1(rec, x, w.cols as u64, s)?;
-            }
-            let p = self.pipeline::<PushKMG>(name, &spec)?;
-            let n = w.cols as u64;
-            rec.dispatch(
-                &p,
-                &[wb, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), yb],
-                push_bytes(&push),
-                dims,
-            )
-        } else {
-            let p = self.pipeline::<PushKMG>(name, &spec)?;
-            rec.dispatch(&p, &[wb, Binding::read(x).range(0, w.cols as u64 * 4), yb], push_bytes(&push), dims)
-        }
+        let p = self.pipeline::<PushKMG>(name, &spec)?;
+        rec.dispatch(&p, &[wb, Binding::read(x).range(0, w.cols as u64 * 4), yb], push_bytes(&push), dims)
     }
 
     /// Quantises `n` floats of `x` (a multiple of 32) into `s` as Q8_1.
