@@ -16,10 +16,8 @@ struct Variant {
 
 /// Every kernel variant. Names follow `<op>_<wtype>_<atype>[_<variant>]`.
 const VARIANTS: &[Variant] = &[
-    Variant { name: "mv_q8_0_f32", file: "matvec.comp", defines: &[("WTYPE_Q8_0", "1")] },
     Variant { name: "mv_f32_f32", file: "matvec.comp", defines: &[("WTYPE_F32", "1")] },
     Variant { name: "mv_f16_f32", file: "matvec.comp", defines: &[("WTYPE_F16", "1")] },
-    Variant { name: "mv_q8_0_q8_1", file: "matvec_q8_0_q8_1.comp", defines: &[] },
     Variant { name: "mv_q8_0p_f32", file: "matvec_q8_0p.comp", defines: &[] },
     Variant { name: "mv_q8_0p_q8_1", file: "matvec_q8_0p.comp", defines: &[("INTDOT", "1")] },
     Variant { name: "mv_q8_0p_f32_res", file: "matvec_q8_0p.comp", defines: &[("RESIDUAL", "1")] },
@@ -59,14 +57,11 @@ const VARIANTS: &[Variant] = &[
     },
     Variant { name: "attn_decode_fused_f32", file: "attn_decode_fused.comp", defines: &[] },
     Variant { name: "attn_decode_prologue_f32", file: "attn_decode_fused.comp", defines: &[("NO_MERGE", "1")] },
-    Variant { name: "decode_layer_q8_0p_f32", file: "decode_layer.comp", defines: &[] },
-    Variant { name: "decode_layer_q8_0p_q8_1", file: "decode_layer.comp", defines: &[("INTDOT", "1")] },
     Variant { name: "router_fold_f32", file: "router_fold.comp", defines: &[] },
     Variant { name: "router_fold_q8_1_f32", file: "router_fold.comp", defines: &[("QUANT_A", "1")] },
     Variant { name: "decode_advance", file: "decode_advance.comp", defines: &[] },
     Variant { name: "quantize_q8_1", file: "quantize_q8_1.comp", defines: &[] },
-    Variant { name: "mm_q8_0_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[] },
-    Variant { name: "mm_q8_0p_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[("PLANAR", "1")] },
+    Variant { name: "mm_q8_0p_q8_1", file: "matmul_q8_0_q8_1.comp", defines: &[] },
     Variant { name: "mm_f32_f32", file: "mm_f32.comp", defines: &[] },
     Variant { name: "rms_norm_f32", file: "rms_norm.comp", defines: &[] },
     Variant { name: "add_f32", file: "elementwise.comp", defines: &[("OP_ADD", "1")] },
@@ -138,7 +133,7 @@ const VARIANTS: &[Variant] = &[
     Variant {
         name: "mv_q8_0p_q8_1_head_clk",
         file: "matvec_q8_0p.comp",
-        defines: &[("INTDOT", "1"), ("PROLOGUE", "1"), ("NORM", "1"), ("HEAD", "1"), ("CLOCKS", "9")],
+        defines: &[("INTDOT", "1"), ("PROLOGUE", "1"), ("NORM", "1"), ("HEAD", "1"), ("CLOCKS", "8")],
     },
     Variant {
         name: "mv_q8_0p_q8_1_pq_res_clk",

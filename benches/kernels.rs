@@ -129,46 +129,41 @@ fn bench(c: &mut Criterion) {
     }
     let default_path = MatvecPath::choose(&caps);
     for &(m, kk) in &shapes {
-        let bytes = WType::Q8_0.row_bytes(kk as u64) * m as u64;
+        let bytes = WType::Q8_0Planar.row_bytes(kk as u64) * m as u64;
         let n = copies_for(bytes);
-        for wt in [WType::Q8_0, WType::Q8_0Planar] {
-            let ws: Vec<Buffer> = (0..n)
-                .map(|i| {
-                    let mut b = random_q8_0(m as usize, kk as usize, i as u64);
-                    if wt == WType::Q8_0Planar {
-                        b = qwen3_omni_vk::layout::repack_q8_0_planar(&b, m as usize, kk as usize).unwrap();
-                    }
-                    gpu.buffer_from(&format!("w{i}"), &b, MemoryIntent::Weights).unwrap()
-                })
-                .collect();
-            let x = gpu.buffer_from("x", &Rng::new(9).vec(kk as usize, 1.0), MemoryIntent::Scratch).unwrap();
-            // One output per dispatch: no write-after-write barrier, so the figure is the kernel's
-            // bandwidth (a dependent chain adds each dispatch's ramp-up and drain).
-            let ys: Vec<Buffer> = (0..n.max(8))
-                .map(|i| gpu.buffer(&format!("y{i}"), m as u64 * 4, MemoryIntent::Scratch).unwrap())
-                .collect();
-            let s = k.q8_1_scratch(kk as u64).unwrap();
-            let wname = if wt == WType::Q8_0 { "mv_q8_0" } else { "mv_q8_0p" };
-            for &(p, pname) in &paths {
-                k.set_matvec_path(p).unwrap();
-                let mut rec = gpu.recorder(false).unwrap();
-                let per = n.max(8);
-                // Quantise x once (int-dot path), as a layer does for the matrices sharing an input.
-                k.quantize_q8_1(&mut rec, &x, kk as u64, &s).unwrap();
-                for i in 0..per {
-                    k.matvec_prequantized(&mut rec, Matrix::new(&ws[i % n], wt, m, kk), &x, &ys[i], &s).unwrap();
-                }
-                let mut batch = rec.finish().unwrap();
-                // The one quantisation is counted in the total (it is ~1 µs against ≥ 8 matrices).
-                let ns = time_batch(&mut batch, per as u32, reps);
-                let mark = if p == default_path { " (default)" } else { "" };
-                let case = format!("{wname} {m}×{kk} {pname}{mark}");
-                rows_out.push(Row { case: case.clone(), us: ns / 1e3, bytes, ops: 0.0 });
-                g.throughput(Throughput::Bytes(bytes));
-                g.bench_function(&case, |b| {
-                    b.iter_custom(|it| Duration::from_nanos((time_batch(&mut batch, per as u32, 1) * it as f64) as u64))
-                });
+        let ws: Vec<Buffer> = (0..n)
+            .map(|i| {
+                let b = random_q8_0(m as usize, kk as usize, i as u64);
+                let b = qwen3_omni_vk::layout::repack_q8_0_planar(&b, m as usize, kk as usize).unwrap();
+                gpu.buffer_from(&format!("w{i}"), &b, MemoryIntent::Weights).unwrap()
+            })
+            .collect();
+        let x = gpu.buffer_from("x", &Rng::new(9).vec(kk as usize, 1.0), MemoryIntent::Scratch).unwrap();
+        // One output per dispatch: no write-after-write barrier, so the figure is the kernel's
+        // bandwidth (a dependent chain adds each dispatch's ramp-up and drain).
+        let ys: Vec<Buffer> =
+            (0..n.max(8)).map(|i| gpu.buffer(&format!("y{i}"), m as u64 * 4, MemoryIntent::Scratch).unwrap()).collect();
+        let s = k.q8_1_scratch(kk as u64).unwrap();
+        for &(p, pname) in &paths {
+            k.set_matvec_path(p).unwrap();
+            let mut rec = gpu.recorder(false).unwrap();
+            let per = n.max(8);
+            // Quantise x once (int-dot path), as a layer does for the matrices sharing an input.
+            k.quantize_q8_1(&mut rec, &x, kk as u64, &s).unwrap();
+            for i in 0..per {
+                k.matvec_prequantized(&mut rec, Matrix::new(&ws[i % n], WType::Q8_0Planar, m, kk), &x, &ys[i], &s)
+                    .unwrap();
             }
+            let mut batch = rec.finish().unwrap();
+            // The one quantisation is counted in the total (it is ~1 µs against ≥ 8 matrices).
+            let ns = time_batch(&mut batch, per as u32, reps);
+            let mark = if p == default_path { " (default)" } else { "" };
+            let case = format!("mv_q8_0p {m}×{kk} {pname}{mark}");
+            rows_out.push(Row { case: case.clone(), us: ns / 1e3, bytes, ops: 0.0 });
+            g.throughput(Throughput::Bytes(bytes));
+            g.bench_function(&case, |b| {
+                b.iter_custom(|it| Duration::from_nanos((time_batch(&mut batch, per as u32, 1) * it as f64) as u64))
+            });
         }
     }
     k.set_matvec_path(default_path).unwrap();
@@ -188,16 +183,10 @@ fn bench(c: &mut Criterion) {
         let per = 8usize;
         let ys: Vec<Buffer> =
             (0..per).map(|i| gpu.buffer(&format!("yd{i}"), qd as u64 * 4, MemoryIntent::Scratch).unwrap()).collect();
-        let head_scratch: Vec<Buffer> = (0..per)
-            .map(|_| {
-                let words = vec![0u32; (qd + qd / hd) as usize];
-                gpu.buffer_from("head scratch", &words, MemoryIntent::Scratch).unwrap()
-            })
-            .collect();
         for (case, m, kk) in
             [("mv fused RMSNorm", qd, h), ("mv fused + residual", h, qd), ("mv_head (norm + RoPE)", qd, h)]
         {
-            let bytes = WType::Q8_0.row_bytes(kk as u64) * m as u64;
+            let bytes = WType::Q8_0Planar.row_bytes(kk as u64) * m as u64;
             let n = copies_for(bytes);
             let ws: Vec<Buffer> = (0..n)
                 .map(|i| {
@@ -222,7 +211,6 @@ fn bench(c: &mut Criterion) {
                         &pos,
                         &len,
                         y,
-                        &head_scratch[i],
                         512,
                         hd,
                         1e6,
@@ -284,27 +272,33 @@ fn bench(c: &mut Criterion) {
         let mm_shapes: Vec<(u32, u32)> =
             if quick() { vec![(512, 2048)] } else { vec![(4096, 2048), (2048, 4096), (768, 2048), (14336, 4096)] };
         for (m, kk) in mm_shapes {
-            let w = gpu.buffer_from("w", &random_q8_0(m as usize, kk as usize, 3), MemoryIntent::Weights).unwrap();
+            let w = qwen3_omni_vk::layout::repack_q8_0_planar(
+                &random_q8_0(m as usize, kk as usize, 3),
+                m as usize,
+                kk as usize,
+            )
+            .unwrap();
+            let w = gpu.buffer_from("w", &w, MemoryIntent::Weights).unwrap();
             let x = gpu.buffer_from("x", &Rng::new(4).vec((tokens * kk) as usize, 1.0), MemoryIntent::Scratch).unwrap();
             let y = gpu.buffer("y", tokens as u64 * m as u64 * 4, MemoryIntent::Scratch).unwrap();
             let s = k.q8_1_scratch(tokens as u64 * kk as u64).unwrap();
             let mut rec = gpu.recorder(true).unwrap();
             for _ in 0..4 {
-                k.matmul_q8_0(&mut rec, Matrix::new(&w, WType::Q8_0, m, kk), &x, tokens, &y, &s).unwrap();
+                k.matmul_q8_0(&mut rec, Matrix::new(&w, WType::Q8_0Planar, m, kk), &x, tokens, &y, &s).unwrap();
             }
             let mut batch = rec.finish().unwrap();
             let _ = batch.submit().unwrap();
             let mut times: Vec<f64> = (0..reps)
                 .map(|_| {
                     let p = batch.submit().unwrap();
-                    p.kernels.iter().filter(|t| t.name == "mm_q8_0_q8_1").map(|t| t.ns).sum::<f64>() / 4.0
+                    p.kernels.iter().filter(|t| t.name == "mm_q8_0p_q8_1").map(|t| t.ns).sum::<f64>() / 4.0
                 })
                 .collect();
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let ns = times[times.len() / 2];
             let ops = 2.0 * m as f64 * kk as f64 * tokens as f64;
             rows_out.push(Row {
-                case: format!("mm_q8_0_q8_1 {m}×{kk} × {tokens} tokens"),
+                case: format!("mm_q8_0p_q8_1 {m}×{kk} × {tokens} tokens"),
                 us: ns / 1e3,
                 bytes: 0,
                 ops,

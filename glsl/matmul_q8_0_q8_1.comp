@@ -1,12 +1,11 @@
 #version 450
-// Y[n, m] = sum_k W[m, k] * X[n, k]: Q8_0 weights (M rows of K) times N activation rows quantised
-// to Q8_1 (quantize_q8_1), for prefill. Output row-major [N, M].
+// Y[n, m] = sum_k W[m, k] * X[n, k]: planar Q8_0 weights (src/layout.rs; M rows of K) times N
+// activation rows quantised to Q8_1 (quantize_q8_1), for prefill. Output row-major [N, M].
 // Tiling: a workgroup of 256 computes a 64 (m) × 64 (n) tile; per 32-wide k block both tiles are
 // staged in shared memory as packed int8x4 words (row stride 9 words against bank conflicts) and
 // every invocation accumulates a 4 × 4 sub-tile with dotPacked4x8EXT.
-// Bindings: 0 W (uint16 words), 1 xq (uint, 8 per block), 2 xd (vec2 per block), 3 Y (float[N*M]).
-// Variant PLANAR (planar Q8_0, src/layout.rs): 0 qs (uint[], 8 per block), 1 d (uint16[]),
-// 2 xq, 3 xd, 4 Y — quants then load as aligned 32-bit words.
+// Bindings: 0 qs (uint[], 8 per block: quants load as aligned 32-bit words), 1 d (uint16[]),
+// 2 xq (uint, 8 per block), 3 xd (vec2 per block), 4 Y (float[N*M]).
 // Push: K, M, N. Dispatch: (ceil(M/64), ceil(N/64), 1).
 // Subgroup: none — no subgroup operations
 #extension GL_EXT_integer_dot_product : require
@@ -15,18 +14,11 @@
 layout(local_size_x = 256) in;
 layout(push_constant) uniform Push { uint K; uint M; uint N; } pc;
 
-#ifdef PLANAR
 layout(std430, binding = 0) readonly buffer QS { uint qs[]; };
 layout(std430, binding = 1) readonly buffer D { uint16_t dw[]; };
 layout(std430, binding = 2) readonly buffer XQ { uint xq[]; };
 layout(std430, binding = 3) readonly buffer XD { vec2 xd[]; };
 layout(std430, binding = 4) writeonly buffer Y { float y[]; };
-#else
-layout(std430, binding = 0) readonly buffer W { uint16_t w[]; };
-layout(std430, binding = 1) readonly buffer XQ { uint xq[]; };
-layout(std430, binding = 2) readonly buffer XD { vec2 xd[]; };
-layout(std430, binding = 3) writeonly buffer Y { float y[]; };
-#endif
 
 const uint BM = 64u, BN = 64u, LD = 9u;
 shared int sw[BM * LD];
@@ -47,12 +39,7 @@ void main() {
             const uint r = i / 8u, j = i % 8u, m = m0 + r;
             int v = 0;
             if (m < pc.M) {
-#ifdef PLANAR
                 v = int(qs[(m * nb + b) * 8u + j]);
-#else
-                const uint base = (m * nb + b) * Q8_0_WORDS + 1u + 2u * j;
-                v = int(uint(w[base]) | (uint(w[base + 1u]) << 16));
-#endif
             }
             sw[r * LD + j] = v;
         }
@@ -62,11 +49,7 @@ void main() {
         }
         if (tid < BM) {
             const uint m = m0 + tid;
-#ifdef PLANAR
             sdw[tid] = m < pc.M ? f16_bits_to_float(dw[m * nb + b]) : 0.0;
-#else
-            sdw[tid] = m < pc.M ? f16_bits_to_float(w[(m * nb + b) * Q8_0_WORDS]) : 0.0;
-#endif
         } else if (tid < BM + BN) {
             const uint n = n0 + tid - BM;
             sdx[tid - BM] = n < pc.N ? xd[n * nb + b].x : 0.0;

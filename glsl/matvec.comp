@@ -1,15 +1,12 @@
 #version 450
-// y[m] = sum_k W[m, k] * x[k] for m < M, k < K, with W in Q8_0 (float dequantisation), F32 or F16.
+// y[m] = sum_k W[m, k] * x[k] for m < M, k < K, with W in F32 or F16.
 //
-// Bindings: 0 W (Q8_0: uint16 words, rows of K/32 blocks of 17 words; F16: uint16; F32: float),
-//           1 x (float[K]), 2 y (float[M]).
+// Bindings: 0 W (F16: uint16; F32: float), 1 x (float[K]), 2 y (float[M]).
 // Push: K, M, grid_x (workgroups along x; row group = y * grid_x + x).
 // Variant NORM (F32 weights; the MoE router): x is the raw residual stream and every workgroup
 // applies RMSNorm first, x[k] / sqrt(mean(x^2) + eps) * nw[k] (binding 3 nw, push eps), so the
 // layer's separate rms_norm dispatch and its barrier go away.
 // Spec: 0 WG (invocations), 1 ROWS (rows per workgroup).
-// Q8_0: each invocation takes chunks of 8 weights (a quarter block), so 32-weight blocks are split
-// over 4 neighbouring invocations and x is read as two vec4s per chunk, reused for ROWS rows.
 // Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 
@@ -23,7 +20,7 @@ layout(push_constant) uniform Push { uint K; uint M; uint grid_x; float eps; } p
 layout(push_constant) uniform Push { uint K; uint M; uint grid_x; } pc;
 #endif
 
-#if defined(WTYPE_Q8_0) || defined(WTYPE_F16)
+#if defined(WTYPE_F16)
 layout(std430, binding = 0) readonly buffer W { uint16_t w[]; };
 #else
 layout(std430, binding = 0) readonly buffer W { float w[]; };
@@ -49,25 +46,6 @@ void main() {
     float acc[ROWS];
     for (uint r = 0; r < ROWS; r++) acc[r] = 0.0;
 
-#if defined(WTYPE_Q8_0)
-    const uint nb = pc.K / 32u;
-    for (uint c = tid; c < pc.K / 8u; c += WG) {
-        const uint b = c >> 2, q = c & 3u, k0 = c * 8u;
-        float xv[8];
-        for (uint j = 0; j < 8u; j++) xv[j] = x[k0 + j];
-        for (uint r = 0; r < ROWS; r++) {
-            const uint row = min(row0 + r, pc.M - 1u);
-            const uint base = (row * nb + b) * Q8_0_WORDS;
-            const float d = f16_bits_to_float(w[base]);
-            float s = 0.0;
-            for (uint j = 0; j < 4u; j++) {
-                const uint16_t v = w[base + 1u + q * 4u + j];
-                s += float(lo_i8(v)) * xv[2u * j] + float(hi_i8(v)) * xv[2u * j + 1u];
-            }
-            acc[r] += d * s;
-        }
-    }
-#else
     for (uint k = tid; k < pc.K; k += WG) {
 #ifdef NORM
         const float xv = x[k] * scale * nw[k];
@@ -83,7 +61,6 @@ void main() {
 #endif
         }
     }
-#endif
     for (uint r = 0; r < ROWS; r++) {
         const float t = wg_sum(acc[r]);
         if (tid == 0 && row0 + r < pc.M) y[row0 + r] = t;

@@ -31,15 +31,10 @@
 // rotation at the token's position, into y; mode 1 (k) the same into the K cache at position
 // cache_len[0]; mode 2 (v) the rows into the V cache there (positions ≥ max_len dropped). One
 // dependent dispatch (norm/RoPE/store) fewer per layer.
-// Spec 3 SPLIT (HEAD): workgroups per head (ROWS_WG = head_dim / SPLIT rows each). With SPLIT > 1
-// each workgroup stores its rows in hs and counts itself in, and the head's last workgroup reads
-// the head back and finishes it (v needs no norm: every workgroup stores its rows in the cache).
-// Forty 1-head workgroups leave most of a big GPU idle; this spreads q/k/v over more of it.
 // Bindings (HEAD): 0 qs, 1 d, 2 x, 3 nw, 4 y (q [M], or the cache [max_len, M]), 5 hw (float[HD]),
-//           6 pos (uint[3]), 7 cache_len (uint[1]), 8 hs (uint: raw rows [M], then one arrival
-//           counter per head, zero between dispatches: the last workgroup resets it).
+//           6 pos (uint[3]), 7 cache_len (uint[1]).
 // Push (HEAD): K, M, grid_x, eps, mode, theta, section_h, section_w, max_len.
-// Subgroup: full, min 4 — lanes stride over a row's chunks by gl_SubgroupSize and subgroupAdd sums them, so every lane of a subgroup must run (the host checks that WG is a multiple of the size and sizes ROWS_WG from the smallest size the pipeline may get); the KSPLIT path keeps WG/4·RPS partial sums (≥ 4 lanes per subgroup) and writes RPS rows from lanes 0..RPS-1 (RPS ≤ subgroup size, checked by the host)
+// Subgroup: full — lanes stride over a row's chunks by gl_SubgroupSize and subgroupAdd sums them, so every lane of a subgroup must run (the host checks that WG is a multiple of the size and sizes ROWS_WG from the smallest size the pipeline may get)
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
 #endif
@@ -50,11 +45,6 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint RPS = 2;
 layout(constant_id = 2) const uint ROWS_WG = 8;
-// KSPLIT subgroups share each row group, each taking every KSPLIT-th chunk (fewer dependent loads
-// per lane for the latency-bound decode matrices); their sums meet in shared memory and are added
-// in a fixed order. 1: one subgroup per row, as before.
-layout(constant_id = 4) const uint KSPLIT = 1;
-shared float s_part[(WG / 4u) * RPS];
 
 layout(std430, binding = 0) readonly buffer QS { uvec4 qs[]; };
 layout(std430, binding = 1) readonly buffer D { uint16_t dw[]; };
@@ -66,11 +56,8 @@ layout(push_constant) uniform Push {
 layout(std430, binding = 5) readonly buffer HW { float hw[]; };
 layout(std430, binding = 6) readonly buffer Pos { uint pos[]; };
 layout(std430, binding = 7) readonly buffer Len { uint cache_len[]; };
-layout(std430, binding = 8) coherent buffer HS { uint hs[]; };
-layout(constant_id = 3) const uint SPLIT = 1;
 #define HEAD_MAX 256u
 shared float s_head[HEAD_MAX];
-shared uint s_last;
 #else
 layout(push_constant) uniform Push { uint K; uint M; uint grid_x; float eps; } pc;
 #endif
@@ -225,8 +212,7 @@ void main() {
     const uint lane = gl_SubgroupInvocationID, ss = gl_SubgroupSize;
     const uint nb = pc.K / 32u;
     const uint nc = pc.K / 16u; // 16-weight chunks per row
-    // One subgroup per row group (KSPLIT = 1, the default): the plain loop.
-    for (uint row0 = first + gl_SubgroupID * RPS; row0 < last && KSPLIT == 1u; row0 += gl_NumSubgroups * RPS) {
+    for (uint row0 = first + gl_SubgroupID * RPS; row0 < last; row0 += gl_NumSubgroups * RPS) {
         float acc[RPS];
         for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
         for (uint c = lane; c < nc; c += ss) {
@@ -263,91 +249,17 @@ void main() {
             if (lane == 0u && row0 + r < last) put_row(row0 + r, first, t);
         }
     }
-    // KSPLIT > 1: row groups of ks subgroups, partial sums through shared memory.
-    const uint ks = min(KSPLIT, gl_NumSubgroups); // subgroups per row group
-    const uint groups = gl_NumSubgroups / ks;
-    const uint grp = gl_SubgroupID / ks, part = gl_SubgroupID % ks;
-    const uint steps = (last - first + groups * RPS - 1u) / (groups * RPS);
-    for (uint st = 0u; st < steps && KSPLIT > 1u; st++) {
-        const uint row0 = first + (st * groups + grp) * RPS;
-        // (continue, not break: a break here gave wrong results on lavapipe)
-        if (ks == 1u && row0 >= last) continue; // no barriers below with one subgroup per row group
-        float acc[RPS];
-        for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
-        for (uint c = lane + part * ss; c < nc && grp < groups; c += ss * ks) {
-            const uint b = c >> 1;
-#if defined(PROLOGUE) && defined(INTDOT)
-            const uvec4 xv = s_xq[c];
-            const float dx = s_xd[b];
-#elif defined(PROLOGUE)
-            const vec4 x0 = s_x[c * 4u], x1 = s_x[c * 4u + 1u], x2 = s_x[c * 4u + 2u], x3 = s_x[c * 4u + 3u];
-#elif defined(INTDOT)
-            const uvec4 xv = xq[c];
-            const float dx = xd[b].x;
-#else
-            const vec4 x0 = x[c * 4u], x1 = x[c * 4u + 1u], x2 = x[c * 4u + 2u], x3 = x[c * 4u + 3u];
-#endif
-            for (uint r = 0; r < RPS; r++) {
-                const uint row = min(row0 + r, last - 1u);
-                const uvec4 wv = qs[row * nc + c];
-                const float d = f16_bits_to_float(dw[row * nb + b]);
-#ifdef INTDOT
-                int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
-                s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
-                s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
-                s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
-                acc[r] += float(s) * d * dx;
-#else
-                const float s = dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3);
-                acc[r] += d * s;
-#endif
-            }
-        }
-        if (ks == 1u) {
-            for (uint r = 0; r < RPS; r++) {
-                const float t = subgroupAdd(acc[r]);
-                if (lane == 0u && row0 + r < last) put_row(row0 + r, first, t);
-            }
-        } else {
-            for (uint r = 0; r < RPS; r++) {
-                const float t = subgroupAdd(acc[r]);
-                if (lane == 0u && grp < groups) s_part[(grp * RPS + r) * ks + part] = t;
-            }
-            barrier();
-            if (part == 0u && grp < groups && lane < RPS && row0 + lane < last) {
-                float t = 0.0;
-                for (uint q = 0; q < ks; q++) t += s_part[(grp * RPS + lane) * ks + q];
-                put_row(row0 + lane, first, t);
-            }
-            barrier();
-        }
-    }
     MARK(2);
 #ifdef HEAD
     // The head's epilogue (rope_qk_norm.comp STORE's work for this head).
     barrier();
-    const uint hd = ROWS_WG * SPLIT, half_dim = hd / 2u, tid = gl_LocalInvocationIndex;
+    const uint hd = ROWS_WG, half_dim = hd / 2u, tid = gl_LocalInvocationIndex;
     const uint head = first / hd, head0 = head * hd;
     const uint p = cache_len[0];
     if (pc.mode == 2u) {
         if (p < pc.max_len) for (uint j = tid; j < ROWS_WG; j += WG) y[p * pc.M + first + j] = s_head[j];
         MARK(3);
         return;
-    }
-    if (SPLIT > 1u) {
-        for (uint j = tid; j < ROWS_WG; j += WG) hs[first + j] = floatBitsToUint(s_head[j]);
-        memoryBarrierBuffer();
-        barrier();
-        if (tid == 0u) s_last = atomicAdd(hs[pc.M + head], 1u) == SPLIT - 1u ? 1u : 0u;
-        barrier();
-        if (s_last == 0u) {
-            MARK(3);
-            return;
-        }
-        memoryBarrierBuffer();
-        for (uint j = tid; j < hd; j += WG) s_head[j] = uintBitsToFloat(hs[head0 + j]);
-        if (tid == 0u) atomicExchange(hs[pc.M + head], 0u);
-        barrier();
     }
     float sq = 0.0;
     for (uint j = tid; j < half_dim; j += WG) sq += s_head[j] * s_head[j] + s_head[j + half_dim] * s_head[j + half_dim];

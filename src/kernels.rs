@@ -119,9 +119,6 @@ pub struct Kernels {
     matvec_path: MatvecPath,
     /// Read from the environment at creation and by [`Kernels::reload_tuning`].
     tuning: Mutex<Tuning>,
-    /// Workgroups of the persistent decode-layer kernel, when set by the caller.
-    pub(crate) layer_groups: Option<u32>,
-    pub(crate) layer_spin_cap: Option<u32>,
     /// [`Kernels::set_clocks`]: build the `_clk` variants (timing marks) where they exist.
     clocks: std::sync::atomic::AtomicBool,
     options: KernelOptions,
@@ -140,21 +137,15 @@ pub(crate) struct Tuning {
     /// Invocations per workgroup of the fused-prologue kernels (larger than `mv_wg`: each
     /// workgroup pays for the prologue once, so it should own more rows).
     pub fused_wg: u32,
-    /// Workgroups per head of the q/k/v head kernel (`QWEN3VK_HEAD_SPLIT`).
-    pub head_split: u32,
-    /// Invocations per workgroup of the head kernel (`QWEN3VK_HEAD_WG`; 0: 1024 / head_split).
+    /// Invocations per workgroup of the head kernel (`QWEN3VK_HEAD_WG`; 0: 1024).
     pub head_wg: u32,
     /// Fused MoE kernels (decode): [gate/up, down] invocations per workgroup and rows per
     /// subgroup step (`QWEN3VK_GATE_WG`, `QWEN3VK_DOWN_WG`, `QWEN3VK_GATE_RPS`, `QWEN3VK_DOWN_RPS`;
     /// `QWEN3VK_MOE_FUSED_WG` sets both sizes; 0: the defaults).
     pub moe_wg: [u32; 2],
     pub moe_rps: [u32; 2],
-    /// Subgroups sharing each row of the fused down projection (`QWEN3VK_DOWN_KSPLIT`), of the
-    /// fused-prologue matrix × vector (`QWEN3VK_FUSED_KSPLIT`) and of the head kernel
-    /// (`QWEN3VK_HEAD_KSPLIT`).
+    /// Subgroups sharing each row of the fused down projection (`QWEN3VK_DOWN_KSPLIT`).
     pub down_ksplit: u32,
-    pub fused_ksplit: u32,
-    pub head_ksplit: u32,
 }
 
 impl Tuning {
@@ -164,14 +155,11 @@ impl Tuning {
             mv_rows: env_u32("QWEN3VK_MV_ROWS").unwrap_or(2).min(16),
             fused_groups: env_u32("QWEN3VK_FUSED_GROUPS").unwrap_or(1024),
             fused_wg: env_u32("QWEN3VK_FUSED_WG").unwrap_or(256).min(caps.max_workgroup_invocations),
-            head_split: env_u32("QWEN3VK_HEAD_SPLIT").filter(|v| v.is_power_of_two()).unwrap_or(crate::ops::HEAD_SPLIT),
             head_wg: env_u32("QWEN3VK_HEAD_WG").filter(|v| v.is_power_of_two() && *v >= 32).unwrap_or(0),
             moe_wg: ["QWEN3VK_GATE_WG", "QWEN3VK_DOWN_WG"]
                 .map(|n| env_u32(n).or_else(|| env_u32("QWEN3VK_MOE_FUSED_WG")).unwrap_or(0)),
             moe_rps: ["QWEN3VK_GATE_RPS", "QWEN3VK_DOWN_RPS"].map(|n| env_u32(n).unwrap_or(0).min(16)),
             down_ksplit: env_u32("QWEN3VK_DOWN_KSPLIT").unwrap_or(crate::ops::DOWN_KSPLIT).clamp(1, 16),
-            fused_ksplit: env_u32("QWEN3VK_FUSED_KSPLIT").unwrap_or(crate::ops::FUSED_KSPLIT).clamp(1, 16),
-            head_ksplit: env_u32("QWEN3VK_HEAD_KSPLIT").unwrap_or(1).clamp(1, 16),
         }
     }
 }
@@ -233,8 +221,6 @@ impl Kernels {
             pipelines: Mutex::new(HashMap::new()),
             matvec_path,
             tuning,
-            layer_groups: None,
-            layer_spin_cap: None,
             clocks: std::sync::atomic::AtomicBool::new(false),
             options,
             subgroups,
@@ -266,8 +252,8 @@ impl Kernels {
     }
 
     /// Re-reads the workgroup-shape variables (`QWEN3VK_MV_WG`, `QWEN3VK_MV_ROWS`,
-    /// `QWEN3VK_FUSED_GROUPS`, `QWEN3VK_FUSED_WG`, `QWEN3VK_HEAD_SPLIT`, `QWEN3VK_HEAD_WG`, the
-    /// MoE kernels' `QWEN3VK_{GATE,DOWN}_{WG,RPS}`, `QWEN3VK_{DOWN,FUSED,HEAD}_KSPLIT`) for what is recorded next (benchmark sweeps).
+    /// `QWEN3VK_FUSED_GROUPS`, `QWEN3VK_FUSED_WG`, `QWEN3VK_HEAD_WG`, the
+    /// MoE kernels' `QWEN3VK_{GATE,DOWN}_{WG,RPS}`, `QWEN3VK_DOWN_KSPLIT`) for what is recorded next (benchmark sweeps).
     pub fn reload_tuning(&self) {
         *self.tuning.lock().unwrap_or_else(|e| e.into_inner()) = Tuning::from_env(self.gpu.caps());
     }
@@ -279,18 +265,10 @@ impl Kernels {
         self.clocks.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Subgroups sharing each row in the fused down projection, the fused-prologue matrix ×
-    /// vector and the head kernel, for what is recorded next (tests; `QWEN3VK_*_KSPLIT` set them
-    /// at start).
-    pub fn set_ksplit(&self, down: u32, fused: u32, head: u32) {
-        let mut t = self.tuning.lock().unwrap_or_else(|e| e.into_inner());
-        (t.down_ksplit, t.fused_ksplit, t.head_ksplit) = (down.clamp(1, 16), fused.clamp(1, 16), head.clamp(1, 16));
-    }
-
-    /// Workgroups per head of [`Kernels::matvec_head`] for what is recorded next (a power of two;
-    /// tests; `QWEN3VK_HEAD_SPLIT` sets it at start).
-    pub fn set_head_split(&self, split: u32) {
-        self.tuning.lock().unwrap_or_else(|e| e.into_inner()).head_split = split.max(1).next_power_of_two();
+    /// Subgroups sharing each row in the fused down projection, for what is recorded next (tests;
+    /// `QWEN3VK_DOWN_KSPLIT` sets it at start).
+    pub fn set_ksplit(&self, down: u32) {
+        self.tuning.lock().unwrap_or_else(|e| e.into_inner()).down_ksplit = down.clamp(1, 16);
     }
 
     pub fn matvec_path(&self) -> MatvecPath {

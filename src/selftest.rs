@@ -19,6 +19,8 @@ pub fn run() -> Result<String> {
     let w = rng.vec(rows * cols, 1.0);
     let x = rng.vec(cols, 1.0);
     let (bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
+    // Planar Q8_0, as the model's weights are on the device.
+    let bytes = crate::layout::repack_q8_0_planar(&bytes, rows, cols).map_err(vk_runtime::Error::Unsuitable)?;
     let want = r::matvec(&deq, &x, rows, cols);
     let wb = gpu.buffer_from("selftest weights", &bytes, MemoryIntent::Weights)?;
     let xb = gpu.buffer_from("selftest x", &x, MemoryIntent::Upload)?;
@@ -31,13 +33,13 @@ pub fn run() -> Result<String> {
     for p in paths {
         k.set_matvec_path(p)?;
         let mut rec = gpu.recorder(true)?;
-        k.matvec(&mut rec, Matrix::new(&wb, WType::Q8_0, rows as u32, cols as u32), &xb, &yb, Some(&s))?;
+        k.matvec(&mut rec, Matrix::new(&wb, WType::Q8_0Planar, rows as u32, cols as u32), &xb, &yb, Some(&s))?;
         let prof = rec.submit()?;
         let y: Vec<f32> = yb.read_vec()?;
         let us: f64 = prof.kernels.iter().map(|t| t.ns).sum::<f64>() / 1e3;
         writeln!(
             out,
-            "Q8_0 matrix × vector {rows}×{cols} ({p:?}): relative error {:.2e}, GPU {us:.1} µs",
+            "planar Q8_0 matrix × vector {rows}×{cols} ({p:?}): relative error {:.2e}, GPU {us:.1} µs",
             r::rel_l2(&y, &want)
         )
         .ok();

@@ -8,21 +8,20 @@ use qwen3_omni_vk::reference::{self as r, Rng};
 use qwen3_omni_vk::vk_runtime::MemoryIntent;
 use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, WType};
 
-fn q8_matvec(k: &Kernels, rows: usize, cols: usize, seed: u64, wtype: WType) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
+/// Planar Q8_0 matrix × vector (the layout the model uses).
+fn q8_matvec(k: &Kernels, rows: usize, cols: usize, seed: u64) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
     let mut rng = Rng::new(seed);
     let w = rng.vec(rows * cols, 1.0);
     let x = rng.vec(cols, 2.0);
-    let (mut bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
-    if wtype == WType::Q8_0Planar {
-        bytes = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, cols).unwrap();
-    }
+    let (bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
+    let bytes = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, cols).unwrap();
     let g = k.gpu();
     let wb = g.buffer_from("w", &bytes, MemoryIntent::Weights).unwrap();
     let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
     let yb = g.buffer("y", rows as u64 * 4, MemoryIntent::Readback).unwrap();
     let s = k.q8_1_scratch(cols as u64).unwrap();
     let mut rec = g.recorder(false).unwrap();
-    k.matvec(&mut rec, Matrix::new(&wb, wtype, rows as u32, cols as u32), &xb, &yb, Some(&s)).unwrap();
+    k.matvec(&mut rec, Matrix::new(&wb, WType::Q8_0Planar, rows as u32, cols as u32), &xb, &yb, Some(&s)).unwrap();
     rec.submit().unwrap();
     let y: Vec<f32> = yb.read_vec().unwrap();
     let want = r::matvec(&deq, &x, rows, cols);
@@ -36,13 +35,11 @@ const MV_SHAPES: &[(usize, usize)] = &[(1, 32), (3, 64), (37, 160), (130, 96), (
 fn matvec_q8_0_float_matches_f64() {
     let mut k = kernels();
     k.set_matvec_path(MatvecPath::Float).unwrap();
-    for wtype in [WType::Q8_0, WType::Q8_0Planar] {
-        for (i, &(rows, cols)) in MV_SHAPES.iter().enumerate() {
-            let (y, want, _) = q8_matvec(&k, rows, cols, 10 + i as u64, wtype);
-            let e = r::rel_l2(&y, &want);
-            assert!(e <= 1e-5, "{wtype:?} {rows}×{cols}: relative error {e:e} > 1e-5");
-            r::check_close(&format!("{wtype:?} float {rows}×{cols}"), &y, &want, 1e-4, 1e-4).unwrap();
-        }
+    for (i, &(rows, cols)) in MV_SHAPES.iter().enumerate() {
+        let (y, want, _) = q8_matvec(&k, rows, cols, 10 + i as u64);
+        let e = r::rel_l2(&y, &want);
+        assert!(e <= 1e-5, "{rows}×{cols}: relative error {e:e} > 1e-5");
+        r::check_close(&format!("float {rows}×{cols}"), &y, &want, 1e-4, 1e-4).unwrap();
     }
     assert_clean(k.gpu());
 }
@@ -54,16 +51,14 @@ fn matvec_q8_0_intdot_matches_f64() {
         panic!("the device lacks shaderIntegerDotProduct; lavapipe and every target have it");
     }
     k.set_matvec_path(MatvecPath::IntDot).unwrap();
-    for wtype in [WType::Q8_0, WType::Q8_0Planar] {
-        for (i, &(rows, cols)) in MV_SHAPES.iter().enumerate() {
-            let (y, want, want_q) = q8_matvec(&k, rows, cols, 20 + i as u64, wtype);
-            let e = r::rel_l2(&y, &want);
-            eprintln!("{wtype:?} int-dot {rows}×{cols}: rel L2 {e:.3e}, NMSE {:.3e}", r::nmse(&y, &want));
-            assert!(e <= 2e-2, "{wtype:?} {rows}×{cols}: relative error {e:e} > 2e-2");
-            // Against the same Q8_1 activations the kernel is exact up to f32 accumulation.
-            let eq = r::rel_l2(&y, &want_q);
-            assert!(eq <= 1e-5, "{wtype:?} {rows}×{cols}: error vs Q8_1 reference {eq:e}");
-        }
+    for (i, &(rows, cols)) in MV_SHAPES.iter().enumerate() {
+        let (y, want, want_q) = q8_matvec(&k, rows, cols, 20 + i as u64);
+        let e = r::rel_l2(&y, &want);
+        eprintln!("int-dot {rows}×{cols}: rel L2 {e:.3e}, NMSE {:.3e}", r::nmse(&y, &want));
+        assert!(e <= 2e-2, "{rows}×{cols}: relative error {e:e} > 2e-2");
+        // Against the same Q8_1 activations the kernel is exact up to f32 accumulation.
+        let eq = r::rel_l2(&y, &want_q);
+        assert!(eq <= 1e-5, "{rows}×{cols}: error vs Q8_1 reference {eq:e}");
     }
     assert_clean(k.gpu());
 }
@@ -106,24 +101,22 @@ fn matmul_q8_0_intdot_matches_f64() {
         let x = rng.vec(n * cols, 1.5);
         let (bytes, deq) = r::quantize_matrix_q8_0(&w, cols);
         let planar = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, cols).unwrap();
-        let wb = g.buffer_from("w", &bytes, MemoryIntent::Weights).unwrap();
         let wp = g.buffer_from("w planar", &planar, MemoryIntent::Weights).unwrap();
         let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();
         let yb = g.buffer("y", (n * rows) as u64 * 4, MemoryIntent::Readback).unwrap();
-        let yp = g.buffer("y planar", (n * rows) as u64 * 4, MemoryIntent::Readback).unwrap();
+        let yp = g.buffer("y prequantized", (n * rows) as u64 * 4, MemoryIntent::Readback).unwrap();
         let s = k.q8_1_scratch((n * cols) as u64).unwrap();
         let mut rec = g.recorder(false).unwrap();
-        k.matmul_q8_0(&mut rec, Matrix::new(&wb, WType::Q8_0, rows as u32, cols as u32), &xb, n as u32, &yb, &s)
-            .unwrap();
         let wpm = Matrix::new(&wp, WType::Q8_0Planar, rows as u32, cols as u32);
+        k.matmul_q8_0(&mut rec, wpm, &xb, n as u32, &yb, &s).unwrap();
         k.matmul_q8_0_prequantized(&mut rec, wpm, n as u32, &yp, &s).unwrap();
         rec.submit().unwrap();
         let y: Vec<f32> = yb.read_vec().unwrap();
-        // Both layouts hold the same numbers and sum in the same order: identical results.
-        assert_eq!(yp.read_vec::<f32>().unwrap(), y, "planar and ggml-block matmul differ");
+        // The second reads the quantisation the first made: identical results.
+        assert_eq!(yp.read_vec::<f32>().unwrap(), y, "prequantized and quantizing matmul differ");
         let want = r::matmul(&deq, &x, rows, cols, n);
         let e = r::rel_l2(&y, &want);
-        eprintln!("mm_q8_0_q8_1 {rows}×{cols}×{n}: rel L2 {e:.3e}, NMSE {:.3e}", r::nmse(&y, &want));
+        eprintln!("mm_q8_0p_q8_1 {rows}×{cols}×{n}: rel L2 {e:.3e}, NMSE {:.3e}", r::nmse(&y, &want));
         assert!(e <= 2e-2, "{rows}×{cols}×{n}: relative error {e:e}");
         let want_q = r::matmul(&deq, &r::q8_1_roundtrip(&x), rows, cols, n);
         let eq = r::rel_l2(&y, &want_q);
@@ -214,18 +207,18 @@ fn bad_launches_are_errors() {
     // default on devices with accelerated int8 dot products, e.g. the H200).
     k.set_matvec_path(MatvecPath::Float).unwrap();
     let g = k.gpu();
-    let w = g.buffer("w", 34 * 4, MemoryIntent::Weights).unwrap();
+    let w = g.buffer("w", 34 * 8, MemoryIntent::Weights).unwrap();
     let x = g.buffer("x", 64 * 4, MemoryIntent::Upload).unwrap();
     let y = g.buffer("y", 4, MemoryIntent::Readback).unwrap();
     let mut rec = g.recorder(false).unwrap();
     // Ragged Q8_0 columns.
-    let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0, 1, 48), &x, &y, None).unwrap_err();
+    let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0Planar, 1, 48), &x, &y, None).unwrap_err();
     assert!(e.to_string().contains("multiple of 32"), "{e}");
-    // Matrix larger than its buffer: 4 rows of 64 need 272 bytes, the buffer has 136.
-    let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0, 4, 64), &x, &y, None).unwrap_err();
-    assert!(e.to_string().contains("outside its 136 bytes"), "{e}");
-    // Output too small for 2 rows.
-    let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0, 2, 64), &x, &y, None).unwrap_err();
+    // Matrix larger than its buffer: 8 planar rows of 64 need 544 bytes, the buffer has 272.
+    let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0Planar, 8, 64), &x, &y, None).unwrap_err();
+    assert!(e.to_string().contains("outside its 272 bytes"), "{e}");
+    // Output too small for 2 rows (the matrix, 264 bytes, fits).
+    let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0Planar, 2, 64), &x, &y, None).unwrap_err();
     assert!(e.to_string().contains("'y'"), "{e}");
     drop(rec);
     assert_clean(g);
@@ -233,7 +226,7 @@ fn bad_launches_are_errors() {
         k.set_matvec_path(MatvecPath::IntDot).unwrap();
         let g = k.gpu();
         let mut rec = g.recorder(false).unwrap();
-        let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0, 1, 64), &x, &y, None).unwrap_err();
+        let e = k.matvec(&mut rec, Matrix::new(&w, WType::Q8_0Planar, 1, 64), &x, &y, None).unwrap_err();
         assert!(e.to_string().contains("needs a Q8_1 scratch"), "{e}");
     }
     assert_clean(k.gpu());
@@ -347,10 +340,8 @@ fn matvec_with_fused_residual() {
 #[test]
 fn matvec_fused_prologues() {
     let mut k = kernels();
-    // KSPLIT subgroups per row group: 1, an uneven 3, and 4.
-    for (path, ks) in [MatvecPath::Float, MatvecPath::IntDot].into_iter().flat_map(|p| [(p, 1u32), (p, 3), (p, 4)]) {
+    for path in [MatvecPath::Float, MatvecPath::IntDot] {
         k.set_matvec_path(path).unwrap();
-        k.set_ksplit(1, ks, 1);
         let g = k.gpu().clone();
         // 8192 columns: the int-dot prologue's loop for vectors longer than its registers hold.
         for (ci, &(rows, cols)) in [(96usize, 256usize), (40, 2048), (300, 4096), (24, 8192)].iter().enumerate() {
@@ -386,7 +377,7 @@ fn matvec_fused_prologues() {
             rec.submit().unwrap();
             let normed: Vec<f32> = r::rms_norm(&x, &nw, cols, eps).iter().map(|&v| v as f32).collect();
             let q = |v: &[f32]| if path == MatvecPath::IntDot { r::q8_1_roundtrip(v) } else { v.to_vec() };
-            let label = format!("{path:?} {rows}×{cols} ksplit {ks}");
+            let label = format!("{path:?} {rows}×{cols}");
             let want1 = r::matvec(&deq, &q(&normed), rows, cols);
             r::check_close(&format!("{label} norm prologue"), &y1.read_vec::<f32>().unwrap(), &want1, 2e-3, 1e-4)
                 .unwrap();

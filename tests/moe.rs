@@ -367,7 +367,7 @@ fn moe_block_intdot_matches_f64() {
     // The fused down projection with 1, 2 and 4 subgroups per row group (4 is the default).
     for ks in [1, 2, 4] {
         let k = kernels();
-        k.set_ksplit(ks, 1, 1);
+        k.set_ksplit(ks);
         check_cases(k, MatvecPath::IntDot, CASES);
     }
 }

@@ -76,6 +76,7 @@ fn staging_and_pooled_descriptors_give_the_same_results() {
     let w = rng.vec(rows * cols, 1.0);
     let x = rng.vec(cols, 1.0);
     let (bytes, _) = qwen3_omni_vk::reference::quantize_matrix_q8_0(&w, cols);
+    let bytes = qwen3_omni_vk::layout::repack_q8_0_planar(&bytes, rows, cols).unwrap();
     let mut results = Vec::new();
     for (staging, pooled) in [(false, false), (true, false), (false, true), (true, true)] {
         let g = Gpu::new(&GpuOptions { force_staging: staging, no_push_descriptors: pooled, ..options() }).unwrap();
@@ -88,7 +89,7 @@ fn staging_and_pooled_descriptors_give_the_same_results() {
         let yb = g.buffer("y", rows as u64 * 4, MemoryIntent::Scratch).unwrap();
         let mut rec = g.recorder(false).unwrap();
         for _ in 0..3 {
-            k.matvec(&mut rec, Matrix::new(&wb, WType::Q8_0, rows as u32, cols as u32), &xb, &yb, None).unwrap();
+            k.matvec(&mut rec, Matrix::new(&wb, WType::Q8_0Planar, rows as u32, cols as u32), &xb, &yb, None).unwrap();
         }
         rec.submit().unwrap();
         // Round trip of the weights through whichever path.

@@ -16,14 +16,6 @@ layout(std430, binding = CLOCKS) writeonly buffer Clk { uvec2 clk_marks[]; };
 #define MARK(i)
 #endif
 
-// Q8_0 (ggml): blocks of 32 weights, { f16 d; int8 qs[32] } = 34 bytes = 17 uint16 words.
-// A row of K weights is K/32 consecutive blocks; rows are consecutive.
-#define Q8_0_WORDS 17u
-
 float f16_bits_to_float(uint16_t h) {
     return unpackHalf2x16(uint(h)).x;
 }
-
-// Low and high signed bytes of a uint16 word.
-int lo_i8(uint16_t v) { return int(uint(v) << 24) >> 24; }
-int hi_i8(uint16_t v) { return int(uint(v) << 16) >> 24; }

@@ -30,10 +30,6 @@ pub struct BenchArgs {
     pub ceiling_gbs: Option<f64>,
     #[arg(long)]
     pub device: Option<usize>,
-    /// Also time the replayed decode with the persistent layer kernel off (one dispatch per
-    /// stage), and check that both give the same logits.
-    #[arg(long)]
-    pub compare_layer_kernel: bool,
     /// After the default, time the replayed decode under each of these environment settings
     /// (';' between variants, ',' between NAME=VALUE pairs; read when a step is recorded), the
     /// whole list twice in turn so that clock drift shows.
@@ -74,21 +70,6 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     if std::env::var_os("QWEN3VK_CLOCKS").is_some() {
         clock_report(&mut t)?;
     }
-    println!(
-        "persistent layer kernel: {}",
-        if t.layer_kernel() {
-            format!("on, {} workgroups", t.kernels().decode_layer_groups().unwrap_or(0))
-        } else {
-            "off".into()
-        }
-    );
-    if let Some(us) = t.layer_barrier_us(2000)? {
-        println!("grid barrier of the layer kernel: {us:.2} µs");
-    }
-    if a.compare_layer_kernel {
-        check_layer_kernel(&mut t)?;
-    }
-    // After the layer-kernel check, which compares teacher-forced greedy steps.
     if a.temp > 0.0 {
         let p =
             qwen3_omni_vk::SampleParams { temperature: a.temp, top_k: 40, top_p: 0.95, seed: 1, ..Default::default() };
@@ -141,37 +122,30 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         // The replayed path (what `generate` uses for greedy decoding): one recorded step, queued
         // two deep. A first call builds its pipelines; the second is timed from its first token to
         // its last (the one-token prefill before it excluded).
-        let layer_on = t.layer_kernel();
-        let modes: &[bool] = if a.compare_layer_kernel && layer_on { &[true, false] } else { &[layer_on] };
-        for &mode in modes {
-            t.set_layer_kernel(mode)?;
-            let label = if mode { "layer kernel" } else { "one dispatch per stage" };
-            let mut best = 0.0f64;
-            for round in 0..2 {
-                t.reset_to(0)?;
-                t.set_len_for_benchmark(ctx);
-                let mut stamps = Vec::with_capacity(a.steps as usize + 1);
-                t.generate(&[token % c.vocab], a.steps as usize + 1, &[], |_| {
-                    stamps.push(std::time::Instant::now());
-                    true
-                })?;
-                if round == 1 && stamps.len() > 1 {
-                    let dt = (stamps[stamps.len() - 1] - stamps[0]).as_secs_f64() / (stamps.len() - 1) as f64;
-                    best = 1.0 / dt;
-                    println!(
-                        "  replayed decode at context {ctx} ({label}): {:.1} tok/s ({:.0} µs/token wall over {} tokens, second call)",
-                        best,
-                        dt * 1e6,
-                        stamps.len() - 1
-                    );
-                }
-            }
-            if let Some(bw) = a.ceiling_gbs {
-                let roof = bw * 1e9 / bytes as f64;
-                println!("  replayed ({label}): {:.0}% of the {roof:.0} tok/s roofline", 100.0 * best / roof);
+        let mut best = 0.0f64;
+        for round in 0..2 {
+            t.reset_to(0)?;
+            t.set_len_for_benchmark(ctx);
+            let mut stamps = Vec::with_capacity(a.steps as usize + 1);
+            t.generate(&[token % c.vocab], a.steps as usize + 1, &[], |_| {
+                stamps.push(std::time::Instant::now());
+                true
+            })?;
+            if round == 1 && stamps.len() > 1 {
+                let dt = (stamps[stamps.len() - 1] - stamps[0]).as_secs_f64() / (stamps.len() - 1) as f64;
+                best = 1.0 / dt;
+                println!(
+                    "  replayed decode at context {ctx}: {:.1} tok/s ({:.0} µs/token wall over {} tokens, second call)",
+                    best,
+                    dt * 1e6,
+                    stamps.len() - 1
+                );
             }
         }
-        t.set_layer_kernel(layer_on)?;
+        if let Some(bw) = a.ceiling_gbs {
+            let roof = bw * 1e9 / bytes as f64;
+            println!("  replayed: {:.0}% of the {roof:.0} tok/s roofline", 100.0 * best / roof);
+        }
         if !variants.is_empty() {
             time_variants(&mut t, &variants, ctx, a.steps, token % c.vocab)?;
         }
@@ -273,59 +247,6 @@ fn time_variants(t: &mut GpuThinker, variants: &[Variant], ctx: u32, steps: u32,
             };
             println!("  variant pass {pass}, context {ctx}: {name}: {rate:.1} tok/s replayed{same}");
         }
-    }
-    Ok(())
-}
-
-/// The persistent layer kernel against one dispatch per stage on this device (where its
-/// workgroups really wait for each other at the grid barriers): 24 prompt tokens prefilled, then 16
-/// teacher-forced steps; logits compared at every step.
-fn check_layer_kernel(t: &mut GpuThinker) -> anyhow::Result<()> {
-    if !t.layer_kernel() {
-        println!("layer kernel check: the kernel is off on this device/model");
-        return Ok(());
-    }
-    let vocab = t.config.vocab;
-    let ids: Vec<u32> = (0..40u32).map(|i| (i * 7919 + 101) % vocab).collect();
-    let mut runs = Vec::new();
-    for on in [false, true] {
-        t.set_layer_kernel(on)?;
-        t.reset_to(0)?;
-        t.prefill(&ids[..24])?;
-        let mut logits = Vec::new();
-        let mut greedy = Vec::new();
-        for &id in &ids[24..] {
-            greedy.push(t.step(id, false)?.0);
-            logits.push(t.logits()?);
-        }
-        runs.push((greedy, logits));
-    }
-    let errs: Vec<f64> = runs[0]
-        .1
-        .iter()
-        .zip(&runs[1].1)
-        .map(|(a, b)| {
-            let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
-            let den: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
-            (num / den.max(1e-30)).sqrt()
-        })
-        .collect();
-    let mut sorted = errs.clone();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let (median, worst) = (sorted[sorted.len() / 2], sorted[sorted.len() - 1]);
-    let same = runs[0].0 == runs[1].0;
-    println!(
-        "layer kernel check ({} workgroups): logits vs one dispatch per stage over 16 steps: median {median:.2e}, worst {worst:.2e}; greedy choices {}",
-        t.kernels().decode_layer_groups().unwrap_or(0),
-        if same { "identical" } else { "differ" }
-    );
-    println!("  per step: {}", errs.iter().map(|e| format!("{e:.1e}")).collect::<Vec<_>>().join(" "));
-    t.reset_to(0)?;
-    // Same math, different summation order: ~1e-6, except where a router near-tie picks another
-    // expert (random weights have many), which moves later logits by ~1e-2. A race would show at
-    // every step.
-    if median > 1e-4 && std::env::var_os("QWEN3VK_CHECK_CONTINUE").is_none() {
-        anyhow::bail!("the layer kernel disagrees with the per-stage dispatches (median relative error {median:e})");
     }
     Ok(())
 }

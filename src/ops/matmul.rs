@@ -1,4 +1,4 @@
-//! Q8_0 matrix × matrix with int8 dot products (prefill): Y[n, m] = Σ_k W[m, k] · X[n, k].
+//! Planar Q8_0 matrix × matrix with int8 dot products (prefill): Y[n, m] = Σ_k W[m, k] · X[n, k].
 
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result};
@@ -18,7 +18,7 @@ const _: () = assert!(std::mem::size_of::<PushKMN>() == 12);
 const TILE: u32 = 64;
 
 impl Kernels {
-    /// Y (`[n, rows]` floats) = X (`[n, cols]` floats) · Wᵀ for Q8_0 or planar Q8_0 weights. X is
+    /// Y (`[n, rows]` floats) = X (`[n, cols]` floats) · Wᵀ for planar Q8_0 weights. X is
     /// quantised to Q8_1 into `scratch` (≥ n·cols values) first.
     pub fn matmul_q8_0<'a>(
         &self,
@@ -43,11 +43,10 @@ impl Kernels {
         y: &'a Buffer,
         scratch: &'a Q8_1Scratch,
     ) -> Result<()> {
-        let planar = w.wtype == WType::Q8_0Planar;
-        let name = if planar { "mm_q8_0p_q8_1" } else { "mm_q8_0_q8_1" };
+        let name = "mm_q8_0p_q8_1";
         w.check(name)?;
-        if !matches!(w.wtype, WType::Q8_0 | WType::Q8_0Planar) {
-            return Err(kerr(name, format!("weights are {:?}; this kernel takes Q8_0", w.wtype)));
+        if w.wtype != WType::Q8_0Planar {
+            return Err(kerr(name, format!("weights are {:?}; this kernel takes planar Q8_0", w.wtype)));
         }
         if !self.gpu().caps().int_dot {
             return Err(kerr(name, "the device has no shaderIntegerDotProduct".into()));
@@ -75,14 +74,10 @@ impl Kernels {
         let xq = Binding::read(&scratch.xq).range(0, values);
         let xd = Binding::read(&scratch.xd).range(0, values / 32 * 8);
         let yb = Binding::write(y).range(0, n as u64 * w.rows as u64 * 4);
-        if planar {
-            let l = crate::layout::PlanarLayout::new(w.rows as u64, w.cols as u64);
-            let qs = Binding::read(w.buf).range(w.offset, l.qs_bytes);
-            let d = Binding::read(w.buf).range(w.offset + l.d_offset, l.d_bytes);
-            rec.dispatch(&p, &[qs, d, xq, xd, yb], push_bytes(&push), groups)
-        } else {
-            rec.dispatch(&p, &[Binding::read(w.buf).range(w.offset, w.bytes()), xq, xd, yb], push_bytes(&push), groups)
-        }
+        let l = crate::layout::PlanarLayout::new(w.rows as u64, w.cols as u64);
+        let qs = Binding::read(w.buf).range(w.offset, l.qs_bytes);
+        let d = Binding::read(w.buf).range(w.offset + l.d_offset, l.d_bytes);
+        rec.dispatch(&p, &[qs, d, xq, xd, yb], push_bytes(&push), groups)
     }
 }
 

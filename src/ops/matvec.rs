@@ -1,4 +1,4 @@
-//! Matrix × vector: Q8_0 (float or int-dot path), F16, F32; and Q8_1 activation quantisation.
+//! Matrix × vector: planar Q8_0 (float or int-dot path), F16, F32; and Q8_1 activation quantisation.
 
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
@@ -37,14 +37,6 @@ struct PushHead {
     max_len: u32,
 }
 
-/// Subgroups sharing each row of [`Kernels::matvec_fused`]'s planar kernels unless
-/// `QWEN3VK_FUSED_KSPLIT` says otherwise (matvec_q8_0p.comp KSPLIT).
-pub const FUSED_KSPLIT: u32 = 1;
-
-/// Workgroups per head of [`Kernels::matvec_head`] unless `QWEN3VK_HEAD_SPLIT` or
-/// [`Kernels::set_head_split`] says otherwise.
-pub const HEAD_SPLIT: u32 = 1;
-
 /// Where [`Kernels::matvec_head`] puts a finished head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadOut {
@@ -62,11 +54,7 @@ impl Kernels {
     /// rows, then per `out`: the head's RMSNorm (`hw`, `eps`) and (M)RoPE at `pos` into `y`
     /// (Query), the same into the K cache `y` at position cache_len[0] (Key), or the rows into the V
     /// cache (Value); cache positions ≥ `max_len` are dropped. Does rope_qk_norm_store's work
-    /// without its dispatch. Each head is split over [`HEAD_SPLIT`] workgroups (or what
-    /// `QWEN3VK_HEAD_SPLIT` / [`Kernels::set_head_split`] say); `scratch` (≥ rows + heads u32
-    /// words, zero-filled when allocated and left zeroed by every dispatch) holds their rows and
-    /// arrival counters. Dispatches that may run
-    /// at the same time (q and k) need separate scratch buffers.
+    /// without its dispatch.
     #[allow(clippy::too_many_arguments)]
     pub fn matvec_head<'a>(
         &self,
@@ -79,7 +67,6 @@ impl Kernels {
         pos: &'a Buffer,
         cache_len: &'a Buffer,
         y: &'a Buffer,
-        scratch: &'a Buffer,
         max_len: u32,
         head_dim: u32,
         theta: f32,
@@ -108,29 +95,15 @@ impl Kernels {
         super::attention::check_rope(name, head_dim, theta, mrope_section)?;
         let caps = self.gpu().caps();
         let t = self.tuning();
-        // A power of two, so it divides any even head_dim's largest power-of-two factor.
-        let mut split = t.head_split.min(head_dim / 2).max(1);
-        while head_dim % split != 0 {
-            split /= 2;
-        }
-        // Big workgroups: a head's rows are all its workgroups' work.
-        let wg = if t.head_wg > 0 { t.head_wg } else { (1024 / split).max(64) }.min(caps.max_workgroup_invocations);
+        // Big workgroups: a head's rows are all its workgroup's work.
+        let wg = if t.head_wg > 0 { t.head_wg } else { 1024 }.min(caps.max_workgroup_invocations);
         let spec = [
             SpecConst { id: 0, value: wg },
             SpecConst { id: 1, value: t.mv_rows },
-            SpecConst { id: 2, value: head_dim / split },
-            SpecConst { id: 3, value: split },
-            SpecConst { id: 4, value: t.head_ksplit },
+            SpecConst { id: 2, value: head_dim },
         ];
-        let need = (w.rows as u64 + (w.rows / head_dim) as u64) * 4;
-        if scratch.size() < need {
-            return Err(kerr(
-                name,
-                format!("head scratch '{}' is {} bytes, needs {need}", scratch.name(), scratch.size()),
-            ));
-        }
         let heads = w.rows / head_dim;
-        let (dims, grid_x) = grid(heads * split, caps.max_workgroup_count[0]);
+        let (dims, grid_x) = grid(heads, caps.max_workgroup_count[0]);
         let mode = match out {
             HeadOut::Query => 0,
             HeadOut::Key => 1,
@@ -159,12 +132,11 @@ impl Kernels {
             Binding::read(hw).range(0, head_dim as u64 * 4),
             Binding::read(pos).range(0, 12),
             Binding::read(cache_len).range(0, 4),
-            Binding::read_write(scratch).range(0, need),
         ];
         rec.dispatch(&p, &b, push_bytes(&push), dims)
     }
 
-    /// y[0..rows) = W · x[0..cols). With a Q8_0 matrix on the int-dot path, `scratch` (≥ cols
+    /// y[0..rows) = W · x[0..cols). With a planar Q8_0 matrix on the int-dot path, `scratch` (≥ cols
     /// values) receives x quantised to Q8_1 first; it is unused otherwise.
     pub fn matvec<'a>(
         &self,
@@ -257,13 +229,10 @@ impl Kernels {
         let base = (t.fused_wg / min_sg).max(1) * t.mv_rows;
         // Every workgroup pays for the prologue: size them so there are about `fused_groups`.
         let rows_wg = base * (w.rows / (base * t.fused_groups)).max(1);
-        // KSPLIT subgroups per row group: 1/KSPLIT of the rows per workgroup, more workgroups.
-        let rows_wg = (rows_wg / t.fused_ksplit).max(t.mv_rows);
         let spec = [
             SpecConst { id: 0, value: t.fused_wg },
             SpecConst { id: 1, value: t.mv_rows },
             SpecConst { id: 2, value: rows_wg },
-            SpecConst { id: 4, value: t.fused_ksplit },
         ];
         let (dims, grid_x) = grid(w.rows.div_ceil(rows_wg), self.gpu().caps().max_workgroup_count[0]);
         let p = self.pipeline::<PushFused>(name, &spec)?;
@@ -289,7 +258,7 @@ impl Kernels {
         quantize: bool,
         residual: Option<&'a Buffer>,
     ) -> Result<()> {
-        let intdot = matches!(w.wtype, WType::Q8_0 | WType::Q8_0Planar) && self.matvec_path() == MatvecPath::IntDot;
+        let intdot = w.wtype == WType::Q8_0Planar && self.matvec_path() == MatvecPath::IntDot;
         let name = match (w.wtype, intdot, residual.is_some()) {
             (WType::Q8_0Planar, true, true) => "mv_q8_0p_q8_1_res",
             (WType::Q8_0Planar, false, true) => "mv_q8_0p_f32_res",
@@ -299,8 +268,6 @@ impl Kernels {
                     format!("{:?} weights: the fused residual needs planar Q8_0", w.wtype),
                 ))
             }
-            (WType::Q8_0, true, _) => "mv_q8_0_q8_1",
-            (WType::Q8_0, false, _) => "mv_q8_0_f32",
             (WType::Q8_0Planar, true, _) => "mv_q8_0p_q8_1",
             (WType::Q8_0Planar, false, _) => "mv_q8_0p_f32",
             (WType::F16, _, _) => "mv_f16_f32",
@@ -345,23 +312,8 @@ impl Kernels {
             return rec.dispatch(&p, &b, push_bytes(&push), dims);
         }
         let wb = Binding::read(w.buf).range(w.offset, w.bytes());
-        if intdot {
-            let s = scratch.ok_or_else(|| kerr(name, "the int-dot path needs a Q8_1 scratch".into()))?;
-            if quantize {
-                self.quantize_q8_1(rec, x, w.cols as u64, s)?;
-            }
-            let p = self.pipeline::<PushKMG>(name, &spec)?;
-            let n = w.cols as u64;
-            rec.dispatch(
-                &p,
-                &[wb, Binding::read(&s.xq).range(0, n), Binding::read(&s.xd).range(0, n / 32 * 8), yb],
-                push_bytes(&push),
-                dims,
-            )
-        } else {
-            let p = self.pipeline::<PushKMG>(name, &spec)?;
-            rec.dispatch(&p, &[wb, Binding::read(x).range(0, w.cols as u64 * 4), yb], push_bytes(&push), dims)
-        }
+        let p = self.pipeline::<PushKMG>(name, &spec)?;
+        rec.dispatch(&p, &[wb, Binding::read(x).range(0, w.cols as u64 * 4), yb], push_bytes(&push), dims)
     }
 
     /// Quantises `n` floats of `x` (a multiple of 32) into `s` as Q8_1.

@@ -6,7 +6,6 @@ mod audio;
 pub mod code2wav;
 mod elementwise;
 mod embed;
-mod layer;
 mod matmul;
 mod matvec;
 mod moe;
@@ -15,17 +14,15 @@ mod sampling;
 
 pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
-pub use layer::{LayerIo, LayerPost, LayerPre, LayerShape};
-pub use matvec::{HeadOut, FUSED_KSPLIT, HEAD_SPLIT};
+pub use matvec::HeadOut;
 pub use moe::{router_fold_matrix, DOWN_KSPLIT};
 use vk_runtime::{Buffer, Error, Result};
 
 /// Storage type of a weight matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WType {
-    /// ggml's Q8_0: blocks of 32 weights as { f16 d; i8 qs[32] } (34 bytes).
-    Q8_0,
-    /// The same numbers in planar layout (all quants, then all scales; see `layout`).
+    /// ggml's Q8_0 numbers (per block of 32 weights an f16 scale and 32 int8 quants) in planar
+    /// layout: all quants, then all scales (see `layout`; the loader repacks ggml's blocks).
     Q8_0Planar,
     F16,
     F32,
@@ -35,7 +32,7 @@ impl WType {
     /// Bytes of one row of `cols` weights.
     pub fn row_bytes(self, cols: u64) -> u64 {
         match self {
-            WType::Q8_0 | WType::Q8_0Planar => cols / 32 * 34,
+            WType::Q8_0Planar => cols / 32 * 34,
             WType::F16 => cols * 2,
             WType::F32 => cols * 4,
         }
@@ -67,7 +64,7 @@ impl<'a> Matrix<'a> {
         if self.rows == 0 || self.cols == 0 {
             return Err(kerr(kernel, format!("empty matrix {}×{}", self.rows, self.cols)));
         }
-        if matches!(self.wtype, WType::Q8_0 | WType::Q8_0Planar) && self.cols % 32 != 0 {
+        if self.wtype == WType::Q8_0Planar && self.cols % 32 != 0 {
             return Err(kerr(kernel, format!("Q8_0 rows need a multiple of 32 columns, got {}", self.cols)));
         }
         Ok(())

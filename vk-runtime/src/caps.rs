@@ -78,10 +78,6 @@ pub struct Caps {
     /// `maxComputeWorkgroupSubgroups` (VK 1.3; 0 when unknown): a required subgroup size R needs
     /// a workgroup of at most R × this many invocations.
     pub max_compute_workgroup_subgroups: u32,
-    /// `synchronization2` (Vulkan 1.3) is supported and was asked for (`QWEN3VK_BARRIER=sync2`, a
-    /// timing experiment: vkCmdPipelineBarrier2 with storage-specific access flags); only then is
-    /// the feature enabled.
-    pub synchronization2: bool,
     pub subgroup_arithmetic: bool,
     pub subgroup_clustered: bool,
     pub subgroup_shuffle: bool,
@@ -232,8 +228,6 @@ impl Caps {
                     && p13.required_subgroup_size_stages.contains(vk::ShaderStageFlags::COMPUTE),
                 compute_full_subgroups: f13.compute_full_subgroups != 0,
                 max_compute_workgroup_subgroups: if v13 { p13.max_compute_workgroup_subgroups } else { 0 },
-                synchronization2: f13.synchronization2 != 0
-                    && std::env::var("QWEN3VK_BARRIER").is_ok_and(|v| v == "sync2"),
                 subgroup_arithmetic: sg_ops.contains(vk::SubgroupFeatureFlags::ARITHMETIC)
                     && p11.subgroup_supported_stages.contains(vk::ShaderStageFlags::COMPUTE),
                 subgroup_clustered: sg_ops.contains(vk::SubgroupFeatureFlags::CLUSTERED),

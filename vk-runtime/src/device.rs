@@ -123,8 +123,7 @@ impl Gpu {
         let mut f13 = vk::PhysicalDeviceVulkan13Features::default()
             .shader_integer_dot_product(caps.int_dot)
             .subgroup_size_control(caps.subgroup_size_control)
-            .compute_full_subgroups(caps.compute_full_subgroups)
-            .synchronization2(caps.synchronization2);
+            .compute_full_subgroups(caps.compute_full_subgroups);
         let dinfo = vk::DeviceCreateInfo::default()
             .queue_create_infos(&qinfo)
             .enabled_extension_names(&exts)

@@ -115,23 +115,8 @@ pub struct Recorder<'a> {
     read_t: Vec<Span>,
     /// `QWEN3VK_BARRIER_FULL=1`: every barrier also names the transfer stage (for comparisons).
     force_transfer_barriers: bool,
-    /// `QWEN3VK_BARRIER` (timing experiments): "sync2" (vkCmdPipelineBarrier2, storage access
-    /// flags), "narrow" (no write access in the second scope: not valid for write-after-write),
-    /// "exec" (execution dependency only: NOT valid), "none" (no barrier: NOT valid). Empty: the
-    /// default.
-    barrier_mode: String,
     /// [`Recorder::set_clock_buffer`]: (buffer, bytes per dispatch).
     clock: Option<(&'a Buffer, u64)>,
-}
-
-/// `QWEN3VK_BARRIER` (see [`Recorder`]'s `barrier_mode`); warns once when it makes results invalid.
-fn barrier_mode() -> String {
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let mode = std::env::var("QWEN3VK_BARRIER").unwrap_or_default();
-    if ["none", "exec", "narrow"].contains(&mode.as_str()) && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        eprintln!("warning: QWEN3VK_BARRIER={mode}: kernels are not (fully) synchronised, results may be invalid (timing experiments only)");
-    }
-    mode
 }
 
 impl Gpu {
@@ -204,7 +189,6 @@ impl<'a> Recorder<'a> {
             written_t: Vec::new(),
             read_t: Vec::new(),
             force_transfer_barriers: std::env::var_os("QWEN3VK_BARRIER_FULL").is_some(),
-            barrier_mode: barrier_mode(),
             clock: None,
         })
     }
@@ -229,40 +213,19 @@ impl<'a> Recorder<'a> {
             dst_access |= vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE;
             dst_stage |= vk::PipelineStageFlags::TRANSFER;
         }
-        let plain = !src_transfer && !next_is_transfer && !self.force_transfer_barriers;
-        let mut mb = [vk::MemoryBarrier::default().src_access_mask(src_access).dst_access_mask(dst_access)];
-        match self.barrier_mode.as_str() {
-            "none" if plain => {}
-            "sync2" if plain && b.shared.caps.synchronization2 => {
-                let m2 = [vk::MemoryBarrier2::default()
-                    .src_stage_mask(vk::PipelineStageFlags2::COMPUTE_SHADER)
-                    .src_access_mask(vk::AccessFlags2::SHADER_STORAGE_WRITE)
-                    .dst_stage_mask(vk::PipelineStageFlags2::COMPUTE_SHADER)
-                    .dst_access_mask(vk::AccessFlags2::SHADER_STORAGE_READ | vk::AccessFlags2::SHADER_STORAGE_WRITE)];
-                // SAFETY: recording command buffer; synchronization2 was enabled.
-                unsafe {
-                    b.shared.device.cmd_pipeline_barrier2(b.cmd, &vk::DependencyInfo::default().memory_barriers(&m2))
-                };
-            }
-            mode => {
-                if mode == "narrow" && plain {
-                    mb[0] = mb[0].dst_access_mask(vk::AccessFlags::SHADER_READ);
-                }
-                let mbs: &[vk::MemoryBarrier] = if mode == "exec" && plain { &[] } else { &mb };
-                // SAFETY: recording command buffer.
-                unsafe {
-                    b.shared.device.cmd_pipeline_barrier(
-                        b.cmd,
-                        src_stage,
-                        dst_stage,
-                        vk::DependencyFlags::empty(),
-                        mbs,
-                        &[],
-                        &[],
-                    )
-                };
-            }
-        }
+        let mb = [vk::MemoryBarrier::default().src_access_mask(src_access).dst_access_mask(dst_access)];
+        // SAFETY: recording command buffer.
+        unsafe {
+            b.shared.device.cmd_pipeline_barrier(
+                b.cmd,
+                src_stage,
+                dst_stage,
+                vk::DependencyFlags::empty(),
+                &mb,
+                &[],
+                &[],
+            )
+        };
         b.barriers += 1;
         self.written.clear();
         self.read.clear();

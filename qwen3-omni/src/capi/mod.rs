@@ -411,9 +411,7 @@ fn session_err(e: SessionError) -> CError {
         }
         SessionError::Gen(GenError::BadToken { .. }) => QWEN3_OMNI_ERR_INTERNAL,
         SessionError::Gen(GenError::AudioMismatch { .. } | GenError::EmptyPrompt) => QWEN3_OMNI_ERR_INVALID_ARGUMENT,
-        SessionError::Gen(GenError::Gpu(_) | GenError::LayerKernel { .. }) | SessionError::Gpu(_) => {
-            QWEN3_OMNI_ERR_DEVICE
-        }
+        SessionError::Gen(GenError::Gpu(_)) | SessionError::Gpu(_) => QWEN3_OMNI_ERR_DEVICE,
         SessionError::LoadCancelled => QWEN3_OMNI_ERR_CANCELLED,
         SessionError::NoAudioTower { .. } => QWEN3_OMNI_ERR_NOT_AVAILABLE,
     };

@@ -33,12 +33,8 @@ struct Scratch {
     next: Buffer,
     /// Per KV head: workgroups of the one-dispatch decode attention done (zero between steps).
     attn_counters: Buffer,
-    /// q, k, v head kernels' rows and arrival counters (one each: they run side by side).
-    heads: [Buffer; 3],
     q81: Q8_1Scratch,
     q81_h: Q8_1Scratch,
-    /// The persistent layer kernel's activations and grid-barrier words (`None`: not used).
-    layer: Option<(Buffer, Buffer)>,
 }
 
 /// Activations of a prefill chunk of up to `tokens` tokens.
@@ -119,8 +115,6 @@ pub enum GenError {
     AudioMismatch { placeholders: usize, rows: u32 },
     #[error("the prompt is empty: give at least one token")]
     EmptyPrompt,
-    #[error("the persistent decode-layer kernel's {groups} workgroups did not all run at once (a grid barrier timed out); set QWEN3VK_LAYER_GROUPS to fewer, or unset QWEN3VK_LAYER_KERNEL to use one dispatch per stage")]
-    LayerKernel { groups: u32 },
     #[error(transparent)]
     Gpu(#[from] qwen3_omni_vk::Error),
 }
@@ -174,18 +168,8 @@ impl GpuThinker {
                 &vec![0u32; c.n_kv_heads as usize],
                 MemoryIntent::Upload,
             )?,
-            heads: {
-                let kvd = c.n_kv_heads * c.head_dim;
-                let zeros = |rows: u64| vec![0u32; (rows + rows / c.head_dim.max(1) as u64) as usize];
-                [
-                    g.buffer_from("q head scratch", &zeros(qd), MemoryIntent::Scratch)?,
-                    g.buffer_from("k head scratch", &zeros(kvd as u64), MemoryIntent::Scratch)?,
-                    g.buffer_from("v head scratch", &zeros(kvd as u64), MemoryIntent::Scratch)?,
-                ]
-            },
             q81: k.q8_1_scratch(h.max(qd).div_ceil(32) * 32)?,
             q81_h: k.q8_1_scratch(inter_k.div_ceil(32) * 32)?,
-            layer: None,
         };
         let _ = hd;
         // The Talker reads the Thinker's hidden state after this many layers (24 of 48 in the real
@@ -200,7 +184,7 @@ impl GpuThinker {
         history.write_slice(0, &vec![u32::MAX; ctx as usize + 1])?;
         let sample_scratch =
             g.buffer("sampling scratch", Kernels::sample_scratch_bytes(c.vocab), MemoryIntent::Scratch)?;
-        let mut me = GpuThinker {
+        Ok(GpuThinker {
             k,
             config: c,
             w,
@@ -218,131 +202,7 @@ impl GpuThinker {
             sampling: SampleParams::default(),
             steps_sampled: 0,
             attn_mode: None,
-        };
-        // Off by default: measured slower than one dispatch per stage on an H100 (docs/perf.md).
-        if std::env::var("QWEN3VK_LAYER_KERNEL").ok().as_deref().map(str::trim) == Some("1") {
-            me.set_layer_kernel(true)?;
-        }
-        Ok(me)
-    }
-
-    /// Uses (or stops using) the persistent decode-layer kernel (`decode_layer.comp`: the work
-    /// between two attentions as one dispatch, its stages separated by grid barriers) for decode
-    /// steps. Off by default (`QWEN3VK_LAYER_KERNEL=1` turns it on at load): on an H100 a grid
-    /// barrier costs about what a dispatch boundary does and the persistent stages run at lower
-    /// occupancy, so it measured slower (docs/perf.md). On GPUs its workgroup count comes from a
-    /// residency probe; CPU devices use one workgroup. Returns whether it is in use: a shape or
-    /// device it does not cover keeps the per-stage dispatches.
-    pub fn set_layer_kernel(&mut self, on: bool) -> qwen3_omni_vk::Result<bool> {
-        if !on {
-            self.s.layer = None;
-            return Ok(false);
-        }
-        if self.s.layer.is_some() {
-            return Ok(true);
-        }
-        if !(self.dyn_attention() && self.fused_decode()) || self.w.layers.is_empty() {
-            return Ok(false);
-        }
-        let shape = self.layer_shape();
-        if self.k.decode_layer_supported(&self.layer_post(0), &self.layer_pre(0), &shape).is_err() {
-            return Ok(false);
-        }
-        let g = self.k.gpu().clone();
-        let act = g.buffer("decode layer scratch", self.k.decode_layer_act_bytes(&shape), MemoryIntent::Scratch)?;
-        let words = self.k.decode_layer_sync_bytes() / 4;
-        // Device memory: the grid barrier's atomics must not cross a bus.
-        let sync = g.buffer_from("decode layer sync", &vec![0u32; words as usize], MemoryIntent::Scratch)?;
-        if self.k.decode_layer_groups().is_none() {
-            let s = &self.s;
-            let io = qwen3_omni_vk::LayerIo { x: &s.x, q: &s.q, k: &s.k, v: &s.v, o: &s.o, act: &act, sync: &sync };
-            let found = self.k.decode_layer_probe(&self.layer_post(0), &self.layer_pre(0), &shape, &io)?;
-            match found {
-                Some(n) => self.k.set_decode_layer_groups(Some(n)),
-                None => return Ok(false),
-            }
-        }
-        self.s.layer = Some((act, sync));
-        Ok(true)
-    }
-
-    /// Benchmarks: GPU µs per grid barrier of the layer kernel (`None` when it is off).
-    pub fn layer_barrier_us(&self, n: u32) -> Result<Option<f64>, GenError> {
-        let Some((act, sync)) = &self.s.layer else { return Ok(None) };
-        let s = &self.s;
-        let io = qwen3_omni_vk::LayerIo { x: &s.x, q: &s.q, k: &s.k, v: &s.v, o: &s.o, act, sync };
-        Ok(Some(self.k.decode_layer_barrier_us(
-            &self.layer_post(0),
-            &self.layer_pre(0),
-            &self.layer_shape(),
-            &io,
-            n,
-        )?))
-    }
-
-    /// Whether decode steps use the persistent layer kernel.
-    pub fn layer_kernel(&self) -> bool {
-        self.s.layer.is_some()
-    }
-
-    fn layer_shape(&self) -> qwen3_omni_vk::LayerShape {
-        let c = &self.config;
-        qwen3_omni_vk::LayerShape {
-            hidden: c.hidden,
-            q_dim: c.n_heads * c.head_dim,
-            kv_dim: c.n_kv_heads * c.head_dim,
-            n_experts: c.n_experts,
-            moe_inter: c.moe_inter,
-            top_k: c.top_k,
-            norm_topk: c.norm_topk,
-            eps: c.rms_eps,
-        }
-    }
-
-    fn layer_post(&self, l: usize) -> qwen3_omni_vk::LayerPost<'_> {
-        let c = &self.config;
-        let lw = &self.w.layers[l];
-        let (h, qd) = (c.hidden, c.n_heads * c.head_dim);
-        qwen3_omni_vk::LayerPost {
-            o: Matrix::new(&lw.o, WType::Q8_0Planar, h, qd),
-            router: Matrix::new(&lw.router, WType::F32, c.n_experts, h),
-            gate: Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts),
-            up: Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts),
-            down: Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts),
-            ffn_norm: &lw.ffn_norm,
-        }
-    }
-
-    fn layer_pre(&self, l: usize) -> qwen3_omni_vk::LayerPre<'_> {
-        let c = &self.config;
-        let lw = &self.w.layers[l];
-        let (h, qd, kvd) = (c.hidden, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
-        qwen3_omni_vk::LayerPre {
-            q: Matrix::new(&lw.q, WType::Q8_0Planar, qd, h),
-            k: Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h),
-            v: Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h),
-            attn_norm: &lw.attn_norm,
-        }
-    }
-
-    /// After work that used the layer kernel: an error if one of its grid barriers timed out
-    /// (callers then switch the kernel off with [`GpuThinker::layer_kernel_failed`]).
-    fn check_layer_kernel(&self) -> Result<(), GenError> {
-        if let Some((_, sync)) = &self.s.layer {
-            if self.k.decode_layer_failed(sync)? {
-                return Err(GenError::LayerKernel { groups: self.k.decode_layer_groups().unwrap_or(0) });
-            }
-        }
-        Ok(())
-    }
-
-    /// Switches the layer kernel off after `r` reported that it failed (the next
-    /// [`GpuThinker::set_layer_kernel`] starts from fresh sync words).
-    fn layer_kernel_failed<T>(&mut self, r: Result<T, GenError>) -> Result<T, GenError> {
-        if let Err(GenError::LayerKernel { .. }) = &r {
-            self.s.layer = None;
-        }
-        r
+        })
     }
 
     pub fn kernels(&self) -> &Kernels {
@@ -404,8 +264,6 @@ impl GpuThinker {
         let prof = batch.submit()?;
         drop(batch);
         self.record_ns = record_ns;
-        let r = self.check_layer_kernel();
-        self.layer_kernel_failed(r)?;
         self.len += 1;
         self.steps_sampled += 1;
         Ok((self.read_next()?, prof))
@@ -497,32 +355,14 @@ impl GpuThinker {
         }
         let fused = self.dyn_attention() && self.fused_decode();
         let one_attn = self.attention_mode();
-        if let Some((act, sync)) = &self.s.layer {
-            // Per layer: attention, then one persistent dispatch for the rest of the layer and the
-            // next layer's q/k/v (the first dispatch: layer 0's q/k/v only).
-            let shape = self.layer_shape();
-            let io = qwen3_omni_vk::LayerIo { x: &s.x, q: &s.q, k: &s.k, v: &s.v, o: &s.o, act, sync };
-            let n = w.layers.len();
-            let fill = (self.layer_post(0), self.layer_pre(0));
-            k.decode_layer(rec, None, Some(&self.layer_pre(0)), (&fill.0, &fill.1), &shape, &io)?;
-            for l in 0..n {
-                self.record_attention(rec, l, one_attn)?;
-                let pre = (l + 1 < n).then(|| self.layer_pre(l + 1));
-                k.decode_layer(rec, Some(&self.layer_post(l)), pre.as_ref(), (&fill.0, &fill.1), &shape, &io)?;
-                if let (Some(p), true) = (at, l as u32 + 1 == self.accept) {
-                    rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
-                }
+        for l in 0..w.layers.len() {
+            if fused {
+                self.record_layer_fused(rec, l, one_attn)?;
+            } else {
+                self.record_layer(rec, l, dynamic, at)?;
             }
-        } else {
-            for l in 0..w.layers.len() {
-                if fused {
-                    self.record_layer_fused(rec, l, one_attn)?;
-                } else {
-                    self.record_layer(rec, l, dynamic, at)?;
-                }
-                if let (Some(p), true) = (at, l as u32 + 1 == self.accept) {
-                    rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
-                }
+            if let (Some(p), true) = (at, l as u32 + 1 == self.accept) {
+                rec.copy(&s.x, 0, &self.hs_accept, p as u64 * row, row)?;
             }
         }
         k.rms_norm(rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
@@ -659,10 +499,9 @@ impl GpuThinker {
             let qm = Matrix::new(&lw.q, WType::Q8_0Planar, qd, h);
             let km = Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h);
             let vm = Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h);
-            let [hq, hk, hv] = &s.heads;
-            k.matvec_head(rec, qm, &s.x, an, HeadOut::Query, &lw.q_norm, pos, len, &s.q, hq, cap, hd, th, sec)?;
-            k.matvec_head(rec, km, &s.x, an, HeadOut::Key, &lw.k_norm, pos, len, kc, hk, cap, hd, th, sec)?;
-            k.matvec_head(rec, vm, &s.x, an, HeadOut::Value, &lw.k_norm, pos, len, vc, hv, cap, hd, th, sec)?;
+            k.matvec_head(rec, qm, &s.x, an, HeadOut::Query, &lw.q_norm, pos, len, &s.q, cap, hd, th, sec)?;
+            k.matvec_head(rec, km, &s.x, an, HeadOut::Key, &lw.k_norm, pos, len, kc, cap, hd, th, sec)?;
+            k.matvec_head(rec, vm, &s.x, an, HeadOut::Value, &lw.k_norm, pos, len, vc, cap, hd, th, sec)?;
             k.attn_decode_at(rec, &s.q, kc, vc, &s.o, &s.attn, len, 1, nh, nkv, hd, cap)?;
         } else {
             // q, k, v: each workgroup normalises (and quantises) x itself; no barrier between the three.
@@ -1034,8 +873,7 @@ impl GpuThinker {
                 }
                 next = self.step(next, false)?.0;
             }
-            let r = self.check_layer_kernel();
-            return self.layer_kernel_failed(r).map(|_| out);
+            return Ok(out);
         }
         // Two copies of one recorded step, submitted alternately: each step ends by advancing the
         // token, positions and cache length on the GPU (decode_advance), so step n + 1 is queued
@@ -1116,8 +954,6 @@ impl GpuThinker {
         // As many draws as the stepping path would have made (one per position fed).
         self.steps_sampled = self.steps_sampled.wrapping_add(len - len0);
         self.len = len;
-        // A timed-out grid barrier makes every later token garbage: checked once, at the end.
-        let result = result.and_then(|_| self.check_layer_kernel());
-        self.layer_kernel_failed(result).map(|_| out)
+        result.map(|_| out)
     }
 }
