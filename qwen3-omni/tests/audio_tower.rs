@@ -112,7 +112,7 @@ fn gpu_audio_tower_matches_transformers() {
 fn full_width_gpu_matches_cpu_oracle() {
     let path = std::env::var("QWEN3VK_SYNTHETIC_GGUF").expect("set QWEN3VK_SYNTHETIC_GGUF");
     let m = ModelFile::open(&path).unwrap();
-    let x = qwen3_omni::cli_audio::synthetic_audio(1.3);
+    let x = qwen3_omni::audio::synthetic_audio(1.3);
     let mel = qwen3_omni::audio::MelExtractor::new(128).compute(&x);
     let cpu = CpuAudioTower::load(&m).unwrap();
     let want = cpu.forward(&mel.data, mel.frames);
