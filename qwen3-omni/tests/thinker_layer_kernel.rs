@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::thinker::gpu::{GenError, GpuThinker};
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
+use qwen3_omni_vk::vk_runtime::Gpu;
 use qwen3_omni_vk::{Kernels, MatvecPath};
 
 fn root() -> PathBuf {
@@ -61,7 +61,7 @@ fn layer_kernel_matches_per_stage_dispatches_and_transformers() {
     let refs = root().join("ref_thinker_q8.safetensors");
     let want: Vec<u32> = common::read_safetensors_i32(&refs, "text.greedy_ids").iter().map(|&v| v as u32).collect();
     let forced = &want[..want.len() - 1];
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     for path in [MatvecPath::Float, MatvecPath::IntDot] {
         let mut t = load(&gpu, &m, path, Some(1), 64);
         assert!(!t.set_layer_kernel(false).unwrap());
@@ -81,8 +81,7 @@ fn layer_kernel_matches_per_stage_dispatches_and_transformers() {
             }
         }
     }
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -94,7 +93,7 @@ fn layer_kernel_replay_matches() {
     let m = ModelFile::open(&file).unwrap();
     let manifest = common::read_json("models/tiny-real-vocab/manifest.json");
     let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     for path in [MatvecPath::Float, MatvecPath::IntDot] {
         let mut t = load(&gpu, &m, path, Some(1), 64);
         t.set_layer_kernel(false).unwrap();
@@ -111,8 +110,7 @@ fn layer_kernel_replay_matches() {
         let rest = t.generate(&[stop], 16 - upto.len(), &[], |_| true).unwrap();
         assert_eq!(rest, plain[upto.len()..], "{path:?}: continued after a stop");
     }
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -125,7 +123,7 @@ fn layer_kernel_barrier_timeout_is_an_error() {
     let m = ModelFile::open(&file).unwrap();
     let manifest = common::read_json("models/tiny-real-vocab/manifest.json");
     let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let mut k = Kernels::new(gpu.clone());
     k.set_matvec_path(MatvecPath::Float).unwrap();
     k.set_decode_layer_groups(Some(64));
@@ -141,7 +139,6 @@ fn layer_kernel_barrier_timeout_is_an_error() {
     let out = t.generate(&ids, 4, &[], |_| true).unwrap();
     assert_eq!(out.len(), 4);
     drop(t);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }
