@@ -8,20 +8,16 @@
 //! * [`code2wav`]: the vocoder (codes → 24 kHz audio), CPU oracle, GPU version, WAV writer.
 //! * [`capi`]: the C API over [`session`] (`include/qwen3_omni_vk.h`).
 //! * [`session`]: the library-level engine: load a model, hold a multi-turn conversation, cancel.
+//! * [`speech`]: speech out (Talker + code predictor + Code2Wav, streamed beside the Thinker).
+//!
+//! The command-line front end (`qwen3-omni-vk`, clap and anyhow) is the binary in
+//! `src/bin/qwen3-omni-vk/`, not part of this library.
 
 pub mod audio;
 pub mod capi;
 pub mod chat;
-pub mod cli_audio;
-pub mod cli_bench;
-pub mod cli_bench_code2wav;
-pub mod cli_chat;
-pub mod cli_code2wav;
-pub mod cli_speak;
-pub mod cli_talker;
 pub mod code2wav;
 pub mod model_file;
-pub mod play;
 pub mod session;
 pub mod speech;
 pub mod talker;

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use qwen3_omni::audio::{load_wav, AudioError, LoadOptions, MelExtractor, Resampler};
 
+use common::max_abs;
+
 fn audio_dir() -> PathBuf {
     common::fixtures().join("audio")
 }
@@ -19,11 +21,6 @@ fn clips() -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| (k.clone(), v["file"].as_str().unwrap().to_string()))
         .collect()
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use qwen3_omni::audio::cpu::CpuAudioTower;
 use qwen3_omni::audio::gpu::{AudioMatmul, GpuAudioTower};
 use qwen3_omni::model_file::ModelFile;
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::Kernels;
+
+use common::rel;
 
 fn model_dir(name: &str) -> PathBuf {
     common::fixtures().join("models").join(name)
@@ -22,13 +23,6 @@ fn gguf(name: &str, tag: &str) -> (PathBuf, PathBuf) {
     let out = dir.join("tiny.gguf");
     quantizer::convert::convert(&model_dir(name), &out, &Default::default()).unwrap();
     (dir, out)
-}
-
-pub fn rel(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 /// (clip, mel [128, T], T, reference output) for every clip of `model`'s reference file.
@@ -76,7 +70,7 @@ fn gpu_audio_tower_matches_transformers() {
     for model in ["tiny-real-vocab", "tiny-ragged"] {
         let (dir, file) = gguf(model, "gpu");
         let m = ModelFile::open(&file).unwrap();
-        let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+        let gpu = common::gpu();
         let k = Kernels::new(gpu.clone());
         let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {}).unwrap();
         for mode in [AudioMatmul::IntDot, AudioMatmul::Float] {
@@ -96,8 +90,7 @@ fn gpu_audio_tower_matches_transformers() {
             }
         }
         drop(tower);
-        let v = gpu.validation().unwrap();
-        assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+        common::assert_clean(&gpu);
         let _ = std::fs::remove_dir_all(dir);
     }
     eprintln!("worst: {:.2e} ({})", worst.0, worst.1);
@@ -112,11 +105,11 @@ fn gpu_audio_tower_matches_transformers() {
 fn full_width_gpu_matches_cpu_oracle() {
     let path = std::env::var("QWEN3VK_SYNTHETIC_GGUF").expect("set QWEN3VK_SYNTHETIC_GGUF");
     let m = ModelFile::open(&path).unwrap();
-    let x = qwen3_omni::cli_audio::synthetic_audio(1.3);
+    let x = qwen3_omni::audio::synthetic_audio(1.3);
     let mel = qwen3_omni::audio::MelExtractor::new(128).compute(&x);
     let cpu = CpuAudioTower::load(&m).unwrap();
     let want = cpu.forward(&mel.data, mel.frames);
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let k = Kernels::new(gpu.clone());
     let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {}).unwrap();
     for (mode, bound) in [(AudioMatmul::Float, 1e-4), (AudioMatmul::IntDot, 2e-2)] {
@@ -130,6 +123,5 @@ fn full_width_gpu_matches_cpu_oracle() {
         assert!(e <= bound, "{mode:?}: relative error {e:e}");
     }
     drop(tower);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
 }

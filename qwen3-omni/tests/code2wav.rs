@@ -162,7 +162,7 @@ fn wav_files_are_written_atomically_and_read_back() {
 
 #[test]
 fn codes_files_parse_with_clear_errors() {
-    use qwen3_omni::cli_code2wav::parse_codes;
+    use qwen3_omni::code2wav::parse_codes;
     let codes = parse_codes("# comment\n1 2 3\n\n4,5, 6  # trailing\n", 3).unwrap();
     assert_eq!(codes, vec![1, 2, 3, 4, 5, 6]);
     let e = parse_codes("1 2 3\n4 5\n", 3).unwrap_err().to_string();

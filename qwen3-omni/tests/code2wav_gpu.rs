@@ -8,22 +8,8 @@ use common::c2w::{fixture_gguf, ref_codes, snr_db};
 use qwen3_omni::code2wav::cpu::CpuCode2Wav;
 use qwen3_omni::code2wav::gpu::GpuCode2Wav;
 use qwen3_omni::model_file::ModelFile;
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
-use qwen3_omni_vk::Kernels;
 
-fn kernels() -> Kernels {
-    Kernels::new(Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap())
-}
-
-fn assert_clean(k: &Kernels) {
-    let v = k.gpu().validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+use common::max_abs;
 
 fn reference(model: &str, key: &str) -> Vec<f32> {
     let path = common::fixtures().join("models").join(model).join("ref_code2wav_q8.safetensors");
@@ -38,7 +24,7 @@ fn gpu_full_and_chunked_match_transformers_and_cpu() {
         let cpu = CpuCode2Wav::load(&m).unwrap();
         let (codes, t) = ref_codes(model);
         // Chunks of 5 frames: several command buffers per decode, histories carried between them.
-        let mut gpu = GpuCode2Wav::load(kernels(), &m, 5).unwrap();
+        let mut gpu = GpuCode2Wav::load(common::kernels(), &m, 5).unwrap();
         let full = gpu.decode(&codes).unwrap();
         assert_eq!(full.len() as u64, gpu.config.output_len(t as u64));
         let want = cpu.decode(&codes).unwrap();
@@ -55,8 +41,7 @@ fn gpu_full_and_chunked_match_transformers_and_cpu() {
         let s = snr_db(&chunked, &reference(model, "chunked"));
         println!("{model}: GPU chunked ({chunk}/{ctx}) decode SNR vs transformers {s:.1} dB");
         assert!(s >= 40.0, "{model}: chunked SNR {s:.1} dB");
-        let k = gpu.kernels();
-        assert_clean(k);
+        common::assert_clean(gpu.kernels().gpu());
     }
 }
 
@@ -66,7 +51,7 @@ fn gpu_streaming_equals_full_decode() {
     let (_d, path) = fixture_gguf(model);
     let m = ModelFile::open(&path).unwrap();
     let (codes, t) = ref_codes(model);
-    let mut gpu = GpuCode2Wav::load(kernels(), &m, 16).unwrap();
+    let mut gpu = GpuCode2Wav::load(common::kernels(), &m, 16).unwrap();
     let q = gpu.config.num_quantizers as usize;
     let full = gpu.decode(&codes).unwrap();
     assert_eq!(gpu.gpu_time().1, 1, "16 frames in one command buffer");
@@ -95,5 +80,5 @@ fn gpu_streaming_equals_full_decode() {
     let e = gpu.decode(&bad).unwrap_err();
     assert!(e.to_string().contains("frame 1, code group 3"), "{e}");
     assert_eq!(gpu.decode(&codes).unwrap(), full);
-    assert_clean(gpu.kernels());
+    common::assert_clean(gpu.kernels().gpu());
 }

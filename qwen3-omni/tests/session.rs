@@ -16,11 +16,6 @@ fn opts(ctx: u32) -> LoadOptions {
     LoadOptions { ctx_size: ctx, validation: true, pipeline_cache: None, ..LoadOptions::default() }
 }
 
-fn check_validation(model: &Model) {
-    let v = model.gpu().validation().expect("validation on");
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
-}
-
 #[test]
 fn cancel_stops_within_one_step_and_session_stays_usable() {
     let (dir, file) = common::tiny_model_with_tokenizer("session-cancel");
@@ -85,7 +80,7 @@ fn cancel_stops_within_one_step_and_session_stays_usable() {
     assert_eq!((r4.stop, r4.tokens.len()), (StopReason::Cancelled, 1));
 
     let model = s.into_model();
-    check_validation(&model);
+    common::assert_clean(model.gpu());
     drop(model);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -118,7 +113,7 @@ fn multi_turn_history_matches_one_shot_prompt() {
     t.reset().unwrap();
     let want = t.generate(&ids, 5, &[im_end], |_| true).unwrap();
     assert_eq!(r2.tokens, want, "turn 2 with the history in the cache vs one prompt");
-    check_validation(&model);
+    common::assert_clean(model.gpu());
     drop(model);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -168,7 +163,7 @@ fn load_cancel_bad_arguments_and_full_context() {
     let (a, b) = (run(), run());
     assert_eq!(a, b);
     let model = s.into_model();
-    check_validation(&model);
+    common::assert_clean(model.gpu());
     drop(model);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -198,7 +193,7 @@ fn audio_turn_then_text_turn() {
         s.generate_messages(&[Message::new(Role::User, vec![Item::audio_frames(frames)])], 2, |_| true).unwrap_err();
     assert!(matches!(e, SessionError::InvalidArgument(_)), "{e}");
     let model = s.into_model();
-    check_validation(&model);
+    common::assert_clean(model.gpu());
     drop(model);
     let _ = std::fs::remove_dir_all(dir);
 }

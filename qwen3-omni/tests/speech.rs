@@ -12,24 +12,11 @@ use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::speech::{Decode, Speaker, SpeechOptions, StopReason};
 use qwen3_omni::talker::TalkerSampling;
 use qwen3_omni::thinker::gpu::GpuThinker;
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::{Kernels, MatvecPath};
 
+use common::max_abs;
+
 const MODEL: &str = "tiny-real-vocab";
-
-fn gpu() -> Gpu {
-    Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap()
-}
-
-fn check_validation(gpu: &Gpu) {
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 fn opts(max_frames: u32, decode: Decode) -> SpeechOptions {
     SpeechOptions { voice: "ethan".into(), sampling: TalkerSampling::greedy(), max_frames, decode, talker_batch: 3 }
@@ -55,7 +42,7 @@ fn direct_codes(sp: &mut Speaker, m: &ModelFile, ids: &[u32], spoken: &[u32], ma
 fn speech_streams_alongside_the_thinker_and_matches_the_direct_path() {
     let (_dir, file) = common::c2w::fixture_gguf(MODEL);
     let m = ModelFile::open(&file).unwrap();
-    let gpu = gpu();
+    let gpu = common::gpu();
     let manifest = common::read_json(&format!("models/{MODEL}/manifest.json"));
     let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
     let im_end = qwen3_omni::talker::TalkerConfig::from_model(&m).unwrap().ids.im_end;
@@ -112,14 +99,14 @@ fn speech_streams_alongside_the_thinker_and_matches_the_direct_path() {
     eprintln!("streamed vs full decode: max |Δ| {e:.2e}");
     assert!(e <= 1e-4, "streamed vs full decode {e:e}");
     drop((thinker, sp, c2w));
-    check_validation(&gpu);
+    common::assert_clean(&gpu);
 }
 
 #[test]
 fn speech_codes_match_transformers_and_chunked_mode_matches_chunked_decode() {
     let (_dir, file) = common::c2w::fixture_gguf(MODEL);
     let m = ModelFile::open(&file).unwrap();
-    let gpu = gpu();
+    let gpu = common::gpu();
     let manifest = common::read_json(&format!("models/{MODEL}/manifest.json"));
     let dir = common::fixtures().join("models").join(MODEL);
     let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
@@ -184,5 +171,5 @@ fn speech_codes_match_transformers_and_chunked_mode_matches_chunked_decode() {
     let s = sp.finish(&mut |_: &[f32]| {}).unwrap();
     assert_eq!((s.stop, s.frames, s.samples), (StopReason::Cancelled, 0, 0));
     drop(sp);
-    check_validation(&gpu);
+    common::assert_clean(&gpu);
 }

@@ -10,6 +10,8 @@ use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::talker::cpu::{thinker_embedding, CpuTalker};
 use qwen3_omni::talker::{plan, trailing, TalkerConfig};
 
+use common::rel;
+
 fn model_dir(model: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(model)
 }
@@ -21,13 +23,6 @@ pub fn gguf(model: &str, tag: &str) -> (PathBuf, PathBuf) {
     let out = dir.join("tiny.gguf");
     quantizer::convert::convert(&model_dir(model), &out, &Default::default()).unwrap();
     (dir, out)
-}
-
-fn rel(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len(), "lengths");
-    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 fn check_model(model: &str) {

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::talker::cpu::thinker_embedding;
 use qwen3_omni::talker::{plan, GpuTalker, TalkerConfig, TalkerError, TalkerSampling};
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::{Kernels, MatvecPath};
+
+use common::rel;
 
 fn model_dir(model: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(model)
@@ -26,13 +27,6 @@ fn gguf(model: &str, tag: &str) -> (PathBuf, PathBuf) {
     (dir, out)
 }
 
-fn rel(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len(), "lengths");
-    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
-
 struct Outcome {
     logits_err: f64,
     /// (got, want) code 0 sequence and frames.
@@ -43,7 +37,7 @@ struct Outcome {
 fn run(model: &str, prompt: &str, path: MatvecPath) -> Outcome {
     let (dir, file) = gguf(model, &format!("{prompt}-{path:?}"));
     let m = ModelFile::open(&file).unwrap();
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let mut k = Kernels::new(gpu.clone());
     k.set_matvec_path(path).unwrap();
     let mut t = GpuTalker::load(k, &m, 96, |_, _| {}).unwrap();
@@ -94,8 +88,7 @@ fn run(model: &str, prompt: &str, path: MatvecPath) -> Outcome {
         }
     }
     drop(t);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
     Outcome { logits_err, code0: (got_c0, want_c0), frames: (got_frames, want_frames) }
 }
@@ -158,7 +151,7 @@ fn check_intdot_forced(model: &str) {
     for prompt in ["text", "audio"] {
         let (dir, file) = gguf(model, &format!("{prompt}-forced"));
         let m = ModelFile::open(&file).unwrap();
-        let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+        let gpu = common::gpu();
         let mut k = Kernels::new(gpu.clone());
         k.set_matvec_path(MatvecPath::IntDot).unwrap();
         let mut t = GpuTalker::load(k, &m, 96, |_, _| {}).unwrap();
@@ -206,8 +199,7 @@ fn check_intdot_forced(model: &str) {
         );
         assert!(e < 3e-2, "first code-0 logits {e:e}");
         drop(t);
-        let v = gpu.validation().unwrap();
-        assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+        common::assert_clean(&gpu);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -230,7 +222,7 @@ fn replayed_frames_equal_stepped_frames() {
     let model = "tiny-real-vocab";
     let (dir, file) = gguf(model, "replay");
     let m = ModelFile::open(&file).unwrap();
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let mut t = GpuTalker::load(Kernels::new(gpu.clone()), &m, 96, |_, _| {}).unwrap();
     let c = t.config.clone();
     let manifest = common::read_json(&format!("models/{model}/manifest.json"));
@@ -289,8 +281,7 @@ fn replayed_frames_equal_stepped_frames() {
     }
     assert_ne!(runs[0], runs[1], "sampled codes equal the greedy ones");
     drop(t);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -302,7 +293,7 @@ fn batched_prefill_equals_stepped_prefill() {
     let model = "tiny-real-vocab";
     let (dir, file) = gguf(model, "prefill");
     let m = ModelFile::open(&file).unwrap();
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let mut k = Kernels::new(gpu.clone());
     k.set_matvec_path(MatvecPath::IntDot).unwrap();
     let mut t = GpuTalker::load(k, &m, 400, |_, _| {}).unwrap();
@@ -339,8 +330,7 @@ fn batched_prefill_equals_stepped_prefill() {
     let f = t.next_frame().unwrap().unwrap();
     assert_eq!(f[0], c0);
     drop(t);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -350,7 +340,7 @@ fn errors_name_the_problem() {
     let model = "tiny-ragged";
     let (dir, file) = gguf(model, "errors");
     let m = ModelFile::open(&file).unwrap();
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let mut t = GpuTalker::load(Kernels::new(gpu.clone()), &m, 16, |_, _| {}).unwrap();
     assert!(matches!(t.next_frame(), Err(TalkerError::NotStarted)));
     assert!(matches!(t.run_frames(3, |_| true), Err(TalkerError::NotStarted)));
@@ -390,8 +380,7 @@ fn errors_name_the_problem() {
     let e = t.next_frame_forced(&[0; 3]).unwrap_err().to_string();
     assert!(e.contains("forced frame"), "{e}");
     drop(t);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -403,7 +392,7 @@ fn thinker_to_talker_on_gpu_matches_transformers() {
     let model = "tiny-real-vocab";
     let (dir, file) = gguf(model, "e2e");
     let m = ModelFile::open(&file).unwrap();
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let mut k = Kernels::new(gpu.clone());
     k.set_matvec_path(MatvecPath::Float).unwrap();
     let manifest = common::read_json(&format!("models/{model}/manifest.json"));
@@ -447,7 +436,6 @@ fn thinker_to_talker_on_gpu_matches_transformers() {
     assert_eq!(frames, want);
     assert_eq!(t.pending_code0(), common::read_safetensors_i32(&tk, "text.code0_sequence")[15]);
     drop(t);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }

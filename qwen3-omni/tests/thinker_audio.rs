@@ -14,15 +14,9 @@ use qwen3_omni::audio::{load_wav, LoadOptions, MelExtractor};
 use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::thinker::cpu::CpuThinker;
 use qwen3_omni::thinker::gpu::GpuThinker;
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::{Kernels, MatvecPath};
 
-fn rel(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
+use common::rel;
 
 /// Feeds the reference's tokens after the prompt; returns our greedy choice and logits per step.
 fn teacher_forced(t: &mut GpuThinker, first: u32, want: &[u32]) -> (Vec<u32>, Vec<Vec<f32>>) {
@@ -52,7 +46,7 @@ fn run(model: &str) {
     let clip = manifest["audio_prompt_clip"].as_str().unwrap();
     let audio_token = m.config_u64("/thinker_config/audio_token_id").unwrap() as u32;
 
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let mut k = Kernels::new(gpu.clone());
     // The float path: f32 activations in the batched prefill as in stepping (the int-dot path's
     // Q8_1 activations flip near-ties; thinker_gpu.rs covers that path).
@@ -143,8 +137,7 @@ fn run(model: &str) {
     drop(tower);
     drop(emb);
     drop(b);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -171,7 +164,7 @@ fn long_audio_spans_prefill_batches() {
     quantizer::convert::convert(&root, &file, &Default::default()).unwrap();
     let m = ModelFile::open(&file).unwrap();
     let audio_token = m.config_u64("/thinker_config/audio_token_id").unwrap() as u32;
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let wav = load_wav(common::fixtures().join("audio/synthetic_40s_16k_mono.wav"), &LoadOptions::default()).unwrap();
     let mel = MelExtractor::new(128).compute(&wav.samples);
     let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {}).unwrap();
@@ -199,7 +192,6 @@ fn long_audio_spans_prefill_batches() {
     drop(t);
     drop(tower);
     drop(emb);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }

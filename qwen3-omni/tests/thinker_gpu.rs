@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::thinker::gpu::{GenError, GpuThinker};
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::{Kernels, MatvecPath};
 
 fn root() -> PathBuf {
@@ -23,7 +22,7 @@ use common::rel;
 fn run(path: MatvecPath, tag: &str) -> (f64, Vec<u32>, Vec<u32>, Vec<Vec<f32>>) {
     let (dir, file) = gguf(tag);
     let m = ModelFile::open(&file).unwrap();
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let mut k = Kernels::new(gpu.clone());
     k.set_matvec_path(path).unwrap();
     let mut t = GpuThinker::load(k, &m, 64, |_, _| {}).unwrap();
@@ -51,8 +50,7 @@ fn run(path: MatvecPath, tag: &str) -> (f64, Vec<u32>, Vec<u32>, Vec<Vec<f32>>) 
         logits.push(t.logits().unwrap());
     }
     drop(t);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
     (e, got, want, logits)
 }
@@ -94,7 +92,7 @@ fn gpu_thinker_intdot_path_matches_transformers() {
 fn gpu_thinker_prefill_matches_transformers() {
     let (dir, file) = gguf("prefill");
     let m = ModelFile::open(&file).unwrap();
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     // Prefill multiplies matrices with Q8_1 activations: compare it with the int-dot decode path.
     let mut k = Kernels::new(gpu.clone());
     k.set_matvec_path(MatvecPath::IntDot).unwrap();
@@ -142,8 +140,7 @@ fn gpu_thinker_prefill_matches_transformers() {
     assert!(dl <= 1e-5 && dh <= 1e-5, "prefill and stepping differ: logits {dl:e}, hs {dh:e}");
     assert!(e0 < 1e-6 && ea < 2e-2, "hidden states: hs0 {e0:e}, hs{accept} {ea:e}");
     drop(t);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -160,7 +157,7 @@ fn replayed_generation_matches() {
     let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
     let want = vec![0; 16];
     for path in [MatvecPath::Float, MatvecPath::IntDot] {
-        let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+        let gpu = common::gpu();
         let mut k = Kernels::new(gpu.clone());
         k.set_matvec_path(path).unwrap();
         let mut t = GpuThinker::load(k, &m, 64, |_, _| {}).unwrap();
@@ -247,8 +244,7 @@ fn replayed_generation_matches() {
         assert_eq!(seen, replayed[..5], "{path:?}: tokens up to a full context");
         assert_eq!(t.len(), ctx);
         drop(t);
-        let v = gpu.validation().unwrap();
-        assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+        common::assert_clean(&gpu);
     }
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -264,7 +260,7 @@ fn attention_modes_agree() {
     let m = ModelFile::open(&file).unwrap();
     let manifest = common::read_json("models/tiny-real-vocab/manifest.json");
     let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let mut outs = Vec::new();
     for ctx in [64u32, 2100] {
         let mut k = Kernels::new(gpu.clone());
@@ -279,7 +275,6 @@ fn attention_modes_agree() {
     for (ctx, mode, out) in &outs[1..] {
         assert_eq!(out, &outs[0].2, "{mode:?} with a cache of {ctx} vs the default with 64");
     }
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
 }

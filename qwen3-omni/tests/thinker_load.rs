@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use qwen3_omni::model_file::{ModelError, ModelFile};
 use qwen3_omni::thinker::{expert_stride, ThinkerConfig, ThinkerWeights};
 use qwen3_omni_vk::layout::repack_q8_0_planar;
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
+
+use common::rel;
 
 fn fixture_gguf(model: &str) -> (tempdir::Dir, PathBuf) {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(model);
@@ -70,7 +71,7 @@ fn weights_upload_repacked_and_checked() {
     let (_d, path) = fixture_gguf("tiny-real-vocab");
     let m = ModelFile::open(&path).unwrap();
     let c = ThinkerConfig::from_model(&m).unwrap();
-    let gpu = Gpu::new(&GpuOptions { validation: true, pipeline_cache: None, ..GpuOptions::default() }).unwrap();
+    let gpu = common::gpu();
     let mut seen = 0;
     let w = ThinkerWeights::load(&gpu, &m, &c, |done, total| {
         assert!(done <= total);
@@ -94,8 +95,7 @@ fn weights_upload_repacked_and_checked() {
     w.layers[1].down.read(5 * expert_stride(rows, cols), &mut got).unwrap();
     assert!(got == want, "expert bytes differ after upload");
     drop(w);
-    let v = gpu.validation().unwrap();
-    assert_eq!(v.total(), 0, "{:?}", v.first_messages());
+    common::assert_clean(&gpu);
 }
 
 #[test]
@@ -135,11 +135,6 @@ fn cpu_oracle_matches_transformers() {
         manifest["prompts"]["text"]["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let refs = root.join("ref_thinker_q8.safetensors");
     let f = cpu.forward(&ids);
-    let rel = |got: &[f32], want: &[f32]| {
-        let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-        let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-        (num / den).sqrt()
-    };
     let logits = common::read_safetensors_f32(&refs, "text.logits_first");
     let e = rel(&f.logits, &logits);
     assert!(e < 1e-4, "first-step logits: relative error {e:e}");

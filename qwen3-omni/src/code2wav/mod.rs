@@ -42,3 +42,36 @@ pub fn check_codes(c: &Code2WavConfig, codes: &[u32]) -> Result<(), Code2WavErro
     }
     Ok(())
 }
+
+/// A malformed line of a codes file (see [`parse_codes`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CodesFileError {
+    #[error("line {line}: {text:?} is not a code")]
+    NotACode { line: usize, text: String, source: std::num::ParseIntError },
+    #[error("line {line}: {got} codes, expected {groups} (one frame per line)")]
+    WrongCount { line: usize, got: usize, groups: usize },
+}
+
+/// Parses a codes file into `[T, groups]` codes: one frame of `groups` integers per line,
+/// separated by spaces or commas; `#` starts a comment (`qwen3-omni-vk code2wav --codes`).
+pub fn parse_codes(text: &str, groups: usize) -> Result<Vec<u32>, CodesFileError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let v: Vec<u32> = line
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u32>().map_err(|source| CodesFileError::NotACode { line: i + 1, text: s.to_string(), source })
+            })
+            .collect::<Result<_, _>>()?;
+        if v.len() != groups {
+            return Err(CodesFileError::WrongCount { line: i + 1, got: v.len(), groups });
+        }
+        out.extend(v);
+    }
+    Ok(out)
+}

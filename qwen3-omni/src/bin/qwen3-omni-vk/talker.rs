@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::Kernels;
 
-use crate::model_file::ModelFile;
-use crate::talker::{GpuTalker, TalkerSampling};
+use qwen3_omni::model_file::ModelFile;
+use qwen3_omni::talker::{GpuTalker, TalkerSampling};
 
 /// Audio per codec frame (12.5 frames per second).
 const FRAME_SECONDS: f64 = 0.08;
@@ -231,9 +231,9 @@ pub struct TalkerCodesArgs {
 pub fn run_codes(a: &TalkerCodesArgs) -> anyhow::Result<()> {
     use anyhow::Context;
 
-    use crate::chat::{render, Message, Role};
-    use crate::thinker::gpu::GpuThinker;
-    use crate::tokenizer::Tokenizer;
+    use qwen3_omni::chat::{render, Message, Role};
+    use qwen3_omni::thinker::gpu::GpuThinker;
+    use qwen3_omni::tokenizer::Tokenizer;
 
     let m = ModelFile::open(&a.model)?;
     let json = m

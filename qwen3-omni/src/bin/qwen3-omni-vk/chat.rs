@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use qwen3_omni::chat::{Message, Role};
+use qwen3_omni::model_file::ModelFile;
+use qwen3_omni::session::{LoadOptions, LoadStage, Model, Sampling, Session, SessionConfig, StopReason};
 
-use crate::chat::{Message, Role};
-use crate::model_file::ModelFile;
-use crate::session::{LoadOptions, LoadStage, Model, Sampling, Session, SessionConfig, StopReason};
+use crate::audio::{run_turn, AudioTurn};
+use crate::common::{clock_seed, demo_model};
+use crate::speech_out::{ChatSpeech, ChatSpeechArgs};
 
 /// Arguments of `chat` (llama.cpp's flag names).
 #[derive(clap::Args, Debug)]
@@ -53,53 +55,13 @@ pub struct ChatArgs {
     pub profile: bool,
     /// Speech output: --audio-out FILE.wav, --voice, --play, Talker sampling flags.
     #[command(flatten)]
-    pub speech: crate::cli_speak::ChatSpeechArgs,
+    pub speech: ChatSpeechArgs,
     /// A recording to ask about (WAV); -p then adds a written question after it.
     #[arg(short = 'a', long, conflicts_with = "mic")]
     pub audio: Option<PathBuf>,
     /// Ask by voice: record from the default microphone (Enter or silence stops; `mic` feature).
     #[arg(long)]
     pub mic: bool,
-}
-
-/// The demo model: converted once from the fixture checkpoint plus the fetched tokenizer.
-pub(crate) fn demo_model() -> anyhow::Result<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = repo.join("models/demo.gguf");
-    if out.exists() {
-        return Ok(out);
-    }
-    let src = repo.join("tests/fixtures/models/tiny-real-vocab");
-    let tok = repo.join("models/tokenizer/tokenizer.json");
-    if !tok.exists() {
-        bail!("{} is missing: run tools/fetch-tokenizer.sh (tools/setup-debian.sh does)", tok.display());
-    }
-    let stage = std::env::temp_dir().join(format!("qwen3vk-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&stage)?;
-    for e in std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))? {
-        let e = e?;
-        let name = e.file_name();
-        let n = name.to_string_lossy();
-        if n.ends_with(".json") && !n.starts_with("manifest") || n.starts_with("model-") {
-            std::fs::copy(e.path(), stage.join(&name))?;
-        }
-    }
-    std::fs::copy(&tok, stage.join("tokenizer.json"))?;
-    eprintln!("building the demo model {} from {}", out.display(), src.display());
-    let opts = quantizer::convert::ConvertOptions {
-        name: Some("qwen3-omni tiny demo (random weights)".into()),
-        ..Default::default()
-    };
-    // Converted beside its final name, then renamed: a concurrent run never sees a partial file.
-    let part = out.with_extension(format!("gguf.{}.part", std::process::id()));
-    let r = quantizer::convert::convert(&stage, &part, &opts).map_err(anyhow::Error::from).and_then(|_| {
-        std::fs::rename(&part, &out)?;
-        Ok(())
-    });
-    let _ = std::fs::remove_dir_all(&stage);
-    let _ = std::fs::remove_file(&part);
-    r.with_context(|| format!("converting {}", src.display()))?;
-    Ok(out)
 }
 
 /// Ctrl-C: while the model works, the first press stops the work (the reply so far is kept) and a
@@ -137,7 +99,7 @@ impl CtrlC {
 
 pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
     if a.audio.is_some() || a.mic {
-        return crate::cli_audio::run_chat(a, a.audio.as_deref());
+        return run_audio(a, a.audio.as_deref());
     }
     let path = match &a.model {
         Some(p) => p.clone(),
@@ -161,9 +123,7 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
     let model = model?;
     eprintln!(" ({:.1} s)", t0.elapsed().as_secs_f64());
     eprintln!("device: {} · model: {}", model.gpu().caps().name, path.display());
-    let seed = a.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-    });
+    let seed = a.seed.unwrap_or_else(clock_seed);
     let sampling = Sampling {
         temperature: a.temp,
         top_k: a.top_k,
@@ -175,8 +135,7 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
     // hidden states. It reads the model file through its own memory map (no second copy).
     let m = ModelFile::open(&path)?;
     let gpu = model.gpu().clone();
-    let mut speech =
-        crate::cli_speak::ChatSpeech::with_limit(&a.speech, &gpu, &m, a.ctx_size, seed, Some(a.n_predict))?;
+    let mut speech = ChatSpeech::with_limit(&a.speech, &gpu, &m, a.ctx_size, seed, Some(a.n_predict))?;
     let mut session = Session::new(model, SessionConfig { system: a.system.clone(), sampling })?;
     ctrl_c.stop_on_press(session.cancel_handle())?;
     let mut turn = |session: &mut Session, text: &str| -> anyhow::Result<()> {
@@ -238,4 +197,27 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         turn(&mut session, &line)?;
     }
     Ok(())
+}
+
+/// `chat -a FILE.wav [-p TEXT]`: one turn with the recording, then the answer streamed.
+fn run_audio(a: &ChatArgs, audio: Option<&Path>) -> anyhow::Result<()> {
+    let seed = a.seed.unwrap_or_else(clock_seed);
+    run_turn(&AudioTurn {
+        model: a.model.as_deref(),
+        audio,
+        system: a.system.as_deref(),
+        text: a.prompt.as_deref(),
+        n_predict: a.n_predict,
+        device: a.device,
+        sampling: qwen3_omni_vk::SampleParams {
+            temperature: a.temp,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            repetition_penalty: a.repeat_penalty,
+            seed,
+            ..Default::default()
+        },
+        verbose: true,
+        speech: Some(&a.speech),
+    })
 }

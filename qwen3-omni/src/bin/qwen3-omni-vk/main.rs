@@ -1,4 +1,19 @@
-//! `qwen3-omni-vk`: the command-line front end.
+//! `qwen3-omni-vk`: the command-line front end. The commands live in this binary's modules (the
+//! library, `qwen3_omni`, has no clap or anyhow): `chat` (text, and audio through `audio`), `speak`
+//! with `speech_out` (speech output shared with `chat --audio-out`), the benches, and `common`
+//! (helpers the commands share).
+
+mod audio;
+mod bench_audio;
+mod bench_code2wav;
+mod bench_thinker;
+mod chat;
+mod code2wav;
+mod common;
+mod play;
+mod speak;
+mod speech_out;
+mod talker;
 
 use std::process::ExitCode;
 
@@ -22,25 +37,25 @@ enum Command {
         selftest: bool,
     },
     /// Chat with the model: text in, streamed text out.
-    Chat(qwen3_omni::cli_chat::ChatArgs),
+    Chat(chat::ChatArgs),
     /// Transcribe a recording: text only on stdout.
-    Transcribe(qwen3_omni::cli_audio::TranscribeArgs),
+    Transcribe(audio::TranscribeArgs),
     /// Time log-mel and the AudioTower on synthetic audio (synthetic full-size models welcome).
-    BenchAudio(qwen3_omni::cli_audio::BenchAudioArgs),
+    BenchAudio(bench_audio::BenchAudioArgs),
     /// Time the Thinker's decode on the GPU (synthetic full-size models welcome).
-    BenchThinker(qwen3_omni::cli_bench::BenchArgs),
+    BenchThinker(bench_thinker::BenchArgs),
     /// Time Code2Wav's GPU decode: ms per second of audio, real-time factor, streaming latency.
-    BenchCode2wav(qwen3_omni::cli_bench_code2wav::BenchCode2WavArgs),
+    BenchCode2wav(bench_code2wav::BenchCode2WavArgs),
     /// Decode a file of codec frames (one frame of 16 codes per line) to a 24 kHz WAV file.
-    Code2wav(qwen3_omni::cli_code2wav::Code2WavArgs),
+    Code2wav(code2wav::Code2WavArgs),
     /// Time the Talker and code predictor on the GPU: per step, per frame, real-time factor.
-    BenchTalker(qwen3_omni::cli_talker::BenchTalkerArgs),
+    BenchTalker(talker::BenchTalkerArgs),
     /// Read a text aloud into a 24 kHz WAV file (Talker + code predictor + Code2Wav, streamed).
-    Speak(qwen3_omni::cli_speak::SpeakArgs),
+    Speak(speak::SpeakArgs),
     /// Time speech generation end to end: request → first audio, real-time factor.
-    BenchSpeech(qwen3_omni::cli_speak::BenchSpeechArgs),
+    BenchSpeech(speak::BenchSpeechArgs),
     /// Debugging: the Thinker answers, the Talker prints the speech codes of each 80 ms frame.
-    TalkerCodes(qwen3_omni::cli_talker::TalkerCodesArgs),
+    TalkerCodes(talker::TalkerCodesArgs),
     /// Describe a GGUF file: header, metadata, tensor table, totals per type.
     Info(quantizer::cli::InfoArgs),
     /// Convert a safetensors checkpoint into one Q8_0 GGUF (or write a synthetic one).
@@ -55,16 +70,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices { selftest } => devices(selftest),
-        Command::Chat(args) => qwen3_omni::cli_chat::run(&args),
-        Command::Transcribe(args) => qwen3_omni::cli_audio::run_transcribe(&args),
-        Command::BenchAudio(args) => qwen3_omni::cli_audio::run_bench(&args),
-        Command::BenchThinker(args) => qwen3_omni::cli_bench::run(&args),
-        Command::BenchCode2wav(args) => qwen3_omni::cli_bench_code2wav::run(&args),
-        Command::Code2wav(args) => qwen3_omni::cli_code2wav::run(&args),
-        Command::BenchTalker(args) => qwen3_omni::cli_talker::run(&args),
-        Command::Speak(args) => qwen3_omni::cli_speak::run_speak(&args),
-        Command::BenchSpeech(args) => qwen3_omni::cli_speak::run_bench(&args),
-        Command::TalkerCodes(args) => qwen3_omni::cli_talker::run_codes(&args),
+        Command::Chat(args) => chat::run(&args),
+        Command::Transcribe(args) => audio::run_transcribe(&args),
+        Command::BenchAudio(args) => bench_audio::run(&args),
+        Command::BenchThinker(args) => bench_thinker::run(&args),
+        Command::BenchCode2wav(args) => bench_code2wav::run(&args),
+        Command::Code2wav(args) => code2wav::run(&args),
+        Command::BenchTalker(args) => talker::run(&args),
+        Command::Speak(args) => speak::run_speak(&args),
+        Command::BenchSpeech(args) => speak::run_bench(&args),
+        Command::TalkerCodes(args) => talker::run_codes(&args),
         Command::Info(args) => quantizer::cli::run_info(&args),
         Command::Quantize(args) => quantizer::cli::run_quantize(&args),
     };

@@ -8,10 +8,11 @@ use anyhow::Context;
 use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::Kernels;
 
-use crate::code2wav::cpu::CpuCode2Wav;
-use crate::code2wav::gpu::GpuCode2Wav;
-use crate::code2wav::wav::{WavFormat, WavWriter, SAMPLE_RATE};
-use crate::model_file::ModelFile;
+use qwen3_omni::code2wav::cpu::CpuCode2Wav;
+use qwen3_omni::code2wav::gpu::GpuCode2Wav;
+use qwen3_omni::code2wav::parse_codes;
+use qwen3_omni::code2wav::wav::{WavFormat, WavWriter, SAMPLE_RATE};
+use qwen3_omni::model_file::ModelFile;
 
 #[derive(clap::Args, Debug)]
 pub struct Code2WavArgs {
@@ -41,27 +42,6 @@ pub struct Code2WavArgs {
     pub device: Option<usize>,
 }
 
-/// Parses a codes file into `[T, groups]` codes.
-pub fn parse_codes(text: &str, groups: usize) -> anyhow::Result<Vec<u32>> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let v: Vec<u32> = line
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<u32>().with_context(|| format!("line {}: {s:?} is not a code", i + 1)))
-            .collect::<anyhow::Result<_>>()?;
-        if v.len() != groups {
-            anyhow::bail!("line {}: {} codes, expected {groups} (one frame per line)", i + 1, v.len());
-        }
-        out.extend(v);
-    }
-    Ok(out)
-}
-
 pub fn run(a: &Code2WavArgs) -> anyhow::Result<()> {
     if let Some(v) = &a.hf_chunked {
         if v.len() != 2 || v[0] == 0 {
@@ -70,7 +50,7 @@ pub fn run(a: &Code2WavArgs) -> anyhow::Result<()> {
     }
     let m = ModelFile::open(&a.model)?;
     let text = std::fs::read_to_string(&a.codes).with_context(|| format!("reading {}", a.codes.display()))?;
-    let cfg = crate::code2wav::Code2WavConfig::from_model(&m)?;
+    let cfg = qwen3_omni::code2wav::Code2WavConfig::from_model(&m)?;
     let codes = parse_codes(&text, cfg.num_quantizers as usize).with_context(|| format!("in {}", a.codes.display()))?;
     let frames = codes.len() / cfg.num_quantizers as usize;
     let fmt = if a.pcm16 { WavFormat::Pcm16 } else { WavFormat::F32 };

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::Kernels;
 
-use crate::model_file::ModelFile;
-use crate::thinker::gpu::GpuThinker;
+use qwen3_omni::model_file::ModelFile;
+use qwen3_omni::thinker::gpu::GpuThinker;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::Kernels;
 
-use crate::code2wav::gpu::GpuCode2Wav;
-use crate::code2wav::wav::{write_wav, WavFormat, SAMPLE_RATE};
-use crate::model_file::ModelFile;
+use qwen3_omni::code2wav::gpu::GpuCode2Wav;
+use qwen3_omni::code2wav::wav::{write_wav, WavFormat, SAMPLE_RATE};
+use qwen3_omni::model_file::ModelFile;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchCode2WavArgs {
