@@ -191,7 +191,7 @@ def main():
         a.bin = find_bin()
     if a.selftest:
         if not a.bin:
-            ap.error("--selftest needs --bin (no built qwen3-omni-quantize found; run cargo build -p quantizer)")
+            ap.error("--selftest needs --bin (no built qwen3-omni-quantize found; run cargo build -p quantizer-cli)")
         with tempfile.TemporaryDirectory() as d:
             ck = os.path.join(d, "ckpt")
             here = os.path.dirname(os.path.abspath(__file__))

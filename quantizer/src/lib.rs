@@ -7,7 +7,6 @@
 // `is_multiple_of` needs Rust 1.87; the workspace MSRV is 1.85.
 #![allow(clippy::manual_is_multiple_of)]
 
-pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod convert;

@@ -201,3 +201,16 @@ fn check_reply_wav(path: &Path, stderr: &str, max_frames: usize) {
     assert_eq!(samples, 1920 * frames - 555, "{line}");
     assert!(chunks >= 1, "{line}");
 }
+
+/// The static library carries the engine, not the command line: no clap or anyhow objects.
+#[test]
+fn static_library_holds_no_cli_crates() {
+    let lib = static_lib();
+    let out = Command::new("ar").arg("t").arg(&lib).output().expect("running ar (binutils)");
+    assert!(out.status.success(), "ar t {}: {}", lib.display(), String::from_utf8_lossy(&out.stderr));
+    let members = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(members.lines().any(|m| m.starts_with("qwen3_omni-")), "{}: no qwen3_omni objects?", lib.display());
+    let cli: Vec<&str> =
+        members.lines().filter(|m| ["clap", "anyhow", "quantizer_cli"].iter().any(|c| m.starts_with(c))).collect();
+    assert!(cli.is_empty(), "{} links command-line crates: {cli:?}", lib.display());
+}

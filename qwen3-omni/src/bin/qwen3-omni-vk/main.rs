@@ -57,9 +57,9 @@ enum Command {
     /// Debugging: the Thinker answers, the Talker prints the speech codes of each 80 ms frame.
     TalkerCodes(talker::TalkerCodesArgs),
     /// Describe a GGUF file: header, metadata, tensor table, totals per type.
-    Info(quantizer::cli::InfoArgs),
+    Info(quantizer_cli::InfoArgs),
     /// Convert a safetensors checkpoint into one Q8_0 GGUF (or write a synthetic one).
-    Quantize(quantizer::cli::QuantizeArgs),
+    Quantize(quantizer_cli::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,8 +80,8 @@ fn main() -> ExitCode {
         Command::Speak(args) => speak::run_speak(&args),
         Command::BenchSpeech(args) => speak::run_bench(&args),
         Command::TalkerCodes(args) => talker::run_codes(&args),
-        Command::Info(args) => quantizer::cli::run_info(&args),
-        Command::Quantize(args) => quantizer::cli::run_quantize(&args),
+        Command::Info(args) => quantizer_cli::run_info(&args),
+        Command::Quantize(args) => quantizer_cli::run_quantize(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

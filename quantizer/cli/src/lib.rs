@@ -1,5 +1,6 @@
 //! The `info` and `quantize` subcommands, as clap `Args` structs plus run functions, so that any
-//! binary (the main `qwen3-omni-vk` CLI or this crate's `qwen3-omni-quantize`) can mount them.
+//! binary (the main `qwen3-omni-vk` CLI or `qwen3-omni-quantize`) can mount them. A crate of its own
+//! so that clap and anyhow stay out of the quantizer library (and so out of `libqwen3_omni.a`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,9 +9,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::convert::{convert, ConvertOptions};
-use crate::gguf::{Abbrev, GgufFile, MetaArray, MetaValue};
-use crate::rules::TypeRules;
+use quantizer::convert::{convert, ConvertOptions};
+use quantizer::gguf::{Abbrev, GgufFile, MetaArray, MetaValue};
+use quantizer::rules::TypeRules;
 
 /// Describe a GGUF file: header, metadata (long values abbreviated), tensor table, totals per type.
 #[derive(clap::Args, Debug, Clone)]
@@ -71,7 +72,7 @@ pub struct QuantizeArgs {
 
 pub fn run_quantize(a: &QuantizeArgs) -> anyhow::Result<()> {
     if let Some(out) = &a.synthetic {
-        let r = crate::synthetic::write_synthetic(out, a.layers, a.seed, !a.no_progress)
+        let r = quantizer::synthetic::write_synthetic(out, a.layers, a.seed, !a.no_progress)
             .with_context(|| format!("writing synthetic GGUF {}", out.display()))?;
         eprintln!(
             "wrote {} ({} tensors, {:.2} GB) in {:.1} s, {:.2} GB/s",

@@ -12,14 +12,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Describe a GGUF file.
-    Info(quantizer::cli::InfoArgs),
+    Info(quantizer_cli::InfoArgs),
     /// Convert a safetensors checkpoint into a Q8_0 GGUF (or write a synthetic one).
-    Quantize(quantizer::cli::QuantizeArgs),
+    Quantize(quantizer_cli::QuantizeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Info(a) => quantizer::cli::run_info(&a),
-        Cmd::Quantize(a) => quantizer::cli::run_quantize(&a),
+        Cmd::Info(a) => quantizer_cli::run_info(&a),
+        Cmd::Quantize(a) => quantizer_cli::run_quantize(&a),
     }
 }
