@@ -14,7 +14,8 @@ struct Variant {
     defines: &'static [(&'static str, &'static str)],
 }
 
-/// Every kernel variant. Names follow `<op>_<wtype>_<atype>[_<variant>]`.
+/// Every kernel variant. Names follow `<op>_<types>[_<suffix>…]` (docs/kernels.md, "Names";
+/// `check_name`).
 const VARIANTS: &[Variant] = &[
     Variant { name: "mv_f32_f32", file: "matvec.comp", defines: &[("WTYPE_F32", "1")] },
     Variant { name: "mv_f16_f32", file: "matvec.comp", defines: &[("WTYPE_F16", "1")] },
@@ -197,6 +198,9 @@ fn main() {
     let mut seen = BTreeMap::new();
     let mut files_using_subgroups = BTreeMap::new();
     for v in VARIANTS {
+        check_name(v.name);
+    }
+    for v in VARIANTS {
         if seen.insert(v.name, ()).is_some() {
             fail(&format!("kernel name {} is used twice", v.name));
         }
@@ -272,6 +276,32 @@ fn main() {
          /// Every kernel's name, as a constant named by the name in upper case.\npub mod names {{\n{names}}}\n"
     );
     std::fs::write(out.join("kernels.rs"), code).expect("write kernels.rs");
+}
+
+/// Kernels without a data type in their name (docs/kernels.md, "Names").
+const UNTYPED: &[&str] = &["decode_advance", "subgroup_probe"];
+
+/// The naming rule of docs/kernels.md: `[a-z0-9_]`, a type token, and `_clk` only as the copy of a
+/// kernel of the same name.
+fn check_name(name: &str) {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        fail(&format!("kernel name {name:?}: only a-z, 0-9 and _ (docs/kernels.md, \"Names\")"));
+    }
+    let parts: Vec<&str> = name.split('_').collect();
+    let typed = ["f32", "f16", "u32", "vec4"].iter().any(|t| parts.contains(t))
+        || parts.windows(2).any(|w| w == ["q8", "0p"] || w == ["q8", "1"]);
+    if !typed && !UNTYPED.contains(&name) {
+        fail(&format!(
+            "kernel name {name:?} has no type token (f32, f16, q8_0p, q8_1, u32, vec4): docs/kernels.md, \"Names\""
+        ));
+    }
+    if let Some(base) = name.strip_suffix("_clk") {
+        if !VARIANTS.iter().any(|v| v.name == base) {
+            fail(&format!("kernel {name}: a `_clk` variant needs the kernel {base} it instruments"));
+        }
+    } else if parts.contains(&"clk") {
+        fail(&format!("kernel {name}: `clk` only as the last suffix"));
+    }
 }
 
 fn fail(msg: &str) -> ! {
