@@ -71,6 +71,8 @@ shared float hm[G];
 shared float hl[G];
 shared vec4 po[GB * WG];
 
+#include "common/attn_chunk.glsl"
+
 void main() {
     MARK(0);
     const uint tid = gl_LocalInvocationIndex;
@@ -119,55 +121,11 @@ void main() {
     }
     barrier();
 
-    // Softmax statistics per head: lanes j of head g take keys j, j + LPH, ...
-    const uint hg = tid / LPH, hj = tid % LPH;
-    float mx = -1.0 / 0.0;
-    if (hg < G) for (uint k = hj; k < n; k += LPH) mx = max(mx, sc[hg * CHUNK + k]);
-    red[tid] = mx;
-    barrier();
-    if (tid < G) {
-        float m = -1.0 / 0.0;
-        for (uint j = 0; j < LPH; j++) m = max(m, red[tid * LPH + j]);
-        hm[tid] = m;
-    }
-    barrier();
-    float ls = 0.0;
-    if (hg < G) {
-        const float m = hm[hg];
-        for (uint k = hj; k < n; k += LPH) {
-            const float p = exp(sc[hg * CHUNK + k] - m);
-            sc[hg * CHUNK + k] = p;
-            ls += p;
-        }
-    }
-    red[tid] = ls;
-    barrier();
-    if (tid < G) {
-        float l = 0.0;
-        for (uint j = 0; j < LPH; j++) l += red[tid * LPH + j];
-        part_ml[(i * pc.n_heads + h0 + tid) * pc.n_chunks + c] = vec2(hm[tid], l);
-    }
-
-    // P·V: lane (row group rg, column c4) accumulates rows rg, rg + NG, ... for all G heads.
-    const uint rg = tid / H4, c4 = tid % H4;
+    // Softmax statistics and P·V (common/attn_chunk.glsl).
+    const float l = attn_chunk_softmax(n);
+    if (tid < G) part_ml[(i * pc.n_heads + h0 + tid) * pc.n_chunks + c] = vec2(hm[tid], l);
     vec4 acc[G];
-    [[unroll]] for (uint g = 0; g < G; g++) acc[g] = vec4(0.0);
-    if (rg < NG) {
-        const uint vb = k0 * row4 + kvh * H4 + c4;
-        uint k = rg;
-        for (; k + 7u * NG < n; k += 8u * NG) {
-            vec4 v[8];
-            [[unroll]] for (uint u = 0; u < 8u; u++) v[u] = vc[vb + (k + u * NG) * row4];
-            [[unroll]] for (uint g = 0; g < G; g++) {
-                const uint sb = g * CHUNK + k;
-                [[unroll]] for (uint u = 0; u < 8u; u++) acc[g] += sc[sb + u * NG] * v[u];
-            }
-        }
-        for (; k < n; k += NG) {
-            const vec4 v = vc[vb + k * row4];
-            [[unroll]] for (uint g = 0; g < G; g++) acc[g] += sc[g * CHUNK + k] * v;
-        }
-    }
+    attn_chunk_pv(n, k0, kvh, row4, 0u, acc);
     // Sum the row groups, GB heads at a time.
     [[unroll]] for (uint g0 = 0; g0 < G; g0 += GB) {
         barrier(); // po is free (and, for g0 = 0, sc is no longer written)

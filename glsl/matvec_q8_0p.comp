@@ -39,6 +39,7 @@
 #extension GL_EXT_integer_dot_product : require
 #endif
 #include "common/common.glsl"
+#include "common/q8_1_block.glsl"
 #include "common/rope.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -105,12 +106,7 @@ layout(std430, binding = 4) readonly buffer R { float res[]; };
 
 #endif
 
-#ifndef INTDOT
-vec4 bytes4(uint w) {
-    const int v = int(w);
-    return vec4(bitfieldExtract(v, 0, 8), bitfieldExtract(v, 8, 8), bitfieldExtract(v, 16, 8), bitfieldExtract(v, 24, 8));
-}
-#endif
+#include "common/q8_0p_dot.glsl"
 
 #ifdef PROLOGUE
 // x (optionally RMS-normalised) into shared memory, as floats or as Q8_1. All invocations call it.
@@ -162,15 +158,14 @@ void prologue() {
 #else
             v[j] = xin[blk * 8u + j];
 #endif
-            const vec4 a = abs(v[j]);
-            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+            amax = max(amax, q81_amax4(v[j]));
         }
-        const float d = amax / 127.0;
-        const float id = d != 0.0 ? 1.0 / d : 0.0;
+        const float d = q81_scale(amax);
+        const float id = q81_inv(d);
         uint wq[8];
         for (uint j = 0; j < 8u; j++) {
-            const ivec4 q = clamp(ivec4(roundEven(v[j] * id)), ivec4(-127), ivec4(127));
-            wq[j] = (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | (uint(q.w) << 24);
+            const ivec4 q = q81_round(v[j], id);
+            wq[j] = q81_pack(q);
         }
         s_xq[blk * 2u] = uvec4(wq[0], wq[1], wq[2], wq[3]);
         s_xq[blk * 2u + 1u] = uvec4(wq[4], wq[5], wq[6], wq[7]);
@@ -233,13 +228,10 @@ void main() {
                 const uvec4 wv = qs[row * nc + c];
                 const float d = f16_bits_to_float(dw[row * nb + b]);
 #ifdef INTDOT
-                int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
-                s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
-                s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
-                s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
+                const int s = dot16(wv, xv);
                 acc[r] += float(s) * d * dx;
 #else
-                const float s = dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3);
+                const float s = dot16(wv, x0, x1, x2, x3);
                 acc[r] += d * s;
 #endif
             }

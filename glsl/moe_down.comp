@@ -24,6 +24,7 @@
 #extension GL_EXT_integer_dot_product : require
 #endif
 #include "common/common.glsl"
+#include "common/q8_1_block.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -66,12 +67,40 @@ shared float s_hd[MAX_HK / 32u];
 shared uint s_e[MAX_SLOTS];
 shared float s_w[MAX_SLOTS];
 
-#ifndef INTDOT
-vec4 bytes4(uint w) {
-    const int v = int(w);
-    return vec4(bitfieldExtract(v, 0, 8), bitfieldExtract(v, 8, 8), bitfieldExtract(v, 16, 8), bitfieldExtract(v, 24, 8));
-}
+#include "common/q8_0p_dot.glsl"
+
+// One 16-weight chunk idx (of slot idx / nc) of h[t] times rows row0 .. row0 + RPS - 1 (clamped to
+// last - 1) of the slot's expert, weighted, added to acc: the step of both row loops of main.
+void down_chunk(uint idx, uint row0, uint last, uint nc, uint nb, uint hbase, inout float acc[RPS]) {
+    const uint j = idx / nc;
+    const uint c = idx - j * nc;
+    const uint b = c >> 1;
+    const uint e = s_e[j];
+    const float wj = s_w[j];
+    const uint qbase = e * pc.stride16;
+    const uint dbase = e * pc.stride16 * 8u + pc.d_off2;
+#if defined(QUANT_H)
+    const uvec4 xv = uvec4(s_hq[idx * 4u], s_hq[idx * 4u + 1u], s_hq[idx * 4u + 2u], s_hq[idx * 4u + 3u]);
+    const float wdx = wj * s_hd[idx >> 1];
+#elif defined(INTDOT)
+    const uvec4 xv = hq[hbase + idx];
+    const float wdx = wj * hd[(hbase + idx) >> 1].x;
+#else
+    const uint xi = (hbase + idx) * 4u;
+    const vec4 x0 = h[xi], x1 = h[xi + 1u], x2 = h[xi + 2u], x3 = h[xi + 3u];
 #endif
+    for (uint r = 0; r < RPS; r++) {
+        const uint row = min(row0 + r, last - 1u);
+        const uvec4 wv = qs[qbase + row * nc + c];
+        const float d = f16_bits_to_float(dw[dbase + row * nb + b]);
+#ifdef INTDOT
+        const int s = dot16(wv, xv);
+        acc[r] += float(s) * d * wdx;
+#else
+        acc[r] += wj * d * dot16(wv, x0, x1, x2, x3);
+#endif
+    }
+}
 
 void main() {
     MARK(0);
@@ -95,14 +124,13 @@ void main() {
         float amax = 0.0;
         for (uint q = 0; q < 8u; q++) {
             v[q] = h[(hbase / 2u + blk) * 8u + q];
-            const vec4 a = abs(v[q]);
-            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+            amax = max(amax, q81_amax4(v[q]));
         }
-        const float d = amax / 127.0;
-        const float id = d != 0.0 ? 1.0 / d : 0.0;
+        const float d = q81_scale(amax);
+        const float id = q81_inv(d);
         for (uint q = 0; q < 8u; q++) {
-            const ivec4 qv = clamp(ivec4(roundEven(v[q] * id)), ivec4(-127), ivec4(127));
-            s_hq[blk * 8u + q] = (uint(qv.x) & 0xffu) | ((uint(qv.y) & 0xffu) << 8) | ((uint(qv.z) & 0xffu) << 16) | (uint(qv.w) << 24);
+            const ivec4 qv = q81_round(v[q], id);
+            s_hq[blk * 8u + q] = q81_pack(qv);
         }
         s_hd[blk] = d;
     }
@@ -114,37 +142,7 @@ void main() {
         float acc[RPS];
         for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
         for (uint idx = lane; idx < total; idx += ss) {
-            const uint j = idx / nc;
-            const uint c = idx - j * nc;
-            const uint b = c >> 1;
-            const uint e = s_e[j];
-            const float wj = s_w[j];
-            const uint qbase = e * pc.stride16;
-            const uint dbase = e * pc.stride16 * 8u + pc.d_off2;
-#if defined(QUANT_H)
-            const uvec4 xv = uvec4(s_hq[idx * 4u], s_hq[idx * 4u + 1u], s_hq[idx * 4u + 2u], s_hq[idx * 4u + 3u]);
-            const float wdx = wj * s_hd[idx >> 1];
-#elif defined(INTDOT)
-            const uvec4 xv = hq[hbase + idx];
-            const float wdx = wj * hd[(hbase + idx) >> 1].x;
-#else
-            const uint xi = (hbase + idx) * 4u;
-            const vec4 x0 = h[xi], x1 = h[xi + 1u], x2 = h[xi + 2u], x3 = h[xi + 3u];
-#endif
-            for (uint r = 0; r < RPS; r++) {
-                const uint row = min(row0 + r, last - 1u);
-                const uvec4 wv = qs[qbase + row * nc + c];
-                const float d = f16_bits_to_float(dw[dbase + row * nb + b]);
-#ifdef INTDOT
-                int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
-                s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
-                s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
-                s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
-                acc[r] += float(s) * d * wdx;
-#else
-                acc[r] += wj * d * (dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3));
-#endif
-            }
+            down_chunk(idx, row0, last, nc, nb, hbase, acc);
         }
         for (uint r = 0; r < RPS; r++) {
             const float v = subgroupAdd(acc[r]);
@@ -165,37 +163,7 @@ void main() {
         float acc[RPS];
         for (uint r = 0; r < RPS; r++) acc[r] = 0.0;
         for (uint idx = lane + part * ss; idx < total && grp < groups; idx += ss * ks) {
-            const uint j = idx / nc;
-            const uint c = idx - j * nc;
-            const uint b = c >> 1;
-            const uint e = s_e[j];
-            const float wj = s_w[j];
-            const uint qbase = e * pc.stride16;
-            const uint dbase = e * pc.stride16 * 8u + pc.d_off2;
-#if defined(QUANT_H)
-            const uvec4 xv = uvec4(s_hq[idx * 4u], s_hq[idx * 4u + 1u], s_hq[idx * 4u + 2u], s_hq[idx * 4u + 3u]);
-            const float wdx = wj * s_hd[idx >> 1];
-#elif defined(INTDOT)
-            const uvec4 xv = hq[hbase + idx];
-            const float wdx = wj * hd[(hbase + idx) >> 1].x;
-#else
-            const uint xi = (hbase + idx) * 4u;
-            const vec4 x0 = h[xi], x1 = h[xi + 1u], x2 = h[xi + 2u], x3 = h[xi + 3u];
-#endif
-            for (uint r = 0; r < RPS; r++) {
-                const uint row = min(row0 + r, last - 1u);
-                const uvec4 wv = qs[qbase + row * nc + c];
-                const float d = f16_bits_to_float(dw[dbase + row * nb + b]);
-#ifdef INTDOT
-                int s = dotPacked4x8EXT(int(wv.x), int(xv.x));
-                s = dotPacked4x8AccSatEXT(int(wv.y), int(xv.y), s);
-                s = dotPacked4x8AccSatEXT(int(wv.z), int(xv.z), s);
-                s = dotPacked4x8AccSatEXT(int(wv.w), int(xv.w), s);
-                acc[r] += float(s) * d * wdx;
-#else
-                acc[r] += wj * d * (dot(bytes4(wv.x), x0) + dot(bytes4(wv.y), x1) + dot(bytes4(wv.z), x2) + dot(bytes4(wv.w), x3));
-#endif
-            }
+            down_chunk(idx, row0, last, nc, nb, hbase, acc);
         }
         if (ks == 1u) {
             for (uint r = 0; r < RPS; r++) {

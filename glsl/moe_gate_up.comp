@@ -35,6 +35,7 @@
 #extension GL_EXT_integer_dot_product : require
 #endif
 #include "common/common.glsl"
+#include "common/q8_1_block.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -79,22 +80,7 @@ shared uint s_xq[MAX_XK / 4u];
 shared float s_xd[MAX_XK / 32u];
 #endif
 
-#ifdef INTDOT
-int dot16(uvec4 w, uvec4 v) {
-    int s = dotPacked4x8EXT(int(w.x), int(v.x));
-    s = dotPacked4x8AccSatEXT(int(w.y), int(v.y), s);
-    s = dotPacked4x8AccSatEXT(int(w.z), int(v.z), s);
-    return dotPacked4x8AccSatEXT(int(w.w), int(v.w), s);
-}
-#else
-vec4 bytes4(uint w) {
-    const int v = int(w);
-    return vec4(bitfieldExtract(v, 0, 8), bitfieldExtract(v, 8, 8), bitfieldExtract(v, 16, 8), bitfieldExtract(v, 24, 8));
-}
-float dot16(uvec4 w, vec4 x0, vec4 x1, vec4 x2, vec4 x3) {
-    return dot(bytes4(w.x), x0) + dot(bytes4(w.y), x1) + dot(bytes4(w.z), x2) + dot(bytes4(w.w), x3);
-}
-#endif
+#include "common/q8_0p_dot.glsl"
 
 void main() {
     MARK(0);
@@ -139,14 +125,13 @@ void main() {
 #else
             v[j] = x[(t * nb + blk) * 8u + j];
 #endif
-            const vec4 a = abs(v[j]);
-            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+            amax = max(amax, q81_amax4(v[j]));
         }
-        const float d = amax / 127.0;
-        const float id = d != 0.0 ? 1.0 / d : 0.0;
+        const float d = q81_scale(amax);
+        const float id = q81_inv(d);
         for (uint j = 0; j < 8u; j++) {
-            const ivec4 q = clamp(ivec4(roundEven(v[j] * id)), ivec4(-127), ivec4(127));
-            s_xq[blk * 8u + j] = (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | (uint(q.w) << 24);
+            const ivec4 q = q81_round(v[j], id);
+            s_xq[blk * 8u + j] = q81_pack(q);
         }
         s_xd[blk] = d;
     }

@@ -51,19 +51,7 @@ layout(std430, binding = B0 + 2) readonly buffer ORD { uint order[]; };
 layout(std430, binding = B0 + 3) writeonly buffer OUT { float outv[]; };
 #endif
 
-#ifdef INTDOT
-int dot16(uvec4 w, uvec4 v) {
-    int s = dotPacked4x8EXT(int(w.x), int(v.x));
-    s = dotPacked4x8AccSatEXT(int(w.y), int(v.y), s);
-    s = dotPacked4x8AccSatEXT(int(w.z), int(v.z), s);
-    return dotPacked4x8AccSatEXT(int(w.w), int(v.w), s);
-}
-#else
-vec4 bytes4(uint w) {
-    const int v = int(w);
-    return vec4(bitfieldExtract(v, 0, 8), bitfieldExtract(v, 8, 8), bitfieldExtract(v, 16, 8), bitfieldExtract(v, 24, 8));
-}
-#endif
+#include "common/q8_0p_dot.glsl"
 
 void main() {
     const uint e = gl_WorkGroupID.y;
@@ -131,9 +119,9 @@ void main() {
                         const uint xi = (ar[q] * nc + c) * 4u;
                         const vec4 x0 = a[xi], x1 = a[xi + 1u], x2 = a[xi + 2u], x3 = a[xi + 3u];
                         for (uint r = 0; r < RPS; r++) {
-                            ag[r][q] += dg[r] * (dot(bytes4(wg[r].x), x0) + dot(bytes4(wg[r].y), x1) + dot(bytes4(wg[r].z), x2) + dot(bytes4(wg[r].w), x3));
+                            ag[r][q] += dg[r] * dot16(wg[r], x0, x1, x2, x3);
 #ifndef DOWN
-                            au[r][q] += du[r] * (dot(bytes4(wu[r].x), x0) + dot(bytes4(wu[r].y), x1) + dot(bytes4(wu[r].z), x2) + dot(bytes4(wu[r].w), x3));
+                            au[r][q] += du[r] * dot16(wu[r], x0, x1, x2, x3);
 #endif
                         }
 #endif

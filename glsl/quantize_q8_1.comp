@@ -6,6 +6,7 @@
 // Push: n_blocks. Spec: 0 WG. One invocation per block, grid-stride.
 // Subgroup: none — no subgroup operations
 #include "common/common.glsl"
+#include "common/q8_1_block.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -23,16 +24,15 @@ void main() {
         float amax = 0.0;
         for (uint j = 0; j < 8u; j++) {
             v[j] = x[blk * 8u + j];
-            const vec4 a = abs(v[j]);
-            amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+            amax = max(amax, q81_amax4(v[j]));
         }
-        const float d = amax / 127.0;
-        const float id = d != 0.0 ? 1.0 / d : 0.0;
+        const float d = q81_scale(amax);
+        const float id = q81_inv(d);
         int sum = 0;
         for (uint j = 0; j < 8u; j++) {
-            const ivec4 q = clamp(ivec4(roundEven(v[j] * id)), ivec4(-127), ivec4(127));
+            const ivec4 q = q81_round(v[j], id);
             sum += q.x + q.y + q.z + q.w;
-            xq[blk * 8u + j] = (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | (uint(q.w) << 24);
+            xq[blk * 8u + j] = q81_pack(q);
         }
         xd[blk] = vec2(d, d * float(sum));
     }

@@ -18,6 +18,7 @@
 // Push: K1, K2 (multiples of 4; QUANT_A: K2 a multiple of 32), rows, grid_x. Spec: 0 WG, 1 A4 (QUANT_A: K2 / 4).
 // Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
+#include "common/q8_1_block.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
@@ -47,12 +48,11 @@ void main() {
         float amax = 0.0;
         for (uint j = 0; j < 8u; j++) {
             v[j] = a[blk * 8u + j];
-            const vec4 t = abs(v[j]);
-            amax = max(amax, max(max(t.x, t.y), max(t.z, t.w)));
+            amax = max(amax, q81_amax4(v[j]));
         }
-        const float d = amax / 127.0;
-        const float id = d != 0.0 ? 1.0 / d : 0.0;
-        for (uint j = 0; j < 8u; j++) s_a[blk * 8u + j] = vec4(clamp(ivec4(roundEven(v[j] * id)), ivec4(-127), ivec4(127))) * d;
+        const float d = q81_scale(amax);
+        const float id = q81_inv(d);
+        for (uint j = 0; j < 8u; j++) s_a[blk * 8u + j] = vec4(q81_round(v[j], id)) * d;
     }
     barrier();
 #endif

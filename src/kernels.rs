@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use vk_runtime::{Buffer, Error, Gpu, KernelSource, MemoryIntent, Pipeline, Result, SpecConst};
+use vk_runtime::{Access, Buffer, Error, Gpu, KernelSource, MemoryIntent, Pipeline, Result, SpecConst};
 
 /// A kernel as compiled at build time, with its reflected interface.
 #[derive(Debug)]
@@ -13,9 +13,12 @@ pub struct KernelInfo {
     pub spirv: &'static [u32],
     /// Number of storage buffers (bindings 0..n).
     pub bindings: usize,
-    /// Per binding: the shader never writes it.
-    pub readonly: &'static [bool],
+    /// Per binding: what the shader does with it (`readonly`: Read, `writeonly`: Write, else
+    /// ReadWrite). Every dispatch's bindings are checked against it (`vk_runtime::Access`).
+    pub access: &'static [Access],
     pub push_size: u32,
+    /// The push-constant block's members in declaration order.
+    pub push: &'static [PushMember],
     /// What the kernel assumes about subgroups (its `// Subgroup:` header line, checked against
     /// the SPIR-V by build.rs).
     pub subgroup: SubgroupUse,
@@ -23,6 +26,91 @@ pub struct KernelInfo {
     pub subgroup_min: u32,
     /// Its workgroup's x size.
     pub local_size: LocalSize,
+}
+
+/// One member of a kernel's push-constant block, as reflected from its SPIR-V.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushMember {
+    pub offset: u32,
+    /// Bytes (4 for a scalar, 16 for a uvec4, …).
+    pub width: u32,
+    /// The GLSL member name (debug info; may be empty).
+    pub name: &'static str,
+}
+
+/// A launcher's push-constant struct: its fields' (offset, width) in declaration order, nested
+/// structs flattened. `Kernels::pipeline` compares them with the kernel's reflected block on
+/// first use. Implement it with [`push_layout!`](crate::push_layout).
+pub trait PushLayout {
+    fn fields() -> Vec<(u32, u32)>;
+}
+
+/// The width of the field a closure projects to (for [`push_layout!`](crate::push_layout)).
+#[doc(hidden)]
+pub fn field_width<S, T>(_: fn(&S) -> &T) -> u32 {
+    std::mem::size_of::<T>() as u32
+}
+
+/// Implements [`PushLayout`] for a push-constant struct from its field names, in declaration
+/// order: `push_layout!(PushRope { n_tokens, n_heads, theta });`; a field that is itself a push
+/// struct is flattened: `push_layout!(PushStore { base: PushRope, max_len });`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! push_layout {
+    ($s:ty { $($f:ident $(: $nested:ty)?),* $(,)? }) => {
+        impl $crate::kernels::PushLayout for $s {
+            fn fields() -> Vec<(u32, u32)> {
+                let mut v = Vec::new();
+                $( $crate::push_layout!(@field v, $s, $f $(, $nested)?); )*
+                v
+            }
+        }
+    };
+    (@field $v:ident, $s:ty, $f:ident) => {
+        $v.push((
+            ::core::mem::offset_of!($s, $f) as u32,
+            $crate::kernels::field_width(|s: &$s| &s.$f),
+        ))
+    };
+    (@field $v:ident, $s:ty, $f:ident, $nested:ty) => {
+        for (o, w) in <$nested as $crate::kernels::PushLayout>::fields() {
+            $v.push((::core::mem::offset_of!($s, $f) as u32 + o, w));
+        }
+    };
+}
+
+impl PushLayout for () {
+    fn fields() -> Vec<(u32, u32)> {
+        Vec::new()
+    }
+}
+
+/// Checks a launcher's push struct `P` against kernel `info`'s reflected push-constant block:
+/// the total size, then every member by offset and width.
+pub fn check_push<P: PushLayout>(info: &KernelInfo) -> Result<()> {
+    let kerr = |what: String| Error::Kernel { kernel: info.name.into(), what };
+    let size = std::mem::size_of::<P>() as u32;
+    if size != info.push_size {
+        return Err(kerr(format!("launcher push constants are {size} bytes, the SPIR-V declares {}", info.push_size)));
+    }
+    let fields = P::fields();
+    if fields.len() != info.push.len() {
+        return Err(kerr(format!(
+            "the launcher's push struct has {} members, the SPIR-V's block {}",
+            fields.len(),
+            info.push.len()
+        )));
+    }
+    for (i, (&(off, width), m)) in fields.iter().zip(info.push).enumerate() {
+        if off != m.offset || width != m.width {
+            return Err(kerr(format!(
+                "push-constant member {i} (`{}`): the launcher has offset {off}, width {width}; the SPIR-V \
+                 has offset {}, width {}",
+                m.name, m.offset, m.width
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A kernel's subgroup assumption (docs/kernels.md, "Subgroup sizes").
@@ -286,7 +374,7 @@ impl Kernels {
 
     /// The pipeline of kernel `name` with specialisation constants `spec`, checking that the
     /// launcher's push-constant struct `P` matches the reflected block.
-    pub(crate) fn pipeline<P>(&self, name: &'static str, spec: &[SpecConst]) -> Result<Arc<Pipeline>> {
+    pub(crate) fn pipeline<P: PushLayout>(&self, name: &'static str, spec: &[SpecConst]) -> Result<Arc<Pipeline>> {
         let name = if self.clocks.load(std::sync::atomic::Ordering::Relaxed) {
             KERNELS.iter().find(|k| k.name.strip_suffix("_clk") == Some(name)).map_or(name, |k| k.name)
         } else {
@@ -298,20 +386,27 @@ impl Kernels {
         }
         let info =
             find(name).ok_or_else(|| Error::Kernel { kernel: name.into(), what: "not in the kernel table".into() })?;
-        let size = std::mem::size_of::<P>() as u32;
-        if size != info.push_size {
-            return Err(Error::Kernel {
-                kernel: name.into(),
-                what: format!("launcher push constants are {size} bytes, the SPIR-V declares {}", info.push_size),
-            });
-        }
+        check_push::<P>(info)?;
         let required = self.check_subgroup_fit(info, spec)?;
-        let src = KernelSource { name, spirv: info.spirv, bindings: info.bindings as u32, push_size: info.push_size };
+        let src = KernelSource {
+            name,
+            spirv: info.spirv,
+            bindings: info.bindings as u32,
+            access: info.access,
+            push_size: info.push_size,
+        };
         let p = self.gpu.pipeline(&src, spec, required)?;
         if let Ok(mut m) = self.pipelines.lock() {
             m.insert(key, p.clone());
         }
         Ok(p)
+    }
+
+    /// [`Kernels::pipeline`] for tests: builds kernel `name` for a push struct `P` (one with a
+    /// deliberately wrong layout is refused).
+    #[doc(hidden)]
+    pub fn pipeline_with_push<P: PushLayout>(&self, name: &'static str, spec: &[SpecConst]) -> Result<Arc<Pipeline>> {
+        self.pipeline::<P>(name, spec)
     }
 
     /// Refuses a kernel with subgroup operations on a device that failed the self-check, or at a
@@ -359,7 +454,7 @@ impl Kernels {
     pub fn q8_1_scratch(&self, values: u64) -> Result<Q8_1Scratch> {
         if values == 0 || values % 32 != 0 {
             return Err(Error::Kernel {
-                kernel: "quantize_q8_1".into(),
+                kernel: names::QUANTIZE_Q8_1.into(),
                 what: format!("{values} values is not a positive multiple of 32"),
             });
         }

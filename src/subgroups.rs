@@ -128,11 +128,18 @@ fn configs(caps: &vk_runtime::Caps) -> Vec<(u32, Option<u32>)> {
 /// Runs the probe on `gpu` (a few tiny dispatches).
 pub fn probe(gpu: &Gpu) -> Result<SubgroupReport> {
     let caps = gpu.caps();
-    let info = crate::kernels::find("subgroup_probe").ok_or_else(|| vk_runtime::Error::Kernel {
-        kernel: "subgroup_probe".into(),
-        what: "not in the kernel table".into(),
-    })?;
-    let src = KernelSource { name: info.name, spirv: info.spirv, bindings: info.bindings as u32, push_size: 0 };
+    let info =
+        crate::kernels::find(crate::kernels::names::SUBGROUP_PROBE).ok_or_else(|| vk_runtime::Error::Kernel {
+            kernel: crate::kernels::names::SUBGROUP_PROBE.into(),
+            what: "not in the kernel table".into(),
+        })?;
+    let src = KernelSource {
+        name: info.name,
+        spirv: info.spirv,
+        bindings: info.bindings as u32,
+        access: info.access,
+        push_size: 0,
+    };
     let mut runs = Vec::new();
     for (wg, required) in configs(caps) {
         let p = gpu.pipeline(&src, &[SpecConst { id: 0, value: wg }], required)?;

@@ -398,3 +398,89 @@ fn matvec_fused_prologues() {
         assert_clean(&g);
     }
 }
+
+/// The launcher side of `add_f32`'s push constants (`uint n; uint b_len;`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PushBinary {
+    n: u32,
+    b_len: u32,
+}
+qwen3_omni_vk::push_layout!(PushBinary { n, b_len });
+
+/// Same size as `PushBinary`, one 8-byte member instead of two 4-byte ones.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PushWide {
+    n: u64,
+}
+qwen3_omni_vk::push_layout!(PushWide { n });
+
+/// Same size and member count, but a 2-byte first member (then 2 bytes of padding).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PushNarrow {
+    n: u16,
+    b_len: u32,
+}
+qwen3_omni_vk::push_layout!(PushNarrow { n, b_len });
+
+#[test]
+fn interface_mismatches_are_errors() {
+    use qwen3_omni_vk::kernels::{self, names};
+    use qwen3_omni_vk::vk_runtime::{Access, Binding, SpecConst};
+    // The generated table: a name constant per kernel, access and push members consistent.
+    assert_eq!(names::ADD_F32, "add_f32");
+    for info in kernels::KERNELS {
+        assert_eq!(info.access.len(), info.bindings, "{}", info.name);
+        let end = info.push.iter().map(|m| m.offset + m.width).max().unwrap_or(0);
+        assert_eq!(end, info.push_size, "{}", info.name);
+    }
+    let add = kernels::find(names::ADD_F32).unwrap();
+    assert_eq!(add.access, &[Access::Read, Access::Read, Access::Write]);
+    assert_eq!(
+        add.push.iter().map(|m| (m.offset, m.width, m.name)).collect::<Vec<_>>(),
+        [(0, 4, "n"), (4, 4, "b_len")]
+    );
+
+    let k = kernels();
+    let spec = [SpecConst { id: 0, value: 64 }];
+    // A push struct of the right size but the wrong members is refused.
+    let e = k.pipeline_with_push::<PushWide>(names::ADD_F32, &spec).err().expect("refused").to_string();
+    assert!(e.contains("add_f32") && e.contains("1 members, the SPIR-V's block 2"), "{e}");
+    let e = k.pipeline_with_push::<PushNarrow>(names::ADD_F32, &spec).err().expect("refused").to_string();
+    assert!(
+        e.contains("add_f32")
+            && e.contains("member 0 (`n`): the launcher has offset 0, width 2; the SPIR-V has offset 0, width 4"),
+        "{e}"
+    );
+    let e = k.pipeline_with_push::<()>(names::ADD_F32, &spec).err().expect("refused").to_string();
+    assert!(e.contains("0 bytes, the SPIR-V declares 8"), "{e}");
+    let p = k.pipeline_with_push::<PushBinary>(names::ADD_F32, &spec).unwrap();
+
+    // Bindings declared differently from the shader's readonly / writeonly are refused.
+    let g = k.gpu();
+    let a = g.buffer("a", 256, MemoryIntent::Upload).unwrap();
+    let b = g.buffer("b", 256, MemoryIntent::Upload).unwrap();
+    let y = g.buffer("y", 256, MemoryIntent::Readback).unwrap();
+    let push = [64u32, 64].map(u32::to_le_bytes).concat();
+    let mut rec = g.recorder(false).unwrap();
+    // The written output declared as read: its write would get no barrier.
+    let e = rec
+        .dispatch(&p, &[Binding::read(&a), Binding::read(&b), Binding::read(&y)], &push, [1, 1, 1])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'add_f32', binding 2") && e.contains("bound as Read") && e.contains("declares Write"), "{e}");
+    // A read-only input declared as written.
+    let e = rec
+        .dispatch(&p, &[Binding::read(&a), Binding::write(&b), Binding::write(&y)], &push, [1, 1, 1])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("binding 1") && e.contains("bound as Write") && e.contains("declares Read"), "{e}");
+    // ReadWrite is accepted anywhere (a superset for the hazard tracking), and the right
+    // declarations run.
+    rec.dispatch(&p, &[Binding::read_write(&a), Binding::read(&b), Binding::read_write(&y)], &push, [1, 1, 1]).unwrap();
+    rec.dispatch(&p, &[Binding::read(&a), Binding::read(&b), Binding::write(&y)], &push, [1, 1, 1]).unwrap();
+    rec.submit().unwrap();
+    assert_clean(g);
+}

@@ -5,6 +5,7 @@
 // Include after the spec constant WG, with Q81_MAX4 (most vec4s), shared float s_xd[] (per-block
 // scales) and Q81_STORE(i, w) (store vec4 i's four packed int8s) defined. Every invocation of the
 // workgroup must call q81_from_regs (barriers); it ends with one.
+#include "common/q8_1_block.glsl"
 #define Q81_R 4u
 shared float q81_amax[Q81_MAX4];
 
@@ -12,8 +13,7 @@ void q81_from_regs(vec4 v[Q81_R], uint n4) {
     const uint tid = gl_LocalInvocationIndex;
     for (uint r = 0; r < Q81_R; r++) {
         const uint i = tid + r * WG;
-        const vec4 a = abs(v[r]);
-        if (i < n4) q81_amax[i] = max(max(a.x, a.y), max(a.z, a.w));
+        if (i < n4) q81_amax[i] = q81_amax4(v[r]);
     }
     barrier();
     for (uint r = 0; r < Q81_R; r++) {
@@ -22,10 +22,10 @@ void q81_from_regs(vec4 v[Q81_R], uint n4) {
             const uint blk = i >> 3;
             float amax = 0.0;
             for (uint j = 0; j < 8u; j++) amax = max(amax, q81_amax[blk * 8u + j]);
-            const float d = amax / 127.0;
-            const float id = d != 0.0 ? 1.0 / d : 0.0;
-            const ivec4 q = clamp(ivec4(roundEven(v[r] * id)), ivec4(-127), ivec4(127));
-            Q81_STORE(i, (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | (uint(q.w) << 24));
+            const float d = q81_scale(amax);
+            const float id = q81_inv(d);
+            const ivec4 q = q81_round(v[r], id);
+            Q81_STORE(i, q81_pack(q));
             if ((i & 7u) == 0u) s_xd[blk] = d;
         }
     }

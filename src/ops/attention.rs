@@ -23,6 +23,7 @@ struct PushRope {
     section_w: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushRope>() == 24);
+crate::push_layout!(PushRope { n_tokens, n_heads, head_dim, theta, section_h, section_w });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -38,6 +39,7 @@ struct PushQkNormRope {
     grid_x: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushQkNormRope>() == 36);
+crate::push_layout!(PushQkNormRope { n_tokens, n_heads, n_kv, head_dim, theta, section_h, section_w, eps, grid_x });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -53,6 +55,7 @@ struct PushDecodeFused {
     eps: f32,
 }
 const _: () = assert!(std::mem::size_of::<PushDecodeFused>() == 36);
+crate::push_layout!(PushDecodeFused { n_heads, n_kv, kv_cap, n_chunks, scale, theta, section_h, section_w, eps });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -61,6 +64,7 @@ struct PushQkNormRopeStore {
     max_len: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushQkNormRopeStore>() == 40);
+crate::push_layout!(PushQkNormRopeStore { base: PushQkNormRope, max_len });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -75,6 +79,7 @@ struct PushSplit {
     scale: f32,
 }
 const _: () = assert!(std::mem::size_of::<PushSplit>() == 32);
+crate::push_layout!(PushSplit { n_q, n_heads, n_kv, head_dim, kv_len, chunk, n_chunks, scale });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -87,6 +92,7 @@ struct PushDecode {
     scale: f32,
 }
 const _: () = assert!(std::mem::size_of::<PushDecode>() == 24);
+crate::push_layout!(PushDecode { n_q, n_heads, n_kv, kv_len, n_chunks, scale });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -97,6 +103,7 @@ struct PushReduce {
     grid_x: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushReduce>() == 16);
+crate::push_layout!(PushReduce { rows, n_chunks, head_dim, grid_x });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -110,6 +117,7 @@ struct PushReduceDyn {
     kv_cap: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushReduceDyn>() == 28);
+crate::push_layout!(PushReduceDyn { rows, n_chunks, head_dim, grid_x, chunk, n_q, kv_cap });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -119,6 +127,7 @@ struct PushStore {
     max_len: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushStore>() == 12);
+crate::push_layout!(PushStore { n, row, max_len });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -130,6 +139,7 @@ struct PushPrefill {
     scale: f32,
 }
 const _: () = assert!(std::mem::size_of::<PushPrefill>() == 20);
+crate::push_layout!(PushPrefill { n, n_heads, n_kv, p0, scale });
 
 const ROPE_WG: u32 = 256;
 /// Decode: invocations per workgroup (also the largest head_dim) and the largest KV chunk.

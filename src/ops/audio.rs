@@ -15,6 +15,7 @@ struct PushBinary {
     b_len: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushBinary>() == 8);
+crate::push_layout!(PushBinary { n, b_len });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -29,6 +30,7 @@ struct PushConv {
     flat_out: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushConv>() == 32);
+crate::push_layout!(PushConv { n, cin, hin, win, cout, hout, wout, flat_out });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -41,6 +43,7 @@ struct PushWindow {
     grid_x: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushWindow>() == 24);
+crate::push_layout!(PushWindow { n_tok, heads, head_dim, window, scale, grid_x });
 
 /// Largest attention window of [`Kernels::attn_bidir_window`] (its scores live in shared memory).
 pub const ATTN_WINDOW_MAX: u32 = 1024;
@@ -224,6 +227,7 @@ struct PushKMN {
     n: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushKMN>() == 12);
+crate::push_layout!(PushKMN { k, m, n });
 
 impl Kernels {
     /// Y (`[n, rows]`) = X (`[n, cols]` floats) · Wᵀ for planar Q8_0 weights, in f32 (no

@@ -25,6 +25,7 @@ struct PushConv {
     mode: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushConv>() == 40);
+crate::push_layout!(PushConv { n_in, cin, cout, s, m, d, x_off, y_off, skip, mode });
 
 /// What [`Kernels::conv1d`] does with each output value v (bias already added when given).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -122,6 +123,7 @@ struct Push4 {
     b: u32,
 }
 const _: () = assert!(std::mem::size_of::<Push4>() == 16);
+crate::push_layout!(Push4 { n, c, a, b });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -131,6 +133,7 @@ struct PushLn {
     eps: f32,
     grid_x: u32,
 }
+crate::push_layout!(PushLn { n, rows, eps, grid_x });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -143,6 +146,7 @@ struct PushRopeRows {
     theta: f32,
 }
 const _: () = assert!(std::mem::size_of::<PushRopeRows>() == 24);
+crate::push_layout!(PushRopeRows { n, heads, head_dim, row_off, pos0, theta });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -157,6 +161,7 @@ struct PushAttnWindow {
     scale: f32,
 }
 const _: () = assert!(std::mem::size_of::<PushAttnWindow>() == 32);
+crate::push_layout!(PushAttnWindow { n, heads, kv_heads, head_dim, hist, valid, window, scale });
 
 const WG: u32 = 256;
 

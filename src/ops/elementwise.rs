@@ -15,6 +15,7 @@ struct PushRows {
     grid_x: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushRows>() == 16);
+crate::push_layout!(PushRows { n, rows, f, grid_x });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -23,6 +24,7 @@ struct PushBinary {
     b_len: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushBinary>() == 8);
+crate::push_layout!(PushBinary { n, b_len });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -30,6 +32,7 @@ struct PushN {
     n: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushN>() == 4);
+crate::push_layout!(PushN { n });
 
 const WG: u32 = 256;
 

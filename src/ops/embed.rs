@@ -16,6 +16,7 @@ struct PushEmbed {
     grid_x: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushEmbed>() == 16);
+crate::push_layout!(PushEmbed { cols, n, rows, grid_x });
 
 const WG: u32 = 256;
 

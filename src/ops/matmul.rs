@@ -14,6 +14,7 @@ struct PushKMN {
     n: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushKMN>() == 12);
+crate::push_layout!(PushKMN { k, m, n });
 
 const TILE: u32 = 64;
 
@@ -90,6 +91,7 @@ struct PushKMNG {
     grid_x: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushKMNG>() == 16);
+crate::push_layout!(PushKMNG { k, m, n, grid_x });
 
 /// Largest K of `mm_f32` (its activation row is staged in shared memory).
 pub const MM_F32_MAX_K: u32 = 4096;

@@ -12,6 +12,7 @@ struct PushBlocks {
     n_blocks: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushBlocks>() == 4);
+crate::push_layout!(PushBlocks { n_blocks });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -22,6 +23,7 @@ struct PushFused {
     eps: f32,
 }
 const _: () = assert!(std::mem::size_of::<PushFused>() == 16);
+crate::push_layout!(PushFused { k, m, grid_x, eps });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -36,6 +38,7 @@ struct PushHead {
     section_w: u32,
     max_len: u32,
 }
+crate::push_layout!(PushHead { k, m, grid_x, eps, mode, theta, section_h, section_w, max_len });
 
 /// Where [`Kernels::matvec_head`] puts a finished head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

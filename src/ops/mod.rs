@@ -105,3 +105,4 @@ pub(crate) struct PushKMG {
     pub grid_x: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushKMG>() == 12);
+crate::push_layout!(PushKMG { k, m, grid_x });

@@ -159,6 +159,7 @@ struct PushFold {
     rows: u32,
     grid_x: u32,
 }
+crate::push_layout!(PushFold { k1, k2, rows, grid_x });
 
 /// The folded router's matrix (see `router_fold.comp`): R = [W_r diag g | W_r diag g W_o], f32
 /// `[n_experts, hidden + o_cols]`, from the router `w_r` (f32 `[n_experts, hidden]`), the
@@ -224,6 +225,7 @@ struct PushRoute {
     grid_x: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushRoute>() == 20);
+crate::push_layout!(PushRoute { n_experts, k, n_tokens, flags, grid_x });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -237,6 +239,7 @@ struct PushGateUp {
     flags: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushGateUp>() == 28);
+crate::push_layout!(PushGateUp { k_cols, m_rows, k, n_experts, stride16, d_off2, flags });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -245,6 +248,7 @@ struct PushGateUpNorm {
     eps: f32,
 }
 const _: () = assert!(std::mem::size_of::<PushGateUpNorm>() == 32);
+crate::push_layout!(PushGateUpNorm { base: PushGateUp, eps });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -259,6 +263,7 @@ struct PushDown {
     grid_x: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushDown>() == 32);
+crate::push_layout!(PushDown { k_cols, m_rows, k, n_experts, stride16, d_off2, flags, grid_x });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -268,6 +273,7 @@ struct PushSharedGate {
     grid_x: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushSharedGate>() == 12);
+crate::push_layout!(PushSharedGate { n, n_tokens, grid_x });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -276,6 +282,7 @@ struct PushGroup {
     n_experts: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushGroup>() == 8);
+crate::push_layout!(PushGroup { n_pairs, n_experts });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -286,6 +293,7 @@ struct PushCombine {
     flags: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushCombine>() == 16);
+crate::push_layout!(PushCombine { m, k, n, flags });
 
 /// Most experts `moe_group` handles (its shared-memory counters).
 pub const MOE_GROUP_MAX_EXPERTS: u32 = 1024;

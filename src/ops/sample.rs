@@ -86,6 +86,7 @@ struct PushPrep {
     inv_t: f32,
 }
 const _: () = assert!(std::mem::size_of::<PushPrep>() == 32);
+crate::push_layout!(PushPrep { n, n_prev, sup_lo, sup_hi, sup_allow, pen, inv_pen, inv_t });
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -100,6 +101,7 @@ struct PushSample {
     pass: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushSample>() == 28);
+crate::push_layout!(PushSample { n, k, top_p, seed_lo, seed_hi, step, pass });
 
 /// The push constants of the `argmax_f32` kernels (glsl/argmax.comp), dispatched here on the scratch.
 #[repr(C)]
@@ -109,6 +111,7 @@ struct PushArgmax {
     span: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushArgmax>() == 8);
+crate::push_layout!(PushArgmax { n, span });
 
 const WG: u32 = 256;
 /// Items per first-pass argmax workgroup.
@@ -345,6 +348,7 @@ impl Kernels {
 struct PushCtx {
     ctx: u32,
 }
+crate::push_layout!(PushCtx { ctx });
 
 impl Kernels {
     /// Advances a replayable decode step on the GPU (one invocation): `token` = `next`, the three

@@ -14,6 +14,7 @@ struct PushArgmax {
     span: u32,
 }
 const _: () = assert!(std::mem::size_of::<PushArgmax>() == 8);
+crate::push_layout!(PushArgmax { n, span });
 
 const WG: u32 = 256;
 /// Items each first-pass workgroup reduces.

@@ -53,6 +53,18 @@ pub enum Error {
          minStorageBufferOffsetAlignment ({align})"
     )]
     BindingAlign { kernel: String, binding: usize, buffer: String, offset: u64, align: u64 },
+    #[error(
+        "kernel '{kernel}', binding {binding}: buffer '{buffer}' is bound as {declared:?}, but the shader \
+         declares {reflected:?} ({why}); fix the launcher's Binding"
+    )]
+    BindingAccess {
+        kernel: String,
+        binding: usize,
+        buffer: String,
+        declared: crate::recorder::Access,
+        reflected: crate::recorder::Access,
+        why: &'static str,
+    },
     #[error("kernel '{kernel}': {what}")]
     Kernel { kernel: String, what: String },
     #[error("the GPU did not finish a batch within {secs} s (last kernels: {last})")]

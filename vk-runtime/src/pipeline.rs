@@ -6,6 +6,7 @@ use ash::vk;
 
 use crate::device::{Gpu, Shared};
 use crate::error::{Error, Result};
+use crate::recorder::Access;
 
 /// A compute kernel as the build embeds it: SPIR-V words plus its reflected interface.
 #[derive(Debug, Clone, Copy)]
@@ -14,6 +15,12 @@ pub struct KernelSource<'a> {
     pub spirv: &'a [u32],
     /// Storage buffers at set 0, bindings 0..bindings.
     pub bindings: u32,
+    /// Per binding, what the shader does with it (reflected): every dispatch's [`Binding`]s are
+    /// checked against it (see [`Recorder::dispatch`]). Empty: not checked.
+    ///
+    /// [`Binding`]: crate::Binding
+    /// [`Recorder::dispatch`]: crate::Recorder::dispatch
+    pub access: &'a [Access],
     /// Size in bytes of the push-constant block (0: none).
     pub push_size: u32,
 }
@@ -33,6 +40,7 @@ pub struct Pipeline {
     pub(crate) layout: vk::PipelineLayout,
     pub(crate) set_layout: vk::DescriptorSetLayout,
     pub(crate) bindings: u32,
+    pub(crate) access: Vec<Access>,
     pub(crate) push_size: u32,
     pub(crate) push_descriptors: bool,
 }
@@ -46,6 +54,10 @@ impl Pipeline {
     }
     pub fn push_size(&self) -> u32 {
         self.push_size
+    }
+    /// The reflected access per binding (empty: unchecked).
+    pub fn access(&self) -> &[Access] {
+        &self.access
     }
 }
 
@@ -83,6 +95,9 @@ impl Gpu {
                 )));
             }
         }
+        if !src.access.is_empty() && src.access.len() != src.bindings as usize {
+            return Err(kerr(format!("{} access entries for {} bindings", src.access.len(), src.bindings)));
+        }
         if src.spirv.first() != Some(&0x0723_0203) {
             return Err(kerr("embedded SPIR-V has no SPIR-V magic number".into()));
         }
@@ -110,6 +125,7 @@ impl Gpu {
             layout: vk::PipelineLayout::null(),
             set_layout: vk::DescriptorSetLayout::null(),
             bindings: src.bindings,
+            access: src.access.to_vec(),
             push_size: src.push_size,
             push_descriptors,
         };

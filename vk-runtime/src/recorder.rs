@@ -11,7 +11,20 @@ use crate::device::{Gpu, Shared};
 use crate::error::{vkerr, Error, Result};
 use crate::pipeline::Pipeline;
 
-/// How a dispatch uses a binding.
+/// How a dispatch uses a binding (a [`Binding`]'s declaration), or what a shader does with it
+/// (reflected from its SPIR-V: `readonly` is [`Access::Read`], `writeonly` is [`Access::Write`],
+/// neither is [`Access::ReadWrite`]).
+///
+/// [`Recorder::dispatch`] checks each binding's declared access against the reflected one:
+/// - `Read` on a binding the shader may write is an error: the write would be invisible to the
+///   hazard tracking, so later readers would get no barrier.
+/// - `Write` on a binding the shader never writes (`readonly`) is an error: the declaration is
+///   wrong (it costs barriers and says something false about the data flow).
+/// - `Write` on a binding the shader may also read (no `writeonly`) is allowed: for the hazard
+///   tracking a written span already conflicts with every earlier read and write, so it orders
+///   the shader's own reads exactly as `ReadWrite` would.
+/// - `ReadWrite` is allowed on every binding (a superset: at worst extra barriers, e.g. a
+///   launcher binding one buffer in several slots).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Read,
@@ -293,6 +306,23 @@ impl<'a> Recorder<'a> {
         };
         if bindings.len() != p.bindings as usize {
             return Err(kerr(format!("{} buffers bound, the kernel declares {}", bindings.len(), p.bindings)));
+        }
+        for (i, (b, &shader)) in bindings.iter().zip(p.access.iter()).enumerate() {
+            let wrong = match (b.access, shader) {
+                (Access::Read, Access::Write | Access::ReadWrite) => Some("the shader writes it"),
+                (Access::Write, Access::Read) => Some("the shader only reads it"),
+                _ => None,
+            };
+            if let Some(why) = wrong {
+                return Err(Error::BindingAccess {
+                    kernel: p.name.clone(),
+                    binding: i,
+                    buffer: b.buffer.name().into(),
+                    declared: b.access,
+                    reflected: shader,
+                    why,
+                });
+            }
         }
         if push.len() != p.push_size as usize {
             return Err(kerr(format!(
