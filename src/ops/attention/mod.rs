@@ -1,0 +1,188 @@
+//! Attention side of a decoder layer: rotary embedding (rotate-half, interleaved MRoPE), KV-cache
+//! append, causal GQA attention for decode (split over the KV length, then merged) and prefill
+//! (tiled, online softmax).
+//!
+//! Layouts (f32): q / k / v / attention output `[n_tokens, heads, head_dim]`; the K and V caches are
+//! separate buffers `[max_len, n_kv, head_dim]` (position-major), so appending tokens is one copy each.
+//! Query head h reads KV head h / (n_heads / n_kv). Scale 1/√head_dim.
+
+use bytemuck::{Pod, Zeroable};
+use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
+
+use super::{grid, kerr, push_bytes, stride_grid};
+use crate::kernels::Kernels;
+
+mod decode;
+mod prefill;
+mod rope;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushRope {
+    n_tokens: u32,
+    n_heads: u32,
+    head_dim: u32,
+    theta: f32,
+    section_h: u32,
+    section_w: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushRope>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushQkNormRope {
+    n_tokens: u32,
+    n_heads: u32,
+    n_kv: u32,
+    head_dim: u32,
+    theta: f32,
+    section_h: u32,
+    section_w: u32,
+    eps: f32,
+    grid_x: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushQkNormRope>() == 36);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushDecodeFused {
+    n_heads: u32,
+    n_kv: u32,
+    kv_cap: u32,
+    n_chunks: u32,
+    scale: f32,
+    theta: f32,
+    section_h: u32,
+    section_w: u32,
+    eps: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushDecodeFused>() == 36);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushQkNormRopeStore {
+    base: PushQkNormRope,
+    max_len: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushQkNormRopeStore>() == 40);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushSplit {
+    n_q: u32,
+    n_heads: u32,
+    n_kv: u32,
+    head_dim: u32,
+    kv_len: u32,
+    chunk: u32,
+    n_chunks: u32,
+    scale: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushSplit>() == 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushDecode {
+    n_q: u32,
+    n_heads: u32,
+    n_kv: u32,
+    kv_len: u32,
+    n_chunks: u32,
+    scale: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushDecode>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushReduce {
+    rows: u32,
+    n_chunks: u32,
+    head_dim: u32,
+    grid_x: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushReduce>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushReduceDyn {
+    rows: u32,
+    n_chunks: u32,
+    head_dim: u32,
+    grid_x: u32,
+    chunk: u32,
+    n_q: u32,
+    kv_cap: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushReduceDyn>() == 28);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushStore {
+    n: u32,
+    row: u32,
+    max_len: u32,
+}
+const _: () = assert!(std::mem::size_of::<PushStore>() == 12);
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PushPrefill {
+    n: u32,
+    n_heads: u32,
+    n_kv: u32,
+    p0: u32,
+    scale: f32,
+}
+const _: () = assert!(std::mem::size_of::<PushPrefill>() == 20);
+
+const ROPE_WG: u32 = 256;
+/// Decode: invocations per workgroup (also the largest head_dim) and the largest KV chunk.
+const DECODE_WG: u32 = 128;
+const MAX_CHUNK: u32 = 512;
+/// Decode splits the KV length into about this many chunks (until chunks reach MAX_CHUNK).
+const DECODE_SPLITS: u32 = 16;
+/// GQA-shared decode kernel (attn_decode.comp): invocations per workgroup = the largest chunk;
+/// chunks halve (down to GQA_MIN_CHUNK keys) while there are fewer than GQA_TARGET_GROUPS
+/// workgroups; the largest group of query heads per KV head it takes (registers: G floats + G vec4s).
+const GQA_CHUNK: u32 = 128;
+const GQA_MIN_CHUNK: u32 = 32;
+const GQA_TARGET_GROUPS: u64 = 256;
+const GQA_MAX_G: u32 = 16;
+/// Invocations of the merge kernel.
+const REDUCE_WG: u32 = 256;
+/// `QWEN3VK_ATTN_DECODE=split` forces the per-query-head split kernel (A/B measurements).
+static FORCE_SPLIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+/// Prefill: invocations per workgroup, query block and key tile (match attn_prefill.comp).
+const PREFILL_WG: u32 = 128;
+const BQ: u32 = 16;
+const BK: u32 = 16;
+
+fn round_up(v: u64, m: u64) -> u64 {
+    v.div_ceil(m) * m
+}
+
+/// Checks the GQA head shape shared by the attention launchers.
+pub(super) fn check_heads(name: &str, n_heads: u32, n_kv: u32, head_dim: u32) -> Result<()> {
+    if n_heads == 0 || n_kv == 0 || !n_heads.is_multiple_of(n_kv) {
+        return Err(kerr(name, format!("{n_heads} query heads cannot share {n_kv} KV heads evenly")));
+    }
+    if head_dim == 0 {
+        return Err(kerr(name, "head_dim is 0".into()));
+    }
+    Ok(())
+}
+
+/// The rotary-embedding arguments every RoPE launcher takes: the MRoPE sections fit in head_dim/2
+/// frequencies and theta is a usable base.
+pub(super) fn check_rope(name: &str, head_dim: u32, theta: f32, mrope_section: [u32; 3]) -> Result<()> {
+    if mrope_section.iter().map(|&s| s as u64).sum::<u64>() > (head_dim / 2) as u64 {
+        return Err(kerr(
+            name,
+            format!("mrope_section {mrope_section:?} covers more than head_dim/2 = {} frequencies", head_dim / 2),
+        ));
+    }
+    if !(theta.is_finite() && theta > 1.0) {
+        return Err(kerr(name, format!("theta {theta} must be finite and > 1")));
+    }
+    Ok(())
+}
