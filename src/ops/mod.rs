@@ -15,7 +15,10 @@ mod sampling;
 pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
 pub use matvec::HeadOut;
-pub use moe::{router_fold_matrix, DOWN_KSPLIT};
+pub use moe::{
+    router_fold_matrix, MoeDown, MoeDownGrouped, MoeGateUp, MoeGateUpGrouped, MoeRoute, MoeRouteGateUp, MoeSharedGate,
+    RouterFold, DOWN_KSPLIT,
+};
 use vk_runtime::{Buffer, Error, Result};
 
 /// Storage type of a weight matrix.

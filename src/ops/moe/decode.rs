@@ -8,18 +8,8 @@ impl Kernels {
     /// (1..=8) largest probabilities (ties → lower expert index) in descending order, then, with
     /// `renormalize` (norm_topk_prob), each divided by their sum. Writes `ids` (u32) and `weights`
     /// (f32), both `[n_tokens, k]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn moe_route<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        logits: &'a Buffer,
-        ids: &'a Buffer,
-        weights: &'a Buffer,
-        n_experts: u32,
-        k: u32,
-        n_tokens: u32,
-        renormalize: bool,
-    ) -> Result<()> {
+    pub fn moe_route<'a>(&self, rec: &mut Recorder<'a>, args: MoeRoute<'a>) -> Result<()> {
+        let MoeRoute { logits, ids, weights, n_experts, k, n_tokens, renormalize } = args;
         let name = "moe_route_f32";
         if n_experts == 0 || n_tokens == 0 || k == 0 || k > MOE_MAX_K.min(n_experts) {
             return Err(kerr(
@@ -50,17 +40,8 @@ impl Kernels {
     /// one-expert routing: ids[t] = 0, weights[t] = sigmoid(w_gate · x[t]) for `n_tokens` rows of x.
     /// With the shared expert as a one-expert stack (`Matrix::experts(1)`), `moe_gate_up` and
     /// `moe_down` (k = 1, residual = the routed sum) then add sigmoid(·) · shared(x).
-    #[allow(clippy::too_many_arguments)]
-    pub fn moe_shared_gate<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        x: &'a Buffer,
-        w_gate: &'a Buffer,
-        ids: &'a Buffer,
-        weights: &'a Buffer,
-        hidden: u32,
-        n_tokens: u32,
-    ) -> Result<()> {
+    pub fn moe_shared_gate<'a>(&self, rec: &mut Recorder<'a>, args: MoeSharedGate<'a>) -> Result<()> {
+        let MoeSharedGate { x, w_gate, ids, weights, hidden, n_tokens } = args;
         let name = "moe_shared_gate_f32";
         if hidden == 0 || n_tokens == 0 {
             return Err(kerr(name, format!("empty input ({n_tokens} tokens of {hidden})")));
@@ -85,54 +66,34 @@ impl Kernels {
     /// `n_tokens` and slot j < `k`, in one dispatch; `h` is `[n_tokens, k, gate.rows]` f32. The ids
     /// are read on the GPU. On the int-dot path x (`[n_tokens, gate.cols]`) is quantised to Q8_1
     /// into `scratch` first; it is unused on the float path.
-    #[allow(clippy::too_many_arguments)]
     pub fn moe_gate_up<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        gate: ExpertMatrix<'a>,
-        up: ExpertMatrix<'a>,
-        x: &'a Buffer,
-        ids: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        h: &'a Buffer,
+        args: MoeGateUp<'a>,
         scratch: Option<&'a Q8_1Scratch>,
     ) -> Result<()> {
-        self.moe_gate_up_impl(rec, gate, up, x, ids, k, n_tokens, h, scratch, true)
+        self.moe_gate_up_impl(rec, args, scratch, true)
     }
 
     /// Like [`Kernels::moe_gate_up`] with `scratch` already holding x quantised by
     /// [`Kernels::quantize_q8_1`] (e.g. shared with the router); the float path ignores `scratch`.
-    #[allow(clippy::too_many_arguments)]
     pub fn moe_gate_up_prequantized<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        gate: ExpertMatrix<'a>,
-        up: ExpertMatrix<'a>,
-        x: &'a Buffer,
-        ids: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        h: &'a Buffer,
+        args: MoeGateUp<'a>,
         scratch: &'a Q8_1Scratch,
     ) -> Result<()> {
-        self.moe_gate_up_impl(rec, gate, up, x, ids, k, n_tokens, h, Some(scratch), false)
+        self.moe_gate_up_impl(rec, args, Some(scratch), false)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn moe_gate_up_impl<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        gate: ExpertMatrix<'a>,
-        up: ExpertMatrix<'a>,
-        x: &'a Buffer,
-        ids: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        h: &'a Buffer,
+        args: MoeGateUp<'a>,
         scratch: Option<&'a Q8_1Scratch>,
         quantize: bool,
     ) -> Result<()> {
+        let MoeGateUp { gate, up, x, ids, k, n_tokens, h } = args;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
         let name = if intdot { "moe_gate_up_q8_0p_q8_1" } else { "moe_gate_up_q8_0p_f32" };
         gate.check(name)?;
@@ -178,86 +139,45 @@ impl Kernels {
     /// dispatches though every workgroup redoes the routing: on an H200 (int-dot path) the decode
     /// MoE chain with it takes 31.7 µs against 34.3 µs at the Thinker's shape (128 experts, top-8,
     /// hidden 2048, 768 rows per expert) and 19.5 against 22.0 µs at the Talker's (top-6, 1024, 384).
-    #[allow(clippy::too_many_arguments)]
-    pub fn moe_route_gate_up<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        logits: &'a Buffer,
-        gate: ExpertMatrix<'a>,
-        up: ExpertMatrix<'a>,
-        x: &'a Buffer,
-        ids: &'a Buffer,
-        weights: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        renormalize: bool,
-        h: &'a Buffer,
-    ) -> Result<()> {
-        self.moe_route_gate_up_norm(rec, logits, gate, up, x, None, ids, weights, k, n_tokens, renormalize, h)
+    pub fn moe_route_gate_up<'a>(&self, rec: &mut Recorder<'a>, args: MoeRouteGateUp<'a>) -> Result<()> {
+        self.moe_route_gate_up_norm(rec, args, None)
     }
 
     /// [`Kernels::moe_route_gate_up`] with the layer's RMSNorm fused in front: with `norm =
     /// Some((w, eps))`, x is the raw residual stream and each workgroup normalises it itself
     /// (one `rms_norm` dispatch and barrier fewer per MoE block).
-    #[allow(clippy::too_many_arguments)]
     pub fn moe_route_gate_up_norm<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        logits: &'a Buffer,
-        gate: ExpertMatrix<'a>,
-        up: ExpertMatrix<'a>,
-        x: &'a Buffer,
+        args: MoeRouteGateUp<'a>,
         norm: Option<(&'a Buffer, f32)>,
-        ids: &'a Buffer,
-        weights: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        renormalize: bool,
-        h: &'a Buffer,
     ) -> Result<()> {
-        self.moe_route_gate_up_impl(rec, logits, gate, up, x, norm, false, ids, weights, k, n_tokens, renormalize, h)
+        self.moe_route_gate_up_impl(rec, args, norm, false)
     }
 
-    /// [`Kernels::moe_route_gate_up_norm`] for one token with the norm always fused; with
+    /// [`Kernels::moe_route_gate_up_norm`] for one token (`args.n_tokens` is taken as 1) with the
+    /// norm always fused; with
     /// `folded`, the router logits were computed without the norm's RMS factor (by
     /// [`Kernels::moe_router_fold`]) and each workgroup scales them by 1/rms(x), which it computes
     /// for the norm anyway.
-    #[allow(clippy::too_many_arguments)]
     pub fn moe_route_gate_up_decode<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        logits: &'a Buffer,
+        args: MoeRouteGateUp<'a>,
         folded: bool,
-        gate: ExpertMatrix<'a>,
-        up: ExpertMatrix<'a>,
-        x: &'a Buffer,
         norm: (&'a Buffer, f32),
-        ids: &'a Buffer,
-        weights: &'a Buffer,
-        k: u32,
-        renormalize: bool,
-        h: &'a Buffer,
     ) -> Result<()> {
-        self.moe_route_gate_up_impl(rec, logits, gate, up, x, Some(norm), folded, ids, weights, k, 1, renormalize, h)
+        self.moe_route_gate_up_impl(rec, MoeRouteGateUp { n_tokens: 1, ..args }, Some(norm), folded)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn moe_route_gate_up_impl<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        logits: &'a Buffer,
-        gate: ExpertMatrix<'a>,
-        up: ExpertMatrix<'a>,
-        x: &'a Buffer,
+        args: MoeRouteGateUp<'a>,
         norm: Option<(&'a Buffer, f32)>,
         folded: bool,
-        ids: &'a Buffer,
-        weights: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        renormalize: bool,
-        h: &'a Buffer,
     ) -> Result<()> {
+        let MoeRouteGateUp { logits, gate, up, x, ids, weights, k, n_tokens, renormalize, h } = args;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
         let name = match (intdot, norm.is_some()) {
             (true, false) => "moe_route_gate_up_q8_0p_q8_1",
@@ -326,59 +246,32 @@ impl Kernels {
     /// int-dot path each workgroup quantises its token's h to Q8_1 in shared memory when k·down.cols
     /// ≤ 16384 (`scratch` unused); beyond, h is quantised into `scratch` (≥ n_tokens·k·down.cols
     /// values) by a `quantize_q8_1` dispatch first.
-    #[allow(clippy::too_many_arguments)]
     pub fn moe_down<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        down: ExpertMatrix<'a>,
-        h: &'a Buffer,
-        ids: &'a Buffer,
-        weights: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        residual: Option<&'a Buffer>,
-        y: &'a Buffer,
+        args: MoeDown<'a>,
         scratch: Option<&'a Q8_1Scratch>,
     ) -> Result<()> {
         let intdot = self.matvec_path() == MatvecPath::IntDot;
-        self.moe_down_impl(rec, down, h, ids, weights, k, n_tokens, residual, y, scratch, intdot)
+        self.moe_down_impl(rec, args, scratch, intdot)
     }
 
     /// [`Kernels::moe_down`] on the float path whatever [`Kernels::matvec_path`] says (h read as
     /// f32, no quantisation): the more exact down projection. On an H200 it is the slower one
     /// (Thinker shape: 5.1 against 4.5 µs; decode MoE chain 39.1 against 34.3 µs;
     /// tests/moe.rs `moe_decode_timing`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn moe_down_float<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        down: ExpertMatrix<'a>,
-        h: &'a Buffer,
-        ids: &'a Buffer,
-        weights: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        residual: Option<&'a Buffer>,
-        y: &'a Buffer,
-    ) -> Result<()> {
-        self.moe_down_impl(rec, down, h, ids, weights, k, n_tokens, residual, y, None, false)
+    pub fn moe_down_float<'a>(&self, rec: &mut Recorder<'a>, args: MoeDown<'a>) -> Result<()> {
+        self.moe_down_impl(rec, args, None, false)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn moe_down_impl<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        down: ExpertMatrix<'a>,
-        h: &'a Buffer,
-        ids: &'a Buffer,
-        weights: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        residual: Option<&'a Buffer>,
-        y: &'a Buffer,
+        args: MoeDown<'a>,
         scratch: Option<&'a Q8_1Scratch>,
         intdot: bool,
     ) -> Result<()> {
+        let MoeDown { down, h, ids, weights, k, n_tokens, residual, y } = args;
         let fused = intdot && k as u64 * down.cols as u64 <= MOE_FUSED_MAX_H;
         let name = match (intdot, fused) {
             (true, true) => "moe_down_q8_0p_q8_1_fused",

@@ -39,7 +39,6 @@ impl Kernels {
     }
 
     /// Records one grouped expert kernel: `out[p, :]` for every pair p grouped by `moe_group`.
-    #[allow(clippy::too_many_arguments)]
     fn moe_grouped<'a>(
         &self,
         rec: &mut Recorder<'a>,
@@ -47,12 +46,9 @@ impl Kernels {
         mats: &[ExpertMatrix<'a>],
         act: [Binding<'a>; 2],
         intdot: bool,
-        k: u32,
-        n_pairs: u64,
-        offsets: &'a Buffer,
-        order: &'a Buffer,
-        out: &'a Buffer,
+        args: GroupedOut<'a>,
     ) -> Result<()> {
+        let GroupedOut { k, n_pairs, offsets, order, out } = args;
         let m = mats[0];
         let (spec, rows_wg) = self.moe_geometry();
         let max = self.gpu().caps().max_workgroup_count;
@@ -91,20 +87,13 @@ impl Kernels {
     /// MoE block takes 3.1 ms grouped against 4.6 ms with the per-pair kernels (`moe_gate_up` /
     /// `moe_down` with n_tokens > 1); no gain on the float path or at the Talker's shape. On the int-dot path x (`[n_tokens, gate.cols]`) is
     /// quantised into `scratch` first.
-    #[allow(clippy::too_many_arguments)]
     pub fn moe_gate_up_grouped<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        gate: ExpertMatrix<'a>,
-        up: ExpertMatrix<'a>,
-        x: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        offsets: &'a Buffer,
-        order: &'a Buffer,
-        h: &'a Buffer,
+        args: MoeGateUpGrouped<'a>,
         scratch: Option<&'a Q8_1Scratch>,
     ) -> Result<()> {
+        let MoeGateUpGrouped { gate, up, x, k, n_tokens, offsets, order, h } = args;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
         let name = if intdot { "moe_gate_up_grouped_q8_0p_q8_1" } else { "moe_gate_up_grouped_q8_0p_f32" };
         gate.check(name)?;
@@ -124,28 +113,26 @@ impl Kernels {
             let xb = Binding::read(x).range(0, n * 4);
             [xb, xb]
         };
-        self.moe_grouped(rec, name, &[gate, up], act, intdot, k, n_tokens as u64 * k as u64, offsets, order, h)
+        self.moe_grouped(
+            rec,
+            name,
+            &[gate, up],
+            act,
+            intdot,
+            GroupedOut { k, n_pairs: n_tokens as u64 * k as u64, offsets, order, out: h },
+        )
     }
 
     /// Prefill down projection grouped by expert: o[p, :] = down_e · h[p, :] (`o` scratch of
     /// `[n_tokens·k, down.rows]` f32), then y[t, :] = residual[t, :] (if given; may be y) +
     /// Σ_j weights[t, j] · o[t·k + j, :]. On the int-dot path h is quantised into `scratch` first.
-    #[allow(clippy::too_many_arguments)]
     pub fn moe_down_grouped<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        down: ExpertMatrix<'a>,
-        h: &'a Buffer,
-        weights: &'a Buffer,
-        k: u32,
-        n_tokens: u32,
-        offsets: &'a Buffer,
-        order: &'a Buffer,
-        o: &'a Buffer,
-        residual: Option<&'a Buffer>,
-        y: &'a Buffer,
+        args: MoeDownGrouped<'a>,
         scratch: Option<&'a Q8_1Scratch>,
     ) -> Result<()> {
+        let MoeDownGrouped { down, h, weights, k, n_tokens, offsets, order, o, residual, y } = args;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
         let name = if intdot { "moe_down_grouped_q8_0p_q8_1" } else { "moe_down_grouped_q8_0p_f32" };
         down.check(name)?;
@@ -162,7 +149,7 @@ impl Kernels {
             let hb = Binding::read(h).range(0, n * 4);
             [hb, hb]
         };
-        self.moe_grouped(rec, name, &[down], act, intdot, k, pairs, offsets, order, o)?;
+        self.moe_grouped(rec, name, &[down], act, intdot, GroupedOut { k, n_pairs: pairs, offsets, order, out: o })?;
         let cname = "moe_combine_f32";
         let total = n_tokens as u64 * down.rows as u64;
         let total32 = u32::try_from(total).map_err(|_| kerr(cname, format!("{total} outputs exceed 2^32 - 1")))?;

@@ -126,6 +126,19 @@ impl<'a> ExpertMatrix<'a> {
     }
 }
 
+/// Arguments of [`Kernels::moe_router_fold`]: R f32 `[rows, k1 + k2]`, x `[k1]`, a `[k2]`, u
+/// `[rows]` out.
+#[derive(Clone, Copy)]
+pub struct RouterFold<'a> {
+    pub r: &'a Buffer,
+    pub rows: u32,
+    pub x: &'a Buffer,
+    pub k1: u32,
+    pub a: &'a Buffer,
+    pub k2: u32,
+    pub u: &'a Buffer,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct PushFold {
@@ -194,18 +207,8 @@ impl Kernels {
     /// ([`router_fold_matrix`] builds it), x `[k1]`, a `[k2]`, u `[rows]`; on the int-dot path a is
     /// taken as its Q8_1 value, as the o-projection sees it. Reads only x and a, so it needs no
     /// barrier against an o-projection that reads the same.
-    #[allow(clippy::too_many_arguments)]
-    pub fn moe_router_fold<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        r: &'a Buffer,
-        rows: u32,
-        x: &'a Buffer,
-        k1: u32,
-        a: &'a Buffer,
-        k2: u32,
-        u: &'a Buffer,
-    ) -> Result<()> {
+    pub fn moe_router_fold<'a>(&self, rec: &mut Recorder<'a>, args: RouterFold<'a>) -> Result<()> {
+        let RouterFold { r, rows, x, k1, a, k2, u } = args;
         // On the int-dot path the o-projection sees a as Q8_1: so does the fold.
         let quant = self.matvec_path() == MatvecPath::IntDot;
         let name = if quant { "router_fold_q8_1_f32" } else { "router_fold_f32" };

@@ -107,6 +107,118 @@ struct PushCombine {
 }
 const _: () = assert!(std::mem::size_of::<PushCombine>() == 16);
 
+/// Arguments of [`Kernels::moe_route`]: `n_tokens` rows of `n_experts` f32 router `logits` in,
+/// the top-`k` expert `ids` (u32) and routing `weights` (f32), both `[n_tokens, k]`, out.
+#[derive(Clone, Copy)]
+pub struct MoeRoute<'a> {
+    pub logits: &'a Buffer,
+    pub ids: &'a Buffer,
+    pub weights: &'a Buffer,
+    pub n_experts: u32,
+    pub k: u32,
+    pub n_tokens: u32,
+    /// Divide the k probabilities by their sum (norm_topk_prob).
+    pub renormalize: bool,
+}
+
+/// Arguments of [`Kernels::moe_shared_gate`]: x `[n_tokens, hidden]` and the gate `w_gate`
+/// (`[hidden]`) in, a one-expert routing (`ids`, `weights`, `[n_tokens]`) out.
+#[derive(Clone, Copy)]
+pub struct MoeSharedGate<'a> {
+    pub x: &'a Buffer,
+    pub w_gate: &'a Buffer,
+    pub ids: &'a Buffer,
+    pub weights: &'a Buffer,
+    pub hidden: u32,
+    pub n_tokens: u32,
+}
+
+/// Arguments of [`Kernels::moe_gate_up`] and [`Kernels::moe_gate_up_prequantized`]: the gate and
+/// up stacks, x `[n_tokens, gate.cols]`, the routed `ids` `[n_tokens, k]` and h
+/// `[n_tokens, k, gate.rows]` out.
+#[derive(Clone, Copy)]
+pub struct MoeGateUp<'a> {
+    pub gate: ExpertMatrix<'a>,
+    pub up: ExpertMatrix<'a>,
+    pub x: &'a Buffer,
+    pub ids: &'a Buffer,
+    pub k: u32,
+    pub n_tokens: u32,
+    pub h: &'a Buffer,
+}
+
+/// Arguments of [`Kernels::moe_route_gate_up`] and its `_norm` / `_decode` variants: the router
+/// `logits` `[n_tokens, n_experts]`, the gate and up stacks, x, the routing written to `ids` and
+/// `weights` (`[n_tokens, k]`) and h `[n_tokens, k, gate.rows]`.
+#[derive(Clone, Copy)]
+pub struct MoeRouteGateUp<'a> {
+    pub logits: &'a Buffer,
+    pub gate: ExpertMatrix<'a>,
+    pub up: ExpertMatrix<'a>,
+    pub x: &'a Buffer,
+    pub ids: &'a Buffer,
+    pub weights: &'a Buffer,
+    pub k: u32,
+    pub n_tokens: u32,
+    pub renormalize: bool,
+    pub h: &'a Buffer,
+}
+
+/// Arguments of [`Kernels::moe_down`] and [`Kernels::moe_down_float`]: the down stack, h
+/// `[n_tokens, k, down.cols]`, the routing (`ids`, `weights`), an optional residual (may be `y`)
+/// and y `[n_tokens, down.rows]`.
+#[derive(Clone, Copy)]
+pub struct MoeDown<'a> {
+    pub down: ExpertMatrix<'a>,
+    pub h: &'a Buffer,
+    pub ids: &'a Buffer,
+    pub weights: &'a Buffer,
+    pub k: u32,
+    pub n_tokens: u32,
+    pub residual: Option<&'a Buffer>,
+    pub y: &'a Buffer,
+}
+
+/// Arguments of [`Kernels::moe_gate_up_grouped`]: as [`MoeGateUp`] with the pairs grouped by
+/// expert (`moe_group`'s `offsets` and `order`) in place of the ids.
+#[derive(Clone, Copy)]
+pub struct MoeGateUpGrouped<'a> {
+    pub gate: ExpertMatrix<'a>,
+    pub up: ExpertMatrix<'a>,
+    pub x: &'a Buffer,
+    pub k: u32,
+    pub n_tokens: u32,
+    pub offsets: &'a Buffer,
+    pub order: &'a Buffer,
+    pub h: &'a Buffer,
+}
+
+/// Arguments of [`Kernels::moe_down_grouped`]: as [`MoeDown`] with the pairs grouped by expert,
+/// plus the per-pair output scratch `o` (`[n_tokens·k, down.rows]`).
+#[derive(Clone, Copy)]
+pub struct MoeDownGrouped<'a> {
+    pub down: ExpertMatrix<'a>,
+    pub h: &'a Buffer,
+    pub weights: &'a Buffer,
+    pub k: u32,
+    pub n_tokens: u32,
+    pub offsets: &'a Buffer,
+    pub order: &'a Buffer,
+    pub o: &'a Buffer,
+    pub residual: Option<&'a Buffer>,
+    pub y: &'a Buffer,
+}
+
+/// The pairs and output of one grouped expert kernel (`moe_grouped`).
+#[derive(Clone, Copy)]
+struct GroupedOut<'a> {
+    k: u32,
+    n_pairs: u64,
+    offsets: &'a Buffer,
+    order: &'a Buffer,
+    out: &'a Buffer,
+}
+
 /// Most experts `moe_group` handles (its shared-memory counters).
 pub const MOE_GROUP_MAX_EXPERTS: u32 = 1024;
 

@@ -3,6 +3,7 @@
 
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Recorder};
 use qwen3_omni_vk::{Matrix, MatvecPath, SampleParams, WType};
+use qwen3_omni_vk::{MoeDown, MoeGateUp, MoeRoute, MoeRouteGateUp, MoeSharedGate};
 
 use super::{planar, Act, GpuTalker, PrefillScratch, TalkerError, PREFILL_CHUNK};
 use crate::talker::weights::AttnWeights;
@@ -104,18 +105,66 @@ impl GpuTalker {
             k.add(&mut rec, &pf.x, &pf.ao, &pf.r, nh_total, nh_total)?;
             k.rms_norm(&mut rec, &pf.r, &a.ffn_norm, &pf.y, h, n, d.rms_eps)?;
             k.matmul_f32(&mut rec, Matrix::new(&moe.router, WType::F32, d.n_experts, h), &pf.y, n, &pf.router)?;
-            k.moe_route(&mut rec, &pf.router, &pf.ids, &pf.weights, d.n_experts, d.top_k, n, d.norm_topk)?;
+            k.moe_route(
+                &mut rec,
+                MoeRoute {
+                    logits: &pf.router,
+                    ids: &pf.ids,
+                    weights: &pf.weights,
+                    n_experts: d.n_experts,
+                    k: d.top_k,
+                    n_tokens: n,
+                    renormalize: d.norm_topk,
+                },
+            )?;
             let gate = planar(&moe.gate, d.moe_inter, h).experts(d.n_experts);
             let up = planar(&moe.up, d.moe_inter, h).experts(d.n_experts);
             let down = planar(&moe.down, h, d.moe_inter).experts(d.n_experts);
-            k.moe_gate_up(&mut rec, gate, up, &pf.y, &pf.ids, d.top_k, n, &pf.h, Some(&pf.q81))?;
-            k.moe_down(&mut rec, down, &pf.h, &pf.ids, &pf.weights, d.top_k, n, Some(&pf.r), &pf.x, Some(&pf.q81_h))?;
-            k.moe_shared_gate(&mut rec, &pf.y, &moe.sh_w, &pf.sids, &pf.sw, h, n)?;
+            k.moe_gate_up(
+                &mut rec,
+                MoeGateUp { gate, up, x: &pf.y, ids: &pf.ids, k: d.top_k, n_tokens: n, h: &pf.h },
+                Some(&pf.q81),
+            )?;
+            k.moe_down(
+                &mut rec,
+                MoeDown {
+                    down,
+                    h: &pf.h,
+                    ids: &pf.ids,
+                    weights: &pf.weights,
+                    k: d.top_k,
+                    n_tokens: n,
+                    residual: Some(&pf.r),
+                    y: &pf.x,
+                },
+                Some(&pf.q81_h),
+            )?;
+            k.moe_shared_gate(
+                &mut rec,
+                MoeSharedGate { x: &pf.y, w_gate: &moe.sh_w, ids: &pf.sids, weights: &pf.sw, hidden: h, n_tokens: n },
+            )?;
             let sg = planar(&moe.sh_gate, d.shared_inter, h).experts(1);
             let su = planar(&moe.sh_up, d.shared_inter, h).experts(1);
             let sd = planar(&moe.sh_down, h, d.shared_inter).experts(1);
-            k.moe_gate_up(&mut rec, sg, su, &pf.y, &pf.sids, 1, n, &pf.hs, Some(&pf.q81))?;
-            k.moe_down(&mut rec, sd, &pf.hs, &pf.sids, &pf.sw, 1, n, Some(&pf.x), &pf.x, Some(&pf.q81_h))?;
+            k.moe_gate_up(
+                &mut rec,
+                MoeGateUp { gate: sg, up: su, x: &pf.y, ids: &pf.sids, k: 1, n_tokens: n, h: &pf.hs },
+                Some(&pf.q81),
+            )?;
+            k.moe_down(
+                &mut rec,
+                MoeDown {
+                    down: sd,
+                    h: &pf.hs,
+                    ids: &pf.sids,
+                    weights: &pf.sw,
+                    k: 1,
+                    n_tokens: n,
+                    residual: Some(&pf.x),
+                    y: &pf.x,
+                },
+                Some(&pf.q81_h),
+            )?;
         }
         if last {
             rec.copy(&pf.x, (n as u64 - 1) * row, &s.t.x, 0, row)?;
@@ -291,7 +340,10 @@ impl GpuTalker {
             // expert's gate (sigmoid(w_sg · y), as a one-expert routing) and y's Q8_1 copy; then
             // routed and shared gate/up; then the routed down (x = r + Σ) and the shared one (x += ·).
             k.matvec(rec, Matrix::new(&moe.router, WType::F32, d.n_experts, h), y, &s.router, None)?;
-            k.moe_shared_gate(rec, y, &moe.sh_w, &s.sids, &s.sw, h, 1)?;
+            k.moe_shared_gate(
+                rec,
+                MoeSharedGate { x: y, w_gate: &moe.sh_w, ids: &s.sids, weights: &s.sw, hidden: h, n_tokens: 1 },
+            )?;
             if k.matvec_path() == MatvecPath::IntDot {
                 k.quantize_q8_1(rec, y, h as u64, &s.q81)?;
             }
@@ -301,10 +353,54 @@ impl GpuTalker {
             let sg = planar(&moe.sh_gate, d.shared_inter, h).experts(1);
             let su = planar(&moe.sh_up, d.shared_inter, h).experts(1);
             let sd = planar(&moe.sh_down, h, d.shared_inter).experts(1);
-            k.moe_route_gate_up(rec, &s.router, gate, up, y, &s.ids, &s.weights, d.top_k, 1, d.norm_topk, &s.h)?;
-            k.moe_gate_up_prequantized(rec, sg, su, y, &s.sids, 1, 1, &s.hs, &s.q81)?;
-            k.moe_down(rec, down, &s.h, &s.ids, &s.weights, d.top_k, 1, Some(r), x, Some(&s.q81_h))?;
-            k.moe_down(rec, sd, &s.hs, &s.sids, &s.sw, 1, 1, Some(x), x, Some(&s.q81_h))?;
+            k.moe_route_gate_up(
+                rec,
+                MoeRouteGateUp {
+                    logits: &s.router,
+                    gate,
+                    up,
+                    x: y,
+                    ids: &s.ids,
+                    weights: &s.weights,
+                    k: d.top_k,
+                    n_tokens: 1,
+                    renormalize: d.norm_topk,
+                    h: &s.h,
+                },
+            )?;
+            k.moe_gate_up_prequantized(
+                rec,
+                MoeGateUp { gate: sg, up: su, x: y, ids: &s.sids, k: 1, n_tokens: 1, h: &s.hs },
+                &s.q81,
+            )?;
+            k.moe_down(
+                rec,
+                MoeDown {
+                    down,
+                    h: &s.h,
+                    ids: &s.ids,
+                    weights: &s.weights,
+                    k: d.top_k,
+                    n_tokens: 1,
+                    residual: Some(r),
+                    y: x,
+                },
+                Some(&s.q81_h),
+            )?;
+            k.moe_down(
+                rec,
+                MoeDown {
+                    down: sd,
+                    h: &s.hs,
+                    ids: &s.sids,
+                    weights: &s.sw,
+                    k: 1,
+                    n_tokens: 1,
+                    residual: Some(x),
+                    y: x,
+                },
+                Some(&s.q81_h),
+            )?;
         }
         k.rms_norm(rec, &s.t.x, &w.norm, &s.hn, h, 1, d.rms_eps)?;
         if self.fused_decode {
@@ -338,11 +434,56 @@ impl GpuTalker {
             let down = planar(&mlp.down, h, inter).experts(1);
             if self.fused_decode {
                 let fnorm = Some((&a.ffn_norm, d.rms_eps));
-                k.moe_route_gate_up_norm(rec, &s.one_logit, gate, up, &s.c.r, fnorm, &s.cid, &s.cw, 1, 1, true, &s.ch)?;
-                k.moe_down(rec, down, &s.ch, &s.cid, &s.cw, 1, 1, Some(&s.c.r), &s.c.x, Some(&s.q81))?;
+                k.moe_route_gate_up_norm(
+                    rec,
+                    MoeRouteGateUp {
+                        logits: &s.one_logit,
+                        gate,
+                        up,
+                        x: &s.c.r,
+                        ids: &s.cid,
+                        weights: &s.cw,
+                        k: 1,
+                        n_tokens: 1,
+                        renormalize: true,
+                        h: &s.ch,
+                    },
+                    fnorm,
+                )?;
+                k.moe_down(
+                    rec,
+                    MoeDown {
+                        down,
+                        h: &s.ch,
+                        ids: &s.cid,
+                        weights: &s.cw,
+                        k: 1,
+                        n_tokens: 1,
+                        residual: Some(&s.c.r),
+                        y: &s.c.x,
+                    },
+                    Some(&s.q81),
+                )?;
             } else {
-                k.moe_gate_up(rec, gate, up, &s.c.y, &s.one_id, 1, 1, &s.ch, Some(&s.q81))?;
-                k.moe_down(rec, down, &s.ch, &s.one_id, &s.one_w, 1, 1, Some(&s.c.r), &s.c.x, Some(&s.q81))?;
+                k.moe_gate_up(
+                    rec,
+                    MoeGateUp { gate, up, x: &s.c.y, ids: &s.one_id, k: 1, n_tokens: 1, h: &s.ch },
+                    Some(&s.q81),
+                )?;
+                k.moe_down(
+                    rec,
+                    MoeDown {
+                        down,
+                        h: &s.ch,
+                        ids: &s.one_id,
+                        weights: &s.one_w,
+                        k: 1,
+                        n_tokens: 1,
+                        residual: Some(&s.c.r),
+                        y: &s.c.x,
+                    },
+                    Some(&s.q81),
+                )?;
             }
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! mode, and the head with the on-GPU sampling.
 
 use super::*;
+use qwen3_omni_vk::{MoeDown, MoeRouteGateUp, RouterFold};
 
 impl GpuThinker {
     /// Records one decode step. With `at = Some(p)` the step is for position p only (KV append at
@@ -192,7 +193,10 @@ impl GpuThinker {
         let folded = if let Some(fold) = &lw.router_fold {
             // The router beside the o-projection (same inputs, no barrier between them): logits
             // without the RMS factor, which the routing kernel applies.
-            k.moe_router_fold(rec, fold, c.n_experts, &s.x, h, &s.o, qd, &s.router)?;
+            k.moe_router_fold(
+                rec,
+                RouterFold { r: fold, rows: c.n_experts, x: &s.x, k1: h, a: &s.o, k2: qd, u: &s.router },
+            )?;
             true
         } else {
             let router = Matrix::new(&lw.router, WType::F32, c.n_experts, h);
@@ -202,19 +206,35 @@ impl GpuThinker {
         let (ids, wts) = (&s.ids, &s.weights);
         k.moe_route_gate_up_decode(
             rec,
-            &s.router,
+            MoeRouteGateUp {
+                logits: &s.router,
+                gate,
+                up,
+                x: &s.r,
+                ids,
+                weights: wts,
+                k: c.top_k,
+                n_tokens: 1,
+                renormalize: c.norm_topk,
+                h: &s.h,
+            },
             folded,
-            gate,
-            up,
-            &s.r,
             fnorm,
-            ids,
-            wts,
-            c.top_k,
-            c.norm_topk,
-            &s.h,
         )?;
-        k.moe_down(rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
+        k.moe_down(
+            rec,
+            MoeDown {
+                down,
+                h: &s.h,
+                ids: &s.ids,
+                weights: &s.weights,
+                k: c.top_k,
+                n_tokens: 1,
+                residual: Some(&s.r),
+                y: &s.x,
+            },
+            Some(&s.q81_h),
+        )?;
         Ok(())
     }
 
@@ -273,8 +293,35 @@ impl GpuThinker {
         let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
         let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
         // Routing (softmax → top-k → renormalise) and gate/up of the chosen experts in one dispatch.
-        k.moe_route_gate_up(rec, &s.router, gate, up, &s.y, &s.ids, &s.weights, c.top_k, 1, c.norm_topk, &s.h)?;
-        k.moe_down(rec, down, &s.h, &s.ids, &s.weights, c.top_k, 1, Some(&s.r), &s.x, Some(&s.q81_h))?;
+        k.moe_route_gate_up(
+            rec,
+            MoeRouteGateUp {
+                logits: &s.router,
+                gate,
+                up,
+                x: &s.y,
+                ids: &s.ids,
+                weights: &s.weights,
+                k: c.top_k,
+                n_tokens: 1,
+                renormalize: c.norm_topk,
+                h: &s.h,
+            },
+        )?;
+        k.moe_down(
+            rec,
+            MoeDown {
+                down,
+                h: &s.h,
+                ids: &s.ids,
+                weights: &s.weights,
+                k: c.top_k,
+                n_tokens: 1,
+                residual: Some(&s.r),
+                y: &s.x,
+            },
+            Some(&s.q81_h),
+        )?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! features spliced in at their runs.
 
 use super::*;
+use qwen3_omni_vk::{MoeDown, MoeGateUp, MoeRoute};
 
 impl GpuThinker {
     pub(super) fn prefill_scratch(&mut self) -> Result<(), GenError> {
@@ -199,12 +200,40 @@ impl GpuThinker {
             k.add(&mut rec, &pf.x, &pf.ao, &pf.r, nh_total, nh_total)?;
             k.rms_norm(&mut rec, &pf.r, &lw.ffn_norm, &pf.y, h, n, c.rms_eps)?;
             k.matmul_f32(&mut rec, Matrix::new(&lw.router, WType::F32, c.n_experts, h), &pf.y, n, &pf.router)?;
-            k.moe_route(&mut rec, &pf.router, &pf.ids, &pf.weights, c.n_experts, c.top_k, n, c.norm_topk)?;
+            k.moe_route(
+                &mut rec,
+                MoeRoute {
+                    logits: &pf.router,
+                    ids: &pf.ids,
+                    weights: &pf.weights,
+                    n_experts: c.n_experts,
+                    k: c.top_k,
+                    n_tokens: n,
+                    renormalize: c.norm_topk,
+                },
+            )?;
             let gate = Matrix::new(&lw.gate, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
             let up = Matrix::new(&lw.up, WType::Q8_0Planar, c.moe_inter, h).experts(c.n_experts);
             let down = Matrix::new(&lw.down, WType::Q8_0Planar, h, c.moe_inter).experts(c.n_experts);
-            k.moe_gate_up(&mut rec, gate, up, &pf.y, &pf.ids, c.top_k, n, &pf.h, Some(&pf.q81))?;
-            k.moe_down(&mut rec, down, &pf.h, &pf.ids, &pf.weights, c.top_k, n, Some(&pf.r), &pf.x, Some(&pf.q81_h))?;
+            k.moe_gate_up(
+                &mut rec,
+                MoeGateUp { gate, up, x: &pf.y, ids: &pf.ids, k: c.top_k, n_tokens: n, h: &pf.h },
+                Some(&pf.q81),
+            )?;
+            k.moe_down(
+                &mut rec,
+                MoeDown {
+                    down,
+                    h: &pf.h,
+                    ids: &pf.ids,
+                    weights: &pf.weights,
+                    k: c.top_k,
+                    n_tokens: n,
+                    residual: Some(&pf.r),
+                    y: &pf.x,
+                },
+                Some(&pf.q81_h),
+            )?;
             if l as u32 + 1 == self.accept {
                 rec.copy(&pf.x, 0, &self.hs_accept, p0 as u64 * row, n as u64 * row)?;
             }
