@@ -12,6 +12,10 @@ mod moe;
 pub(crate) mod sample;
 mod sampling;
 
+pub use attention::{
+    AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope,
+    Rope, RopeRows,
+};
 pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
 pub use matvec::HeadOut;

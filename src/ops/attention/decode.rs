@@ -16,31 +16,19 @@ impl Kernels {
     /// With `merge_here` false the merge runs in a second dispatch (`attn_reduce`, DYN_LEN) instead
     /// of in the last workgroup of each KV head: the q/k RMSNorm, (M)RoPE and KV store stay in the
     /// attention kernel's prologue, no workgroup waits for the others, and `counters` is not used.
-    #[allow(clippy::too_many_arguments)]
     pub fn attn_decode_fused<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        q: &'a Buffer,
-        k: &'a Buffer,
-        v: &'a Buffer,
-        q_w: &'a Buffer,
-        k_w: &'a Buffer,
-        pos: &'a Buffer,
-        k_cache: &'a Buffer,
-        v_cache: &'a Buffer,
-        out: &'a Buffer,
-        scratch: &'a Buffer,
-        counters: &'a Buffer,
-        cache_len: &'a Buffer,
-        n_heads: u32,
-        n_kv: u32,
-        head_dim: u32,
-        kv_cap: u32,
-        eps: f32,
-        theta: f32,
-        mrope_section: [u32; 3],
-        merge_here: bool,
+        args: AttnDecodeFused<'a>,
+        kv: KvCache<'a>,
+        heads: Heads,
+        rope: Rope,
     ) -> Result<()> {
+        let AttnDecodeFused { q, k, v, q_w, k_w, pos, out, scratch, counters, cache_len, kv_cap, eps, merge_here } =
+            args;
+        let KvCache { k: k_cache, v: v_cache } = kv;
+        let Heads { n_heads, n_kv, head_dim } = heads;
+        let Rope { theta, mrope_section } = rope;
         let name = if merge_here { "attn_decode_fused_f32" } else { "attn_decode_prologue_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
         let g = n_heads / n_kv;
@@ -111,24 +99,14 @@ impl Kernels {
         if merge_here {
             return Ok(());
         }
-        self.attn_merge_dyn(rec, scratch, out, rows, n_chunks, head_dim, cache_len, chunk, 1, kv_cap)
+        self.attn_merge_dyn(rec, MergeDyn { scratch, out, rows, n_chunks, head_dim, cache_len, chunk, n_q: 1, kv_cap })
     }
 
     /// Appends `n` tokens of new keys and values (`[n, n_kv, head_dim]` f32, from offset 0 of
     /// `k_new` / `v_new`) to the caches at positions p0 .. p0 + n − 1 (two buffer copies).
-    #[allow(clippy::too_many_arguments)]
-    pub fn kv_append<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        k_new: &'a Buffer,
-        v_new: &'a Buffer,
-        k_cache: &'a Buffer,
-        v_cache: &'a Buffer,
-        n: u32,
-        n_kv: u32,
-        head_dim: u32,
-        p0: u32,
-    ) -> Result<()> {
+    pub fn kv_append<'a>(&self, rec: &mut Recorder<'a>, args: KvAppend<'a>, kv: KvCache<'a>) -> Result<()> {
+        let KvAppend { k_new, v_new, n, n_kv, head_dim, p0 } = args;
+        let KvCache { k: k_cache, v: v_cache } = kv;
         if n == 0 || n_kv == 0 || head_dim == 0 {
             return Err(kerr("kv_append", format!("empty append ({n} tokens × {n_kv} heads × {head_dim})")));
         }
@@ -164,32 +142,22 @@ impl Kernels {
     /// query heads (attn_decode.comp: each K/V row read once); otherwise one per (token, head,
     /// chunk of kv_len/16 keys) (attn_split.comp). `scratch` holds at least
     /// [`Kernels::attn_decode_scratch_bytes`]. head_dim ≤ 128.
-    #[allow(clippy::too_many_arguments)]
     pub fn attn_decode<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        q: &'a Buffer,
-        k_cache: &'a Buffer,
-        v_cache: &'a Buffer,
-        out: &'a Buffer,
-        scratch: &'a Buffer,
-        n_q: u32,
-        n_heads: u32,
-        n_kv: u32,
-        head_dim: u32,
-        kv_len: u32,
+        args: AttnDecode<'a>,
+        kv: KvCache<'a>,
+        heads: Heads,
     ) -> Result<()> {
+        let AttnDecode { q, out, scratch, n_q, kv_len } = args;
+        let KvCache { k: k_cache, v: v_cache } = kv;
+        let Heads { n_heads, n_kv, head_dim } = heads;
         // Keys load as vec4s when rows allow it (every real head_dim does).
         let name = if head_dim.is_multiple_of(4) { "attn_split_vec4_f32" } else { "attn_split_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
         let force_split =
             *FORCE_SPLIT.get_or_init(|| std::env::var("QWEN3VK_ATTN_DECODE").is_ok_and(|v| v.trim() == "split"));
-        if let Some(r) = (!force_split)
-            .then(|| {
-                self.attn_decode_gqa(rec, q, k_cache, v_cache, out, scratch, n_q, n_heads, n_kv, head_dim, kv_len, None)
-            })
-            .flatten()
-        {
+        if let Some(r) = (!force_split).then(|| self.attn_decode_gqa(rec, args, kv, heads, None)).flatten() {
             return r;
         }
         if head_dim > DECODE_WG {
@@ -236,22 +204,17 @@ impl Kernels {
 
     /// The GQA-shared decode path (attn_decode.comp + the merge): `None` where it does not apply
     /// (head_dim not a multiple of 4, too many query heads per KV head, too little shared memory).
-    #[allow(clippy::too_many_arguments)]
     fn attn_decode_gqa<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        q: &'a Buffer,
-        k_cache: &'a Buffer,
-        v_cache: &'a Buffer,
-        out: &'a Buffer,
-        scratch: &'a Buffer,
-        n_q: u32,
-        n_heads: u32,
-        n_kv: u32,
-        head_dim: u32,
-        kv_len: u32,
+        args: AttnDecode<'a>,
+        kv: KvCache<'a>,
+        heads: Heads,
         dyn_len: Option<&'a Buffer>,
     ) -> Option<Result<()>> {
+        let AttnDecode { q, out, scratch, n_q, kv_len } = args;
+        let KvCache { k: k_cache, v: v_cache } = kv;
+        let Heads { n_heads, n_kv, head_dim } = heads;
         let name = if dyn_len.is_some() { "attn_decode_gqa_dyn_f32" } else { "attn_decode_gqa_f32" };
         let g = n_heads / n_kv;
         let caps = self.gpu().caps();
@@ -305,7 +268,10 @@ impl Kernels {
             }
             rec.dispatch(&p, &b, push_bytes(&push), [n_chunks, groups_y as u32, 1])?;
             match dyn_len {
-                Some(l) => self.attn_merge_dyn(rec, scratch, out, rows, n_chunks, head_dim, l, chunk, n_q, kv_len),
+                Some(l) => self.attn_merge_dyn(
+                    rec,
+                    MergeDyn { scratch, out, rows, n_chunks, head_dim, cache_len: l, chunk, n_q, kv_cap: kv_len },
+                ),
                 None => self.attn_merge(rec, scratch, out, rows, n_chunks, head_dim),
             }
         };
@@ -319,38 +285,19 @@ impl Kernels {
     /// (chunks past kv_len exit at once, the merge reads only those holding keys). `scratch` holds
     /// [`Kernels::attn_decode_scratch_bytes`] for `kv_cap`. Needs head_dim a multiple of 4 (≤ 128)
     /// and at most 16 query heads per KV head.
-    #[allow(clippy::too_many_arguments)]
     pub fn attn_decode_at<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        q: &'a Buffer,
-        k_cache: &'a Buffer,
-        v_cache: &'a Buffer,
-        out: &'a Buffer,
-        scratch: &'a Buffer,
-        cache_len: &'a Buffer,
-        n_q: u32,
-        n_heads: u32,
-        n_kv: u32,
-        head_dim: u32,
-        kv_cap: u32,
+        args: AttnDecodeAt<'a>,
+        kv: KvCache<'a>,
+        heads: Heads,
     ) -> Result<()> {
+        let AttnDecodeAt { q, out, scratch, cache_len, n_q, kv_cap } = args;
+        let Heads { n_heads, n_kv, head_dim } = heads;
         let name = "attn_decode_gqa_dyn_f32";
         check_heads(name, n_heads, n_kv, head_dim)?;
-        let r = self.attn_decode_gqa(
-            rec,
-            q,
-            k_cache,
-            v_cache,
-            out,
-            scratch,
-            n_q,
-            n_heads,
-            n_kv,
-            head_dim,
-            kv_cap,
-            Some(cache_len),
-        );
+        let r =
+            self.attn_decode_gqa(rec, AttnDecode { q, out, scratch, n_q, kv_len: kv_cap }, kv, heads, Some(cache_len));
         r.unwrap_or_else(|| {
                 let g = n_heads / n_kv;
                 Err(kerr(
@@ -366,20 +313,9 @@ impl Kernels {
     /// (`[max_len, n_kv, head_dim]`) at positions cache_len[0] .. cache_len[0] + n − 1, the length
     /// read from the GPU (`cache_len`, u32 `[1]`) for replayable steps; positions ≥ max_len are
     /// dropped.
-    #[allow(clippy::too_many_arguments)]
-    pub fn kv_store<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        k_new: &'a Buffer,
-        v_new: &'a Buffer,
-        k_cache: &'a Buffer,
-        v_cache: &'a Buffer,
-        cache_len: &'a Buffer,
-        n: u32,
-        n_kv: u32,
-        head_dim: u32,
-        max_len: u32,
-    ) -> Result<()> {
+    pub fn kv_store<'a>(&self, rec: &mut Recorder<'a>, args: KvStore<'a>, kv: KvCache<'a>) -> Result<()> {
+        let KvStore { k_new, v_new, cache_len, n, n_kv, head_dim, max_len } = args;
+        let KvCache { k: k_cache, v: v_cache } = kv;
         let name = "attn_kv_store_f32";
         let row = n_kv as u64 * head_dim as u64;
         if n == 0 || row == 0 || max_len == 0 {
@@ -409,20 +345,8 @@ impl Kernels {
     }
 
     /// attn_reduce_dyn_f32: merges the chunks holding keys (length from `cache_len`) into `out`.
-    #[allow(clippy::too_many_arguments)]
-    fn attn_merge_dyn<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        scratch: &'a Buffer,
-        out: &'a Buffer,
-        rows: u64,
-        n_chunks: u32,
-        head_dim: u32,
-        cache_len: &'a Buffer,
-        chunk: u32,
-        n_q: u32,
-        kv_cap: u32,
-    ) -> Result<()> {
+    fn attn_merge_dyn<'a>(&self, rec: &mut Recorder<'a>, args: MergeDyn<'a>) -> Result<()> {
+        let MergeDyn { scratch, out, rows, n_chunks, head_dim, cache_len, chunk, n_q, kv_cap } = args;
         let o_bytes = rows * n_chunks as u64 * head_dim as u64 * 4;
         let ml_off = round_up(o_bytes, 256);
         let ml_bytes = rows * n_chunks as u64 * 8;

@@ -161,6 +161,155 @@ fn round_up(v: u64, m: u64) -> u64 {
     v.div_ceil(m) * m
 }
 
+/// GQA head shape: `n_heads` query heads sharing `n_kv` KV heads, each `head_dim` wide.
+#[derive(Clone, Copy, Debug)]
+pub struct Heads {
+    pub n_heads: u32,
+    pub n_kv: u32,
+    pub head_dim: u32,
+}
+
+/// Rotary embedding parameters: the base `theta` and the MRoPE sections `[t, h, w]` (see
+/// [`Kernels::rope`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Rope {
+    pub theta: f32,
+    pub mrope_section: [u32; 3],
+}
+
+/// A layer's K and V caches, each `[capacity, n_kv, head_dim]` f32 (position-major).
+#[derive(Clone, Copy)]
+pub struct KvCache<'a> {
+    pub k: &'a Buffer,
+    pub v: &'a Buffer,
+}
+
+/// What [`Kernels::rope`] rotates in place: x `[n_tokens, n_heads, head_dim]`, positions `pos`
+/// (u32 `[3, n_tokens]`).
+#[derive(Clone, Copy)]
+pub struct RopeRows<'a> {
+    pub x: &'a Buffer,
+    pub pos: &'a Buffer,
+    pub n_tokens: u32,
+    pub n_heads: u32,
+    pub head_dim: u32,
+}
+
+/// The per-head RMSNorm + RoPE inputs of [`Kernels::qk_norm_rope`] and
+/// [`Kernels::qk_norm_rope_store`]: q and k (in place), their norm weights (`[head_dim]`), the
+/// positions (u32 `[3, n_tokens]`) and the norm's eps.
+#[derive(Clone, Copy)]
+pub struct QkNormRope<'a> {
+    pub q: &'a Buffer,
+    pub k: &'a Buffer,
+    pub q_w: &'a Buffer,
+    pub k_w: &'a Buffer,
+    pub pos: &'a Buffer,
+    pub n_tokens: u32,
+    pub eps: f32,
+}
+
+/// Where [`Kernels::qk_norm_rope_store`] writes: the new V rows, the caches (`[max_len, n_kv,
+/// head_dim]`) and the cache length read from `cache_len` (u32).
+#[derive(Clone, Copy)]
+pub struct KvWrite<'a> {
+    pub v: &'a Buffer,
+    pub k_cache: &'a Buffer,
+    pub v_cache: &'a Buffer,
+    pub cache_len: &'a Buffer,
+    pub max_len: u32,
+}
+
+/// Arguments of [`Kernels::attn_decode_fused`] besides the caches, heads and RoPE.
+#[derive(Clone, Copy)]
+pub struct AttnDecodeFused<'a> {
+    pub q: &'a Buffer,
+    pub k: &'a Buffer,
+    pub v: &'a Buffer,
+    pub q_w: &'a Buffer,
+    pub k_w: &'a Buffer,
+    pub pos: &'a Buffer,
+    pub out: &'a Buffer,
+    pub scratch: &'a Buffer,
+    pub counters: &'a Buffer,
+    pub cache_len: &'a Buffer,
+    pub kv_cap: u32,
+    pub eps: f32,
+    pub merge_here: bool,
+}
+
+/// Arguments of [`Kernels::kv_append`]: `n` new K and V rows (`[n, n_kv, head_dim]`) written at
+/// position `p0`.
+#[derive(Clone, Copy)]
+pub struct KvAppend<'a> {
+    pub k_new: &'a Buffer,
+    pub v_new: &'a Buffer,
+    pub n: u32,
+    pub n_kv: u32,
+    pub head_dim: u32,
+    pub p0: u32,
+}
+
+/// Arguments of [`Kernels::kv_store`]: `n` new K and V rows written at the position read from
+/// `cache_len` (u32), within `max_len`.
+#[derive(Clone, Copy)]
+pub struct KvStore<'a> {
+    pub k_new: &'a Buffer,
+    pub v_new: &'a Buffer,
+    pub cache_len: &'a Buffer,
+    pub n: u32,
+    pub n_kv: u32,
+    pub head_dim: u32,
+    pub max_len: u32,
+}
+
+/// Arguments of [`Kernels::attn_decode`] besides the caches and heads: `n_q` query rows, the
+/// output, the split scratch and the attended length.
+#[derive(Clone, Copy)]
+pub struct AttnDecode<'a> {
+    pub q: &'a Buffer,
+    pub out: &'a Buffer,
+    pub scratch: &'a Buffer,
+    pub n_q: u32,
+    pub kv_len: u32,
+}
+
+/// Arguments of [`Kernels::attn_decode_at`]: as [`AttnDecode`] with the length read from
+/// `cache_len` (u32) within `kv_cap`.
+#[derive(Clone, Copy)]
+pub struct AttnDecodeAt<'a> {
+    pub q: &'a Buffer,
+    pub out: &'a Buffer,
+    pub scratch: &'a Buffer,
+    pub cache_len: &'a Buffer,
+    pub n_q: u32,
+    pub kv_cap: u32,
+}
+
+/// The split-KV merge with the length read from a buffer (`attn_merge_dyn`).
+#[derive(Clone, Copy)]
+struct MergeDyn<'a> {
+    scratch: &'a Buffer,
+    out: &'a Buffer,
+    rows: u64,
+    n_chunks: u32,
+    head_dim: u32,
+    cache_len: &'a Buffer,
+    chunk: u32,
+    n_q: u32,
+    kv_cap: u32,
+}
+
+/// Arguments of [`Kernels::attn_prefill`] besides the caches and heads: `n` query rows at
+/// positions `p0..p0 + n`.
+#[derive(Clone, Copy)]
+pub struct AttnPrefill<'a> {
+    pub q: &'a Buffer,
+    pub out: &'a Buffer,
+    pub n: u32,
+    pub p0: u32,
+}
+
 /// Checks the GQA head shape shared by the attention launchers.
 pub(super) fn check_heads(name: &str, n_heads: u32, n_kv: u32, head_dim: u32) -> Result<()> {
     if n_heads == 0 || n_kv == 0 || !n_heads.is_multiple_of(n_kv) {

@@ -7,20 +7,16 @@ impl Kernels {
     /// at positions p0 .. p0 + n − 1, causal (token i sees cache entries 0 ..= p0 + i), against
     /// caches that already hold p0 + n entries. Tiled: one workgroup per 16 queries × head.
     /// head_dim a multiple of 8, at most 128.
-    #[allow(clippy::too_many_arguments)]
     pub fn attn_prefill<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        q: &'a Buffer,
-        k_cache: &'a Buffer,
-        v_cache: &'a Buffer,
-        out: &'a Buffer,
-        n: u32,
-        n_heads: u32,
-        n_kv: u32,
-        head_dim: u32,
-        p0: u32,
+        args: AttnPrefill<'a>,
+        kv: KvCache<'a>,
+        heads: Heads,
     ) -> Result<()> {
+        let AttnPrefill { q, out, n, p0 } = args;
+        let KvCache { k: k_cache, v: v_cache } = kv;
+        let Heads { n_heads, n_kv, head_dim } = heads;
         // head_dim a multiple of 32: the vec4, register-blocked variant (attn_prefill_v4.comp).
         let name =
             if head_dim.is_multiple_of(32) && head_dim <= 128 { "attn_prefill_v4_f32" } else { "attn_prefill_f32" };

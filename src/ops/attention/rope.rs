@@ -10,18 +10,9 @@ impl Kernels {
     /// with `mrope_section = [t, h, w]` (frequency counts, summing to at most head_dim/2):
     /// frequency j reads axis h if j % 3 == 1 and j < 3·h, axis w if j % 3 == 2 and j < 3·w, else
     /// t. `[head_dim/2, 0, 0]` is 1-D RoPE; so is any section when the three rows are equal.
-    #[allow(clippy::too_many_arguments)]
-    pub fn rope<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        x: &'a Buffer,
-        pos: &'a Buffer,
-        n_tokens: u32,
-        n_heads: u32,
-        head_dim: u32,
-        theta: f32,
-        mrope_section: [u32; 3],
-    ) -> Result<()> {
+    pub fn rope<'a>(&self, rec: &mut Recorder<'a>, args: RopeRows<'a>, rope: Rope) -> Result<()> {
+        let RopeRows { x, pos, n_tokens, n_heads, head_dim } = args;
+        let Rope { theta, mrope_section } = rope;
         let name = "rope_f32";
         if n_tokens == 0 || n_heads == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(kerr(
@@ -50,23 +41,16 @@ impl Kernels {
     /// `[n_tokens, n_kv, head_dim]` becomes rope(x / sqrt(mean(x²) + eps) · w) with w = `q_w` or
     /// `k_w` (`[head_dim]` f32); the rotation is [`Kernels::rope`]'s (positions u32 `[3, n_tokens]`,
     /// `mrope_section = [t, h, w]`). Replaces two RMSNorm and two RoPE dispatches.
-    #[allow(clippy::too_many_arguments)]
     pub fn qk_norm_rope<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        q: &'a Buffer,
-        k: &'a Buffer,
-        q_w: &'a Buffer,
-        k_w: &'a Buffer,
-        pos: &'a Buffer,
-        n_tokens: u32,
-        n_heads: u32,
-        n_kv: u32,
-        head_dim: u32,
-        eps: f32,
-        theta: f32,
-        mrope_section: [u32; 3],
+        args: QkNormRope<'a>,
+        heads: Heads,
+        rope: Rope,
     ) -> Result<()> {
+        let QkNormRope { q, k, q_w, k_w, pos, n_tokens, eps } = args;
+        let Heads { n_heads, n_kv, head_dim } = heads;
+        let Rope { theta, mrope_section } = rope;
         let name = "rope_qk_norm_f32";
         if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}: need nonzero sizes, even head_dim")));
@@ -100,28 +84,18 @@ impl Kernels {
     /// normalised and rotated in place; k is normalised, rotated and written straight into the K
     /// cache, and v copied into the V cache, at positions cache_len[0] .. + n_tokens (dropped at or
     /// past `max_len`). k itself is left as it was. One dispatch instead of two.
-    #[allow(clippy::too_many_arguments)]
     pub fn qk_norm_rope_store<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        q: &'a Buffer,
-        k: &'a Buffer,
-        v: &'a Buffer,
-        q_w: &'a Buffer,
-        k_w: &'a Buffer,
-        pos: &'a Buffer,
-        k_cache: &'a Buffer,
-        v_cache: &'a Buffer,
-        cache_len: &'a Buffer,
-        n_tokens: u32,
-        n_heads: u32,
-        n_kv: u32,
-        head_dim: u32,
-        max_len: u32,
-        eps: f32,
-        theta: f32,
-        mrope_section: [u32; 3],
+        args: QkNormRope<'a>,
+        store: KvWrite<'a>,
+        heads: Heads,
+        rope: Rope,
     ) -> Result<()> {
+        let QkNormRope { q, k, q_w, k_w, pos, n_tokens, eps } = args;
+        let KvWrite { v, k_cache, v_cache, cache_len, max_len } = store;
+        let Heads { n_heads, n_kv, head_dim } = heads;
+        let Rope { theta, mrope_section } = rope;
         let name = "rope_qk_norm_store_f32";
         if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) || max_len == 0 {
             return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}, {max_len} cache positions: need nonzero sizes, even head_dim")));

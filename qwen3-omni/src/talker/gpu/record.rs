@@ -2,6 +2,10 @@
 //! code predictor's passes, whole frames, and the batched prompt prefill.
 
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Recorder};
+use qwen3_omni_vk::{
+    AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope,
+    Rope,
+};
 use qwen3_omni_vk::{Matrix, MatvecPath, SampleParams, WType};
 use qwen3_omni_vk::{MoeDown, MoeGateUp, MoeRoute, MoeRouteGateUp, MoeSharedGate};
 
@@ -86,21 +90,29 @@ impl GpuTalker {
             k.matmul_q8_0_prequantized(&mut rec, planar(&a.v, kvd, h), n, &pf.v, &pf.q81)?;
             k.qk_norm_rope(
                 &mut rec,
-                &pf.q,
-                &pf.k,
-                &a.q_norm,
-                &a.k_norm,
-                &pf.pos,
-                n,
-                nh,
-                nkv,
-                hd,
-                d.rms_eps,
-                d.rope_theta,
-                d.mrope_section,
+                QkNormRope {
+                    q: &pf.q,
+                    k: &pf.k,
+                    q_w: &a.q_norm,
+                    k_w: &a.k_norm,
+                    pos: &pf.pos,
+                    n_tokens: n,
+                    eps: d.rms_eps,
+                },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                Rope { theta: d.rope_theta, mrope_section: d.mrope_section },
             )?;
-            k.kv_append(&mut rec, &pf.k, &pf.v, kc, vc, n, nkv, hd, p0)?;
-            k.attn_prefill(&mut rec, &pf.q, kc, vc, &pf.o, n, nh, nkv, hd, p0)?;
+            k.kv_append(
+                &mut rec,
+                KvAppend { k_new: &pf.k, v_new: &pf.v, n, n_kv: nkv, head_dim: hd, p0 },
+                KvCache { k: kc, v: vc },
+            )?;
+            k.attn_prefill(
+                &mut rec,
+                AttnPrefill { q: &pf.q, out: &pf.o, n, p0 },
+                KvCache { k: kc, v: vc },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+            )?;
             k.matmul_q8_0(&mut rec, planar(&a.o, h, qd), &pf.o, n, &pf.ao, &pf.q81)?;
             k.add(&mut rec, &pf.x, &pf.ao, &pf.r, nh_total, nh_total)?;
             k.rms_norm(&mut rec, &pf.r, &a.ffn_norm, &pf.y, h, n, d.rms_eps)?;
@@ -222,26 +234,24 @@ impl GpuTalker {
                 // q/k norm + RoPE, cache store, attention and its merge: one dispatch.
                 k.attn_decode_fused(
                     rec,
-                    &act.q,
-                    &act.k,
-                    &act.v,
-                    &a.q_norm,
-                    &a.k_norm,
-                    positions,
-                    kc,
-                    vc,
-                    &act.o,
-                    &act.attn,
-                    &act.counters,
-                    len,
-                    nh,
-                    nkv,
-                    hd,
-                    cap,
-                    d.rms_eps,
-                    d.rope_theta,
-                    d.mrope_section,
-                    true,
+                    AttnDecodeFused {
+                        q: &act.q,
+                        k: &act.k,
+                        v: &act.v,
+                        q_w: &a.q_norm,
+                        k_w: &a.k_norm,
+                        pos: positions,
+                        out: &act.o,
+                        scratch: &act.attn,
+                        counters: &act.counters,
+                        cache_len: len,
+                        kv_cap: cap,
+                        eps: d.rms_eps,
+                        merge_here: true,
+                    },
+                    KvCache { k: kc, v: vc },
+                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                    Rope { theta: d.rope_theta, mrope_section: d.mrope_section },
                 )?;
                 k.matvec_fused(rec, planar(&a.o, h, qd), &act.o, None, Some(&act.x), &act.r)?;
                 if norm_out {
@@ -251,30 +261,45 @@ impl GpuTalker {
             }
             k.qk_norm_rope_store(
                 rec,
-                &act.q,
-                &act.k,
-                &act.v,
-                &a.q_norm,
-                &a.k_norm,
-                positions,
-                kc,
-                vc,
-                len,
-                1,
-                nh,
-                nkv,
-                hd,
-                cap,
-                d.rms_eps,
-                d.rope_theta,
-                d.mrope_section,
+                QkNormRope {
+                    q: &act.q,
+                    k: &act.k,
+                    q_w: &a.q_norm,
+                    k_w: &a.k_norm,
+                    pos: positions,
+                    n_tokens: 1,
+                    eps: d.rms_eps,
+                },
+                KvWrite { v: &act.v, k_cache: kc, v_cache: vc, cache_len: len, max_len: cap },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                Rope { theta: d.rope_theta, mrope_section: d.mrope_section },
             )?;
             match at {
-                Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => {
-                    k.attn_prefill(rec, &act.q, kc, vc, &act.o, 1, nh, nkv, hd, p)?
-                }
-                Some(p) => k.attn_decode(rec, &act.q, kc, vc, &act.o, &act.attn, 1, nh, nkv, hd, p + 1)?,
-                None => k.attn_decode_at(rec, &act.q, kc, vc, &act.o, &act.attn, &s.cache_len, 1, nh, nkv, hd, cap)?,
+                Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => k.attn_prefill(
+                    rec,
+                    AttnPrefill { q: &act.q, out: &act.o, n: 1, p0: p },
+                    KvCache { k: kc, v: vc },
+                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                )?,
+                Some(p) => k.attn_decode(
+                    rec,
+                    AttnDecode { q: &act.q, out: &act.o, scratch: &act.attn, n_q: 1, kv_len: p + 1 },
+                    KvCache { k: kc, v: vc },
+                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                )?,
+                None => k.attn_decode_at(
+                    rec,
+                    AttnDecodeAt {
+                        q: &act.q,
+                        out: &act.o,
+                        scratch: &act.attn,
+                        cache_len: &s.cache_len,
+                        n_q: 1,
+                        kv_cap: cap,
+                    },
+                    KvCache { k: kc, v: vc },
+                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                )?,
             }
             k.matvec_fused(rec, planar(&a.o, h, qd), &act.o, None, Some(&act.x), &act.r)?;
             if norm_out {
@@ -291,34 +316,83 @@ impl GpuTalker {
         k.matvec_prequantized(rec, planar(&a.v, kvd, h), &act.y, &act.v, &s.q81)?;
         k.qk_norm_rope(
             rec,
-            &act.q,
-            &act.k,
-            &a.q_norm,
-            &a.k_norm,
-            positions,
-            1,
-            nh,
-            nkv,
-            hd,
-            d.rms_eps,
-            d.rope_theta,
-            d.mrope_section,
+            QkNormRope {
+                q: &act.q,
+                k: &act.k,
+                q_w: &a.q_norm,
+                k_w: &a.k_norm,
+                pos: positions,
+                n_tokens: 1,
+                eps: d.rms_eps,
+            },
+            Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+            Rope { theta: d.rope_theta, mrope_section: d.mrope_section },
         )?;
         match at {
             Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => {
                 // Code predictor (≤ 16 keys): the store reads its position from `positions` (its
                 // first entry is p), and the tiled prefill kernel with one query does the whole
                 // attention in one dispatch (no split and merge).
-                k.kv_store(rec, &act.k, &act.v, kc, vc, positions, 1, nkv, hd, cap)?;
-                k.attn_prefill(rec, &act.q, kc, vc, &act.o, 1, nh, nkv, hd, p)?;
+                k.kv_store(
+                    rec,
+                    KvStore {
+                        k_new: &act.k,
+                        v_new: &act.v,
+                        cache_len: positions,
+                        n: 1,
+                        n_kv: nkv,
+                        head_dim: hd,
+                        max_len: cap,
+                    },
+                    KvCache { k: kc, v: vc },
+                )?;
+                k.attn_prefill(
+                    rec,
+                    AttnPrefill { q: &act.q, out: &act.o, n: 1, p0: p },
+                    KvCache { k: kc, v: vc },
+                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                )?;
             }
             Some(p) => {
-                k.kv_append(rec, &act.k, &act.v, kc, vc, 1, nkv, hd, p)?;
-                k.attn_decode(rec, &act.q, kc, vc, &act.o, &act.attn, 1, nh, nkv, hd, p + 1)?;
+                k.kv_append(
+                    rec,
+                    KvAppend { k_new: &act.k, v_new: &act.v, n: 1, n_kv: nkv, head_dim: hd, p0: p },
+                    KvCache { k: kc, v: vc },
+                )?;
+                k.attn_decode(
+                    rec,
+                    AttnDecode { q: &act.q, out: &act.o, scratch: &act.attn, n_q: 1, kv_len: p + 1 },
+                    KvCache { k: kc, v: vc },
+                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                )?;
             }
             None => {
-                k.kv_store(rec, &act.k, &act.v, kc, vc, &s.cache_len, 1, nkv, hd, cap)?;
-                k.attn_decode_at(rec, &act.q, kc, vc, &act.o, &act.attn, &s.cache_len, 1, nh, nkv, hd, cap)?;
+                k.kv_store(
+                    rec,
+                    KvStore {
+                        k_new: &act.k,
+                        v_new: &act.v,
+                        cache_len: &s.cache_len,
+                        n: 1,
+                        n_kv: nkv,
+                        head_dim: hd,
+                        max_len: cap,
+                    },
+                    KvCache { k: kc, v: vc },
+                )?;
+                k.attn_decode_at(
+                    rec,
+                    AttnDecodeAt {
+                        q: &act.q,
+                        out: &act.o,
+                        scratch: &act.attn,
+                        cache_len: &s.cache_len,
+                        n_q: 1,
+                        kv_cap: cap,
+                    },
+                    KvCache { k: kc, v: vc },
+                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                )?;
             }
         }
         k.matvec_residual(rec, planar(&a.o, h, qd), &act.o, &act.x, &act.r, Some(&s.q81))?;

@@ -2,6 +2,9 @@
 //! mode, and the head with the on-GPU sampling.
 
 use super::*;
+use qwen3_omni_vk::{
+    AttnDecode, AttnDecodeAt, AttnDecodeFused, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope, Rope,
+};
 use qwen3_omni_vk::{MoeDown, MoeRouteGateUp, RouterFold};
 
 impl GpuThinker {
@@ -104,49 +107,54 @@ impl GpuThinker {
             // dispatch (Fused: the last workgroup of each KV head) or a second one (Prologue).
             k.attn_decode_fused(
                 rec,
-                &s.q,
-                &s.k,
-                &s.v,
-                &lw.q_norm,
-                &lw.k_norm,
-                &s.pos,
-                kc,
-                vc,
-                &s.o,
-                &s.attn,
-                &s.attn_counters,
-                &s.cache_len,
-                nh,
-                nkv,
-                hd,
-                self.ctx,
-                c.rms_eps,
-                c.rope_theta,
-                c.mrope_section,
-                one_attn == AttnMode::Fused,
+                AttnDecodeFused {
+                    q: &s.q,
+                    k: &s.k,
+                    v: &s.v,
+                    q_w: &lw.q_norm,
+                    k_w: &lw.k_norm,
+                    pos: &s.pos,
+                    out: &s.o,
+                    scratch: &s.attn,
+                    counters: &s.attn_counters,
+                    cache_len: &s.cache_len,
+                    kv_cap: self.ctx,
+                    eps: c.rms_eps,
+                    merge_here: one_attn == AttnMode::Fused,
+                },
+                KvCache { k: kc, v: vc },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                Rope { theta: c.rope_theta, mrope_section: c.mrope_section },
             )?;
         } else {
             k.qk_norm_rope_store(
                 rec,
-                &s.q,
-                &s.k,
-                &s.v,
-                &lw.q_norm,
-                &lw.k_norm,
-                &s.pos,
-                kc,
-                vc,
-                &s.cache_len,
-                1,
-                nh,
-                nkv,
-                hd,
-                self.ctx,
-                c.rms_eps,
-                c.rope_theta,
-                c.mrope_section,
+                QkNormRope {
+                    q: &s.q,
+                    k: &s.k,
+                    q_w: &lw.q_norm,
+                    k_w: &lw.k_norm,
+                    pos: &s.pos,
+                    n_tokens: 1,
+                    eps: c.rms_eps,
+                },
+                KvWrite { v: &s.v, k_cache: kc, v_cache: vc, cache_len: &s.cache_len, max_len: self.ctx },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                Rope { theta: c.rope_theta, mrope_section: c.mrope_section },
             )?;
-            k.attn_decode_at(rec, &s.q, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
+            k.attn_decode_at(
+                rec,
+                AttnDecodeAt {
+                    q: &s.q,
+                    out: &s.o,
+                    scratch: &s.attn,
+                    cache_len: &s.cache_len,
+                    n_q: 1,
+                    kv_cap: self.ctx,
+                },
+                KvCache { k: kc, v: vc },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+            )?;
         }
         Ok(())
     }
@@ -176,7 +184,12 @@ impl GpuThinker {
             k.matvec_head(rec, qm, &s.x, an, HeadOut::Query, &lw.q_norm, pos, len, &s.q, cap, hd, th, sec)?;
             k.matvec_head(rec, km, &s.x, an, HeadOut::Key, &lw.k_norm, pos, len, kc, cap, hd, th, sec)?;
             k.matvec_head(rec, vm, &s.x, an, HeadOut::Value, &lw.k_norm, pos, len, vc, cap, hd, th, sec)?;
-            k.attn_decode_at(rec, &s.q, kc, vc, &s.o, &s.attn, len, 1, nh, nkv, hd, cap)?;
+            k.attn_decode_at(
+                rec,
+                AttnDecodeAt { q: &s.q, out: &s.o, scratch: &s.attn, cache_len: len, n_q: 1, kv_cap: cap },
+                KvCache { k: kc, v: vc },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+            )?;
         } else {
             // q, k, v: each workgroup normalises (and quantises) x itself; no barrier between the three.
             k.matvec_fused(rec, Matrix::new(&lw.q, WType::Q8_0Planar, qd, h), &s.x, an, None, &s.q)?;
@@ -262,27 +275,51 @@ impl GpuThinker {
         let (qn, kn) = (&s.q, &s.k);
         k.qk_norm_rope(
             rec,
-            qn,
-            kn,
-            &lw.q_norm,
-            &lw.k_norm,
-            &s.pos,
-            1,
-            nh,
-            nkv,
-            hd,
-            c.rms_eps,
-            c.rope_theta,
-            c.mrope_section,
+            QkNormRope { q: qn, k: kn, q_w: &lw.q_norm, k_w: &lw.k_norm, pos: &s.pos, n_tokens: 1, eps: c.rms_eps },
+            Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+            Rope { theta: c.rope_theta, mrope_section: c.mrope_section },
         )?;
         match (dynamic, at) {
             (false, Some(p)) => {
-                k.kv_append(rec, kn, &s.v, kc, vc, 1, nkv, hd, p)?;
-                k.attn_decode(rec, qn, kc, vc, &s.o, &s.attn, 1, nh, nkv, hd, p + 1)?;
+                k.kv_append(
+                    rec,
+                    KvAppend { k_new: kn, v_new: &s.v, n: 1, n_kv: nkv, head_dim: hd, p0: p },
+                    KvCache { k: kc, v: vc },
+                )?;
+                k.attn_decode(
+                    rec,
+                    AttnDecode { q: qn, out: &s.o, scratch: &s.attn, n_q: 1, kv_len: p + 1 },
+                    KvCache { k: kc, v: vc },
+                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                )?;
             }
             _ => {
-                k.kv_store(rec, kn, &s.v, kc, vc, &s.cache_len, 1, nkv, hd, self.ctx)?;
-                k.attn_decode_at(rec, qn, kc, vc, &s.o, &s.attn, &s.cache_len, 1, nh, nkv, hd, self.ctx)?;
+                k.kv_store(
+                    rec,
+                    KvStore {
+                        k_new: kn,
+                        v_new: &s.v,
+                        cache_len: &s.cache_len,
+                        n: 1,
+                        n_kv: nkv,
+                        head_dim: hd,
+                        max_len: self.ctx,
+                    },
+                    KvCache { k: kc, v: vc },
+                )?;
+                k.attn_decode_at(
+                    rec,
+                    AttnDecodeAt {
+                        q: qn,
+                        out: &s.o,
+                        scratch: &s.attn,
+                        cache_len: &s.cache_len,
+                        n_q: 1,
+                        kv_cap: self.ctx,
+                    },
+                    KvCache { k: kc, v: vc },
+                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                )?;
             }
         }
         // r = x + o_proj(o): the residual add fused into the projection.

@@ -2,6 +2,7 @@
 //! features spliced in at their runs.
 
 use super::*;
+use qwen3_omni_vk::{AttnPrefill, Heads, KvAppend, KvCache, QkNormRope, Rope};
 use qwen3_omni_vk::{MoeDown, MoeGateUp, MoeRoute};
 
 impl GpuThinker {
@@ -176,21 +177,29 @@ impl GpuThinker {
             let (qn, kn) = (&pf.q, &pf.k);
             k.qk_norm_rope(
                 &mut rec,
-                qn,
-                kn,
-                &lw.q_norm,
-                &lw.k_norm,
-                &pf.pos,
-                n,
-                nh,
-                nkv,
-                hd,
-                c.rms_eps,
-                c.rope_theta,
-                c.mrope_section,
+                QkNormRope {
+                    q: qn,
+                    k: kn,
+                    q_w: &lw.q_norm,
+                    k_w: &lw.k_norm,
+                    pos: &pf.pos,
+                    n_tokens: n,
+                    eps: c.rms_eps,
+                },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                Rope { theta: c.rope_theta, mrope_section: c.mrope_section },
             )?;
-            k.kv_append(&mut rec, kn, &pf.v, kc, vc, n, nkv, hd, p0)?;
-            k.attn_prefill(&mut rec, qn, kc, vc, &pf.o, n, nh, nkv, hd, p0)?;
+            k.kv_append(
+                &mut rec,
+                KvAppend { k_new: kn, v_new: &pf.v, n, n_kv: nkv, head_dim: hd, p0 },
+                KvCache { k: kc, v: vc },
+            )?;
+            k.attn_prefill(
+                &mut rec,
+                AttnPrefill { q: qn, out: &pf.o, n, p0 },
+                KvCache { k: kc, v: vc },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+            )?;
             let mo = Matrix::new(&lw.o, WType::Q8_0Planar, h, qd);
             if float {
                 k.matmul_q8_0_float(&mut rec, mo, &pf.o, n, &pf.ao)?;
