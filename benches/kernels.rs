@@ -7,6 +7,7 @@
 //! markdown table. `QWEN3VK_BENCH_QUICK=1` runs fewer, smaller cases (CI smoke test).
 
 use qwen3_omni_vk::RouterFold;
+use qwen3_omni_vk::{MatvecHead, Rope};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -204,18 +205,19 @@ fn bench(c: &mut Criterion) {
                     "mv fused + residual" => k.matvec_fused(&mut rec, w, &x, None, Some(&nw), y),
                     _ => k.matvec_head(
                         &mut rec,
-                        w,
-                        &x,
-                        (&nw, 1e-6),
-                        HeadOut::Query,
-                        &hw,
-                        &pos,
-                        &len,
-                        y,
-                        512,
-                        hd,
-                        1e6,
-                        [24, 20, 20],
+                        MatvecHead {
+                            w,
+                            x: &x,
+                            norm: (&nw, 1e-6),
+                            out: HeadOut::Query,
+                            hw: &hw,
+                            pos: &pos,
+                            cache_len: &len,
+                            y,
+                            max_len: 512,
+                            head_dim: hd,
+                        },
+                        Rope { theta: 1e6, mrope_section: [24, 20, 20] },
                     ),
                 }
                 .unwrap();

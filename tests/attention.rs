@@ -7,6 +7,7 @@ mod common;
 use common::{assert_clean, kernels};
 use qwen3_omni_vk::reference::{self as r, Rng};
 use qwen3_omni_vk::vk_runtime::MemoryIntent;
+use qwen3_omni_vk::MatvecHead;
 use qwen3_omni_vk::{
     AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope,
     Rope, RopeRows,
@@ -870,9 +871,57 @@ fn matvec_head_matches_norm_rope_store() {
             let n = (&an, eps);
             let mut rb = g.recorder(false).unwrap();
             let (wqm, wkm, wvm) = (m(&wq, hq * hd), m(&wk, row), m(&wv, row));
-            k.matvec_head(&mut rb, wqm, &x, n, HeadOut::Query, &qw, &pb, &lb, &qb, cap, hd32, theta, sec).unwrap();
-            k.matvec_head(&mut rb, wkm, &x, n, HeadOut::Key, &kw, &pb, &lb, &kcb, cap, hd32, theta, sec).unwrap();
-            k.matvec_head(&mut rb, wvm, &x, n, HeadOut::Value, &kw, &pb, &lb, &vcb, cap, hd32, theta, sec).unwrap();
+            k.matvec_head(
+                &mut rb,
+                MatvecHead {
+                    w: wqm,
+                    x: &x,
+                    norm: n,
+                    out: HeadOut::Query,
+                    hw: &qw,
+                    pos: &pb,
+                    cache_len: &lb,
+                    y: &qb,
+                    max_len: cap,
+                    head_dim: hd32,
+                },
+                Rope { theta, mrope_section: sec },
+            )
+            .unwrap();
+            k.matvec_head(
+                &mut rb,
+                MatvecHead {
+                    w: wkm,
+                    x: &x,
+                    norm: n,
+                    out: HeadOut::Key,
+                    hw: &kw,
+                    pos: &pb,
+                    cache_len: &lb,
+                    y: &kcb,
+                    max_len: cap,
+                    head_dim: hd32,
+                },
+                Rope { theta, mrope_section: sec },
+            )
+            .unwrap();
+            k.matvec_head(
+                &mut rb,
+                MatvecHead {
+                    w: wvm,
+                    x: &x,
+                    norm: n,
+                    out: HeadOut::Value,
+                    hw: &kw,
+                    pos: &pb,
+                    cache_len: &lb,
+                    y: &vcb,
+                    max_len: cap,
+                    head_dim: hd32,
+                },
+                Rope { theta, mrope_section: sec },
+            )
+            .unwrap();
             let mut b = rb.finish().unwrap();
             for p in [0u32, 3, cap - 1, cap] {
                 pb.write_slice(0, &[p, p + 1, p + 2]).unwrap();
@@ -894,18 +943,19 @@ fn matvec_head_matches_norm_rope_store() {
     let e = k
         .matvec_head(
             &mut rec,
-            Matrix::new(&w, WType::Q8_0Planar, 100, 64),
-            &w,
-            (&w, 1e-6),
-            HeadOut::Query,
-            &w,
-            &w,
-            &w,
-            &w,
-            4,
-            64,
-            1e6,
-            [0, 0, 0],
+            MatvecHead {
+                w: Matrix::new(&w, WType::Q8_0Planar, 100, 64),
+                x: &w,
+                norm: (&w, 1e-6),
+                out: HeadOut::Query,
+                hw: &w,
+                pos: &w,
+                cache_len: &w,
+                y: &w,
+                max_len: 4,
+                head_dim: 64,
+            },
+            Rope { theta: 1e6, mrope_section: [0, 0, 0] },
         )
         .unwrap_err();
     assert!(e.to_string().contains("_head"), "{e}");

@@ -18,7 +18,7 @@ pub use attention::{
 };
 pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
-pub use matvec::HeadOut;
+pub use matvec::{HeadOut, MatvecHead};
 pub use moe::{
     router_fold_matrix, MoeDown, MoeDownGrouped, MoeGateUp, MoeGateUpGrouped, MoeRoute, MoeRouteGateUp, MoeSharedGate,
     RouterFold, DOWN_KSPLIT,

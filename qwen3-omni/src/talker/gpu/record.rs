@@ -2,6 +2,7 @@
 //! code predictor's passes, whole frames, and the batched prompt prefill.
 
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Recorder};
+use qwen3_omni_vk::SampleArgs;
 use qwen3_omni_vk::{
     AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope,
     Rope,
@@ -186,13 +187,15 @@ impl GpuTalker {
             let params = self.code0_params(self.config.groups);
             k.sample_stepped(
                 &mut rec,
-                &s.logits,
-                d.vocab,
-                &self.history,
-                self.ctx,
+                SampleArgs {
+                    logits: &s.logits,
+                    vocab: d.vocab,
+                    prev: &self.history,
+                    n_prev: self.ctx,
+                    scratch: &s.sample,
+                    out: &s.code0,
+                },
                 &params,
-                &s.sample,
-                &s.code0,
                 &s.rng_step,
             )?;
         }
@@ -486,7 +489,19 @@ impl GpuTalker {
         }
         // RNG step: the frame's base (host-written) + groups.
         let params = self.code0_params(self.config.groups);
-        k.sample_stepped(rec, &s.logits, d.vocab, &self.history, self.ctx, &params, &s.sample, &s.code0, &s.rng_step)?;
+        k.sample_stepped(
+            rec,
+            SampleArgs {
+                logits: &s.logits,
+                vocab: d.vocab,
+                prev: &self.history,
+                n_prev: self.ctx,
+                scratch: &s.sample,
+                out: &s.code0,
+            },
+            &params,
+            &s.rng_step,
+        )?;
         Ok(())
     }
 
@@ -624,7 +639,19 @@ impl GpuTalker {
             // RNG step: the frame's base (host-written) + the group.
             let params = SampleParams { step: j as u32, ..self.sampling.predictor };
             let out = if forced { &s.pred[j] } else { &s.codes[j] };
-            k.sample_stepped(rec, &s.clogits, d.vocab, &self.history, 0, &params, &s.csample, out, &s.rng_step)?;
+            k.sample_stepped(
+                rec,
+                SampleArgs {
+                    logits: &s.clogits,
+                    vocab: d.vocab,
+                    prev: &self.history,
+                    n_prev: 0,
+                    scratch: &s.csample,
+                    out,
+                },
+                &params,
+                &s.rng_step,
+            )?;
             rec.copy(out, 0, &s.frame_out, (j as u64 + 1) * 4, 4)?;
             if forced {
                 let lb = d.vocab as u64 * 4;

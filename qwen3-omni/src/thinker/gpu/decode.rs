@@ -5,6 +5,7 @@ use super::*;
 use qwen3_omni_vk::{
     AttnDecode, AttnDecodeAt, AttnDecodeFused, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope, Rope,
 };
+use qwen3_omni_vk::{MatvecHead, SampleArgs};
 use qwen3_omni_vk::{MoeDown, MoeRouteGateUp, RouterFold};
 
 impl GpuThinker {
@@ -50,7 +51,12 @@ impl GpuThinker {
         // grows cache_len on the GPU), so sampled generation replays with the same draws.
         let params = SampleParams { step: self.steps_sampled.wrapping_sub(self.len), ..self.sampling };
         let (hist, scratch) = (&self.history, &self.sample_scratch);
-        k.sample_stepped(rec, &s.logits, c.vocab, hist, self.ctx, &params, scratch, &s.next, &s.cache_len)?;
+        k.sample_stepped(
+            rec,
+            SampleArgs { logits: &s.logits, vocab: c.vocab, prev: hist, n_prev: self.ctx, scratch, out: &s.next },
+            &params,
+            &s.cache_len,
+        )?;
         Ok(())
     }
 
@@ -181,9 +187,54 @@ impl GpuThinker {
             let qm = Matrix::new(&lw.q, WType::Q8_0Planar, qd, h);
             let km = Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h);
             let vm = Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h);
-            k.matvec_head(rec, qm, &s.x, an, HeadOut::Query, &lw.q_norm, pos, len, &s.q, cap, hd, th, sec)?;
-            k.matvec_head(rec, km, &s.x, an, HeadOut::Key, &lw.k_norm, pos, len, kc, cap, hd, th, sec)?;
-            k.matvec_head(rec, vm, &s.x, an, HeadOut::Value, &lw.k_norm, pos, len, vc, cap, hd, th, sec)?;
+            k.matvec_head(
+                rec,
+                MatvecHead {
+                    w: qm,
+                    x: &s.x,
+                    norm: an,
+                    out: HeadOut::Query,
+                    hw: &lw.q_norm,
+                    pos,
+                    cache_len: len,
+                    y: &s.q,
+                    max_len: cap,
+                    head_dim: hd,
+                },
+                Rope { theta: th, mrope_section: sec },
+            )?;
+            k.matvec_head(
+                rec,
+                MatvecHead {
+                    w: km,
+                    x: &s.x,
+                    norm: an,
+                    out: HeadOut::Key,
+                    hw: &lw.k_norm,
+                    pos,
+                    cache_len: len,
+                    y: kc,
+                    max_len: cap,
+                    head_dim: hd,
+                },
+                Rope { theta: th, mrope_section: sec },
+            )?;
+            k.matvec_head(
+                rec,
+                MatvecHead {
+                    w: vm,
+                    x: &s.x,
+                    norm: an,
+                    out: HeadOut::Value,
+                    hw: &lw.k_norm,
+                    pos,
+                    cache_len: len,
+                    y: vc,
+                    max_len: cap,
+                    head_dim: hd,
+                },
+                Rope { theta: th, mrope_section: sec },
+            )?;
             k.attn_decode_at(
                 rec,
                 AttnDecodeAt { q: &s.q, out: &s.o, scratch: &s.attn, cache_len: len, n_q: 1, kv_cap: cap },

@@ -2,6 +2,7 @@
 //! (the recorded step replayed where the GPU reads the positions itself).
 
 use super::*;
+use qwen3_omni_vk::DecodeAdvance;
 
 impl GpuThinker {
     /// Feeds `prompt` (batched prefill), then generates with the sampling set by
@@ -41,12 +42,14 @@ impl GpuThinker {
                 let s = &self.s;
                 self.k.decode_advance(
                     &mut rec,
-                    &s.next,
-                    &s.token,
-                    &s.pos,
-                    &s.cache_len,
-                    &self.history,
-                    self.ctx + 1,
+                    DecodeAdvance {
+                        next: &s.next,
+                        token: &s.token,
+                        pos: &s.pos,
+                        cache_len: &s.cache_len,
+                        history: &self.history,
+                        ctx: self.ctx + 1,
+                    },
                 )?;
                 batches.push(rec.finish()?);
             }

@@ -2,6 +2,7 @@
 //! features spliced in at their runs.
 
 use super::*;
+use qwen3_omni_vk::SampleArgs;
 use qwen3_omni_vk::{AttnPrefill, Heads, KvAppend, KvCache, QkNormRope, Rope};
 use qwen3_omni_vk::{MoeDown, MoeGateUp, MoeRoute};
 
@@ -253,7 +254,18 @@ impl GpuThinker {
             k.rms_norm(&mut rec, &s.x, &w.norm, &s.y, h, 1, c.rms_eps)?;
             k.matvec(&mut rec, Matrix::new(&w.lm_head, WType::Q8_0Planar, c.vocab, h), &s.y, &s.logits, Some(&s.q81))?;
             let params = SampleParams { step: self.steps_sampled, ..self.sampling };
-            k.sample(&mut rec, &s.logits, c.vocab, &self.history, self.ctx, &params, &self.sample_scratch, &s.next)?;
+            k.sample(
+                &mut rec,
+                SampleArgs {
+                    logits: &s.logits,
+                    vocab: c.vocab,
+                    prev: &self.history,
+                    n_prev: self.ctx,
+                    scratch: &self.sample_scratch,
+                    out: &s.next,
+                },
+                &params,
+            )?;
         }
         rec.submit()?;
         self.len += n;
