@@ -16,7 +16,7 @@ pub use attention::{
     AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope,
     Rope, RopeRows,
 };
-pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
+pub use audio::{AttnBidirWindow, Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
 pub use matvec::{HeadOut, MatvecHead};
 pub use moe::{

@@ -224,6 +224,9 @@ impl GpuTalker {
         let (h, hd, nh, nkv) = (d.hidden, d.head_dim, d.n_heads, d.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
         let (kc, vc) = (&cache.0, &cache.1);
+        let kv = KvCache { k: kc, v: vc };
+        let heads = Heads { n_heads: nh, n_kv: nkv, head_dim: hd };
+        let rope = Rope { theta: d.rope_theta, mrope_section: d.mrope_section };
         if self.fused_decode {
             // q, k, v: each workgroup normalises (and quantises) x itself; q/k norm + RoPE + the
             // cache store in one dispatch (the code predictor's position buffer doubles as its
@@ -252,9 +255,9 @@ impl GpuTalker {
                         eps: d.rms_eps,
                         merge_here: true,
                     },
-                    KvCache { k: kc, v: vc },
-                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
-                    Rope { theta: d.rope_theta, mrope_section: d.mrope_section },
+                    kv,
+                    heads,
+                    rope,
                 )?;
                 k.matvec_fused(rec, planar(&a.o, h, qd), &act.o, None, Some(&act.x), &act.r)?;
                 if norm_out {
@@ -274,21 +277,18 @@ impl GpuTalker {
                     eps: d.rms_eps,
                 },
                 KvWrite { v: &act.v, k_cache: kc, v_cache: vc, cache_len: len, max_len: cap },
-                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
-                Rope { theta: d.rope_theta, mrope_section: d.mrope_section },
+                heads,
+                rope,
             )?;
             match at {
-                Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => k.attn_prefill(
-                    rec,
-                    AttnPrefill { q: &act.q, out: &act.o, n: 1, p0: p },
-                    KvCache { k: kc, v: vc },
-                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
-                )?,
+                Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => {
+                    k.attn_prefill(rec, AttnPrefill { q: &act.q, out: &act.o, n: 1, p0: p }, kv, heads)?
+                }
                 Some(p) => k.attn_decode(
                     rec,
                     AttnDecode { q: &act.q, out: &act.o, scratch: &act.attn, n_q: 1, kv_len: p + 1 },
-                    KvCache { k: kc, v: vc },
-                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                    kv,
+                    heads,
                 )?,
                 None => k.attn_decode_at(
                     rec,
@@ -300,8 +300,8 @@ impl GpuTalker {
                         n_q: 1,
                         kv_cap: cap,
                     },
-                    KvCache { k: kc, v: vc },
-                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                    kv,
+                    heads,
                 )?,
             }
             k.matvec_fused(rec, planar(&a.o, h, qd), &act.o, None, Some(&act.x), &act.r)?;
@@ -328,8 +328,8 @@ impl GpuTalker {
                 n_tokens: 1,
                 eps: d.rms_eps,
             },
-            Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
-            Rope { theta: d.rope_theta, mrope_section: d.mrope_section },
+            heads,
+            rope,
         )?;
         match at {
             Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => {
@@ -347,26 +347,17 @@ impl GpuTalker {
                         head_dim: hd,
                         max_len: cap,
                     },
-                    KvCache { k: kc, v: vc },
+                    kv,
                 )?;
-                k.attn_prefill(
-                    rec,
-                    AttnPrefill { q: &act.q, out: &act.o, n: 1, p0: p },
-                    KvCache { k: kc, v: vc },
-                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
-                )?;
+                k.attn_prefill(rec, AttnPrefill { q: &act.q, out: &act.o, n: 1, p0: p }, kv, heads)?;
             }
             Some(p) => {
-                k.kv_append(
-                    rec,
-                    KvAppend { k_new: &act.k, v_new: &act.v, n: 1, n_kv: nkv, head_dim: hd, p0: p },
-                    KvCache { k: kc, v: vc },
-                )?;
+                k.kv_append(rec, KvAppend { k_new: &act.k, v_new: &act.v, n: 1, n_kv: nkv, head_dim: hd, p0: p }, kv)?;
                 k.attn_decode(
                     rec,
                     AttnDecode { q: &act.q, out: &act.o, scratch: &act.attn, n_q: 1, kv_len: p + 1 },
-                    KvCache { k: kc, v: vc },
-                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                    kv,
+                    heads,
                 )?;
             }
             None => {
@@ -381,7 +372,7 @@ impl GpuTalker {
                         head_dim: hd,
                         max_len: cap,
                     },
-                    KvCache { k: kc, v: vc },
+                    kv,
                 )?;
                 k.attn_decode_at(
                     rec,
@@ -393,8 +384,8 @@ impl GpuTalker {
                         n_q: 1,
                         kv_cap: cap,
                     },
-                    KvCache { k: kc, v: vc },
-                    Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                    kv,
+                    heads,
                 )?;
             }
         }
