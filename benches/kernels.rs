@@ -6,6 +6,8 @@
 //! in the same run; matrix × matrix reports int8 TOPS. `QWEN3VK_BENCH_TABLE=FILE` also writes a
 //! markdown table. `QWEN3VK_BENCH_QUICK=1` runs fewer, smaller cases (CI smoke test).
 
+use qwen3_omni_vk::RouterFold;
+use qwen3_omni_vk::{MatvecHead, Rope};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -203,18 +205,19 @@ fn bench(c: &mut Criterion) {
                     "mv fused + residual" => k.matvec_fused(&mut rec, w, &x, None, Some(&nw), y),
                     _ => k.matvec_head(
                         &mut rec,
-                        w,
-                        &x,
-                        (&nw, 1e-6),
-                        HeadOut::Query,
-                        &hw,
-                        &pos,
-                        &len,
-                        y,
-                        512,
-                        hd,
-                        1e6,
-                        [24, 20, 20],
+                        MatvecHead {
+                            w,
+                            x: &x,
+                            norm: (&nw, 1e-6),
+                            out: HeadOut::Query,
+                            hw: &hw,
+                            pos: &pos,
+                            cache_len: &len,
+                            y,
+                            max_len: 512,
+                            head_dim: hd,
+                        },
+                        Rope { theta: 1e6, mrope_section: [24, 20, 20] },
                     ),
                 }
                 .unwrap();
@@ -228,7 +231,8 @@ fn bench(c: &mut Criterion) {
         let u = gpu.buffer("router logits", experts as u64 * 4, MemoryIntent::Scratch).unwrap();
         let mut rec = gpu.recorder(false).unwrap();
         for _ in 0..per {
-            k.moe_router_fold(&mut rec, &fold, experts, &x, h, &x, qd, &u).unwrap();
+            k.moe_router_fold(&mut rec, RouterFold { r: &fold, rows: experts, x: &x, k1: h, a: &x, k2: qd, u: &u })
+                .unwrap();
         }
         let mut batch = rec.finish().unwrap();
         let ns = time_batch(&mut batch, per as u32, reps);

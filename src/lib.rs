@@ -17,10 +17,16 @@ pub mod selftest;
 pub mod subgroups;
 
 pub use kernels::{KernelInfo, KernelOptions, Kernels, LocalSize, MatvecPath, Q8_1Scratch, SubgroupUse};
-pub use ops::code2wav::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, ConvWeights};
-pub use ops::sample::{sample_mix32, sample_uniform, SampleParams, Suppress, SAMPLE_MAX_K};
+pub use ops::code2wav::{
+    repack_conv, repack_trans_conv, AttnWindow, ConvEpilogue, ConvIo, ConvShape, ConvWeights, DwConv, LayerNorm,
+    RopeSpan, SnakeBeta,
+};
+pub use ops::sample::{sample_mix32, sample_uniform, DecodeAdvance, SampleArgs, SampleParams, Suppress, SAMPLE_MAX_K};
 pub use ops::{
-    router_fold_matrix, Conv2dShape, HeadOut, Matrix, WType, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM, DOWN_KSPLIT,
+    router_fold_matrix, AttnBidirWindow, AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Conv2dShape, HeadOut,
+    Heads, KvAppend, KvCache, KvStore, KvWrite, Matrix, MatvecHead, MoeDown, MoeDownGrouped, MoeGateUp,
+    MoeGateUpGrouped, MoeRoute, MoeRouteGateUp, MoeSharedGate, QkNormRope, Rope, RopeRows, RouterFold, WType,
+    ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM, DOWN_KSPLIT,
 };
 pub use vk_runtime;
 pub use vk_runtime::{Error, Result};

@@ -7,6 +7,11 @@ mod common;
 use common::{assert_clean, kernels};
 use qwen3_omni_vk::reference::{self as r, Rng};
 use qwen3_omni_vk::vk_runtime::MemoryIntent;
+use qwen3_omni_vk::MatvecHead;
+use qwen3_omni_vk::{
+    AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope,
+    Rope, RopeRows,
+};
 use qwen3_omni_vk::{HeadOut, Kernels, Matrix, MatvecPath, WType};
 
 /// The validation-layer GPU of `common` (always in CI); `QWEN3VK_TEST_NO_VALIDATION=1` runs the
@@ -129,8 +134,18 @@ fn rope_mrope_matches_f64() {
         let x1d = g.buffer_from("x 1-D", &x, MemoryIntent::Upload).unwrap();
         let pb = g.buffer_from("pos", &pos, MemoryIntent::Upload).unwrap();
         let mut rec = g.recorder(false).unwrap();
-        k.rope(&mut rec, &xb, &pb, n as u32, heads as u32, hd as u32, theta, sec).unwrap();
-        k.rope(&mut rec, &x1d, &pb, n as u32, heads as u32, hd as u32, theta, [hd as u32 / 2, 0, 0]).unwrap();
+        k.rope(
+            &mut rec,
+            RopeRows { x: &xb, pos: &pb, n_tokens: n as u32, n_heads: heads as u32, head_dim: hd as u32 },
+            Rope { theta, mrope_section: sec },
+        )
+        .unwrap();
+        k.rope(
+            &mut rec,
+            RopeRows { x: &x1d, pos: &pb, n_tokens: n as u32, n_heads: heads as u32, head_dim: hd as u32 },
+            Rope { theta, mrope_section: [hd as u32 / 2, 0, 0] },
+        )
+        .unwrap();
         rec.submit().unwrap();
         let got: Vec<f32> = xb.read_vec().unwrap();
         let got1d: Vec<f32> = x1d.read_vec().unwrap();
@@ -191,7 +206,13 @@ fn qk_norm_rope_matches_f64() {
         let pb = g.buffer_from("pos", &pos, MemoryIntent::Upload).unwrap();
         let mut rec = g.recorder(false).unwrap();
         let (n32, hq32, hk32, hd32) = (n as u32, hq as u32, hk as u32, hd as u32);
-        k.qk_norm_rope(&mut rec, &qb, &kb, &qwb, &kwb, &pb, n32, hq32, hk32, hd32, eps, theta, sec).unwrap();
+        k.qk_norm_rope(
+            &mut rec,
+            QkNormRope { q: &qb, k: &kb, q_w: &qwb, k_w: &kwb, pos: &pb, n_tokens: n32, eps },
+            Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
+            Rope { theta, mrope_section: sec },
+        )
+        .unwrap();
         rec.submit().unwrap();
         for (label, x, w, heads, buf) in [("q", &q, &qw, hq, &qb), ("k", &kx, &kw, hk, &kb)] {
             // f64 per-head RMSNorm, then the f64 RoPE reference on the normalised values.
@@ -245,10 +266,25 @@ fn qk_norm_rope_store_matches_unfused() {
         let (hq32, hk32, hd32) = (hq as u32, hk as u32, hd as u32);
         let (eps, theta, sec) = (1e-6f32, 1e6f32, [hd32 / 8, hd32 / 8, hd32 / 8]);
         let mut rec = g.recorder(false).unwrap();
-        k.qk_norm_rope(&mut rec, &qa, &ka, &qwb, &kwb, &pb, 1, hq32, hk32, hd32, eps, theta, sec).unwrap();
-        k.kv_store(&mut rec, &ka, &vb, &kca, &vca, &lb, 1, hk32, hd32, max_len).unwrap();
+        k.qk_norm_rope(
+            &mut rec,
+            QkNormRope { q: &qa, k: &ka, q_w: &qwb, k_w: &kwb, pos: &pb, n_tokens: 1, eps },
+            Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
+            Rope { theta, mrope_section: sec },
+        )
+        .unwrap();
+        k.kv_store(
+            &mut rec,
+            KvStore { k_new: &ka, v_new: &vb, cache_len: &lb, n: 1, n_kv: hk32, head_dim: hd32, max_len },
+            KvCache { k: &kca, v: &vca },
+        )
+        .unwrap();
         k.qk_norm_rope_store(
-            &mut rec, &qb, &kb, &vb, &qwb, &kwb, &pb, &kcb, &vcb, &lb, 1, hq32, hk32, hd32, max_len, eps, theta, sec,
+            &mut rec,
+            QkNormRope { q: &qb, k: &kb, q_w: &qwb, k_w: &kwb, pos: &pb, n_tokens: 1, eps },
+            KvWrite { v: &vb, k_cache: &kcb, v_cache: &vcb, cache_len: &lb, max_len },
+            Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
+            Rope { theta, mrope_section: sec },
         )
         .unwrap();
         rec.submit().unwrap();
@@ -311,22 +347,66 @@ fn attn_decode_fused_matches_three_dispatches() {
         ra.copy(&q0, 0, &qa, 0, (hq * hd * 4) as u64).unwrap();
         ra.copy(&k0, 0, &ka, 0, (row * 4) as u64).unwrap();
         k.qk_norm_rope_store(
-            &mut ra, &qa, &ka, &v0, &qwb, &kwb, &pb, &kca, &vca, &lb, 1, hq32, hk32, hd32, cap, eps, theta, sec,
+            &mut ra,
+            QkNormRope { q: &qa, k: &ka, q_w: &qwb, k_w: &kwb, pos: &pb, n_tokens: 1, eps },
+            KvWrite { v: &v0, k_cache: &kca, v_cache: &vca, cache_len: &lb, max_len: cap },
+            Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
+            Rope { theta, mrope_section: sec },
         )
         .unwrap();
-        k.attn_decode_at(&mut ra, &qa, &kca, &vca, &oa, &sa, &lb, 1, hq32, hk32, hd32, cap).unwrap();
+        k.attn_decode_at(
+            &mut ra,
+            AttnDecodeAt { q: &qa, out: &oa, scratch: &sa, cache_len: &lb, n_q: 1, kv_cap: cap },
+            KvCache { k: &kca, v: &vca },
+            Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
+        )
+        .unwrap();
         let mut a = ra.finish().unwrap();
         let mut rb = g.recorder(false).unwrap();
         k.attn_decode_fused(
-            &mut rb, &q0, &k0, &v0, &qwb, &kwb, &pb, &kcb, &vcb, &ob, &sb, &cnt, &lb, hq32, hk32, hd32, cap, eps,
-            theta, sec, true,
+            &mut rb,
+            AttnDecodeFused {
+                q: &q0,
+                k: &k0,
+                v: &v0,
+                q_w: &qwb,
+                k_w: &kwb,
+                pos: &pb,
+                out: &ob,
+                scratch: &sb,
+                counters: &cnt,
+                cache_len: &lb,
+                kv_cap: cap,
+                eps,
+                merge_here: true,
+            },
+            KvCache { k: &kcb, v: &vcb },
+            Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
+            Rope { theta, mrope_section: sec },
         )
         .unwrap();
         let mut b = rb.finish().unwrap();
         let mut rc = g.recorder(false).unwrap();
         k.attn_decode_fused(
-            &mut rc, &q0, &k0, &v0, &qwb, &kwb, &pb, &kcc, &vcc, &oc, &sc, &cnt, &lb, hq32, hk32, hd32, cap, eps,
-            theta, sec, false,
+            &mut rc,
+            AttnDecodeFused {
+                q: &q0,
+                k: &k0,
+                v: &v0,
+                q_w: &qwb,
+                k_w: &kwb,
+                pos: &pb,
+                out: &oc,
+                scratch: &sc,
+                counters: &cnt,
+                cache_len: &lb,
+                kv_cap: cap,
+                eps,
+                merge_here: false,
+            },
+            KvCache { k: &kcc, v: &vcc },
+            Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
+            Rope { theta, mrope_section: sec },
         )
         .unwrap();
         let mut c = rc.finish().unwrap();
@@ -431,16 +511,9 @@ fn attn_decode_matches_f64() {
         let mut rec = g.recorder(false).unwrap();
         k.attn_decode(
             &mut rec,
-            &qb,
-            &kb,
-            &vb,
-            &ob,
-            &sb,
-            n_q as u32,
-            heads as u32,
-            n_kv as u32,
-            hd as u32,
-            kv_len as u32,
+            AttnDecode { q: &qb, out: &ob, scratch: &sb, n_q: n_q as u32, kv_len: kv_len as u32 },
+            KvCache { k: &kb, v: &vb },
+            Heads { n_heads: heads as u32, n_kv: n_kv as u32, head_dim: hd as u32 },
         )
         .unwrap();
         rec.submit().unwrap();
@@ -484,9 +557,19 @@ fn attn_prefill_with_kv_append_matches_f64() {
         let vnb = g.buffer_from("v new", &v_new, MemoryIntent::Upload).unwrap();
         let ob = g.buffer("out", (n * heads * hd) as u64 * 4, MemoryIntent::Readback).unwrap();
         let mut rec = g.recorder(false).unwrap();
-        k.kv_append(&mut rec, &knb, &vnb, &kb, &vb, n as u32, n_kv as u32, hd as u32, p0 as u32).unwrap();
-        k.attn_prefill(&mut rec, &qb, &kb, &vb, &ob, n as u32, heads as u32, n_kv as u32, hd as u32, p0 as u32)
-            .unwrap();
+        k.kv_append(
+            &mut rec,
+            KvAppend { k_new: &knb, v_new: &vnb, n: n as u32, n_kv: n_kv as u32, head_dim: hd as u32, p0: p0 as u32 },
+            KvCache { k: &kb, v: &vb },
+        )
+        .unwrap();
+        k.attn_prefill(
+            &mut rec,
+            AttnPrefill { q: &qb, out: &ob, n: n as u32, p0: p0 as u32 },
+            KvCache { k: &kb, v: &vb },
+            Heads { n_heads: heads as u32, n_kv: n_kv as u32, head_dim: hd as u32 },
+        )
+        .unwrap();
         rec.submit().unwrap();
         let row = n_kv * hd;
         kc[p0 * row..(p0 + n) * row].copy_from_slice(&k_new);
@@ -580,8 +663,19 @@ fn attn_decode_replay_reads_cache_length_from_gpu() {
         let sb = g.buffer("scratch", scratch, MemoryIntent::Scratch).unwrap();
         let (nq, h, nkv, d, c) = (n_q as u32, heads as u32, n_kv as u32, hd as u32, cap as u32);
         let mut rec = g.recorder(false).unwrap();
-        k.kv_store(&mut rec, &knb, &vnb, &kb, &vb, &lenb, nq, nkv, d, c).unwrap();
-        k.attn_decode_at(&mut rec, &qb, &kb, &vb, &ob, &sb, &lenb, nq, h, nkv, d, c).unwrap();
+        k.kv_store(
+            &mut rec,
+            KvStore { k_new: &knb, v_new: &vnb, cache_len: &lenb, n: nq, n_kv: nkv, head_dim: d, max_len: c },
+            KvCache { k: &kb, v: &vb },
+        )
+        .unwrap();
+        k.attn_decode_at(
+            &mut rec,
+            AttnDecodeAt { q: &qb, out: &ob, scratch: &sb, cache_len: &lenb, n_q: nq, kv_cap: c },
+            KvCache { k: &kb, v: &vb },
+            Heads { n_heads: h, n_kv: nkv, head_dim: d },
+        )
+        .unwrap();
         let mut batch = rec.finish().unwrap();
         for p0 in [0, 7, cap / 2 + 3, cap - n_q, 130.min(cap - n_q)] {
             let q = rng.vec(n_q * heads * hd, 2.0);
@@ -654,24 +748,21 @@ fn bench_attention() {
     }
     for kv in [512u32, 4096, 16384] {
         let t = time!(|rec| k
-            .attn_decode(&mut rec, &qb, &kb, &vb, &ob, &sb, 1, heads as u32, n_kv as u32, hd as u32, kv)
+            .attn_decode(
+                &mut rec,
+                AttnDecode { q: &qb, out: &ob, scratch: &sb, n_q: 1, kv_len: kv },
+                KvCache { k: &kb, v: &vb },
+                Heads { n_heads: heads as u32, n_kv: n_kv as u32, head_dim: hd as u32 }
+            )
             .unwrap());
         println!("decode kv {kv}: {t:?}");
         lenb.write_slice(0, &[kv - 1]).unwrap();
         let t = time!(|rec| k
             .attn_decode_at(
                 &mut rec,
-                &qb,
-                &kb,
-                &vb,
-                &ob,
-                &sb,
-                &lenb,
-                1,
-                heads as u32,
-                n_kv as u32,
-                hd as u32,
-                cap as u32
+                AttnDecodeAt { q: &qb, out: &ob, scratch: &sb, cache_len: &lenb, n_q: 1, kv_cap: cap as u32 },
+                KvCache { k: &kb, v: &vb },
+                Heads { n_heads: heads as u32, n_kv: n_kv as u32, head_dim: hd as u32 }
             )
             .unwrap());
         println!("decode_at kv {kv} (capacity {cap}): {t:?}");
@@ -683,20 +774,40 @@ fn bench_attention() {
     let (h32, kv32, hd32) = (heads as u32, n_kv as u32, hd as u32);
     for n in [1u32, 512] {
         let t = time!(|rec| k
-            .qk_norm_rope(&mut rec, &qb, &kx, &wq, &wk, &posb, n, h32, kv32, hd32, 1e-6, 1e6, [24, 20, 20])
+            .qk_norm_rope(
+                &mut rec,
+                QkNormRope { q: &qb, k: &kx, q_w: &wq, k_w: &wk, pos: &posb, n_tokens: n, eps: 1e-6 },
+                Heads { n_heads: h32, n_kv: kv32, head_dim: hd32 },
+                Rope { theta: 1e6, mrope_section: [24, 20, 20] }
+            )
             .unwrap());
         println!("qk_norm_rope n {n}: {t:?}");
         let t = time!(|rec| {
             k.rms_norm(&mut rec, &qb, &wq, &ob, hd32, n * h32, 1e-6).unwrap();
             k.rms_norm(&mut rec, &kx, &wk, &sb, hd32, n * kv32, 1e-6).unwrap();
-            k.rope(&mut rec, &ob, &posb, n, h32, hd32, 1e6, [24, 20, 20]).unwrap();
-            k.rope(&mut rec, &sb, &posb, n, kv32, hd32, 1e6, [24, 20, 20]).unwrap();
+            k.rope(
+                &mut rec,
+                RopeRows { x: &ob, pos: &posb, n_tokens: n, n_heads: h32, head_dim: hd32 },
+                Rope { theta: 1e6, mrope_section: [24, 20, 20] },
+            )
+            .unwrap();
+            k.rope(
+                &mut rec,
+                RopeRows { x: &sb, pos: &posb, n_tokens: n, n_heads: kv32, head_dim: hd32 },
+                Rope { theta: 1e6, mrope_section: [24, 20, 20] },
+            )
+            .unwrap();
         });
         println!("rms_norm ×2 + rope ×2 n {n}: {t:?}");
     }
     for (n, p0) in [(512u32, 0u32), (256, 0), (256, 3840)] {
         let t = time!(|rec| k
-            .attn_prefill(&mut rec, &qb, &kb, &vb, &ob, n, heads as u32, n_kv as u32, hd as u32, p0)
+            .attn_prefill(
+                &mut rec,
+                AttnPrefill { q: &qb, out: &ob, n, p0 },
+                KvCache { k: &kb, v: &vb },
+                Heads { n_heads: heads as u32, n_kv: n_kv as u32, head_dim: hd as u32 }
+            )
             .unwrap());
         println!("prefill n {n} at p0 {p0}: {t:?}");
     }
@@ -749,16 +860,68 @@ fn matvec_head_matches_norm_rope_store() {
             k.matvec_fused(&mut ra, m(&wv, row), &x, norm, None, &vraw).unwrap();
             let (hq32, hk32, hd32) = (hq as u32, hk as u32, hd as u32);
             k.qk_norm_rope_store(
-                &mut ra, &qa, &kraw, &vraw, &qw, &kw, &pb, &kca, &vca, &lb, 1, hq32, hk32, hd32, cap, eps, theta, sec,
+                &mut ra,
+                QkNormRope { q: &qa, k: &kraw, q_w: &qw, k_w: &kw, pos: &pb, n_tokens: 1, eps },
+                KvWrite { v: &vraw, k_cache: &kca, v_cache: &vca, cache_len: &lb, max_len: cap },
+                Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
+                Rope { theta, mrope_section: sec },
             )
             .unwrap();
             let mut a = ra.finish().unwrap();
             let n = (&an, eps);
             let mut rb = g.recorder(false).unwrap();
             let (wqm, wkm, wvm) = (m(&wq, hq * hd), m(&wk, row), m(&wv, row));
-            k.matvec_head(&mut rb, wqm, &x, n, HeadOut::Query, &qw, &pb, &lb, &qb, cap, hd32, theta, sec).unwrap();
-            k.matvec_head(&mut rb, wkm, &x, n, HeadOut::Key, &kw, &pb, &lb, &kcb, cap, hd32, theta, sec).unwrap();
-            k.matvec_head(&mut rb, wvm, &x, n, HeadOut::Value, &kw, &pb, &lb, &vcb, cap, hd32, theta, sec).unwrap();
+            k.matvec_head(
+                &mut rb,
+                MatvecHead {
+                    w: wqm,
+                    x: &x,
+                    norm: n,
+                    out: HeadOut::Query,
+                    hw: &qw,
+                    pos: &pb,
+                    cache_len: &lb,
+                    y: &qb,
+                    max_len: cap,
+                    head_dim: hd32,
+                },
+                Rope { theta, mrope_section: sec },
+            )
+            .unwrap();
+            k.matvec_head(
+                &mut rb,
+                MatvecHead {
+                    w: wkm,
+                    x: &x,
+                    norm: n,
+                    out: HeadOut::Key,
+                    hw: &kw,
+                    pos: &pb,
+                    cache_len: &lb,
+                    y: &kcb,
+                    max_len: cap,
+                    head_dim: hd32,
+                },
+                Rope { theta, mrope_section: sec },
+            )
+            .unwrap();
+            k.matvec_head(
+                &mut rb,
+                MatvecHead {
+                    w: wvm,
+                    x: &x,
+                    norm: n,
+                    out: HeadOut::Value,
+                    hw: &kw,
+                    pos: &pb,
+                    cache_len: &lb,
+                    y: &vcb,
+                    max_len: cap,
+                    head_dim: hd32,
+                },
+                Rope { theta, mrope_section: sec },
+            )
+            .unwrap();
             let mut b = rb.finish().unwrap();
             for p in [0u32, 3, cap - 1, cap] {
                 pb.write_slice(0, &[p, p + 1, p + 2]).unwrap();
@@ -780,18 +943,19 @@ fn matvec_head_matches_norm_rope_store() {
     let e = k
         .matvec_head(
             &mut rec,
-            Matrix::new(&w, WType::Q8_0Planar, 100, 64),
-            &w,
-            (&w, 1e-6),
-            HeadOut::Query,
-            &w,
-            &w,
-            &w,
-            &w,
-            4,
-            64,
-            1e6,
-            [0, 0, 0],
+            MatvecHead {
+                w: Matrix::new(&w, WType::Q8_0Planar, 100, 64),
+                x: &w,
+                norm: (&w, 1e-6),
+                out: HeadOut::Query,
+                hw: &w,
+                pos: &w,
+                cache_len: &w,
+                y: &w,
+                max_len: 4,
+                head_dim: 64,
+            },
+            Rope { theta: 1e6, mrope_section: [0, 0, 0] },
         )
         .unwrap_err();
     assert!(e.to_string().contains("_head"), "{e}");

@@ -6,6 +6,7 @@ mod common;
 use common::{assert_clean, kernels};
 use qwen3_omni_vk::reference::{self as r, Rng};
 use qwen3_omni_vk::vk_runtime::MemoryIntent;
+use qwen3_omni_vk::{AttnBidirWindow, LayerNorm};
 use qwen3_omni_vk::{Conv2dShape, Matrix, WType};
 
 #[test]
@@ -36,7 +37,8 @@ fn layer_norm_matches_f64() {
         let bb = g.buffer_from("b", &b, MemoryIntent::Upload).unwrap();
         let yb = g.buffer("y", (rows * n * 4) as u64, MemoryIntent::Readback).unwrap();
         let mut rec = g.recorder(false).unwrap();
-        k.layer_norm(&mut rec, &xb, &wb, &bb, &yb, n as u32, rows as u32, 1e-5).unwrap();
+        k.layer_norm(&mut rec, LayerNorm { x: &xb, w: &wb, b: &bb, y: &yb, n: n as u32, rows: rows as u32, eps: 1e-5 })
+            .unwrap();
         rec.submit().unwrap();
         let y: Vec<f32> = yb.read_vec().unwrap();
         let mut want = Vec::new();
@@ -154,7 +156,11 @@ fn attn_bidir_window_matches_f64() {
         let vb = g.buffer_from("v", &v, MemoryIntent::Upload).unwrap();
         let ob = g.buffer("o", len as u64 * 4, MemoryIntent::Readback).unwrap();
         let mut rec = g.recorder(false).unwrap();
-        k.attn_bidir_window(&mut rec, &qb, &kb, &vb, &ob, n_tok, heads, hd, window, scale).unwrap();
+        k.attn_bidir_window(
+            &mut rec,
+            AttnBidirWindow { q: &qb, k: &kb, v: &vb, o: &ob, n_tok, heads, head_dim: hd, window, scale },
+        )
+        .unwrap();
         rec.submit().unwrap();
         let o: Vec<f32> = ob.read_vec().unwrap();
         let (row, hd_) = ((heads * hd) as usize, hd as usize);

@@ -8,6 +8,7 @@ use common::{assert_clean, kernels};
 use qwen3_omni_vk::reference::{check_close, Rng};
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent};
 use qwen3_omni_vk::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, ConvWeights, Kernels};
+use qwen3_omni_vk::{AttnWindow, ConvIo, DwConv, Heads, LayerNorm, RopeSpan, SnakeBeta};
 
 fn up(k: &Kernels, name: &str, v: &[f32]) -> Buffer {
     k.gpu().buffer_from(name, v, MemoryIntent::Upload).unwrap()
@@ -70,7 +71,13 @@ fn conv1d_causal_dilated_matches_reference() {
             skip: 0,
         };
         let mut rec = k.gpu().recorder(false).unwrap();
-        k.conv1d(&mut rec, sh, &xb, ConvWeights::F32(&wb), Some(&bb), ConvEpilogue::Residual, None, &yb).unwrap();
+        k.conv1d(
+            &mut rec,
+            sh,
+            ConvWeights::F32(&wb),
+            ConvIo { x: &xb, bias: Some(&bb), epilogue: ConvEpilogue::Residual, scale: None, y: &yb },
+        )
+        .unwrap();
         rec.submit().unwrap();
         let got: Vec<f32> = yb.read_vec().unwrap();
         check_close(&format!("conv {cin}→{cout} k{kk} d{d}"), &got, &want, 1e-4, 1e-4).unwrap();
@@ -127,7 +134,13 @@ fn conv1d_transposed_with_trimming_matches_reference() {
             skip: skip as u32,
         };
         let mut rec = k.gpu().recorder(false).unwrap();
-        k.conv1d(&mut rec, sh, &xb, ConvWeights::F32(&wb), Some(&bb), ConvEpilogue::Store, None, &yb).unwrap();
+        k.conv1d(
+            &mut rec,
+            sh,
+            ConvWeights::F32(&wb),
+            ConvIo { x: &xb, bias: Some(&bb), epilogue: ConvEpilogue::Store, scale: None, y: &yb },
+        )
+        .unwrap();
         rec.submit().unwrap();
         let got: Vec<f32> = yb.read_vec().unwrap();
         check_close(&format!("tconv {cin}→{cout} s{s} m{m}"), &got, &want, 1e-4, 1e-4).unwrap();
@@ -172,7 +185,13 @@ fn conv1d_linear_epilogues_match_reference() {
                 .collect();
             let yb = out(&k, "y", &y0);
             let mut rec = k.gpu().recorder(false).unwrap();
-            k.conv1d(&mut rec, sh, &xb, ConvWeights::F32(&wb), with_bias.then_some(&bb), ep, Some(&sb), &yb).unwrap();
+            k.conv1d(
+                &mut rec,
+                sh,
+                ConvWeights::F32(&wb),
+                ConvIo { x: &xb, bias: with_bias.then_some(&bb), epilogue: ep, scale: Some(&sb), y: &yb },
+            )
+            .unwrap();
             rec.submit().unwrap();
             let got: Vec<f32> = yb.read_vec().unwrap();
             check_close(&format!("linear {cin}→{cout} {ep:?}"), &got, &want, 1e-4, 1e-4).unwrap();
@@ -200,7 +219,8 @@ fn snake_dwconv_layernorm_match_reference() {
     let (xb, pb) = (up(&k, "x", &x), up(&k, "snake params", &prm));
     let yb = out(&k, "y", &vec![0.0; (1 + n) * c]);
     let mut rec = k.gpu().recorder(false).unwrap();
-    k.snake_beta(&mut rec, &xb, 2, &pb, &yb, 1, n as u32, c as u32).unwrap();
+    k.snake_beta(&mut rec, SnakeBeta { x: &xb, x_off: 2, params: &pb, y: &yb, y_off: 1, n: n as u32, c: c as u32 })
+        .unwrap();
     rec.submit().unwrap();
     let got: Vec<f32> = yb.read_vec().unwrap();
     check_close("snake", &got[c..], &want, 1e-5, 1e-5).unwrap();
@@ -218,7 +238,11 @@ fn snake_dwconv_layernorm_match_reference() {
     let (wb, bb) = (up(&k, "w", &w), up(&k, "b", &b));
     let yb = out(&k, "y", &vec![0.0; n * c]);
     let mut rec = k.gpu().recorder(false).unwrap();
-    k.dwconv(&mut rec, &xb, hist as u32, &wb, &bb, &yb, n as u32, c as u32, kk as u32).unwrap();
+    k.dwconv(
+        &mut rec,
+        DwConv { x: &xb, x_off: hist as u32, w: &wb, b: &bb, y: &yb, n: n as u32, c: c as u32, k: kk as u32 },
+    )
+    .unwrap();
     rec.submit().unwrap();
     let got: Vec<f32> = yb.read_vec().unwrap();
     check_close("dwconv", &got, &want, 1e-5, 1e-5).unwrap();
@@ -241,7 +265,11 @@ fn snake_dwconv_layernorm_match_reference() {
     let (lwb, lbb) = (up(&k, "ln w", &lw), up(&k, "ln b", &lb));
     let yb = out(&k, "y", &vec![0.0; x.len()]);
     let mut rec = k.gpu().recorder(false).unwrap();
-    k.layer_norm(&mut rec, &xb, &lwb, &lbb, &yb, c as u32, (hist + n) as u32, 1e-6).unwrap();
+    k.layer_norm(
+        &mut rec,
+        LayerNorm { x: &xb, w: &lwb, b: &lbb, y: &yb, n: c as u32, rows: (hist + n) as u32, eps: 1e-6 },
+    )
+    .unwrap();
     rec.submit().unwrap();
     let got: Vec<f32> = yb.read_vec().unwrap();
     check_close("layer norm", &got, &want, 1e-5, 1e-5).unwrap();
@@ -279,7 +307,19 @@ fn rope_rows_and_window_attention_match_reference() {
         }
         let kb = out(&k, "k", &kv);
         let mut rec = k.gpu().recorder(false).unwrap();
-        k.rope_rows(&mut rec, &kb, hist as u32, n as u32, kvh as u32, hd as u32, pos0, 1e4).unwrap();
+        k.rope_rows(
+            &mut rec,
+            RopeSpan {
+                x: &kb,
+                row_off: hist as u32,
+                n: n as u32,
+                heads: kvh as u32,
+                head_dim: hd as u32,
+                pos0,
+                theta: 1e4,
+            },
+        )
+        .unwrap();
         rec.submit().unwrap();
         let got: Vec<f32> = kb.read_vec().unwrap();
         check_close("rope rows", &got, &kr, 1e-4, 1e-4).unwrap();
@@ -314,17 +354,17 @@ fn rope_rows_and_window_attention_match_reference() {
         let mut rec = k.gpu().recorder(false).unwrap();
         k.attn_window(
             &mut rec,
-            &qb,
-            &kb,
-            &vb,
-            &ob,
-            n as u32,
-            heads as u32,
-            kvh as u32,
-            hd as u32,
-            hist as u32,
-            valid as u32,
-            win as u32,
+            AttnWindow {
+                q: &qb,
+                k: &kb,
+                v: &vb,
+                o: &ob,
+                n: n as u32,
+                hist: hist as u32,
+                valid: valid as u32,
+                window: win as u32,
+            },
+            Heads { n_heads: heads as u32, n_kv: kvh as u32, head_dim: hd as u32 },
         )
         .unwrap();
         rec.submit().unwrap();
@@ -361,12 +401,8 @@ fn conv1d_linear_q8_0_planar_matches_reference() {
         k.conv1d(
             &mut rec,
             sh,
-            &xb,
             ConvWeights::Q8_0Planar(&wb),
-            Some(&bb),
-            ConvEpilogue::ScaledResidual,
-            Some(&sb),
-            &yb,
+            ConvIo { x: &xb, bias: Some(&bb), epilogue: ConvEpilogue::ScaledResidual, scale: Some(&sb), y: &yb },
         )
         .unwrap();
         rec.submit().unwrap();
@@ -377,7 +413,14 @@ fn conv1d_linear_q8_0_planar_matches_reference() {
     let wb = k.gpu().buffer("w", 4096, MemoryIntent::Upload).unwrap();
     let mut rec = k.gpu().recorder(false).unwrap();
     let sh = ConvShape { m: 2, x_off: 1, ..ConvShape::linear(4, 32, 32) };
-    assert!(k.conv1d(&mut rec, sh, &wb, ConvWeights::Q8_0Planar(&wb), None, ConvEpilogue::Store, None, &wb).is_err());
+    assert!(k
+        .conv1d(
+            &mut rec,
+            sh,
+            ConvWeights::Q8_0Planar(&wb),
+            ConvIo { x: &wb, bias: None, epilogue: ConvEpilogue::Store, scale: None, y: &wb }
+        )
+        .is_err());
     drop(rec);
     assert_clean(k.gpu());
 }

@@ -8,6 +8,9 @@ use common::{assert_clean, kernels};
 use qwen3_omni_vk::reference::{self as r, Rng};
 use qwen3_omni_vk::vk_runtime::MemoryIntent;
 use qwen3_omni_vk::{Kernels, Matrix, MatvecPath, WType};
+use qwen3_omni_vk::{
+    MoeDown, MoeDownGrouped, MoeGateUp, MoeGateUpGrouped, MoeRoute, MoeRouteGateUp, MoeSharedGate, RouterFold,
+};
 
 /// Reference routing of one token: softmax in f64 over the f32 logits, top-k by (logit desc, index
 /// asc), optionally renormalised. Returns (ids, weights).
@@ -61,7 +64,19 @@ fn moe_route_matches_f64() {
             let ids = g.buffer("ids", (nt * top) as u64 * 4, MemoryIntent::Readback).unwrap();
             let wts = g.buffer("weights", (nt * top) as u64 * 4, MemoryIntent::Readback).unwrap();
             let mut rec = g.recorder(false).unwrap();
-            k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, renorm).unwrap();
+            k.moe_route(
+                &mut rec,
+                MoeRoute {
+                    logits: &lb,
+                    ids: &ids,
+                    weights: &wts,
+                    n_experts: ne as u32,
+                    k: top as u32,
+                    n_tokens: nt as u32,
+                    renormalize: renorm,
+                },
+            )
+            .unwrap();
             rec.submit().unwrap();
             let got_ids: Vec<u32> = ids.read_vec().unwrap();
             let got_w: Vec<f32> = wts.read_vec().unwrap();
@@ -199,38 +214,124 @@ fn run_block(k: &Kernels, c: Case, seed: u64, residual: bool, gpu_router: bool, 
         k.matvec(&mut rec, Matrix::new(&wrb, WType::F32, ne as u32, hid as u32), &xb, &lb, None).unwrap();
     }
     if fused {
-        k.moe_route_gate_up(&mut rec, &lb, gate_m, up_m, &xb, &ids, &wts, top as u32, nt as u32, true, &hb).unwrap();
+        k.moe_route_gate_up(
+            &mut rec,
+            MoeRouteGateUp {
+                logits: &lb,
+                gate: gate_m,
+                up: up_m,
+                x: &xb,
+                ids: &ids,
+                weights: &wts,
+                k: top as u32,
+                n_tokens: nt as u32,
+                renormalize: true,
+                h: &hb,
+            },
+        )
+        .unwrap();
     } else if mode == Mode::Grouped {
-        k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
+        k.moe_route(
+            &mut rec,
+            MoeRoute {
+                logits: &lb,
+                ids: &ids,
+                weights: &wts,
+                n_experts: ne as u32,
+                k: top as u32,
+                n_tokens: nt as u32,
+                renormalize: true,
+            },
+        )
+        .unwrap();
         k.moe_group(&mut rec, &ids, (nt * top) as u32, ne as u32, &offsets, &order).unwrap();
-        k.moe_gate_up_grouped(&mut rec, gate_m, up_m, &xb, top as u32, nt as u32, &offsets, &order, &hb, Some(&xs))
-            .unwrap();
+        k.moe_gate_up_grouped(
+            &mut rec,
+            MoeGateUpGrouped {
+                gate: gate_m,
+                up: up_m,
+                x: &xb,
+                k: top as u32,
+                n_tokens: nt as u32,
+                offsets: &offsets,
+                order: &order,
+                h: &hb,
+            },
+            Some(&xs),
+        )
+        .unwrap();
     } else {
-        k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
-        k.moe_gate_up(&mut rec, gate_m, up_m, &xb, &ids, top as u32, nt as u32, &hb, Some(&xs)).unwrap();
+        k.moe_route(
+            &mut rec,
+            MoeRoute {
+                logits: &lb,
+                ids: &ids,
+                weights: &wts,
+                n_experts: ne as u32,
+                k: top as u32,
+                n_tokens: nt as u32,
+                renormalize: true,
+            },
+        )
+        .unwrap();
+        k.moe_gate_up(
+            &mut rec,
+            MoeGateUp { gate: gate_m, up: up_m, x: &xb, ids: &ids, k: top as u32, n_tokens: nt as u32, h: &hb },
+            Some(&xs),
+        )
+        .unwrap();
     }
     let resid = if residual { Some(&yb) } else { None };
     let h_quantised = intdot && !fused;
     if mode == Mode::Grouped {
         k.moe_down_grouped(
             &mut rec,
-            down_m,
-            &hb,
-            &wts,
-            top as u32,
-            nt as u32,
-            &offsets,
-            &order,
-            &ob,
-            resid,
-            &yb,
+            MoeDownGrouped {
+                down: down_m,
+                h: &hb,
+                weights: &wts,
+                k: top as u32,
+                n_tokens: nt as u32,
+                offsets: &offsets,
+                order: &order,
+                o: &ob,
+                residual: resid,
+                y: &yb,
+            },
             Some(&hs),
         )
         .unwrap();
     } else if h_quantised {
-        k.moe_down(&mut rec, down_m, &hb, &ids, &wts, top as u32, nt as u32, resid, &yb, Some(&hs)).unwrap();
+        k.moe_down(
+            &mut rec,
+            MoeDown {
+                down: down_m,
+                h: &hb,
+                ids: &ids,
+                weights: &wts,
+                k: top as u32,
+                n_tokens: nt as u32,
+                residual: resid,
+                y: &yb,
+            },
+            Some(&hs),
+        )
+        .unwrap();
     } else {
-        k.moe_down_float(&mut rec, down_m, &hb, &ids, &wts, top as u32, nt as u32, resid, &yb).unwrap();
+        k.moe_down_float(
+            &mut rec,
+            MoeDown {
+                down: down_m,
+                h: &hb,
+                ids: &ids,
+                weights: &wts,
+                k: top as u32,
+                n_tokens: nt as u32,
+                residual: resid,
+                y: &yb,
+            },
+        )
+        .unwrap();
     }
     rec.submit().unwrap();
 
@@ -415,12 +516,37 @@ fn moe_block_dispatches_and_barriers() {
         let dm = Matrix::new(&db, WType::Q8_0Planar, 64, 32).experts(8);
         let mut rec = g.recorder(false).unwrap();
         if fused {
-            k.moe_route_gate_up(&mut rec, &lb, gm, gm, &xb, &ids, &wts, 2, 1, true, &hb).unwrap();
+            k.moe_route_gate_up(
+                &mut rec,
+                MoeRouteGateUp {
+                    logits: &lb,
+                    gate: gm,
+                    up: gm,
+                    x: &xb,
+                    ids: &ids,
+                    weights: &wts,
+                    k: 2,
+                    n_tokens: 1,
+                    renormalize: true,
+                    h: &hb,
+                },
+            )
+            .unwrap();
         } else {
-            k.moe_route(&mut rec, &lb, &ids, &wts, 8, 2, 1, true).unwrap();
-            k.moe_gate_up(&mut rec, gm, gm, &xb, &ids, 2, 1, &hb, None).unwrap();
+            k.moe_route(
+                &mut rec,
+                MoeRoute { logits: &lb, ids: &ids, weights: &wts, n_experts: 8, k: 2, n_tokens: 1, renormalize: true },
+            )
+            .unwrap();
+            k.moe_gate_up(&mut rec, MoeGateUp { gate: gm, up: gm, x: &xb, ids: &ids, k: 2, n_tokens: 1, h: &hb }, None)
+                .unwrap();
         }
-        k.moe_down(&mut rec, dm, &hb, &ids, &wts, 2, 1, None, &yb, None).unwrap();
+        k.moe_down(
+            &mut rec,
+            MoeDown { down: dm, h: &hb, ids: &ids, weights: &wts, k: 2, n_tokens: 1, residual: None, y: &yb },
+            None,
+        )
+        .unwrap();
         let mut batch = rec.finish().unwrap();
         assert_eq!((batch.dispatches(), batch.barriers()), want, "{path:?}");
         batch.submit().unwrap();
@@ -443,32 +569,61 @@ fn bad_moe_launches_are_errors() {
     let hb = g.buffer("h", 4096, MemoryIntent::Scratch).unwrap();
     let mut rec = g.recorder(false).unwrap();
     // Top-9 is beyond the kernel's 8; top-5 of 4 experts is impossible.
-    assert!(k.moe_route(&mut rec, &lb, &ids, &wts, 16, 9, 1, true).unwrap_err().to_string().contains("k in 1..="));
-    assert!(k.moe_route(&mut rec, &lb, &ids, &wts, 4, 5, 1, true).is_err());
+    assert!(k
+        .moe_route(
+            &mut rec,
+            MoeRoute { logits: &lb, ids: &ids, weights: &wts, n_experts: 16, k: 9, n_tokens: 1, renormalize: true }
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("k in 1..="));
+    assert!(k
+        .moe_route(
+            &mut rec,
+            MoeRoute { logits: &lb, ids: &ids, weights: &wts, n_experts: 4, k: 5, n_tokens: 1, renormalize: true }
+        )
+        .is_err());
     // Routing stages at most 512 experts' logits in shared memory.
-    let e = k.moe_route(&mut rec, &lb, &ids, &wts, 600, 8, 1, true).unwrap_err();
+    let e = k
+        .moe_route(
+            &mut rec,
+            MoeRoute { logits: &lb, ids: &ids, weights: &wts, n_experts: 600, k: 8, n_tokens: 1, renormalize: true },
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("at most 512"), "{e}");
     // Three experts do not fit a buffer of two.
     let e3 = Matrix::new(&wb, WType::Q8_0Planar, 32, 64).experts(3);
-    let e = k.moe_gate_up(&mut rec, e3, e3, &lb, &ids, 2, 1, &hb, None).unwrap_err();
+    let e = k
+        .moe_gate_up(&mut rec, MoeGateUp { gate: e3, up: e3, x: &lb, ids: &ids, k: 2, n_tokens: 1, h: &hb }, None)
+        .unwrap_err();
     assert!(e.to_string().contains("'w'"), "{e}");
     // Gate and up of different shapes.
     let a = Matrix::new(&wb, WType::Q8_0Planar, 32, 64).experts(1);
     let b = Matrix::new(&wb, WType::Q8_0Planar, 16, 64).experts(1);
-    assert!(k.moe_gate_up(&mut rec, a, b, &lb, &ids, 2, 1, &hb, None).is_err());
+    assert!(k
+        .moe_gate_up(&mut rec, MoeGateUp { gate: a, up: b, x: &lb, ids: &ids, k: 2, n_tokens: 1, h: &hb }, None)
+        .is_err());
     // Grouping handles at most 1024 experts.
     assert!(k.moe_group(&mut rec, &ids, 4, 2000, &wts, &hb).unwrap_err().to_string().contains("1..=1024"));
     // Ragged columns.
     let r = Matrix::new(&wb, WType::Q8_0Planar, 32, 48).experts(1);
     assert!(k
-        .moe_down(&mut rec, r, &hb, &ids, &wts, 1, 1, None, &hb, None)
+        .moe_down(
+            &mut rec,
+            MoeDown { down: r, h: &hb, ids: &ids, weights: &wts, k: 1, n_tokens: 1, residual: None, y: &hb },
+            None
+        )
         .unwrap_err()
         .to_string()
         .contains("multiple of 32"));
     // More than 16 slots in the down projection.
     let d = Matrix::new(&wb, WType::Q8_0Planar, 32, 64).experts(1);
     assert!(k
-        .moe_down(&mut rec, d, &hb, &ids, &wts, 17, 1, None, &hb, None)
+        .moe_down(
+            &mut rec,
+            MoeDown { down: d, h: &hb, ids: &ids, weights: &wts, k: 17, n_tokens: 1, residual: None, y: &hb },
+            None
+        )
         .unwrap_err()
         .to_string()
         .contains("k in 1..=16"));
@@ -482,7 +637,23 @@ fn bad_moe_launches_are_errors() {
     let small = g2.buffer("small", 4096, MemoryIntent::Scratch).unwrap();
     let mut rec = g2.recorder(false).unwrap();
     let wide = Matrix::new(&wide_b, WType::Q8_0Planar, 1, 8224).experts(1);
-    let e = k2.moe_route_gate_up(&mut rec, &small, wide, wide, &small, &small, &small, 1, 1, true, &small).unwrap_err();
+    let e = k2
+        .moe_route_gate_up(
+            &mut rec,
+            MoeRouteGateUp {
+                logits: &small,
+                gate: wide,
+                up: wide,
+                x: &small,
+                ids: &small,
+                weights: &small,
+                k: 1,
+                n_tokens: 1,
+                renormalize: true,
+                h: &small,
+            },
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("8192"), "{e}");
     drop(rec);
     assert_clean(g2);
@@ -554,36 +725,89 @@ fn talker_moe_with_shared_expert_matches_f64() {
         };
 
         let mut rec = g.recorder(false).unwrap();
-        k.moe_route(&mut rec, &lb, &ids, &wts, ne as u32, top as u32, nt as u32, true).unwrap();
-        k.moe_shared_gate(&mut rec, &xb, &wsgb, &ids_s, &wts_s, hid as u32, nt as u32).unwrap();
+        k.moe_route(
+            &mut rec,
+            MoeRoute {
+                logits: &lb,
+                ids: &ids,
+                weights: &wts,
+                n_experts: ne as u32,
+                k: top as u32,
+                n_tokens: nt as u32,
+                renormalize: true,
+            },
+        )
+        .unwrap();
+        k.moe_shared_gate(
+            &mut rec,
+            MoeSharedGate {
+                x: &xb,
+                w_gate: &wsgb,
+                ids: &ids_s,
+                weights: &wts_s,
+                hidden: hid as u32,
+                n_tokens: nt as u32,
+            },
+        )
+        .unwrap();
         k.moe_gate_up(
             &mut rec,
-            pm(&gb, int, hid, ne),
-            pm(&ub, int, hid, ne),
-            &xb,
-            &ids,
-            top as u32,
-            nt as u32,
-            &hb,
+            MoeGateUp {
+                gate: pm(&gb, int, hid, ne),
+                up: pm(&ub, int, hid, ne),
+                x: &xb,
+                ids: &ids,
+                k: top as u32,
+                n_tokens: nt as u32,
+                h: &hb,
+            },
             Some(&xs),
         )
         .unwrap();
         k.moe_gate_up_prequantized(
             &mut rec,
-            pm(&sgb, int_s, hid, 1),
-            pm(&sub, int_s, hid, 1),
-            &xb,
-            &ids_s,
-            1,
-            nt as u32,
-            &hsb,
+            MoeGateUp {
+                gate: pm(&sgb, int_s, hid, 1),
+                up: pm(&sub, int_s, hid, 1),
+                x: &xb,
+                ids: &ids_s,
+                k: 1,
+                n_tokens: nt as u32,
+                h: &hsb,
+            },
             &xs,
         )
         .unwrap();
-        k.moe_down(&mut rec, pm(&db, hid, int, ne), &hb, &ids, &wts, top as u32, nt as u32, Some(&yb), &yb, Some(&hs))
-            .unwrap();
-        k.moe_down(&mut rec, pm(&sdb, hid, int_s, 1), &hsb, &ids_s, &wts_s, 1, nt as u32, Some(&yb), &yb, Some(&hs))
-            .unwrap();
+        k.moe_down(
+            &mut rec,
+            MoeDown {
+                down: pm(&db, hid, int, ne),
+                h: &hb,
+                ids: &ids,
+                weights: &wts,
+                k: top as u32,
+                n_tokens: nt as u32,
+                residual: Some(&yb),
+                y: &yb,
+            },
+            Some(&hs),
+        )
+        .unwrap();
+        k.moe_down(
+            &mut rec,
+            MoeDown {
+                down: pm(&sdb, hid, int_s, 1),
+                h: &hsb,
+                ids: &ids_s,
+                weights: &wts_s,
+                k: 1,
+                n_tokens: nt as u32,
+                residual: Some(&yb),
+                y: &yb,
+            },
+            Some(&hs),
+        )
+        .unwrap();
         rec.submit().unwrap();
 
         let y: Vec<f32> = yb.read_vec().unwrap();
@@ -706,9 +930,31 @@ fn moe_decode_timing() {
             // Chain: shared ids/weights/h make each step wait for the last.
             let mut rec = g.recorder(false).unwrap();
             for s in &steps {
-                k.moe_route(&mut rec, &s.l, ids, w, ne as u32, top as u32, 1, true).unwrap();
-                k.moe_gate_up(&mut rec, gm, um, &s.x, ids, top as u32, 1, h, Some(&s.xs)).unwrap();
-                k.moe_down(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y, Some(&s.hs)).unwrap();
+                k.moe_route(
+                    &mut rec,
+                    MoeRoute {
+                        logits: &s.l,
+                        ids,
+                        weights: w,
+                        n_experts: ne as u32,
+                        k: top as u32,
+                        n_tokens: 1,
+                        renormalize: true,
+                    },
+                )
+                .unwrap();
+                k.moe_gate_up(
+                    &mut rec,
+                    MoeGateUp { gate: gm, up: um, x: &s.x, ids, k: top as u32, n_tokens: 1, h },
+                    Some(&s.xs),
+                )
+                .unwrap();
+                k.moe_down(
+                    &mut rec,
+                    MoeDown { down: dm, h, ids, weights: w, k: top as u32, n_tokens: 1, residual: Some(&s.y), y: &s.y },
+                    Some(&s.hs),
+                )
+                .unwrap();
             }
             let n = rec.dispatches() as usize / NB;
             eprintln!(
@@ -717,8 +963,28 @@ fn moe_decode_timing() {
             );
             let mut rec = g.recorder(false).unwrap();
             for s in &steps {
-                k.moe_route_gate_up(&mut rec, &s.l, gm, um, &s.x, ids, w, top as u32, 1, true, h).unwrap();
-                k.moe_down(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y, Some(&s.hs)).unwrap();
+                k.moe_route_gate_up(
+                    &mut rec,
+                    MoeRouteGateUp {
+                        logits: &s.l,
+                        gate: gm,
+                        up: um,
+                        x: &s.x,
+                        ids,
+                        weights: w,
+                        k: top as u32,
+                        n_tokens: 1,
+                        renormalize: true,
+                        h,
+                    },
+                )
+                .unwrap();
+                k.moe_down(
+                    &mut rec,
+                    MoeDown { down: dm, h, ids, weights: w, k: top as u32, n_tokens: 1, residual: Some(&s.y), y: &s.y },
+                    Some(&s.hs),
+                )
+                .unwrap();
             }
             let n = rec.dispatches() as usize / NB;
             eprintln!(
@@ -729,16 +995,74 @@ fn moe_decode_timing() {
                 // Int-dot gate/up with the float down projection (h not quantised).
                 let mut rec = g.recorder(false).unwrap();
                 for s in &steps {
-                    k.moe_route(&mut rec, &s.l, ids, w, ne as u32, top as u32, 1, true).unwrap();
-                    k.moe_gate_up(&mut rec, gm, um, &s.x, ids, top as u32, 1, h, Some(&s.xs)).unwrap();
-                    k.moe_down_float(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y).unwrap();
+                    k.moe_route(
+                        &mut rec,
+                        MoeRoute {
+                            logits: &s.l,
+                            ids,
+                            weights: w,
+                            n_experts: ne as u32,
+                            k: top as u32,
+                            n_tokens: 1,
+                            renormalize: true,
+                        },
+                    )
+                    .unwrap();
+                    k.moe_gate_up(
+                        &mut rec,
+                        MoeGateUp { gate: gm, up: um, x: &s.x, ids, k: top as u32, n_tokens: 1, h },
+                        Some(&s.xs),
+                    )
+                    .unwrap();
+                    k.moe_down_float(
+                        &mut rec,
+                        MoeDown {
+                            down: dm,
+                            h,
+                            ids,
+                            weights: w,
+                            k: top as u32,
+                            n_tokens: 1,
+                            residual: Some(&s.y),
+                            y: &s.y,
+                        },
+                    )
+                    .unwrap();
                 }
                 let n = rec.dispatches() as usize / NB;
                 eprintln!("  chain, float down ({n} dispatches): {:.2} µs", time(&mut rec.finish().unwrap(), NB) / 1e3);
                 let mut rec = g.recorder(false).unwrap();
                 for s in &steps {
-                    k.moe_route_gate_up(&mut rec, &s.l, gm, um, &s.x, ids, w, top as u32, 1, true, h).unwrap();
-                    k.moe_down_float(&mut rec, dm, h, ids, w, top as u32, 1, Some(&s.y), &s.y).unwrap();
+                    k.moe_route_gate_up(
+                        &mut rec,
+                        MoeRouteGateUp {
+                            logits: &s.l,
+                            gate: gm,
+                            up: um,
+                            x: &s.x,
+                            ids,
+                            weights: w,
+                            k: top as u32,
+                            n_tokens: 1,
+                            renormalize: true,
+                            h,
+                        },
+                    )
+                    .unwrap();
+                    k.moe_down_float(
+                        &mut rec,
+                        MoeDown {
+                            down: dm,
+                            h,
+                            ids,
+                            weights: w,
+                            k: top as u32,
+                            n_tokens: 1,
+                            residual: Some(&s.y),
+                            y: &s.y,
+                        },
+                    )
+                    .unwrap();
                 }
                 let n = rec.dispatches() as usize / NB;
                 eprintln!(
@@ -748,14 +1072,41 @@ fn moe_decode_timing() {
             }
             let mut rec = g.recorder(false).unwrap();
             for s in &steps {
-                k.moe_route_gate_up(&mut rec, &s.l, gm, um, &s.x, &s.ids, &s.w, top as u32, 1, true, &s.h).unwrap();
+                k.moe_route_gate_up(
+                    &mut rec,
+                    MoeRouteGateUp {
+                        logits: &s.l,
+                        gate: gm,
+                        up: um,
+                        x: &s.x,
+                        ids: &s.ids,
+                        weights: &s.w,
+                        k: top as u32,
+                        n_tokens: 1,
+                        renormalize: true,
+                        h: &s.h,
+                    },
+                )
+                .unwrap();
             }
             let ns = time(&mut rec.finish().unwrap(), NB);
             eprintln!("  moe_route_gate_up: {:.2} µs, {:.0} GB/s", ns / 1e3, bytes_gu / ns);
             // Independent dispatches of each kernel.
             let mut rec = g.recorder(false).unwrap();
             for s in &steps {
-                k.moe_route(&mut rec, &s.l, &s.ids, &s.w, ne as u32, top as u32, 1, true).unwrap();
+                k.moe_route(
+                    &mut rec,
+                    MoeRoute {
+                        logits: &s.l,
+                        ids: &s.ids,
+                        weights: &s.w,
+                        n_experts: ne as u32,
+                        k: top as u32,
+                        n_tokens: 1,
+                        renormalize: true,
+                    },
+                )
+                .unwrap();
             }
             eprintln!("  moe_route: {:.2} µs", time(&mut rec.finish().unwrap(), NB) / 1e3);
             if intdot {
@@ -767,13 +1118,32 @@ fn moe_decode_timing() {
             }
             let mut rec = g.recorder(false).unwrap();
             for s in &steps {
-                k.moe_gate_up_prequantized(&mut rec, gm, um, &s.x, &s.ids, top as u32, 1, &s.h, &s.xs).unwrap();
+                k.moe_gate_up_prequantized(
+                    &mut rec,
+                    MoeGateUp { gate: gm, up: um, x: &s.x, ids: &s.ids, k: top as u32, n_tokens: 1, h: &s.h },
+                    &s.xs,
+                )
+                .unwrap();
             }
             let ns = time(&mut rec.finish().unwrap(), NB);
             eprintln!("  moe_gate_up: {:.2} µs, {:.0} GB/s", ns / 1e3, bytes_gu / ns);
             let mut rec = g.recorder(false).unwrap();
             for s in &steps {
-                k.moe_down(&mut rec, dm, &s.h, &s.ids, &s.w, top as u32, 1, Some(&s.y), &s.y, Some(&s.hs)).unwrap();
+                k.moe_down(
+                    &mut rec,
+                    MoeDown {
+                        down: dm,
+                        h: &s.h,
+                        ids: &s.ids,
+                        weights: &s.w,
+                        k: top as u32,
+                        n_tokens: 1,
+                        residual: Some(&s.y),
+                        y: &s.y,
+                    },
+                    Some(&s.hs),
+                )
+                .unwrap();
             }
             let ns = time(&mut rec.finish().unwrap(), NB);
             eprintln!("  moe_down: {:.2} µs, {:.0} GB/s", ns / 1e3, bytes_d / ns);
@@ -795,29 +1165,75 @@ fn moe_decode_timing() {
             k.set_matvec_path(path).unwrap();
             for grouped in [false, true] {
                 let mut rec = g.recorder(false).unwrap();
-                k.moe_route(&mut rec, &logits, &ids, &w, ne as u32, top as u32, nt as u32, true).unwrap();
+                k.moe_route(
+                    &mut rec,
+                    MoeRoute {
+                        logits: &logits,
+                        ids: &ids,
+                        weights: &w,
+                        n_experts: ne as u32,
+                        k: top as u32,
+                        n_tokens: nt as u32,
+                        renormalize: true,
+                    },
+                )
+                .unwrap();
                 if grouped {
                     k.moe_group(&mut rec, &ids, (nt * top) as u32, ne as u32, &offsets, &order).unwrap();
-                    k.moe_gate_up_grouped(&mut rec, gm, um, &x, top as u32, nt as u32, &offsets, &order, &h, Some(&xs))
-                        .unwrap();
+                    k.moe_gate_up_grouped(
+                        &mut rec,
+                        MoeGateUpGrouped {
+                            gate: gm,
+                            up: um,
+                            x: &x,
+                            k: top as u32,
+                            n_tokens: nt as u32,
+                            offsets: &offsets,
+                            order: &order,
+                            h: &h,
+                        },
+                        Some(&xs),
+                    )
+                    .unwrap();
                     k.moe_down_grouped(
                         &mut rec,
-                        dm,
-                        &h,
-                        &w,
-                        top as u32,
-                        nt as u32,
-                        &offsets,
-                        &order,
-                        &o,
-                        Some(&y),
-                        &y,
+                        MoeDownGrouped {
+                            down: dm,
+                            h: &h,
+                            weights: &w,
+                            k: top as u32,
+                            n_tokens: nt as u32,
+                            offsets: &offsets,
+                            order: &order,
+                            o: &o,
+                            residual: Some(&y),
+                            y: &y,
+                        },
                         Some(&hs),
                     )
                     .unwrap();
                 } else {
-                    k.moe_gate_up(&mut rec, gm, um, &x, &ids, top as u32, nt as u32, &h, Some(&xs)).unwrap();
-                    k.moe_down(&mut rec, dm, &h, &ids, &w, top as u32, nt as u32, Some(&y), &y, Some(&hs)).unwrap();
+                    k.moe_gate_up(
+                        &mut rec,
+                        MoeGateUp { gate: gm, up: um, x: &x, ids: &ids, k: top as u32, n_tokens: nt as u32, h: &h },
+                        Some(&xs),
+                    )
+                    .unwrap();
+                    k.moe_down(
+                        &mut rec,
+                        MoeDown {
+                            down: dm,
+                            h: &h,
+                            ids: &ids,
+                            weights: &w,
+                            k: top as u32,
+                            n_tokens: nt as u32,
+                            residual: Some(&y),
+                            y: &y,
+                        },
+                        Some(&hs),
+                    )
+                    .unwrap();
                 }
                 let mut b = rec.finish().unwrap();
                 let mut v: Vec<f64> = (0..5).map(|_| b.submit().unwrap().total_ns.unwrap()).collect();
@@ -864,9 +1280,39 @@ fn moe_route_gate_up_with_norm_matches_unfused() {
         let top = c.top as u32;
         let mut rec = g.recorder(false).unwrap();
         k.rms_norm(&mut rec, &xb, &nb, &yb, c.hidden as u32, 1, eps).unwrap();
-        k.moe_route_gate_up(&mut rec, &lb, gm, um, &yb, &ids_a, &w_a, top, 1, true, &h_a).unwrap();
-        k.moe_route_gate_up_norm(&mut rec, &lb, gm, um, &xb, Some((&nb, eps)), &ids_b, &w_b, top, 1, true, &h_b)
-            .unwrap();
+        k.moe_route_gate_up(
+            &mut rec,
+            MoeRouteGateUp {
+                logits: &lb,
+                gate: gm,
+                up: um,
+                x: &yb,
+                ids: &ids_a,
+                weights: &w_a,
+                k: top,
+                n_tokens: 1,
+                renormalize: true,
+                h: &h_a,
+            },
+        )
+        .unwrap();
+        k.moe_route_gate_up_norm(
+            &mut rec,
+            MoeRouteGateUp {
+                logits: &lb,
+                gate: gm,
+                up: um,
+                x: &xb,
+                ids: &ids_b,
+                weights: &w_b,
+                k: top,
+                n_tokens: 1,
+                renormalize: true,
+                h: &h_b,
+            },
+            Some((&nb, eps)),
+        )
+        .unwrap();
         rec.submit().unwrap();
         assert_eq!(ids_a.read_vec::<u32>().unwrap(), ids_b.read_vec::<u32>().unwrap(), "{path:?}: ids");
         assert_eq!(w_a.read_vec::<f32>().unwrap(), w_b.read_vec::<f32>().unwrap(), "{path:?}: weights");
@@ -912,7 +1358,11 @@ fn router_fold_matches_f64() {
             let want: Vec<f64> =
                 (0..ne).map(|e| (0..h).map(|i| wr[e * h + i] as f64 * gn[i] as f64 * y[i]).sum()).collect();
             let mut rec = g.recorder(false).unwrap();
-            k.moe_router_fold(&mut rec, &rb, ne as u32, &xb, h as u32, &ab, qd as u32, &ub).unwrap();
+            k.moe_router_fold(
+                &mut rec,
+                RouterFold { r: &rb, rows: ne as u32, x: &xb, k1: h as u32, a: &ab, k2: qd as u32, u: &ub },
+            )
+            .unwrap();
             rec.finish().unwrap().submit().unwrap();
             let got: Vec<f32> = ub.read_vec().unwrap();
             let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -927,7 +1377,7 @@ fn router_fold_matches_f64() {
     // Bad shapes are errors naming the kernel.
     let b = g.buffer("b", 1024, MemoryIntent::Scratch).unwrap();
     let mut rec = g.recorder(false).unwrap();
-    let e = k.moe_router_fold(&mut rec, &b, 4, &b, 6, &b, 8, &b).unwrap_err();
+    let e = k.moe_router_fold(&mut rec, RouterFold { r: &b, rows: 4, x: &b, k1: 6, a: &b, k2: 8, u: &b }).unwrap_err();
     assert!(e.to_string().contains("router_fold"), "{e}");
     assert!(qwen3_omni_vk::router_fold_matrix(&[1.0; 8], &[1.0; 4], &[0u8; 10], 4, 32, 1).is_err());
     drop(rec);

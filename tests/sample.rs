@@ -8,6 +8,7 @@ mod common;
 use common::{assert_clean, kernels};
 use qwen3_omni_vk::reference::Rng;
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent};
+use qwen3_omni_vk::SampleArgs;
 use qwen3_omni_vk::{sample_uniform, Kernels, SampleParams, Suppress, SAMPLE_MAX_K};
 
 /// Order-preserving key of the GPU selection (NaN lowest).
@@ -94,7 +95,7 @@ fn run(k: &Kernels, logits: &Buffer, vocab: u32, prev: &Buffer, n_prev: u32, ps:
     let outs: Vec<Buffer> = ps.iter().map(|_| g.buffer("token", 4, MemoryIntent::Readback).unwrap()).collect();
     let mut rec = g.recorder(false).unwrap();
     for (p, ob) in ps.iter().zip(&outs) {
-        k.sample(&mut rec, logits, vocab, prev, n_prev, p, &sb, ob).unwrap();
+        k.sample(&mut rec, SampleArgs { logits, vocab, prev, n_prev, scratch: &sb, out: ob }, p).unwrap();
     }
     rec.submit().unwrap();
     outs.iter().map(|ob| ob.read_vec::<u32>().unwrap()[0]).collect()
@@ -329,7 +330,14 @@ fn bad_arguments_name_the_parameter() {
     ];
     let mut rec = g.recorder(false).unwrap();
     for (p, vocab, name) in &cases {
-        let e = k.sample(&mut rec, &lb, *vocab, &pb, 0, p, &sb, &ob).expect_err(name).to_string();
+        let e = k
+            .sample(
+                &mut rec,
+                SampleArgs { logits: &lb, vocab: *vocab, prev: &pb, n_prev: 0, scratch: &sb, out: &ob },
+                p,
+            )
+            .expect_err(name)
+            .to_string();
         assert!(e.contains(name), "error for {name} does not name it: {e}");
     }
     drop(rec);
@@ -369,7 +377,12 @@ fn gpu_timing() {
         let reps = 50u32;
         let mut rec = g.recorder(true).unwrap();
         for s in 0..reps {
-            k.sample(&mut rec, &lb, vocab, &pb, n_prev, &SampleParams { step: s, ..p }, &sb, &ob).unwrap();
+            k.sample(
+                &mut rec,
+                SampleArgs { logits: &lb, vocab, prev: &pb, n_prev, scratch: &sb, out: &ob },
+                &SampleParams { step: s, ..p },
+            )
+            .unwrap();
         }
         let mut batch = rec.finish().unwrap();
         let mut per: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
@@ -414,7 +427,13 @@ fn stepped_replay_equals_pushed_steps() {
         ..SampleParams::default()
     };
     let mut rec = g.recorder(false).unwrap();
-    k.sample_stepped(&mut rec, &lb, vocab, &prev, 3, &p, &sb, &out, &step).unwrap();
+    k.sample_stepped(
+        &mut rec,
+        SampleArgs { logits: &lb, vocab, prev: &prev, n_prev: 3, scratch: &sb, out: &out },
+        &p,
+        &step,
+    )
+    .unwrap();
     let mut batch = rec.finish().unwrap();
     let values = [0u32, 1, 17, 1000, 123_456];
     let mut replayed = Vec::new();

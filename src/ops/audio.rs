@@ -76,6 +76,21 @@ impl Conv2dShape {
     }
 }
 
+/// Arguments of [`Kernels::attn_bidir_window`]: q, k, v, o for `n_tok` rows of `heads` heads of
+/// `head_dim`, the `window` and the score `scale`.
+#[derive(Clone, Copy)]
+pub struct AttnBidirWindow<'a> {
+    pub q: &'a Buffer,
+    pub k: &'a Buffer,
+    pub v: &'a Buffer,
+    pub o: &'a Buffer,
+    pub n_tok: u32,
+    pub heads: u32,
+    pub head_dim: u32,
+    pub window: u32,
+    pub scale: f32,
+}
+
 impl Kernels {
     /// y[i] = gelu(a[i] + b[i mod b_len]) with the exact (erf) GELU; y may be a.
     pub fn add_gelu<'a>(
@@ -173,20 +188,8 @@ impl Kernels {
 
     /// Bidirectional attention within consecutive windows of `window` tokens (the last one
     /// shorter): `q`, `k`, `v`, `o` are `[n_tok, heads, head_dim]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attn_bidir_window<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        q: &'a Buffer,
-        k: &'a Buffer,
-        v: &'a Buffer,
-        o: &'a Buffer,
-        n_tok: u32,
-        heads: u32,
-        head_dim: u32,
-        window: u32,
-        scale: f32,
-    ) -> Result<()> {
+    pub fn attn_bidir_window<'a>(&self, rec: &mut Recorder<'a>, args: AttnBidirWindow<'a>) -> Result<()> {
+        let AttnBidirWindow { q, k, v, o, n_tok, heads, head_dim, window, scale } = args;
         let name = "attn_bidir_window_f32";
         if n_tok == 0 || heads == 0 || head_dim == 0 || head_dim > ATTN_WINDOW_MAX_HEAD_DIM {
             return Err(kerr(

@@ -7,7 +7,7 @@
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
-use super::{grid, kerr, push_bytes, stride_grid};
+use super::{grid, kerr, push_bytes, stride_grid, Heads};
 use crate::kernels::Kernels;
 
 #[repr(C)]
@@ -172,22 +172,89 @@ fn rows_bytes(rows: u64, c: u32) -> u64 {
     rows * c as u64 * 4
 }
 
+/// The activations of [`Kernels::conv1d`]: x in, the optional bias, the epilogue and its
+/// optional per-channel `scale`, y out.
+#[derive(Clone, Copy)]
+pub struct ConvIo<'a> {
+    pub x: &'a Buffer,
+    pub bias: Option<&'a Buffer>,
+    pub epilogue: ConvEpilogue,
+    pub scale: Option<&'a Buffer>,
+    pub y: &'a Buffer,
+}
+
+/// Arguments of [`Kernels::snake_beta`]: x (from row `x_off`), the parameters, y (from row
+/// `y_off`), `n` rows of `c` channels.
+#[derive(Clone, Copy)]
+pub struct SnakeBeta<'a> {
+    pub x: &'a Buffer,
+    pub x_off: u32,
+    pub params: &'a Buffer,
+    pub y: &'a Buffer,
+    pub y_off: u32,
+    pub n: u32,
+    pub c: u32,
+}
+
+/// Arguments of [`Kernels::dwconv`]: x (from row `x_off`), the depthwise weights `w` and bias `b`,
+/// y, `n` rows of `c` channels, kernel size `k`.
+#[derive(Clone, Copy)]
+pub struct DwConv<'a> {
+    pub x: &'a Buffer,
+    pub x_off: u32,
+    pub w: &'a Buffer,
+    pub b: &'a Buffer,
+    pub y: &'a Buffer,
+    pub n: u32,
+    pub c: u32,
+    pub k: u32,
+}
+
+/// Arguments of [`Kernels::layer_norm`]: x, weight `w`, bias `b`, y; `rows` rows of `n` values.
+#[derive(Clone, Copy)]
+pub struct LayerNorm<'a> {
+    pub x: &'a Buffer,
+    pub w: &'a Buffer,
+    pub b: &'a Buffer,
+    pub y: &'a Buffer,
+    pub n: u32,
+    pub rows: u32,
+    pub eps: f32,
+}
+
+/// Arguments of [`Kernels::rope_rows`]: x from row `row_off`, `n` rows of `heads` heads of
+/// `head_dim`, positions from `pos0`, base `theta`.
+#[derive(Clone, Copy)]
+pub struct RopeSpan<'a> {
+    pub x: &'a Buffer,
+    pub row_off: u32,
+    pub n: u32,
+    pub heads: u32,
+    pub head_dim: u32,
+    pub pos0: u32,
+    pub theta: f32,
+}
+
+/// Arguments of [`Kernels::attn_window`] besides the head shape: q, k, v, o, `n` new rows after
+/// `hist` history rows, `valid` rows holding keys, the `window`.
+#[derive(Clone, Copy)]
+pub struct AttnWindow<'a> {
+    pub q: &'a Buffer,
+    pub k: &'a Buffer,
+    pub v: &'a Buffer,
+    pub o: &'a Buffer,
+    pub n: u32,
+    pub hist: u32,
+    pub valid: u32,
+    pub window: u32,
+}
+
 impl Kernels {
     /// Tiled conv1d / transposed conv1d / Linear (glsl/conv1d.comp) with f32 weights repacked by
     /// [`repack_conv`] / [`repack_trans_conv`] (a Linear's `[out, in]` needs none), optional
     /// bias, and an epilogue. `scale` is read only by [`ConvEpilogue::ScaledResidual`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv1d<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        sh: ConvShape,
-        x: &'a Buffer,
-        w: ConvWeights<'a>,
-        bias: Option<&'a Buffer>,
-        epilogue: ConvEpilogue,
-        scale: Option<&'a Buffer>,
-        y: &'a Buffer,
-    ) -> Result<()> {
+    pub fn conv1d<'a>(&self, rec: &mut Recorder<'a>, sh: ConvShape, w: ConvWeights<'a>, io: ConvIo<'a>) -> Result<()> {
+        let ConvIo { x, bias, epilogue, scale, y } = io;
         let narrow = sh.cout <= NARROW_MAX_COUT;
         let name = match (narrow, w) {
             (true, ConvWeights::F32(_)) => "conv1d_narrow_f32",
@@ -286,18 +353,8 @@ impl Kernels {
 
     /// SnakeBeta: rows `y_off..y_off+n` of y = snake(rows `x_off..x_off+n` of x), `c` channels;
     /// `params` = [exp(alpha) (c), 1/(exp(beta) + 1e-9) (c)].
-    #[allow(clippy::too_many_arguments)]
-    pub fn snake_beta<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        x: &'a Buffer,
-        x_off: u32,
-        params: &'a Buffer,
-        y: &'a Buffer,
-        y_off: u32,
-        n: u32,
-        c: u32,
-    ) -> Result<()> {
+    pub fn snake_beta<'a>(&self, rec: &mut Recorder<'a>, args: SnakeBeta<'a>) -> Result<()> {
+        let SnakeBeta { x, x_off, params, y, y_off, n, c } = args;
         let name = "snake_beta_f32";
         if n == 0 || c == 0 {
             return Ok(());
@@ -317,19 +374,8 @@ impl Kernels {
 
     /// Depthwise causal conv (`w` `[c, k]`, bias `b`): rows 0..n of y from rows
     /// `x_off − (k−1)..x_off+n` of x.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dwconv<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        x: &'a Buffer,
-        x_off: u32,
-        w: &'a Buffer,
-        b: &'a Buffer,
-        y: &'a Buffer,
-        n: u32,
-        c: u32,
-        k: u32,
-    ) -> Result<()> {
+    pub fn dwconv<'a>(&self, rec: &mut Recorder<'a>, args: DwConv<'a>) -> Result<()> {
+        let DwConv { x, x_off, w, b, y, n, c, k } = args;
         let name = "dwconv_f32";
         if k == 0 || x_off + 1 < k {
             return Err(kerr(name, format!("kernel {k} needs at least k − 1 history rows, x_off is {x_off}")));
@@ -352,18 +398,8 @@ impl Kernels {
     }
 
     /// LayerNorm over each of `rows` rows of `n` (weight `w`, bias `b`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn layer_norm<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        x: &'a Buffer,
-        w: &'a Buffer,
-        b: &'a Buffer,
-        y: &'a Buffer,
-        n: u32,
-        rows: u32,
-        eps: f32,
-    ) -> Result<()> {
+    pub fn layer_norm<'a>(&self, rec: &mut Recorder<'a>, args: LayerNorm<'a>) -> Result<()> {
+        let LayerNorm { x, w, b, y, n, rows, eps } = args;
         let name = "layer_norm_f32";
         if n == 0 || rows == 0 {
             return Err(kerr(name, format!("empty input ({rows} rows of {n})")));
@@ -386,18 +422,8 @@ impl Kernels {
 
     /// Rotate-half RoPE in place on rows `row_off..row_off+n` of x (`[rows, heads, head_dim]`),
     /// row `row_off + t` at position `pos0 + t`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn rope_rows<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        x: &'a Buffer,
-        row_off: u32,
-        n: u32,
-        heads: u32,
-        head_dim: u32,
-        pos0: u32,
-        theta: f32,
-    ) -> Result<()> {
+    pub fn rope_rows<'a>(&self, rec: &mut Recorder<'a>, args: RopeSpan<'a>) -> Result<()> {
+        let RopeSpan { x, row_off, n, heads, head_dim, pos0, theta } = args;
         let name = "rope_rows_f32";
         if heads == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) || !(theta.is_finite() && theta > 1.0) {
             return Err(kerr(name, format!("{heads} heads × head_dim {head_dim}, theta {theta}")));
@@ -417,22 +443,9 @@ impl Kernels {
 
     /// Causal sliding-window attention (glsl/attn_window.comp): o (`[n, heads, hd]`) from q and
     /// k / v buffers holding `hist` history rows (the last `valid` of them real) then n rows.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attn_window<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        q: &'a Buffer,
-        k: &'a Buffer,
-        v: &'a Buffer,
-        o: &'a Buffer,
-        n: u32,
-        heads: u32,
-        kv_heads: u32,
-        head_dim: u32,
-        hist: u32,
-        valid: u32,
-        window: u32,
-    ) -> Result<()> {
+    pub fn attn_window<'a>(&self, rec: &mut Recorder<'a>, args: AttnWindow<'a>, shape: Heads) -> Result<()> {
+        let AttnWindow { q, k, v, o, n, hist, valid, window } = args;
+        let Heads { n_heads: heads, n_kv: kv_heads, head_dim } = shape;
         let name = "attn_window_f32";
         if heads == 0
             || kv_heads == 0

@@ -3,7 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
-use super::{grid, kerr, push_bytes, stride_grid, Matrix, PushKMG, WType};
+use super::{grid, kerr, push_bytes, stride_grid, Matrix, PushKMG, Rope, WType};
 use crate::kernels::{Kernels, MatvecPath, Q8_1Scratch};
 
 #[repr(C)]
@@ -51,6 +51,24 @@ pub enum HeadOut {
     Value,
 }
 
+/// Arguments of [`Kernels::matvec_head`] besides the RoPE: the matrix, x and its RMSNorm
+/// (`(weights, eps)`), where the heads go (`out`), the per-head norm weights `hw`, the positions
+/// `pos`, the cache length `cache_len` (u32), the destination `y` and the cache capacity
+/// `max_len` (Key / Value), and `head_dim`.
+#[derive(Clone, Copy)]
+pub struct MatvecHead<'a> {
+    pub w: Matrix<'a>,
+    pub x: &'a Buffer,
+    pub norm: (&'a Buffer, f32),
+    pub out: HeadOut,
+    pub hw: &'a Buffer,
+    pub pos: &'a Buffer,
+    pub cache_len: &'a Buffer,
+    pub y: &'a Buffer,
+    pub max_len: u32,
+    pub head_dim: u32,
+}
+
 impl Kernels {
     /// Decode q / k / v with their per-head epilogue (`matvec_q8_0p.comp` HEAD): y = W ·
     /// rmsnorm(x) as [`Kernels::matvec_fused`] with a norm, one workgroup per head of `head_dim`
@@ -58,23 +76,9 @@ impl Kernels {
     /// (Query), the same into the K cache `y` at position cache_len[0] (Key), or the rows into the V
     /// cache (Value); cache positions ≥ `max_len` are dropped. Does rope_qk_norm_store's work
     /// without its dispatch.
-    #[allow(clippy::too_many_arguments)]
-    pub fn matvec_head<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        w: Matrix<'a>,
-        x: &'a Buffer,
-        norm: (&'a Buffer, f32),
-        out: HeadOut,
-        hw: &'a Buffer,
-        pos: &'a Buffer,
-        cache_len: &'a Buffer,
-        y: &'a Buffer,
-        max_len: u32,
-        head_dim: u32,
-        theta: f32,
-        mrope_section: [u32; 3],
-    ) -> Result<()> {
+    pub fn matvec_head<'a>(&self, rec: &mut Recorder<'a>, args: MatvecHead<'a>, rope: Rope) -> Result<()> {
+        let MatvecHead { w, x, norm, out, hw, pos, cache_len, y, max_len, head_dim } = args;
+        let Rope { theta, mrope_section } = rope;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
         let name = if intdot { "mv_q8_0p_q8_1_head" } else { "mv_q8_0p_f32_head" };
         if w.wtype != WType::Q8_0Planar {

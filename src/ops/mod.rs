@@ -12,10 +12,17 @@ mod moe;
 pub(crate) mod sample;
 mod sampling;
 
-pub use audio::{Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
+pub use attention::{
+    AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope,
+    Rope, RopeRows,
+};
+pub use audio::{AttnBidirWindow, Conv2dShape, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
 use bytemuck::{Pod, Zeroable};
-pub use matvec::HeadOut;
-pub use moe::{router_fold_matrix, DOWN_KSPLIT};
+pub use matvec::{HeadOut, MatvecHead};
+pub use moe::{
+    router_fold_matrix, MoeDown, MoeDownGrouped, MoeGateUp, MoeGateUpGrouped, MoeRoute, MoeRouteGateUp, MoeSharedGate,
+    RouterFold, DOWN_KSPLIT,
+};
 use vk_runtime::{Buffer, Error, Result};
 
 /// Storage type of a weight matrix.

@@ -142,6 +142,31 @@ pub fn sample_uniform(seed: u64, step: u32) -> f32 {
     (h >> 8) as f32 * (1.0 / 16_777_216.0)
 }
 
+/// Buffers and sizes of [`Kernels::sample`] and [`Kernels::sample_stepped`]: the `vocab` f32
+/// `logits`, the `n_prev` previous ids `prev` (u32) for the repetition penalty, the `scratch`
+/// ([`Kernels::sample_scratch_bytes`]) and `out` (u32 `[1]`).
+#[derive(Clone, Copy)]
+pub struct SampleArgs<'a> {
+    pub logits: &'a Buffer,
+    pub vocab: u32,
+    pub prev: &'a Buffer,
+    pub n_prev: u32,
+    pub scratch: &'a Buffer,
+    pub out: &'a Buffer,
+}
+
+/// Buffers of [`Kernels::decode_advance`]: the sampled `next` token, the step's `token`, `pos`
+/// and `cache_len` inputs, the `history` of ids, and the context size `ctx`.
+#[derive(Clone, Copy)]
+pub struct DecodeAdvance<'a> {
+    pub next: &'a Buffer,
+    pub token: &'a Buffer,
+    pub pos: &'a Buffer,
+    pub cache_len: &'a Buffer,
+    pub history: &'a Buffer,
+    pub ctx: u32,
+}
+
 impl Kernels {
     /// Bytes of scratch [`Kernels::sample`] needs for a vocabulary of `vocab` logits.
     pub fn sample_scratch_bytes(vocab: u32) -> u64 {
@@ -152,53 +177,31 @@ impl Kernels {
     /// penalty applies to the distinct ids among the `n_prev` u32 of `prev` (ids ≥ vocab ignored;
     /// `prev` is not bound when `n_prev` is 0 or the penalty is 1). `scratch` holds at least
     /// [`Kernels::sample_scratch_bytes`] bytes; `logits` is only read.
-    #[allow(clippy::too_many_arguments)]
-    pub fn sample<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        logits: &'a Buffer,
-        vocab: u32,
-        prev: &'a Buffer,
-        n_prev: u32,
-        params: &SampleParams,
-        scratch: &'a Buffer,
-        out: &'a Buffer,
-    ) -> Result<()> {
-        self.sample_impl(rec, logits, vocab, prev, n_prev, params, scratch, out, None)
+    pub fn sample<'a>(&self, rec: &mut Recorder<'a>, args: SampleArgs<'a>, params: &SampleParams) -> Result<()> {
+        self.sample_impl(rec, args, params, None)
     }
 
     /// [`Kernels::sample`] with the RNG step `params.step + step[0]`, `step` a u32 GPU buffer the
     /// host writes between replays: one recorded batch then draws afresh each time it is replayed
     /// (same token as `sample` with that step).
-    #[allow(clippy::too_many_arguments)]
     pub fn sample_stepped<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        logits: &'a Buffer,
-        vocab: u32,
-        prev: &'a Buffer,
-        n_prev: u32,
+        args: SampleArgs<'a>,
         params: &SampleParams,
-        scratch: &'a Buffer,
-        out: &'a Buffer,
         step: &'a Buffer,
     ) -> Result<()> {
-        self.sample_impl(rec, logits, vocab, prev, n_prev, params, scratch, out, Some(step))
+        self.sample_impl(rec, args, params, Some(step))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn sample_impl<'a>(
         &self,
         rec: &mut Recorder<'a>,
-        logits: &'a Buffer,
-        vocab: u32,
-        prev: &'a Buffer,
-        n_prev: u32,
+        args: SampleArgs<'a>,
         params: &SampleParams,
-        scratch: &'a Buffer,
-        out: &'a Buffer,
         step_buf: Option<&'a Buffer>,
     ) -> Result<()> {
+        let SampleArgs { logits, vocab, prev, n_prev, scratch, out } = args;
         let name = "sample_f32";
         let p = params;
         if vocab == 0 {
@@ -355,17 +358,8 @@ impl Kernels {
     /// positions and `cache_len` grow by one, and `next` is appended to `history` (`[ctx]` u32) at
     /// the new length. Steps recorded with this can be submitted back to back, each reading what
     /// the previous one wrote, while the host reads the tokens from `history`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn decode_advance<'a>(
-        &self,
-        rec: &mut Recorder<'a>,
-        next: &'a Buffer,
-        token: &'a Buffer,
-        pos: &'a Buffer,
-        cache_len: &'a Buffer,
-        history: &'a Buffer,
-        ctx: u32,
-    ) -> Result<()> {
+    pub fn decode_advance<'a>(&self, rec: &mut Recorder<'a>, args: DecodeAdvance<'a>) -> Result<()> {
+        let DecodeAdvance { next, token, pos, cache_len, history, ctx } = args;
         let name = "decode_advance";
         if ctx == 0 {
             return Err(kerr(name, "a history of 0 positions".into()));

@@ -8,6 +8,7 @@
 
 use quantizer::gguf::GgmlType;
 use qwen3_omni_vk::vk_runtime::{Buffer, Gpu, MemoryIntent};
+use qwen3_omni_vk::{AttnBidirWindow, LayerNorm};
 use qwen3_omni_vk::{Conv2dShape, Kernels, Matrix, Q8_1Scratch, WType};
 
 use super::config::{conv_len, positional_table, AudioConfig, ChunkPlan, LN_EPS};
@@ -302,7 +303,10 @@ impl GpuAudioTower {
         let nd = n as u64 * d as u64;
         let scale = 1.0 / (c.head_dim as f32).sqrt();
         for l in &self.layers {
-            k.layer_norm(&mut rec, &s.h, &l.ln1.0, &l.ln1.1, &s.y, d, n, LN_EPS)?;
+            k.layer_norm(
+                &mut rec,
+                LayerNorm { x: &s.h, w: &l.ln1.0, b: &l.ln1.1, y: &s.y, n: d, rows: n, eps: LN_EPS },
+            )?;
             if self.matmul == AudioMatmul::IntDot {
                 k.quantize_q8_1(&mut rec, &s.y, nd, &s.q81)?;
             }
@@ -316,15 +320,34 @@ impl GpuAudioTower {
                     k.add(&mut rec, dst, b, dst, nd, d as u64)?;
                 }
             }
-            k.attn_bidir_window(&mut rec, &s.q, &s.k, &s.v, &s.o, n, c.heads, c.head_dim, plan.window, scale)?;
+            k.attn_bidir_window(
+                &mut rec,
+                AttnBidirWindow {
+                    q: &s.q,
+                    k: &s.k,
+                    v: &s.v,
+                    o: &s.o,
+                    n_tok: n,
+                    heads: c.heads,
+                    head_dim: c.head_dim,
+                    window: plan.window,
+                    scale,
+                },
+            )?;
             self.linear(k, &mut rec, &l.o, &s.o, n, &s.a, &s.q81)?;
             k.add(&mut rec, &s.h, &s.a, &s.h, nd, nd)?;
-            k.layer_norm(&mut rec, &s.h, &l.ln2.0, &l.ln2.1, &s.y, d, n, LN_EPS)?;
+            k.layer_norm(
+                &mut rec,
+                LayerNorm { x: &s.h, w: &l.ln2.0, b: &l.ln2.1, y: &s.y, n: d, rows: n, eps: LN_EPS },
+            )?;
             self.linear_gelu(k, &mut rec, &l.fc1, &s.y, n, &s.f, &s.q81)?;
             self.linear(k, &mut rec, &l.fc2, &s.f, n, &s.a, &s.q81)?;
             k.add(&mut rec, &s.h, &s.a, &s.h, nd, nd)?;
         }
-        k.layer_norm(&mut rec, &s.h, &self.ln_post.0, &self.ln_post.1, &s.y, d, n, LN_EPS)?;
+        k.layer_norm(
+            &mut rec,
+            LayerNorm { x: &s.h, w: &self.ln_post.0, b: &self.ln_post.1, y: &s.y, n: d, rows: n, eps: LN_EPS },
+        )?;
         self.linear_gelu(k, &mut rec, &self.proj1, &s.y, n, &s.a, &s.q81)?;
         self.linear(k, &mut rec, &self.proj2, &s.a, n, &s.out, &s.q81)?;
         let rb = c.out_dim as u64 * 4;

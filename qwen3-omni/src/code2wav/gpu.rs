@@ -17,6 +17,7 @@ use quantizer::gguf::GgmlType;
 use qwen3_omni_vk::layout::{repack_q8_0_planar_into, PlanarLayout};
 use qwen3_omni_vk::vk_runtime::{Buffer, Gpu, MemoryIntent, Profile, Recorder};
 use qwen3_omni_vk::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, ConvWeights, Kernels};
+use qwen3_omni_vk::{AttnWindow, ConvIo, DwConv, Heads, LayerNorm, RopeSpan, SnakeBeta};
 
 use super::weights::{Code2WavWeights, Snake, CONV_K, DILATIONS};
 use super::{check_codes, Code2WavConfig, Code2WavError};
@@ -580,39 +581,78 @@ impl GpuCode2Wav {
         let lin = |n: u32, cin: u32, cout: u32| ConvShape::linear(n, cin, cout);
         for (l, lw) in w.layers.iter().enumerate() {
             k.rms_norm(rec, &s.x, &lw.attn_norm, &s.y, h, n, c.rms_eps)?;
-            k.conv1d(rec, lin(n, h, qd), &s.y, lw.q.w(), None, ConvEpilogue::Store, None, &s.q)?;
+            k.conv1d(
+                rec,
+                lin(n, h, qd),
+                lw.q.w(),
+                ConvIo { x: &s.y, bias: None, epilogue: ConvEpilogue::Store, scale: None, y: &s.q },
+            )?;
             copies(rec, &[(&st.k[l], 0, &s.kbuf, 0, wh, kvd), (&st.v[l], 0, &s.vbuf, 0, wh, kvd)])?;
             let kv_shape = ConvShape { y_off: wh, ..lin(n, h, kvd) };
-            k.conv1d(rec, kv_shape, &s.y, lw.k.w(), None, ConvEpilogue::Store, None, &s.kbuf)?;
-            k.conv1d(rec, kv_shape, &s.y, lw.v.w(), None, ConvEpilogue::Store, None, &s.vbuf)?;
-            k.rope_rows(rec, &s.q, 0, n, nh, hd, self.pos, c.rope_theta)?;
-            k.rope_rows(rec, &s.kbuf, wh, n, nkv, hd, self.pos, c.rope_theta)?;
+            k.conv1d(
+                rec,
+                kv_shape,
+                lw.k.w(),
+                ConvIo { x: &s.y, bias: None, epilogue: ConvEpilogue::Store, scale: None, y: &s.kbuf },
+            )?;
+            k.conv1d(
+                rec,
+                kv_shape,
+                lw.v.w(),
+                ConvIo { x: &s.y, bias: None, epilogue: ConvEpilogue::Store, scale: None, y: &s.vbuf },
+            )?;
+            k.rope_rows(
+                rec,
+                RopeSpan { x: &s.q, row_off: 0, n, heads: nh, head_dim: hd, pos0: self.pos, theta: c.rope_theta },
+            )?;
+            k.rope_rows(
+                rec,
+                RopeSpan { x: &s.kbuf, row_off: wh, n, heads: nkv, head_dim: hd, pos0: self.pos, theta: c.rope_theta },
+            )?;
             let valid = wh.min(self.pos);
-            k.attn_window(rec, &s.q, &s.kbuf, &s.vbuf, &s.att, n, nh, nkv, hd, wh, valid, c.sliding_window)?;
+            k.attn_window(
+                rec,
+                AttnWindow { q: &s.q, k: &s.kbuf, v: &s.vbuf, o: &s.att, n, hist: wh, valid, window: c.sliding_window },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+            )?;
             copies(rec, &[(&s.kbuf, n, &st.k[l], 0, wh, kvd), (&s.vbuf, n, &st.v[l], 0, wh, kvd)])?;
             k.conv1d(
                 rec,
                 lin(n, qd, h),
-                &s.att,
                 lw.o.w(),
-                None,
-                ConvEpilogue::ScaledResidual,
-                Some(&lw.attn_scale),
-                &s.x,
+                ConvIo {
+                    x: &s.att,
+                    bias: None,
+                    epilogue: ConvEpilogue::ScaledResidual,
+                    scale: Some(&lw.attn_scale),
+                    y: &s.x,
+                },
             )?;
             k.rms_norm(rec, &s.x, &lw.ffn_norm, &s.y, h, n, c.rms_eps)?;
-            k.conv1d(rec, lin(n, h, inter), &s.y, lw.gate.w(), None, ConvEpilogue::Store, None, &s.g)?;
-            k.conv1d(rec, lin(n, h, inter), &s.y, lw.up.w(), None, ConvEpilogue::Store, None, &s.u)?;
+            k.conv1d(
+                rec,
+                lin(n, h, inter),
+                lw.gate.w(),
+                ConvIo { x: &s.y, bias: None, epilogue: ConvEpilogue::Store, scale: None, y: &s.g },
+            )?;
+            k.conv1d(
+                rec,
+                lin(n, h, inter),
+                lw.up.w(),
+                ConvIo { x: &s.y, bias: None, epilogue: ConvEpilogue::Store, scale: None, y: &s.u },
+            )?;
             k.silu_mul(rec, &s.g, &s.u, &s.h, n as u64 * inter as u64)?;
             k.conv1d(
                 rec,
                 lin(n, inter, h),
-                &s.h,
                 lw.down.w(),
-                None,
-                ConvEpilogue::ScaledResidual,
-                Some(&lw.mlp_scale),
-                &s.x,
+                ConvIo {
+                    x: &s.h,
+                    bias: None,
+                    epilogue: ConvEpilogue::ScaledResidual,
+                    scale: Some(&lw.mlp_scale),
+                    y: &s.x,
+                },
             )?;
         }
         k.rms_norm(rec, &s.x, &w.norm, &s.y, h, n, c.rms_eps)?;
@@ -634,22 +674,40 @@ impl GpuCode2Wav {
                 y_off: HIST_K,
                 skip: 0,
             };
-            k.conv1d(rec, sh, cur, ConvWeights::F32(&uw.tconv_w), Some(&uw.tconv_b), ConvEpilogue::Store, None, dwb)?;
+            k.conv1d(
+                rec,
+                sh,
+                ConvWeights::F32(&uw.tconv_w),
+                ConvIo { x: cur, bias: Some(&uw.tconv_b), epilogue: ConvEpilogue::Store, scale: None, y: dwb },
+            )?;
             hist_copy(rec, &st.dw[i], 0, dwb, 0, HIST_K, h)?;
-            k.dwconv(rec, dwb, HIST_K, &uw.dw_w, &uw.dw_b, &s.t1, l_out, h, CONV_K)?;
+            k.dwconv(
+                rec,
+                DwConv { x: dwb, x_off: HIST_K, w: &uw.dw_w, b: &uw.dw_b, y: &s.t1, n: l_out, c: h, k: CONV_K },
+            )?;
             hist_copy(rec, dwb, l_out, &st.dw[i], 0, HIST_K, h)?;
-            k.layer_norm(rec, &s.t1, &uw.ln_w, &uw.ln_b, &s.t2, h, l_out, 1e-6)?;
-            k.conv1d(rec, lin(l_out, h, 4 * h), &s.t2, uw.pw1_w.w(), Some(&uw.pw1_b), ConvEpilogue::Gelu, None, &s.t3)?;
+            k.layer_norm(
+                rec,
+                LayerNorm { x: &s.t1, w: &uw.ln_w, b: &uw.ln_b, y: &s.t2, n: h, rows: l_out, eps: 1e-6 },
+            )?;
+            k.conv1d(
+                rec,
+                lin(l_out, h, 4 * h),
+                uw.pw1_w.w(),
+                ConvIo { x: &s.t2, bias: Some(&uw.pw1_b), epilogue: ConvEpilogue::Gelu, scale: None, y: &s.t3 },
+            )?;
             let sh2 = ConvShape { y_off: HIST_K, ..lin(l_out, 4 * h, h) };
             k.conv1d(
                 rec,
                 sh2,
-                &s.t3,
                 uw.pw2_w.w(),
-                Some(&uw.pw2_b),
-                ConvEpilogue::ScaledResidual,
-                Some(&uw.gamma),
-                dwb,
+                ConvIo {
+                    x: &s.t3,
+                    bias: Some(&uw.pw2_b),
+                    epilogue: ConvEpilogue::ScaledResidual,
+                    scale: Some(&uw.gamma),
+                    y: dwb,
+                },
             )?;
             (cur, cur_off, cur_rows) = (dwb, HIST_K, l_out);
         }
@@ -659,7 +717,12 @@ impl GpuCode2Wav {
         let dd = c.decoder_dim;
         let sh =
             ConvShape { n_in: cur_rows, cin: h, cout: dd, s: 1, m: CONV_K, d: 1, x_off: HIST_K, y_off: 0, skip: 0 };
-        k.conv1d(rec, sh, &s.dec0, ConvWeights::F32(&w.dec0_w), Some(&w.dec0_b), ConvEpilogue::Store, None, &s.xa)?;
+        k.conv1d(
+            rec,
+            sh,
+            ConvWeights::F32(&w.dec0_w),
+            ConvIo { x: &s.dec0, bias: Some(&w.dec0_b), epilogue: ConvEpilogue::Store, scale: None, y: &s.xa },
+        )?;
         hist_copy(rec, &s.dec0, cur_rows, &st.dec0, 0, HIST_K, h)?;
 
         // Decoder blocks: SnakeBeta, transposed conv (k = 2r, left trim r), three residual units.
@@ -668,15 +731,23 @@ impl GpuCode2Wav {
             let (rin, rout, skip) = rows.blocks[b];
             let (cin, cout) = (bw.cin, bw.cout);
             hist_copy(rec, &st.block_prev[b], 0, &s.s, 0, 1, cin)?;
-            k.snake_beta(rec, xa, 0, &bw.act, &s.s, 1, rin, cin)?;
+            k.snake_beta(rec, SnakeBeta { x: xa, x_off: 0, params: &bw.act, y: &s.s, y_off: 1, n: rin, c: cin })?;
             let sh = ConvShape { n_in: rin, cin, cout, s: bw.rate, m: 2, d: 1, x_off: 1, y_off: 0, skip };
-            k.conv1d(rec, sh, &s.s, ConvWeights::F32(&bw.tconv_w), Some(&bw.tconv_b), ConvEpilogue::Store, None, xb)?;
+            k.conv1d(
+                rec,
+                sh,
+                ConvWeights::F32(&bw.tconv_w),
+                ConvIo { x: &s.s, bias: Some(&bw.tconv_b), epilogue: ConvEpilogue::Store, scale: None, y: xb },
+            )?;
             hist_copy(rec, &s.s, rin, &st.block_prev[b], 0, 1, cin)?;
             for (ui, uw) in bw.units.iter().enumerate() {
                 let hr = HIST_K * uw.dilation;
                 let us = &st.units[b][ui];
                 hist_copy(rec, us, 0, &s.s, 0, hr, cout)?;
-                k.snake_beta(rec, xb, 0, &uw.act1, &s.s, hr, rout, cout)?;
+                k.snake_beta(
+                    rec,
+                    SnakeBeta { x: xb, x_off: 0, params: &uw.act1, y: &s.s, y_off: hr, n: rout, c: cout },
+                )?;
                 hist_copy(rec, &s.s, rout, us, 0, hr, cout)?;
                 let sh = ConvShape {
                     n_in: rout,
@@ -692,23 +763,18 @@ impl GpuCode2Wav {
                 k.conv1d(
                     rec,
                     sh,
-                    &s.s,
                     ConvWeights::F32(&uw.conv1_w),
-                    Some(&uw.conv1_b),
-                    ConvEpilogue::Store,
-                    None,
-                    &s.c1,
+                    ConvIo { x: &s.s, bias: Some(&uw.conv1_b), epilogue: ConvEpilogue::Store, scale: None, y: &s.c1 },
                 )?;
-                k.snake_beta(rec, &s.c1, 0, &uw.act2, &s.c2, 0, rout, cout)?;
+                k.snake_beta(
+                    rec,
+                    SnakeBeta { x: &s.c1, x_off: 0, params: &uw.act2, y: &s.c2, y_off: 0, n: rout, c: cout },
+                )?;
                 k.conv1d(
                     rec,
                     lin(rout, cout, cout),
-                    &s.c2,
                     ConvWeights::F32(&uw.conv2_w),
-                    Some(&uw.conv2_b),
-                    ConvEpilogue::Residual,
-                    None,
-                    xb,
+                    ConvIo { x: &s.c2, bias: Some(&uw.conv2_b), epilogue: ConvEpilogue::Residual, scale: None, y: xb },
                 )?;
             }
             std::mem::swap(&mut xa, &mut xb);
@@ -718,10 +784,18 @@ impl GpuCode2Wav {
         let cf = c.final_channels();
         let l_fin = rows.blocks.last().map(|b| b.1).unwrap_or(0);
         hist_copy(rec, &st.fin, 0, &s.s, 0, HIST_K, cf)?;
-        k.snake_beta(rec, xa, 0, &w.final_act, &s.s, HIST_K, l_fin, cf)?;
+        k.snake_beta(
+            rec,
+            SnakeBeta { x: xa, x_off: 0, params: &w.final_act, y: &s.s, y_off: HIST_K, n: l_fin, c: cf },
+        )?;
         hist_copy(rec, &s.s, l_fin, &st.fin, 0, HIST_K, cf)?;
         let sh = ConvShape { n_in: l_fin, cin: cf, cout: 1, s: 1, m: CONV_K, d: 1, x_off: HIST_K, y_off: 0, skip: 0 };
-        k.conv1d(rec, sh, &s.s, ConvWeights::F32(&w.final_w), Some(&w.final_b), ConvEpilogue::Clamp, None, &s.out)?;
+        k.conv1d(
+            rec,
+            sh,
+            ConvWeights::F32(&w.final_w),
+            ConvIo { x: &s.s, bias: Some(&w.final_b), epilogue: ConvEpilogue::Clamp, scale: None, y: &s.out },
+        )?;
         Ok(())
     }
 

@@ -2,7 +2,13 @@
 //! code predictor's passes, whole frames, and the batched prompt prefill.
 
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Recorder};
+use qwen3_omni_vk::SampleArgs;
+use qwen3_omni_vk::{
+    AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope,
+    Rope,
+};
 use qwen3_omni_vk::{Matrix, MatvecPath, SampleParams, WType};
+use qwen3_omni_vk::{MoeDown, MoeGateUp, MoeRoute, MoeRouteGateUp, MoeSharedGate};
 
 use super::{planar, Act, GpuTalker, PrefillScratch, TalkerError, PREFILL_CHUNK};
 use crate::talker::weights::AttnWeights;
@@ -85,37 +91,93 @@ impl GpuTalker {
             k.matmul_q8_0_prequantized(&mut rec, planar(&a.v, kvd, h), n, &pf.v, &pf.q81)?;
             k.qk_norm_rope(
                 &mut rec,
-                &pf.q,
-                &pf.k,
-                &a.q_norm,
-                &a.k_norm,
-                &pf.pos,
-                n,
-                nh,
-                nkv,
-                hd,
-                d.rms_eps,
-                d.rope_theta,
-                d.mrope_section,
+                QkNormRope {
+                    q: &pf.q,
+                    k: &pf.k,
+                    q_w: &a.q_norm,
+                    k_w: &a.k_norm,
+                    pos: &pf.pos,
+                    n_tokens: n,
+                    eps: d.rms_eps,
+                },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+                Rope { theta: d.rope_theta, mrope_section: d.mrope_section },
             )?;
-            k.kv_append(&mut rec, &pf.k, &pf.v, kc, vc, n, nkv, hd, p0)?;
-            k.attn_prefill(&mut rec, &pf.q, kc, vc, &pf.o, n, nh, nkv, hd, p0)?;
+            k.kv_append(
+                &mut rec,
+                KvAppend { k_new: &pf.k, v_new: &pf.v, n, n_kv: nkv, head_dim: hd, p0 },
+                KvCache { k: kc, v: vc },
+            )?;
+            k.attn_prefill(
+                &mut rec,
+                AttnPrefill { q: &pf.q, out: &pf.o, n, p0 },
+                KvCache { k: kc, v: vc },
+                Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
+            )?;
             k.matmul_q8_0(&mut rec, planar(&a.o, h, qd), &pf.o, n, &pf.ao, &pf.q81)?;
             k.add(&mut rec, &pf.x, &pf.ao, &pf.r, nh_total, nh_total)?;
             k.rms_norm(&mut rec, &pf.r, &a.ffn_norm, &pf.y, h, n, d.rms_eps)?;
             k.matmul_f32(&mut rec, Matrix::new(&moe.router, WType::F32, d.n_experts, h), &pf.y, n, &pf.router)?;
-            k.moe_route(&mut rec, &pf.router, &pf.ids, &pf.weights, d.n_experts, d.top_k, n, d.norm_topk)?;
+            k.moe_route(
+                &mut rec,
+                MoeRoute {
+                    logits: &pf.router,
+                    ids: &pf.ids,
+                    weights: &pf.weights,
+                    n_experts: d.n_experts,
+                    k: d.top_k,
+                    n_tokens: n,
+                    renormalize: d.norm_topk,
+                },
+            )?;
             let gate = planar(&moe.gate, d.moe_inter, h).experts(d.n_experts);
             let up = planar(&moe.up, d.moe_inter, h).experts(d.n_experts);
             let down = planar(&moe.down, h, d.moe_inter).experts(d.n_experts);
-            k.moe_gate_up(&mut rec, gate, up, &pf.y, &pf.ids, d.top_k, n, &pf.h, Some(&pf.q81))?;
-            k.moe_down(&mut rec, down, &pf.h, &pf.ids, &pf.weights, d.top_k, n, Some(&pf.r), &pf.x, Some(&pf.q81_h))?;
-            k.moe_shared_gate(&mut rec, &pf.y, &moe.sh_w, &pf.sids, &pf.sw, h, n)?;
+            k.moe_gate_up(
+                &mut rec,
+                MoeGateUp { gate, up, x: &pf.y, ids: &pf.ids, k: d.top_k, n_tokens: n, h: &pf.h },
+                Some(&pf.q81),
+            )?;
+            k.moe_down(
+                &mut rec,
+                MoeDown {
+                    down,
+                    h: &pf.h,
+                    ids: &pf.ids,
+                    weights: &pf.weights,
+                    k: d.top_k,
+                    n_tokens: n,
+                    residual: Some(&pf.r),
+                    y: &pf.x,
+                },
+                Some(&pf.q81_h),
+            )?;
+            k.moe_shared_gate(
+                &mut rec,
+                MoeSharedGate { x: &pf.y, w_gate: &moe.sh_w, ids: &pf.sids, weights: &pf.sw, hidden: h, n_tokens: n },
+            )?;
             let sg = planar(&moe.sh_gate, d.shared_inter, h).experts(1);
             let su = planar(&moe.sh_up, d.shared_inter, h).experts(1);
             let sd = planar(&moe.sh_down, h, d.shared_inter).experts(1);
-            k.moe_gate_up(&mut rec, sg, su, &pf.y, &pf.sids, 1, n, &pf.hs, Some(&pf.q81))?;
-            k.moe_down(&mut rec, sd, &pf.hs, &pf.sids, &pf.sw, 1, n, Some(&pf.x), &pf.x, Some(&pf.q81_h))?;
+            k.moe_gate_up(
+                &mut rec,
+                MoeGateUp { gate: sg, up: su, x: &pf.y, ids: &pf.sids, k: 1, n_tokens: n, h: &pf.hs },
+                Some(&pf.q81),
+            )?;
+            k.moe_down(
+                &mut rec,
+                MoeDown {
+                    down: sd,
+                    h: &pf.hs,
+                    ids: &pf.sids,
+                    weights: &pf.sw,
+                    k: 1,
+                    n_tokens: n,
+                    residual: Some(&pf.x),
+                    y: &pf.x,
+                },
+                Some(&pf.q81_h),
+            )?;
         }
         if last {
             rec.copy(&pf.x, (n as u64 - 1) * row, &s.t.x, 0, row)?;
@@ -125,13 +187,15 @@ impl GpuTalker {
             let params = self.code0_params(self.config.groups);
             k.sample_stepped(
                 &mut rec,
-                &s.logits,
-                d.vocab,
-                &self.history,
-                self.ctx,
+                SampleArgs {
+                    logits: &s.logits,
+                    vocab: d.vocab,
+                    prev: &self.history,
+                    n_prev: self.ctx,
+                    scratch: &s.sample,
+                    out: &s.code0,
+                },
                 &params,
-                &s.sample,
-                &s.code0,
                 &s.rng_step,
             )?;
         }
@@ -160,6 +224,9 @@ impl GpuTalker {
         let (h, hd, nh, nkv) = (d.hidden, d.head_dim, d.n_heads, d.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
         let (kc, vc) = (&cache.0, &cache.1);
+        let kv = KvCache { k: kc, v: vc };
+        let heads = Heads { n_heads: nh, n_kv: nkv, head_dim: hd };
+        let rope = Rope { theta: d.rope_theta, mrope_section: d.mrope_section };
         if self.fused_decode {
             // q, k, v: each workgroup normalises (and quantises) x itself; q/k norm + RoPE + the
             // cache store in one dispatch (the code predictor's position buffer doubles as its
@@ -173,26 +240,24 @@ impl GpuTalker {
                 // q/k norm + RoPE, cache store, attention and its merge: one dispatch.
                 k.attn_decode_fused(
                     rec,
-                    &act.q,
-                    &act.k,
-                    &act.v,
-                    &a.q_norm,
-                    &a.k_norm,
-                    positions,
-                    kc,
-                    vc,
-                    &act.o,
-                    &act.attn,
-                    &act.counters,
-                    len,
-                    nh,
-                    nkv,
-                    hd,
-                    cap,
-                    d.rms_eps,
-                    d.rope_theta,
-                    d.mrope_section,
-                    true,
+                    AttnDecodeFused {
+                        q: &act.q,
+                        k: &act.k,
+                        v: &act.v,
+                        q_w: &a.q_norm,
+                        k_w: &a.k_norm,
+                        pos: positions,
+                        out: &act.o,
+                        scratch: &act.attn,
+                        counters: &act.counters,
+                        cache_len: len,
+                        kv_cap: cap,
+                        eps: d.rms_eps,
+                        merge_here: true,
+                    },
+                    kv,
+                    heads,
+                    rope,
                 )?;
                 k.matvec_fused(rec, planar(&a.o, h, qd), &act.o, None, Some(&act.x), &act.r)?;
                 if norm_out {
@@ -202,30 +267,42 @@ impl GpuTalker {
             }
             k.qk_norm_rope_store(
                 rec,
-                &act.q,
-                &act.k,
-                &act.v,
-                &a.q_norm,
-                &a.k_norm,
-                positions,
-                kc,
-                vc,
-                len,
-                1,
-                nh,
-                nkv,
-                hd,
-                cap,
-                d.rms_eps,
-                d.rope_theta,
-                d.mrope_section,
+                QkNormRope {
+                    q: &act.q,
+                    k: &act.k,
+                    q_w: &a.q_norm,
+                    k_w: &a.k_norm,
+                    pos: positions,
+                    n_tokens: 1,
+                    eps: d.rms_eps,
+                },
+                KvWrite { v: &act.v, k_cache: kc, v_cache: vc, cache_len: len, max_len: cap },
+                heads,
+                rope,
             )?;
             match at {
                 Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => {
-                    k.attn_prefill(rec, &act.q, kc, vc, &act.o, 1, nh, nkv, hd, p)?
+                    k.attn_prefill(rec, AttnPrefill { q: &act.q, out: &act.o, n: 1, p0: p }, kv, heads)?
                 }
-                Some(p) => k.attn_decode(rec, &act.q, kc, vc, &act.o, &act.attn, 1, nh, nkv, hd, p + 1)?,
-                None => k.attn_decode_at(rec, &act.q, kc, vc, &act.o, &act.attn, &s.cache_len, 1, nh, nkv, hd, cap)?,
+                Some(p) => k.attn_decode(
+                    rec,
+                    AttnDecode { q: &act.q, out: &act.o, scratch: &act.attn, n_q: 1, kv_len: p + 1 },
+                    kv,
+                    heads,
+                )?,
+                None => k.attn_decode_at(
+                    rec,
+                    AttnDecodeAt {
+                        q: &act.q,
+                        out: &act.o,
+                        scratch: &act.attn,
+                        cache_len: &s.cache_len,
+                        n_q: 1,
+                        kv_cap: cap,
+                    },
+                    kv,
+                    heads,
+                )?,
             }
             k.matvec_fused(rec, planar(&a.o, h, qd), &act.o, None, Some(&act.x), &act.r)?;
             if norm_out {
@@ -242,34 +319,74 @@ impl GpuTalker {
         k.matvec_prequantized(rec, planar(&a.v, kvd, h), &act.y, &act.v, &s.q81)?;
         k.qk_norm_rope(
             rec,
-            &act.q,
-            &act.k,
-            &a.q_norm,
-            &a.k_norm,
-            positions,
-            1,
-            nh,
-            nkv,
-            hd,
-            d.rms_eps,
-            d.rope_theta,
-            d.mrope_section,
+            QkNormRope {
+                q: &act.q,
+                k: &act.k,
+                q_w: &a.q_norm,
+                k_w: &a.k_norm,
+                pos: positions,
+                n_tokens: 1,
+                eps: d.rms_eps,
+            },
+            heads,
+            rope,
         )?;
         match at {
             Some(p) if self.cp_one_dispatch_attention && hd.is_multiple_of(8) && hd <= 128 => {
                 // Code predictor (≤ 16 keys): the store reads its position from `positions` (its
                 // first entry is p), and the tiled prefill kernel with one query does the whole
                 // attention in one dispatch (no split and merge).
-                k.kv_store(rec, &act.k, &act.v, kc, vc, positions, 1, nkv, hd, cap)?;
-                k.attn_prefill(rec, &act.q, kc, vc, &act.o, 1, nh, nkv, hd, p)?;
+                k.kv_store(
+                    rec,
+                    KvStore {
+                        k_new: &act.k,
+                        v_new: &act.v,
+                        cache_len: positions,
+                        n: 1,
+                        n_kv: nkv,
+                        head_dim: hd,
+                        max_len: cap,
+                    },
+                    kv,
+                )?;
+                k.attn_prefill(rec, AttnPrefill { q: &act.q, out: &act.o, n: 1, p0: p }, kv, heads)?;
             }
             Some(p) => {
-                k.kv_append(rec, &act.k, &act.v, kc, vc, 1, nkv, hd, p)?;
-                k.attn_decode(rec, &act.q, kc, vc, &act.o, &act.attn, 1, nh, nkv, hd, p + 1)?;
+                k.kv_append(rec, KvAppend { k_new: &act.k, v_new: &act.v, n: 1, n_kv: nkv, head_dim: hd, p0: p }, kv)?;
+                k.attn_decode(
+                    rec,
+                    AttnDecode { q: &act.q, out: &act.o, scratch: &act.attn, n_q: 1, kv_len: p + 1 },
+                    kv,
+                    heads,
+                )?;
             }
             None => {
-                k.kv_store(rec, &act.k, &act.v, kc, vc, &s.cache_len, 1, nkv, hd, cap)?;
-                k.attn_decode_at(rec, &act.q, kc, vc, &act.o, &act.attn, &s.cache_len, 1, nh, nkv, hd, cap)?;
+                k.kv_store(
+                    rec,
+                    KvStore {
+                        k_new: &act.k,
+                        v_new: &act.v,
+                        cache_len: &s.cache_len,
+                        n: 1,
+                        n_kv: nkv,
+                        head_dim: hd,
+                        max_len: cap,
+                    },
+                    kv,
+                )?;
+                k.attn_decode_at(
+                    rec,
+                    AttnDecodeAt {
+                        q: &act.q,
+                        out: &act.o,
+                        scratch: &act.attn,
+                        cache_len: &s.cache_len,
+                        n_q: 1,
+                        kv_cap: cap,
+                    },
+                    kv,
+                    heads,
+                )?;
             }
         }
         k.matvec_residual(rec, planar(&a.o, h, qd), &act.o, &act.x, &act.r, Some(&s.q81))?;
@@ -291,7 +408,10 @@ impl GpuTalker {
             // expert's gate (sigmoid(w_sg · y), as a one-expert routing) and y's Q8_1 copy; then
             // routed and shared gate/up; then the routed down (x = r + Σ) and the shared one (x += ·).
             k.matvec(rec, Matrix::new(&moe.router, WType::F32, d.n_experts, h), y, &s.router, None)?;
-            k.moe_shared_gate(rec, y, &moe.sh_w, &s.sids, &s.sw, h, 1)?;
+            k.moe_shared_gate(
+                rec,
+                MoeSharedGate { x: y, w_gate: &moe.sh_w, ids: &s.sids, weights: &s.sw, hidden: h, n_tokens: 1 },
+            )?;
             if k.matvec_path() == MatvecPath::IntDot {
                 k.quantize_q8_1(rec, y, h as u64, &s.q81)?;
             }
@@ -301,10 +421,54 @@ impl GpuTalker {
             let sg = planar(&moe.sh_gate, d.shared_inter, h).experts(1);
             let su = planar(&moe.sh_up, d.shared_inter, h).experts(1);
             let sd = planar(&moe.sh_down, h, d.shared_inter).experts(1);
-            k.moe_route_gate_up(rec, &s.router, gate, up, y, &s.ids, &s.weights, d.top_k, 1, d.norm_topk, &s.h)?;
-            k.moe_gate_up_prequantized(rec, sg, su, y, &s.sids, 1, 1, &s.hs, &s.q81)?;
-            k.moe_down(rec, down, &s.h, &s.ids, &s.weights, d.top_k, 1, Some(r), x, Some(&s.q81_h))?;
-            k.moe_down(rec, sd, &s.hs, &s.sids, &s.sw, 1, 1, Some(x), x, Some(&s.q81_h))?;
+            k.moe_route_gate_up(
+                rec,
+                MoeRouteGateUp {
+                    logits: &s.router,
+                    gate,
+                    up,
+                    x: y,
+                    ids: &s.ids,
+                    weights: &s.weights,
+                    k: d.top_k,
+                    n_tokens: 1,
+                    renormalize: d.norm_topk,
+                    h: &s.h,
+                },
+            )?;
+            k.moe_gate_up_prequantized(
+                rec,
+                MoeGateUp { gate: sg, up: su, x: y, ids: &s.sids, k: 1, n_tokens: 1, h: &s.hs },
+                &s.q81,
+            )?;
+            k.moe_down(
+                rec,
+                MoeDown {
+                    down,
+                    h: &s.h,
+                    ids: &s.ids,
+                    weights: &s.weights,
+                    k: d.top_k,
+                    n_tokens: 1,
+                    residual: Some(r),
+                    y: x,
+                },
+                Some(&s.q81_h),
+            )?;
+            k.moe_down(
+                rec,
+                MoeDown {
+                    down: sd,
+                    h: &s.hs,
+                    ids: &s.sids,
+                    weights: &s.sw,
+                    k: 1,
+                    n_tokens: 1,
+                    residual: Some(x),
+                    y: x,
+                },
+                Some(&s.q81_h),
+            )?;
         }
         k.rms_norm(rec, &s.t.x, &w.norm, &s.hn, h, 1, d.rms_eps)?;
         if self.fused_decode {
@@ -316,7 +480,19 @@ impl GpuTalker {
         }
         // RNG step: the frame's base (host-written) + groups.
         let params = self.code0_params(self.config.groups);
-        k.sample_stepped(rec, &s.logits, d.vocab, &self.history, self.ctx, &params, &s.sample, &s.code0, &s.rng_step)?;
+        k.sample_stepped(
+            rec,
+            SampleArgs {
+                logits: &s.logits,
+                vocab: d.vocab,
+                prev: &self.history,
+                n_prev: self.ctx,
+                scratch: &s.sample,
+                out: &s.code0,
+            },
+            &params,
+            &s.rng_step,
+        )?;
         Ok(())
     }
 
@@ -338,11 +514,56 @@ impl GpuTalker {
             let down = planar(&mlp.down, h, inter).experts(1);
             if self.fused_decode {
                 let fnorm = Some((&a.ffn_norm, d.rms_eps));
-                k.moe_route_gate_up_norm(rec, &s.one_logit, gate, up, &s.c.r, fnorm, &s.cid, &s.cw, 1, 1, true, &s.ch)?;
-                k.moe_down(rec, down, &s.ch, &s.cid, &s.cw, 1, 1, Some(&s.c.r), &s.c.x, Some(&s.q81))?;
+                k.moe_route_gate_up_norm(
+                    rec,
+                    MoeRouteGateUp {
+                        logits: &s.one_logit,
+                        gate,
+                        up,
+                        x: &s.c.r,
+                        ids: &s.cid,
+                        weights: &s.cw,
+                        k: 1,
+                        n_tokens: 1,
+                        renormalize: true,
+                        h: &s.ch,
+                    },
+                    fnorm,
+                )?;
+                k.moe_down(
+                    rec,
+                    MoeDown {
+                        down,
+                        h: &s.ch,
+                        ids: &s.cid,
+                        weights: &s.cw,
+                        k: 1,
+                        n_tokens: 1,
+                        residual: Some(&s.c.r),
+                        y: &s.c.x,
+                    },
+                    Some(&s.q81),
+                )?;
             } else {
-                k.moe_gate_up(rec, gate, up, &s.c.y, &s.one_id, 1, 1, &s.ch, Some(&s.q81))?;
-                k.moe_down(rec, down, &s.ch, &s.one_id, &s.one_w, 1, 1, Some(&s.c.r), &s.c.x, Some(&s.q81))?;
+                k.moe_gate_up(
+                    rec,
+                    MoeGateUp { gate, up, x: &s.c.y, ids: &s.one_id, k: 1, n_tokens: 1, h: &s.ch },
+                    Some(&s.q81),
+                )?;
+                k.moe_down(
+                    rec,
+                    MoeDown {
+                        down,
+                        h: &s.ch,
+                        ids: &s.one_id,
+                        weights: &s.one_w,
+                        k: 1,
+                        n_tokens: 1,
+                        residual: Some(&s.c.r),
+                        y: &s.c.x,
+                    },
+                    Some(&s.q81),
+                )?;
             }
         }
         Ok(())
@@ -409,7 +630,19 @@ impl GpuTalker {
             // RNG step: the frame's base (host-written) + the group.
             let params = SampleParams { step: j as u32, ..self.sampling.predictor };
             let out = if forced { &s.pred[j] } else { &s.codes[j] };
-            k.sample_stepped(rec, &s.clogits, d.vocab, &self.history, 0, &params, &s.csample, out, &s.rng_step)?;
+            k.sample_stepped(
+                rec,
+                SampleArgs {
+                    logits: &s.clogits,
+                    vocab: d.vocab,
+                    prev: &self.history,
+                    n_prev: 0,
+                    scratch: &s.csample,
+                    out,
+                },
+                &params,
+                &s.rng_step,
+            )?;
             rec.copy(out, 0, &s.frame_out, (j as u64 + 1) * 4, 4)?;
             if forced {
                 let lb = d.vocab as u64 * 4;
