@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
 use super::{grid, kerr, push_bytes, stride_grid, Matrix, WType};
+use crate::kernels::names;
 use crate::kernels::Kernels;
 
 #[repr(C)]
@@ -102,7 +103,7 @@ impl Kernels {
         n: u64,
         b_len: u64,
     ) -> Result<()> {
-        let name = "add_gelu_f32";
+        let name = names::ADD_GELU_F32;
         if n == 0 || b_len == 0 || b_len > n || n > u32::MAX as u64 {
             return Err(kerr(name, format!("n = {n}, b_len = {b_len}: need 0 < b_len ≤ n < 2^32")));
         }
@@ -135,7 +136,7 @@ impl Kernels {
         y: &'a Buffer,
         flat: bool,
     ) -> Result<()> {
-        let name = "conv2d_s2_gelu_f32";
+        let name = names::CONV2D_S2_GELU_F32;
         if s.n == 0 || s.cin == 0 || s.hin == 0 || s.win == 0 || s.cout == 0 {
             return Err(kerr(name, format!("empty shape {s:?}")));
         }
@@ -145,7 +146,7 @@ impl Kernels {
         // Many input channels: the tiled implicit-GEMM kernel (64×64 output tiles); one input
         // channel (the first conv): one invocation per output.
         let tiled = s.cin * 9 >= 64 && std::env::var("QWEN3VK_CONV_NAIVE").is_err();
-        let name = if tiled { "conv2d_s2_gelu_tiled_f32" } else { name };
+        let name = if tiled { names::CONV2D_S2_GELU_TILED_F32 } else { name };
         let wg = 256;
         let p = if tiled {
             self.pipeline::<PushConv>(name, &[])?
@@ -190,7 +191,7 @@ impl Kernels {
     /// shorter): `q`, `k`, `v`, `o` are `[n_tok, heads, head_dim]`.
     pub fn attn_bidir_window<'a>(&self, rec: &mut Recorder<'a>, args: AttnBidirWindow<'a>) -> Result<()> {
         let AttnBidirWindow { q, k, v, o, n_tok, heads, head_dim, window, scale } = args;
-        let name = "attn_bidir_window_f32";
+        let name = names::ATTN_BIDIR_WINDOW_F32;
         if n_tok == 0 || heads == 0 || head_dim == 0 || head_dim > ATTN_WINDOW_MAX_HEAD_DIM {
             return Err(kerr(
                 name,
@@ -243,7 +244,7 @@ impl Kernels {
         n: u32,
         y: &'a Buffer,
     ) -> Result<()> {
-        let name = "mm_q8_0p_f32";
+        let name = names::MM_Q8_0P_F32;
         w.check(name)?;
         if w.wtype != WType::Q8_0Planar || n == 0 {
             return Err(kerr(name, format!("{:?} weights × {n} rows: needs planar Q8_0 and n ≥ 1", w.wtype)));

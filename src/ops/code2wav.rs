@@ -8,6 +8,7 @@ use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
 use super::{grid, kerr, push_bytes, stride_grid, Heads};
+use crate::kernels::names;
 use crate::kernels::Kernels;
 
 #[repr(C)]
@@ -257,10 +258,10 @@ impl Kernels {
         let ConvIo { x, bias, epilogue, scale, y } = io;
         let narrow = sh.cout <= NARROW_MAX_COUT;
         let name = match (narrow, w) {
-            (true, ConvWeights::F32(_)) => "conv1d_narrow_f32",
-            (false, ConvWeights::F32(_)) => "conv1d_f32",
-            (true, ConvWeights::Q8_0Planar(_)) => "conv1d_narrow_q8_0p_f32",
-            (false, ConvWeights::Q8_0Planar(_)) => "conv1d_q8_0p_f32",
+            (true, ConvWeights::F32(_)) => names::CONV1D_NARROW_F32,
+            (false, ConvWeights::F32(_)) => names::CONV1D_F32,
+            (true, ConvWeights::Q8_0Planar(_)) => names::CONV1D_NARROW_Q8_0P_F32,
+            (false, ConvWeights::Q8_0Planar(_)) => names::CONV1D_Q8_0P_F32,
         };
         if let ConvWeights::Q8_0Planar(_) = w {
             if sh.s != 1 || sh.m != 1 || !sh.cin.is_multiple_of(32) {
@@ -355,7 +356,7 @@ impl Kernels {
     /// `params` = [exp(alpha) (c), 1/(exp(beta) + 1e-9) (c)].
     pub fn snake_beta<'a>(&self, rec: &mut Recorder<'a>, args: SnakeBeta<'a>) -> Result<()> {
         let SnakeBeta { x, x_off, params, y, y_off, n, c } = args;
-        let name = "snake_beta_f32";
+        let name = names::SNAKE_BETA_F32;
         if n == 0 || c == 0 {
             return Ok(());
         }
@@ -376,7 +377,7 @@ impl Kernels {
     /// `x_off − (k−1)..x_off+n` of x.
     pub fn dwconv<'a>(&self, rec: &mut Recorder<'a>, args: DwConv<'a>) -> Result<()> {
         let DwConv { x, x_off, w, b, y, n, c, k } = args;
-        let name = "dwconv_f32";
+        let name = names::DWCONV_F32;
         if k == 0 || x_off + 1 < k {
             return Err(kerr(name, format!("kernel {k} needs at least k − 1 history rows, x_off is {x_off}")));
         }
@@ -400,7 +401,7 @@ impl Kernels {
     /// LayerNorm over each of `rows` rows of `n` (weight `w`, bias `b`).
     pub fn layer_norm<'a>(&self, rec: &mut Recorder<'a>, args: LayerNorm<'a>) -> Result<()> {
         let LayerNorm { x, w, b, y, n, rows, eps } = args;
-        let name = "layer_norm_f32";
+        let name = names::LAYER_NORM_F32;
         if n == 0 || rows == 0 {
             return Err(kerr(name, format!("empty input ({rows} rows of {n})")));
         }
@@ -424,7 +425,7 @@ impl Kernels {
     /// row `row_off + t` at position `pos0 + t`.
     pub fn rope_rows<'a>(&self, rec: &mut Recorder<'a>, args: RopeSpan<'a>) -> Result<()> {
         let RopeSpan { x, row_off, n, heads, head_dim, pos0, theta } = args;
-        let name = "rope_rows_f32";
+        let name = names::ROPE_ROWS_F32;
         if heads == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) || !(theta.is_finite() && theta > 1.0) {
             return Err(kerr(name, format!("{heads} heads × head_dim {head_dim}, theta {theta}")));
         }
@@ -446,7 +447,7 @@ impl Kernels {
     pub fn attn_window<'a>(&self, rec: &mut Recorder<'a>, args: AttnWindow<'a>, shape: Heads) -> Result<()> {
         let AttnWindow { q, k, v, o, n, hist, valid, window } = args;
         let Heads { n_heads: heads, n_kv: kv_heads, head_dim } = shape;
-        let name = "attn_window_f32";
+        let name = names::ATTN_WINDOW_F32;
         if heads == 0
             || kv_heads == 0
             || !heads.is_multiple_of(kv_heads)

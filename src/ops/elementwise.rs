@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
 use super::{grid, kerr, push_bytes, stride_grid};
+use crate::kernels::names;
 use crate::kernels::Kernels;
 
 #[repr(C)]
@@ -75,7 +76,7 @@ impl Kernels {
             Binding::read(w).range(0, n as u64 * 4),
             Binding::write(y).range(0, total),
         ];
-        self.row_kernel(rec, "rms_norm_f32", &b, n, rows, eps)
+        self.row_kernel(rec, names::RMS_NORM_F32, &b, n, rows, eps)
     }
 
     /// y[r, :] = softmax(scale · x[r, :]), for `rows` rows of `n`.
@@ -90,7 +91,7 @@ impl Kernels {
     ) -> Result<()> {
         let total = n as u64 * rows as u64 * 4;
         let b = [Binding::read(x).range(0, total), Binding::write(y).range(0, total)];
-        self.row_kernel(rec, "softmax_f32", &b, n, rows, scale)
+        self.row_kernel(rec, names::SOFTMAX_F32, &b, n, rows, scale)
     }
 
     fn binary<'a>(
@@ -130,7 +131,7 @@ impl Kernels {
         n: u64,
         b_len: u64,
     ) -> Result<()> {
-        self.binary(rec, "add_f32", a, b, y, n, b_len)
+        self.binary(rec, names::ADD_F32, a, b, y, n, b_len)
     }
 
     /// y[i] = a[i] · b[i mod b_len].
@@ -143,7 +144,7 @@ impl Kernels {
         n: u64,
         b_len: u64,
     ) -> Result<()> {
-        self.binary(rec, "mul_f32", a, b, y, n, b_len)
+        self.binary(rec, names::MUL_F32, a, b, y, n, b_len)
     }
 
     /// y[i] = silu(gate[i]) · up[i].
@@ -155,18 +156,18 @@ impl Kernels {
         y: &'a Buffer,
         n: u64,
     ) -> Result<()> {
-        self.binary(rec, "silu_mul_f32", gate, up, y, n, n)
+        self.binary(rec, names::SILU_MUL_F32, gate, up, y, n, n)
     }
 
     /// Streaming copy of `bytes` (a multiple of 16) from `src` to `dst`.
     pub fn stream_copy<'a>(&self, rec: &mut Recorder<'a>, src: &'a Buffer, dst: &'a Buffer, bytes: u64) -> Result<()> {
-        self.stream(rec, "copy_vec4", src, dst, bytes)
+        self.stream(rec, names::COPY_VEC4, src, dst, bytes)
     }
 
     /// Streaming read of `bytes` (a multiple of 16) of `src`; `sink` must hold as many bytes as
     /// `src` (it is almost never written).
     pub fn stream_read<'a>(&self, rec: &mut Recorder<'a>, src: &'a Buffer, sink: &'a Buffer, bytes: u64) -> Result<()> {
-        self.stream(rec, "read_vec4", src, sink, bytes)
+        self.stream(rec, names::READ_VEC4, src, sink, bytes)
     }
 
     fn stream<'a>(

@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
 use super::{grid, kerr, push_bytes, Matrix, WType};
+use crate::kernels::names;
 use crate::kernels::Kernels;
 use crate::layout::PlanarLayout;
 
@@ -31,7 +32,7 @@ impl Kernels {
         n: u32,
         y: &'a Buffer,
     ) -> Result<()> {
-        let name = "embed_q8_0p_f32";
+        let name = names::EMBED_Q8_0P_F32;
         table.check(name)?;
         if table.wtype != WType::Q8_0Planar {
             return Err(kerr(name, format!("the table is {:?}; this kernel takes planar Q8_0", table.wtype)));

@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result};
 
 use super::{kerr, push_bytes, Matrix, WType};
+use crate::kernels::names;
 use crate::kernels::{Kernels, Q8_1Scratch};
 
 #[repr(C)]
@@ -44,7 +45,7 @@ impl Kernels {
         y: &'a Buffer,
         scratch: &'a Q8_1Scratch,
     ) -> Result<()> {
-        let name = "mm_q8_0p_q8_1";
+        let name = names::MM_Q8_0P_Q8_1;
         w.check(name)?;
         if w.wtype != WType::Q8_0Planar {
             return Err(kerr(name, format!("weights are {:?}; this kernel takes planar Q8_0", w.wtype)));
@@ -107,7 +108,7 @@ impl Kernels {
         n: u32,
         y: &'a Buffer,
     ) -> Result<()> {
-        let name = "mm_f32_f32";
+        let name = names::MM_F32_F32;
         w.check(name)?;
         if w.wtype != WType::F32 || w.cols > MM_F32_MAX_K || n == 0 {
             return Err(kerr(

@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
 use super::{grid, kerr, push_bytes, stride_grid, Matrix, PushKMG, Rope, WType};
+use crate::kernels::names;
 use crate::kernels::{Kernels, MatvecPath, Q8_1Scratch};
 
 #[repr(C)]
@@ -80,7 +81,7 @@ impl Kernels {
         let MatvecHead { w, x, norm, out, hw, pos, cache_len, y, max_len, head_dim } = args;
         let Rope { theta, mrope_section } = rope;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
-        let name = if intdot { "mv_q8_0p_q8_1_head" } else { "mv_q8_0p_f32_head" };
+        let name = if intdot { names::MV_Q8_0P_Q8_1_HEAD } else { names::MV_Q8_0P_F32_HEAD };
         if w.wtype != WType::Q8_0Planar {
             return Err(kerr(name, format!("{:?} weights: needs planar Q8_0", w.wtype)));
         }
@@ -200,11 +201,11 @@ impl Kernels {
     ) -> Result<()> {
         let intdot = w.wtype == WType::Q8_0Planar && self.matvec_path() == MatvecPath::IntDot;
         let name = match (w.wtype, intdot, norm.is_some(), residual.is_some()) {
-            (WType::Q8_0Planar, true, true, false) => "mv_q8_0p_q8_1_nq",
-            (WType::Q8_0Planar, true, false, true) => "mv_q8_0p_q8_1_pq_res",
-            (WType::Q8_0Planar, false, true, false) => "mv_q8_0p_f32_n",
+            (WType::Q8_0Planar, true, true, false) => names::MV_Q8_0P_Q8_1_NQ,
+            (WType::Q8_0Planar, true, false, true) => names::MV_Q8_0P_Q8_1_PQ_RES,
+            (WType::Q8_0Planar, false, true, false) => names::MV_Q8_0P_F32_N,
             (WType::Q8_0Planar, false, false, true) => return self.matvec_impl(rec, w, x, y, None, false, residual),
-            (WType::F32, _, true, false) => "mv_f32_f32_norm",
+            (WType::F32, _, true, false) => names::MV_F32_F32_NORM,
             (wt, _, n, r) => {
                 return Err(kerr(
                     "matvec_fused",
@@ -267,18 +268,18 @@ impl Kernels {
     ) -> Result<()> {
         let intdot = w.wtype == WType::Q8_0Planar && self.matvec_path() == MatvecPath::IntDot;
         let name = match (w.wtype, intdot, residual.is_some()) {
-            (WType::Q8_0Planar, true, true) => "mv_q8_0p_q8_1_res",
-            (WType::Q8_0Planar, false, true) => "mv_q8_0p_f32_res",
+            (WType::Q8_0Planar, true, true) => names::MV_Q8_0P_Q8_1_RES,
+            (WType::Q8_0Planar, false, true) => names::MV_Q8_0P_F32_RES,
             (_, _, true) => {
                 return Err(kerr(
                     "matvec_residual",
                     format!("{:?} weights: the fused residual needs planar Q8_0", w.wtype),
                 ))
             }
-            (WType::Q8_0Planar, true, _) => "mv_q8_0p_q8_1",
-            (WType::Q8_0Planar, false, _) => "mv_q8_0p_f32",
-            (WType::F16, _, _) => "mv_f16_f32",
-            (WType::F32, _, _) => "mv_f32_f32",
+            (WType::Q8_0Planar, true, _) => names::MV_Q8_0P_Q8_1,
+            (WType::Q8_0Planar, false, _) => names::MV_Q8_0P_F32,
+            (WType::F16, _, _) => names::MV_F16_F32,
+            (WType::F32, _, _) => names::MV_F32_F32,
         };
         w.check(name)?;
         let t = self.tuning();
@@ -325,7 +326,7 @@ impl Kernels {
 
     /// Quantises `n` floats of `x` (a multiple of 32) into `s` as Q8_1.
     pub fn quantize_q8_1<'a>(&self, rec: &mut Recorder<'a>, x: &'a Buffer, n: u64, s: &'a Q8_1Scratch) -> Result<()> {
-        let name = "quantize_q8_1";
+        let name = names::QUANTIZE_Q8_1;
         if n == 0 || n % 32 != 0 || n > s.values {
             return Err(kerr(
                 name,

@@ -25,6 +25,7 @@ use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
 use super::{kerr, push_bytes, stride_grid};
+use crate::kernels::names;
 use crate::kernels::Kernels;
 
 /// Most candidates the selection keeps (top_k = 0 means this many).
@@ -202,7 +203,7 @@ impl Kernels {
         step_buf: Option<&'a Buffer>,
     ) -> Result<()> {
         let SampleArgs { logits, vocab, prev, n_prev, scratch, out } = args;
-        let name = "sample_f32";
+        let name = names::SAMPLE_F32;
         let p = params;
         if vocab == 0 {
             return Err(kerr(name, "vocab is 0 (empty logits)".into()));
@@ -242,7 +243,7 @@ impl Kernels {
         };
         let spec = [SpecConst { id: 0, value: WG }];
         let hist_off = zbytes.div_ceil(ALIGN) * ALIGN;
-        let pl = self.pipeline::<PushPrep>("sample_prep_f32", &spec)?;
+        let pl = self.pipeline::<PushPrep>(names::SAMPLE_PREP_F32, &spec)?;
         rec.dispatch(
             &pl,
             &[
@@ -255,7 +256,7 @@ impl Kernels {
         )?;
         if n_prev > 0 && p.repetition_penalty != 1.0 {
             let groups = n_prev.div_ceil(PEN_WG);
-            let pl = self.pipeline::<PushPrep>("sample_penalty_f32", &[SpecConst { id: 0, value: PEN_WG }])?;
+            let pl = self.pipeline::<PushPrep>(names::SAMPLE_PENALTY_F32, &[SpecConst { id: 0, value: PEN_WG }])?;
             rec.dispatch(
                 &pl,
                 &[
@@ -285,7 +286,7 @@ impl Kernels {
         let z4 = Binding::read(scratch).range(0, (vocab as u64).div_ceil(4) * 16);
         let hists = |access: fn(&'a Buffer) -> Binding<'a>| access(scratch).range(hist_off, HIST_BYTES);
         let groups = (vocab.div_ceil(4).div_ceil(WG)).clamp(1, HIST_GROUPS);
-        let pl = self.pipeline::<PushSample>("sample_hist_f32", &spec)?;
+        let pl = self.pipeline::<PushSample>(names::SAMPLE_HIST_F32, &spec)?;
         for pass in 0..3 {
             rec.dispatch(
                 &pl,
@@ -304,7 +305,7 @@ impl Kernels {
             .filter(|w| [256, 512, 1024].contains(w) && *w <= max_wg)
             .unwrap_or(if vocab > 16384 && max_wg >= 1024 { 1024 } else { 256 });
         if let Some(sb) = step_buf {
-            let pl = self.pipeline::<PushSample>("sample_step_f32", &[SpecConst { id: 0, value: sel_wg }])?;
+            let pl = self.pipeline::<PushSample>(names::SAMPLE_STEP_F32, &[SpecConst { id: 0, value: sel_wg }])?;
             let b = [z4, hists(Binding::read), Binding::write(out).range(0, 4), Binding::read(sb).range(0, 4)];
             return rec.dispatch(&pl, &b, push_bytes(&push), [1, 1, 1]);
         }
@@ -325,18 +326,18 @@ impl Kernels {
     ) -> Result<()> {
         let groups = n.div_ceil(ARGMAX_SPAN);
         if groups > self.gpu().caps().max_workgroup_count[0] {
-            return Err(kerr("argmax_f32", format!("{n} values need {groups} workgroups, over the device limit")));
+            return Err(kerr(names::ARGMAX_F32, format!("{n} values need {groups} workgroups, over the device limit")));
         }
         let part = groups as u64 * 8;
         let spec = [SpecConst { id: 0, value: WG }];
-        let p = self.pipeline::<PushArgmax>("argmax_f32", &spec)?;
+        let p = self.pipeline::<PushArgmax>(names::ARGMAX_F32, &spec)?;
         rec.dispatch(
             &p,
             &[Binding::read(scratch).range(0, n as u64 * 4), Binding::write(scratch).range(off, part)],
             push_bytes(&PushArgmax { n, span: ARGMAX_SPAN }),
             [groups, 1, 1],
         )?;
-        let p = self.pipeline::<PushArgmax>("argmax_final_f32", &spec)?;
+        let p = self.pipeline::<PushArgmax>(names::ARGMAX_FINAL_F32, &spec)?;
         rec.dispatch(
             &p,
             &[Binding::read(scratch).range(off, part), Binding::write(out).range(0, 4)],
@@ -360,7 +361,7 @@ impl Kernels {
     /// the previous one wrote, while the host reads the tokens from `history`.
     pub fn decode_advance<'a>(&self, rec: &mut Recorder<'a>, args: DecodeAdvance<'a>) -> Result<()> {
         let DecodeAdvance { next, token, pos, cache_len, history, ctx } = args;
-        let name = "decode_advance";
+        let name = names::DECODE_ADVANCE;
         if ctx == 0 {
             return Err(kerr(name, "a history of 0 positions".into()));
         }

@@ -5,6 +5,7 @@ use bytemuck::{Pod, Zeroable};
 use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
 use super::{kerr, push_bytes};
+use crate::kernels::names;
 use crate::kernels::Kernels;
 
 #[repr(C)]
@@ -37,7 +38,7 @@ impl Kernels {
         scratch: &'a Buffer,
         out: &'a Buffer,
     ) -> Result<()> {
-        let name = "argmax_f32";
+        let name = names::ARGMAX_F32;
         if n == 0 {
             return Err(kerr(name, "empty vector".into()));
         }
@@ -54,7 +55,7 @@ impl Kernels {
             push_bytes(&PushArgmax { n, span: SPAN }),
             [groups, 1, 1],
         )?;
-        let p = self.pipeline::<PushArgmax>("argmax_final_f32", &spec)?;
+        let p = self.pipeline::<PushArgmax>(names::ARGMAX_FINAL_F32, &spec)?;
         rec.dispatch(
             &p,
             &[Binding::read(scratch).range(0, part), Binding::write(out).range(0, 4)],

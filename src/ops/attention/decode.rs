@@ -2,6 +2,7 @@
 //! kernels with their merge (fixed-length and length-from-a-buffer variants).
 
 use super::*;
+use crate::kernels::names;
 
 impl Kernels {
     /// Decode attention for one token in one dispatch (replayable steps): per-head q/k RMSNorm and
@@ -29,7 +30,7 @@ impl Kernels {
         let KvCache { k: k_cache, v: v_cache } = kv;
         let Heads { n_heads, n_kv, head_dim } = heads;
         let Rope { theta, mrope_section } = rope;
-        let name = if merge_here { "attn_decode_fused_f32" } else { "attn_decode_prologue_f32" };
+        let name = if merge_here { names::ATTN_DECODE_FUSED_F32 } else { names::ATTN_DECODE_PROLOGUE_F32 };
         check_heads(name, n_heads, n_kv, head_dim)?;
         let g = n_heads / n_kv;
         let caps = self.gpu().caps();
@@ -153,7 +154,7 @@ impl Kernels {
         let KvCache { k: k_cache, v: v_cache } = kv;
         let Heads { n_heads, n_kv, head_dim } = heads;
         // Keys load as vec4s when rows allow it (every real head_dim does).
-        let name = if head_dim.is_multiple_of(4) { "attn_split_vec4_f32" } else { "attn_split_f32" };
+        let name = if head_dim.is_multiple_of(4) { names::ATTN_SPLIT_VEC4_F32 } else { names::ATTN_SPLIT_F32 };
         check_heads(name, n_heads, n_kv, head_dim)?;
         let force_split =
             *FORCE_SPLIT.get_or_init(|| std::env::var("QWEN3VK_ATTN_DECODE").is_ok_and(|v| v.trim() == "split"));
@@ -215,7 +216,7 @@ impl Kernels {
         let AttnDecode { q, out, scratch, n_q, kv_len } = args;
         let KvCache { k: k_cache, v: v_cache } = kv;
         let Heads { n_heads, n_kv, head_dim } = heads;
-        let name = if dyn_len.is_some() { "attn_decode_gqa_dyn_f32" } else { "attn_decode_gqa_f32" };
+        let name = if dyn_len.is_some() { names::ATTN_DECODE_GQA_DYN_F32 } else { names::ATTN_DECODE_GQA_F32 };
         let g = n_heads / n_kv;
         let caps = self.gpu().caps();
         // qs, sc, scp (partial scores), red, hm / hl, po (row-group sums of up to 4 heads).
@@ -294,7 +295,7 @@ impl Kernels {
     ) -> Result<()> {
         let AttnDecodeAt { q, out, scratch, cache_len, n_q, kv_cap } = args;
         let Heads { n_heads, n_kv, head_dim } = heads;
-        let name = "attn_decode_gqa_dyn_f32";
+        let name = names::ATTN_DECODE_GQA_DYN_F32;
         check_heads(name, n_heads, n_kv, head_dim)?;
         let r =
             self.attn_decode_gqa(rec, AttnDecode { q, out, scratch, n_q, kv_len: kv_cap }, kv, heads, Some(cache_len));
@@ -316,7 +317,7 @@ impl Kernels {
     pub fn kv_store<'a>(&self, rec: &mut Recorder<'a>, args: KvStore<'a>, kv: KvCache<'a>) -> Result<()> {
         let KvStore { k_new, v_new, cache_len, n, n_kv, head_dim, max_len } = args;
         let KvCache { k: k_cache, v: v_cache } = kv;
-        let name = "attn_kv_store_f32";
+        let name = names::ATTN_KV_STORE_F32;
         let row = n_kv as u64 * head_dim as u64;
         if n == 0 || row == 0 || max_len == 0 {
             return Err(kerr(
@@ -351,7 +352,7 @@ impl Kernels {
         let ml_off = round_up(o_bytes, 256);
         let ml_bytes = rows * n_chunks as u64 * 8;
         let q_bytes = rows * head_dim as u64 * 4;
-        let p = self.pipeline::<PushReduceDyn>("attn_reduce_dyn_f32", &[SpecConst { id: 0, value: REDUCE_WG }])?;
+        let p = self.pipeline::<PushReduceDyn>(names::ATTN_REDUCE_DYN_F32, &[SpecConst { id: 0, value: REDUCE_WG }])?;
         let (dims, grid_x) = grid(rows as u32, self.gpu().caps().max_workgroup_count[0]);
         let push = PushReduceDyn { rows: rows as u32, n_chunks, head_dim, grid_x, chunk, n_q, kv_cap };
         rec.dispatch(
@@ -381,7 +382,7 @@ impl Kernels {
         let ml_off = round_up(o_bytes, 256);
         let ml_bytes = rows * n_chunks as u64 * 8;
         let q_bytes = rows * head_dim as u64 * 4;
-        let name = "attn_reduce_f32";
+        let name = names::ATTN_REDUCE_F32;
         let p = self.pipeline::<PushReduce>(name, &[SpecConst { id: 0, value: REDUCE_WG }])?;
         let (dims, grid_x) = grid(rows as u32, self.gpu().caps().max_workgroup_count[0]);
         let push = PushReduce { rows: rows as u32, n_chunks, head_dim, grid_x };

@@ -1,6 +1,7 @@
 //! Prefill attention: causal GQA, tiled with an online softmax.
 
 use super::*;
+use crate::kernels::names;
 
 impl Kernels {
     /// Prefill attention: `out` (`[n, n_heads, head_dim]`) for `n` query tokens `q` (same layout)
@@ -18,8 +19,11 @@ impl Kernels {
         let KvCache { k: k_cache, v: v_cache } = kv;
         let Heads { n_heads, n_kv, head_dim } = heads;
         // head_dim a multiple of 32: the vec4, register-blocked variant (attn_prefill_v4.comp).
-        let name =
-            if head_dim.is_multiple_of(32) && head_dim <= 128 { "attn_prefill_v4_f32" } else { "attn_prefill_f32" };
+        let name = if head_dim.is_multiple_of(32) && head_dim <= 128 {
+            names::ATTN_PREFILL_V4_F32
+        } else {
+            names::ATTN_PREFILL_F32
+        };
         check_heads(name, n_heads, n_kv, head_dim)?;
         if !head_dim.is_multiple_of(8) || head_dim > 128 {
             return Err(kerr(name, format!("head_dim {head_dim}: need a multiple of 8, at most 128")));
@@ -27,7 +31,7 @@ impl Kernels {
         if n == 0 {
             return Err(kerr(name, "no query tokens".into()));
         }
-        let shared = if name == "attn_prefill_v4_f32" {
+        let shared = if name == names::ATTN_PREFILL_V4_F32 {
             (BQ * head_dim + BK * (head_dim + 4) + BK * head_dim + BQ * BK + 3 * BQ) * 4
         } else {
             (BQ * head_dim + BK * (head_dim + 1) + BK * head_dim + BQ * BK + 3 * BQ) * 4

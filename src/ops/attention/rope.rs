@@ -2,6 +2,7 @@
 //! `qk_norm_rope_store` which also writes K and V into the caches).
 
 use super::*;
+use crate::kernels::names;
 
 impl Kernels {
     /// Rotary embedding in place on x `[n_tokens, n_heads, head_dim]` (rotate-half: dimension j
@@ -13,7 +14,7 @@ impl Kernels {
     pub fn rope<'a>(&self, rec: &mut Recorder<'a>, args: RopeRows<'a>, rope: Rope) -> Result<()> {
         let RopeRows { x, pos, n_tokens, n_heads, head_dim } = args;
         let Rope { theta, mrope_section } = rope;
-        let name = "rope_f32";
+        let name = names::ROPE_F32;
         if n_tokens == 0 || n_heads == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(kerr(
                 name,
@@ -51,7 +52,7 @@ impl Kernels {
         let QkNormRope { q, k, q_w, k_w, pos, n_tokens, eps } = args;
         let Heads { n_heads, n_kv, head_dim } = heads;
         let Rope { theta, mrope_section } = rope;
-        let name = "rope_qk_norm_f32";
+        let name = names::ROPE_QK_NORM_F32;
         if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}: need nonzero sizes, even head_dim")));
         }
@@ -96,7 +97,7 @@ impl Kernels {
         let KvWrite { v, k_cache, v_cache, cache_len, max_len } = store;
         let Heads { n_heads, n_kv, head_dim } = heads;
         let Rope { theta, mrope_section } = rope;
-        let name = "rope_qk_norm_store_f32";
+        let name = names::ROPE_QK_NORM_STORE_F32;
         if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) || max_len == 0 {
             return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}, {max_len} cache positions: need nonzero sizes, even head_dim")));
         }

@@ -2,6 +2,7 @@
 //! gate, gate/up (alone or fused with routing and the norm) and down.
 
 use super::*;
+use crate::kernels::names;
 
 impl Kernels {
     /// Routing for `n_tokens` rows of `n_experts` router logits (f32): softmax in f32, the `k`
@@ -10,7 +11,7 @@ impl Kernels {
     /// (f32), both `[n_tokens, k]`.
     pub fn moe_route<'a>(&self, rec: &mut Recorder<'a>, args: MoeRoute<'a>) -> Result<()> {
         let MoeRoute { logits, ids, weights, n_experts, k, n_tokens, renormalize } = args;
-        let name = "moe_route_f32";
+        let name = names::MOE_ROUTE_F32;
         if n_experts == 0 || n_tokens == 0 || k == 0 || k > MOE_MAX_K.min(n_experts) {
             return Err(kerr(
                 name,
@@ -42,7 +43,7 @@ impl Kernels {
     /// `moe_down` (k = 1, residual = the routed sum) then add sigmoid(·) · shared(x).
     pub fn moe_shared_gate<'a>(&self, rec: &mut Recorder<'a>, args: MoeSharedGate<'a>) -> Result<()> {
         let MoeSharedGate { x, w_gate, ids, weights, hidden, n_tokens } = args;
-        let name = "moe_shared_gate_f32";
+        let name = names::MOE_SHARED_GATE_F32;
         if hidden == 0 || n_tokens == 0 {
             return Err(kerr(name, format!("empty input ({n_tokens} tokens of {hidden})")));
         }
@@ -95,7 +96,7 @@ impl Kernels {
     ) -> Result<()> {
         let MoeGateUp { gate, up, x, ids, k, n_tokens, h } = args;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
-        let name = if intdot { "moe_gate_up_q8_0p_q8_1" } else { "moe_gate_up_q8_0p_f32" };
+        let name = if intdot { names::MOE_GATE_UP_Q8_0P_Q8_1 } else { names::MOE_GATE_UP_Q8_0P_F32 };
         gate.check(name)?;
         up.check(name)?;
         if (gate.n_experts, gate.rows, gate.cols) != (up.n_experts, up.rows, up.cols) {
@@ -180,10 +181,10 @@ impl Kernels {
         let MoeRouteGateUp { logits, gate, up, x, ids, weights, k, n_tokens, renormalize, h } = args;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
         let name = match (intdot, norm.is_some()) {
-            (true, false) => "moe_route_gate_up_q8_0p_q8_1",
-            (false, false) => "moe_route_gate_up_q8_0p_f32",
-            (true, true) => "moe_route_gate_up_norm_q8_0p_q8_1",
-            (false, true) => "moe_route_gate_up_norm_q8_0p_f32",
+            (true, false) => names::MOE_ROUTE_GATE_UP_Q8_0P_Q8_1,
+            (false, false) => names::MOE_ROUTE_GATE_UP_Q8_0P_F32,
+            (true, true) => names::MOE_ROUTE_GATE_UP_NORM_Q8_0P_Q8_1,
+            (false, true) => names::MOE_ROUTE_GATE_UP_NORM_Q8_0P_F32,
         };
         gate.check(name)?;
         up.check(name)?;
@@ -274,9 +275,9 @@ impl Kernels {
         let MoeDown { down, h, ids, weights, k, n_tokens, residual, y } = args;
         let fused = intdot && k as u64 * down.cols as u64 <= MOE_FUSED_MAX_H;
         let name = match (intdot, fused) {
-            (true, true) => "moe_down_q8_0p_q8_1_fused",
-            (true, false) => "moe_down_q8_0p_q8_1",
-            _ => "moe_down_q8_0p_f32",
+            (true, true) => names::MOE_DOWN_Q8_0P_Q8_1_FUSED,
+            (true, false) => names::MOE_DOWN_Q8_0P_Q8_1,
+            _ => names::MOE_DOWN_Q8_0P_F32,
         };
         down.check(name)?;
         let pairs = n_tokens as u64 * k as u64;

@@ -2,6 +2,7 @@
 //! weighted combine).
 
 use super::*;
+use crate::kernels::names;
 
 impl Kernels {
     /// Prefill: groups the `n_pairs` (token, slot) pairs of `ids` by expert for the grouped
@@ -17,7 +18,7 @@ impl Kernels {
         offsets: &'a Buffer,
         order: &'a Buffer,
     ) -> Result<()> {
-        let name = "moe_group_u32";
+        let name = names::MOE_GROUP_U32;
         if n_pairs == 0 || n_experts == 0 || n_experts > MOE_GROUP_MAX_EXPERTS {
             return Err(kerr(
                 name,
@@ -95,7 +96,7 @@ impl Kernels {
     ) -> Result<()> {
         let MoeGateUpGrouped { gate, up, x, k, n_tokens, offsets, order, h } = args;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
-        let name = if intdot { "moe_gate_up_grouped_q8_0p_q8_1" } else { "moe_gate_up_grouped_q8_0p_f32" };
+        let name = if intdot { names::MOE_GATE_UP_GROUPED_Q8_0P_Q8_1 } else { names::MOE_GATE_UP_GROUPED_Q8_0P_F32 };
         gate.check(name)?;
         up.check(name)?;
         if (gate.n_experts, gate.rows, gate.cols) != (up.n_experts, up.rows, up.cols) {
@@ -134,7 +135,7 @@ impl Kernels {
     ) -> Result<()> {
         let MoeDownGrouped { down, h, weights, k, n_tokens, offsets, order, o, residual, y } = args;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
-        let name = if intdot { "moe_down_grouped_q8_0p_q8_1" } else { "moe_down_grouped_q8_0p_f32" };
+        let name = if intdot { names::MOE_DOWN_GROUPED_Q8_0P_Q8_1 } else { names::MOE_DOWN_GROUPED_Q8_0P_F32 };
         down.check(name)?;
         if k == 0 || n_tokens == 0 {
             return Err(kerr(name, "no pairs".into()));
@@ -150,7 +151,7 @@ impl Kernels {
             [hb, hb]
         };
         self.moe_grouped(rec, name, &[down], act, intdot, GroupedOut { k, n_pairs: pairs, offsets, order, out: o })?;
-        let cname = "moe_combine_f32";
+        let cname = names::MOE_COMBINE_F32;
         let total = n_tokens as u64 * down.rows as u64;
         let total32 = u32::try_from(total).map_err(|_| kerr(cname, format!("{total} outputs exceed 2^32 - 1")))?;
         let wg = 256;

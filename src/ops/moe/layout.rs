@@ -2,6 +2,7 @@
 //! router (`router_fold_matrix` on the host, `Kernels::moe_router_fold` on the GPU).
 
 use super::*;
+use crate::kernels::names;
 
 /// Byte layout of `n_experts` stacked planar Q8_0 `[rows, cols]` matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +213,7 @@ impl Kernels {
         let RouterFold { r, rows, x, k1, a, k2, u } = args;
         // On the int-dot path the o-projection sees a as Q8_1: so does the fold.
         let quant = self.matvec_path() == MatvecPath::IntDot;
-        let name = if quant { "router_fold_q8_1_f32" } else { "router_fold_f32" };
+        let name = if quant { names::ROUTER_FOLD_Q8_1_F32 } else { names::ROUTER_FOLD_F32 };
         let wg = 256.min(self.gpu().caps().max_workgroup_invocations);
         let shared = if quant { k2 * 4 } else { 0 } + wg * 4;
         if rows == 0 || k1 == 0 || k2 == 0 || k1 % 4 != 0 || k2 % 4 != 0 || (quant && k2 % 32 != 0) {
