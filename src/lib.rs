@@ -12,15 +12,17 @@
 pub mod kernels;
 pub mod layout;
 mod ops;
+pub mod options;
 pub mod reference;
 pub mod selftest;
 pub mod subgroups;
 
-pub use kernels::{KernelInfo, KernelOptions, Kernels, LocalSize, MatvecPath, Q8_1Scratch, SubgroupUse};
+pub use kernels::{KernelInfo, KernelOptions, Kernels, LocalSize, MatvecPath, Q8_1Scratch, SubgroupUse, TuningOptions};
 pub use ops::code2wav::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, ConvWeights};
 pub use ops::sample::{sample_mix32, sample_uniform, SampleParams, Suppress, SAMPLE_MAX_K};
 pub use ops::{
     router_fold_matrix, Conv2dShape, HeadOut, Matrix, WType, ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM, DOWN_KSPLIT,
 };
+pub use options::{AudioOptions, EngineOptions, ModelOptions, OptionsError, TalkerOptions, ThinkerOptions};
 pub use vk_runtime;
 pub use vk_runtime::{Error, Result};

@@ -146,8 +146,6 @@ const GQA_TARGET_GROUPS: u64 = 256;
 const GQA_MAX_G: u32 = 16;
 /// Invocations of the merge kernel.
 const REDUCE_WG: u32 = 256;
-/// `QWEN3VK_ATTN_DECODE=split` forces the per-query-head split kernel (A/B measurements).
-static FORCE_SPLIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 /// Prefill: invocations per workgroup, query block and key tile (match attn_prefill.comp).
 const PREFILL_WG: u32 = 128;
 const BQ: u32 = 16;
@@ -500,8 +498,8 @@ impl Kernels {
         // Keys load as vec4s when rows allow it (every real head_dim does).
         let name = if head_dim.is_multiple_of(4) { "attn_split_vec4_f32" } else { "attn_split_f32" };
         check_heads(name, n_heads, n_kv, head_dim)?;
-        let force_split =
-            *FORCE_SPLIT.get_or_init(|| std::env::var("QWEN3VK_ATTN_DECODE").is_ok_and(|v| v.trim() == "split"));
+        // `QWEN3VK_ATTN_DECODE=split` forces the per-query-head split kernel (A/B measurements).
+        let force_split = self.tuning().attn_decode_split;
         if let Some(r) = (!force_split)
             .then(|| {
                 self.attn_decode_gqa(rec, q, k_cache, v_cache, out, scratch, n_q, n_heads, n_kv, head_dim, kv_len, None)

@@ -73,7 +73,7 @@ pub enum AttnMode {
     /// norm/RoPE/store, attention and merge: three dispatches.
     Split,
     /// The norm/RoPE/store done by q/k/v's own workgroups (one per head), then attention and
-    /// merge: two dispatches after q/k/v. The default; `QWEN3VK_NO_HEAD_EPILOGUE=1` gives `Split`.
+    /// merge: two dispatches after q/k/v. The default; `ThinkerOptions::head_epilogue` off gives `Split`.
     SplitHeads,
 }
 
@@ -124,7 +124,7 @@ impl GpuThinker {
     pub fn load(k: Kernels, m: &ModelFile, ctx: u32, progress: impl FnMut(u32, u32)) -> Result<GpuThinker, ModelError> {
         let c = ThinkerConfig::from_model(m)?;
         let g = k.gpu().clone();
-        let w = ThinkerWeights::load(&g, m, &c, progress)?;
+        let w = ThinkerWeights::load_with(&g, m, &c, k.model_options().thinker.router_fold, progress)?;
         let (h, hd) = (c.hidden as u64, c.head_dim as u64);
         let (qd, kvd) = ((c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
         let ctx = ctx.clamp(1, c.max_positions);
@@ -382,7 +382,7 @@ impl GpuThinker {
     fn fused_decode(&self) -> bool {
         let c = &self.config;
         let max_k = if self.k.matvec_path() == MatvecPath::IntDot { 8192 } else { 4096 };
-        std::env::var_os("QWEN3VK_NO_FUSED_DECODE").is_none()
+        self.k.model_options().thinker.fused_decode
             && c.hidden <= max_k
             && c.n_heads * c.head_dim <= 8192
             && c.hidden % 32 == 0
@@ -391,17 +391,18 @@ impl GpuThinker {
     /// How decode attention runs (replayable fused path). Default: [`AttnMode::SplitHeads`]; of
     /// the others, the three-dispatch split measured fastest on an H200 at 512 and 4096 keys, ahead
     /// of the two- and one-dispatch forms whose kernel is slower than the dependent dispatches it
-    /// saves (docs/perf.md). `QWEN3VK_ATTN_FUSED=1` / `QWEN3VK_ATTN_PROLOGUE=1` pick the others;
-    /// [`GpuThinker::set_attention_mode`] overrides both.
+    /// saves (docs/perf.md). `ThinkerOptions::attn_fused` / `attn_prologue` / `head_epilogue`
+    /// (`QWEN3VK_ATTN_FUSED=1`, …) pick the others; [`GpuThinker::set_attention_mode`] overrides them.
     fn attention_mode(&self) -> AttnMode {
         if let Some(m) = self.attn_mode {
             return m;
         }
-        if std::env::var_os("QWEN3VK_ATTN_FUSED").is_some() {
+        let o = self.k.model_options().thinker;
+        if o.attn_fused {
             AttnMode::Fused
-        } else if std::env::var_os("QWEN3VK_ATTN_PROLOGUE").is_some() {
+        } else if o.attn_prologue {
             AttnMode::Prologue
-        } else if std::env::var_os("QWEN3VK_NO_HEAD_EPILOGUE").is_some() {
+        } else if !o.head_epilogue {
             AttnMode::Split
         } else {
             AttnMode::SplitHeads
@@ -545,7 +546,7 @@ impl GpuThinker {
         Ok(())
     }
 
-    /// One decoder layer of the decode step, unfused (other head shapes, or QWEN3VK_NO_FUSED_DECODE).
+    /// One decoder layer of the decode step, unfused (other head shapes, or `ThinkerOptions::fused_decode` off).
     fn record_layer<'a>(
         &'a self,
         rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
