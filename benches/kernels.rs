@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use qwen3_omni_vk::reference::Rng;
-use qwen3_omni_vk::vk_runtime::{Batch, Buffer, Gpu, GpuOptions, MemoryIntent};
+use qwen3_omni_vk::vk_runtime::{Batch, Buffer, Gpu, MemoryIntent};
 use qwen3_omni_vk::{HeadOut, Kernels, Matrix, MatvecPath, WType};
 
 /// Rotate inputs until they exceed this many bytes (H100/H200 L2: 50–60 MB).
@@ -65,9 +65,11 @@ fn copies_for(bytes: u64) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    let gpu = Gpu::new(&GpuOptions::default()).expect("a Vulkan device");
+    // The engine overrides (QWEN3VK_MV_WG, QWEN3VK_MATVEC, …; docs/gpu-runs.md) apply here too.
+    let o = qwen3_omni_vk::EngineOptions::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let gpu = Gpu::new(&o.gpu).expect("a Vulkan device");
     let caps = gpu.caps().clone();
-    let mut k = Kernels::new(gpu.clone());
+    let mut k = Kernels::from_engine(gpu.clone(), &o).expect("the compute library on this device");
     let mut rows_out: Vec<Row> = Vec::new();
     let reps = if quick() { 3 } else { 20 };
     let mut g = c.benchmark_group("kernels");
@@ -129,7 +131,7 @@ fn bench(c: &mut Criterion) {
     if caps.int_dot {
         paths.push((MatvecPath::IntDot, "intdot"));
     }
-    let default_path = MatvecPath::choose(&caps);
+    let default_path = MatvecPath::choose_with(&caps, o.kernels.matvec);
     for &(m, kk) in &shapes {
         let bytes = WType::Q8_0Planar.row_bytes(kk as u64) * m as u64;
         let n = copies_for(bytes);

@@ -146,7 +146,8 @@ impl LocalSize {
     }
 }
 
-/// Choices fixed when the compute library binds a device (`Kernels::with_options`).
+/// Choices fixed when the compute library binds a device (`Kernels::with_options`); `tuning` can
+/// change later ([`Kernels::set_tuning`]). Part of [`crate::EngineOptions`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelOptions {
     /// Run every kernel that uses subgroup operations at this subgroup size
@@ -154,6 +155,39 @@ pub struct KernelOptions {
     /// workgroups over 32 invocations). Must be a power of two in the device's
     /// minSubgroupSize..=maxSubgroupSize.
     pub subgroup_size: Option<u32>,
+    /// The Q8_0 matrix × vector path (`QWEN3VK_MATVEC`); `None`: [`MatvecPath::choose`].
+    pub matvec: Option<MatvecPath>,
+    /// Workgroup shapes and kernel variants; `None`s are the device's defaults.
+    pub tuning: TuningOptions,
+}
+
+/// Kernel shapes and variants for what is recorded (benchmark overrides; `None`: the default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TuningOptions {
+    /// Matrix × vector workgroup size (`QWEN3VK_MV_WG`; 128).
+    pub mv_wg: Option<u32>,
+    /// Rows per subgroup step (planar) / per workgroup (others) (`QWEN3VK_MV_ROWS`; 2).
+    pub mv_rows: Option<u32>,
+    /// `QWEN3VK_FUSED_GROUPS` (1024).
+    pub fused_groups: Option<u32>,
+    /// `QWEN3VK_FUSED_WG` (256).
+    pub fused_wg: Option<u32>,
+    /// `QWEN3VK_HEAD_WG` (a power of two ≥ 32; 1024).
+    pub head_wg: Option<u32>,
+    /// `QWEN3VK_MOE_FUSED_WG`: both MoE kernels' size where `gate_wg` / `down_wg` are unset.
+    pub moe_fused_wg: Option<u32>,
+    pub gate_wg: Option<u32>,
+    pub down_wg: Option<u32>,
+    pub gate_rps: Option<u32>,
+    pub down_rps: Option<u32>,
+    /// `QWEN3VK_DOWN_KSPLIT` ([`crate::DOWN_KSPLIT`]).
+    pub down_ksplit: Option<u32>,
+    /// Decode attention always through the per-query-head split kernel (`QWEN3VK_ATTN_DECODE=split`).
+    pub attn_decode_split: bool,
+    /// The direct conv2d kernel even where the tiled one applies (`QWEN3VK_CONV_NAIVE`).
+    pub conv_naive: bool,
+    /// The sampler's selection workgroup size (`QWEN3VK_SAMPLE_WG`: 256, 512 or 1024).
+    pub sample_wg: Option<u32>,
 }
 
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
@@ -173,11 +207,16 @@ pub enum MatvecPath {
 }
 
 impl MatvecPath {
-    /// `QWEN3VK_MATVEC=float|intdot` if set, else int-dot where it is hardware accelerated.
+    /// Int-dot where it is hardware accelerated, else float.
     pub fn choose(caps: &vk_runtime::Caps) -> MatvecPath {
-        match std::env::var("QWEN3VK_MATVEC").ok().as_deref().map(str::trim) {
-            Some("float") => MatvecPath::Float,
-            Some("intdot") if caps.int_dot => MatvecPath::IntDot,
+        Self::choose_with(caps, None)
+    }
+
+    /// `asked` (`QWEN3VK_MATVEC`) where the device has it, else [`MatvecPath::choose`].
+    pub fn choose_with(caps: &vk_runtime::Caps, asked: Option<MatvecPath>) -> MatvecPath {
+        match asked {
+            Some(MatvecPath::Float) => MatvecPath::Float,
+            Some(MatvecPath::IntDot) if caps.int_dot => MatvecPath::IntDot,
             _ if caps.int_dot && caps.int_dot_accelerated => MatvecPath::IntDot,
             _ => MatvecPath::Float,
         }
@@ -205,17 +244,21 @@ pub struct Kernels {
     gpu: Gpu,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     matvec_path: MatvecPath,
-    /// Read from the environment at creation and by [`Kernels::reload_tuning`].
+    /// From `options.tuning` at creation and [`Kernels::set_tuning`].
     tuning: Mutex<Tuning>,
     /// [`Kernels::set_clocks`]: build the `_clk` variants (timing marks) where they exist.
     clocks: std::sync::atomic::AtomicBool,
-    options: KernelOptions,
+    options: Mutex<KernelOptions>,
+    /// `options.subgroup_size`, fixed at creation.
+    subgroup_size: Option<u32>,
+    /// The model components' decode choices (models loaded on these kernels read them).
+    models: Mutex<crate::options::ModelOptions>,
     /// The subgroup self-check (`crate::subgroups`), run at creation: the report, or why the
     /// device is refused (every kernel with subgroup operations then fails to build).
     subgroups: std::result::Result<crate::subgroups::SubgroupReport, String>,
 }
 
-/// Workgroup shapes, from the device (overridable for benchmarks by environment variables).
+/// Workgroup shapes, from the device and [`TuningOptions`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tuning {
     pub mv_wg: u32,
@@ -234,26 +277,27 @@ pub(crate) struct Tuning {
     pub moe_rps: [u32; 2],
     /// Subgroups sharing each row of the fused down projection (`QWEN3VK_DOWN_KSPLIT`).
     pub down_ksplit: u32,
+    pub attn_decode_split: bool,
+    pub conv_naive: bool,
+    pub sample_wg: Option<u32>,
 }
 
 impl Tuning {
-    fn from_env(caps: &vk_runtime::Caps) -> Tuning {
+    fn resolve(caps: &vk_runtime::Caps, o: &TuningOptions) -> Tuning {
         Tuning {
-            mv_wg: env_u32("QWEN3VK_MV_WG").unwrap_or(128).min(caps.max_workgroup_invocations),
-            mv_rows: env_u32("QWEN3VK_MV_ROWS").unwrap_or(2).min(16),
-            fused_groups: env_u32("QWEN3VK_FUSED_GROUPS").unwrap_or(1024),
-            fused_wg: env_u32("QWEN3VK_FUSED_WG").unwrap_or(256).min(caps.max_workgroup_invocations),
-            head_wg: env_u32("QWEN3VK_HEAD_WG").filter(|v| v.is_power_of_two() && *v >= 32).unwrap_or(0),
-            moe_wg: ["QWEN3VK_GATE_WG", "QWEN3VK_DOWN_WG"]
-                .map(|n| env_u32(n).or_else(|| env_u32("QWEN3VK_MOE_FUSED_WG")).unwrap_or(0)),
-            moe_rps: ["QWEN3VK_GATE_RPS", "QWEN3VK_DOWN_RPS"].map(|n| env_u32(n).unwrap_or(0).min(16)),
-            down_ksplit: env_u32("QWEN3VK_DOWN_KSPLIT").unwrap_or(crate::ops::DOWN_KSPLIT).clamp(1, 16),
+            mv_wg: o.mv_wg.unwrap_or(128).min(caps.max_workgroup_invocations),
+            mv_rows: o.mv_rows.unwrap_or(2).min(16),
+            fused_groups: o.fused_groups.unwrap_or(1024),
+            fused_wg: o.fused_wg.unwrap_or(256).min(caps.max_workgroup_invocations),
+            head_wg: o.head_wg.filter(|v| v.is_power_of_two() && *v >= 32).unwrap_or(0),
+            moe_wg: [o.gate_wg, o.down_wg].map(|v| v.or(o.moe_fused_wg).unwrap_or(0)),
+            moe_rps: [o.gate_rps, o.down_rps].map(|v| v.unwrap_or(0).min(16)),
+            down_ksplit: o.down_ksplit.unwrap_or(crate::ops::DOWN_KSPLIT).clamp(1, 16),
+            attn_decode_split: o.attn_decode_split,
+            conv_naive: o.conv_naive,
+            sample_wg: o.sample_wg,
         }
     }
-}
-
-fn env_u32(name: &str) -> Option<u32> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).filter(|&v| v > 0)
 }
 
 impl Kernels {
@@ -291,10 +335,30 @@ impl Kernels {
         Ok(k)
     }
 
+    /// The compute library with `o.kernels`, carrying `o.models` for the models loaded on it:
+    /// [`Kernels::with_options`] where a subgroup size is asked for, else [`Kernels::new`]'s
+    /// checks.
+    pub fn from_engine(gpu: Gpu, o: &crate::EngineOptions) -> Result<Kernels> {
+        let k = if o.kernels.subgroup_size.is_some() {
+            Self::with_options(gpu, o.kernels)?
+        } else {
+            Self::build(gpu, o.kernels)
+        };
+        k.set_model_options(o.models);
+        Ok(k)
+    }
+
+    /// Another `Kernels` on the same GPU with the same options (a second recording context).
+    pub fn sibling(&self) -> Kernels {
+        let k = Self::build(self.gpu.clone(), self.options());
+        k.set_model_options(self.model_options());
+        k
+    }
+
     fn build(gpu: Gpu, options: KernelOptions) -> Kernels {
         let caps = gpu.caps();
-        let matvec_path = MatvecPath::choose(caps);
-        let tuning = Mutex::new(Tuning::from_env(caps));
+        let matvec_path = MatvecPath::choose_with(caps, options.matvec);
+        let tuning = Mutex::new(Tuning::resolve(caps, &options.tuning));
         let subgroups = crate::subgroups::probe(&gpu)
             .map_err(|e| format!("the subgroup self-check could not run on {}: {e}", caps.name))
             .and_then(|r| match r.refusal() {
@@ -310,7 +374,9 @@ impl Kernels {
             matvec_path,
             tuning,
             clocks: std::sync::atomic::AtomicBool::new(false),
-            options,
+            options: Mutex::new(options),
+            subgroup_size: options.subgroup_size,
+            models: Mutex::new(crate::options::ModelOptions::default()),
             subgroups,
         }
     }
@@ -321,14 +387,25 @@ impl Kernels {
     }
 
     pub fn options(&self) -> KernelOptions {
-        self.options
+        *self.options.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The decode choices of models loaded on these kernels.
+    pub fn model_options(&self) -> crate::options::ModelOptions {
+        *self.models.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the models' decode choices; those applied at load time take effect on the next load,
+    /// the others on the next recording.
+    pub fn set_model_options(&self, m: crate::options::ModelOptions) {
+        *self.models.lock().unwrap_or_else(|e| e.into_inner()) = m;
     }
 
     /// The smallest subgroup size a kernel may run at: the required size, else the device's
     /// minimum. Launchers size rows per workgroup from it (so every subgroup has work at any real
     /// size; the kernels stride over the rest).
     pub(crate) fn subgroup_floor(&self) -> u32 {
-        self.options.subgroup_size.unwrap_or(self.gpu.caps().min_subgroup_size).max(1)
+        self.subgroup_size.unwrap_or(self.gpu.caps().min_subgroup_size).max(1)
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -339,22 +416,21 @@ impl Kernels {
         *self.tuning.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Re-reads the workgroup-shape variables (`QWEN3VK_MV_WG`, `QWEN3VK_MV_ROWS`,
-    /// `QWEN3VK_FUSED_GROUPS`, `QWEN3VK_FUSED_WG`, `QWEN3VK_HEAD_WG`, the
-    /// MoE kernels' `QWEN3VK_{GATE,DOWN}_{WG,RPS}`, `QWEN3VK_DOWN_KSPLIT`) for what is recorded next (benchmark sweeps).
-    pub fn reload_tuning(&self) {
-        *self.tuning.lock().unwrap_or_else(|e| e.into_inner()) = Tuning::from_env(self.gpu.caps());
+    /// Workgroup shapes and kernel variants for what is recorded next (benchmark sweeps, tests).
+    pub fn set_tuning(&self, t: TuningOptions) {
+        *self.tuning.lock().unwrap_or_else(|e| e.into_inner()) = Tuning::resolve(self.gpu.caps(), &t);
+        self.options.lock().unwrap_or_else(|e| e.into_inner()).tuning = t;
     }
 
     /// Timing instrumentation: with `on`, kernels recorded next use their `_clk` variant where one
     /// exists (one more binding, which [`vk_runtime::Recorder::set_clock_buffer`] supplies; the
-    /// device must have been opened with `QWEN3VK_CLOCKS=1`).
+    /// device must have been opened with `GpuOptions::clocks`, `QWEN3VK_CLOCKS=1`).
     pub fn set_clocks(&self, on: bool) {
         self.clocks.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Subgroups sharing each row in the fused down projection, for what is recorded next (tests;
-    /// `QWEN3VK_DOWN_KSPLIT` sets it at start).
+    /// `TuningOptions::down_ksplit` sets it at start).
     pub fn set_ksplit(&self, down: u32) {
         self.tuning.lock().unwrap_or_else(|e| e.into_inner()).down_ksplit = down.clamp(1, 16);
     }
@@ -423,8 +499,7 @@ impl Kernels {
         // maxComputeWorkgroupSubgroups of them); elsewhere the driver chooses. Every kernel is
         // correct either way: rows are sized from the floor and strided over.
         let most = caps.max_compute_workgroup_subgroups;
-        let required =
-            self.options.subgroup_size.filter(|&r| wg % r == 0 && (most == 0 || wg <= r.saturating_mul(most)));
+        let required = self.subgroup_size.filter(|&r| wg % r == 0 && (most == 0 || wg <= r.saturating_mul(most)));
         let (lo, hi) = match required {
             Some(r) => (r, r),
             None => (caps.min_subgroup_size.min(caps.subgroup_size), caps.max_subgroup_size.max(caps.subgroup_size)),
@@ -441,7 +516,7 @@ impl Kernels {
                  (it needs full subgroups)"
             )));
         }
-        if required.is_none() && self.options.subgroup_size.is_some() {
+        if required.is_none() && self.subgroup_size.is_some() {
             tracing::debug!(
                 "{}: workgroup {wg} cannot run at the required subgroup size; the driver chooses",
                 info.name

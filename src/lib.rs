@@ -12,11 +12,12 @@
 pub mod kernels;
 pub mod layout;
 mod ops;
+pub mod options;
 pub mod reference;
 pub mod selftest;
 pub mod subgroups;
 
-pub use kernels::{KernelInfo, KernelOptions, Kernels, LocalSize, MatvecPath, Q8_1Scratch, SubgroupUse};
+pub use kernels::{KernelInfo, KernelOptions, Kernels, LocalSize, MatvecPath, Q8_1Scratch, SubgroupUse, TuningOptions};
 pub use ops::code2wav::{
     repack_conv, repack_trans_conv, AttnWindow, ConvEpilogue, ConvIo, ConvShape, ConvWeights, DwConv, LayerNorm,
     RopeSpan, SnakeBeta,
@@ -28,5 +29,6 @@ pub use ops::{
     MoeGateUpGrouped, MoeRoute, MoeRouteGateUp, MoeSharedGate, QkNormRope, Rope, RopeRows, RouterFold, WType,
     ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM, DOWN_KSPLIT,
 };
+pub use options::{AudioOptions, EngineOptions, ModelOptions, OptionsError, TalkerOptions, ThinkerOptions};
 pub use vk_runtime;
 pub use vk_runtime::{Error, Result};

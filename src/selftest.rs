@@ -3,15 +3,15 @@
 
 use std::fmt::Write as _;
 
-use vk_runtime::{Gpu, GpuOptions, MemoryIntent, Result};
+use vk_runtime::{Gpu, MemoryIntent, Result};
 
 use crate::reference::{self as r, Rng};
 use crate::{Kernels, Matrix, MatvecPath, WType};
 
 /// Runs the self-check; the report has one line per kernel.
-pub fn run() -> Result<String> {
-    let gpu = Gpu::new(&GpuOptions::default())?;
-    let mut k = Kernels::new(gpu.clone());
+pub fn run(o: &crate::EngineOptions) -> Result<String> {
+    let gpu = Gpu::new(&o.gpu)?;
+    let mut k = Kernels::from_engine(gpu.clone(), o)?;
     // The driver's subgroup builtins first: a device that fails is refused with its numbers.
     let mut out = k.subgroup_check()?.summary();
     let (rows, cols) = (512usize, 2048usize);

@@ -476,13 +476,11 @@ fn moe_block_intdot_matches_f64() {
 #[test]
 fn moe_block_ragged_workgroups() {
     // 64-wide workgroups of 3 rows per subgroup step: row blocks that end inside a step and inside
-    // a workgroup. (Other tests of this binary that start meanwhile may see the same tuning; they
-    // are right for any.)
-    std::env::set_var("QWEN3VK_MV_WG", "64");
-    std::env::set_var("QWEN3VK_MV_ROWS", "3");
+    // a workgroup.
     let k = [kernels(), kernels()];
-    std::env::remove_var("QWEN3VK_MV_WG");
-    std::env::remove_var("QWEN3VK_MV_ROWS");
+    for k in &k {
+        k.set_tuning(qwen3_omni_vk::TuningOptions { mv_wg: Some(64), mv_rows: Some(3), ..Default::default() });
+    }
     let cases = [
         Case { experts: 8, top: 3, hidden: 64, inter: 96, tokens: 1 },
         Case { experts: 20, top: 5, hidden: 224, inter: 32, tokens: 2 },

@@ -27,7 +27,7 @@ fn validation_layer_is_really_active() {
 
 #[test]
 fn devices_are_listed_and_one_is_chosen() {
-    let (list, choice) = vk_runtime::list_devices().unwrap();
+    let (list, choice) = vk_runtime::list_devices(None).unwrap();
     assert!(!list.is_empty());
     let i = choice.unwrap();
     let c = &list[i].caps;

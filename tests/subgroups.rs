@@ -154,7 +154,9 @@ fn required_subgroup_sizes_run_the_kernels() {
     let g = gpu();
     let caps = g.caps().clone();
     let bad = caps.max_subgroup_size * 2;
-    let e = Kernels::with_options(g.clone(), KernelOptions { subgroup_size: Some(bad) }).err().expect("refused");
+    let e = Kernels::with_options(g.clone(), KernelOptions { subgroup_size: Some(bad), ..Default::default() })
+        .err()
+        .expect("refused");
     assert!(e.to_string().contains(&format!("subgroup size {bad}")), "{e}");
     assert!(caps.subgroup_size_control, "{}: no subgroup size control; lavapipe and every target have it", caps.name);
     let mut sizes = vec![];
@@ -172,7 +174,8 @@ fn required_subgroup_sizes_run_the_kernels() {
     let want = r::matvec(&deq, &x, rows, cols);
     let want_q = r::matvec(&deq, &r::q8_1_roundtrip(&x), rows, cols);
     for sg in sizes {
-        let mut k = Kernels::with_options(g.clone(), KernelOptions { subgroup_size: Some(sg) }).unwrap();
+        let mut k =
+            Kernels::with_options(g.clone(), KernelOptions { subgroup_size: Some(sg), ..Default::default() }).unwrap();
         assert_eq!(k.options().subgroup_size, Some(sg));
         let wb = g.buffer_from("w", &planar, MemoryIntent::Weights).unwrap();
         let xb = g.buffer_from("x", &x, MemoryIntent::Upload).unwrap();

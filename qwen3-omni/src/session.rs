@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions, Profile};
+use qwen3_omni_vk::EngineOptions;
 use qwen3_omni_vk::{Kernels, SampleParams, SAMPLE_MAX_K};
 
 use crate::audio::gpu::GpuAudioTower;
@@ -58,13 +59,29 @@ pub struct LoadOptions {
     pub validation: bool,
     /// On-disk pipeline cache directory; `None`: none.
     pub pipeline_cache: Option<PathBuf>,
+    /// Every other engine choice (its `gpu.device`, `gpu.validation` and `gpu.pipeline_cache` give
+    /// way to the three fields above).
+    pub engine: EngineOptions,
 }
 
 impl Default for LoadOptions {
-    /// Reads the environment like [`GpuOptions::default`]; a 4096-position context.
+    /// [`EngineOptions::default`]; a 4096-position context.
     fn default() -> Self {
-        let g = GpuOptions::default();
-        LoadOptions { device: g.device, ctx_size: 4096, validation: g.validation, pipeline_cache: g.pipeline_cache }
+        Self::from_engine(EngineOptions::default())
+    }
+}
+
+impl LoadOptions {
+    /// `engine`'s device, validation and pipeline cache; a 4096-position context.
+    pub fn from_engine(engine: EngineOptions) -> Self {
+        let g = &engine.gpu;
+        LoadOptions {
+            device: g.device,
+            ctx_size: 4096,
+            validation: g.validation,
+            pipeline_cache: g.pipeline_cache.clone(),
+            engine,
+        }
     }
 }
 
@@ -155,10 +172,10 @@ impl Model {
             validation: opts.validation,
             device: opts.device,
             pipeline_cache: opts.pipeline_cache.clone(),
-            ..GpuOptions::default()
+            ..opts.engine.gpu.clone()
         })?;
         report(LoadStage::Device, 1, 1)?;
-        let k = Kernels::new(gpu);
+        let k = Kernels::from_engine(gpu, &opts.engine)?;
         // The weight loader reports per layer but cannot be told to stop: a cancel unwinds out of
         // it with a private payload (buffers placed so far are freed on the way) and is caught here.
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -178,9 +195,10 @@ impl Model {
         let audio = if AudioConfig::from_model(&file).is_ok() {
             let gpu = thinker.kernels().gpu().clone();
             let mut cancelled = false;
-            let tower = GpuAudioTower::load(&gpu, &file, |done, total| {
+            let mut tower = GpuAudioTower::load(&gpu, &file, |done, total| {
                 cancelled |= report(LoadStage::AudioTower, done, total).is_err();
             })?;
+            tower.matmul = crate::audio::gpu::AudioMatmul::choose(gpu.caps(), &opts.engine.models.audio);
             if cancelled {
                 return Err(SessionError::LoadCancelled);
             }
@@ -198,6 +216,12 @@ impl Model {
 
     pub fn gpu(&self) -> &Gpu {
         self.thinker.kernels().gpu()
+    }
+
+    /// A new compute-library handle on the model's GPU with the options it was loaded with (for
+    /// the speech models).
+    pub fn new_kernels(&self) -> Kernels {
+        self.thinker.kernels().sibling()
     }
 
     /// KV cache positions.

@@ -171,7 +171,7 @@ impl Speaker {
     /// `opts.max_frames` frames) and Code2Wav from `m`.
     pub fn load(k: Kernels, m: &ModelFile, max_prompt: u32, opts: SpeechOptions) -> Result<Speaker, SpeechError> {
         let ctx = max_prompt + 16 + opts.max_frames + 2;
-        let mut k2 = Kernels::new(k.gpu().clone());
+        let mut k2 = k.sibling();
         k2.set_matvec_path(k.matvec_path())?;
         let talker = GpuTalker::load(k, m, ctx, |_, _| {})?;
         let code2wav = Code2Wav::load(k2, m, C2W_MAX_FRAMES)?;

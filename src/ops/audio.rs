@@ -145,7 +145,7 @@ impl Kernels {
         }
         // Many input channels: the tiled implicit-GEMM kernel (64×64 output tiles); one input
         // channel (the first conv): one invocation per output.
-        let tiled = s.cin * 9 >= 64 && std::env::var("QWEN3VK_CONV_NAIVE").is_err();
+        let tiled = s.cin * 9 >= 64 && !self.tuning().conv_naive;
         let name = if tiled { names::CONV2D_S2_GELU_TILED_F32 } else { name };
         let wg = 256;
         let p = if tiled {

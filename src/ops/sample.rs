@@ -299,9 +299,9 @@ impl Kernels {
         // else 256 (fewer barrier steps for small ones); `QWEN3VK_SAMPLE_WG=256|512|1024` overrides
         // (benchmarks: 256 costs 37 against 30 µs on an H200 at 152064).
         let max_wg = self.gpu().caps().max_workgroup_invocations;
-        let sel_wg = std::env::var("QWEN3VK_SAMPLE_WG")
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok())
+        let sel_wg = self
+            .tuning()
+            .sample_wg
             .filter(|w| [256, 512, 1024].contains(w) && *w <= max_wg)
             .unwrap_or(if vocab > 16384 && max_wg >= 1024 { 1024 } else { 256 });
         if let Some(sb) = step_buf {

@@ -25,7 +25,7 @@ pub fn kernels() -> Kernels {
         Some("max") => Some(caps.max_subgroup_size),
         Some(v) => Some(v.parse().unwrap_or_else(|_| panic!("QWEN3VK_TEST_SUBGROUP_SIZE={v}: expected N, min or max"))),
     };
-    Kernels::with_options(g, qwen3_omni_vk::KernelOptions { subgroup_size: sg })
+    Kernels::with_options(g, qwen3_omni_vk::KernelOptions { subgroup_size: sg, ..Default::default() })
         .unwrap_or_else(|e| panic!("the compute library refuses this device: {e}"))
 }
 

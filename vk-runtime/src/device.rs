@@ -13,9 +13,10 @@ use crate::caps::Caps;
 use crate::error::{vkerr, Error, Result};
 use crate::instance::{self, Instance, ValidationStats};
 
-/// How to open the GPU. `Default` reads the environment (`QWEN3VK_VALIDATION`, `QWEN3VK_DEVICE`,
-/// `QWEN3VK_PIPELINE_CACHE`).
-#[derive(Debug, Clone)]
+/// How to open the GPU. `Default`: no validation, the best suitable device, no on-disk pipeline
+/// cache, push descriptors and direct uploads where the device has them. (The compute library's
+/// `EngineOptions` fills these from the CLI, the C API and the `QWEN3VK_*` overrides.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GpuOptions {
     pub validation: bool,
     pub device: Option<usize>,
@@ -25,26 +26,11 @@ pub struct GpuOptions {
     pub no_push_descriptors: bool,
     /// Upload weights through staging buffers even on UMA / full-BAR devices.
     pub force_staging: bool,
-}
-
-impl Default for GpuOptions {
-    fn default() -> Self {
-        let cache = match std::env::var("QWEN3VK_PIPELINE_CACHE") {
-            Ok(v) if v == "off" || v == "0" => None,
-            Ok(v) if !v.is_empty() => Some(PathBuf::from(v)),
-            _ => std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .map(|d| d.join("qwen3-omni-vk")),
-        };
-        GpuOptions {
-            validation: crate::env_flag("QWEN3VK_VALIDATION"),
-            device: None,
-            pipeline_cache: cache,
-            no_push_descriptors: crate::env_flag("QWEN3VK_NO_PUSH_DESCRIPTOR"),
-            force_staging: crate::env_flag("QWEN3VK_FORCE_STAGING"),
-        }
-    }
+    /// Enable VK_KHR_shader_clock where the device has it (timing marks of the `_clk` kernels).
+    pub clocks: bool,
+    /// Every barrier also names the transfer stage (for comparisons); [`Gpu::set_full_barriers`]
+    /// changes it later.
+    pub full_barriers: bool,
 }
 
 /// A buffer still alive, as the registry knows it.
@@ -68,6 +54,7 @@ pub(crate) struct Shared {
     pub live: Mutex<BTreeMap<u64, LiveAllocation>>,
     next_id: AtomicU64,
     pub force_staging: bool,
+    pub full_barriers: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -84,15 +71,11 @@ pub struct Gpu {
 }
 
 impl Gpu {
-    /// Opens the device chosen by `opts.device`, else `QWEN3VK_DEVICE`, else the best suitable one.
+    /// Opens the device chosen by `opts.device`, else the best suitable one.
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
         let inst = Instance::new(opts.validation)?;
         let list = instance::enumerate(&inst)?;
-        let explicit = match opts.device {
-            Some(d) => Some(d),
-            None => instance::device_from_env()?,
-        };
-        let index = instance::choose(&list, explicit)?;
+        let index = instance::choose(&list, opts.device)?;
         let caps = list[index].caps.clone();
         let pds = inst.physical_devices()?;
         let physical = pds[index];
@@ -109,7 +92,7 @@ impl Gpu {
             exts.push(ash::ext::memory_budget::NAME.as_ptr());
         }
         // Timing marks in the `_clk` kernel variants (benchmarks only).
-        let clock = caps.shader_clock && std::env::var_os("QWEN3VK_CLOCKS").is_some();
+        let clock = caps.shader_clock && opts.clocks;
         if clock {
             exts.push(khr::shader_clock::NAME.as_ptr());
         }
@@ -184,6 +167,7 @@ impl Gpu {
                 live: Mutex::new(BTreeMap::new()),
                 next_id: AtomicU64::new(1),
                 force_staging: opts.force_staging,
+                full_barriers: std::sync::atomic::AtomicBool::new(opts.full_barriers),
             }),
         })
     }
@@ -195,6 +179,12 @@ impl Gpu {
     /// Validation message counts, when the layer is on.
     pub fn validation(&self) -> Option<&ValidationStats> {
         self.shared.instance.validation.as_deref()
+    }
+
+    /// Whether recorders started from now on make every barrier also wait on transfers
+    /// ([`GpuOptions::full_barriers`]; comparisons).
+    pub fn set_full_barriers(&self, on: bool) {
+        self.shared.full_barriers.store(on, Ordering::Relaxed);
     }
 
     /// Whether dispatches bind through push descriptors (else pooled descriptor sets).

@@ -18,8 +18,6 @@ pub enum Error {
     NoDevice,
     #[error("QWEN3VK_DEVICE / --device asks for device {index}, but only {count} Vulkan device(s) exist (list them with `qwen3-omni-vk devices`)")]
     DeviceIndex { index: usize, count: usize },
-    #[error("{value:?} is not a device index in {var} (expected 0, 1, …)")]
-    BadDeviceVar { var: &'static str, value: String },
     #[error("no suitable Vulkan device: {0}")]
     Unsuitable(String),
     #[error(

@@ -206,12 +206,12 @@ pub struct DeviceListing {
     pub unsuitable: Option<String>,
 }
 
-/// Lists every Vulkan device and returns the index the runtime would choose (`preferred`), which
-/// honours `QWEN3VK_DEVICE`.
-pub fn list_devices() -> Result<(Vec<DeviceListing>, Result<usize>)> {
+/// Lists every Vulkan device and returns the index the runtime would choose given `explicit`
+/// ([`GpuOptions::device`](crate::GpuOptions::device)).
+pub fn list_devices(explicit: Option<usize>) -> Result<(Vec<DeviceListing>, Result<usize>)> {
     let inst = Instance::new(false)?;
     let list = enumerate(&inst)?;
-    let choice = choose(&list, device_from_env()?);
+    let choice = choose(&list, explicit);
     Ok((list, choice))
 }
 
@@ -226,15 +226,6 @@ pub(crate) fn enumerate(inst: &Instance) -> Result<Vec<DeviceListing>> {
             DeviceListing { index, caps, unsuitable }
         })
         .collect())
-}
-
-pub(crate) fn device_from_env() -> Result<Option<usize>> {
-    match std::env::var("QWEN3VK_DEVICE") {
-        Ok(v) if !v.trim().is_empty() => {
-            v.trim().parse::<usize>().map(Some).map_err(|_| Error::BadDeviceVar { var: "QWEN3VK_DEVICE", value: v })
-        }
-        _ => Ok(None),
-    }
 }
 
 /// Picks a device: the explicit index if given, else the best kind (discrete, integrated, virtual,

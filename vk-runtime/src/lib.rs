@@ -5,10 +5,7 @@
 //! builds compute pipelines from SPIR-V words, and records many dispatches into one command buffer
 //! with barriers only on real hazards ([`Recorder`]), optionally timing each dispatch.
 //!
-//! Environment: `QWEN3VK_VALIDATION=1` turns the validation layer on, `QWEN3VK_DEVICE=N` picks a
-//! device, `QWEN3VK_PIPELINE_CACHE=PATH|off` sets the on-disk pipeline cache,
-//! `QWEN3VK_NO_PUSH_DESCRIPTOR=1` forces pooled descriptor sets, `QWEN3VK_FORCE_STAGING=1` forces
-//! staging uploads even on UMA / full-BAR devices.
+//! It reads no environment: every choice comes in [`GpuOptions`].
 #![warn(unsafe_op_in_unsafe_fn)]
 
 mod buffer;
@@ -27,11 +24,3 @@ pub use error::{Error, Result};
 pub use instance::{list_devices, DeviceListing, ValidationStats};
 pub use pipeline::{KernelSource, Pipeline, SpecConst};
 pub use recorder::{Access, Batch, Binding, KernelTime, Profile, Recorder};
-
-/// Reads a boolean environment switch: set and not `0`/`false`/`off`/empty.
-pub fn env_flag(name: &str) -> bool {
-    match std::env::var(name) {
-        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false" | "off" | "no"),
-        Err(_) => false,
-    }
-}

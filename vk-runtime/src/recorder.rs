@@ -126,7 +126,7 @@ pub struct Recorder<'a> {
     /// be ordered after all of it (a compute-only barrier in between does not order a copy).
     written_t: Vec<Span>,
     read_t: Vec<Span>,
-    /// `QWEN3VK_BARRIER_FULL=1`: every barrier also names the transfer stage (for comparisons).
+    /// `GpuOptions::full_barriers` (`QWEN3VK_BARRIER_FULL=1`): every barrier also names the transfer stage (for comparisons).
     force_transfer_barriers: bool,
     /// [`Recorder::set_clock_buffer`]: (buffer, bytes per dispatch).
     clock: Option<(&'a Buffer, u64)>,
@@ -201,7 +201,7 @@ impl<'a> Recorder<'a> {
             transfer_since_barrier: false,
             written_t: Vec::new(),
             read_t: Vec::new(),
-            force_transfer_barriers: std::env::var_os("QWEN3VK_BARRIER_FULL").is_some(),
+            force_transfer_barriers: shared.full_barriers.load(std::sync::atomic::Ordering::Relaxed),
             clock: None,
         })
     }

@@ -63,12 +63,13 @@ pub enum AudioMatmul {
 
 impl AudioMatmul {
     /// Float by default: it reproduces transformers to ~5e-7 (int-dot: ~1.2e-2) and the tower's
-    /// linears are a small cost next to real time (docs/audio.md). `QWEN3VK_AUDIO_MATMUL=intdot`
-    /// picks int-dot where the device has it.
-    pub fn choose(caps: &qwen3_omni_vk::vk_runtime::Caps) -> AudioMatmul {
-        match std::env::var("QWEN3VK_AUDIO_MATMUL").ok().as_deref() {
-            Some("intdot") if caps.int_dot => AudioMatmul::IntDot,
-            _ => AudioMatmul::Float,
+    /// linears are a small cost next to real time (docs/audio.md). `AudioOptions::matmul_intdot`
+    /// (`QWEN3VK_AUDIO_MATMUL=intdot`) picks int-dot where the device has it.
+    pub fn choose(caps: &qwen3_omni_vk::vk_runtime::Caps, o: &qwen3_omni_vk::AudioOptions) -> AudioMatmul {
+        if o.matmul_intdot && caps.int_dot {
+            AudioMatmul::IntDot
+        } else {
+            AudioMatmul::Float
         }
     }
 }
@@ -99,7 +100,8 @@ pub struct GpuAudioTower {
     proj2: Linear,
     pe: Buffer,
     scratch: Option<Scratch>,
-    /// Int-dot or float linears (see [`AudioMatmul::choose`]); Float needs no int8 dot products.
+    /// Int-dot or float linears (Float after `load`; see [`AudioMatmul::choose`]); Float needs no
+    /// int8 dot products.
     pub matmul: AudioMatmul,
     /// With `profile` set, every dispatch is timed; `stats` sums them over the last forward.
     pub profile: bool,
@@ -176,7 +178,7 @@ impl GpuAudioTower {
             proj2: lin("proj2", c.out_dim as u64, d, true)?,
             pe,
             scratch: None,
-            matmul: AudioMatmul::choose(gpu.caps()),
+            matmul: AudioMatmul::Float,
             profile: false,
             stats: ForwardStats::default(),
             config: c,

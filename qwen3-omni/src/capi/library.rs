@@ -91,8 +91,9 @@ pub unsafe extern "C" fn qwen3_omni_device_list(
         if n_devices.is_null() {
             return Err(invalid("n_devices is NULL"));
         }
-        let (list, choice) =
-            qwen3_omni_vk::vk_runtime::list_devices().map_err(|e| CError::new(QWEN3_OMNI_ERR_DEVICE, e.to_string()))?;
+        let engine = qwen3_omni_vk::EngineOptions::from_env().map_err(|e| invalid(e.to_string()))?;
+        let (list, choice) = qwen3_omni_vk::vk_runtime::list_devices(engine.gpu.device)
+            .map_err(|e| CError::new(QWEN3_OMNI_ERR_DEVICE, e.to_string()))?;
         for (i, d) in list.iter().take(capacity).enumerate() {
             let c = &d.caps;
             let mut info = qwen3_omni_device_info {

@@ -20,7 +20,8 @@ pub extern "C" fn qwen3_omni_model_default_params() -> qwen3_omni_model_params {
     qwen3_omni_model_params {
         device: -1,
         ctx_size: 4096,
-        validation: qwen3_omni_vk::vk_runtime::env_flag("QWEN3VK_VALIDATION"),
+        // A malformed override is reported by the load, which reads them again.
+        validation: qwen3_omni_vk::EngineOptions::from_env().is_ok_and(|o| o.gpu.validation),
         pipeline_cache_dir: std::ptr::null(),
         progress_callback: None,
         progress_user_data: std::ptr::null_mut(),
@@ -61,7 +62,9 @@ pub unsafe extern "C" fn qwen3_omni_model_load(
         if p.ctx_size == 0 {
             return Err(invalid("ctx_size must be > 0"));
         }
-        let defaults = LoadOptions::default();
+        // The engine options, read once per load (`QWEN3VK_*`, docs/gpu-runs.md).
+        let engine = qwen3_omni_vk::EngineOptions::from_env().map_err(|e| invalid(e.to_string()))?;
+        let defaults = LoadOptions::from_engine(engine);
         let pipeline_cache = if p.pipeline_cache_dir.is_null() {
             defaults.pipeline_cache
         } else {
@@ -76,6 +79,7 @@ pub unsafe extern "C" fn qwen3_omni_model_load(
             ctx_size: p.ctx_size,
             validation: p.validation,
             pipeline_cache,
+            engine: defaults.engine.clone(),
         };
         tracing::info!("loading {}", path.display());
         let t0 = std::time::Instant::now();

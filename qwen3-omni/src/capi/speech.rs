@@ -122,7 +122,7 @@ pub(super) fn load_speech(st: &SessionState) -> CResult<SpeechState> {
     let (file, _) = speech_file(model.path())?;
     let opts = speech_options(&st.speech_params, &st.voice)?;
     let t0 = std::time::Instant::now();
-    let k = qwen3_omni_vk::Kernels::new(model.gpu().clone());
+    let k = model.new_kernels();
     let sp = Speaker::load(k, &file, model.ctx_size(), opts).map_err(speech_err)?;
     tracing::info!("Talker and Code2Wav loaded in {:.1} s", t0.elapsed().as_secs_f64());
     Ok(SpeechState { file, ts: TurnSpeech::new(sp) })

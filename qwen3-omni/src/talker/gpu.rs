@@ -255,13 +255,13 @@ pub struct GpuTalker {
     prefill: Option<PrefillScratch>,
     allow_batched: bool,
     /// Code-predictor attention as kv_store + one-query `attn_prefill` (2 commands) rather than
-    /// 2 copies + split/merge decode (4); `QWEN3VK_CP_ATTN=decode` picks the latter (A/B timing).
+    /// 2 copies + split/merge decode (4); `TalkerOptions` (`QWEN3VK_CP_ATTN=decode`) picks the latter (A/B timing).
     cp_one_dispatch_attention: bool,
     /// Decode steps with the fused-prologue kernels (RMSNorm / Q8_1 quantisation inside the
     /// matrix × vector, q/k norm + RoPE + cache store in one dispatch), as the Thinker's;
-    /// `QWEN3VK_NO_FUSED_DECODE` turns them off.
+    /// `TalkerOptions::fused_decode` (`QWEN3VK_NO_FUSED_DECODE`) turns them off.
     fused_decode: bool,
-    /// With fused decode: `QWEN3VK_ATTN_SPLIT` keeps q/k norm + RoPE + store and the attention as
+    /// With fused decode: `TalkerOptions::attn_split` (`QWEN3VK_ATTN_SPLIT`) keeps q/k norm + RoPE + store and the attention as
     /// separate dispatches instead of `attn_decode_fused`.
     attn_split: bool,
     /// Code-0 history for the repetition penalty (u32::MAX = empty).
@@ -294,6 +294,7 @@ impl GpuTalker {
     pub fn load(k: Kernels, m: &ModelFile, ctx: u32, progress: impl FnMut(u32, u32)) -> Result<GpuTalker, TalkerError> {
         let c = TalkerConfig::from_model(m)?;
         let g = k.gpu().clone();
+        let opts = k.model_options().talker;
         let w = TalkerWeights::load(&g, m, &c, progress)?;
         let (t, cp) = (&c.talker, &c.predictor);
         let ctx = ctx.clamp(16, t.max_positions);
@@ -401,9 +402,9 @@ impl GpuTalker {
             ps,
             prefill: None,
             allow_batched: true,
-            cp_one_dispatch_attention: std::env::var("QWEN3VK_CP_ATTN").map_or(true, |v| v.trim() != "decode"),
+            cp_one_dispatch_attention: opts.cp_one_dispatch_attention,
             fused_decode: false,
-            attn_split: std::env::var_os("QWEN3VK_ATTN_SPLIT").is_some(),
+            attn_split: opts.attn_split,
             history,
             ctx,
             len: 0,
@@ -419,7 +420,7 @@ impl GpuTalker {
             last_profile: None,
         };
         let max_k = if me.k.matvec_path() == qwen3_omni_vk::MatvecPath::IntDot { 8192 } else { 4096 };
-        me.fused_decode = std::env::var_os("QWEN3VK_NO_FUSED_DECODE").is_none()
+        me.fused_decode = opts.fused_decode
             && [&me.config.talker, &me.config.predictor]
                 .iter()
                 .all(|d| d.hidden <= max_k && d.n_heads * d.head_dim <= max_k && d.hidden.is_multiple_of(32));

@@ -77,7 +77,7 @@ pub enum AttnMode {
     /// norm/RoPE/store, attention and merge: three dispatches.
     Split,
     /// The norm/RoPE/store done by q/k/v's own workgroups (one per head), then attention and
-    /// merge: two dispatches after q/k/v. The default; `QWEN3VK_NO_HEAD_EPILOGUE=1` gives `Split`.
+    /// merge: two dispatches after q/k/v. The default; `ThinkerOptions::head_epilogue` off gives `Split`.
     SplitHeads,
 }
 
@@ -128,7 +128,7 @@ impl GpuThinker {
     pub fn load(k: Kernels, m: &ModelFile, ctx: u32, progress: impl FnMut(u32, u32)) -> Result<GpuThinker, ModelError> {
         let c = ThinkerConfig::from_model(m)?;
         let g = k.gpu().clone();
-        let w = ThinkerWeights::load(&g, m, &c, progress)?;
+        let w = ThinkerWeights::load_with(&g, m, &c, k.model_options().thinker.router_fold, progress)?;
         let (h, hd) = (c.hidden as u64, c.head_dim as u64);
         let (qd, kvd) = ((c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
         let ctx = ctx.clamp(1, c.max_positions);

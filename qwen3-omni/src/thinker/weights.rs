@@ -110,13 +110,14 @@ fn router_fold(gpu: &Gpu, m: &ModelFile, c: &ThinkerConfig, l: u32) -> Result<Bu
 
 impl ThinkerWeights {
     /// Whether the router is folded into the o-projection stage (decode steps: one dependent
-    /// dispatch fewer per layer): widths that are multiples of 4, unless `QWEN3VK_NO_ROUTER_FOLD`.
-    pub fn router_fold_wanted(c: &ThinkerConfig) -> bool {
-        std::env::var_os("QWEN3VK_NO_ROUTER_FOLD").is_none() && c.hidden % 4 == 0 && (c.n_heads * c.head_dim) % 4 == 0
+    /// dispatch fewer per layer): widths that are multiples of 4, where `allowed`
+    /// (`ThinkerOptions::router_fold`; `QWEN3VK_NO_ROUTER_FOLD` turns it off).
+    pub fn router_fold_wanted(c: &ThinkerConfig, allowed: bool) -> bool {
+        allowed && c.hidden % 4 == 0 && (c.n_heads * c.head_dim) % 4 == 0
     }
 
     /// Device bytes the Thinker's weights take.
-    pub fn device_bytes(c: &ThinkerConfig) -> u64 {
+    pub fn device_bytes(c: &ThinkerConfig, router_fold: bool) -> u64 {
         let p = |r: u64, k: u64| PlanarLayout::new(r, k).total();
         let (h, hd, qd, kvd) =
             (c.hidden as u64, c.head_dim as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
@@ -126,7 +127,7 @@ impl ThinkerWeights {
             + p(h, qd)
             + c.n_experts as u64
                 * (4 * h + 2 * expert_stride(c.moe_inter as u64, h) + expert_stride(h, c.moe_inter as u64))
-            + if Self::router_fold_wanted(c) { c.n_experts as u64 * (h + qd) * 4 } else { 0 };
+            + if Self::router_fold_wanted(c, router_fold) { c.n_experts as u64 * (h + qd) * 4 } else { 0 };
         2 * p(c.vocab as u64, h) + 4 * h + c.layers as u64 * layer
     }
 
@@ -136,9 +137,20 @@ impl ThinkerWeights {
         gpu: &Gpu,
         m: &ModelFile,
         c: &ThinkerConfig,
+        progress: impl FnMut(u32, u32),
+    ) -> Result<ThinkerWeights, ModelError> {
+        Self::load_with(gpu, m, c, true, progress)
+    }
+
+    /// [`ThinkerWeights::load`] with the router fold allowed or not (`ThinkerOptions::router_fold`).
+    pub fn load_with(
+        gpu: &Gpu,
+        m: &ModelFile,
+        c: &ThinkerConfig,
+        allow_fold: bool,
         mut progress: impl FnMut(u32, u32),
     ) -> Result<ThinkerWeights, ModelError> {
-        let need = Self::device_bytes(c);
+        let need = Self::device_bytes(c, allow_fold);
         let caps = gpu.caps();
         if let Some((i, h)) = caps.heaps.iter().enumerate().filter(|(_, h)| h.device_local).max_by_key(|(_, h)| h.size)
         {
@@ -150,7 +162,7 @@ impl ThinkerWeights {
         let (h, v) = (c.hidden as u64, c.vocab as u64);
         let (hd, qd, kvd) = (c.head_dim as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
         let embed = q8_planar(gpu, m, "thinker.model.embed_tokens.weight", v, h)?;
-        let fold = Self::router_fold_wanted(c);
+        let fold = Self::router_fold_wanted(c, allow_fold);
         let mut layers = Vec::with_capacity(c.layers as usize);
         for l in 0..c.layers {
             let n = |s: &str| format!("thinker.model.layers.{l}.{s}");

@@ -156,8 +156,8 @@ impl Kernels {
         // Keys load as vec4s when rows allow it (every real head_dim does).
         let name = if head_dim.is_multiple_of(4) { names::ATTN_SPLIT_VEC4_F32 } else { names::ATTN_SPLIT_F32 };
         check_heads(name, n_heads, n_kv, head_dim)?;
-        let force_split =
-            *FORCE_SPLIT.get_or_init(|| std::env::var("QWEN3VK_ATTN_DECODE").is_ok_and(|v| v.trim() == "split"));
+        // `QWEN3VK_ATTN_DECODE=split` forces the per-query-head split kernel (A/B measurements).
+        let force_split = self.tuning().attn_decode_split;
         if let Some(r) = (!force_split).then(|| self.attn_decode_gqa(rec, args, kv, heads, None)).flatten() {
             return r;
         }

@@ -160,8 +160,6 @@ const GQA_TARGET_GROUPS: u64 = 256;
 const GQA_MAX_G: u32 = 16;
 /// Invocations of the merge kernel.
 const REDUCE_WG: u32 = 256;
-/// `QWEN3VK_ATTN_DECODE=split` forces the per-query-head split kernel (A/B measurements).
-static FORCE_SPLIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 /// Prefill: invocations per workgroup, query block and key tile (match attn_prefill.comp).
 const PREFILL_WG: u32 = 128;
 const BQ: u32 = 16;

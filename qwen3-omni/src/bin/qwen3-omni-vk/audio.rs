@@ -11,8 +11,6 @@ use qwen3_omni::audio::{load_wav, LoadOptions, MelExtractor};
 use qwen3_omni::chat::{render, Item, Message, Role};
 use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::thinker::gpu::GpuThinker;
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
-use qwen3_omni_vk::Kernels;
 
 use crate::common::{demo_model, tokenizer_of};
 use crate::speech_out::{ChatSpeech, ChatSpeechArgs};
@@ -101,7 +99,7 @@ pub fn run_turn(a: &AudioTurn<'_>) -> anyhow::Result<()> {
     };
     let m = ModelFile::open(&path)?;
     let tok = tokenizer_of(&m, &path)?;
-    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
+    let gpu = crate::common::open_gpu(a.device)?;
     if a.verbose {
         eprintln!("device: {} · model: {}", gpu.caps().name, path.display());
         eprintln!(
@@ -124,9 +122,10 @@ pub fn run_turn(a: &AudioTurn<'_>) -> anyhow::Result<()> {
     let prompt = render(&tok, &msgs, true)?;
     let n_audio = prompt.audio_spans.iter().map(|s| s.len()).sum::<usize>();
     let ctx = (prompt.ids.len() + a.n_predict + 8).min(u32::MAX as usize) as u32;
-    let k = Kernels::new(gpu.clone());
+    let k = crate::common::kernels(gpu.clone())?;
     let t0 = std::time::Instant::now();
     let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {})?;
+    tower.matmul = qwen3_omni::audio::gpu::AudioMatmul::choose(gpu.caps(), &k.model_options().audio);
     let mut t = GpuThinker::load(k, &m, ctx, |done, total| {
         if a.verbose {
             eprint!("\rloading the Thinker: layer {done}/{total}");

@@ -6,8 +6,6 @@ use anyhow::bail;
 use qwen3_omni::audio::gpu::{AudioMatmul, GpuAudioTower};
 use qwen3_omni::audio::{synthetic_audio, MelExtractor};
 use qwen3_omni::model_file::ModelFile;
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
-use qwen3_omni_vk::Kernels;
 
 /// Arguments of `bench-audio`.
 #[derive(clap::Args, Debug)]
@@ -33,10 +31,11 @@ pub struct BenchAudioArgs {
 /// (seconds of audio per second of compute).
 pub fn run(a: &BenchAudioArgs) -> anyhow::Result<()> {
     let m = ModelFile::open(&a.model)?;
-    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
-    let k = Kernels::new(gpu.clone());
+    let gpu = crate::common::open_gpu(a.device)?;
+    let k = crate::common::kernels(gpu.clone())?;
     let t0 = std::time::Instant::now();
     let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {})?;
+    tower.matmul = AudioMatmul::choose(gpu.caps(), &crate::common::engine_options().models.audio);
     let c = tower.config.clone();
     println!(
         "device: {} · model: {} · AudioTower {} layers, d_model {}, {} heads, ffn {}, out {} · {:.2} GB on the device, loaded in {:.1} s",
@@ -103,7 +102,7 @@ pub fn run(a: &BenchAudioArgs) -> anyhow::Result<()> {
                 tower.profile = false;
             }
         }
-        tower.matmul = AudioMatmul::choose(gpu.caps());
+        tower.matmul = AudioMatmul::choose(gpu.caps(), &crate::common::engine_options().models.audio);
     }
     Ok(())
 }

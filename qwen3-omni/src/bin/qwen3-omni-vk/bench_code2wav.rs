@@ -6,9 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
-use qwen3_omni_vk::Kernels;
-
 use qwen3_omni::code2wav::gpu::GpuCode2Wav;
 use qwen3_omni::code2wav::wav::{write_wav, WavFormat, SAMPLE_RATE};
 use qwen3_omni::model_file::ModelFile;
@@ -39,8 +36,8 @@ pub struct BenchCode2WavArgs {
 
 pub fn run(a: &BenchCode2WavArgs) -> anyhow::Result<()> {
     let m = ModelFile::open(&a.model)?;
-    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
-    let k = Kernels::new(gpu.clone());
+    let gpu = crate::common::open_gpu(a.device)?;
+    let k = crate::common::kernels(gpu.clone())?;
     let frames = a.frames.max(1);
     let chunk = a.chunk_frames.unwrap_or(frames).max(1);
     let t0 = std::time::Instant::now();

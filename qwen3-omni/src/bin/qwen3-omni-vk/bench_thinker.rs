@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::Kernels;
 
 use qwen3_omni::model_file::ModelFile;
@@ -30,9 +29,9 @@ pub struct BenchArgs {
     pub ceiling_gbs: Option<f64>,
     #[arg(long)]
     pub device: Option<usize>,
-    /// After the default, time the replayed decode under each of these environment settings
-    /// (';' between variants, ',' between NAME=VALUE pairs; read when a step is recorded), the
-    /// whole list twice in turn so that clock drift shows.
+    /// After the default, time the replayed decode under each of these `QWEN3VK_*` overrides
+    /// (';' between variants, ',' between NAME=VALUE pairs; those that apply when a step is
+    /// recorded, docs/gpu-runs.md), the whole list twice in turn so that clock drift shows.
     #[arg(long)]
     pub variants: Option<String>,
     /// Time sampled decoding (this temperature, top-k 40, top-p 0.95, seed 1) instead of greedy.
@@ -43,8 +42,8 @@ pub struct BenchArgs {
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let variants = a.variants.as_deref().map(parse_variants).transpose()?.unwrap_or_default();
     let m = ModelFile::open(&a.model)?;
-    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
-    let k = Kernels::new(gpu.clone());
+    let gpu = crate::common::open_gpu(a.device)?;
+    let k = crate::common::kernels(gpu.clone())?;
     let path = k.matvec_path();
     let max_ctx = (a.ctx.iter().copied().max().unwrap_or(512) + a.steps + 8)
         .max(a.prefill.iter().copied().max().unwrap_or(0) + 8);
@@ -67,7 +66,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         bytes as f64 / 1e9
     );
     dispatch_floor(t.kernels())?;
-    if std::env::var_os("QWEN3VK_CLOCKS").is_some() {
+    if crate::common::engine_options().gpu.clocks {
         clock_report(&mut t)?;
     }
     if a.temp > 0.0 {
@@ -179,37 +178,49 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One `--variants` entry: environment settings.
+/// One `--variants` entry: `QWEN3VK_*` overrides (NAME, VALUE), checked.
 type Variant = Vec<(String, String)>;
 
-/// Parses `--variants` (see [`BenchArgs::variants`]); the defaults (no settings) come first.
+/// Parses `--variants` (see [`BenchArgs::variants`]) with the options parser
+/// (`qwen3_omni_vk::options`); the defaults (no settings) come first. Names fixed at load are
+/// refused: a loaded model cannot change them.
 fn parse_variants(spec: &str) -> anyhow::Result<Vec<Variant>> {
+    use qwen3_omni_vk::options::{lookup, parse_assignments, Applies};
     let mut variants = vec![Vec::new()];
     for v in spec.split(';').map(str::trim).filter(|v| !v.is_empty()) {
-        let mut pairs = Vec::new();
-        for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, val) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("--variants: '{p}' is not NAME=VALUE"))?;
-            if k.is_empty() || k.contains(char::is_whitespace) {
-                anyhow::bail!("--variants: '{k}' is not a variable name");
+        let pairs = parse_assignments(v).map_err(|e| anyhow::anyhow!("--variants: {e}"))?;
+        for (k, _) in &pairs {
+            if lookup(k)?.applies == Applies::AtLoad {
+                anyhow::bail!(
+                    "--variants: {k} is fixed when the device opens or the model loads; set it in the environment"
+                );
             }
-            pairs.push((k.to_string(), val.to_string()));
         }
         variants.push(pairs);
     }
     Ok(variants)
 }
 
+/// Applies `o`'s recording-time choices to the loaded Thinker (its next recording uses them).
+fn apply_options(t: &GpuThinker, o: &qwen3_omni_vk::EngineOptions) {
+    let k = t.kernels();
+    k.set_tuning(o.kernels.tuning);
+    k.set_model_options(o.models);
+    k.gpu().set_full_barriers(o.gpu.full_barriers);
+}
+
 /// Replayed decode speed (second `generate` call) at `ctx` under each of `variants`, the list
 /// run twice.
 fn time_variants(t: &mut GpuThinker, variants: &[Variant], ctx: u32, steps: u32, token: u32) -> anyhow::Result<()> {
+    let base = crate::common::engine_options();
     let mut first_tokens: Option<Vec<u32>> = None;
     for pass in 0..2 {
         for pairs in variants {
-            let saved: Vec<_> = pairs.iter().map(|(k, _)| (k.clone(), std::env::var_os(k))).collect();
+            let mut o = base.clone();
             for (k, v) in pairs {
-                std::env::set_var(k, v);
+                o.set(k, v)?;
             }
-            t.kernels().reload_tuning();
+            apply_options(t, &o);
             let mut rate = 0.0;
             let mut tokens = Vec::new();
             for _ in 0..2 {
@@ -226,13 +237,7 @@ fn time_variants(t: &mut GpuThinker, variants: &[Variant], ctx: u32, steps: u32,
                     rate = (stamps.len() - 1) as f64 / (stamps[stamps.len() - 1] - stamps[0]).as_secs_f64();
                 }
             }
-            for (k, v) in saved {
-                match v {
-                    Some(v) => std::env::set_var(k, v),
-                    None => std::env::remove_var(k),
-                }
-            }
-            t.kernels().reload_tuning();
+            apply_options(t, base);
             let name: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let name = if name.is_empty() { "(defaults)".to_string() } else { name.join(" ") };
             // Same arithmetic should give the same tokens; a variant that differs has a race or

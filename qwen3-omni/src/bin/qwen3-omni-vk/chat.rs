@@ -108,7 +108,12 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
     let ctrl_c = CtrlC::install()?;
     let load_stop = Arc::new(AtomicBool::new(false));
     let load_sig = ctrl_c.stop_on_press(load_stop.clone())?;
-    let opts = LoadOptions { device: a.device, ctx_size: a.ctx_size, ..LoadOptions::default() };
+    let engine = crate::common::engine_options().clone();
+    let opts = LoadOptions {
+        device: a.device.or(engine.gpu.device),
+        ctx_size: a.ctx_size,
+        ..LoadOptions::from_engine(engine)
+    };
     let t0 = std::time::Instant::now();
     ctrl_c.working();
     let model = Model::load(&path, &opts, |p| {

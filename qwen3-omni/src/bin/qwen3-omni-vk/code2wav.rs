@@ -5,8 +5,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
-use qwen3_omni_vk::Kernels;
 
 use qwen3_omni::code2wav::cpu::CpuCode2Wav;
 use qwen3_omni::code2wav::gpu::GpuCode2Wav;
@@ -64,8 +62,8 @@ pub fn run(a: &Code2WavArgs) -> anyhow::Result<()> {
         };
         w.write(&wav)?;
     } else {
-        let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
-        let mut c = GpuCode2Wav::load(Kernels::new(gpu), &m, a.stream.unwrap_or(256))?;
+        let gpu = crate::common::open_gpu(a.device)?;
+        let mut c = GpuCode2Wav::load(crate::common::kernels(gpu)?, &m, a.stream.unwrap_or(256))?;
         match (&a.hf_chunked, a.stream) {
             (Some(v), _) => w.write(&c.chunked_decode(&codes, v[0], v[1])?)?,
             (None, Some(win)) => {

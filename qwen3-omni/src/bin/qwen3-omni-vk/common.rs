@@ -62,3 +62,31 @@ pub fn tokenizer_of(m: &ModelFile, path: &Path) -> anyhow::Result<Tokenizer> {
     })?;
     Ok(Tokenizer::from_json(json, path)?)
 }
+
+/// The engine options of this run: read once by `main` (`EngineOptions::from_env`) before any
+/// command starts.
+static ENGINE: std::sync::OnceLock<qwen3_omni_vk::EngineOptions> = std::sync::OnceLock::new();
+
+/// Sets the run's options (`main`, once).
+pub fn set_engine_options(o: qwen3_omni_vk::EngineOptions) {
+    let _ = ENGINE.set(o);
+}
+
+/// The run's options (the defaults if `main` set none).
+pub fn engine_options() -> &'static qwen3_omni_vk::EngineOptions {
+    ENGINE.get_or_init(qwen3_omni_vk::EngineOptions::default)
+}
+
+/// Opens the GPU with the run's options, `--device` winning over `QWEN3VK_DEVICE`.
+pub fn open_gpu(device: Option<usize>) -> anyhow::Result<qwen3_omni_vk::vk_runtime::Gpu> {
+    let g = &engine_options().gpu;
+    Ok(qwen3_omni_vk::vk_runtime::Gpu::new(&qwen3_omni_vk::vk_runtime::GpuOptions {
+        device: device.or(g.device),
+        ..g.clone()
+    })?)
+}
+
+/// The compute library on `gpu` with the run's kernel and model options.
+pub fn kernels(gpu: qwen3_omni_vk::vk_runtime::Gpu) -> anyhow::Result<qwen3_omni_vk::Kernels> {
+    Ok(qwen3_omni_vk::Kernels::from_engine(gpu, engine_options())?)
+}

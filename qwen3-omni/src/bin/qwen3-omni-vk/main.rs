@@ -68,6 +68,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Every engine choice, read once (docs/gpu-runs.md, "Engine overrides").
+    match qwen3_omni_vk::EngineOptions::from_env() {
+        Ok(o) => common::set_engine_options(o),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Devices { selftest } => devices(selftest),
         Command::Chat(args) => chat::run(&args),
@@ -93,7 +101,8 @@ fn main() -> ExitCode {
 }
 
 fn devices(selftest: bool) -> anyhow::Result<()> {
-    let (list, choice) = vk_runtime::list_devices()?;
+    let o = common::engine_options();
+    let (list, choice) = vk_runtime::list_devices(o.gpu.device)?;
     for d in &list {
         println!("[{}] {}", d.index, d.caps);
         if let Some(why) = &d.unsuitable {
@@ -106,10 +115,10 @@ fn devices(selftest: bool) -> anyhow::Result<()> {
     println!(
         "would use: [{chosen}] {} (Q8_0 matrix × vector path: {:?})",
         caps.name,
-        qwen3_omni_vk::MatvecPath::choose(caps)
+        qwen3_omni_vk::MatvecPath::choose_with(caps, o.kernels.matvec)
     );
     if selftest {
-        let report = qwen3_omni_vk::selftest::run()?;
+        let report = qwen3_omni_vk::selftest::run(o)?;
         println!("{report}");
     }
     Ok(())

@@ -11,8 +11,6 @@ use qwen3_omni::code2wav::wav::SAMPLE_RATE;
 use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::speech::Speaker;
 use qwen3_omni::thinker::gpu::GpuThinker;
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
-use qwen3_omni_vk::Kernels;
 
 use crate::common::{clock_seed, demo_model, tokenizer_of};
 use crate::speech_out::{summary_line, AudioSink, VoiceArgs};
@@ -59,11 +57,15 @@ pub fn run_speak(a: &SpeakArgs) -> anyhow::Result<()> {
     }
     let ids = render(&tok, &[Message::text(Role::User, text.to_string())], true)?.ids;
     let reply = tok.encode(text)?;
-    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
+    let gpu = crate::common::open_gpu(a.device)?;
     eprintln!("device: {} · model: {}", gpu.caps().name, path.display());
     let t0 = Instant::now();
-    let mut sp =
-        Speaker::load(Kernels::new(gpu), &m, ids.len() as u32, a.voice.options(a.seed.unwrap_or_else(clock_seed)))?;
+    let mut sp = Speaker::load(
+        crate::common::kernels(gpu)?,
+        &m,
+        ids.len() as u32,
+        a.voice.options(a.seed.unwrap_or_else(clock_seed)),
+    )?;
     eprintln!("Talker and Code2Wav loaded in {:.1} s; speaking {} tokens", t0.elapsed().as_secs_f64(), reply.len());
     let mut sink = AudioSink::new(a.output.as_deref(), a.voice.format(), a.voice.play)?;
     sp.start(&m, &ids, None, reply[0])?;
@@ -123,11 +125,14 @@ pub struct BenchSpeechArgs {
 /// streamed; times the first audio chunk and the whole, per run.
 pub fn run_bench(a: &BenchSpeechArgs) -> anyhow::Result<()> {
     let m = ModelFile::open(&a.model)?;
-    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
+    let gpu = crate::common::open_gpu(a.device)?;
     let t0 = Instant::now();
     let ctx = a.prompt_len + 8 + a.tokens;
-    let mut thinker =
-        if a.no_thinker { None } else { Some(GpuThinker::load(Kernels::new(gpu.clone()), &m, ctx, |_, _| {})?) };
+    let mut thinker = if a.no_thinker {
+        None
+    } else {
+        Some(GpuThinker::load(crate::common::kernels(gpu.clone())?, &m, ctx, |_, _| {})?)
+    };
     let voice = VoiceArgs {
         voice: "ethan".into(),
         talker_temp: 0.9,
@@ -142,7 +147,8 @@ pub fn run_bench(a: &BenchSpeechArgs) -> anyhow::Result<()> {
         pcm16: false,
         play: false,
     };
-    let mut sp = Speaker::load(Kernels::new(gpu.clone()), &m, a.prompt_len + 8, voice.options(a.seed.unwrap_or(1)))?;
+    let mut sp =
+        Speaker::load(crate::common::kernels(gpu.clone())?, &m, a.prompt_len + 8, voice.options(a.seed.unwrap_or(1)))?;
     sp.set_thinker_limit(Some(a.tokens as usize));
     println!(
         "device: {} · model: {} · {}Talker + Code2Wav loaded in {:.1} s",

@@ -12,7 +12,6 @@ use qwen3_omni::speech::{Decode, Speaker, SpeechOptions, SpeechSummary, TurnSpee
 use qwen3_omni::talker::TalkerSampling;
 use qwen3_omni::thinker::gpu::GpuThinker;
 use qwen3_omni_vk::vk_runtime::Gpu;
-use qwen3_omni_vk::Kernels;
 
 use crate::play::Player;
 
@@ -186,7 +185,7 @@ impl ChatSpeech {
             return Ok(None);
         }
         let t0 = Instant::now();
-        let mut sp = Speaker::load(Kernels::new(gpu.clone()), m, ctx, args.voice.options(seed))?;
+        let mut sp = Speaker::load(crate::common::kernels(gpu.clone())?, m, ctx, args.voice.options(seed))?;
         sp.set_thinker_limit(max_new);
         eprintln!("Talker and Code2Wav loaded in {:.1} s", t0.elapsed().as_secs_f64());
         Ok(Some(ChatSpeech { args: args.clone(), ts: TurnSpeech::new(sp), sink: None, turn: 0 }))

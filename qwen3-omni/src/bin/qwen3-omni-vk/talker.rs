@@ -6,9 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
-use qwen3_omni_vk::Kernels;
-
 use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::talker::{GpuTalker, TalkerSampling};
 
@@ -41,8 +38,8 @@ pub struct BenchTalkerArgs {
 
 pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
     let m = ModelFile::open(&a.model)?;
-    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
-    let k = Kernels::new(gpu.clone());
+    let gpu = crate::common::open_gpu(a.device)?;
+    let k = crate::common::kernels(gpu.clone())?;
     let path = k.matvec_path();
     let ctx = a.prompt_len + 16 + a.frames + 64;
     let t0 = std::time::Instant::now();
@@ -243,10 +240,10 @@ pub fn run_codes(a: &TalkerCodesArgs) -> anyhow::Result<()> {
         .and_then(|v| v.as_str())
         .with_context(|| format!("{}: no tokenizer.huggingface.json in the metadata", a.model.display()))?;
     let tok = Tokenizer::from_json(json, &a.model)?;
-    let gpu = Gpu::new(&GpuOptions { device: a.device, ..GpuOptions::default() })?;
+    let gpu = crate::common::open_gpu(a.device)?;
     let ids = render(&tok, &[Message::text(Role::User, a.prompt.clone())], true)?.ids;
     let ctx = ids.len() as u32 + a.n_predict as u32 + 8;
-    let mut thinker = GpuThinker::load(Kernels::new(gpu.clone()), &m, ctx, |_, _| {})?;
+    let mut thinker = GpuThinker::load(crate::common::kernels(gpu.clone())?, &m, ctx, |_, _| {})?;
     let im_end = tok.special_ids().im_end;
     let s = std::time::Instant::now();
     let out = thinker.generate(&ids, a.n_predict, &[im_end], |_| true)?;
@@ -262,7 +259,7 @@ pub fn run_codes(a: &TalkerCodesArgs) -> anyhow::Result<()> {
         anyhow::bail!("the Thinker produced no text to speak");
     }
     let ctx = ids.len() as u32 + 16 + a.max_frames + 1;
-    let mut t = GpuTalker::load(Kernels::new(gpu), &m, ctx, |_, _| {})?;
+    let mut t = GpuTalker::load(crate::common::kernels(gpu)?, &m, ctx, |_, _| {})?;
     let seed = a.seed.unwrap_or(0);
     t.set_sampling(if a.greedy { TalkerSampling::greedy() } else { TalkerSampling::sampled(seed) });
     let th = t.config.thinker_hidden as usize;

@@ -65,7 +65,7 @@ impl GpuThinker {
     pub(super) fn fused_decode(&self) -> bool {
         let c = &self.config;
         let max_k = if self.k.matvec_path() == MatvecPath::IntDot { 8192 } else { 4096 };
-        std::env::var_os("QWEN3VK_NO_FUSED_DECODE").is_none()
+        self.k.model_options().thinker.fused_decode
             && c.hidden <= max_k
             && c.n_heads * c.head_dim <= 8192
             && c.hidden % 32 == 0
@@ -74,17 +74,18 @@ impl GpuThinker {
     /// How decode attention runs (replayable fused path). Default: [`AttnMode::SplitHeads`]; of
     /// the others, the three-dispatch split measured fastest on an H200 at 512 and 4096 keys, ahead
     /// of the two- and one-dispatch forms whose kernel is slower than the dependent dispatches it
-    /// saves (docs/perf.md). `QWEN3VK_ATTN_FUSED=1` / `QWEN3VK_ATTN_PROLOGUE=1` pick the others;
-    /// [`GpuThinker::set_attention_mode`] overrides both.
+    /// saves (docs/perf.md). `ThinkerOptions::attn_fused` / `attn_prologue` / `head_epilogue`
+    /// (`QWEN3VK_ATTN_FUSED=1`, …) pick the others; [`GpuThinker::set_attention_mode`] overrides them.
     pub(super) fn attention_mode(&self) -> AttnMode {
         if let Some(m) = self.attn_mode {
             return m;
         }
-        if std::env::var_os("QWEN3VK_ATTN_FUSED").is_some() {
+        let o = self.k.model_options().thinker;
+        if o.attn_fused {
             AttnMode::Fused
-        } else if std::env::var_os("QWEN3VK_ATTN_PROLOGUE").is_some() {
+        } else if o.attn_prologue {
             AttnMode::Prologue
-        } else if std::env::var_os("QWEN3VK_NO_HEAD_EPILOGUE").is_some() {
+        } else if !o.head_epilogue {
             AttnMode::Split
         } else {
             AttnMode::SplitHeads
@@ -302,7 +303,7 @@ impl GpuThinker {
         Ok(())
     }
 
-    /// One decoder layer of the decode step, unfused (other head shapes, or QWEN3VK_NO_FUSED_DECODE).
+    /// One decoder layer of the decode step, unfused (other head shapes, or `ThinkerOptions::fused_decode` off).
     pub(super) fn record_layer<'a>(
         &'a self,
         rec: &mut qwen3_omni_vk::vk_runtime::Recorder<'a>,
