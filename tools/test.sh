@@ -17,7 +17,7 @@ cargo test --workspace
 if cargo run -q -p qwen3-omni --bin qwen3-omni-vk -- devices 2>/dev/null | grep -q '^would use: .*llvmpipe'; then
   for width in 128 512; do
     echo "test.sh: subgroup size $((width / 32)) (LP_NATIVE_VECTOR_WIDTH=$width)"
-    LP_NATIVE_VECTOR_WIDTH=$width cargo test -p qwen3-omni-vk --test kernels --test moe --test attention \
+    LP_NATIVE_VECTOR_WIDTH=$width cargo test -p qwen3-omni-vk --test kernels --test moe --test moe_fused --test attention \
       --test sample --test audio_kernels --test code2wav_kernels --test subgroups
     LP_NATIVE_VECTOR_WIDTH=$width QWEN3VK_TEST_SUBGROUP_SIZE=max cargo test -p qwen3-omni-vk --test kernels --test moe
     LP_NATIVE_VECTOR_WIDTH=$width cargo test -p qwen3-omni --test thinker_gpu --test talker_gpu --test code2wav_gpu \

@@ -34,3 +34,4 @@ pub fn assert_clean(gpu: &Gpu) {
     let v = gpu.validation().expect("tests run with the validation layer");
     assert_eq!(v.total(), 0, "validation messages: {:#?}", v.first_messages());
 }
+pub mod moe_data;
