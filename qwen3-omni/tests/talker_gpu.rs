@@ -286,8 +286,9 @@ fn replayed_frames_equal_stepped_frames() {
 }
 
 /// The batched prompt prefill (matrix × matrix, Q8_1 activations; the int-dot default) against the
-/// replayed one-row step on the same path: same first code 0, hidden and logits within 1e-4, and
-/// a prompt split over several chunks gives the same as one.
+/// replayed one-row step on the same path: same first code 0, hidden and logits within 1e-4 on the
+/// real prompt, and a prompt split over several chunks gives the same as the step (within the
+/// near-tie spread of a long prompt).
 #[test]
 fn batched_prefill_equals_stepped_prefill() {
     let model = "tiny-real-vocab";
@@ -320,7 +321,14 @@ fn batched_prefill_equals_stepped_prefill() {
         }
         let (eh, el) = (rel(&got[1].1, &got[0].1), rel(&got[1].2, &got[0].2));
         eprintln!("{} rows: batched vs stepped prefill: hidden {eh:.2e}, logits {el:.2e}", prompt.len());
-        assert!(eh < 1e-4 && el < 1e-4, "hidden {eh:e}, logits {el:e}");
+        // The real prompt agrees closely. Over hundreds of rows the two paths' different float
+        // summation orders meet near ties (a Q8_1 rounding or an expert choice among the tiny
+        // model's near-equal random router logits flips), which moves the last row by up to ~1e-2
+        // (seen: 5.8e-4 at 257 rows on lavapipe, 2e-3..1e-2 at several lengths on the H200, the
+        // same before and after issue 15: `batched_prefill_by_length`, docs/perf.md). A chunking
+        // bug (wrong position or cache offset in the second chunk) is off by order 1.
+        let tol = if prompt.len() <= 64 { 1e-4 } else { 5e-2 };
+        assert!(eh < tol && el < tol, "hidden {eh:e}, logits {el:e} (tolerance {tol:e})");
         assert_eq!(got[0].0, got[1].0);
     }
     // Frames after a batched prefill continue from the same cache.
@@ -435,6 +443,55 @@ fn thinker_to_talker_on_gpu_matches_transformers() {
     assert_eq!(first, want[0][0]);
     assert_eq!(frames, want);
     assert_eq!(t.pending_code0(), common::read_safetensors_i32(&tk, "text.code0_sequence")[15]);
+    drop(t);
+    common::assert_clean(&gpu);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Device diagnostic (ignored; ~25 s on lavapipe): batched vs stepped prefill at prompt lengths
+/// around the 128-row chunk, printing both errors (same code 0, within the long-prompt tolerance); with `QWEN3VK_TEST_DUMP=DIR`, each length's last hidden row from
+/// both paths is written there (raw f32) so two devices' runs can be compared.
+#[test]
+#[ignore]
+fn batched_prefill_by_length() {
+    let model = "tiny-real-vocab";
+    let (dir, file) = gguf(model, "sweep");
+    let m = ModelFile::open(&file).unwrap();
+    let gpu = common::gpu();
+    let mut k = Kernels::new(gpu.clone());
+    k.set_matvec_path(MatvecPath::IntDot).unwrap();
+    let mut t = GpuTalker::load(k, &m, 400, |_, _| {}).unwrap();
+    t.set_sampling(TalkerSampling::greedy());
+    let c = t.config.clone();
+    let manifest = common::read_json(&format!("models/{model}/manifest.json"));
+    let th = model_dir(model).join("ref_thinker_q8.safetensors");
+    let ids = common::ids(&manifest["prompts"]["audio"]["ids"]);
+    let gen = common::read_safetensors_i32(&th, "audio.greedy_ids");
+    let hs = common::read_safetensors_f32(&th, &format!("audio.hs{}", c.accept_layer));
+    let thh = c.thinker_hidden as usize;
+    let p = plan(&c, &ids, gen[0], c.speaker("aiden").unwrap()).unwrap();
+    let embed = |id: u32| thinker_embedding(&m, id).map_err(TalkerError::from);
+    let hidden = |pos: usize| Ok(hs[pos * thh..(pos + 1) * thh].to_vec());
+    let rows = t.prompt_rows(&p.rows, &embed, &hidden).unwrap();
+    let dump = std::env::var("QWEN3VK_TEST_DUMP").ok();
+    for n in [41usize, 64, 100, 127, 128, 129, 140, 160, 200, 256, 257, 300] {
+        let prompt: Vec<Vec<f32>> = rows.iter().cycle().take(n).cloned().collect();
+        let mut got = Vec::new();
+        for batched in [false, true] {
+            t.set_batched_prefill(batched);
+            let c0 = t.start(&prompt).unwrap();
+            got.push((c0, t.hidden().unwrap(), t.logits().unwrap()));
+        }
+        let (eh, el) = (rel(&got[1].1, &got[0].1), rel(&got[1].2, &got[0].2));
+        eprintln!("sweep {n} rows: hidden {eh:.2e}, logits {el:.2e}, code0 {} {}", got[0].0, got[1].0);
+        assert!(eh < 5e-2 && el < 5e-2 && got[0].0 == got[1].0, "{n} rows: hidden {eh:e}, logits {el:e}");
+        if let Some(d) = &dump {
+            for (tag, g) in [("stepped", &got[0]), ("batched", &got[1])] {
+                let b: Vec<u8> = g.1.iter().flat_map(|v| v.to_le_bytes()).collect();
+                std::fs::write(format!("{d}/{tag}-{n}.f32"), b).unwrap();
+            }
+        }
+    }
     drop(t);
     common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);
