@@ -39,6 +39,11 @@ pub enum ConvertError {
     UnexpectedDtype { shard: PathBuf, tensor: String, dtype: String },
     #[error("no tensors to convert in {0}")]
     NoTensors(PathBuf),
+    #[error("{output}: {reason}; the GGUF must go outside the checkpoint directory {input}")]
+    OutputOverlapsInput { output: PathBuf, input: PathBuf, reason: String },
+    /// The output path cannot be written (the message names it: see `outfile`).
+    #[error("output {0}")]
+    Output(std::io::Error),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -134,11 +139,43 @@ pub fn gguf_dims(shape: &[u64]) -> Vec<u64> {
 }
 
 /// Convert the checkpoint in `input` (a directory) into the GGUF `output`.
+/// Refuses an output that is one of the checkpoint's files (a shard, a link to one, a hard link) or
+/// lies inside the checkpoint directory, and an output path that cannot be written (see
+/// [`crate::outfile`]) — before any work.
+fn check_output(input: &Path, output: &Path, ckpt: &Checkpoint) -> Result<(), ConvertError> {
+    let overlap = |reason: String| ConvertError::OutputOverlapsInput {
+        output: output.to_path_buf(),
+        input: input.to_path_buf(),
+        reason,
+    };
+    let io = ConvertError::Output;
+    if let Some(s) = ckpt.shards.iter().find(|s| crate::outfile::same_file(&s.path, output)) {
+        return Err(overlap(format!("is the input shard {}", s.path.display())));
+    }
+    if let Ok(entries) = std::fs::read_dir(input) {
+        for e in entries.flatten() {
+            if crate::outfile::same_file(&e.path(), output) {
+                return Err(overlap(format!("is the input file {}", e.path().display())));
+            }
+        }
+    }
+    let target = crate::outfile::canonical_target(output).map_err(io)?;
+    let dir = input
+        .canonicalize()
+        .map_err(|e| ConvertError::BadConfig { path: input.to_path_buf(), reason: e.to_string() })?;
+    if target.starts_with(&dir) {
+        return Err(overlap(format!("would be written to {}, inside the checkpoint", target.display())));
+    }
+    crate::outfile::check(output, false).map_err(io)?;
+    Ok(())
+}
+
 pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<ConvertReport, ConvertError> {
     let start = Instant::now();
     let (config, config_text) = read_config(input)?;
     let dims = ModelDims::from_config(&config)?;
     let ckpt = Checkpoint::open(input)?;
+    check_output(input, output, &ckpt)?;
 
     // Plan and validate everything before creating the output.
     let mut plan = Vec::new();

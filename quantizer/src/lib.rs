@@ -12,6 +12,7 @@ pub mod config;
 pub mod convert;
 pub mod gguf;
 pub mod metadata;
+pub mod outfile;
 pub mod pipeline;
 pub mod rules;
 pub mod safetensors;

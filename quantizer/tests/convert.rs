@@ -402,3 +402,52 @@ fn transformers_fixture_matches_tensor_list_and_converts() {
     let f = GgufFile::open(&out).unwrap();
     assert_eq!(f.header.tensors.len(), theirs.iter().filter(|n| !n.starts_with("thinker.visual.")).count());
 }
+
+/// The output may not be one of the inputs nor inside the checkpoint directory (issue 16: the
+/// GGUF once overwrote `model-00001-of-00004.safetensors` with rc 0); every input byte stays.
+#[test]
+fn output_overlapping_the_input_is_refused() {
+    let (d, input, out) = out_dir();
+    make_checkpoint(&input, &tiny_config(), false);
+    let shard = input.join("model-00001-of-00002.safetensors");
+    let before = std::fs::read(&shard).unwrap();
+    let link = out.join("link.gguf");
+    std::os::unix::fs::symlink(&shard, &link).unwrap();
+    std::fs::create_dir(input.join("sub")).unwrap();
+    let hard = d.path().join("hard.gguf");
+    std::fs::hard_link(&shard, &hard).unwrap();
+    let cases = [
+        (shard.clone(), "input shard"),
+        (input.join("config.json"), "input shard"),
+        (input.join("new.gguf"), "inside the checkpoint"),
+        (input.join("sub/../x.gguf"), "inside the checkpoint"),
+        (link.clone(), "input shard"),
+        (hard.clone(), "input shard"),
+    ];
+    for (o, want) in cases {
+        let e = convert(&input, &o, &ConvertOptions::default()).expect_err("must refuse").to_string();
+        let want = if o.ends_with("config.json") { "input file" } else { want };
+        assert!(e.contains(want) && e.contains("outside the checkpoint"), "{}: {e}", o.display());
+    }
+    assert_eq!(std::fs::read(&shard).unwrap(), before, "the shard changed");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    let left: Vec<_> = std::fs::read_dir(&input).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains("gguf")), "{left:?}");
+    // An unwritable output is refused before any work, naming it once.
+    let e = convert(&input, &d.path().join("missing/m.gguf"), &ConvertOptions::default()).unwrap_err().to_string();
+    assert_eq!(e.matches("missing/m.gguf").count(), 1, "{e}");
+}
+
+/// A link to a new name outside the checkpoint is written through: the GGUF lands at the link's
+/// target and the link stays a link.
+#[test]
+fn output_through_a_symlink_writes_its_target() {
+    let (d, input, out) = out_dir();
+    make_checkpoint(&input, &tiny_config(), false);
+    let target = d.path().join("real.gguf");
+    let link = out.join("m.gguf");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    convert(&input, &link, &ConvertOptions::default()).unwrap();
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(GgufFile::open(&target).is_ok());
+}

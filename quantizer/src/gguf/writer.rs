@@ -3,11 +3,14 @@
 //! All offsets are computed before the first byte is written, so the header goes out first and
 //! tensor data follows one tensor at a time (even in pieces): memory is O(header + one chunk).
 //! [`GgufWriter::create_file`] writes to a temporary file in the destination directory and renames
-//! it to the final name only in [`GgufFileWriter::finish`]; any earlier error or drop removes it.
+//! it to the final name only in [`GgufFileWriter::finish`]; any earlier error or drop removes it
+//! (the [`crate::outfile`] rules: links followed, read-only and non-regular targets refused).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use crate::outfile::OutFile;
 
 use super::types::{GgmlType, MetaArray, MetaValue};
 use super::{align_up, DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, MAX_DIMS};
@@ -176,33 +179,25 @@ impl GgufWriter {
         })
     }
 
-    /// Creates `<dir>/.<name>.partial`, preallocates the full size where the filesystem supports
-    /// it (so a full disk is reported before any work), and writes the header.
+    /// Opens the output as [`crate::outfile::OutFile`] does (a temporary `.<name>.tmp-PID` beside
+    /// the target, links followed, read-only and non-regular targets refused; a character device
+    /// such as `/dev/null` is written directly), preallocates the full size where the filesystem
+    /// supports it (so a full disk is reported before any work), and writes the header.
     pub fn create_file(self, path: impl AsRef<Path>) -> Result<GgufFileWriter, WriteError> {
         let final_path = path.as_ref().to_path_buf();
-        let dir = match final_path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let fname =
-            final_path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out.gguf".into());
-        let tmp = dir.join(format!(".{fname}.partial"));
         let (_, _, total) = self.layout();
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io_err("creating", &tmp, total))?;
-        let mut guard = TempGuard { path: Some(tmp.clone()) };
-        preallocate(&file, total).map_err(io_err("preallocating", &tmp, total))?;
-        let inner = self.begin(BufWriter::with_capacity(8 << 20, file)).map_err(io_err(
-            "writing the header of",
-            &tmp,
-            total,
-        ))?;
-        let tmp_path = guard.path.take().unwrap_or_default();
-        Ok(GgufFileWriter { inner: Some(inner), tmp: tmp_path, final_path })
+        let out = OutFile::create(&final_path, false).map_err(|source| WriteError::Io {
+            op: "creating",
+            path: final_path.clone(),
+            source,
+        })?;
+        let tmp = out.temporary().unwrap_or(&final_path).to_path_buf();
+        if let Some(f) = out.file().filter(|_| out.seekable()) {
+            preallocate(f, total).map_err(io_err("preallocating", &tmp, total))?;
+        }
+        let inner =
+            self.begin(BufWriter::with_capacity(8 << 20, out)).map_err(io_err("writing the header of", &tmp, total))?;
+        Ok(GgufFileWriter { inner: Some(inner), tmp, final_path })
     }
 }
 
@@ -224,18 +219,6 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
     {
         let _ = (file, len);
         Ok(())
-    }
-}
-
-struct TempGuard {
-    path: Option<PathBuf>,
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.path.take() {
-            let _ = fs::remove_file(p);
-        }
     }
 }
 
@@ -384,7 +367,7 @@ pub enum StreamError {
 
 /// A GGUF file being written to a temporary name; see [`GgufWriter::create_file`].
 pub struct GgufFileWriter {
-    inner: Option<GgufStreamWriter<BufWriter<File>>>,
+    inner: Option<GgufStreamWriter<BufWriter<OutFile>>>,
     tmp: PathBuf,
     final_path: PathBuf,
 }
@@ -398,7 +381,7 @@ impl GgufFileWriter {
         }
     }
 
-    fn inner(&mut self) -> &mut GgufStreamWriter<BufWriter<File>> {
+    fn inner(&mut self) -> &mut GgufStreamWriter<BufWriter<OutFile>> {
         // `inner` is only taken by `finish`, which consumes self.
         self.inner.as_mut().expect("GgufFileWriter used after finish")
     }
@@ -431,25 +414,8 @@ impl GgufFileWriter {
             StreamError::Format(f) => f,
             StreamError::Io(io) => io_err("flushing", &self.tmp, total)(io),
         })?;
-        let file = buf.into_inner().map_err(|e| io_err("flushing", &self.tmp, total)(e.into_error()))?;
-        file.sync_all().map_err(io_err("syncing", &self.tmp, total))?;
-        drop(file);
-        fs::rename(&self.tmp, &self.final_path).map_err(io_err("renaming", &self.tmp, total))?;
-        if let Some(dir) = self.final_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        self.tmp = PathBuf::new();
+        let out = buf.into_inner().map_err(|e| io_err("flushing", &self.tmp, total)(e.into_error()))?;
+        out.commit().map_err(io_err("syncing and renaming", &self.tmp, total))?;
         Ok(self.final_path.clone())
-    }
-}
-
-impl Drop for GgufFileWriter {
-    fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            self.inner = None;
-            let _ = fs::remove_file(&self.tmp);
-        }
     }
 }

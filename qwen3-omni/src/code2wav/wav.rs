@@ -1,8 +1,14 @@
 //! WAV output: mono, 32-bit float or 16-bit PCM, written atomically (a temporary file beside the
 //! target, flushed and synced, then renamed over it), so a reader never sees a half-written file.
+//! The target follows [`quantizer::outfile`]'s rules: links are written through, read-only and
+//! non-regular targets refused, and a character device (`/dev/null`) or `-` (stdout) written
+//! directly — streamed there with the header's lengths left at 0xFFFFFFFF ("unknown", as streaming
+//! WAV writers do), since a device cannot seek back to fix them.
 
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
+
+use quantizer::outfile::OutFile;
 
 /// Code2Wav's sample rate.
 pub const SAMPLE_RATE: u32 = 24_000;
@@ -73,29 +79,30 @@ fn header(n: u64, rate: u32, format: WavFormat) -> std::io::Result<Vec<u8>> {
     Ok(b)
 }
 
-fn temp_path(path: &Path) -> std::io::Result<std::path::PathBuf> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: not a file name", path.display()))
-    })?;
-    Ok(dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id())))
+fn named(path: &Path, e: std::io::Error) -> std::io::Error {
+    let m = e.to_string();
+    if m.starts_with(&path.display().to_string()) {
+        return e;
+    }
+    std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
 }
 
-fn named(path: &Path, e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+/// The header of a stream of unknown length (RIFF and data lengths 0xFFFFFFFF).
+fn streaming_header(rate: u32, format: WavFormat) -> std::io::Result<Vec<u8>> {
+    let mut h = header(0, rate, format)?;
+    let n = h.len();
+    h[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    h[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+    Ok(h)
 }
 
 /// A WAV file written as audio arrives (e.g. from a Code2Wav stream), still atomically: samples
 /// go to a temporary file beside `path`; [`WavWriter::finish`] fixes the header's lengths, syncs
 /// and renames it to `path`. Dropped without `finish` (an error, an interrupt), it removes the
-/// temporary file and `path` is untouched.
+/// temporary file and `path` is untouched. A device or stdout is streamed to directly.
 pub struct WavWriter {
     path: std::path::PathBuf,
-    tmp: std::path::PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
+    file: Option<std::io::BufWriter<OutFile>>,
     rate: u32,
     format: WavFormat,
     n: u64,
@@ -104,19 +111,17 @@ pub struct WavWriter {
 
 impl WavWriter {
     pub fn create(path: &Path, rate: u32, format: WavFormat) -> std::io::Result<WavWriter> {
-        let tmp = temp_path(path)?;
-        let f = std::fs::File::create(&tmp).map_err(|e| named(path, e))?;
-        // From here on, Drop removes the temporary file if anything fails.
+        let out = OutFile::create(path, true).map_err(|e| named(path, e))?;
+        let h = if out.seekable() { header(0, rate, format)? } else { streaming_header(rate, format)? };
+        // From here on, dropping the OutFile removes the temporary file if anything fails.
         let mut w = WavWriter {
             path: path.to_path_buf(),
-            tmp,
-            file: Some(std::io::BufWriter::new(f)),
+            file: Some(std::io::BufWriter::new(out)),
             rate,
             format,
             n: 0,
             buf: Vec::new(),
         };
-        let h = header(0, rate, format)?;
         w.file.as_mut().expect("just opened").write_all(&h).map_err(|e| named(path, e))?;
         Ok(w)
     }
@@ -142,28 +147,17 @@ impl WavWriter {
 
     /// Completes the file and moves it into place.
     pub fn finish(mut self) -> std::io::Result<()> {
-        use std::io::{Seek, SeekFrom};
         let path = self.path.clone();
         let res = (|| {
-            let h = header(self.n, self.rate, self.format)?;
             let mut f = self.file.take().expect("open until finish").into_inner().map_err(|e| e.into_error())?;
-            f.seek(SeekFrom::Start(0))?;
-            f.write_all(&h)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&self.tmp, &path)
+            if f.seekable() {
+                let h = header(self.n, self.rate, self.format)?;
+                f.seek(SeekFrom::Start(0))?;
+                f.write_all(&h)?;
+            }
+            f.commit()
         })();
         res.map_err(|e| named(&path, e))
-    }
-}
-
-impl Drop for WavWriter {
-    fn drop(&mut self) {
-        // Not finished (or finishing failed): leave nothing behind.
-        self.file.take();
-        if self.tmp.exists() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 
@@ -172,17 +166,11 @@ impl Drop for WavWriter {
 /// (an existing file there is kept unchanged) and the temporary file is removed.
 pub fn write_wav(path: &Path, samples: &[f32], rate: u32, format: WavFormat) -> std::io::Result<()> {
     let bytes = wav_bytes(samples, rate, format)?;
-    let tmp = temp_path(path)?;
     let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = OutFile::create(path, true)?;
         f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
+        f.commit()
     })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
     res.map_err(|e| named(path, e))
 }
 
