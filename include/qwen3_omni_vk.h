@@ -41,7 +41,7 @@
 // The model ended its turn.
 #define QWEN3_OMNI_STOP_END_OF_TURN 0
 
-// `max_tokens` reached.
+// `max_tokens` reached (also at once, with no token, for `max_tokens` 0).
 #define QWEN3_OMNI_STOP_MAX_TOKENS 1
 
 // `qwen3_omni_session_cancel` was called, or the text callback returned false.
@@ -185,7 +185,8 @@ typedef struct qwen3_omni_session_params {
   struct qwen3_omni_speech_params speech;
   // System message (copied); NULL: none.
   const char *system_prompt;
-  // Default maximum of new tokens per reply. Default 256.
+  // Default maximum of new tokens per reply, ≥ 0 (0: a reply feeds the turn and generates
+  // nothing). Default 256.
   int32_t max_tokens;
 } qwen3_omni_session_params;
 
@@ -205,7 +206,9 @@ typedef bool (*qwen3_omni_pcm_callback)(const float *samples,
 
 // One reply's settings. Get one from `qwen3_omni_generate_default_params()`.
 typedef struct qwen3_omni_generate_params {
-  // Maximum new tokens; -1: the session's `max_tokens`.
+  // Maximum new tokens, ≥ 0 (0: feed the turn, generate nothing, stop reason
+  // `QWEN3_OMNI_STOP_MAX_TOKENS`); -1: the session's `max_tokens`; other negative values are
+  // refused.
   int32_t max_tokens;
   // Streamed text; may be NULL.
   qwen3_omni_text_callback text_callback;
@@ -457,7 +460,8 @@ struct qwen3_omni_generate_params qwen3_omni_generate_default_params(void);
 // `QWEN3_OMNI_OK` with `stop_reason` `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far
 // as it was delivered. On an error before the reply the turn is dropped (the history is as
 // before, the queued message is kept); an error of the speech after the reply keeps the reply in
-// the history. `params` and `result` may be NULL.
+// the history. `params` and `result` may be NULL. `max_tokens` 0 feeds the turn and generates
+// nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`; the history then holds the turn with an empty reply).
 //
 // # Safety
 // `session` is any value (looked up); `params` is NULL or readable; `result` is NULL or

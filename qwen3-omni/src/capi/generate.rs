@@ -34,7 +34,8 @@ pub extern "C" fn qwen3_omni_generate_default_params() -> qwen3_omni_generate_pa
 /// `QWEN3_OMNI_OK` with `stop_reason` `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far
 /// as it was delivered. On an error before the reply the turn is dropped (the history is as
 /// before, the queued message is kept); an error of the speech after the reply keeps the reply in
-/// the history. `params` and `result` may be NULL.
+/// the history. `params` and `result` may be NULL. `max_tokens` 0 feeds the turn and generates
+/// nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`; the history then holds the turn with an empty reply).
 ///
 /// # Safety
 /// `session` is any value (looked up); `params` is NULL or readable; `result` is NULL or

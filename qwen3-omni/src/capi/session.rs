@@ -76,7 +76,7 @@ pub unsafe extern "C" fn qwen3_omni_session_new(
             Some(unsafe { str_arg(p.system_prompt, "system_prompt") }?.to_string())
         };
         if p.max_tokens < 0 {
-            return Err(invalid(format!("max_tokens {} must be ≥ 0", p.max_tokens)));
+            return Err(invalid(format!("max_tokens {} must be ≥ 0 (0: replies generate nothing)", p.max_tokens)));
         }
         let taken = lock(&m.model).take();
         let Some(loaded) = taken else {

@@ -31,7 +31,7 @@ pub const QWEN3_OMNI_ERR_INTERNAL: qwen3_omni_status = -9;
 
 /// The model ended its turn.
 pub const QWEN3_OMNI_STOP_END_OF_TURN: i32 = 0;
-/// `max_tokens` reached.
+/// `max_tokens` reached (also at once, with no token, for `max_tokens` 0).
 pub const QWEN3_OMNI_STOP_MAX_TOKENS: i32 = 1;
 /// `qwen3_omni_session_cancel` was called, or the text callback returned false.
 pub const QWEN3_OMNI_STOP_CANCELLED: i32 = 2;
@@ -154,7 +154,8 @@ pub struct qwen3_omni_session_params {
     pub speech: qwen3_omni_speech_params,
     /// System message (copied); NULL: none.
     pub system_prompt: *const c_char,
-    /// Default maximum of new tokens per reply. Default 256.
+    /// Default maximum of new tokens per reply, ≥ 0 (0: a reply feeds the turn and generates
+    /// nothing). Default 256.
     pub max_tokens: i32,
 }
 
@@ -162,7 +163,9 @@ pub struct qwen3_omni_session_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qwen3_omni_generate_params {
-    /// Maximum new tokens; -1: the session's `max_tokens`.
+    /// Maximum new tokens, ≥ 0 (0: feed the turn, generate nothing, stop reason
+    /// `QWEN3_OMNI_STOP_MAX_TOKENS`); -1: the session's `max_tokens`; other negative values are
+    /// refused.
     pub max_tokens: i32,
     /// Streamed text; may be NULL.
     pub text_callback: qwen3_omni_text_callback,
