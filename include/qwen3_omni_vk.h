@@ -15,7 +15,8 @@
  * Status codes: 0 is success, negative values are errors; qwen3_omni_last_error() (per thread)
  * says why. Handles are registry keys, never dereferenced: a NULL, freed or doubly freed handle
  * gives QWEN3_OMNI_ERR_INVALID_HANDLE. A panic inside the library is caught and returned as
- * QWEN3_OMNI_ERR_INTERNAL; nothing unwinds into C.
+ * QWEN3_OMNI_ERR_INTERNAL; nothing unwinds into C, and nothing is printed (the message goes to the
+ * log callback, if one is set).
  *
  * Threads: any function may be called from any thread. One call at a time per session: a call
  * on a session while another thread is inside one returns QWEN3_OMNI_ERR_BUSY instead of

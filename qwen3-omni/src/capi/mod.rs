@@ -14,7 +14,9 @@
 //! thread). Bad handles (NULL, freed, freed twice, never made) give `QWEN3_OMNI_ERR_INVALID_HANDLE`;
 //! handles are registry keys, not addresses, so a stale one is detected, never dereferenced. A
 //! Rust panic inside the library is caught at the boundary and returned as
-//! `QWEN3_OMNI_ERR_INTERNAL`; nothing unwinds into C.
+//! `QWEN3_OMNI_ERR_INTERNAL`; nothing unwinds into C, and nothing is printed: the panic's
+//! message goes to the log callback, if one is set (a panic hook, installed by the first call,
+//! that passes panics outside library calls on to the hook the process had before).
 //!
 //! # Threads
 //! * Functions may be called from any thread. A model and its session may move between threads.
@@ -70,6 +72,7 @@ mod generate;
 mod args;
 mod error;
 mod log;
+mod panic;
 mod registry;
 
 pub use error::boundary_for_tests;
