@@ -10,7 +10,8 @@
  *
  * Use: qwen3_omni_model_load -> qwen3_omni_session_new -> (qwen3_omni_session_add_text ->
  * qwen3_omni_session_generate)* -> qwen3_omni_session_free -> qwen3_omni_model_free. Params structs
- * come from *_default_params() by value. examples/c/chat.c is a complete program.
+ * come from *_default_params() by value, which fill in their struct_size (a function refuses any
+ * other size). examples/c/chat.c is a complete program.
  *
  * Status codes: 0 is success, negative values are errors; qwen3_omni_last_error() (per thread)
  * says why. Handles are registry keys, never dereferenced: a NULL, freed or doubly freed handle
@@ -116,6 +117,10 @@ typedef bool (*qwen3_omni_progress_callback)(float progress, void *user_data);
 
 // How to load a model. Get one from `qwen3_omni_model_default_params()`.
 typedef struct qwen3_omni_model_params {
+  // `sizeof(qwen3_omni_model_params)`, filled in by `qwen3_omni_model_default_params()`. Any
+  // other value (0, garbage, the size from another version of this header) is refused with
+  // `QWEN3_OMNI_ERR_INVALID_ARGUMENT` before another field is read (docs/capi.md, "ABI").
+  uint32_t struct_size;
   // Vulkan device index from `qwen3_omni_device_list`; -1: the best suitable device (or the
   // `QWEN3VK_DEVICE` environment variable).
   int32_t device;
@@ -144,6 +149,10 @@ typedef struct qwen3_omni_model_info {
 
 // How tokens are chosen (on the GPU). Default: greedy.
 typedef struct qwen3_omni_sampling_params {
+  // `sizeof(qwen3_omni_sampling_params)`, filled in by `qwen3_omni_session_default_params()`
+  // (its `sampling` field); checked by `qwen3_omni_session_set_sampling` and
+  // `qwen3_omni_session_new` like every `struct_size`.
+  uint32_t struct_size;
   // 0 = greedy.
   float temperature;
   // Keep the k most likely tokens; 0 = off; at most 1024.
@@ -181,6 +190,10 @@ typedef struct qwen3_omni_speech_params {
 
 // A session's settings. Get one from `qwen3_omni_session_default_params()`.
 typedef struct qwen3_omni_session_params {
+  // `sizeof(qwen3_omni_session_params)`, filled in by `qwen3_omni_session_default_params()`;
+  // any other value is refused (`QWEN3_OMNI_ERR_INVALID_ARGUMENT`). The nested `speech` has
+  // no size of its own: this one covers it.
+  uint32_t struct_size;
   struct qwen3_omni_sampling_params sampling;
   // Speech output settings (used when a reply has a `pcm_callback`).
   struct qwen3_omni_speech_params speech;
@@ -207,6 +220,9 @@ typedef bool (*qwen3_omni_pcm_callback)(const float *samples,
 
 // One reply's settings. Get one from `qwen3_omni_generate_default_params()`.
 typedef struct qwen3_omni_generate_params {
+  // `sizeof(qwen3_omni_generate_params)`, filled in by `qwen3_omni_generate_default_params()`;
+  // any other value is refused (`QWEN3_OMNI_ERR_INVALID_ARGUMENT`).
+  uint32_t struct_size;
   // Maximum new tokens, ≥ 0 (0: feed the turn, generate nothing, stop reason
   // `QWEN3_OMNI_STOP_MAX_TOKENS`); -1: the session's `max_tokens`; other negative values are
   // refused.
@@ -326,8 +342,8 @@ qwen3_omni_status qwen3_omni_device_list(struct qwen3_omni_device_info *devices,
 struct qwen3_omni_model_params qwen3_omni_model_default_params(void);
 
 // Loads a Q8_0 GGUF written by `qwen3-omni-vk quantize` onto the GPU and writes the new handle to
-// `*model` (NULL on failure). `params` may be NULL (defaults). Returns `QWEN3_OMNI_ERR_CANCELLED`
-// when the progress callback returned false.
+// `*model` (NULL on failure). `params` may be NULL (defaults); its `struct_size` must be this
+// library's. Returns `QWEN3_OMNI_ERR_CANCELLED` when the progress callback returned false.
 //
 // # Safety
 // `path` is a NUL-terminated UTF-8 path; `params` is NULL or points to a params struct whose
@@ -360,7 +376,8 @@ qwen3_omni_status qwen3_omni_model_get_info(const struct qwen3_omni_model *model
 struct qwen3_omni_session_params qwen3_omni_session_default_params(void);
 
 // Opens a conversation over `model` and writes its handle to `*session` (NULL on failure).
-// `params` may be NULL (defaults). A model serves one session at a time: `QWEN3_OMNI_ERR_BUSY`
+// `params` may be NULL (defaults); its `struct_size`, and its `sampling.struct_size`, must be
+// this library's. A model serves one session at a time: `QWEN3_OMNI_ERR_BUSY`
 // while another is open.
 //
 // # Safety
@@ -387,10 +404,10 @@ qwen3_omni_status qwen3_omni_session_free(struct qwen3_omni_session *session);
 // `session` is any value; it is looked up, never dereferenced.
 qwen3_omni_status qwen3_omni_session_cancel(struct qwen3_omni_session *session);
 
-// New sampling settings from the next reply on.
+// New sampling settings from the next reply on (`sampling->struct_size` must be this library's).
 //
 // # Safety
-// `session` is any value (looked up); `sampling` is valid for reading.
+// `session` is any value (looked up); `sampling` is valid for reading its `struct_size` bytes.
 qwen3_omni_status qwen3_omni_session_set_sampling(struct qwen3_omni_session *session,
                                                   const struct qwen3_omni_sampling_params *sampling);
 
@@ -461,8 +478,9 @@ struct qwen3_omni_generate_params qwen3_omni_generate_default_params(void);
 // `QWEN3_OMNI_OK` with `stop_reason` `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far
 // as it was delivered. On an error before the reply the turn is dropped (the history is as
 // before, the queued message is kept); an error of the speech after the reply keeps the reply in
-// the history. `params` and `result` may be NULL. `max_tokens` 0 feeds the turn and generates
-// nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`; the history then holds the turn with an empty reply).
+// the history. `params` and `result` may be NULL; `params->struct_size` must be this library's.
+// `max_tokens` 0 feeds the turn and generates nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`;
+// the history then holds the turn with an empty reply).
 //
 // # Safety
 // `session` is any value (looked up); `params` is NULL or readable; `result` is NULL or

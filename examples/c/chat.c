@@ -140,6 +140,8 @@ static int ask(qwen3_omni_session *session, const char *wav, const char *questio
     struct reply r = {0, 0, NULL};
     struct wav_out w;
     memset(&w, 0, sizeof w);
+    /* Params structs always come from their *_default_params() function, which fills in
+     * struct_size (the library refuses any other size); then change the fields you need. */
     qwen3_omni_generate_params gp = qwen3_omni_generate_default_params();
     qwen3_omni_generate_result res;
     gp.max_tokens = max_tokens;
@@ -207,6 +209,13 @@ int main(int argc, char **argv) {
     free(devices);
 
     qwen3_omni_model_params mp = qwen3_omni_model_default_params();
+    /* The library and this header agree on the layout (a static library from another version
+     * would refuse every params struct with QWEN3_OMNI_ERR_INVALID_ARGUMENT). */
+    if (mp.struct_size != sizeof mp) {
+        fprintf(stderr, "qwen3_omni_vk.h does not match the library (%u != %zu)\n", (unsigned)mp.struct_size,
+                sizeof mp);
+        return 1;
+    }
     mp.device = chosen;
     mp.ctx_size = 512;
     mp.progress_callback = on_progress;

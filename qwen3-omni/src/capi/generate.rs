@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::args::read_arg;
+use super::args::{read_params, struct_size};
 use super::error::{guard, invalid, session_err, speech_err};
 use super::registry::{self, SessionState, SpeechState};
 use super::speech::load_speech;
@@ -17,6 +17,7 @@ use crate::session::StopReason;
 #[no_mangle]
 pub extern "C" fn qwen3_omni_generate_default_params() -> qwen3_omni_generate_params {
     qwen3_omni_generate_params {
+        struct_size: struct_size::<qwen3_omni_generate_params>(),
         max_tokens: -1,
         text_callback: None,
         pcm_callback: None,
@@ -34,8 +35,9 @@ pub extern "C" fn qwen3_omni_generate_default_params() -> qwen3_omni_generate_pa
 /// `QWEN3_OMNI_OK` with `stop_reason` `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far
 /// as it was delivered. On an error before the reply the turn is dropped (the history is as
 /// before, the queued message is kept); an error of the speech after the reply keeps the reply in
-/// the history. `params` and `result` may be NULL. `max_tokens` 0 feeds the turn and generates
-/// nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`; the history then holds the turn with an empty reply).
+/// the history. `params` and `result` may be NULL; `params->struct_size` must be this library's.
+/// `max_tokens` 0 feeds the turn and generates nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`;
+/// the history then holds the turn with an empty reply).
 ///
 /// # Safety
 /// `session` is any value (looked up); `params` is NULL or readable; `result` is NULL or
@@ -53,7 +55,7 @@ pub unsafe extern "C" fn qwen3_omni_session_generate(
             qwen3_omni_generate_default_params()
         } else {
             // SAFETY: non-NULL and readable by contract.
-            unsafe { read_arg(params, "params") }?
+            unsafe { read_params(params, "params") }?
         };
         if p.max_tokens < -1 {
             return Err(invalid(format!("max_tokens {} must be -1 (session default) or ≥ 0", p.max_tokens)));

@@ -18,6 +18,12 @@
 //! message goes to the log callback, if one is set (a panic hook, installed by the first call,
 //! that passes panics outside library calls on to the hook the process had before).
 //!
+//! # ABI
+//! Every params struct a function reads (model, session, sampling, generate) starts with
+//! `uint32_t struct_size`, which its `*_default_params()` fills with `sizeof`; a function given
+//! any other size (0, garbage, an older or newer header's) refuses it with
+//! `QWEN3_OMNI_ERR_INVALID_ARGUMENT` and names both sizes.
+//!
 //! # Threads
 //! * Functions may be called from any thread. A model and its session may move between threads.
 //! * One call at a time per session: a call on a session while another thread is inside a call on

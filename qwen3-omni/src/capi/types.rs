@@ -89,6 +89,10 @@ pub struct qwen3_omni_session {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qwen3_omni_model_params {
+    /// `sizeof(qwen3_omni_model_params)`, filled in by `qwen3_omni_model_default_params()`. Any
+    /// other value (0, garbage, the size from another version of this header) is refused with
+    /// `QWEN3_OMNI_ERR_INVALID_ARGUMENT` before another field is read (docs/capi.md, "ABI").
+    pub struct_size: u32,
     /// Vulkan device index from `qwen3_omni_device_list`; -1: the best suitable device (or the
     /// `QWEN3VK_DEVICE` environment variable).
     pub device: i32,
@@ -108,6 +112,10 @@ pub struct qwen3_omni_model_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qwen3_omni_sampling_params {
+    /// `sizeof(qwen3_omni_sampling_params)`, filled in by `qwen3_omni_session_default_params()`
+    /// (its `sampling` field); checked by `qwen3_omni_session_set_sampling` and
+    /// `qwen3_omni_session_new` like every `struct_size`.
+    pub struct_size: u32,
     /// 0 = greedy.
     pub temperature: f32,
     /// Keep the k most likely tokens; 0 = off; at most 1024.
@@ -149,6 +157,10 @@ pub struct qwen3_omni_speech_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qwen3_omni_session_params {
+    /// `sizeof(qwen3_omni_session_params)`, filled in by `qwen3_omni_session_default_params()`;
+    /// any other value is refused (`QWEN3_OMNI_ERR_INVALID_ARGUMENT`). The nested `speech` has
+    /// no size of its own: this one covers it.
+    pub struct_size: u32,
     pub sampling: qwen3_omni_sampling_params,
     /// Speech output settings (used when a reply has a `pcm_callback`).
     pub speech: qwen3_omni_speech_params,
@@ -163,6 +175,9 @@ pub struct qwen3_omni_session_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qwen3_omni_generate_params {
+    /// `sizeof(qwen3_omni_generate_params)`, filled in by `qwen3_omni_generate_default_params()`;
+    /// any other value is refused (`QWEN3_OMNI_ERR_INVALID_ARGUMENT`).
+    pub struct_size: u32,
     /// Maximum new tokens, ≥ 0 (0: feed the turn, generate nothing, stop reason
     /// `QWEN3_OMNI_STOP_MAX_TOKENS`); -1: the session's `max_tokens`; other negative values are
     /// refused.
