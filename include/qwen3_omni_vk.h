@@ -11,7 +11,8 @@
  * Use: qwen3_omni_model_load -> qwen3_omni_session_new -> (qwen3_omni_session_add_text ->
  * qwen3_omni_session_generate)* -> qwen3_omni_session_free -> qwen3_omni_model_free. Params structs
  * come from *_default_params() by value, which fill in their struct_size (a function refuses any
- * other size). examples/c/chat.c is a complete program.
+ * other size). Outputs are written on every return, zero after a failure. examples/c/chat.c is a
+ * complete program.
  *
  * Status codes: 0 is success, negative values are errors; qwen3_omni_last_error() (per thread)
  * says why. Handles are registry keys, never dereferenced: a NULL, freed or doubly freed handle
@@ -40,17 +41,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// No reply: the call failed (every field of its `qwen3_omni_generate_result` is 0).
+#define QWEN3_OMNI_STOP_NONE 0
+
 // The model ended its turn.
-#define QWEN3_OMNI_STOP_END_OF_TURN 0
+#define QWEN3_OMNI_STOP_END_OF_TURN 1
 
 // `max_tokens` reached (also at once, with no token, for `max_tokens` 0).
-#define QWEN3_OMNI_STOP_MAX_TOKENS 1
+#define QWEN3_OMNI_STOP_MAX_TOKENS 2
 
 // `qwen3_omni_session_cancel` was called, or the text callback returned false.
-#define QWEN3_OMNI_STOP_CANCELLED 2
+#define QWEN3_OMNI_STOP_CANCELLED 3
 
 // The context is full.
-#define QWEN3_OMNI_STOP_CONTEXT_FULL 3
+#define QWEN3_OMNI_STOP_CONTEXT_FULL 4
 
 // Log levels, most severe first.
 #define QWEN3_OMNI_LOG_ERROR 1
@@ -236,7 +240,8 @@ typedef struct qwen3_omni_generate_params {
   void *user_data;
 } qwen3_omni_generate_params;
 
-// What a reply did.
+// What a reply did. Written on every return of `qwen3_omni_session_generate`: after a failure
+// every field is 0 (`stop_reason` `QWEN3_OMNI_STOP_NONE`).
 typedef struct qwen3_omni_generate_result {
   // Reply tokens delivered (without the end-of-turn token).
   int32_t n_tokens;
@@ -253,7 +258,8 @@ typedef struct qwen3_omni_generate_result {
   int32_t n_audio_frames;
   // Speech out: samples delivered to the `pcm_callback`, all chunks together.
   int64_t n_audio_samples;
-  // Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none).
+  // Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none in
+  // a reply; 0 after a failure, as every field).
   double first_audio_ms;
 } qwen3_omni_generate_result;
 
@@ -324,7 +330,9 @@ qwen3_omni_status qwen3_omni_log_set(qwen3_omni_log_callback callback,
 
 // Lists the Vulkan devices: writes up to `capacity` entries to `devices` (may be NULL when
 // `capacity` is 0), the number of devices to `*n_devices`, and the index the library would
-// choose (-1: none suitable) to `*default_device` (may be NULL).
+// choose (-1: none suitable) to `*default_device` (may be NULL). Entries past the count are
+// zeroed; on failure all `capacity` entries are zeroed, `*n_devices` is 0 and `*default_device`
+// -1.
 //
 // # Safety
 // `devices` is NULL or valid for writing `capacity` entries; `n_devices` is valid for writing;
@@ -360,7 +368,7 @@ qwen3_omni_status qwen3_omni_model_load(const char *path,
 // `model` is any value; it is looked up, never dereferenced.
 qwen3_omni_status qwen3_omni_model_free(struct qwen3_omni_model *model);
 
-// Describes a loaded model.
+// Describes a loaded model (on failure `*info` is zeroed).
 //
 // # Safety
 // `model` is any value (looked up, never dereferenced); `info` is valid for writing.
@@ -417,7 +425,7 @@ qwen3_omni_status qwen3_omni_session_set_sampling(struct qwen3_omni_session *ses
 // `session` is any value; it is looked up, never dereferenced.
 qwen3_omni_status qwen3_omni_session_reset(struct qwen3_omni_session *session);
 
-// Context positions in use and in total (either pointer may be NULL).
+// Context positions in use and in total (either pointer may be NULL; both are 0 on failure).
 //
 // # Safety
 // `session` is any value (looked up); `used` and `size` are NULL or valid for writing.
@@ -479,7 +487,8 @@ struct qwen3_omni_generate_params qwen3_omni_generate_default_params(void);
 // as it was delivered. On an error before the reply the turn is dropped (the history is as
 // before, the queued message is kept); an error of the speech after the reply keeps the reply in
 // the history. `params` and `result` may be NULL; `params->struct_size` must be this library's.
-// `max_tokens` 0 feeds the turn and generates nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`;
+// `*result` is written on every return: all zero (`stop_reason` `QWEN3_OMNI_STOP_NONE`) after
+// a failure. `max_tokens` 0 feeds the turn and generates nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`;
 // the history then holds the turn with an empty reply).
 //
 // # Safety

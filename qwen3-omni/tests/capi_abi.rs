@@ -1,6 +1,7 @@
 //! The C API's ABI rules: every params struct starts with `struct_size`, filled in by its
 //! `*_default_params()`, and a function given another size refuses it (naming the struct and both
-//! sizes) without reading past the size field. Called from Rust through the same `extern "C"` functions a C program links
+//! sizes) without reading past the size field; every output is written on every return, zero
+//! after a failure. Called from Rust through the same `extern "C"` functions a C program links
 //! (lavapipe, validation on).
 
 mod common;
@@ -69,6 +70,11 @@ fn garbage<T>() -> T {
         v.as_mut_ptr().cast::<u8>().write_bytes(0xAB, size_of::<T>());
         v.assume_init()
     }
+}
+
+fn all_zero<T>(v: &T) -> bool {
+    let b = unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) };
+    b.iter().all(|&x| x == 0)
 }
 
 #[test]
@@ -160,8 +166,11 @@ fn a_wrong_struct_size_is_refused() {
     for size in wrong_sizes(known) {
         let mut gp = qwen3_omni_generate_default_params();
         gp.struct_size = size;
-        let st = unsafe { qwen3_omni_session_generate(s, &gp, null_mut()) };
+        let mut r: qwen3_omni_generate_result = garbage();
+        let st = unsafe { qwen3_omni_session_generate(s, &gp, &mut r) };
         expect_size_refused(st, "qwen3_omni_generate_params", size, known, &format!("generate, size {size}"));
+        assert!(all_zero(&r), "generate left {r:?}");
+        assert_eq!(r.stop_reason, QWEN3_OMNI_STOP_NONE);
     }
     // The message refused nothing else: it is still queued and the right size answers it.
     let mut gp = qwen3_omni_generate_default_params();
@@ -248,5 +257,71 @@ fn a_short_struct_is_not_read_past_its_end() {
         expect_size_refused(st, "qwen3_omni_generate_params", size, n, "generate");
     }
     expect(unsafe { qwen3_omni_session_free(s) }, QWEN3_OMNI_OK, "session_free");
+    finish(m);
+}
+
+/// Every failed call leaves its outputs zeroed (NULL handles, an all-zero result with
+/// `QWEN3_OMNI_STOP_NONE`, zero counts, -1 for the default device), never unwritten.
+#[test]
+fn failed_calls_leave_their_outputs_zeroed() {
+    let m = load();
+    let s = new_session(m);
+    unsafe {
+        // generate: a bad handle, nothing queued, a bad max_tokens, a prompt over the context.
+        let mut r: qwen3_omni_generate_result = garbage();
+        expect(qwen3_omni_session_generate(null_mut(), null(), &mut r), QWEN3_OMNI_ERR_INVALID_HANDLE, "NULL");
+        assert!(all_zero(&r), "bad handle: {r:?}");
+        r = garbage();
+        expect(qwen3_omni_session_generate(s, null(), &mut r), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "nothing queued");
+        assert!(all_zero(&r), "nothing queued: {r:?}");
+        assert_eq!(r.stop_reason, QWEN3_OMNI_STOP_NONE);
+        let mut gp = qwen3_omni_generate_default_params();
+        gp.max_tokens = -2;
+        r = garbage();
+        expect(qwen3_omni_session_add_text(s, c"Hi.".as_ptr()), QWEN3_OMNI_OK, "add_text");
+        expect(qwen3_omni_session_generate(s, &gp, &mut r), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "max_tokens -2");
+        assert!(all_zero(&r), "max_tokens -2: {r:?}");
+        let long = CString::new("word ".repeat(400)).unwrap();
+        expect(qwen3_omni_session_add_text(s, long.as_ptr()), QWEN3_OMNI_OK, "add long");
+        r = garbage();
+        expect(qwen3_omni_session_generate(s, null(), &mut r), QWEN3_OMNI_ERR_CONTEXT_FULL, "too long");
+        assert!(all_zero(&r), "context full: {r:?}");
+        expect(qwen3_omni_session_reset(s), QWEN3_OMNI_OK, "reset");
+
+        // model_get_info and session_context on bad handles.
+        let mut info: qwen3_omni_model_info = garbage();
+        expect(qwen3_omni_model_get_info(null(), &mut info), QWEN3_OMNI_ERR_INVALID_HANDLE, "get_info(NULL)");
+        assert!(all_zero(&info), "get_info left its output unwritten");
+        let (mut used, mut size): (u32, u32) = (garbage(), garbage());
+        expect(qwen3_omni_session_context(null_mut(), &mut used, &mut size), QWEN3_OMNI_ERR_INVALID_HANDLE, "ctx");
+        assert_eq!((used, size), (0, 0));
+
+        // Handles: NULL after a failed load or session_new.
+        let mut out: *mut qwen3_omni_model = garbage();
+        expect(qwen3_omni_model_load(c"/nonexistent.gguf".as_ptr(), null(), &mut out), QWEN3_OMNI_ERR_MODEL, "load");
+        assert!(out.is_null());
+        let mut out: *mut qwen3_omni_session = garbage();
+        expect(qwen3_omni_session_new(m, null(), &mut out), QWEN3_OMNI_ERR_BUSY, "second session");
+        assert!(out.is_null());
+
+        // device_list: a failure zeroes every entry and the count, and sets the default to -1; a
+        // success zeroes the entries past the count.
+        let mut devs: [qwen3_omni_device_info; 3] = garbage();
+        let mut chosen: i32 = garbage();
+        let st = qwen3_omni_device_list(devs.as_mut_ptr(), devs.len(), null_mut(), &mut chosen);
+        expect(st, QWEN3_OMNI_ERR_INVALID_ARGUMENT, "device_list without n_devices");
+        assert!(devs.iter().all(all_zero), "device_list left entries unwritten");
+        assert_eq!(chosen, -1);
+        let mut n: usize = garbage();
+        let st = qwen3_omni_device_list(null_mut(), 2, &mut n, &mut chosen);
+        expect(st, QWEN3_OMNI_ERR_INVALID_ARGUMENT, "device_list(NULL, 2)");
+        assert_eq!((n, chosen), (0, -1));
+        devs = garbage();
+        expect(qwen3_omni_device_list(devs.as_mut_ptr(), devs.len(), &mut n, &mut chosen), QWEN3_OMNI_OK, "list");
+        assert!(n >= 1 && chosen >= 0, "{n} devices, default {chosen}");
+        assert!(devs[n.min(devs.len())..].iter().all(all_zero), "entries past the count");
+
+        expect(qwen3_omni_session_free(s), QWEN3_OMNI_OK, "session_free");
+    }
     finish(m);
 }

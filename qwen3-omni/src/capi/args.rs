@@ -83,6 +83,17 @@ pub(super) unsafe fn read_params<T: Params>(p: *const T, what: &str) -> CResult<
     Ok(unsafe { p.read_unaligned() })
 }
 
+/// Zeroes an output struct or value (a failed call leaves no stale or uninitialised bytes).
+///
+/// # Safety
+/// `p` is NULL or valid for writing `n` values of `T`, and all-zero bytes are a valid `T`.
+pub(super) unsafe fn zero_out<T>(p: *mut T, n: usize) {
+    if !p.is_null() {
+        // SAFETY: writable by the caller's contract; bytes have no alignment requirement.
+        unsafe { p.cast::<u8>().write_bytes(0, n * std::mem::size_of::<T>()) };
+    }
+}
+
 /// # Safety
 /// `p` is NULL or valid for writing one `T`.
 pub(super) unsafe fn write_out<T>(p: *mut T, v: T, what: &str) -> CResult<()> {

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::args::{read_params, struct_size};
+use super::args::{read_params, struct_size, zero_out};
 use super::error::{guard, invalid, session_err, speech_err};
 use super::registry::{self, SessionState, SpeechState};
 use super::speech::load_speech;
@@ -36,7 +36,8 @@ pub extern "C" fn qwen3_omni_generate_default_params() -> qwen3_omni_generate_pa
 /// as it was delivered. On an error before the reply the turn is dropped (the history is as
 /// before, the queued message is kept); an error of the speech after the reply keeps the reply in
 /// the history. `params` and `result` may be NULL; `params->struct_size` must be this library's.
-/// `max_tokens` 0 feeds the turn and generates nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`;
+/// `*result` is written on every return: all zero (`stop_reason` `QWEN3_OMNI_STOP_NONE`) after
+/// a failure. `max_tokens` 0 feeds the turn and generates nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`;
 /// the history then holds the turn with an empty reply).
 ///
 /// # Safety
@@ -50,6 +51,9 @@ pub unsafe extern "C" fn qwen3_omni_session_generate(
     result: *mut qwen3_omni_generate_result,
 ) -> qwen3_omni_status {
     guard(|| {
+        // Written on every return: zero (QWEN3_OMNI_STOP_NONE) unless the reply succeeds.
+        // SAFETY: NULL or writable by contract; all-zero is a valid result.
+        unsafe { zero_out(result, 1) };
         let s = registry::session(session as usize)?;
         let p = if params.is_null() {
             qwen3_omni_generate_default_params()

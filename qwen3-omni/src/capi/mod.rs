@@ -22,7 +22,9 @@
 //! Every params struct a function reads (model, session, sampling, generate) starts with
 //! `uint32_t struct_size`, which its `*_default_params()` fills with `sizeof`; a function given
 //! any other size (0, garbage, an older or newer header's) refuses it with
-//! `QWEN3_OMNI_ERR_INVALID_ARGUMENT` and names both sizes.
+//! `QWEN3_OMNI_ERR_INVALID_ARGUMENT` and names both sizes. Every output (handle, result, info,
+//! count) is written on every return; after a failure it is zero (NULL, `QWEN3_OMNI_STOP_NONE`;
+//! the default device index -1).
 //!
 //! # Threads
 //! * Functions may be called from any thread. A model and its session may move between threads.

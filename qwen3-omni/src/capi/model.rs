@@ -4,7 +4,7 @@ use std::ffi::c_char;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::args::{copy_name, read_params, str_arg, struct_size, write_out};
+use super::args::{copy_name, read_params, str_arg, struct_size, write_out, zero_out};
 use super::error::{guard, invalid, session_err};
 use super::registry::{self, ModelHandle};
 use super::types::*;
@@ -125,7 +125,7 @@ pub unsafe extern "C" fn qwen3_omni_model_free(model: *mut qwen3_omni_model) -> 
     })
 }
 
-/// Describes a loaded model.
+/// Describes a loaded model (on failure `*info` is zeroed).
 ///
 /// # Safety
 /// `model` is any value (looked up, never dereferenced); `info` is valid for writing.
@@ -135,6 +135,8 @@ pub unsafe extern "C" fn qwen3_omni_model_get_info(
     info: *mut qwen3_omni_model_info,
 ) -> qwen3_omni_status {
     guard(|| {
+        // SAFETY: NULL or writable by contract; all-zero is a valid info struct.
+        unsafe { zero_out(info, 1) };
         let m = registry::model(model as usize)?;
         let mut out = qwen3_omni_model_info {
             device_name: [0; QWEN3_OMNI_NAME_MAX],

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::args::{check_size, read_params, str_arg, struct_size};
+use super::args::{check_size, read_params, str_arg, struct_size, zero_out};
 use super::error::{guard, invalid, session_err};
 use super::registry::{self, lock, CError, CResult, SessionHandle, SessionState};
 use super::speech::speech_options;
@@ -181,7 +181,7 @@ pub unsafe extern "C" fn qwen3_omni_session_reset(session: *mut qwen3_omni_sessi
     })
 }
 
-/// Context positions in use and in total (either pointer may be NULL).
+/// Context positions in use and in total (either pointer may be NULL; both are 0 on failure).
 ///
 /// # Safety
 /// `session` is any value (looked up); `used` and `size` are NULL or valid for writing.
@@ -192,6 +192,8 @@ pub unsafe extern "C" fn qwen3_omni_session_context(
     size: *mut u32,
 ) -> qwen3_omni_status {
     guard(|| {
+        // SAFETY: NULL or writable by contract.
+        unsafe { (zero_out(used, 1), zero_out(size, 1)) };
         let s = registry::session(session as usize)?;
         let st = registry::try_state(&s)?;
         let sess = st.session.as_ref().ok_or_else(|| invalid("the session is being freed"))?;

@@ -29,14 +29,16 @@ pub const QWEN3_OMNI_ERR_CONTEXT_FULL: qwen3_omni_status = -8;
 /// A bug: a panic inside the library, caught at the boundary.
 pub const QWEN3_OMNI_ERR_INTERNAL: qwen3_omni_status = -9;
 
+/// No reply: the call failed (every field of its `qwen3_omni_generate_result` is 0).
+pub const QWEN3_OMNI_STOP_NONE: i32 = 0;
 /// The model ended its turn.
-pub const QWEN3_OMNI_STOP_END_OF_TURN: i32 = 0;
+pub const QWEN3_OMNI_STOP_END_OF_TURN: i32 = 1;
 /// `max_tokens` reached (also at once, with no token, for `max_tokens` 0).
-pub const QWEN3_OMNI_STOP_MAX_TOKENS: i32 = 1;
+pub const QWEN3_OMNI_STOP_MAX_TOKENS: i32 = 2;
 /// `qwen3_omni_session_cancel` was called, or the text callback returned false.
-pub const QWEN3_OMNI_STOP_CANCELLED: i32 = 2;
+pub const QWEN3_OMNI_STOP_CANCELLED: i32 = 3;
 /// The context is full.
-pub const QWEN3_OMNI_STOP_CONTEXT_FULL: i32 = 3;
+pub const QWEN3_OMNI_STOP_CONTEXT_FULL: i32 = 4;
 
 /// Log levels, most severe first.
 pub const QWEN3_OMNI_LOG_ERROR: i32 = 1;
@@ -191,7 +193,8 @@ pub struct qwen3_omni_generate_params {
     pub user_data: *mut c_void,
 }
 
-/// What a reply did.
+/// What a reply did. Written on every return of `qwen3_omni_session_generate`: after a failure
+/// every field is 0 (`stop_reason` `QWEN3_OMNI_STOP_NONE`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct qwen3_omni_generate_result {
@@ -210,7 +213,8 @@ pub struct qwen3_omni_generate_result {
     pub n_audio_frames: i32,
     /// Speech out: samples delivered to the `pcm_callback`, all chunks together.
     pub n_audio_samples: i64,
-    /// Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none).
+    /// Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none in
+    /// a reply; 0 after a failure, as every field).
     pub first_audio_ms: f64,
 }
 
