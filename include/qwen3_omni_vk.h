@@ -10,12 +10,15 @@
  *
  * Use: qwen3_omni_model_load -> qwen3_omni_session_new -> (qwen3_omni_session_add_text ->
  * qwen3_omni_session_generate)* -> qwen3_omni_session_free -> qwen3_omni_model_free. Params structs
- * come from *_default_params() by value. examples/c/chat.c is a complete program.
+ * come from *_default_params() by value, which fill in their struct_size (a function refuses any
+ * other size). Outputs are written on every return, zero after a failure. examples/c/chat.c is a
+ * complete program.
  *
  * Status codes: 0 is success, negative values are errors; qwen3_omni_last_error() (per thread)
  * says why. Handles are registry keys, never dereferenced: a NULL, freed or doubly freed handle
  * gives QWEN3_OMNI_ERR_INVALID_HANDLE. A panic inside the library is caught and returned as
- * QWEN3_OMNI_ERR_INTERNAL; nothing unwinds into C.
+ * QWEN3_OMNI_ERR_INTERNAL; nothing unwinds into C, and nothing is printed (the message goes to the
+ * log callback, if one is set).
  *
  * Threads: any function may be called from any thread. One call at a time per session: a call
  * on a session while another thread is inside one returns QWEN3_OMNI_ERR_BUSY instead of
@@ -38,17 +41,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// The model ended its turn.
-#define QWEN3_OMNI_STOP_END_OF_TURN 0
+// No reply: the call failed (every field of its `qwen3_omni_generate_result` is 0).
+#define QWEN3_OMNI_STOP_NONE 0
 
-// `max_tokens` reached.
-#define QWEN3_OMNI_STOP_MAX_TOKENS 1
+// The model ended its turn.
+#define QWEN3_OMNI_STOP_END_OF_TURN 1
+
+// `max_tokens` reached (also at once, with no token, for `max_tokens` 0).
+#define QWEN3_OMNI_STOP_MAX_TOKENS 2
 
 // `qwen3_omni_session_cancel` was called, or the text callback returned false.
-#define QWEN3_OMNI_STOP_CANCELLED 2
+#define QWEN3_OMNI_STOP_CANCELLED 3
 
 // The context is full.
-#define QWEN3_OMNI_STOP_CONTEXT_FULL 3
+#define QWEN3_OMNI_STOP_CONTEXT_FULL 4
 
 // Log levels, most severe first.
 #define QWEN3_OMNI_LOG_ERROR 1
@@ -115,6 +121,10 @@ typedef bool (*qwen3_omni_progress_callback)(float progress, void *user_data);
 
 // How to load a model. Get one from `qwen3_omni_model_default_params()`.
 typedef struct qwen3_omni_model_params {
+  // `sizeof(qwen3_omni_model_params)`, filled in by `qwen3_omni_model_default_params()`. Any
+  // other value (0, garbage, the size from another version of this header) is refused with
+  // `QWEN3_OMNI_ERR_INVALID_ARGUMENT` before another field is read (docs/capi.md, "ABI").
+  uint32_t struct_size;
   // Vulkan device index from `qwen3_omni_device_list`; -1: the best suitable device (or the
   // `QWEN3VK_DEVICE` environment variable).
   int32_t device;
@@ -143,6 +153,10 @@ typedef struct qwen3_omni_model_info {
 
 // How tokens are chosen (on the GPU). Default: greedy.
 typedef struct qwen3_omni_sampling_params {
+  // `sizeof(qwen3_omni_sampling_params)`, filled in by `qwen3_omni_session_default_params()`
+  // (its `sampling` field); checked by `qwen3_omni_session_set_sampling` and
+  // `qwen3_omni_session_new` like every `struct_size`.
+  uint32_t struct_size;
   // 0 = greedy.
   float temperature;
   // Keep the k most likely tokens; 0 = off; at most 1024.
@@ -180,12 +194,17 @@ typedef struct qwen3_omni_speech_params {
 
 // A session's settings. Get one from `qwen3_omni_session_default_params()`.
 typedef struct qwen3_omni_session_params {
+  // `sizeof(qwen3_omni_session_params)`, filled in by `qwen3_omni_session_default_params()`;
+  // any other value is refused (`QWEN3_OMNI_ERR_INVALID_ARGUMENT`). The nested `speech` has
+  // no size of its own: this one covers it.
+  uint32_t struct_size;
   struct qwen3_omni_sampling_params sampling;
   // Speech output settings (used when a reply has a `pcm_callback`).
   struct qwen3_omni_speech_params speech;
   // System message (copied); NULL: none.
   const char *system_prompt;
-  // Default maximum of new tokens per reply. Default 256.
+  // Default maximum of new tokens per reply, ≥ 0 (0: a reply feeds the turn and generates
+  // nothing). Default 256.
   int32_t max_tokens;
 } qwen3_omni_session_params;
 
@@ -205,7 +224,12 @@ typedef bool (*qwen3_omni_pcm_callback)(const float *samples,
 
 // One reply's settings. Get one from `qwen3_omni_generate_default_params()`.
 typedef struct qwen3_omni_generate_params {
-  // Maximum new tokens; -1: the session's `max_tokens`.
+  // `sizeof(qwen3_omni_generate_params)`, filled in by `qwen3_omni_generate_default_params()`;
+  // any other value is refused (`QWEN3_OMNI_ERR_INVALID_ARGUMENT`).
+  uint32_t struct_size;
+  // Maximum new tokens, ≥ 0 (0: feed the turn, generate nothing, stop reason
+  // `QWEN3_OMNI_STOP_MAX_TOKENS`); -1: the session's `max_tokens`; other negative values are
+  // refused.
   int32_t max_tokens;
   // Streamed text; may be NULL.
   qwen3_omni_text_callback text_callback;
@@ -216,7 +240,8 @@ typedef struct qwen3_omni_generate_params {
   void *user_data;
 } qwen3_omni_generate_params;
 
-// What a reply did.
+// What a reply did. Written on every return of `qwen3_omni_session_generate`: after a failure
+// every field is 0 (`stop_reason` `QWEN3_OMNI_STOP_NONE`).
 typedef struct qwen3_omni_generate_result {
   // Reply tokens delivered (without the end-of-turn token).
   int32_t n_tokens;
@@ -233,7 +258,8 @@ typedef struct qwen3_omni_generate_result {
   int32_t n_audio_frames;
   // Speech out: samples delivered to the `pcm_callback`, all chunks together.
   int64_t n_audio_samples;
-  // Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none).
+  // Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none in
+  // a reply; 0 after a failure, as every field).
   double first_audio_ms;
 } qwen3_omni_generate_result;
 
@@ -304,7 +330,9 @@ qwen3_omni_status qwen3_omni_log_set(qwen3_omni_log_callback callback,
 
 // Lists the Vulkan devices: writes up to `capacity` entries to `devices` (may be NULL when
 // `capacity` is 0), the number of devices to `*n_devices`, and the index the library would
-// choose (-1: none suitable) to `*default_device` (may be NULL).
+// choose (-1: none suitable) to `*default_device` (may be NULL). Entries past the count are
+// zeroed; on failure all `capacity` entries are zeroed, `*n_devices` is 0 and `*default_device`
+// -1.
 //
 // # Safety
 // `devices` is NULL or valid for writing `capacity` entries; `n_devices` is valid for writing;
@@ -322,8 +350,8 @@ qwen3_omni_status qwen3_omni_device_list(struct qwen3_omni_device_info *devices,
 struct qwen3_omni_model_params qwen3_omni_model_default_params(void);
 
 // Loads a Q8_0 GGUF written by `qwen3-omni-vk quantize` onto the GPU and writes the new handle to
-// `*model` (NULL on failure). `params` may be NULL (defaults). Returns `QWEN3_OMNI_ERR_CANCELLED`
-// when the progress callback returned false.
+// `*model` (NULL on failure). `params` may be NULL (defaults); its `struct_size` must be this
+// library's. Returns `QWEN3_OMNI_ERR_CANCELLED` when the progress callback returned false.
 //
 // # Safety
 // `path` is a NUL-terminated UTF-8 path; `params` is NULL or points to a params struct whose
@@ -340,7 +368,7 @@ qwen3_omni_status qwen3_omni_model_load(const char *path,
 // `model` is any value; it is looked up, never dereferenced.
 qwen3_omni_status qwen3_omni_model_free(struct qwen3_omni_model *model);
 
-// Describes a loaded model.
+// Describes a loaded model (on failure `*info` is zeroed).
 //
 // # Safety
 // `model` is any value (looked up, never dereferenced); `info` is valid for writing.
@@ -356,7 +384,8 @@ qwen3_omni_status qwen3_omni_model_get_info(const struct qwen3_omni_model *model
 struct qwen3_omni_session_params qwen3_omni_session_default_params(void);
 
 // Opens a conversation over `model` and writes its handle to `*session` (NULL on failure).
-// `params` may be NULL (defaults). A model serves one session at a time: `QWEN3_OMNI_ERR_BUSY`
+// `params` may be NULL (defaults); its `struct_size`, and its `sampling.struct_size`, must be
+// this library's. A model serves one session at a time: `QWEN3_OMNI_ERR_BUSY`
 // while another is open.
 //
 // # Safety
@@ -383,10 +412,10 @@ qwen3_omni_status qwen3_omni_session_free(struct qwen3_omni_session *session);
 // `session` is any value; it is looked up, never dereferenced.
 qwen3_omni_status qwen3_omni_session_cancel(struct qwen3_omni_session *session);
 
-// New sampling settings from the next reply on.
+// New sampling settings from the next reply on (`sampling->struct_size` must be this library's).
 //
 // # Safety
-// `session` is any value (looked up); `sampling` is valid for reading.
+// `session` is any value (looked up); `sampling` is valid for reading its `struct_size` bytes.
 qwen3_omni_status qwen3_omni_session_set_sampling(struct qwen3_omni_session *session,
                                                   const struct qwen3_omni_sampling_params *sampling);
 
@@ -396,7 +425,7 @@ qwen3_omni_status qwen3_omni_session_set_sampling(struct qwen3_omni_session *ses
 // `session` is any value; it is looked up, never dereferenced.
 qwen3_omni_status qwen3_omni_session_reset(struct qwen3_omni_session *session);
 
-// Context positions in use and in total (either pointer may be NULL).
+// Context positions in use and in total (either pointer may be NULL; both are 0 on failure).
 //
 // # Safety
 // `session` is any value (looked up); `used` and `size` are NULL or valid for writing.
@@ -457,7 +486,10 @@ struct qwen3_omni_generate_params qwen3_omni_generate_default_params(void);
 // `QWEN3_OMNI_OK` with `stop_reason` `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far
 // as it was delivered. On an error before the reply the turn is dropped (the history is as
 // before, the queued message is kept); an error of the speech after the reply keeps the reply in
-// the history. `params` and `result` may be NULL.
+// the history. `params` and `result` may be NULL; `params->struct_size` must be this library's.
+// `*result` is written on every return: all zero (`stop_reason` `QWEN3_OMNI_STOP_NONE`) after
+// a failure. `max_tokens` 0 feeds the turn and generates nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`;
+// the history then holds the turn with an empty reply).
 //
 // # Safety
 // `session` is any value (looked up); `params` is NULL or readable; `result` is NULL or

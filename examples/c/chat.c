@@ -128,6 +128,16 @@ static bool on_text(const char *text, size_t len, int32_t token, void *user_data
     return true; /* false would stop the reply */
 }
 
+static const char *stop_name(int32_t stop_reason) {
+    switch (stop_reason) {
+    case QWEN3_OMNI_STOP_END_OF_TURN: return "end of turn";
+    case QWEN3_OMNI_STOP_MAX_TOKENS: return "max tokens";
+    case QWEN3_OMNI_STOP_CANCELLED: return "cancelled";
+    case QWEN3_OMNI_STOP_CONTEXT_FULL: return "context full";
+    default: return "none";
+    }
+}
+
 static void on_log(int32_t level, const char *text, void *user_data) {
     (void)user_data;
     fprintf(stderr, "[log %d] %s\n", (int)level, text);
@@ -140,8 +150,10 @@ static int ask(qwen3_omni_session *session, const char *wav, const char *questio
     struct reply r = {0, 0, NULL};
     struct wav_out w;
     memset(&w, 0, sizeof w);
+    /* Params structs always come from their *_default_params() function, which fills in
+     * struct_size (the library refuses any other size); then change the fields you need. */
     qwen3_omni_generate_params gp = qwen3_omni_generate_default_params();
-    qwen3_omni_generate_result res;
+    qwen3_omni_generate_result res; /* written by every generate call, zeroed on a failure */
     gp.max_tokens = max_tokens;
     gp.text_callback = on_text;
     gp.user_data = &r;
@@ -166,8 +178,9 @@ static int ask(qwen3_omni_session *session, const char *wav, const char *questio
     }
     CHECK(st);
     printf("\n");
-    fprintf(stderr, "[%d prompt tokens, %d reply tokens, stop reason %d, %.1f ms prompt, %.1f ms reply]\n",
-            (int)res.n_prompt_tokens, (int)res.n_tokens, (int)res.stop_reason, res.prompt_ms, res.generate_ms);
+    fprintf(stderr, "[%d prompt tokens, %d reply tokens, stop: %s, %.1f ms prompt, %.1f ms reply]\n",
+            (int)res.n_prompt_tokens, (int)res.n_tokens, stop_name(res.stop_reason), res.prompt_ms,
+            res.generate_ms);
     if (res.n_tokens <= 0 || r.pieces == 0) {
         fprintf(stderr, "no text was streamed\n");
         return 1;
@@ -207,6 +220,13 @@ int main(int argc, char **argv) {
     free(devices);
 
     qwen3_omni_model_params mp = qwen3_omni_model_default_params();
+    /* The library and this header agree on the layout (a static library from another version
+     * would refuse every params struct with QWEN3_OMNI_ERR_INVALID_ARGUMENT). */
+    if (mp.struct_size != sizeof mp) {
+        fprintf(stderr, "qwen3_omni_vk.h does not match the library (%u != %zu)\n", (unsigned)mp.struct_size,
+                sizeof mp);
+        return 1;
+    }
     mp.device = chosen;
     mp.ctx_size = 512;
     mp.progress_callback = on_progress;

@@ -257,6 +257,69 @@ fn cancel_twice_is_harmless_and_stops_within_one_step() {
     finish(m);
 }
 
+unsafe extern "C" fn count_pieces(_: *const c_char, _: usize, _: i32, ud: *mut c_void) -> bool {
+    unsafe { *(ud as *mut usize) += 1 };
+    true
+}
+
+/// `max_tokens` 0 (the session's or the reply's) feeds the turn and generates nothing: no token,
+/// no text callback, stop reason MAX_TOKENS; the next turn goes on from the empty reply. Negative
+/// values other than the reply's -1 (the session's value) are refused.
+#[test]
+fn max_tokens_zero_generates_nothing() {
+    let m = load();
+    unsafe {
+        let mut p = qwen3_omni_session_default_params();
+        let mut s = null_mut();
+        for bad in [-1, -2, i32::MIN] {
+            p.max_tokens = bad;
+            expect(qwen3_omni_session_new(m, &p, &mut s), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "session max_tokens < 0");
+            assert!(last_error().contains("max_tokens"), "{}", last_error());
+        }
+        p.max_tokens = 0;
+        expect(qwen3_omni_session_new(m, &p, &mut s), QWEN3_OMNI_OK, "session max_tokens 0");
+        let mut pieces = 0usize;
+        let mut gp = qwen3_omni_generate_default_params();
+        gp.text_callback = Some(count_pieces);
+        gp.user_data = (&mut pieces as *mut usize).cast();
+        let mut r = qwen3_omni_generate_result::default();
+        let (mut used, mut used_before) = (0u32, 0u32);
+        // The session's 0 (generate's -1), then the reply's own 0.
+        for (turn, max_tokens) in [(c"Hello.", -1), (c"Hello again.", 0)] {
+            gp.max_tokens = max_tokens;
+            expect(qwen3_omni_session_add_text(s, turn.as_ptr()), QWEN3_OMNI_OK, "add_text");
+            expect(qwen3_omni_session_generate(s, &gp, &mut r), QWEN3_OMNI_OK, "generate, max_tokens 0");
+            assert_eq!((r.n_tokens, r.stop_reason), (0, QWEN3_OMNI_STOP_MAX_TOKENS), "max_tokens {max_tokens}");
+            assert_eq!(pieces, 0, "the text callback ran for an empty reply");
+            assert!(r.n_prompt_tokens > 0);
+            expect(qwen3_omni_session_context(s, &mut used, null_mut()), QWEN3_OMNI_OK, "context");
+            assert_eq!(used, used_before + r.n_prompt_tokens as u32, "the turn is fed, nothing more");
+            used_before = used;
+        }
+        for bad in [-2, -100, i32::MIN] {
+            gp.max_tokens = bad;
+            expect(qwen3_omni_session_add_text(s, c"x".as_ptr()), QWEN3_OMNI_OK, "add_text");
+            expect(qwen3_omni_session_generate(s, &gp, &mut r), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "max_tokens < -1");
+        }
+        // The conversation goes on after the empty replies.
+        gp.max_tokens = 3;
+        expect(qwen3_omni_session_add_text(s, c"Now say something.".as_ptr()), QWEN3_OMNI_OK, "add_text");
+        expect(qwen3_omni_session_generate(s, &gp, &mut r), QWEN3_OMNI_OK, "generate after");
+        assert_eq!((r.n_tokens, r.stop_reason), (3, QWEN3_OMNI_STOP_MAX_TOKENS));
+        assert!(pieces >= 3);
+        // A turn with audio too (the AudioTower runs; the first token is never taken).
+        pieces = 0;
+        gp.max_tokens = 0;
+        expect(qwen3_omni_session_reset(s), QWEN3_OMNI_OK, "reset");
+        let pcm = vec![0.01f32; 3200];
+        expect(qwen3_omni_session_add_audio(s, pcm.as_ptr(), pcm.len(), 16000), QWEN3_OMNI_OK, "audio");
+        expect(qwen3_omni_session_generate(s, &gp, &mut r), QWEN3_OMNI_OK, "generate audio, max_tokens 0");
+        assert_eq!((r.n_tokens, r.stop_reason, pieces), (0, QWEN3_OMNI_STOP_MAX_TOKENS, 0));
+        expect(qwen3_omni_session_free(s), QWEN3_OMNI_OK, "free");
+    }
+    finish(m);
+}
+
 #[test]
 fn a_panic_inside_becomes_an_error_code() {
     let s = boundary_for_tests(|| panic!("boom at the boundary"));

@@ -138,6 +138,12 @@ fn pcm_callback_streams_the_spoken_reply_over_turns() {
         assert_eq!(r2.n_audio_frames, 0);
         assert_eq!(r2.n_audio_samples, 0);
         assert_eq!(r2.first_audio_ms, -1.0);
+        // max_tokens 0 with a PCM callback: no token, so nothing to speak.
+        let mut h0 = Heard::default();
+        let r0 = speak(s, c"Quiet.", 0, &mut h0);
+        assert_eq!((r0.n_tokens, r0.stop_reason), (0, QWEN3_OMNI_STOP_MAX_TOKENS));
+        assert_eq!((r0.n_audio_frames, r0.n_audio_samples, h0.chunks), (0, 0, 0));
+        assert_eq!(r0.first_audio_ms, -1.0);
         expect(qwen3_omni_session_set_voice(s, c"Chelsie".as_ptr()), QWEN3_OMNI_OK, "voice");
         let mut h3 = Heard::default();
         let r3 = speak(s, c"Once more.", 5, &mut h3);

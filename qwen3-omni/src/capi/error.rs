@@ -8,7 +8,10 @@ use crate::speech::SpeechError;
 use crate::thinker::gpu::GenError;
 
 /// Runs `f`, turning errors and panics into a status code and the thread's last error.
+/// The panic hook (`panic.rs`) sees that this thread is inside a call, so the panic's message
+/// goes to the log callback, not to stderr.
 pub(super) fn guard(f: impl FnOnce() -> CResult<()>) -> qwen3_omni_status {
+    let _in_call = super::panic::InCall::enter();
     registry::set_last_error("");
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => QWEN3_OMNI_OK,

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::args::read_arg;
+use super::args::{read_params, struct_size, zero_out};
 use super::error::{guard, invalid, session_err, speech_err};
 use super::registry::{self, SessionState, SpeechState};
 use super::speech::load_speech;
@@ -17,6 +17,7 @@ use crate::session::StopReason;
 #[no_mangle]
 pub extern "C" fn qwen3_omni_generate_default_params() -> qwen3_omni_generate_params {
     qwen3_omni_generate_params {
+        struct_size: struct_size::<qwen3_omni_generate_params>(),
         max_tokens: -1,
         text_callback: None,
         pcm_callback: None,
@@ -34,7 +35,10 @@ pub extern "C" fn qwen3_omni_generate_default_params() -> qwen3_omni_generate_pa
 /// `QWEN3_OMNI_OK` with `stop_reason` `QWEN3_OMNI_STOP_CANCELLED` and stays in the history as far
 /// as it was delivered. On an error before the reply the turn is dropped (the history is as
 /// before, the queued message is kept); an error of the speech after the reply keeps the reply in
-/// the history. `params` and `result` may be NULL.
+/// the history. `params` and `result` may be NULL; `params->struct_size` must be this library's.
+/// `*result` is written on every return: all zero (`stop_reason` `QWEN3_OMNI_STOP_NONE`) after
+/// a failure. `max_tokens` 0 feeds the turn and generates nothing (`QWEN3_OMNI_STOP_MAX_TOKENS`;
+/// the history then holds the turn with an empty reply).
 ///
 /// # Safety
 /// `session` is any value (looked up); `params` is NULL or readable; `result` is NULL or
@@ -47,12 +51,15 @@ pub unsafe extern "C" fn qwen3_omni_session_generate(
     result: *mut qwen3_omni_generate_result,
 ) -> qwen3_omni_status {
     guard(|| {
+        // Written on every return: zero (QWEN3_OMNI_STOP_NONE) unless the reply succeeds.
+        // SAFETY: NULL or writable by contract; all-zero is a valid result.
+        unsafe { zero_out(result, 1) };
         let s = registry::session(session as usize)?;
         let p = if params.is_null() {
             qwen3_omni_generate_default_params()
         } else {
             // SAFETY: non-NULL and readable by contract.
-            unsafe { read_arg(params, "params") }?
+            unsafe { read_params(params, "params") }?
         };
         if p.max_tokens < -1 {
             return Err(invalid(format!("max_tokens {} must be -1 (session default) or ≥ 0", p.max_tokens)));

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_void};
 
-use super::args::copy_name;
+use super::args::{copy_name, zero_out};
 use super::error::{guard, invalid};
 use super::log;
 use super::registry::{self, CError};
@@ -72,7 +72,9 @@ pub unsafe extern "C" fn qwen3_omni_log_set(
 
 /// Lists the Vulkan devices: writes up to `capacity` entries to `devices` (may be NULL when
 /// `capacity` is 0), the number of devices to `*n_devices`, and the index the library would
-/// choose (-1: none suitable) to `*default_device` (may be NULL).
+/// choose (-1: none suitable) to `*default_device` (may be NULL). Entries past the count are
+/// zeroed; on failure all `capacity` entries are zeroed, `*n_devices` is 0 and `*default_device`
+/// -1.
 ///
 /// # Safety
 /// `devices` is NULL or valid for writing `capacity` entries; `n_devices` is valid for writing;
@@ -85,6 +87,15 @@ pub unsafe extern "C" fn qwen3_omni_device_list(
     default_device: *mut i32,
 ) -> qwen3_omni_status {
     guard(|| {
+        // Written first, so that every return leaves them set.
+        // SAFETY: each is NULL or writable (for `capacity` entries) by contract.
+        unsafe {
+            zero_out(n_devices, 1);
+            zero_out(devices, capacity);
+            if !default_device.is_null() {
+                default_device.write_unaligned(-1);
+            }
+        }
         if devices.is_null() && capacity > 0 {
             return Err(invalid("devices is NULL but capacity is not 0"));
         }

@@ -62,15 +62,30 @@ impl<S: Subscriber> Layer<S> for CLogLayer {
         if level > MAX_LEVEL.load(Ordering::Relaxed) {
             return;
         }
-        let sink = SINK.read().unwrap_or_else(|e| e.into_inner());
-        let Some(cb) = sink.cb else { return };
         let mut t = Text::default();
         event.record(&mut t);
-        let line = format!("{}: {}", event.metadata().target(), t.0);
-        let c = CString::new(line.replace('\0', " ")).unwrap_or_default();
-        // SAFETY: the caller of qwen3_omni_log_set promised a callback valid for any thread
-        // until it is replaced; the text lives across the call.
-        unsafe { cb(level, c.as_ptr(), sink.user_data as *mut c_void) };
+        let sink = SINK.read().unwrap_or_else(|e| e.into_inner());
+        send(&sink, level, &format!("{}: {}", event.metadata().target(), t.0));
+    }
+}
+
+/// Sends one line to the callback, if one is set.
+fn send(sink: &Sink, level: i32, line: &str) {
+    let Some(cb) = sink.cb else { return };
+    let c = CString::new(line.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: the caller of qwen3_omni_log_set promised a callback valid for any thread until it
+    // is replaced; the text lives across the call.
+    unsafe { cb(level, c.as_ptr(), sink.user_data as *mut c_void) };
+}
+
+/// A line at `QWEN3_OMNI_LOG_ERROR` straight to the callback, not through `tracing` (the panic
+/// hook: a Rust host's own subscriber must not get the library's panics either). It never
+/// blocks: the panic may come from inside the callback, with the lock held.
+pub(super) fn error_line(line: &str) {
+    if super::QWEN3_OMNI_LOG_ERROR <= MAX_LEVEL.load(Ordering::Relaxed) {
+        if let Ok(sink) = SINK.try_read() {
+            send(&sink, super::QWEN3_OMNI_LOG_ERROR, line);
+        }
     }
 }
 

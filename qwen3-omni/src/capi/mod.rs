@@ -14,7 +14,17 @@
 //! thread). Bad handles (NULL, freed, freed twice, never made) give `QWEN3_OMNI_ERR_INVALID_HANDLE`;
 //! handles are registry keys, not addresses, so a stale one is detected, never dereferenced. A
 //! Rust panic inside the library is caught at the boundary and returned as
-//! `QWEN3_OMNI_ERR_INTERNAL`; nothing unwinds into C.
+//! `QWEN3_OMNI_ERR_INTERNAL`; nothing unwinds into C, and nothing is printed: the panic's
+//! message goes to the log callback, if one is set (a panic hook, installed by the first call,
+//! that passes panics outside library calls on to the hook the process had before).
+//!
+//! # ABI
+//! Every params struct a function reads (model, session, sampling, generate) starts with
+//! `uint32_t struct_size`, which its `*_default_params()` fills with `sizeof`; a function given
+//! any other size (0, garbage, an older or newer header's) refuses it with
+//! `QWEN3_OMNI_ERR_INVALID_ARGUMENT` and names both sizes. Every output (handle, result, info,
+//! count) is written on every return; after a failure it is zero (NULL, `QWEN3_OMNI_STOP_NONE`;
+//! the default device index -1).
 //!
 //! # Threads
 //! * Functions may be called from any thread. A model and its session may move between threads.
@@ -70,6 +80,7 @@ mod generate;
 mod args;
 mod error;
 mod log;
+mod panic;
 mod registry;
 
 pub use error::boundary_for_tests;

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::args::{copy_name, read_arg, str_arg, write_out};
+use super::args::{copy_name, read_params, str_arg, struct_size, write_out, zero_out};
 use super::error::{guard, invalid, session_err};
 use super::registry::{self, ModelHandle};
 use super::types::*;
@@ -18,6 +18,7 @@ use crate::session::{LoadOptions, Model};
 #[no_mangle]
 pub extern "C" fn qwen3_omni_model_default_params() -> qwen3_omni_model_params {
     qwen3_omni_model_params {
+        struct_size: struct_size::<qwen3_omni_model_params>(),
         device: -1,
         ctx_size: 4096,
         // A malformed override is reported by the load, which reads them again.
@@ -29,8 +30,8 @@ pub extern "C" fn qwen3_omni_model_default_params() -> qwen3_omni_model_params {
 }
 
 /// Loads a Q8_0 GGUF written by `qwen3-omni-vk quantize` onto the GPU and writes the new handle to
-/// `*model` (NULL on failure). `params` may be NULL (defaults). Returns `QWEN3_OMNI_ERR_CANCELLED`
-/// when the progress callback returned false.
+/// `*model` (NULL on failure). `params` may be NULL (defaults); its `struct_size` must be this
+/// library's. Returns `QWEN3_OMNI_ERR_CANCELLED` when the progress callback returned false.
 ///
 /// # Safety
 /// `path` is a NUL-terminated UTF-8 path; `params` is NULL or points to a params struct whose
@@ -54,7 +55,7 @@ pub unsafe extern "C" fn qwen3_omni_model_load(
             qwen3_omni_model_default_params()
         } else {
             // SAFETY: non-NULL and readable by contract.
-            unsafe { read_arg(params, "params") }?
+            unsafe { read_params(params, "params") }?
         };
         if p.device < -1 {
             return Err(invalid(format!("device {} must be -1 (automatic) or an index", p.device)));
@@ -124,7 +125,7 @@ pub unsafe extern "C" fn qwen3_omni_model_free(model: *mut qwen3_omni_model) -> 
     })
 }
 
-/// Describes a loaded model.
+/// Describes a loaded model (on failure `*info` is zeroed).
 ///
 /// # Safety
 /// `model` is any value (looked up, never dereferenced); `info` is valid for writing.
@@ -134,6 +135,8 @@ pub unsafe extern "C" fn qwen3_omni_model_get_info(
     info: *mut qwen3_omni_model_info,
 ) -> qwen3_omni_status {
     guard(|| {
+        // SAFETY: NULL or writable by contract; all-zero is a valid info struct.
+        unsafe { zero_out(info, 1) };
         let m = registry::model(model as usize)?;
         let mut out = qwen3_omni_model_info {
             device_name: [0; QWEN3_OMNI_NAME_MAX],

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::args::{read_arg, str_arg};
+use super::args::{check_size, read_params, str_arg, struct_size, zero_out};
 use super::error::{guard, invalid, session_err};
 use super::registry::{self, lock, CError, CResult, SessionHandle, SessionState};
 use super::speech::speech_options;
@@ -18,7 +18,9 @@ use crate::session::{Sampling, Session, SessionConfig};
 #[no_mangle]
 pub extern "C" fn qwen3_omni_session_default_params() -> qwen3_omni_session_params {
     qwen3_omni_session_params {
+        struct_size: struct_size::<qwen3_omni_session_params>(),
         sampling: qwen3_omni_sampling_params {
+            struct_size: struct_size::<qwen3_omni_sampling_params>(),
             temperature: 0.0,
             top_k: 0,
             top_p: 1.0,
@@ -42,7 +44,8 @@ pub extern "C" fn qwen3_omni_session_default_params() -> qwen3_omni_session_para
 }
 
 /// Opens a conversation over `model` and writes its handle to `*session` (NULL on failure).
-/// `params` may be NULL (defaults). A model serves one session at a time: `QWEN3_OMNI_ERR_BUSY`
+/// `params` may be NULL (defaults); its `struct_size`, and its `sampling.struct_size`, must be
+/// this library's. A model serves one session at a time: `QWEN3_OMNI_ERR_BUSY`
 /// while another is open.
 ///
 /// # Safety
@@ -65,8 +68,9 @@ pub unsafe extern "C" fn qwen3_omni_session_new(
             qwen3_omni_session_default_params()
         } else {
             // SAFETY: non-NULL and readable by contract.
-            unsafe { read_arg(params, "params") }?
+            unsafe { read_params(params, "params") }?
         };
+        check_size::<qwen3_omni_sampling_params>(p.sampling.struct_size, "qwen3_omni_session_params.sampling")?;
         let sampling = sampling_from(&p.sampling)?;
         speech_options(&p.speech, "ethan")?;
         let system = if p.system_prompt.is_null() {
@@ -76,7 +80,7 @@ pub unsafe extern "C" fn qwen3_omni_session_new(
             Some(unsafe { str_arg(p.system_prompt, "system_prompt") }?.to_string())
         };
         if p.max_tokens < 0 {
-            return Err(invalid(format!("max_tokens {} must be ≥ 0", p.max_tokens)));
+            return Err(invalid(format!("max_tokens {} must be ≥ 0 (0: replies generate nothing)", p.max_tokens)));
         }
         let taken = lock(&m.model).take();
         let Some(loaded) = taken else {
@@ -139,10 +143,10 @@ pub unsafe extern "C" fn qwen3_omni_session_cancel(session: *mut qwen3_omni_sess
     })
 }
 
-/// New sampling settings from the next reply on.
+/// New sampling settings from the next reply on (`sampling->struct_size` must be this library's).
 ///
 /// # Safety
-/// `session` is any value (looked up); `sampling` is valid for reading.
+/// `session` is any value (looked up); `sampling` is valid for reading its `struct_size` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn qwen3_omni_session_set_sampling(
     session: *mut qwen3_omni_session,
@@ -151,7 +155,7 @@ pub unsafe extern "C" fn qwen3_omni_session_set_sampling(
     guard(|| {
         let s = registry::session(session as usize)?;
         // SAFETY: readable by contract (NULL rejected).
-        let p = unsafe { read_arg(sampling, "sampling") }?;
+        let p = unsafe { read_params(sampling, "sampling") }?;
         let sampling = sampling_from(&p)?;
         let mut st = registry::try_state(&s)?;
         let sess = st.session.as_mut().ok_or_else(|| invalid("the session is being freed"))?;
@@ -177,7 +181,7 @@ pub unsafe extern "C" fn qwen3_omni_session_reset(session: *mut qwen3_omni_sessi
     })
 }
 
-/// Context positions in use and in total (either pointer may be NULL).
+/// Context positions in use and in total (either pointer may be NULL; both are 0 on failure).
 ///
 /// # Safety
 /// `session` is any value (looked up); `used` and `size` are NULL or valid for writing.
@@ -188,6 +192,8 @@ pub unsafe extern "C" fn qwen3_omni_session_context(
     size: *mut u32,
 ) -> qwen3_omni_status {
     guard(|| {
+        // SAFETY: NULL or writable by contract.
+        unsafe { (zero_out(used, 1), zero_out(size, 1)) };
         let s = registry::session(session as usize)?;
         let st = registry::try_state(&s)?;
         let sess = st.session.as_ref().ok_or_else(|| invalid("the session is being freed"))?;

@@ -29,14 +29,16 @@ pub const QWEN3_OMNI_ERR_CONTEXT_FULL: qwen3_omni_status = -8;
 /// A bug: a panic inside the library, caught at the boundary.
 pub const QWEN3_OMNI_ERR_INTERNAL: qwen3_omni_status = -9;
 
+/// No reply: the call failed (every field of its `qwen3_omni_generate_result` is 0).
+pub const QWEN3_OMNI_STOP_NONE: i32 = 0;
 /// The model ended its turn.
-pub const QWEN3_OMNI_STOP_END_OF_TURN: i32 = 0;
-/// `max_tokens` reached.
-pub const QWEN3_OMNI_STOP_MAX_TOKENS: i32 = 1;
+pub const QWEN3_OMNI_STOP_END_OF_TURN: i32 = 1;
+/// `max_tokens` reached (also at once, with no token, for `max_tokens` 0).
+pub const QWEN3_OMNI_STOP_MAX_TOKENS: i32 = 2;
 /// `qwen3_omni_session_cancel` was called, or the text callback returned false.
-pub const QWEN3_OMNI_STOP_CANCELLED: i32 = 2;
+pub const QWEN3_OMNI_STOP_CANCELLED: i32 = 3;
 /// The context is full.
-pub const QWEN3_OMNI_STOP_CONTEXT_FULL: i32 = 3;
+pub const QWEN3_OMNI_STOP_CONTEXT_FULL: i32 = 4;
 
 /// Log levels, most severe first.
 pub const QWEN3_OMNI_LOG_ERROR: i32 = 1;
@@ -89,6 +91,10 @@ pub struct qwen3_omni_session {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qwen3_omni_model_params {
+    /// `sizeof(qwen3_omni_model_params)`, filled in by `qwen3_omni_model_default_params()`. Any
+    /// other value (0, garbage, the size from another version of this header) is refused with
+    /// `QWEN3_OMNI_ERR_INVALID_ARGUMENT` before another field is read (docs/capi.md, "ABI").
+    pub struct_size: u32,
     /// Vulkan device index from `qwen3_omni_device_list`; -1: the best suitable device (or the
     /// `QWEN3VK_DEVICE` environment variable).
     pub device: i32,
@@ -108,6 +114,10 @@ pub struct qwen3_omni_model_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qwen3_omni_sampling_params {
+    /// `sizeof(qwen3_omni_sampling_params)`, filled in by `qwen3_omni_session_default_params()`
+    /// (its `sampling` field); checked by `qwen3_omni_session_set_sampling` and
+    /// `qwen3_omni_session_new` like every `struct_size`.
+    pub struct_size: u32,
     /// 0 = greedy.
     pub temperature: f32,
     /// Keep the k most likely tokens; 0 = off; at most 1024.
@@ -149,12 +159,17 @@ pub struct qwen3_omni_speech_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qwen3_omni_session_params {
+    /// `sizeof(qwen3_omni_session_params)`, filled in by `qwen3_omni_session_default_params()`;
+    /// any other value is refused (`QWEN3_OMNI_ERR_INVALID_ARGUMENT`). The nested `speech` has
+    /// no size of its own: this one covers it.
+    pub struct_size: u32,
     pub sampling: qwen3_omni_sampling_params,
     /// Speech output settings (used when a reply has a `pcm_callback`).
     pub speech: qwen3_omni_speech_params,
     /// System message (copied); NULL: none.
     pub system_prompt: *const c_char,
-    /// Default maximum of new tokens per reply. Default 256.
+    /// Default maximum of new tokens per reply, ≥ 0 (0: a reply feeds the turn and generates
+    /// nothing). Default 256.
     pub max_tokens: i32,
 }
 
@@ -162,7 +177,12 @@ pub struct qwen3_omni_session_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qwen3_omni_generate_params {
-    /// Maximum new tokens; -1: the session's `max_tokens`.
+    /// `sizeof(qwen3_omni_generate_params)`, filled in by `qwen3_omni_generate_default_params()`;
+    /// any other value is refused (`QWEN3_OMNI_ERR_INVALID_ARGUMENT`).
+    pub struct_size: u32,
+    /// Maximum new tokens, ≥ 0 (0: feed the turn, generate nothing, stop reason
+    /// `QWEN3_OMNI_STOP_MAX_TOKENS`); -1: the session's `max_tokens`; other negative values are
+    /// refused.
     pub max_tokens: i32,
     /// Streamed text; may be NULL.
     pub text_callback: qwen3_omni_text_callback,
@@ -173,7 +193,8 @@ pub struct qwen3_omni_generate_params {
     pub user_data: *mut c_void,
 }
 
-/// What a reply did.
+/// What a reply did. Written on every return of `qwen3_omni_session_generate`: after a failure
+/// every field is 0 (`stop_reason` `QWEN3_OMNI_STOP_NONE`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct qwen3_omni_generate_result {
@@ -192,7 +213,8 @@ pub struct qwen3_omni_generate_result {
     pub n_audio_frames: i32,
     /// Speech out: samples delivered to the `pcm_callback`, all chunks together.
     pub n_audio_samples: i64,
-    /// Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none).
+    /// Speech out: milliseconds from the start of the call to the first PCM chunk (-1: none in
+    /// a reply; 0 after a failure, as every field).
     pub first_audio_ms: f64,
 }
 

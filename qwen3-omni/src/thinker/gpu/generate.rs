@@ -17,6 +17,9 @@ impl GpuThinker {
     ) -> Result<Vec<u32>, GenError> {
         let mut next = self.prefill(prompt)?;
         let mut out = Vec::new();
+        if max_new == 0 {
+            return Ok(out); // the prompt is fed; its sampled next token is not wanted
+        }
         if !self.replayable() {
             while out.len() < max_new {
                 out.push(next);
