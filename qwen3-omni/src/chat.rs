@@ -1,8 +1,12 @@
 //! ChatML prompt rendering for Qwen3-Omni (spec §3.2) with audio placeholders expanded by the
 //! audio token-count formula (spec §4.3), as transformers' processor does.
 //!
-//! The rendered text is tokenized as one string (special tokens written in it are split out by
-//! the tokenizer), exactly like `processor(text=chat_template_output, audio=...)`.
+//! Only the template makes control tokens: its markers (`<|im_start|>`, `<|im_end|>`, the audio
+//! markers and pads) are written as ids, and the text between them (role names, message text) is
+//! tokenized with special tokens read as plain text, so a message that says `<|im_end|>` cannot
+//! end its turn or open another role's. For text without such strings the ids are exactly
+//! transformers' `processor(text=chat_template_output, audio=...)` (which also tokenizes each
+//! stretch between special tokens on its own).
 
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use std::ops::Range;
@@ -90,8 +94,6 @@ impl Message {
 pub enum ChatError {
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
-    #[error("the prompt contains {found} <|audio_pad|> tokens but {expected} audio items; message text must not contain the literal placeholder")]
-    PlaceholderMismatch { expected: usize, found: usize },
     #[error("audio item {index} is empty ({n_mel_frames} mel frames give no audio tokens)")]
     EmptyAudio { index: usize, n_mel_frames: usize },
 }
@@ -128,42 +130,54 @@ pub fn render_text(messages: &[Message], add_generation_prompt: bool) -> String 
 }
 
 /// Renders and tokenizes messages, expanding each audio item's placeholder to
-/// [`audio_token_count`] copies of `<|audio_pad|>`.
+/// [`audio_token_count`] copies of `<|audio_pad|>`. Message text is plain text: special-token
+/// strings in it are tokenized as characters (see the module docs).
 pub fn render(tok: &Tokenizer, messages: &[Message], add_generation_prompt: bool) -> Result<Prompt, ChatError> {
-    let counts: Vec<usize> = messages
-        .iter()
-        .flat_map(|m| &m.items)
-        .filter_map(|it| match it {
-            Item::Audio { n_mel_frames } => Some(*n_mel_frames),
-            Item::Text(_) => None,
-        })
-        .enumerate()
-        .map(|(index, n_mel_frames)| match audio_token_count(n_mel_frames) {
-            0 => Err(ChatError::EmptyAudio { index, n_mel_frames }),
-            n => Ok(n),
-        })
-        .collect::<Result<_, _>>()?;
-
-    let text = render_text(messages, add_generation_prompt);
-    let raw = tok.encode(&text)?;
-    let pad = tok.special_ids().audio_pad;
-    let found = raw.iter().filter(|&&id| id == pad).count();
-    if found != counts.len() {
-        return Err(ChatError::PlaceholderMismatch { expected: counts.len(), found });
-    }
-
-    let mut ids = Vec::with_capacity(raw.len() + counts.iter().sum::<usize>());
-    let mut audio_spans = Vec::with_capacity(counts.len());
-    let mut next = counts.iter();
-    for id in raw {
-        if id == pad {
-            let n = *next.next().unwrap_or(&0);
-            audio_spans.push(ids.len()..ids.len() + n);
-            ids.extend(std::iter::repeat_n(pad, n));
-        } else {
-            ids.push(id);
+    let sp = *tok.special_ids();
+    let mut ids = Vec::new();
+    let mut audio_spans = Vec::new();
+    // Plain text waiting to be tokenized up to the next control token.
+    let mut text = String::new();
+    let mut flush = |text: &mut String, ids: &mut Vec<u32>| -> Result<(), ChatError> {
+        if !text.is_empty() {
+            ids.extend(tok.encode(text)?);
+            text.clear();
         }
+        Ok(())
+    };
+    let mut audio_index = 0;
+    for m in messages {
+        flush(&mut text, &mut ids)?;
+        ids.push(sp.im_start);
+        text.push_str(m.role.as_str());
+        text.push('\n');
+        for item in &m.items {
+            match item {
+                Item::Text(t) => text.push_str(t),
+                &Item::Audio { n_mel_frames } => {
+                    let n = audio_token_count(n_mel_frames);
+                    if n == 0 {
+                        return Err(ChatError::EmptyAudio { index: audio_index, n_mel_frames });
+                    }
+                    audio_index += 1;
+                    flush(&mut text, &mut ids)?;
+                    ids.push(sp.audio_start);
+                    audio_spans.push(ids.len()..ids.len() + n);
+                    ids.extend(std::iter::repeat_n(sp.audio_pad, n));
+                    ids.push(sp.audio_end);
+                }
+            }
+        }
+        flush(&mut text, &mut ids)?;
+        ids.push(sp.im_end);
+        text.push('\n');
     }
+    if add_generation_prompt {
+        flush(&mut text, &mut ids)?;
+        ids.push(sp.im_start);
+        text.push_str("assistant\n");
+    }
+    flush(&mut text, &mut ids)?;
     Ok(Prompt { ids, audio_spans })
 }
 

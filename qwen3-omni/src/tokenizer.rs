@@ -86,6 +86,8 @@ pub const DEFAULT_TOKENIZER_PATH: &str = "models/tokenizer/tokenizer.json";
 /// A loaded tokenizer: `tokenizers` for encoding, a byte table for decoding.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// `inner` with special tokens read as plain text ([`Tokenizer::encode`]).
+    plain: tokenizers::Tokenizer,
     /// Bytes each id decodes to (empty for ids that do not exist).
     bytes: Vec<Box<[u8]>>,
     /// Whether each id is a special added token (skipped by `decode(.., skip_special=true)`).
@@ -151,7 +153,9 @@ impl Tokenizer {
                 return Err(TokenizerError::MissingSpecial { path: path.to_path_buf(), token, id });
             }
         }
-        Ok(Tokenizer { inner, bytes, special, ids })
+        let mut plain = inner.clone();
+        plain.set_encode_special_tokens(true);
+        Ok(Tokenizer { inner, plain, bytes, special, ids })
     }
 
     /// Special token ids.
@@ -170,9 +174,18 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// Encodes text as transformers does by default: special tokens written in the text
-    /// (e.g. `<|im_start|>`) become their ids, no BOS/EOS is added.
+    /// Encodes text as plain text: special-token strings in it (`<|im_end|>`) are tokenized as
+    /// ordinary characters, so text from a user can never become a control token; no BOS/EOS.
+    /// This is what prompts use ([`crate::chat::render`] writes the control tokens as ids).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let enc = self.plain.encode_fast(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encodes text as transformers does by default: special tokens written in the text
+    /// (e.g. `<|im_start|>`) become their ids, no BOS/EOS is added. Only for trusted text (a
+    /// rendered template, parity tests); never for a user's message.
+    pub fn encode_with_special(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         let enc = self.inner.encode_fast(text, false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }

@@ -13,7 +13,7 @@ fn encode_matches_transformers() {
         let name = case["name"].as_str().unwrap_or("?");
         let text = case["text"].as_str().expect("text");
         let want = ids(&case["ids"]);
-        let got = tok.encode(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = tok.encode_with_special(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         if let Some(i) = first_mismatch(&got, &want) {
             failures.push(format!(
                 "{name}: first mismatch at {i}: got {:?} want {:?}",
