@@ -116,7 +116,16 @@ fn plan(path: &Path, allow_stdout: bool) -> io::Result<Plan> {
     if ft.is_char_device() {
         return Ok(Plan::Device(target));
     }
-    let what = if ft.is_dir() {
+    let what = kind_of(&ft);
+    Err(err(io::ErrorKind::InvalidInput, path, format!("is {what}{shown}; give a regular file's path")))
+}
+
+/// What a path that is not a regular file is, for messages: "a directory", "a FIFO (named
+/// pipe)", ... (the output writer and the model reader both refuse such paths by name).
+pub fn kind_of(ft: &fs::FileType) -> &'static str {
+    if ft.is_file() {
+        "a regular file"
+    } else if ft.is_dir() {
         "a directory"
     } else if ft.is_fifo() {
         "a FIFO (named pipe)"
@@ -124,10 +133,11 @@ fn plan(path: &Path, allow_stdout: bool) -> io::Result<Plan> {
         "a socket"
     } else if ft.is_block_device() {
         "a block device"
+    } else if ft.is_char_device() {
+        "a character device"
     } else {
         "not a regular file"
-    };
-    Err(err(io::ErrorKind::InvalidInput, path, format!("is {what}{shown}; give a regular file's path")))
+    }
 }
 
 /// Checks that `path` can be written (what [`OutFile::create`] would refuse, refused now), without

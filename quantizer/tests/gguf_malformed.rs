@@ -309,3 +309,17 @@ fn missing_data_section_padding() {
     let b = r.b.clone(); // header ends before the aligned data section
     assert!(err(&b).to_string().contains("byte"));
 }
+
+/// Issue 16 item 10: a count within the limits that the rest of the file cannot hold is reported
+/// as a truncated file, not as "above the limit of 0".
+#[test]
+fn count_beyond_a_cut_file_says_truncated() {
+    let r = Raw::header(5, 0);
+    let e = err(&r.b);
+    assert!(matches!(e, GgufError::Truncated { offset: 8, .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.starts_with("truncated file: tensor_count = 5 at byte 8"), "{msg}");
+    let r = Raw::header(0, 3);
+    let msg = err(&r.b).to_string();
+    assert!(msg.contains("truncated") && msg.contains("metadata"), "{msg}");
+}

@@ -138,7 +138,7 @@ pub fn render(tok: &Tokenizer, messages: &[Message], add_generation_prompt: bool
     let mut audio_spans = Vec::new();
     // Plain text waiting to be tokenized up to the next control token.
     let mut text = String::new();
-    let mut flush = |text: &mut String, ids: &mut Vec<u32>| -> Result<(), ChatError> {
+    let flush = |text: &mut String, ids: &mut Vec<u32>| -> Result<(), ChatError> {
         if !text.is_empty() {
             ids.extend(tok.encode(text)?);
             text.clear();

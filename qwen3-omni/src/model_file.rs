@@ -8,7 +8,8 @@ use quantizer::gguf::{GgmlType, GgufError, GgufFile, TensorInfo};
 /// What can go wrong reading a model file or placing it on the GPU.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: {source}")]
+    /// The reader's own message, prefixed with the path unless it already names it.
+    #[error("{}", gguf_message(.path, .source))]
     Gguf {
         path: PathBuf,
         #[source]
@@ -33,6 +34,13 @@ pub enum ModelError {
     TooBig { need_mib: u64, avail_mib: u64, heap: usize },
     #[error(transparent)]
     Gpu(#[from] qwen3_omni_vk::Error),
+}
+
+fn gguf_message(path: &Path, e: &GgufError) -> String {
+    match e {
+        GgufError::Io { .. } | GgufError::NotRegular { .. } => e.to_string(),
+        _ => format!("{}: {e}", path.display()),
+    }
 }
 
 /// A tensor found in the file: its info (ggml dims) and its bytes in the map.

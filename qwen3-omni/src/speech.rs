@@ -440,6 +440,11 @@ impl TurnSpeech {
         TurnSpeech { sp, history: Vec::new(), prompt_end: 0, deferred: false, hidden: None, started: false, err: None }
     }
 
+    /// The Speaker's cancel flag ([`Speaker::cancel_flag`]).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.sp.cancel_flag()
+    }
+
     /// Forgets the conversation (the Thinker's context was reset).
     pub fn reset(&mut self) {
         self.history.clear();

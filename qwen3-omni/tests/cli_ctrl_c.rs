@@ -4,40 +4,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
-fn sigint(pid: u32) {
-    let ok = Command::new("kill").arg("-INT").arg(pid.to_string()).status().expect("kill").success();
-    assert!(ok, "kill -INT {pid}");
-}
-
-/// Waits until `pred` holds for the text read so far from `rx` (appended to `buf`).
-fn wait_for(rx: &mpsc::Receiver<Vec<u8>>, buf: &mut String, what: &str, pred: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !pred(buf) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(b) => buf.push_str(&String::from_utf8_lossy(&b)),
-            Err(_) => panic!("timed out waiting for {what}; so far:\n{buf}"),
-        }
-    }
-}
-
-fn reader(mut r: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut b = [0u8; 4096];
-        while let Ok(n) = r.read(&mut b) {
-            if n == 0 || tx.send(b[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
+use common::child::{reader, sigint, wait_for};
 
 #[test]
 fn ctrl_c_stops_the_reply_then_ends_the_idle_chat() {

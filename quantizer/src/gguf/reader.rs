@@ -45,6 +45,8 @@ impl Default for Limits {
 pub enum GgufError {
     #[error("cannot open {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is {what}, not a GGUF file; give the path of a .gguf file")]
+    NotRegular { path: PathBuf, what: &'static str },
     #[error("truncated file: {field} at byte {offset} needs {need} bytes, only {avail} remain")]
     Truncated { field: String, offset: u64, need: u64, avail: u64 },
     #[error("bad magic {found:02x?} at byte 0 (expected \"GGUF\")")]
@@ -170,10 +172,19 @@ impl<'a> Cursor<'a> {
     fn count(&mut self, field: &dyn Fn() -> String, max: u64, min_elem: u64) -> Result<u64, GgufError> {
         let at = self.pos;
         let n = self.u64(field)?;
-        let fits = self.remaining() / min_elem.max(1);
-        let cap = max.min(fits);
-        if n > cap {
-            return Err(GgufError::TooLarge { field: field(), offset: at, value: n, max: cap });
+        if n > max {
+            return Err(GgufError::TooLarge { field: field(), offset: at, value: n, max });
+        }
+        // More entries than the rest of the file can hold (each takes at least `min_elem` bytes):
+        // a file cut short, said as such (not as a limit of "0").
+        let min_elem = min_elem.max(1);
+        if n > self.remaining() / min_elem {
+            return Err(GgufError::Truncated {
+                field: format!("{} = {n}", field()),
+                offset: at,
+                need: n.saturating_mul(min_elem),
+                avail: self.remaining(),
+            });
         }
         Ok(n)
     }
@@ -434,6 +445,12 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| GgufError::Io { path: path.clone(), source };
+        // Looked at before opening: a FIFO would block the open forever, a directory maps as
+        // "No such device".
+        let meta = std::fs::metadata(&path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(GgufError::NotRegular { what: crate::outfile::kind_of(&meta.file_type()), path });
+        }
         let file = File::open(&path).map_err(io)?;
         // SAFETY: the map is read-only; a file truncated by another process while mapped would
         // raise SIGBUS, which is the documented caveat of every mmap-based loader.

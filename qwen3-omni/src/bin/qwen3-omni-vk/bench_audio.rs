@@ -37,7 +37,7 @@ pub fn run(a: &BenchAudioArgs) -> anyhow::Result<()> {
     let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {})?;
     tower.matmul = AudioMatmul::choose(gpu.caps(), &crate::common::engine_options().models.audio);
     let c = tower.config.clone();
-    println!(
+    outln!(
         "device: {} · model: {} · AudioTower {} layers, d_model {}, {} heads, ffn {}, out {} · {:.2} GB on the device, loaded in {:.1} s",
         gpu.caps().name,
         a.model.display(),
@@ -59,7 +59,7 @@ pub fn run(a: &BenchAudioArgs) -> anyhow::Result<()> {
         let s = std::time::Instant::now();
         let mel = mel_x.compute(&x);
         let mel_s = s.elapsed().as_secs_f64();
-        println!(
+        outln!(
             "{secs:.0} s of audio: {} mel frames · log-mel (CPU) {:.1} ms = {:.0}× real time",
             mel.frames,
             mel_s * 1e3,
@@ -81,7 +81,7 @@ pub fn run(a: &BenchAudioArgs) -> anyhow::Result<()> {
                 gpu_s = gpu_s.min(tower.stats.gpu_ns / 1e9);
                 drop(e);
             }
-            println!(
+            outln!(
                 "  AudioTower, {mode:?} linears: {tokens} tokens in {} command buffers, {:.1} ms wall ({:.1} ms GPU) = \
                  {:.0}× real time (RTF {:.4})",
                 tower.stats.groups,
@@ -95,9 +95,9 @@ pub fn run(a: &BenchAudioArgs) -> anyhow::Result<()> {
                 tower.forward(&k, &mel.data, mel.frames as u32)?;
                 let mut v: Vec<_> = tower.stats.kernels.iter().collect();
                 v.sort_by(|x, y| y.1 .0.partial_cmp(&x.1 .0).unwrap_or(std::cmp::Ordering::Equal));
-                println!("    per kernel (every dispatch serialised and timed; ms total / dispatches):");
+                outln!("    per kernel (every dispatch serialised and timed; ms total / dispatches):");
                 for (name, (ns, n)) in v {
-                    println!("      {name:<26} {:9.2} ms  {n:5}×", ns / 1e6);
+                    outln!("      {name:<26} {:9.2} ms  {n:5}×", ns / 1e6);
                 }
                 tower.profile = false;
             }

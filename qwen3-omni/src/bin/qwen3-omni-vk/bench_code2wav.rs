@@ -43,7 +43,7 @@ pub fn run(a: &BenchCode2WavArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let mut c2w = GpuCode2Wav::load(k, &m, chunk.max(a.window))?;
     let c = c2w.config.clone();
-    println!(
+    outln!(
         "device: {} · model: {} · loaded in {:.1} s · Code2Wav hidden {}, {} layers, decoder {} ch, rates {:?}, {} samples/frame",
         gpu.caps().name,
         a.model.display(),
@@ -62,7 +62,7 @@ pub fn run(a: &BenchCode2WavArgs) -> anyhow::Result<()> {
             smb += a.size;
         }
     }
-    println!(
+    outln!(
         "device memory: {:.0} MB weights (Linears planar Q8_0, convs f32), {:.0} MB activations and state for {} frames per command buffer",
         wmb as f64 / 1e6,
         smb as f64 / 1e6,
@@ -99,14 +99,14 @@ pub fn run(a: &BenchCode2WavArgs) -> anyhow::Result<()> {
     let audio_s = wav.len() as f64 / SAMPLE_RATE as f64;
     let (wall, gpu_t) = (wall_sum / reps, gpu_sum / reps);
     let flops = 2.0 * c.macs_per_frame() as f64 * frames as f64;
-    println!(
+    outln!(
         "full decode of {frames} frames ({audio_s:.2} s of audio, {} command buffer(s)): {:.2} ms wall (best {:.2}), {:.2} ms GPU",
         c2w.gpu_time().1,
         wall * 1e3,
         best * 1e3,
         gpu_t * 1e3
     );
-    println!(
+    outln!(
         "  {:.2} ms per second of audio (wall), real-time factor {:.4} (wall) / {:.4} (GPU); {:.1} GFLOP → {:.0} GFLOP/s",
         wall * 1e3 / audio_s,
         wall / audio_s,
@@ -138,7 +138,7 @@ pub fn run(a: &BenchCode2WavArgs) -> anyhow::Result<()> {
     }
     let total_stream = s_all.elapsed().as_secs_f64();
     let mean = if per.is_empty() { lat_first } else { per.iter().sum::<f64>() / per.len() as f64 };
-    println!(
+    outln!(
         "streaming in windows of {win} frame(s): first {first_len} samples ({:.1} ms of audio) after {:.2} ms; then {:.2} ms per window ({:.1} ms of audio) → real-time factor {:.4}",
         first_len as f64 / SAMPLE_RATE as f64 * 1e3,
         lat_first * 1e3,
@@ -160,18 +160,18 @@ pub fn run(a: &BenchCode2WavArgs) -> anyhow::Result<()> {
         }
         let mut v: Vec<_> = by.into_iter().collect();
         v.sort_by(|a, b| b.1 .0.partial_cmp(&a.1 .0).unwrap());
-        println!(
+        outln!(
             "  per kernel in one profiled command buffer of {} frames ({} dispatches, serialised; µs total / dispatches):",
             chunk.min(frames),
             p.dispatches
         );
         for (name, (us, n)) in v {
-            println!("    {name:<22} {us:10.1} µs  {n:4}×");
+            outln!("    {name:<22} {us:10.1} µs  {n:4}×");
         }
     }
     if let Some(path) = &a.wav {
         write_wav(path, &wav, SAMPLE_RATE, WavFormat::F32)?;
-        println!("wrote {} ({} samples)", path.display(), wav.len());
+        outln!("wrote {} ({} samples)", path.display(), wav.len());
     }
     Ok(())
 }

@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub variants: Option<String>,
     /// Time sampled decoding (this temperature, top-k 40, top-p 0.95, seed 1) instead of greedy.
-    #[arg(long = "temp", default_value_t = 0.0)]
+    #[arg(long = "temp", default_value_t = 0.0, allow_negative_numbers = true)]
     pub temp: f32,
 }
 
@@ -49,7 +49,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         .max(a.prefill.iter().copied().max().unwrap_or(0) + 8);
     let t0 = std::time::Instant::now();
     let mut t = GpuThinker::load(k, &m, max_ctx, |_, _| {})?;
-    println!(
+    outln!(
         "device: {} · model: {} · matvec path {path:?} · loaded in {:.1} s",
         gpu.caps().name,
         a.model.display(),
@@ -57,7 +57,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     );
     let c = t.config.clone();
     let bytes = c.decode_bytes_per_token();
-    println!(
+    outln!(
         "Thinker: {} layers, {} experts top-{}, hidden {}; weight bytes read per token {:.2} GB",
         c.layers,
         c.n_experts,
@@ -73,7 +73,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let p =
             qwen3_omni_vk::SampleParams { temperature: a.temp, top_k: 40, top_p: 0.95, seed: 1, ..Default::default() };
         t.set_sampling(p);
-        println!("sampling: temperature {}, top-k 40, top-p 0.95", a.temp);
+        outln!("sampling: temperature {}, top-k 40, top-p 0.95", a.temp);
     }
     let mut token = 1000u32;
     for &ctx in &a.ctx {
@@ -103,7 +103,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let dt = s.elapsed().as_secs_f64() / a.steps as f64;
         let (gpu_us, rec_us) = (gpu_ns / 1e3 / a.steps as f64, rec_ns / 1e3 / a.steps as f64);
         let (_, p) = t.step(token % c.vocab, true)?;
-        print!(
+        out!(
             "decode at context {ctx}: {:.1} tok/s ({:.0} µs/token wall = {rec_us:.0} µs recording on the CPU + {gpu_us:.0} µs on the GPU + readback; {} dispatches, {} barriers)",
             1.0 / dt,
             dt * 1e6,
@@ -111,13 +111,13 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             shape.1
         );
         if gpu_us > 0.0 {
-            print!("; GPU-only rate {:.0} tok/s", 1e6 / gpu_us);
+            out!("; GPU-only rate {:.0} tok/s", 1e6 / gpu_us);
         }
         if let Some(bw) = a.ceiling_gbs {
             let roof = bw * 1e9 / bytes as f64;
-            print!("; roofline {roof:.0} tok/s → {:.0}% of it", 100.0 / dt / roof);
+            out!("; roofline {roof:.0} tok/s → {:.0}% of it", 100.0 / dt / roof);
         }
-        println!();
+        outln!();
         // The replayed path (what `generate` uses for greedy decoding): one recorded step, queued
         // two deep. A first call builds its pipelines; the second is timed from its first token to
         // its last (the one-token prefill before it excluded).
@@ -133,7 +133,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             if round == 1 && stamps.len() > 1 {
                 let dt = (stamps[stamps.len() - 1] - stamps[0]).as_secs_f64() / (stamps.len() - 1) as f64;
                 best = 1.0 / dt;
-                println!(
+                outln!(
                     "  replayed decode at context {ctx}: {:.1} tok/s ({:.0} µs/token wall over {} tokens, second call)",
                     best,
                     dt * 1e6,
@@ -143,7 +143,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         }
         if let Some(bw) = a.ceiling_gbs {
             let roof = bw * 1e9 / bytes as f64;
-            println!("  replayed: {:.0}% of the {roof:.0} tok/s roofline", 100.0 * best / roof);
+            outln!("  replayed: {:.0}% of the {roof:.0} tok/s roofline", 100.0 * best / roof);
         }
         if !variants.is_empty() {
             time_variants(&mut t, &variants, ctx, a.steps, token % c.vocab)?;
@@ -156,9 +156,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         }
         let mut v: Vec<_> = by.into_iter().collect();
         v.sort_by(|a, b| b.1 .0.partial_cmp(&a.1 .0).unwrap());
-        println!("  per kernel in one profiled step (every dispatch serialised and timed; µs total / dispatches):");
+        outln!("  per kernel in one profiled step (every dispatch serialised and timed; µs total / dispatches):");
         for (name, (us, n)) in v {
-            println!("    {name:<26} {us:9.1} µs  {n:4}×");
+            outln!("    {name:<26} {us:9.1} µs  {n:4}×");
         }
     }
     // Batched prefill of a random prompt.
@@ -173,7 +173,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let s = std::time::Instant::now();
         let _ = t.prefill(&prompt)?;
         let dt = s.elapsed().as_secs_f64();
-        println!("prefill of {n} tokens: {:.0} tok/s ({:.1} ms)", n as f64 / dt, dt * 1e3);
+        outln!("prefill of {n} tokens: {:.0} tok/s ({:.1} ms)", n as f64 / dt, dt * 1e3);
     }
     Ok(())
 }
@@ -250,7 +250,7 @@ fn time_variants(t: &mut GpuThinker, variants: &[Variant], ctx: u32, steps: u32,
                 Some(f) if *f == tokens => "",
                 Some(_) => " (tokens differ from the first variant's)",
             };
-            println!("  variant pass {pass}, context {ctx}: {name}: {rate:.1} tok/s replayed{same}");
+            outln!("  variant pass {pass}, context {ctx}: {name}: {rate:.1} tok/s replayed{same}");
         }
     }
     Ok(())
@@ -263,7 +263,7 @@ fn time_variants(t: &mut GpuThinker, variants: &[Variant], ctx: u32, steps: u32,
 fn clock_report(t: &mut GpuThinker) -> anyhow::Result<()> {
     use qwen3_omni_vk::vk_runtime::MemoryIntent;
     if !t.kernels().gpu().caps().shader_clock {
-        println!("clock marks: the device has no VK_KHR_shader_clock");
+        outln!("clock marks: the device has no VK_KHR_shader_clock");
         return Ok(());
     }
     const SLOT: u64 = 1024 * 8 * 8;
@@ -341,17 +341,24 @@ fn clock_report(t: &mut GpuThinker) -> anyhow::Result<()> {
             None => rows.push((name.clone(), v.map(|b| if b.is_nan() { 0.0 } else { b }))),
         }
     }
-    println!(
+    outln!(
         "clock marks, one decode step ({:.0} µs from the first mark to the last), per kernel over dispatches {lo}..{hi} (mean µs):",
         step_end.saturating_sub(step_start.unwrap_or(0)) as f64 / 1e3
     );
-    println!(
+    outln!(
         "    {:<40} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "kernel", "n", "gap", "spread", "prolog", "main", "epilog", "span"
+        "kernel",
+        "n",
+        "gap",
+        "spread",
+        "prolog",
+        "main",
+        "epilog",
+        "span"
     );
     for (name, v) in rows {
         let n = v[0];
-        println!(
+        outln!(
             "    {:<40} {:>5} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
             name,
             n as u32,
@@ -405,7 +412,7 @@ fn dispatch_floor(k: &Kernels) -> anyhow::Result<()> {
     }
     let mut batch = rec.finish()?;
     let mv_us = time(&mut batch)?;
-    println!(
+    outln!(
         "dependent-dispatch floor: {add_us:.2} µs per chained add (2048 floats), {mv_us:.2} µs per chained RMSNorm + 2048×2048 Q8_0 matvec (8.4 MB: {:.0} GB/s)",
         n as f64 * n as f64 * 1.0625 / (mv_us * 1e3)
     );

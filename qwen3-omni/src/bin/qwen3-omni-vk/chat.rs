@@ -11,6 +11,7 @@ use qwen3_omni::session::{LoadOptions, LoadStage, Model, Sampling, Session, Sess
 
 use crate::audio::{run_turn, AudioTurn};
 use crate::common::{clock_seed, demo_model};
+use crate::signals::Signals;
 use crate::speech_out::{ChatSpeech, ChatSpeechArgs};
 
 /// Arguments of `chat` (llama.cpp's flag names).
@@ -36,16 +37,16 @@ pub struct ChatArgs {
     #[arg(long)]
     pub device: Option<usize>,
     /// Sampling temperature; 0 = greedy (the default: Qwen's evaluation setting for Instruct).
-    #[arg(long = "temp", default_value_t = 0.0)]
+    #[arg(long = "temp", default_value_t = 0.0, allow_negative_numbers = true)]
     pub temp: f32,
     /// Keep the k most likely tokens (0 = off).
     #[arg(long = "top-k", default_value_t = 0)]
     pub top_k: u32,
     /// Keep the smallest set of tokens whose probability reaches p (1 = off).
-    #[arg(long = "top-p", default_value_t = 1.0)]
+    #[arg(long = "top-p", default_value_t = 1.0, allow_negative_numbers = true)]
     pub top_p: f32,
     /// Penalise tokens already in the context (1 = off; transformers' rule).
-    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    #[arg(long = "repeat-penalty", default_value_t = 1.0, allow_negative_numbers = true)]
     pub repeat_penalty: f32,
     /// Random seed (default: from the clock).
     #[arg(long)]
@@ -64,40 +65,24 @@ pub struct ChatArgs {
     pub mic: bool,
 }
 
-/// Ctrl-C: while the model works, the first press stops the work (the reply so far is kept) and a
-/// second one ends the program; while waiting for input, a press ends the program (status 130).
-struct CtrlC {
-    /// True while a press should end the program.
-    armed: Arc<AtomicBool>,
+/// Every flag `chat` takes, checked before anything loads.
+fn check_flags(a: &ChatArgs) -> anyhow::Result<()> {
+    crate::check::thinker_sampling(a.temp, a.top_k, a.top_p, a.repeat_penalty)?;
+    crate::check::ctx_size(a.ctx_size)?;
+    if a.speech.enabled() {
+        a.speech.voice.check()?;
+    }
+    if let Some(p) = &a.speech.audio_out {
+        crate::check::output("--audio-out", p)?;
+    }
+    Ok(())
 }
 
-impl CtrlC {
-    fn install() -> anyhow::Result<CtrlC> {
-        use signal_hook::{consts::SIGINT, flag};
-        let armed = Arc::new(AtomicBool::new(true));
-        // Registered first, so it sees `armed` as it was before this press set it.
-        flag::register_conditional_shutdown(SIGINT, 130, armed.clone())?;
-        flag::register(SIGINT, armed.clone())?;
-        Ok(CtrlC { armed })
-    }
-
-    /// From now on a press also sets `stop` (until the returned id is unregistered).
-    fn stop_on_press(&self, stop: Arc<AtomicBool>) -> anyhow::Result<signal_hook::SigId> {
-        Ok(signal_hook::flag::register(signal_hook::consts::SIGINT, stop)?)
-    }
-
-    /// Work begins: the next press stops it instead of ending the program.
-    fn working(&self) {
-        self.armed.store(false, Ordering::SeqCst);
-    }
-
-    /// Work ended: the next press ends the program.
-    fn idle(&self) {
-        self.armed.store(true, Ordering::SeqCst);
-    }
-}
-
+/// Ctrl-C (see `signals`): while the model works (loading, a reply, its speech) the first press
+/// stops the work, the reply so far kept, and a second ends the program; while waiting for input a
+/// press ends the program (status 130).
 pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
+    check_flags(a)?;
     if a.audio.is_some() || a.mic {
         return run_audio(a, a.audio.as_deref());
     }
@@ -105,9 +90,14 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         Some(p) => p.clone(),
         None => demo_model()?,
     };
-    let ctrl_c = CtrlC::install()?;
+    // The model file's own checks (and --voice against its speakers) before the long load.
+    let m = ModelFile::open(&path)?;
+    if a.speech.enabled() {
+        a.speech.voice.check_voice(&m, &path)?;
+    }
+    let signals = Signals::get();
     let load_stop = Arc::new(AtomicBool::new(false));
-    let load_sig = ctrl_c.stop_on_press(load_stop.clone())?;
+    let load_guard = signals.stop_on_press(load_stop.clone());
     let engine = crate::common::engine_options().clone();
     let opts = LoadOptions {
         device: a.device.or(engine.gpu.device),
@@ -115,7 +105,7 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         ..LoadOptions::from_engine(engine)
     };
     let t0 = std::time::Instant::now();
-    ctrl_c.working();
+    signals.working();
     let model = Model::load(&path, &opts, |p| {
         if p.stage == LoadStage::Thinker {
             eprint!("\rloading the Thinker: layer {}/{}", p.done, p.total);
@@ -123,8 +113,8 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
         }
         !load_stop.load(Ordering::SeqCst)
     });
-    ctrl_c.idle();
-    signal_hook::low_level::unregister(load_sig);
+    signals.idle();
+    drop(load_guard);
     let model = model?;
     eprintln!(" ({:.1} s)", t0.elapsed().as_secs_f64());
     eprintln!("device: {} · model: {}", model.gpu().caps().name, path.display());
@@ -138,41 +128,61 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
     };
     // Speech output (--audio-out / --play): the Talker follows each turn's ids and the Thinker's
     // hidden states. It reads the model file through its own memory map (no second copy).
-    let m = ModelFile::open(&path)?;
     let gpu = model.gpu().clone();
     let mut speech = ChatSpeech::with_limit(&a.speech, &gpu, &m, a.ctx_size, seed, Some(a.n_predict))?;
     let mut session = Session::new(model, SessionConfig { system: a.system.clone(), sampling })?;
-    ctrl_c.stop_on_press(session.cancel_handle())?;
+    // A press stops the reply (the session's cancel flag) and its speech (the Talker's, checked
+    // before every frame, also after the text has ended).
+    let _reply_guard = signals.stop_on_press(session.cancel_handle());
+    let _speech_guard = speech.as_ref().map(|s| signals.stop_on_press(s.cancel_flag()));
     let mut turn = |session: &mut Session, text: &str| -> anyhow::Result<()> {
         let user = vec![Message::text(Role::User, text.to_string())];
         if let Some(s) = speech.as_mut() {
             s.begin(&session.turn_ids(&user)?, session.context_used())?;
         }
-        ctrl_c.working();
+        signals.working();
         let reply = session.generate_messages(&user, a.n_predict, |d| {
-            print!("{}", d.text);
-            let _ = std::io::stdout().flush();
+            // A closed or full stdout stops the reply (main reports it).
+            if !out!("{}", d.text) {
+                return false;
+            }
             match (d.token, speech.as_mut()) {
                 (Some(id), Some(s)) => s.token(&m, id),
                 _ => true,
             }
         });
-        ctrl_c.idle();
-        let reply = reply?;
-        println!();
-        if let Some(s) = speech.as_mut() {
-            s.end(&m, session.model().thinker(), &reply.sampled)?;
-        }
-        if reply.stop == StopReason::Cancelled {
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                signals.idle();
+                return Err(e.into());
+            }
+        };
+        outln!();
+        let stopped = (reply.stop == StopReason::Cancelled || signals.pressed()) && !crate::out::failed();
+        let spoken = match speech.as_mut() {
+            Some(s) => s.end(&m, session.model().thinker(), &reply.sampled, stopped),
+            None => Ok(()),
+        };
+        // A press during the speech (the text done) stopped it too.
+        let stopped = stopped || signals.pressed();
+        signals.idle();
+        spoken?;
+        if stopped {
             eprintln!("[stopped]");
         }
-        eprintln!(
-            "[{} prompt tokens, {} generated; {:.1} tok/s prompt, {:.1} tok/s generation]",
-            reply.prompt_tokens,
-            reply.tokens.len() + usize::from(reply.stop == StopReason::EndOfTurn),
-            reply.prompt_tok_s(),
-            reply.gen_tok_s()
-        );
+        if a.n_predict == 0 {
+            // -n 0: nothing generated; the turn's prompt is kept in the context for the next one.
+            eprintln!("[{} prompt tokens, 0 generated (-n 0)]", reply.prompt_tokens);
+        } else {
+            eprintln!(
+                "[{} prompt tokens, {} generated; {:.1} tok/s prompt, {:.1} tok/s generation]",
+                reply.prompt_tokens,
+                reply.tokens.len() + usize::from(reply.stop == StopReason::EndOfTurn),
+                reply.prompt_tok_s(),
+                reply.gen_tok_s()
+            );
+        }
         if a.profile {
             if let Some(p) = session.profile_step()? {
                 eprintln!("one decode step, per kernel (GPU µs):");
@@ -200,6 +210,9 @@ pub fn run(a: &ChatArgs) -> anyhow::Result<()> {
             break;
         }
         turn(&mut session, &line)?;
+        if crate::out::failed() {
+            break;
+        }
     }
     Ok(())
 }
@@ -213,6 +226,7 @@ fn run_audio(a: &ChatArgs, audio: Option<&Path>) -> anyhow::Result<()> {
         system: a.system.as_deref(),
         text: a.prompt.as_deref(),
         n_predict: a.n_predict,
+        ctx: Some(a.ctx_size),
         device: a.device,
         sampling: qwen3_omni_vk::SampleParams {
             temperature: a.temp,

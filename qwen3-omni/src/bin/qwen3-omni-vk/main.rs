@@ -3,18 +3,23 @@
 //! with `speech_out` (speech output shared with `chat --audio-out`), the benches, and `common`
 //! (helpers the commands share).
 
+#[macro_use]
+mod out;
 mod audio;
 mod bench_audio;
 mod bench_code2wav;
 mod bench_thinker;
 mod chat;
+mod check;
 mod code2wav;
 mod common;
 mod play;
+mod signals;
 mod speak;
 mod speech_out;
 mod talker;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -66,8 +71,15 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("QWEN3VK_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log redirected to a file stays plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
+    // SIGINT/SIGTERM/SIGHUP from here on: unfinished output files are removed at any exit.
+    if let Err(e) = signals::Signals::install() {
+        eprintln!("error: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
     // Every engine choice, read once (docs/gpu-runs.md, "Engine overrides").
     match qwen3_omni_vk::EngineOptions::from_env() {
         Ok(o) => common::set_engine_options(o),
@@ -91,35 +103,62 @@ fn main() -> ExitCode {
         Command::Info(args) => quantizer_cli::run_info(&args),
         Command::Quantize(args) => quantizer_cli::run_quantize(&args),
     };
+    // A failed stdout write decides the status: the command stopped because of it.
+    if let Some(code) = out::exit_status() {
+        return ExitCode::from(code);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A writer (`info`) that met a closed stdout pipe: quiet, like a program killed by SIGPIPE.
+            if let Some(io) = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::from(141);
+                }
+            }
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `: `-separated, each said once: a cause whose text the message so far
+/// already contains (a library error that quotes its source) is left out.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut s = String::new();
+    for c in e.chain() {
+        let t = c.to_string();
+        if t.is_empty() || s.contains(&t) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(&t);
+    }
+    s
 }
 
 fn devices(selftest: bool) -> anyhow::Result<()> {
     let o = common::engine_options();
     let (list, choice) = vk_runtime::list_devices(o.gpu.device)?;
     for d in &list {
-        println!("[{}] {}", d.index, d.caps);
+        outln!("[{}] {}", d.index, d.caps);
         if let Some(why) = &d.unsuitable {
-            println!("  unsuitable: {why}");
+            outln!("  unsuitable: {why}");
         }
-        println!();
+        outln!();
     }
     let chosen = choice?;
     let caps = &list[chosen].caps;
-    println!(
+    outln!(
         "would use: [{chosen}] {} (Q8_0 matrix × vector path: {:?})",
         caps.name,
         qwen3_omni_vk::MatvecPath::choose_with(caps, o.kernels.matvec)
     );
     if selftest {
         let report = qwen3_omni_vk::selftest::run(o)?;
-        println!("{report}");
+        outln!("{report}");
     }
     Ok(())
 }

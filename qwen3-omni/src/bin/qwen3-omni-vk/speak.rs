@@ -45,11 +45,16 @@ pub fn run_speak(a: &SpeakArgs) -> anyhow::Result<()> {
     if a.output.is_none() && !a.voice.play {
         bail!("nothing to do: give -o FILE.wav and/or --play");
     }
+    a.voice.check()?;
+    if let Some(o) = &a.output {
+        crate::check::output("-o/--output", o)?;
+    }
     let path = match &a.model {
         Some(p) => p.clone(),
         None => demo_model()?,
     };
     let m = ModelFile::open(&path)?;
+    a.voice.check_voice(&m, &path)?;
     let tok = tokenizer_of(&m, &path)?;
     let text = a.prompt.trim();
     if text.is_empty() {
@@ -150,14 +155,14 @@ pub fn run_bench(a: &BenchSpeechArgs) -> anyhow::Result<()> {
     let mut sp =
         Speaker::load(crate::common::kernels(gpu.clone())?, &m, a.prompt_len + 8, voice.options(a.seed.unwrap_or(1)))?;
     sp.set_thinker_limit(Some(a.tokens as usize));
-    println!(
+    outln!(
         "device: {} · model: {} · {}Talker + Code2Wav loaded in {:.1} s",
         gpu.caps().name,
         a.model.display(),
         if a.no_thinker { "(no Thinker) " } else { "Thinker + " },
         t0.elapsed().as_secs_f64()
     );
-    println!(
+    outln!(
         "{} frames per run, {} Thinker tokens, prompt of {} tokens, {} sampling, {}",
         a.frames,
         a.tokens,
@@ -224,7 +229,7 @@ pub fn run_bench(a: &BenchSpeechArgs) -> anyhow::Result<()> {
         let total = req.elapsed().as_secs_f64();
         let audio = samples as f64 / SAMPLE_RATE as f64;
         let label = if run == 0 { "warm-up".to_string() } else { format!("run {run}") };
-        println!(
+        outln!(
             "{label}: request → first audio {:.0} ms (Thinker prefill + g0 {:.0} ms, Talker prompt + prefill {:.0} ms); {} frames = {:.2} s of audio in \
              {:.2} s → real-time factor {:.3} ({:.1} ms per frame); Thinker {} tokens done after {:.2} s with {} frames \
              made alongside; stop {:?}",

@@ -22,7 +22,7 @@ pub struct VoiceArgs {
     #[arg(long, default_value = "ethan")]
     pub voice: String,
     /// Code-0 (Talker) temperature.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub talker_temp: f32,
     /// Code-0 (Talker) top-k (0 = off).
     #[arg(long, default_value_t = 50)]
@@ -31,7 +31,7 @@ pub struct VoiceArgs {
     #[arg(long, default_value_t = 50)]
     pub cp_top_k: u32,
     /// Code-predictor (residual codes) top-p (1 = off).
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub cp_top_p: f32,
     /// Greedy Talker and code predictor (transformers' talker_do_sample=False; the 1.05
     /// repetition penalty on code 0 stays).
@@ -218,10 +218,16 @@ impl ChatSpeech {
         self.ts.token(m, id, &mut |p| sink.push(p))
     }
 
-    /// After `generate` returned `out`: finishes the speech and the file.
-    pub fn end(&mut self, m: &ModelFile, thinker: &GpuThinker, out: &[u32]) -> anyhow::Result<()> {
+    /// Set it (from any thread, a Ctrl-C) to stop the speech before its next 80 ms frame.
+    pub fn cancel_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.ts.cancel_flag()
+    }
+
+    /// After `generate` returned `out`: finishes the speech and the file. `stopped`: the reply was
+    /// stopped (Ctrl-C), so is its speech (the audio so far is kept).
+    pub fn end(&mut self, m: &ModelFile, thinker: &GpuThinker, out: &[u32], stopped: bool) -> anyhow::Result<()> {
         let mut sink = self.sink.take().expect("begin() first");
-        let s = self.ts.end(m, thinker, out, false, &mut |p| sink.push(p)).context("speech output")?;
+        let s = self.ts.end(m, thinker, out, stopped, &mut |p| sink.push(p)).context("speech output")?;
         let Some(s) = s else {
             eprintln!("[speech: nothing to say]");
             return Ok(());

@@ -44,7 +44,7 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
     let ctx = a.prompt_len + 16 + a.frames + 64;
     let t0 = std::time::Instant::now();
     let mut t = GpuTalker::load(k, &m, ctx, |_, _| {})?;
-    println!(
+    outln!(
         "device: {} · model: {} · matvec path {path:?} · Talker loaded in {:.1} s",
         gpu.caps().name,
         a.model.display(),
@@ -52,7 +52,7 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
     );
     let c = t.config.clone();
     let (step_b, cp_b) = (c.talker_bytes_per_step(), c.predictor_bytes_per_frame());
-    println!(
+    outln!(
         "Talker: {} layers, {} experts top-{} + shared, hidden {}; code predictor: {} layers, {} groups; \
          weight bytes per frame {:.1} MB (Talker step {:.1} MB + code predictor {:.1} MB)",
         c.talker.layers,
@@ -91,7 +91,7 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
     start(&mut t)?;
     let ds = start(&mut t)?;
     t.set_batched_prefill(true);
-    println!(
+    outln!(
         "prompt of {prompt_rows} rows (projections + Talker prefill + first code 0): {:.1} ms (batched where the \
          int-dot path allows), {:.1} ms replaying the one-row step",
         dt * 1e3,
@@ -119,7 +119,7 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
         }
     }
     let frame_us = wall / n.max(1) as f64 * 1e6;
-    print!(
+    out!(
         "frames (replayed): {frame_us:.0} µs per frame wall; real-time factor {:.3} (frame = {:.0} ms of audio){}",
         frame_us / 1e6 / FRAME_SECONDS,
         FRAME_SECONDS * 1e3,
@@ -127,9 +127,9 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
     );
     if let Some(bw) = a.ceiling_gbs {
         let roof_us = (step_b + cp_b) as f64 / (bw * 1e9) * 1e6;
-        print!("; roofline {roof_us:.0} µs per frame → {:.0}% of it", 100.0 * roof_us / frame_us.max(1e-9));
+        out!("; roofline {roof_us:.0} µs per frame → {:.0}% of it", 100.0 * roof_us / frame_us.max(1e-9));
     }
-    println!();
+    outln!();
     // Frames recorded one by one (`next_frame`): adds the recording time.
     start(&mut t)?;
     let (mut wall, mut gpu_ns, mut rec_ns, mut n) = (0.0, 0.0, 0.0, 0u32);
@@ -147,7 +147,7 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
         n += 1;
     }
     let k = n.max(1) as f64;
-    println!(
+    outln!(
         "frames (recorded per frame): {:.0} µs per frame wall = {:.0} µs recording on the CPU + {:.0} µs on the GPU + submit/readback",
         wall / k * 1e6,
         rec_ns / 1e3 / k,
@@ -158,7 +158,7 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
     let pct = |r: Option<f64>, us: f64| {
         r.map(|r| format!(", roofline {r:.0} µs → {:.0}%", 100.0 * r / us)).unwrap_or_default()
     };
-    println!(
+    outln!(
         "Talker step (replayed, {} dispatches, {} barriers): {:.0} µs GPU, {:.0} µs wall{}",
         p.talker_dispatches,
         p.talker_barriers,
@@ -166,7 +166,7 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
         p.talker_wall_us,
         pct(roof(step_b), p.talker_gpu_us)
     );
-    println!(
+    outln!(
         "code predictor per frame (16 passes, 15 codes sampled on the GPU, one command buffer, {} dispatches, {} barriers): {:.0} µs GPU, {:.0} µs wall{}",
         p.predictor_dispatches,
         p.predictor_barriers,
@@ -174,7 +174,7 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
         p.predictor_wall_us,
         pct(roof(cp_b), p.predictor_gpu_us)
     );
-    println!("recording one frame's command buffer: {:.0} µs CPU", p.record_us);
+    outln!("recording one frame's command buffer: {:.0} µs CPU", p.record_us);
     // One profiled frame: every dispatch serialised and timed.
     if t.next_frame_profiled()?.is_some() {
         if let Some(prof) = t.last_profile() {
@@ -186,11 +186,9 @@ pub fn run(a: &BenchTalkerArgs) -> anyhow::Result<()> {
             }
             let mut v: Vec<_> = by.into_iter().collect();
             v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
-            println!(
-                "  per kernel in one profiled frame (every dispatch serialised and timed; µs total / dispatches):"
-            );
+            outln!("  per kernel in one profiled frame (every dispatch serialised and timed; µs total / dispatches):");
             for (name, (us, n)) in v {
-                println!("    {name:<30} {us:9.1} µs  {n:4}×");
+                outln!("    {name:<30} {us:9.1} µs  {n:4}×");
             }
         }
     }
@@ -269,7 +267,7 @@ pub fn run_codes(a: &TalkerCodesArgs) -> anyhow::Result<()> {
     let mut n = 0;
     while n < a.max_frames {
         let Some(f) = t.next_frame()? else { break };
-        println!("{}", f.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" "));
+        outln!("{}", f.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" "));
         n += 1;
     }
     let dt = s.elapsed().as_secs_f64();
