@@ -365,3 +365,31 @@ fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
     assert!(e.contains("INFO"), "no log line to check:\n{e}");
     assert!(!e.contains('\u{1b}'), "ANSI escape codes in a non-terminal log:\n{e:?}");
 }
+
+/// Item 2: `quantize` refuses an output that is one of its inputs (or inside the checkpoint), and
+/// the input is untouched. Run on a copy of the fixture checkpoint.
+#[test]
+fn quantize_never_overwrites_its_input() {
+    let d = tmpdir("quantize-input");
+    let src = common::fixtures().join("models/tiny-real-vocab");
+    let ck = d.path().join("ckpt");
+    std::fs::create_dir_all(&ck).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.ends_with(".json") && !n.starts_with("manifest") || n.starts_with("model-") {
+            std::fs::copy(e.path(), ck.join(&n)).unwrap();
+        }
+    }
+    let shard = ck.join("model-00001-of-00004.safetensors");
+    let before = std::fs::read(&shard).unwrap();
+    let o = run(&["quantize", ck.to_str().unwrap(), shard.to_str().unwrap()]);
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("model-00001-of-00004.safetensors"), "{e}");
+    assert_eq!(std::fs::read(&shard).unwrap(), before, "the input shard changed");
+    let o = run(&["quantize", ck.to_str().unwrap(), ck.join("out.gguf").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(!ck.join("out.gguf").exists());
+    assert!(entries(&ck).iter().all(|n| !n.contains(".tmp")), "{:?}", entries(&ck));
+}
