@@ -124,8 +124,8 @@ fn c_example_streams_a_reply() {
 /// valgrind memcheck over the whole C example (Rust library, Vulkan loader, lavapipe): no invalid
 /// reads or writes, no uses of uninitialised values, no definite or indirect leaks. (Only
 /// "possibly lost" blocks remain: process-lifetime hash maps, ours and the tokenizer library's,
-/// whose pointers point inside the allocation.) tools/valgrind.supp is for Mesa or loader
-/// versions that report their own allocations; it suppresses nothing today.
+/// whose pointers point inside the allocation.) tools/valgrind.supp is for Mesa, loader or ld.so
+/// versions that report their own allocations (one entry: ld.so's RPATH strncmp), never for ours.
 /// Without valgrind it fails, saying so; to leave it out, pass `--skip c_example_is_clean_under_valgrind`
 /// to the test binary (it takes about 3 minutes on 2 cores).
 #[test]
