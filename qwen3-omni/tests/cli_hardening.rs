@@ -174,6 +174,24 @@ fn signals_leave_no_temporary_files() {
         assert_eq!(st.code(), Some(code), "speak, SIG{sig}");
         assert!(entries(d.path()).is_empty(), "SIG{sig} during speak left {:?}", entries(d.path()));
     }
+    // chat --audio-out: SIGTERM while the reply is spoken into its file.
+    let d = tmpdir("sig-chat");
+    let out = d.path().join("reply.wav");
+    let mut c = cli()
+        .args(["chat", "-m", m(), "-p", "Tell me a story", "-n", "100000", "-c", "2048", "--max-frames", "1500"])
+        .arg("--audio-out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_temporary(d.path(), &mut c, "chat --audio-out");
+    std::thread::sleep(Duration::from_millis(500));
+    signal(c.id(), "TERM");
+    let st = wait_exit(&mut c, 60, "chat --audio-out after SIGTERM");
+    assert_eq!(st.code(), Some(143));
+    assert!(entries(d.path()).is_empty(), "SIGTERM during chat --audio-out left {:?}", entries(d.path()));
+
     let d = tmpdir("sig-quantize");
     let out = d.path().join("big.gguf");
     let mut c =
