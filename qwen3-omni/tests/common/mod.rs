@@ -9,6 +9,7 @@ use qwen3_omni_vk::vk_runtime::{Gpu, GpuOptions};
 use qwen3_omni_vk::Kernels;
 
 pub mod c2w;
+pub mod gguf_edit;
 
 /// Repository root (the workspace directory above this crate).
 pub fn repo_root() -> PathBuf {
