@@ -138,10 +138,10 @@ impl ModelFile {
             .get(key)
             .and_then(|v| v.as_str())
             .ok_or_else(|| ModelError::MissingKey { path: path.to_path_buf(), key: key.into() })?;
-        let config = serde_json::from_str(text).map_err(|e| ModelError::Config {
+        let config = parse_config(text).map_err(|what| ModelError::Config {
             path: path.to_path_buf(),
             field: key.into(),
-            what: format!("not valid JSON: {e}"),
+            what,
         })?;
         Ok(ModelFile { gguf, config })
     }
@@ -215,4 +215,67 @@ impl ModelFile {
         t.check_finite()?;
         Ok(t)
     }
+}
+
+/// config.json as serde_json reads it, except that the tokens Python's `json.dump` writes for
+/// non-finite floats (`NaN`, `Infinity`, `-Infinity`) and numbers beyond the f64 range, which
+/// serde_json refuses, become strings: the config checks then refuse them naming their field.
+/// Other syntax errors name the key nearest before the error.
+pub fn parse_config(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).or_else(|e| {
+        serde_json::from_str(&quote_non_finite(text)).map_err(|_| {
+            let near =
+                near_key(text, e.line(), e.column()).map(|k| format!(" (near the field {k:?})")).unwrap_or_default();
+            format!("not valid JSON: {e}{near}")
+        })
+    })
+}
+
+/// `text` with every bare `NaN`, `Infinity`, `-Infinity` and f64-overflowing number outside
+/// strings wrapped in quotes.
+fn quote_non_finite(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut i, mut copied) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            c if c == b'-' || c == b'N' || c == b'I' || c.is_ascii_digit() => {
+                let start = i;
+                i += 1;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'.' | b'+' | b'-')) {
+                    i += 1;
+                }
+                let tok = &text[start..i];
+                let overflow =
+                    tok.bytes().any(|c| c.is_ascii_digit()) && tok.parse::<f64>().is_ok_and(f64::is_infinite);
+                if matches!(tok, "NaN" | "Infinity" | "-Infinity") || overflow {
+                    out.push_str(&text[copied..start]);
+                    out.push('"');
+                    out.push_str(tok);
+                    out.push('"');
+                    copied = i;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(text.get(copied..).unwrap_or(""));
+    out
+}
+
+/// The last object key before line `line`, column `col` (1-based) of `text`.
+fn near_key(text: &str, line: usize, col: usize) -> Option<String> {
+    let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let end = text.len().min(start + col);
+    let before = text.get(..end)?;
+    let colon = before.rfind("\":")?;
+    let open = before[..colon].rfind('"')?;
+    Some(before[open + 1..colon].to_string())
 }
