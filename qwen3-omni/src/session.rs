@@ -537,6 +537,12 @@ impl Session {
                     if pcm.is_empty() {
                         return Err(SessionError::InvalidArgument("an audio input has no samples".into()));
                     }
+                    if let Some((i, v)) = crate::audio::first_non_finite(pcm) {
+                        return Err(SessionError::InvalidArgument(format!(
+                            "audio input {}: sample {i} is {v}; audio samples must be finite numbers",
+                            mels.len() + 1
+                        )));
+                    }
                     let mel = MelExtractor::new(128).compute(pcm);
                     items.push(Item::audio_frames(mel.frames));
                     mels.push(mel);
