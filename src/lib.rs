@@ -27,7 +27,7 @@ pub use ops::{
     router_fold_matrix, AttnBidirWindow, AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Conv2dShape, HeadOut,
     Heads, KvAppend, KvCache, KvStore, KvWrite, Matrix, MatvecHead, MoeDown, MoeDownGrouped, MoeGateUp,
     MoeGateUpGrouped, MoeRoute, MoeRouteGateUp, MoeSharedGate, QkNormRope, Rope, RopeRows, RouterFold, WType,
-    ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM, DOWN_KSPLIT,
+    ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM, DOWN_KSPLIT, MOE_MAX_K, MOE_ROUTE_MAX_EXPERTS,
 };
 pub use options::{AudioOptions, EngineOptions, ModelOptions, OptionsError, TalkerOptions, ThinkerOptions};
 pub use vk_runtime;

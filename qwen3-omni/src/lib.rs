@@ -17,6 +17,7 @@ pub mod audio;
 pub mod capi;
 pub mod chat;
 pub mod code2wav;
+pub mod config_check;
 pub mod model_file;
 pub mod session;
 pub mod speech;

@@ -16,7 +16,7 @@ use qwen3_omni_vk::EngineOptions;
 use qwen3_omni_vk::{Kernels, SampleParams, SAMPLE_MAX_K};
 
 use crate::audio::gpu::GpuAudioTower;
-use crate::audio::{AudioConfig, MelExtractor};
+use crate::audio::MelExtractor;
 use crate::chat::{render, ChatError, Item, Message, Role};
 use crate::model_file::{ModelError, ModelFile};
 use crate::thinker::gpu::{GenError, GpuThinker, PREFILL_CHUNK};
@@ -159,6 +159,8 @@ impl Model {
         };
         report(LoadStage::Open, 0, 1)?;
         let file = ModelFile::open(path)?;
+        // Every component's config, before the device is opened (errors name the field).
+        crate::config_check::check_model(&file)?;
         let json = file
             .gguf
             .header
@@ -192,7 +194,8 @@ impl Model {
         };
         // `GpuThinker::load` sizes its cache like this.
         let ctx = opts.ctx_size.clamp(1, thinker.config.max_positions);
-        let audio = if AudioConfig::from_model(&file).is_ok() {
+        // The AudioTower where the file has its weights (its config was checked above).
+        let audio = if file.gguf.header.tensors.iter().any(|t| t.name.starts_with("thinker.audio_tower.")) {
             let gpu = thinker.kernels().gpu().clone();
             let mut cancelled = false;
             let mut tower = GpuAudioTower::load(&gpu, &file, |done, total| {
@@ -533,6 +536,12 @@ impl Session {
                 Input::Audio(pcm) => {
                     if pcm.is_empty() {
                         return Err(SessionError::InvalidArgument("an audio input has no samples".into()));
+                    }
+                    if let Some((i, v)) = crate::audio::first_non_finite(pcm) {
+                        return Err(SessionError::InvalidArgument(format!(
+                            "audio input {}: sample {i} is {v}; audio samples must be finite numbers",
+                            mels.len() + 1
+                        )));
                     }
                     let mel = MelExtractor::new(128).compute(pcm);
                     items.push(Item::audio_frames(mel.frames));

@@ -170,6 +170,9 @@ impl Speaker {
     /// Loads the Talker (context for a user turn of up to `max_prompt` tokens plus
     /// `opts.max_frames` frames) and Code2Wav from `m`.
     pub fn load(k: Kernels, m: &ModelFile, max_prompt: u32, opts: SpeechOptions) -> Result<Speaker, SpeechError> {
+        // Both configs and their pairing first: a malformed file is refused before any GPU work.
+        let (tc, cc) = (crate::talker::TalkerConfig::from_model(m)?, crate::code2wav::Code2WavConfig::from_model(m)?);
+        crate::config_check::check_speech_pair(&tc, &cc).map_err(|e| e.into_model(m))?;
         let ctx = max_prompt + 16 + opts.max_frames + 2;
         let mut k2 = k.sibling();
         k2.set_matvec_path(k.matvec_path())?;

@@ -188,6 +188,17 @@ fn audio_turn_then_text_turn() {
     assert_eq!(want_ids.iter().filter(|&&t| t == pad).count(), audio_token_count(frames));
     let r2 = s.generate("And now?", 3, |_| true).unwrap();
     assert_eq!(r2.tokens.len(), 3);
+    // NaN or infinite PCM is refused naming the input and the sample, leaving the context as it was.
+    let used = s.context_used();
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut p = pcm.clone();
+        p[777] = bad;
+        let inputs = [Input::Audio(pcm.clone()), Input::Text("And this?".into()), Input::Audio(p)];
+        let e = s.generate_inputs(&inputs, 2, |_| true).unwrap_err();
+        let ok = matches!(&e, SessionError::InvalidArgument(m) if m.contains("audio input 2: sample 777"));
+        assert!(ok, "{bad}: {e}");
+        assert_eq!(s.context_used(), used, "{bad}");
+    }
     // Audio items without their samples are refused, not silently dropped.
     let e =
         s.generate_messages(&[Message::new(Role::User, vec![Item::audio_frames(frames)])], 2, |_| true).unwrap_err();

@@ -21,7 +21,7 @@ use bytemuck::{Pod, Zeroable};
 pub use matvec::{HeadOut, MatvecHead};
 pub use moe::{
     router_fold_matrix, MoeDown, MoeDownGrouped, MoeGateUp, MoeGateUpGrouped, MoeRoute, MoeRouteGateUp, MoeSharedGate,
-    RouterFold, DOWN_KSPLIT,
+    RouterFold, DOWN_KSPLIT, MOE_MAX_K, MOE_ROUTE_MAX_EXPERTS,
 };
 use vk_runtime::{Buffer, Error, Result};
 

@@ -1,6 +1,9 @@
 //! AudioTower hyper-parameters from the model file's config (`thinker_config.audio_config`), and
 //! the chunk / window plan of one clip (spec §4.2, §4.3).
 
+use qwen3_omni_vk::{ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM};
+
+use crate::config_check::{Checked, Section, Tensors, MAX_HEADS, MAX_LAYERS, MAX_POSITIONS, MAX_WIDTH};
 use crate::model_file::{ModelError, ModelFile};
 
 /// LayerNorm epsilon of every AudioTower norm (spec §9 trap 1; not in config.json).
@@ -23,56 +26,81 @@ pub struct AudioConfig {
 
 const A: &str = "/thinker_config/audio_config";
 
+/// Mel bins of the feature extractor every front end runs (spec §2.2: Whisper's 128).
+pub const MEL_BINS: u32 = 128;
+
 impl AudioConfig {
+    /// The config of `m`, every field range-checked and checked against the others, the
+    /// Thinker's hidden size and the tensors (errors name the field).
     pub fn from_model(m: &ModelFile) -> Result<AudioConfig, ModelError> {
-        let u = |k: &str| -> Result<u32, ModelError> {
-            let p = format!("{A}/{k}");
-            let v = m.config_u64(&p)?;
-            u32::try_from(v).map_err(|_| m.config_err(&p, "does not fit in 32 bits"))
-        };
-        let d_model = u("d_model")?;
-        let heads = u("encoder_attention_heads")?;
+        Self::parse(m.config(), &Tensors::new(m)).map_err(|e| e.into_model(m))
+    }
+
+    fn parse(cfg: &serde_json::Value, t: &Tensors) -> Checked<AudioConfig> {
+        let s = Section::new(cfg, A);
+        let n_mels = s.uint("num_mel_bins", 1..=MAX_WIDTH)?;
+        s.ensure("num_mel_bins", n_mels == MEL_BINS, || {
+            format!("{n_mels}: the feature extractor computes {MEL_BINS} mel bins")
+        })?;
+        let d_model = s.width("d_model")?;
+        let heads = s.uint("encoder_attention_heads", 1..=MAX_HEADS)?;
+        s.ensure("encoder_attention_heads", d_model.is_multiple_of(heads), || {
+            format!("{heads} does not divide d_model {d_model}")
+        })?;
+        let head_dim = d_model / heads;
+        s.ensure(
+            "encoder_attention_heads",
+            head_dim.is_multiple_of(2) && head_dim <= ATTN_WINDOW_MAX_HEAD_DIM,
+            || format!("head_dim d_model / {heads} = {head_dim} is not even and at most {ATTN_WINDOW_MAX_HEAD_DIM}"),
+        )?;
+        let n_window = s.uint("n_window", 1..=ATTN_WINDOW_MAX)?;
+        let n_window_infer = s.uint("n_window_infer", 1..=MAX_POSITIONS)?;
+        s.ensure("n_window_infer", n_window_infer >= 2 * n_window, || {
+            format!("{n_window_infer} is less than one chunk (2 × n_window = {})", 2 * n_window)
+        })?;
         let c = AudioConfig {
-            n_mels: u("num_mel_bins")?,
+            n_mels,
             d_model,
-            layers: u("encoder_layers")?,
+            layers: s.uint("encoder_layers", 1..=MAX_LAYERS)?,
             heads,
-            head_dim: d_model.checked_div(heads).unwrap_or(0),
-            ffn: u("encoder_ffn_dim")?,
-            conv_channels: u("downsample_hidden_size")?,
-            out_dim: u("output_dim")?,
-            n_window: u("n_window")?,
-            n_window_infer: u("n_window_infer")?,
+            head_dim,
+            ffn: s.width("encoder_ffn_dim")?,
+            conv_channels: s.uint("downsample_hidden_size", 1..=MAX_WIDTH)?,
+            out_dim: s.width("output_dim")?,
+            n_window,
+            n_window_infer,
         };
-        let bad = |f: &str, w: String| Err(m.config_err(&format!("{A}/{f}"), &w));
-        if heads == 0 || d_model % heads != 0 {
-            return bad("encoder_attention_heads", format!("{heads} does not divide d_model {d_model}"));
+        let w = c.window_tokens(c.chunk_frames()) as u64;
+        s.ensure("n_window_infer", w <= ATTN_WINDOW_MAX as u64, || {
+            format!("an attention window of {w} tokens is longer than the kernel's {ATTN_WINDOW_MAX}")
+        })?;
+        let ff = c.flat_features();
+        s.ensure("downsample_hidden_size", ff.is_multiple_of(32) && ff <= MAX_WIDTH, || {
+            format!("× mel bins / 8 = {ff} is not a multiple of 32 up to {MAX_WIDTH} (conv_out's Q8_0 rows)")
+        })?;
+        // The tower's rows replace Thinker embeddings.
+        if let Some(h) = cfg.pointer("/thinker_config/text_config/hidden_size").and_then(|v| v.as_u64()) {
+            s.ensure("output_dim", c.out_dim as u64 == h, || {
+                format!("{} differs from the Thinker's hidden_size {h}", c.out_dim)
+            })?;
         }
-        if c.head_dim > qwen3_omni_vk::ATTN_WINDOW_MAX_HEAD_DIM {
-            return bad("d_model", format!("head_dim {} exceeds 128", c.head_dim));
-        }
-        if c.n_window == 0 || c.n_window_infer < 2 * c.n_window {
-            return bad(
-                "n_window_infer",
-                format!("{} must be at least one chunk (2 · n_window = {})", c.n_window_infer, 2 * c.n_window),
-            );
-        }
-        if c.window_tokens(2 * c.n_window) > qwen3_omni_vk::ATTN_WINDOW_MAX {
-            return bad(
-                "n_window_infer",
-                format!("an attention window of {} tokens is too long", c.window_tokens(100)),
-            );
-        }
-        for (f, v) in [
-            ("d_model", c.d_model),
-            ("encoder_ffn_dim", c.ffn),
-            ("downsample_hidden_size (× mel bins / 8)", c.flat_features()),
-        ] {
-            if v == 0 || v % 32 != 0 {
-                return bad(f, format!("{v} is not a positive multiple of 32 (Q8_0 rows)"));
-            }
-        }
+        c.check_tensors(t, &s)?;
         Ok(c)
+    }
+
+    fn check_tensors(&self, t: &Tensors, s: &Section) -> Checked<()> {
+        let p = "thinker.audio_tower";
+        if !t.any(&format!("{p}.")) {
+            return Ok(());
+        }
+        let conv = format!("{p}.conv2d1.weight");
+        t.dim(s, "downsample_hidden_size", &conv, 0, self.conv_channels as u64, "downsample_hidden_size")?;
+        t.count(s, "encoder_layers", self.layers, |l| format!("{p}.layers.{l}.fc1.weight"))?;
+        let fc1 = format!("{p}.layers.0.fc1.weight");
+        t.dim(s, "encoder_ffn_dim", &fc1, 0, self.ffn as u64, "encoder_ffn_dim")?;
+        t.dim(s, "d_model", &fc1, 1, self.d_model as u64, "d_model")?;
+        t.dim(s, "output_dim", &format!("{p}.proj2.weight"), 0, self.out_dim as u64, "output_dim")?;
+        Ok(())
     }
 
     /// Mel bins left after the three stride-2 convolutions.

@@ -123,6 +123,9 @@ pub fn record(opts: &MicOptions) -> Result<Audio16k, MicError> {
     if mono.len() < rate as usize / 100 {
         return Err(MicError::Empty { device: name });
     }
+    if let Some((i, v)) = super::first_non_finite(&mono) {
+        return Err(derr(format!("captured sample {i} is {v}; audio samples must be finite numbers")));
+    }
     eprintln!("recorded {:.1} s", mono.len() as f64 / rate as f64);
     let samples = resample_to_16k(&mono, rate, Resampler::Rubato).map_err(derr)?;
     Ok(Audio16k { samples, source_rate: rate, source_channels: ch as u16 })

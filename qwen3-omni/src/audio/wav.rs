@@ -47,6 +47,10 @@ pub enum AudioError {
          audio at 13 tokens/s); cut the recording into shorter pieces"
     )]
     TooLong { path: PathBuf, seconds: f64, limit: f64 },
+    #[error(
+        "{path}: sample {index} (frame {frame}, channel {channel}) is {value}; audio samples must be finite numbers"
+    )]
+    NonFinite { path: PathBuf, index: usize, frame: usize, channel: usize, value: f32 },
     #[error("{path}: resampling from {rate} Hz failed: {what}")]
     Resample { path: PathBuf, rate: u32, what: String },
 }
@@ -128,6 +132,10 @@ pub fn load_wav(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Audio16k, 
             })
         }
     };
+    // Float files can hold NaN or infinities, which would poison every mel frame they touch.
+    if let Some((index, value)) = first_non_finite(&interleaved) {
+        return Err(AudioError::NonFinite { path: p(), index, frame: index / ch, channel: index % ch, value });
+    }
     // A file cut short mid-frame: drop the partial frame.
     let frames = interleaved.len() / ch;
     if frames == 0 {
@@ -147,6 +155,12 @@ pub fn load_wav(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Audio16k, 
         return Err(AudioError::TooShort { path: p(), seconds });
     }
     Ok(Audio16k { samples, source_rate: spec.sample_rate, source_channels: spec.channels })
+}
+
+/// The first sample of `x` that is NaN or infinite, and its index: what every audio input is
+/// checked with (WAV files here, PCM in `Session::generate_inputs`, the microphone).
+pub fn first_non_finite(x: &[f32]) -> Option<(usize, f32)> {
+    x.iter().position(|v| !v.is_finite()).map(|i| (i, x[i]))
 }
 
 fn hound_err(path: &Path, e: hound::Error) -> AudioError {

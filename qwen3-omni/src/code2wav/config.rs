@@ -1,6 +1,7 @@
 //! Code2Wav hyper-parameters, read from the model file's config (`code2wav_config`, spec §2.2):
 //! never from transformers' class defaults (spec §2.3).
 
+use crate::config_check::{Checked, Section, Tensors, MAX_HEADS, MAX_HEAD_DIM, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH};
 use crate::model_file::{ModelError, ModelFile};
 
 /// What Code2Wav's shapes and numerics depend on.
@@ -32,98 +33,106 @@ pub struct Code2WavConfig {
 
 const C: &str = "/code2wav_config";
 
-impl Code2WavConfig {
-    pub fn from_model(m: &ModelFile) -> Result<Code2WavConfig, ModelError> {
-        Self::from_json(m.config()).map_err(|(f, w)| m.config_err(&f, &w))
-    }
+/// Samples per code frame at most (real: 1920): keeps every length computation far from overflow.
+pub const MAX_SAMPLES_PER_FRAME: u64 = 1 << 20;
+/// Keys a query sees at most (real: 72).
+pub const MAX_SLIDING_WINDOW: u32 = 4096;
 
-    /// From a config.json value; errors name the field.
-    pub fn from_json(cfg: &serde_json::Value) -> Result<Code2WavConfig, (String, String)> {
-        let field = |k: &str| format!("{C}/{k}");
-        let u = |k: &str| -> Result<u32, (String, String)> {
-            let v = cfg.pointer(&field(k)).and_then(|v| v.as_u64());
-            let v = v.ok_or_else(|| (field(k), "missing or not an unsigned integer".to_string()))?;
-            u32::try_from(v).map_err(|_| (field(k), "does not fit in 32 bits".to_string()))
-        };
-        let f = |k: &str| -> Result<f64, (String, String)> {
-            cfg.pointer(&field(k)).and_then(|v| v.as_f64()).ok_or_else(|| (field(k), "missing or not a number".into()))
-        };
-        let list = |k: &str| -> Result<Vec<u32>, (String, String)> {
-            let a = cfg.pointer(&field(k)).and_then(|v| v.as_array());
-            let a = a.ok_or_else(|| (field(k), "missing or not a list".to_string()))?;
-            a.iter()
-                .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
-                .collect::<Option<Vec<u32>>>()
-                .ok_or_else(|| (field(k), "holds something other than small unsigned integers".into()))
-        };
-        let hidden = u("hidden_size")?;
-        let n_heads = u("num_attention_heads")?;
-        let head_dim = match cfg.pointer(&field("head_dim")) {
-            Some(_) => u("head_dim")?,
-            None => hidden / n_heads.max(1),
-        };
-        let theta = cfg
-            .pointer(&field("rope_parameters/rope_theta"))
-            .or_else(|| cfg.pointer(&field("rope_theta")))
-            .and_then(|v| v.as_f64())
-            .ok_or_else(|| (field("rope_parameters/rope_theta"), "missing".to_string()))?;
-        let c = Code2WavConfig {
-            hidden,
-            layers: u("num_hidden_layers")?,
-            n_heads,
-            n_kv_heads: u("num_key_value_heads")?,
-            head_dim,
-            inter: u("intermediate_size")?,
-            codebook_size: u("codebook_size")?,
-            num_quantizers: u("num_quantizers")?,
-            sliding_window: u("sliding_window")?,
-            rms_eps: f("rms_norm_eps")? as f32,
-            rope_theta: theta as f32,
-            decoder_dim: u("decoder_dim")?,
-            upsample_rates: list("upsample_rates")?,
-            upsampling_ratios: list("upsampling_ratios")?,
-        };
-        c.check().map_err(|(k, w)| (field(k), w))?;
+impl Code2WavConfig {
+    /// The config of `m`, checked as [`Code2WavConfig::from_json`] does and against the tensors.
+    pub fn from_model(m: &ModelFile) -> Result<Code2WavConfig, ModelError> {
+        let c = Self::from_json(m.config()).map_err(|(f, w)| m.config_err(&f, &w))?;
+        c.check_tensors(&Tensors::new(m), &Section::new(m.config(), C)).map_err(|e| e.into_model(m))?;
         Ok(c)
     }
 
-    fn check(&self) -> Result<(), (&'static str, String)> {
-        if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
-            return Err((
-                "num_key_value_heads",
-                format!("{} does not divide num_attention_heads {}", self.n_kv_heads, self.n_heads),
-            ));
+    /// From a config.json value: every field range-checked and checked against the others; errors
+    /// are (field, what is wrong).
+    pub fn from_json(cfg: &serde_json::Value) -> Result<Code2WavConfig, (String, String)> {
+        Self::parse(&Section::new(cfg, C)).map_err(|e| (e.field, e.what))
+    }
+
+    fn parse(s: &Section) -> Checked<Code2WavConfig> {
+        let hidden = s.width("hidden_size")?;
+        let layers = s.uint("num_hidden_layers", 1..=MAX_LAYERS)?;
+        let n_heads = s.uint("num_attention_heads", 1..=MAX_HEADS)?;
+        let n_kv_heads = s.uint("num_key_value_heads", 1..=n_heads)?;
+        s.ensure("num_key_value_heads", n_heads.is_multiple_of(n_kv_heads), || {
+            format!("{n_kv_heads} does not divide num_attention_heads {n_heads}")
+        })?;
+        let head_dim = s.uint_or("head_dim", hidden / n_heads, 0..=u32::MAX)?;
+        s.ensure("head_dim", head_dim.is_multiple_of(2) && (2..=MAX_HEAD_DIM).contains(&head_dim), || {
+            format!("{head_dim} is not an even number in 2..={MAX_HEAD_DIM} (the windowed attention kernel)")
+        })?;
+        let qd = n_heads * head_dim;
+        s.ensure("num_attention_heads", qd.is_multiple_of(32) && qd <= MAX_WIDTH, || {
+            format!("num_attention_heads × head_dim = {qd} is not a multiple of 32 up to {MAX_WIDTH} (Q8_0 rows)")
+        })?;
+        let codebook_size = s.uint("codebook_size", 1..=MAX_VOCAB)?;
+        let num_quantizers = s.uint("num_quantizers", 1..=64)?;
+        let rows = codebook_size as u64 * num_quantizers as u64;
+        s.buffer(
+            "codebook_size",
+            "the code embedding (codebook_size × num_quantizers × hidden_size)",
+            rows * hidden as u64 * 4,
+        )?;
+        let upsample_rates = s.uint_list("upsample_rates", 1..=8, 1..=64)?;
+        let upsampling_ratios = s.uint_list("upsampling_ratios", 0..=8, 1..=64)?;
+        let spf = upsampling_ratios.iter().chain(&upsample_rates).map(|&r| r as u64).product::<u64>();
+        s.ensure("upsample_rates", spf <= MAX_SAMPLES_PER_FRAME, || {
+            format!("with upsampling_ratios: {spf} samples per frame, over {MAX_SAMPLES_PER_FRAME}")
+        })?;
+        let decoder_dim = s.uint("decoder_dim", 1..=MAX_WIDTH)?;
+        let n = upsample_rates.len();
+        s.ensure("decoder_dim", decoder_dim >> n != 0 && decoder_dim.is_multiple_of(1 << n), || {
+            format!("{decoder_dim} cannot be halved {n} times (once per upsample_rates entry)")
+        })?;
+        Ok(Code2WavConfig {
+            hidden,
+            layers,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            inter: s.width("intermediate_size")?,
+            codebook_size,
+            num_quantizers,
+            sliding_window: s.uint("sliding_window", 1..=MAX_SLIDING_WINDOW)?,
+            rms_eps: s.rms_eps()?,
+            rope_theta: s.rope_theta()?,
+            decoder_dim,
+            upsample_rates,
+            upsampling_ratios,
+        })
+    }
+
+    fn check_tensors(&self, t: &Tensors, s: &Section) -> Checked<()> {
+        let embed = "code2wav.code_embedding.weight";
+        if !t.has(embed) {
+            return Ok(());
         }
-        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) || self.head_dim > 256 {
-            return Err(("head_dim", format!("{} is not an even number in 2..=256", self.head_dim)));
+        let rows = self.codebook_size as u64 * self.num_quantizers as u64;
+        t.dim(s, "codebook_size", embed, 0, rows, "codebook_size × num_quantizers")?;
+        t.dim(s, "hidden_size", embed, 1, self.hidden as u64, "hidden_size")?;
+        let layer = |l: u32| format!("code2wav.pre_transformer.layers.{l}.input_layernorm.weight");
+        t.count(s, "num_hidden_layers", self.layers, layer)?;
+        let n = |x: &str| format!("code2wav.pre_transformer.layers.0.{x}");
+        let (qd, kvd) = ((self.n_heads * self.head_dim) as u64, (self.n_kv_heads * self.head_dim) as u64);
+        let q = n("self_attn.q_proj.weight");
+        t.dim(s, "num_attention_heads", &q, 0, qd, "num_attention_heads × head_dim")?;
+        t.dim(s, "num_key_value_heads", &n("self_attn.k_proj.weight"), 0, kvd, "num_key_value_heads × head_dim")?;
+        t.dim(s, "intermediate_size", &n("mlp.gate_proj.weight"), 0, self.inter as u64, "intermediate_size")?;
+        let d0 = "code2wav.decoder.0.conv.weight";
+        t.dim(s, "decoder_dim", d0, 0, self.decoder_dim as u64, "decoder_dim")?;
+        // Decoder blocks 1..=len(upsample_rates), then the final activation and conv.
+        let block = |b: u32| format!("code2wav.decoder.{}.block.1.conv.weight", b + 1);
+        t.count(s, "upsample_rates", self.upsample_rates.len() as u32, block)?;
+        for (b, &r) in self.upsample_rates.iter().enumerate() {
+            t.dim(s, "upsample_rates", &block(b as u32), 2, 2 * r as u64, "2 × upsample_rates[b]")?;
         }
-        if self.sliding_window == 0 {
-            return Err(("sliding_window", "must be at least 1".into()));
-        }
-        if self.num_quantizers == 0 || self.codebook_size == 0 {
-            return Err(("num_quantizers", "no codebooks".into()));
-        }
-        for (f, v) in [("hidden_size", self.hidden), ("intermediate_size", self.inter)] {
-            if v == 0 || !v.is_multiple_of(32) {
-                return Err((f, format!("{v} is not a positive multiple of 32 (Q8_0 rows)")));
-            }
-        }
-        if !(self.n_heads * self.head_dim).is_multiple_of(32) {
-            return Err(("head_dim", "num_attention_heads × head_dim is not a multiple of 32 (Q8_0 rows)".into()));
-        }
-        if self.upsample_rates.is_empty() || self.upsample_rates.iter().any(|&r| r == 0 || r > 64) {
-            return Err(("upsample_rates", format!("{:?}: need 1..=64 each, at least one", self.upsample_rates)));
-        }
-        if self.upsampling_ratios.iter().any(|&r| r == 0 || r > 64) {
-            return Err(("upsampling_ratios", format!("{:?}: need 1..=64 each", self.upsampling_ratios)));
-        }
-        if self.decoder_dim >> self.upsample_rates.len() == 0
-            || !self.decoder_dim.is_multiple_of(1 << self.upsample_rates.len())
-        {
-            return Err((
-                "decoder_dim",
-                format!("{} cannot be halved {} times", self.decoder_dim, self.upsample_rates.len()),
-            ));
+        let up = |u: u32| format!("code2wav.upsample.{u}.0.conv.weight");
+        t.count(s, "upsampling_ratios", self.upsampling_ratios.len() as u32, up)?;
+        for (u, &r) in self.upsampling_ratios.iter().enumerate() {
+            t.dim(s, "upsampling_ratios", &up(u as u32), 2, r as u64, "upsampling_ratios[u]")?;
         }
         Ok(())
     }

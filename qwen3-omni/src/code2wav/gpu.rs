@@ -14,7 +14,7 @@
 //! exactly); conv kernels are uploaded as f32 (F16 in the file, exact).
 
 use quantizer::gguf::GgmlType;
-use qwen3_omni_vk::layout::{repack_q8_0_planar_into, PlanarLayout};
+use qwen3_omni_vk::layout::PlanarLayout;
 use qwen3_omni_vk::vk_runtime::{Buffer, Gpu, MemoryIntent, Profile, Recorder};
 use qwen3_omni_vk::{repack_conv, repack_trans_conv, ConvEpilogue, ConvShape, ConvWeights, Kernels};
 use qwen3_omni_vk::{AttnWindow, ConvIo, DwConv, Heads, LayerNorm, RopeSpan, SnakeBeta};
@@ -45,8 +45,7 @@ fn lin(g: &Gpu, m: &ModelFile, name: &str, rows: u32, cols: u32, f32w: &[f32]) -
     if t.ty() == GgmlType::Q8_0 {
         let l = PlanarLayout::new(rows as u64, cols as u64);
         let mut tmp = vec![0u8; l.total() as usize];
-        repack_q8_0_planar_into(t.data, rows as usize, cols as usize, &mut tmp)
-            .map_err(|e| qwen3_omni_vk::Error::Kernel { kernel: name.into(), what: e })?;
+        t.repack_planar_into(rows as u64, cols as u64, &mut tmp)?;
         Ok(Lin { buf: g.buffer_from(name, &tmp, MemoryIntent::Weights)?, q8: true })
     } else {
         Ok(Lin { buf: wbuf(g, name, f32w)?, q8: false })

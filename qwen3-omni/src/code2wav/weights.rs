@@ -102,18 +102,18 @@ pub const DILATIONS: [u32; 3] = [1, 3, 9];
 
 fn linear(m: &ModelFile, name: &str, rows: u32, cols: u32) -> Result<Vec<f32>, ModelError> {
     let t = m.tensor_typed(name, &[rows as u64, cols as u64], &[GgmlType::Q8_0, GgmlType::F16, GgmlType::F32])?;
-    Ok(t.to_f32())
+    t.to_f32()
 }
 
 fn conv(m: &ModelFile, name: &str, shape: [u32; 3]) -> Result<Vec<f32>, ModelError> {
     let s: Vec<u64> = shape.iter().map(|&v| v as u64).collect();
     let t = m.tensor_typed(name, &s, &[GgmlType::F16, GgmlType::F32])?;
-    Ok(t.to_f32())
+    t.to_f32()
 }
 
 fn vec32(m: &ModelFile, name: &str, n: u32) -> Result<Vec<f32>, ModelError> {
     let t = m.tensor_typed(name, &[n as u64], &[GgmlType::F32])?;
-    Ok(t.to_f32())
+    t.to_f32()
 }
 
 fn snake(m: &ModelFile, prefix: &str, c: u32) -> Result<Snake, ModelError> {

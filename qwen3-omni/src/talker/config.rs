@@ -1,7 +1,12 @@
 //! Talker and code-predictor hyper-parameters and ids, read from the model file's config (spec §2.2;
 //! never transformers' class defaults, which differ from the checkpoint: §2.3).
 
+use crate::config_check::{
+    check_decoder_tensors, Checked, DecoderShape, Section, Tensors, MAX_EXPERTS, MAX_GQA_GROUP, MAX_HEADS,
+    MAX_HEAD_DIM, MAX_LAYERS, MAX_POSITIONS, MAX_TOP_K, MAX_VOCAB, MAX_WIDTH,
+};
 use crate::model_file::{ModelError, ModelFile};
+use crate::thinker::expert_stride;
 
 /// One decoder stack's shapes (the Talker's MoE stack or the code predictor's dense one).
 #[derive(Debug, Clone, PartialEq)]
@@ -66,110 +71,185 @@ pub struct TalkerConfig {
 
 const TK: &str = "/talker_config";
 
-fn decoder(m: &ModelFile, p: &str, moe: bool) -> Result<DecoderConfig, ModelError> {
-    let u = |k: &str| -> Result<u32, ModelError> {
-        let path = format!("{p}/{k}");
-        let v = m.config_u64(&path)?;
-        u32::try_from(v).map_err(|_| m.config_err(&path, "does not fit in 32 bits"))
-    };
-    let has = |k: &str| m.config().pointer(&format!("{p}/{k}")).is_some_and(|v| !v.is_null());
-    let hidden = u("hidden_size")?;
-    let n_heads = u("num_attention_heads")?;
-    let head_dim = if has("head_dim") { u("head_dim")? } else { hidden / n_heads.max(1) };
-    let theta = m
-        .config()
-        .pointer(&format!("{p}/rope_parameters/rope_theta"))
-        .or_else(|| m.config().pointer(&format!("{p}/rope_theta")))
-        .and_then(|v| v.as_f64())
-        .ok_or_else(|| m.config_err(&format!("{p}/rope_parameters/rope_theta"), "missing"))?;
-    let sec: Vec<u32> = m
-        .config()
-        .pointer(&format!("{p}/rope_parameters/mrope_section"))
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect())
-        .unwrap_or_else(|| vec![head_dim / 2, 0, 0]);
+/// One decoder stack's config at `base` (the Talker's MoE stack or the code predictor's dense one),
+/// range- and consistency-checked (errors name the field).
+fn decoder(s: &Section, moe: bool, min_positions: u32) -> Checked<DecoderConfig> {
+    let hidden = s.width("hidden_size")?;
+    let layers = s.uint("num_hidden_layers", 1..=MAX_LAYERS)?;
+    let n_heads = s.uint("num_attention_heads", 1..=MAX_HEADS)?;
+    let n_kv_heads = s.uint("num_key_value_heads", 1..=n_heads)?;
+    s.ensure(
+        "num_key_value_heads",
+        n_heads.is_multiple_of(n_kv_heads) && n_heads / n_kv_heads <= MAX_GQA_GROUP,
+        || {
+            format!(
+                "{n_kv_heads} must divide num_attention_heads {n_heads} into groups of at most {MAX_GQA_GROUP} (the \
+             decode attention kernels)"
+            )
+        },
+    )?;
+    let head_dim = s.uint_or("head_dim", hidden / n_heads, 0..=u32::MAX)?;
+    s.ensure("head_dim", head_dim.is_multiple_of(8) && (8..=MAX_HEAD_DIM).contains(&head_dim), || {
+        format!("{head_dim} is not a multiple of 8 in 8..={MAX_HEAD_DIM} (the attention kernels)")
+    })?;
+    let qd = n_heads * head_dim;
+    s.ensure("num_attention_heads", qd.is_multiple_of(32) && qd <= MAX_WIDTH, || {
+        format!("num_attention_heads × head_dim = {qd} is not a multiple of 32 up to {MAX_WIDTH} (o_proj rows)")
+    })?;
+    let vocab = s.uint("vocab_size", 1..=MAX_VOCAB)?;
+    s.buffer("vocab_size", "the codec embedding (vocab_size × hidden_size)", vocab as u64 * hidden as u64 * 2)?;
     let (n_experts, top_k, moe_inter, shared_inter) = if moe {
         // transformers serialises the Talker's expert count as `num_local_experts`.
-        let ne = if has("num_experts") { u("num_experts")? } else { u("num_local_experts")? };
-        (ne, u("num_experts_per_tok")?, u("moe_intermediate_size")?, u("shared_expert_intermediate_size")?)
+        let ek = if s.has("num_experts") { "num_experts" } else { "num_local_experts" };
+        let ne = s.uint(ek, 1..=MAX_EXPERTS)?;
+        let top_k = s.uint("num_experts_per_tok", 1..=MAX_TOP_K)?;
+        s.ensure("num_experts_per_tok", top_k <= ne, || format!("{top_k} is more than {ek} {ne}"))?;
+        let mi = s.width("moe_intermediate_size")?;
+        s.buffer(ek, "one layer's stacked experts", ne as u64 * expert_stride(mi as u64, hidden as u64))?;
+        (ne, top_k, mi, s.width("shared_expert_intermediate_size")?)
     } else {
         (0, 0, 0, 0)
     };
+    let default_positions = if moe { 65536 } else { 32768 };
+    let max_positions = s.uint_or("max_position_embeddings", default_positions, min_positions..=MAX_POSITIONS)?;
+    let kv = max_positions as u64 * (n_kv_heads * head_dim) as u64 * 4;
+    s.buffer("max_position_embeddings", "a full-context KV cache layer", kv)?;
     Ok(DecoderConfig {
         hidden,
-        layers: u("num_hidden_layers")?,
+        layers,
         n_heads,
-        n_kv_heads: u("num_key_value_heads")?,
+        n_kv_heads,
         head_dim,
-        vocab: u("vocab_size")?,
-        rms_eps: m.config_f64(&format!("{p}/rms_norm_eps"))? as f32,
-        rope_theta: theta as f32,
-        mrope_section: [
-            sec.first().copied().unwrap_or(0),
-            sec.get(1).copied().unwrap_or(0),
-            sec.get(2).copied().unwrap_or(0),
-        ],
-        inter: u("intermediate_size")?,
+        vocab,
+        rms_eps: s.rms_eps()?,
+        rope_theta: s.rope_theta()?,
+        mrope_section: s.mrope_section(head_dim)?,
+        inter: s.width("intermediate_size")?,
         n_experts,
         top_k,
         moe_inter,
         shared_inter,
         // The checkpoint says true; transformers' Talker class default would be false (§2.3).
-        norm_topk: m.config().pointer(&format!("{p}/norm_topk_prob")).and_then(|v| v.as_bool()).unwrap_or(true),
-        max_positions: u("max_position_embeddings").unwrap_or(32768),
+        norm_topk: s.bool_or("norm_topk_prob", true)?,
+        max_positions,
     })
 }
 
 impl TalkerConfig {
+    /// The Talker's and code predictor's config in `m`, every field range-checked and checked
+    /// against the others, the Thinker's config and the tensors (errors name the field).
     pub fn from_model(m: &ModelFile) -> Result<TalkerConfig, ModelError> {
-        let u = |p: &str| -> Result<u32, ModelError> {
-            let v = m.config_u64(p)?;
-            u32::try_from(v).map_err(|_| m.config_err(p, "does not fit in 32 bits"))
-        };
-        let t = |k: &str| u(&format!("{TK}/{k}"));
-        let speakers = m
-            .config()
-            .pointer(&format!("{TK}/speaker_id"))
-            .and_then(|v| v.as_object())
-            .ok_or_else(|| m.config_err(&format!("{TK}/speaker_id"), "missing or not an object"))?
-            .iter()
-            .map(|(k, v)| {
-                let id = v
-                    .as_u64()
-                    .and_then(|x| u32::try_from(x).ok())
-                    .ok_or_else(|| m.config_err(&format!("{TK}/speaker_id/{k}"), "not an id"))?;
-                Ok((k.to_lowercase(), id))
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
+        Self::parse(m.config(), &Tensors::new(m)).map_err(|e| e.into_model(m))
+    }
+
+    fn parse(cfg: &serde_json::Value, t: &Tensors) -> Checked<TalkerConfig> {
+        let tk = Section::new(cfg, TK);
+        let top = Section::new(cfg, "");
+        let thinker = Section::new(cfg, "/thinker_config/text_config");
+        let groups = tk.uint("num_code_groups", 2..=64)?;
+        // The Talker's prompt is at least 16 rows (GpuTalker's smallest context); the code
+        // predictor's positions are the frame's code groups.
+        let tp = Section::new(cfg, "/talker_config/text_config");
+        let talker = decoder(&tp, true, 16)?;
+        let cpp = Section::new(cfg, "/talker_config/code_predictor_config");
+        let predictor = decoder(&cpp, false, groups)?;
+        cpp.ensure("hidden_size", predictor.hidden == talker.hidden, || {
+            format!("{} differs from the Talker's {}", predictor.hidden, talker.hidden)
+        })?;
+        // Spec §9 trap 17: code 0 (below vocab − 1024) comes from the same codebook as the others.
+        tp.ensure("vocab_size", talker.vocab.checked_sub(1024) == Some(predictor.vocab), || {
+            format!(
+                "{}: vocab_size − 1024 must equal the code predictor's vocab_size {}",
+                talker.vocab, predictor.vocab
+            )
+        })?;
+        // The Thinker's config, where it is valid, bounds what the Talker takes from it.
+        let th_hidden = thinker.get("hidden_size").and_then(|v| v.as_u64());
+        let th_layers = thinker.get("num_hidden_layers").and_then(|v| v.as_u64()).filter(|&l| l >= 1);
+        let th_vocab = t
+            .shape("thinker.model.embed_tokens.weight")
+            .and_then(|s| s.first().copied())
+            .or_else(|| thinker.get("vocab_size").and_then(|v| v.as_u64()));
+        let thinker_hidden = tk.width("thinker_hidden_size")?;
+        if let Some(h) = th_hidden {
+            tk.ensure("thinker_hidden_size", thinker_hidden as u64 == h, || {
+                format!("{thinker_hidden} differs from the Thinker's hidden_size {h}")
+            })?;
+        }
+        let max_layer = th_layers.map_or(MAX_LAYERS, |l| l.min(MAX_LAYERS as u64) as u32);
+        let accept_layer = tk.uint("accept_hidden_layer", 1..=max_layer)?;
+        let speakers_v = tk.get("speaker_id").and_then(|v| v.as_object());
+        let speakers_v = speakers_v.ok_or_else(|| tk.err("speaker_id", "missing or not an object"))?;
+        tk.ensure("speaker_id", !speakers_v.is_empty(), || "has no voices".into())?;
+        let v = talker.vocab;
+        let codec = |k: &str| tk.uint(k, 0..=v - 1);
+        let speakers = speakers_v
+            .keys()
+            .map(|k| Ok((k.to_lowercase(), codec(&format!("speaker_id/{k}"))?)))
+            .collect::<Checked<Vec<_>>>()?;
+        // Thinker ids: rows of the Thinker's embedding E(id) (spec §6.1).
+        let tv = th_vocab.map_or(MAX_VOCAB, |n| n.clamp(1, MAX_VOCAB as u64) as u32);
+        let text = |s: &Section, k: &str| s.uint(k, 0..=tv - 1);
         let ids = TalkerIds {
-            codec_pad: t("codec_pad_id")?,
-            codec_bos: t("codec_bos_id")?,
-            codec_eos: t("codec_eos_token_id")?,
-            codec_nothink: t("codec_nothink_id")?,
-            codec_think_bos: t("codec_think_bos_id")?,
-            codec_think_eos: t("codec_think_eos_id")?,
+            codec_pad: codec("codec_pad_id")?,
+            codec_bos: codec("codec_bos_id")?,
+            codec_eos: codec("codec_eos_token_id")?,
+            codec_nothink: codec("codec_nothink_id")?,
+            codec_think_bos: codec("codec_think_bos_id")?,
+            codec_think_eos: codec("codec_think_eos_id")?,
             speakers,
-            tts_pad: u("/tts_pad_token_id")?,
-            tts_bos: u("/tts_bos_token_id")?,
-            tts_eos: u("/tts_eos_token_id")?,
-            im_start: u("/im_start_token_id")?,
-            im_end: u("/im_end_token_id")?,
-            user: u("/user_token_id")?,
-            assistant: u("/assistant_token_id")?,
-            multimodal: [t("audio_token_id")?, t("image_token_id")?, t("video_token_id")?],
+            tts_pad: text(&top, "tts_pad_token_id")?,
+            tts_bos: text(&top, "tts_bos_token_id")?,
+            tts_eos: text(&top, "tts_eos_token_id")?,
+            im_start: text(&top, "im_start_token_id")?,
+            im_end: text(&top, "im_end_token_id")?,
+            user: text(&top, "user_token_id")?,
+            assistant: text(&top, "assistant_token_id")?,
+            multimodal: [text(&tk, "audio_token_id")?, text(&tk, "image_token_id")?, text(&tk, "video_token_id")?],
         };
-        let talker = decoder(m, &format!("{TK}/text_config"), true)?;
-        let predictor = decoder(m, &format!("{TK}/code_predictor_config"), false)?;
-        let c = TalkerConfig {
-            groups: t("num_code_groups")?,
-            thinker_hidden: t("thinker_hidden_size")?,
-            accept_layer: t("accept_hidden_layer")?,
-            talker,
-            predictor,
-            ids,
-        };
-        c.check(m)?;
+        let c = TalkerConfig { talker, predictor, groups, thinker_hidden, accept_layer, ids };
+        c.check_tensors(t, &tp, &cpp, &tk)?;
         Ok(c)
+    }
+
+    fn check_tensors(&self, t: &Tensors, tp: &Section, cpp: &Section, tk: &Section) -> Checked<()> {
+        let (d, cp) = (&self.talker, &self.predictor);
+        for name in ["talker.model.codec_embedding.weight", "talker.codec_head.weight"] {
+            t.dim(tp, "vocab_size", name, 0, d.vocab as u64, "vocab_size")?;
+            t.dim(tp, "hidden_size", name, 1, d.hidden as u64, "hidden_size")?;
+        }
+        for p in ["talker.text_projection", "talker.hidden_projection"] {
+            let n = format!("{p}.linear_fc1.weight");
+            t.dim(tp, "intermediate_size", &n, 0, d.inter as u64, "intermediate_size")?;
+            t.dim(tk, "thinker_hidden_size", &n, 1, self.thinker_hidden as u64, "thinker_hidden_size")?;
+        }
+        let ek = if tp.has("num_experts") { "num_experts" } else { "num_local_experts" };
+        let shape = |d: &DecoderConfig, experts_key| DecoderShape {
+            hidden: d.hidden,
+            layers: d.layers,
+            n_heads: d.n_heads,
+            n_kv_heads: d.n_kv_heads,
+            head_dim: d.head_dim,
+            n_experts: d.n_experts,
+            experts_key,
+            moe_inter: d.moe_inter,
+            shared_inter: d.shared_inter,
+            inter: d.inter,
+        };
+        check_decoder_tensors(t, tp, "talker.model", &shape(d, ek))?;
+        check_decoder_tensors(t, cpp, "talker.code_predictor.model", &shape(cp, ""))?;
+        let head = |j: u32| format!("talker.code_predictor.lm_head.{j}.weight");
+        if t.has(&head(0)) {
+            // One head and one embedding per residual group.
+            let n = self.groups - 1;
+            let s = tk;
+            t.count(s, "num_code_groups", n, head).map_err(|mut e| {
+                e.what = format!("{} code groups need {n} code predictor heads: {}", self.groups, e.what);
+                e
+            })?;
+            t.dim(cpp, "vocab_size", &head(0), 0, cp.vocab as u64, "vocab_size")?;
+        }
+        Ok(())
     }
 
     /// The codec id of `speaker` (case-insensitive), or an error listing the known ones.
@@ -185,97 +265,6 @@ impl TalkerConfig {
     /// are audio codes; at and above it only codec EOS may be produced.
     pub fn suppress_start(&self) -> u32 {
         self.talker.vocab.saturating_sub(1024)
-    }
-
-    fn check(&self, m: &ModelFile) -> Result<(), ModelError> {
-        for (p, d, moe) in [("text_config", &self.talker, true), ("code_predictor_config", &self.predictor, false)] {
-            let bad = |f: &str, w: String| Err(m.config_err(&format!("{TK}/{p}/{f}"), &w));
-            if d.n_kv_heads == 0 || d.n_heads % d.n_kv_heads != 0 {
-                return bad(
-                    "num_key_value_heads",
-                    format!("{} does not divide num_attention_heads {}", d.n_kv_heads, d.n_heads),
-                );
-            }
-            if d.mrope_section.iter().sum::<u32>() != d.head_dim / 2 {
-                return bad(
-                    "rope_parameters/mrope_section",
-                    format!("{:?} does not sum to head_dim / 2 = {}", d.mrope_section, d.head_dim / 2),
-                );
-            }
-            if moe && (d.top_k == 0 || d.top_k > d.n_experts.min(8)) {
-                return bad("num_experts_per_tok", format!("{} is not within 1..=min(8, {})", d.top_k, d.n_experts));
-            }
-            let widths = [("hidden_size", d.hidden), ("intermediate_size", d.inter)];
-            for (f, v) in widths.into_iter().chain(
-                moe.then_some([
-                    ("moe_intermediate_size", d.moe_inter),
-                    ("shared_expert_intermediate_size", d.shared_inter),
-                ])
-                .into_iter()
-                .flatten(),
-            ) {
-                if v == 0 || v % 32 != 0 {
-                    return bad(f, format!("{v} is not a positive multiple of 32 (Q8_0 rows)"));
-                }
-            }
-            if (d.n_heads * d.head_dim) % 32 != 0 {
-                return bad("head_dim", "num_attention_heads × head_dim is not a multiple of 32".into());
-            }
-            if d.head_dim % 4 != 0 || d.head_dim > 128 || d.n_heads / d.n_kv_heads > 16 {
-                return bad(
-                    "head_dim",
-                    format!(
-                        "head_dim {} with {} query heads per KV head: the attention kernels need a multiple of 4 \
-                         up to 128 and at most 16 heads per KV head",
-                        d.head_dim,
-                        d.n_heads / d.n_kv_heads
-                    ),
-                );
-            }
-        }
-        if self.predictor.hidden != self.talker.hidden {
-            return Err(m.config_err(
-                &format!("{TK}/code_predictor_config/hidden_size"),
-                &format!("{} differs from the Talker's {}", self.predictor.hidden, self.talker.hidden),
-            ));
-        }
-        if self.groups < 2 || self.groups > 64 {
-            return Err(
-                m.config_err(&format!("{TK}/num_code_groups"), &format!("{} is not within 2..=64", self.groups))
-            );
-        }
-        if !self.thinker_hidden.is_multiple_of(32) {
-            return Err(m.config_err(&format!("{TK}/thinker_hidden_size"), "not a multiple of 32 (Q8_0 rows)"));
-        }
-        let v = self.talker.vocab;
-        let i = &self.ids;
-        for (f, id) in [
-            ("codec_pad_id", i.codec_pad),
-            ("codec_bos_id", i.codec_bos),
-            ("codec_eos_token_id", i.codec_eos),
-            ("codec_nothink_id", i.codec_nothink),
-            ("codec_think_bos_id", i.codec_think_bos),
-            ("codec_think_eos_id", i.codec_think_eos),
-        ]
-        .into_iter()
-        .chain(i.speakers.iter().map(|(_, id)| ("speaker_id", *id)))
-        {
-            if id >= v {
-                return Err(m.config_err(&format!("{TK}/{f}"), &format!("{id} is outside the codec vocabulary ({v})")));
-            }
-        }
-        if self.suppress_start() != self.predictor.vocab {
-            // Spec §9 trap 17: code 0 must come from the same codebook as the residual codes.
-            return Err(m.config_err(
-                &format!("{TK}/text_config/vocab_size"),
-                &format!(
-                    "vocab − 1024 = {} differs from the code predictor's codebook {}",
-                    self.suppress_start(),
-                    self.predictor.vocab
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// Bytes of weights read per Talker step (attention, routed + shared experts, routers, codec

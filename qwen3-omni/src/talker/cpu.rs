@@ -30,7 +30,15 @@ pub fn thinker_embedding(m: &ModelFile, id: u32) -> Result<Vec<f32>, ModelError>
         return Err(m.config_err(name, &format!("token {id} is outside the embedding's {rows} rows")));
     }
     let row = (cols / 32 * 34) as usize;
-    Ok(dequantize_q8_0(&t.data[id as usize * row..(id as usize + 1) * row]))
+    let e = dequantize_q8_0(&t.data[id as usize * row..(id as usize + 1) * row]);
+    if e.iter().any(|x| !x.is_finite()) {
+        return Err(ModelError::NonFinite {
+            path: m.path().to_path_buf(),
+            name: name.into(),
+            what: format!("row {id} has a Q8_0 block with a non-finite scale"),
+        });
+    }
+    Ok(e)
 }
 
 pub(crate) fn matvec(w: &[f32], x: &[f32]) -> Vec<f32> {

@@ -3,7 +3,7 @@
 //! shared expert as a one-expert stack, routers / shared-expert gates / norms / biases in f32.
 
 use quantizer::gguf::GgmlType;
-use qwen3_omni_vk::layout::{repack_q8_0_planar_into, PlanarLayout};
+use qwen3_omni_vk::layout::PlanarLayout;
 use qwen3_omni_vk::vk_runtime::{Buffer, Gpu, MemoryIntent};
 
 use super::{DecoderConfig, TalkerConfig};
@@ -71,14 +71,11 @@ pub struct TalkerWeights {
 
 fn fill_planar(buf: &mut Buffer, offset: u64, t: &TensorRef<'_>, rows: u64, cols: u64) -> Result<(), ModelError> {
     let total = PlanarLayout::new(rows, cols).total() as usize;
-    let name = buf.name().to_string();
-    let err = |e: String| qwen3_omni_vk::Error::Kernel { kernel: name.clone(), what: e };
     if let Some(mapped) = buf.mapped_mut() {
-        let dst = &mut mapped[offset as usize..offset as usize + total];
-        repack_q8_0_planar_into(t.data, rows as usize, cols as usize, dst).map_err(err)?;
+        t.repack_planar_into(rows, cols, &mut mapped[offset as usize..offset as usize + total])?;
     } else {
         let mut tmp = vec![0u8; total];
-        repack_q8_0_planar_into(t.data, rows as usize, cols as usize, &mut tmp).map_err(err)?;
+        t.repack_planar_into(rows, cols, &mut tmp)?;
         buf.write(offset, &tmp)?;
     }
     Ok(())

@@ -178,8 +178,7 @@ impl GpuThinker {
         let _ = hd;
         // The Talker reads the Thinker's hidden state after this many layers (24 of 48 in the real
         // model); a model without a Talker config gets the middle layer.
-        let accept =
-            m.config_u64("/talker_config/accept_hidden_layer").map(|v| v as u32).unwrap_or(c.layers / 2).min(c.layers);
+        let accept = c.accept_layer;
         let hs0 = g.buffer("thinker hs0", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
         let hs_accept = g.buffer("thinker hs accept", ctx as u64 * h * 4, MemoryIntent::Scratch)?;
         // One entry more than the context: the queued replay appends the token sampled at the last

@@ -4,7 +4,7 @@
 //! tensor at a time through a staging buffer. Experts of one projection share one buffer.
 
 use quantizer::gguf::GgmlType;
-use qwen3_omni_vk::layout::{repack_q8_0_planar_into, PlanarLayout};
+use qwen3_omni_vk::layout::PlanarLayout;
 use qwen3_omni_vk::vk_runtime::{Buffer, Gpu, MemoryIntent};
 
 use super::ThinkerConfig;
@@ -56,14 +56,11 @@ pub(crate) fn q8_planar(gpu: &Gpu, m: &ModelFile, name: &str, rows: u64, cols: u
 
 fn fill_planar(buf: &mut Buffer, offset: u64, t: &TensorRef<'_>, rows: u64, cols: u64) -> Result<(), ModelError> {
     let total = PlanarLayout::new(rows, cols).total() as usize;
-    let name = buf.name().to_string();
-    let err = |e: String| qwen3_omni_vk::Error::Kernel { kernel: name.clone(), what: e };
     if let Some(mapped) = buf.mapped_mut() {
-        let dst = &mut mapped[offset as usize..offset as usize + total];
-        repack_q8_0_planar_into(t.data, rows as usize, cols as usize, dst).map_err(err)?;
+        t.repack_planar_into(rows, cols, &mut mapped[offset as usize..offset as usize + total])?;
     } else {
         let mut tmp = vec![0u8; total];
-        repack_q8_0_planar_into(t.data, rows as usize, cols as usize, &mut tmp).map_err(err)?;
+        t.repack_planar_into(rows, cols, &mut tmp)?;
         buf.write(offset, &tmp)?;
     }
     Ok(())
@@ -98,8 +95,8 @@ fn experts(
 fn router_fold(gpu: &Gpu, m: &ModelFile, c: &ThinkerConfig, l: u32) -> Result<Buffer, ModelError> {
     let (h, qd) = (c.hidden as u64, (c.n_heads * c.head_dim) as u64);
     let n = |s: &str| format!("thinker.model.layers.{l}.{s}");
-    let wr = m.tensor_typed(&n("mlp.gate.weight"), &[c.n_experts as u64, h], &[GgmlType::F32])?.to_f32();
-    let g = m.tensor_typed(&n("post_attention_layernorm.weight"), &[h], &[GgmlType::F32])?.to_f32();
+    let wr = m.tensor_typed(&n("mlp.gate.weight"), &[c.n_experts as u64, h], &[GgmlType::F32])?.to_f32()?;
+    let g = m.tensor_typed(&n("post_attention_layernorm.weight"), &[h], &[GgmlType::F32])?.to_f32()?;
     let wo = m.tensor_typed(&n("self_attn.o_proj.weight"), &[h, qd], &[GgmlType::Q8_0])?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(32);
     let name = n("router_fold");
