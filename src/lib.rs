@@ -29,6 +29,6 @@ pub use ops::{
     MoeGateUpGrouped, MoeRoute, MoeRouteGateUp, MoeSharedGate, QkNormRope, Rope, RopeRows, RouterFold, WType,
     ATTN_WINDOW_MAX, ATTN_WINDOW_MAX_HEAD_DIM, DOWN_KSPLIT, MOE_MAX_K, MOE_ROUTE_MAX_EXPERTS,
 };
-pub use options::{AudioOptions, EngineOptions, ModelOptions, OptionsError, TalkerOptions, ThinkerOptions};
+pub use options::{AudioOptions, CacheType, EngineOptions, ModelOptions, OptionsError, TalkerOptions, ThinkerOptions};
 pub use vk_runtime;
 pub use vk_runtime::{Error, Result};

@@ -34,6 +34,53 @@ pub struct ModelOptions {
     pub thinker: ThinkerOptions,
     pub talker: TalkerOptions,
     pub audio: AudioOptions,
+    /// The element type of the Thinker's and the Talker's KV caches (`--cache-type`).
+    pub cache_type: CacheType,
+}
+
+/// The element type of a KV cache (llama.cpp's `--cache-type` names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CacheType {
+    /// 4 bytes per element: the exact path (parity tests against transformers).
+    F32,
+    /// 2 bytes per element: the default.
+    #[default]
+    F16,
+    /// ggml's Q8_0 (32 int8 quants and one f16 scale per block): 34 bytes per 32 elements.
+    Q8_0,
+}
+
+impl CacheType {
+    pub const ALL: [CacheType; 3] = [CacheType::F32, CacheType::F16, CacheType::Q8_0];
+
+    /// The flag value (`f32`, `f16`, `q8_0`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheType::F32 => "f32",
+            CacheType::F16 => "f16",
+            CacheType::Q8_0 => "q8_0",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CacheType> {
+        CacheType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(s))
+    }
+
+    /// Bytes of one cached row of `elems` values (one position of K or of V for one layer);
+    /// Q8_0 needs `elems` a multiple of 32.
+    pub fn row_bytes(self, elems: u64) -> u64 {
+        match self {
+            CacheType::F32 => 4 * elems,
+            CacheType::F16 => 2 * elems,
+            CacheType::Q8_0 => elems.div_ceil(32) * 34,
+        }
+    }
+}
+
+impl fmt::Display for CacheType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The Thinker's decode step.
