@@ -96,9 +96,6 @@ pub struct ThinkerOptions {
     pub head_epilogue: bool,
     /// The MoE router folded into the o-projection (`QWEN3VK_NO_ROUTER_FOLD`); fixed at load.
     pub router_fold: bool,
-    /// Prefill's dense projections on cooperative matrices where the device has them, in place of
-    /// the int-dot GEMM (`QWEN3VK_NO_COOPMAT`; the float path never uses them).
-    pub prefill_coopmat: bool,
 }
 
 impl Default for ThinkerOptions {
@@ -109,7 +106,6 @@ impl Default for ThinkerOptions {
             attn_prologue: false,
             head_epilogue: true,
             router_fold: true,
-            prefill_coopmat: true,
         }
     }
 }
@@ -216,7 +212,6 @@ pub const OVERRIDES: &[Override] = &[
     o("QWEN3VK_ATTN_PROLOGUE", "0|1", Recording, "Thinker decode attention as two dispatches"),
     o("QWEN3VK_NO_HEAD_EPILOGUE", "0|1", Recording, "Thinker q/k/v without the per-head norm/RoPE/store epilogue"),
     o("QWEN3VK_NO_ROUTER_FOLD", "0|1", AtLoad, "Thinker MoE router as its own stage, not folded into the o-projection"),
-    o("QWEN3VK_NO_COOPMAT", "0|1", Recording, "Thinker prefill's dense projections on the int-dot GEMM, not cooperative matrices"),
     o("QWEN3VK_AUDIO_MATMUL", "float|intdot", AtLoad, "AudioTower linears' path (default float)"),
     o("QWEN3VK_CP_ATTN", "decode|prefill", AtLoad, "Talker code-predictor attention form (default prefill)"),
     o("QWEN3VK_ATTN_SPLIT", "0|1", AtLoad, "Talker fused decode with attention separate from norm/RoPE/store"),
@@ -410,7 +405,6 @@ impl EngineOptions {
             "QWEN3VK_ATTN_PROLOGUE" => m.thinker.attn_prologue = flag(name, v)?,
             "QWEN3VK_NO_HEAD_EPILOGUE" => m.thinker.head_epilogue = !flag(name, v)?,
             "QWEN3VK_NO_ROUTER_FOLD" => m.thinker.router_fold = !flag(name, v)?,
-            "QWEN3VK_NO_COOPMAT" => m.thinker.prefill_coopmat = !flag(name, v)?,
             "QWEN3VK_AUDIO_MATMUL" => {
                 m.audio.matmul_intdot = choice(name, v, &["float", "intdot", ""], "float or intdot")? == "intdot"
             }

@@ -144,8 +144,6 @@ impl GpuThinker {
         let (qd, kvd) = (nh * hd, nkv * hd);
         let (nh_total, row) = (n as u64 * h as u64, h as u64 * 4);
         let float = k.matvec_path() == MatvecPath::Float;
-        // Cooperative matrices replace the int-dot GEMM (never the exact float path).
-        let coop = !float && k.model_options().thinker.prefill_coopmat && k.has_coopmat();
         let mut rec = k.gpu().recorder(false)?;
         k.embed_q8_0p(&mut rec, Matrix::new(&w.embed, WType::Q8_0Planar, c.vocab, h), &pf.ids_in, n, &pf.x)?;
         if let Some((abuf, runs)) = audio {
@@ -165,11 +163,7 @@ impl GpuThinker {
                 Matrix::new(&lw.k, WType::Q8_0Planar, kvd, h),
                 Matrix::new(&lw.v, WType::Q8_0Planar, kvd, h),
             );
-            if coop {
-                k.matmul_q8_0_coop(&mut rec, mq, &pf.y, n, &pf.q)?;
-                k.matmul_q8_0_coop(&mut rec, mk, &pf.y, n, &pf.k)?;
-                k.matmul_q8_0_coop(&mut rec, mv, &pf.y, n, &pf.v)?;
-            } else if float {
+            if float {
                 // f32 activations throughout (the float matrix × vector path's prefill): the
                 // same numbers as stepping token by token, up to summation order.
                 k.matmul_q8_0_float(&mut rec, mq, &pf.y, n, &pf.q)?;
@@ -208,9 +202,7 @@ impl GpuThinker {
                 Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
             )?;
             let mo = Matrix::new(&lw.o, WType::Q8_0Planar, h, qd);
-            if coop {
-                k.matmul_q8_0_coop(&mut rec, mo, &pf.o, n, &pf.ao)?;
-            } else if float {
+            if float {
                 k.matmul_q8_0_float(&mut rec, mo, &pf.o, n, &pf.ao)?;
             } else {
                 k.matmul_q8_0(&mut rec, mo, &pf.o, n, &pf.ao, &pf.q81)?;
