@@ -128,7 +128,6 @@ const VARIANTS: &[Variant] = &[
     Variant { name: "conv2d_s2_gelu_tiled_f32", file: "conv2d_s2_tiled.comp", defines: &[] },
     Variant { name: "attn_bidir_window_f32", file: "attn_bidir.comp", defines: &[] },
     Variant { name: "mm_q8_0p_f32", file: "mm_q8_0p_f32.comp", defines: &[] },
-    Variant { name: "mm_q8_0p_f16_coop", file: "mm_q8_0p_coop.comp", defines: &[] },
     // The driver self-check at device start (src/subgroups.rs).
     Variant { name: "subgroup_probe", file: "subgroup_probe.comp", defines: &[] },
     // Timing instrumentation (QWEN3VK_CLOCKS=1 bench-thinker): the decode kernels with MARK()s on.

@@ -272,20 +272,11 @@ fn bench(c: &mut Criterion) {
         rows_out.push(Row { case: format!("{name} {m}×{kk}"), us: ns / 1e3, bytes, ops: 0.0 });
     }
 
-    // Matrix × matrix (prefill), 512 tokens: int-dot (Q8_1 activations), float, and cooperative
-    // matrices (f16) where the device has them.
-    if !mv_only {
+    // Matrix × matrix (prefill), 512 tokens.
+    if caps.int_dot && !mv_only {
         let tokens: u32 = if quick() { 64 } else { 512 };
         let mm_shapes: Vec<(u32, u32)> =
             if quick() { vec![(512, 2048)] } else { vec![(4096, 2048), (2048, 4096), (768, 2048), (14336, 4096)] };
-        let mut kinds = Vec::new();
-        if caps.int_dot {
-            kinds.push("mm_q8_0p_q8_1");
-        }
-        kinds.push("mm_q8_0p_f32");
-        if k.has_coopmat() {
-            kinds.push("mm_q8_0p_f16_coop");
-        }
         for (m, kk) in mm_shapes {
             let w = qwen3_omni_vk::layout::repack_q8_0_planar(
                 &random_q8_0(m as usize, kk as usize, 3),
@@ -297,29 +288,27 @@ fn bench(c: &mut Criterion) {
             let x = gpu.buffer_from("x", &Rng::new(4).vec((tokens * kk) as usize, 1.0), MemoryIntent::Scratch).unwrap();
             let y = gpu.buffer("y", tokens as u64 * m as u64 * 4, MemoryIntent::Scratch).unwrap();
             let s = k.q8_1_scratch(tokens as u64 * kk as u64).unwrap();
-            for &kind in &kinds {
-                let mut rec = gpu.recorder(true).unwrap();
-                let wm = Matrix::new(&w, WType::Q8_0Planar, m, kk);
-                for _ in 0..4 {
-                    match kind {
-                        "mm_q8_0p_q8_1" => k.matmul_q8_0(&mut rec, wm, &x, tokens, &y, &s).unwrap(),
-                        "mm_q8_0p_f32" => k.matmul_q8_0_float(&mut rec, wm, &x, tokens, &y).unwrap(),
-                        _ => k.matmul_q8_0_coop(&mut rec, wm, &x, tokens, &y).unwrap(),
-                    }
-                }
-                let mut batch = rec.finish().unwrap();
-                let _ = batch.submit().unwrap();
-                let mut times: Vec<f64> = (0..reps)
-                    .map(|_| {
-                        let p = batch.submit().unwrap();
-                        p.kernels.iter().filter(|t| t.name == kind).map(|t| t.ns).sum::<f64>() / 4.0
-                    })
-                    .collect();
-                times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-                let ns = times[times.len() / 2];
-                let ops = 2.0 * m as f64 * kk as f64 * tokens as f64;
-                rows_out.push(Row { case: format!("{kind} {m}×{kk} × {tokens} tokens"), us: ns / 1e3, bytes: 0, ops });
+            let mut rec = gpu.recorder(true).unwrap();
+            for _ in 0..4 {
+                k.matmul_q8_0(&mut rec, Matrix::new(&w, WType::Q8_0Planar, m, kk), &x, tokens, &y, &s).unwrap();
             }
+            let mut batch = rec.finish().unwrap();
+            let _ = batch.submit().unwrap();
+            let mut times: Vec<f64> = (0..reps)
+                .map(|_| {
+                    let p = batch.submit().unwrap();
+                    p.kernels.iter().filter(|t| t.name == "mm_q8_0p_q8_1").map(|t| t.ns).sum::<f64>() / 4.0
+                })
+                .collect();
+            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let ns = times[times.len() / 2];
+            let ops = 2.0 * m as f64 * kk as f64 * tokens as f64;
+            rows_out.push(Row {
+                case: format!("mm_q8_0p_q8_1 {m}×{kk} × {tokens} tokens"),
+                us: ns / 1e3,
+                bytes: 0,
+                ops,
+            });
         }
     }
     g.finish();

@@ -7,7 +7,6 @@ pub mod code2wav;
 mod elementwise;
 mod embed;
 mod matmul;
-mod matmul_coop;
 mod matvec;
 mod moe;
 pub(crate) mod sample;

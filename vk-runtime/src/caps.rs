@@ -108,45 +108,11 @@ pub struct Caps {
     pub push_descriptor: bool,
     pub memory_budget: bool,
     pub cooperative_matrix: bool,
-    /// VK_KHR_cooperative_matrix with its feature on and the 16×16×16 f16 × f16 → f32 shape at
-    /// subgroup scope in compute shaders (what `mm_q8_0p_f16_coop` uses): RADV on RDNA 3 / 3.5,
-    /// NVIDIA. The device is then opened with the feature enabled.
-    pub coopmat_f16: bool,
     /// VK_KHR_shader_clock (enabled only with `QWEN3VK_CLOCKS=1`, for timing marks).
     pub shader_clock: bool,
     /// Streaming multiprocessors (NVIDIA, VK_NV_shader_sm_builtins) or compute units (AMD,
     /// VK_AMD_shader_core_properties); 0 where the driver does not say (lavapipe, others).
     pub compute_units: u32,
-}
-
-/// Whether the cooperative-matrix feature is on and the 16×16×16 f16 × f16 → f32 (+ f32) shape
-/// is offered at subgroup scope for compute.
-///
-/// # Safety
-/// `pd` must come from `inst`, which has the extension's instance-level function loaded by ash.
-unsafe fn coopmat_f16_16x16x16(inst: &Instance, pd: vk::PhysicalDevice) -> bool {
-    // SAFETY: the caller's contract; every pNext struct lives on this stack frame.
-    unsafe {
-        let mut fc = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default();
-        let mut f2 = vk::PhysicalDeviceFeatures2::default().push_next(&mut fc);
-        inst.raw.get_physical_device_features2(pd, &mut f2);
-        let mut pc = vk::PhysicalDeviceCooperativeMatrixPropertiesKHR::default();
-        let mut p2 = vk::PhysicalDeviceProperties2::default().push_next(&mut pc);
-        inst.raw.get_physical_device_properties2(pd, &mut p2);
-        if fc.cooperative_matrix == 0 || !pc.cooperative_matrix_supported_stages.contains(vk::ShaderStageFlags::COMPUTE)
-        {
-            return false;
-        }
-        let ext = khr::cooperative_matrix::Instance::new(&inst.entry, &inst.raw);
-        let shapes = ext.get_physical_device_cooperative_matrix_properties(pd).unwrap_or_default();
-        let f16 = vk::ComponentTypeKHR::FLOAT16;
-        let f32 = vk::ComponentTypeKHR::FLOAT32;
-        shapes.iter().any(|s| {
-            (s.m_size, s.n_size, s.k_size) == (16, 16, 16)
-                && (s.a_type, s.b_type, s.c_type, s.result_type) == (f16, f16, f32, f32)
-                && s.scope == vk::ScopeKHR::SUBGROUP
-        })
-    }
 }
 
 impl Caps {
@@ -195,7 +161,6 @@ impl Caps {
             }
             i.get_physical_device_features2(pd, &mut feats2);
             let f = feats2.features;
-            let coopmat_f16 = cooperative_matrix && coopmat_f16_16x16x16(inst, pd);
 
             let mut budget = vk::PhysicalDeviceMemoryBudgetPropertiesEXT::default();
             let mut mem2 = vk::PhysicalDeviceMemoryProperties2::default();
@@ -287,7 +252,6 @@ impl Caps {
                 push_descriptor,
                 memory_budget,
                 cooperative_matrix,
-                coopmat_f16,
                 shader_clock,
                 compute_units: if nv_sm {
                     sm.shader_sm_count
@@ -425,8 +389,8 @@ impl fmt::Display for Caps {
         }
         write!(
             f,
-            "  extensions: push_descriptor {} · cooperative_matrix {} (f16 16×16×16: {}) · timestamps {} bits, {} ns/tick · compute units {}",
-            self.push_descriptor, self.cooperative_matrix, self.coopmat_f16, self.timestamp_valid_bits, self.timestamp_period_ns, self.compute_units
+            "  extensions: push_descriptor {} · cooperative_matrix {} · timestamps {} bits, {} ns/tick · compute units {}",
+            self.push_descriptor, self.cooperative_matrix, self.timestamp_valid_bits, self.timestamp_period_ns, self.compute_units
         )
     }
 }

@@ -97,11 +97,6 @@ impl Gpu {
             exts.push(khr::shader_clock::NAME.as_ptr());
         }
         let mut fclock = vk::PhysicalDeviceShaderClockFeaturesKHR::default().shader_device_clock(true);
-        // Cooperative matrices where the shape `mm_q8_0p_f16_coop` uses is offered.
-        if caps.coopmat_f16 {
-            exts.push(khr::cooperative_matrix::NAME.as_ptr());
-        }
-        let mut fcoop = vk::PhysicalDeviceCooperativeMatrixFeaturesKHR::default().cooperative_matrix(true);
         let features = vk::PhysicalDeviceFeatures::default().shader_int16(true);
         let mut f11 = vk::PhysicalDeviceVulkan11Features::default().storage_buffer16_bit_access(true);
         let mut f12 = vk::PhysicalDeviceVulkan12Features::default()
@@ -120,7 +115,6 @@ impl Gpu {
             .push_next(&mut f12)
             .push_next(&mut f13);
         let dinfo = if clock { dinfo.push_next(&mut fclock) } else { dinfo };
-        let dinfo = if caps.coopmat_f16 { dinfo.push_next(&mut fcoop) } else { dinfo };
         // SAFETY: `physical` belongs to `inst`; every pointer in `dinfo` outlives the call.
         let device = unsafe { inst.raw.create_device(physical, &dinfo, None) }.map_err(vkerr("vkCreateDevice"))?;
         // SAFETY: family and index 0 were requested above.
