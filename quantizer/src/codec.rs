@@ -156,6 +156,14 @@ pub fn encode_f16_into(x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
+/// Encode f32 as little-endian bf16 (round to nearest even), appending to `out`.
+pub fn encode_bf16_into(x: &[f32], out: &mut Vec<u8>) {
+    out.reserve(x.len() * 2);
+    for &v in x {
+        out.extend_from_slice(&bf16::from_f32(v).to_bits().to_le_bytes());
+    }
+}
+
 /// Encode f32 as little-endian bytes, appending to `out`.
 pub fn encode_f32_into(x: &[f32], out: &mut Vec<u8>) {
     out.reserve(x.len() * 4);

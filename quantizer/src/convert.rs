@@ -13,10 +13,12 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
-use crate::codec::{decode_into, encode_f16_into, encode_f32_into, quantize_q8_0_from, SrcType, QK8_0};
+use crate::codec::{
+    decode_into, encode_bf16_into, encode_f16_into, encode_f32_into, quantize_q8_0_from, SrcType, QK8_0,
+};
 use crate::config::{ConfigError, ModelDims};
 use crate::gguf::{GgmlType, GgufWriter, MetaArray, MetaValue, TensorSpec, WriteError};
-use crate::metadata::{self, MetadataError, FTYPE_F16, FTYPE_F32, FTYPE_Q8_0};
+use crate::metadata::{self, MetadataError, FTYPE_BF16, FTYPE_F16, FTYPE_F32, FTYPE_Q8_0};
 use crate::rules::{Decision, TypeRules};
 use crate::safetensors::{Checkpoint, SafetensorsError, StTensor};
 
@@ -41,14 +43,31 @@ pub enum ConvertError {
     NoTensors(PathBuf),
     #[error("{output}: {reason}; the GGUF must go outside the checkpoint directory {input}")]
     OutputOverlapsInput { output: PathBuf, input: PathBuf, reason: String },
+    #[error("no tokenizer: {looked} does not exist (the engine needs it to chat; give --tokenizer PATH)")]
+    NoTokenizer { looked: PathBuf },
     /// The output path cannot be written (the message names it: see `outfile`).
     #[error("output {0}")]
     Output(std::io::Error),
 }
 
+/// Where the tokenizer comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TokenizerSource {
+    /// `tokenizer.json` beside config.json if there is one (component-only files for tests).
+    #[default]
+    IfPresent,
+    /// `tokenizer.json` beside config.json, refused before anything is written if missing (the
+    /// CLI's `quantize`).
+    Required,
+    /// This `tokenizer.json` (its `tokenizer_config.json` and chat template beside it, else
+    /// beside config.json).
+    Path(PathBuf),
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ConvertOptions {
     pub rules: TypeRules,
+    pub tokenizer: TokenizerSource,
     /// `general.name`; default: the input directory's name.
     pub name: Option<String>,
     /// Show a progress bar (only drawn when stderr is a terminal).
@@ -103,18 +122,19 @@ fn encode(src: SrcType, ty: GgmlType, bytes: &[u8], out: &mut Vec<u8>, scratch: 
             debug_assert!(bytes.len() % (QK8_0 * src.size()) == 0);
             quantize_q8_0_from(src, bytes, out);
         }
-        GgmlType::F16 | GgmlType::F32 => {
+        GgmlType::BF16 if src == SrcType::BF16 => out.extend_from_slice(bytes),
+        GgmlType::F16 | GgmlType::BF16 | GgmlType::F32 => {
             for b in bytes.chunks(src.size() * 8192) {
                 scratch.clear();
                 decode_into(src, b, scratch);
-                if ty == GgmlType::F16 {
-                    encode_f16_into(scratch, out);
-                } else {
-                    encode_f32_into(scratch, out);
+                match ty {
+                    GgmlType::F16 => encode_f16_into(scratch, out),
+                    GgmlType::BF16 => encode_bf16_into(scratch, out),
+                    _ => encode_f32_into(scratch, out),
                 }
             }
         }
-        // The rules only produce the three types above.
+        // The rules only produce the four types above.
         _ => unreachable!("converter does not produce {ty}"),
     }
 }
@@ -173,9 +193,19 @@ fn check_output(input: &Path, output: &Path, ckpt: &Checkpoint) -> Result<(), Co
 pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<ConvertReport, ConvertError> {
     let start = Instant::now();
     let (config, config_text) = read_config(input)?;
+    let tokenizer = match &opts.tokenizer {
+        TokenizerSource::IfPresent => None,
+        TokenizerSource::Required => Some(input.join("tokenizer.json")),
+        TokenizerSource::Path(p) => Some(p.clone()),
+    };
     let dims = ModelDims::from_config(&config)?;
     let ckpt = Checkpoint::open(input)?;
     check_output(input, output, &ckpt)?;
+    if let Some(t) = &tokenizer {
+        if !t.is_file() {
+            return Err(ConvertError::NoTokenizer { looked: t.clone() });
+        }
+    }
 
     // Plan and validate everything before creating the output.
     let mut plan = Vec::new();
@@ -204,6 +234,8 @@ pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Con
     w.set_alignment(crate::gguf::DEFAULT_ALIGNMENT as u32)?;
     let file_type = if plan.iter().any(|p| p.ty == GgmlType::Q8_0) {
         FTYPE_Q8_0
+    } else if plan.iter().any(|p| p.ty == GgmlType::BF16) {
+        FTYPE_BF16
     } else if plan.iter().any(|p| p.ty == GgmlType::F16) {
         FTYPE_F16
     } else {
@@ -218,8 +250,11 @@ pub fn convert(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Con
     });
     metadata::set_model_metadata(&mut w, &name, &config, &config_text, file_type);
     metadata::set_side_files(&mut w, input)?;
-    metadata::set_tokenizer(&mut w, input, Some(dims.thinker.vocab))?;
+    let tok_path = tokenizer.clone().unwrap_or_else(|| input.join("tokenizer.json"));
+    metadata::set_tokenizer(&mut w, &tok_path, input, Some(dims.thinker.vocab))?;
     w.set("qwen3omni.quantizer.keep_f16", MetaValue::Array(MetaArray::String(opts.rules.keep_f16.clone())));
+    w.set("qwen3omni.quantizer.keep_bf16", MetaValue::Array(MetaArray::String(opts.rules.keep_bf16.clone())));
+    w.set("qwen3omni.quantizer.base_type", MetaValue::String(opts.rules.base.to_string()));
     w.set("qwen3omni.quantizer.include_vision", MetaValue::Bool(opts.rules.include_vision));
     for p in &plan {
         let dims = gguf_dims(&p.t.shape);

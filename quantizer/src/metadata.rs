@@ -8,10 +8,11 @@ use serde_json::Value;
 use crate::gguf::{GgufWriter, MetaArray, MetaValue};
 
 pub const ARCH: &str = "qwen3omni";
-/// llama.cpp's `LLAMA_FTYPE_MOSTLY_Q8_0` / `_MOSTLY_F16` / `_ALL_F32`.
+/// llama.cpp's `LLAMA_FTYPE_MOSTLY_Q8_0` / `_MOSTLY_F16` / `_ALL_F32` / `_MOSTLY_BF16`.
 pub const FTYPE_Q8_0: u32 = 7;
 pub const FTYPE_F16: u32 = 1;
 pub const FTYPE_F32: u32 = 0;
+pub const FTYPE_BF16: u32 = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
@@ -149,12 +150,21 @@ fn token_content(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// Tokenizer keys from `tokenizer.json` (+ `tokenizer_config.json`, chat template files) if present.
+/// Tokenizer keys from the `tokenizer.json` at `path` (+ `tokenizer_config.json` and the chat
+/// template files beside it, else in the checkpoint directory `dir`) if present.
 /// `vocab_size` pads the token list with `[PAD{id}]` (type UNUSED) up to the model's embedding rows.
 /// Returns whether a tokenizer was found.
-pub fn set_tokenizer(w: &mut GgufWriter, dir: &Path, vocab_size: Option<u64>) -> Result<bool, MetadataError> {
-    let path = dir.join("tokenizer.json");
+pub fn set_tokenizer(
+    w: &mut GgufWriter,
+    path: &Path,
+    dir: &Path,
+    vocab_size: Option<u64>,
+) -> Result<bool, MetadataError> {
+    let path = path.to_path_buf();
     let Some((tok, text)) = read_json(&path)? else { return Ok(false) };
+    // Side files beside the tokenizer when it has them, else beside config.json.
+    let beside = path.parent().filter(|p| p.join("tokenizer_config.json").is_file()).unwrap_or(dir);
+    let dir = beside;
     let bad = |reason: &str| MetadataError::Bad { path: path.clone(), reason: reason.into() };
     let vocab = tok.pointer("/model/vocab").and_then(Value::as_object).ok_or_else(|| bad("missing model.vocab"))?;
     let mut entries: Vec<(u64, String, i32)> = Vec::with_capacity(vocab.len() + 64);

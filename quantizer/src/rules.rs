@@ -3,12 +3,68 @@
 use crate::gguf::GgmlType;
 
 /// Options that change the type rules.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct TypeRules {
-    /// Glob patterns (`*` any run, `?` one char) of tensors kept in F16 instead of Q8_0.
+    /// The type of every 2-D tensor with rows of a multiple of 32 not matched below: Q8_0 (the
+    /// default), F16 or BF16.
+    pub base: GgmlType,
+    /// Glob patterns (`*` any run, `?` one char) of tensors kept in F16 instead of `base`.
     pub keep_f16: Vec<String>,
+    /// Glob patterns of tensors kept in BF16 instead of `base` (after `keep_f16`).
+    pub keep_bf16: Vec<String>,
     /// Convert `thinker.visual.*` too (skipped by default).
     pub include_vision: bool,
+}
+
+impl Default for TypeRules {
+    fn default() -> Self {
+        TypeRules { base: GgmlType::Q8_0, keep_f16: Vec::new(), keep_bf16: Vec::new(), include_vision: false }
+    }
+}
+
+/// The quantizer's named type plans (`--preset`, docs/quantizer.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// Every Linear, embedding and head in Q8_0 (today's default).
+    Q8_0,
+    /// Q8_0, with the code predictor, the Talker's codec head and Code2Wav in F16: the parts whose
+    /// errors compound (15 chained argmaxes per frame, the waveform).
+    Q8_0Hq,
+    /// Every Linear in F16 (an unquantised reference from an F16 checkpoint).
+    F16,
+    /// Every Linear in BF16 (the checkpoint's own precision: an exact reference).
+    Bf16,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 4] = [Preset::Q8_0, Preset::Q8_0Hq, Preset::F16, Preset::Bf16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Q8_0 => "q8_0",
+            Preset::Q8_0Hq => "q8_0-hq",
+            Preset::F16 => "f16",
+            Preset::Bf16 => "bf16",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(s))
+    }
+
+    /// The type rules of the preset (the caller adds its own `keep_*` patterns and vision choice).
+    pub fn rules(self) -> TypeRules {
+        let mut r = TypeRules::default();
+        match self {
+            Preset::Q8_0 => {}
+            Preset::Q8_0Hq => {
+                r.keep_f16 = vec!["talker.code_predictor.*".into(), "talker.codec_head.*".into(), "code2wav.*".into()]
+            }
+            Preset::F16 => r.base = GgmlType::F16,
+            Preset::Bf16 => r.base = GgmlType::BF16,
+        }
+        r
+    }
 }
 
 /// What happens to a tensor.
@@ -70,9 +126,12 @@ impl TypeRules {
         if self.keep_f16.iter().any(|p| glob_match(p, name)) {
             return Decision::Store(GgmlType::F16);
         }
+        if self.keep_bf16.iter().any(|p| glob_match(p, name)) {
+            return Decision::Store(GgmlType::BF16);
+        }
         let row = shape[shape.len() - 1];
-        if shape.len() == 2 && row % 32 == 0 {
-            Decision::Store(GgmlType::Q8_0)
+        if shape.len() == 2 && (row % 32 == 0 || self.base != GgmlType::Q8_0) {
+            Decision::Store(self.base)
         } else {
             // Conv kernels (3-D/4-D) and linears with ragged rows.
             Decision::Store(GgmlType::F16)
@@ -98,7 +157,7 @@ mod tests {
 
     #[test]
     fn rules() {
-        let r = TypeRules { keep_f16: vec!["talker.code_predictor.*".into()], include_vision: false };
+        let r = TypeRules { keep_f16: vec!["talker.code_predictor.*".into()], ..TypeRules::default() };
         let q8 = Decision::Store(GgmlType::Q8_0);
         let f16 = Decision::Store(GgmlType::F16);
         let f32 = Decision::Store(GgmlType::F32);
@@ -114,5 +173,31 @@ mod tests {
         assert_eq!(r.decide("talker.code_predictor.model.norm.weight", &[1024]), f32);
         assert_eq!(r.decide("x.weight", &[10, 33]), f16);
         assert_eq!(r.decide("thinker.visual.blocks.0.attn.qkv.weight", &[3456, 1152]), Decision::Skip);
+    }
+
+    #[test]
+    fn presets() {
+        let q8 = Decision::Store(GgmlType::Q8_0);
+        let f16 = Decision::Store(GgmlType::F16);
+        let bf16 = Decision::Store(GgmlType::BF16);
+        let f32 = Decision::Store(GgmlType::F32);
+        let hq = Preset::parse("q8_0-hq").unwrap().rules();
+        assert_eq!(hq.decide("thinker.model.layers.0.self_attn.q_proj.weight", &[4096, 2048]), q8);
+        assert_eq!(hq.decide("talker.model.layers.0.mlp.experts.0.up_proj.weight", &[384, 1024]), q8);
+        assert_eq!(hq.decide("talker.code_predictor.model.layers.0.mlp.gate_proj.weight", &[3072, 1024]), f16);
+        assert_eq!(hq.decide("talker.codec_head.weight", &[3072, 1024]), f16);
+        assert_eq!(hq.decide("code2wav.pre_transformer.layers.0.mlp.up_proj.weight", &[3072, 1024]), f16);
+        assert_eq!(hq.decide("talker.model.norm.weight", &[1024]), f32);
+        let b = Preset::Bf16.rules();
+        assert_eq!(b.decide("thinker.model.embed_tokens.weight", &[152064, 2048]), bf16);
+        assert_eq!(b.decide("x.weight", &[10, 33]), bf16);
+        assert_eq!(b.decide("code2wav.decoder.0.conv.weight", &[1536, 1024, 7]), f16);
+        assert_eq!(b.decide("thinker.model.layers.0.mlp.gate.weight", &[128, 2048]), f32);
+        let mut k = Preset::F16.rules();
+        assert_eq!(k.decide("thinker.lm_head.weight", &[152064, 2048]), f16);
+        k.keep_bf16 = vec!["thinker.lm_head.*".into()];
+        assert_eq!(k.decide("thinker.lm_head.weight", &[152064, 2048]), bf16);
+        assert_eq!(Preset::parse("Q8_0"), Some(Preset::Q8_0));
+        assert_eq!(Preset::parse("q4_k"), None);
     }
 }

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use quantizer::codec::{decode_into, encode_f16_into, quantize_q8_0, SrcType};
-use quantizer::convert::{convert, ConvertError, ConvertOptions};
+use quantizer::convert::{convert, ConvertError, ConvertOptions, TokenizerSource};
 use quantizer::gguf::{GgmlType, GgufFile, MetaValue};
-use quantizer::rules::TypeRules;
+use quantizer::rules::{Preset, TypeRules};
 use quantizer::synthetic::{tensor_list, XorShift};
 use serde_json::{json, Value};
 
@@ -227,6 +227,7 @@ fn keep_f16_and_include_vision() {
         rules: TypeRules {
             keep_f16: vec!["talker.code_predictor.*".into(), "code2wav.*".into()],
             include_vision: true,
+            ..TypeRules::default()
         },
         ..Default::default()
     };
@@ -450,4 +451,63 @@ fn output_through_a_symlink_writes_its_target() {
     convert(&input, &link, &ConvertOptions::default()).unwrap();
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     assert!(GgufFile::open(&target).is_ok());
+}
+
+#[test]
+fn a_checkpoint_without_a_tokenizer_is_refused_when_one_is_required() {
+    let (_d, input, out) = out_dir();
+    make_checkpoint(&input, &tiny_config(), false);
+    let moved = out.parent().unwrap().join("elsewhere");
+    std::fs::create_dir_all(&moved).unwrap();
+    std::fs::rename(input.join("tokenizer.json"), moved.join("tokenizer.json")).unwrap();
+    let gguf = out.join("m.gguf");
+    let opts = ConvertOptions { tokenizer: TokenizerSource::Required, ..Default::default() };
+    let e = convert(&input, &gguf, &opts).unwrap_err();
+    assert!(matches!(e, ConvertError::NoTokenizer { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&input.join("tokenizer.json").display().to_string()) && msg.contains("--tokenizer"), "{msg}");
+    assert_no_output(&out);
+    // Named explicitly, the tokenizer elsewhere is embedded (its config stays beside config.json).
+    let opts = ConvertOptions { tokenizer: TokenizerSource::Path(moved.join("tokenizer.json")), ..Default::default() };
+    convert(&input, &gguf, &opts).unwrap();
+    let f = GgufFile::open(&gguf).unwrap();
+    assert!(f.header.get("tokenizer.huggingface.json").and_then(|v| v.as_str()).is_some());
+    assert_eq!(f.header.get("tokenizer.chat_template").and_then(|v| v.as_str()), Some("{{x}}"));
+    // A missing explicit path is refused the same way.
+    std::fs::remove_file(&gguf).unwrap();
+    let opts = ConvertOptions { tokenizer: TokenizerSource::Path(moved.join("nope.json")), ..Default::default() };
+    let msg = convert(&input, &gguf, &opts).unwrap_err().to_string();
+    assert!(msg.contains("nope.json"), "{msg}");
+    assert_no_output(&out);
+}
+
+#[test]
+fn presets_write_the_types_they_name() {
+    let (_d, input, out) = out_dir();
+    let src = make_checkpoint(&input, &tiny_config(), false);
+    // bf16: every Linear keeps the checkpoint's bits.
+    let gguf = out.join("bf16.gguf");
+    convert(&input, &gguf, &ConvertOptions { rules: Preset::Bf16.rules(), ..Default::default() }).unwrap();
+    let f = GgufFile::open(&gguf).unwrap();
+    let mut n_bf16 = 0;
+    for s in &src {
+        let t = f.header.tensor(&s.name).unwrap();
+        assert_ne!(t.ty, GgmlType::Q8_0, "{}", s.name);
+        if t.ty == GgmlType::BF16 {
+            n_bf16 += 1;
+            assert_eq!(f.tensor_data(t), &s.data[..], "{}: BF16 bits changed", s.name);
+        }
+    }
+    assert!(n_bf16 > 10, "only {n_bf16} BF16 tensors");
+    assert_eq!(f.header.get("general.file_type").and_then(|v| v.as_u64()), Some(32));
+    // q8_0-hq: F16 code predictor, codec head and Code2Wav, Q8_0 elsewhere.
+    let gguf = out.join("hq.gguf");
+    convert(&input, &gguf, &ConvertOptions { rules: Preset::Q8_0Hq.rules(), ..Default::default() }).unwrap();
+    let f = GgufFile::open(&gguf).unwrap();
+    let ty = |n: &str| f.header.tensor(n).unwrap().ty;
+    assert_eq!(ty("talker.code_predictor.lm_head.1.weight"), GgmlType::F16);
+    assert_eq!(ty("talker.codec_head.weight"), GgmlType::F16);
+    assert_eq!(ty("code2wav.pre_transformer.layers.0.mlp.up_proj.weight"), GgmlType::F16);
+    assert_eq!(ty("thinker.model.layers.0.self_attn.q_proj.weight"), GgmlType::Q8_0);
+    assert_eq!(ty("talker.code_predictor.model.norm.weight"), GgmlType::F32);
 }

@@ -411,3 +411,30 @@ fn quantize_never_overwrites_its_input() {
     assert!(!ck.join("out.gguf").exists());
     assert!(entries(&ck).iter().all(|n| !n.contains(".tmp")), "{:?}", entries(&ck));
 }
+
+#[test]
+fn quantize_refuses_a_checkpoint_without_a_tokenizer() {
+    let d = tmpdir("quantize-notok");
+    let src = common::fixtures().join("models/tiny-real-vocab");
+    let ck = d.path().join("ckpt");
+    std::fs::create_dir_all(&ck).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        let n = e.file_name().to_string_lossy().into_owned();
+        if (n.ends_with(".json") && !n.starts_with("manifest") && n != "tokenizer.json") || n.starts_with("model-") {
+            std::fs::copy(e.path(), ck.join(&n)).unwrap();
+        }
+    }
+    let out = d.path().join("out.gguf");
+    let o = run(&["quantize", ck.to_str().unwrap(), out.to_str().unwrap()]);
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains(&ck.join("tokenizer.json").display().to_string()) && e.contains("--tokenizer"), "{e}");
+    assert!(!out.exists(), "an output file was left");
+    assert!(entries(d.path()).iter().all(|n| !n.contains(".tmp")), "{:?}", entries(d.path()));
+    // An unknown preset is refused by name before anything is read.
+    let o = run(&["quantize", ck.to_str().unwrap(), out.to_str().unwrap(), "--preset", "q4_k"]);
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("q4_k") && e.contains("q8_0-hq"), "{e}");
+}

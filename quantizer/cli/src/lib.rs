@@ -9,9 +9,16 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use quantizer::convert::{convert, ConvertOptions};
+use quantizer::convert::{convert, ConvertOptions, TokenizerSource};
 use quantizer::gguf::{Abbrev, GgufFile, MetaArray, MetaValue};
-use quantizer::rules::TypeRules;
+use quantizer::rules::{Preset, TypeRules};
+
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    Preset::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+        format!("unknown preset {s:?}: one of {}", names.join(", "))
+    })
+}
 
 /// Describe a GGUF file: header, metadata (long values abbreviated), tensor table, totals per type.
 #[derive(clap::Args, Debug, Clone)]
@@ -44,7 +51,11 @@ pub struct QuantizeArgs {
     #[arg(required_unless_present = "synthetic")]
     pub output: Option<PathBuf>,
     /// Write a random-weight Q8_0 GGUF with the real tensor list and metadata (minus vision) to this path.
-    #[arg(long, value_name = "OUT.gguf", conflicts_with_all = ["input", "output", "keep_f16", "include_vision"])]
+    #[arg(
+        long,
+        value_name = "OUT.gguf",
+        conflicts_with_all = ["input", "output", "keep_f16", "keep_bf16", "preset", "tokenizer", "include_vision"]
+    )]
     pub synthetic: Option<PathBuf>,
     /// With --synthetic: number of Thinker, Talker and AudioTower layers (default: the real counts).
     #[arg(long, requires = "synthetic")]
@@ -52,10 +63,21 @@ pub struct QuantizeArgs {
     /// With --synthetic: random seed.
     #[arg(long, default_value_t = 0, requires = "synthetic")]
     pub seed: u64,
-    /// Keep tensors whose name matches this glob (`*`, `?`) in F16 instead of Q8_0; repeatable,
-    /// e.g. --keep-f16 'talker.code_predictor.*' --keep-f16 'code2wav.*'.
+    /// The type plan: q8_0 (every Linear in Q8_0), q8_0-hq (Q8_0, with the code predictor, the
+    /// codec head and Code2Wav in F16), f16 or bf16 (every Linear unquantised).
+    #[arg(long, value_name = "PRESET", default_value = "q8_0", value_parser = parse_preset)]
+    pub preset: Preset,
+    /// Keep tensors whose name matches this glob (`*`, `?`) in F16 instead of the preset's type;
+    /// repeatable, e.g. --keep-f16 'talker.code_predictor.*' --keep-f16 'code2wav.*'.
     #[arg(long = "keep-f16", value_name = "PATTERN")]
     pub keep_f16: Vec<String>,
+    /// Keep tensors whose name matches this glob in BF16 (after --keep-f16); repeatable.
+    #[arg(long = "keep-bf16", value_name = "PATTERN")]
+    pub keep_bf16: Vec<String>,
+    /// The tokenizer.json to embed (default: the one beside config.json; quantize refuses a
+    /// checkpoint without one, since the engine cannot chat without it).
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
     /// Also convert the vision tower (thinker.visual.*), skipped by default.
     #[arg(long)]
     pub include_vision: bool,
@@ -87,8 +109,16 @@ pub fn run_quantize(a: &QuantizeArgs) -> anyhow::Result<()> {
     let (Some(input), Some(output)) = (&a.input, &a.output) else {
         anyhow::bail!("quantize needs INPUT and OUTPUT (or --synthetic OUT.gguf)");
     };
+    let mut rules: TypeRules = a.preset.rules();
+    rules.keep_f16.extend(a.keep_f16.iter().cloned());
+    rules.keep_bf16.extend(a.keep_bf16.iter().cloned());
+    rules.include_vision = a.include_vision;
     let opts = ConvertOptions {
-        rules: TypeRules { keep_f16: a.keep_f16.clone(), include_vision: a.include_vision },
+        rules,
+        tokenizer: match &a.tokenizer {
+            Some(p) => TokenizerSource::Path(p.clone()),
+            None => TokenizerSource::Required,
+        },
         name: a.name.clone(),
         progress: !a.no_progress,
         threads: a.threads,
