@@ -151,7 +151,7 @@ pub fn thinker_requests(c: &ThinkerConfig, ctx: u32, cache: CacheType, router_fo
     add("token history".into(), s, Upload, (ctx64 + 1) * 4);
     add("sampling scratch".into(), s, Scratch, Kernels::sample_scratch_bytes(c.vocab));
     // The prefill's activations, created by the first prefill (kept for the model's life).
-    if c.head_dim % 8 == 0 && c.head_dim <= 128 {
+    if c.head_dim.is_multiple_of(8) && c.head_dim <= 128 {
         let n = PREFILL_CHUNK.min(ctx) as u64;
         let kk = c.top_k as u64;
         for (name, intent, size) in [

@@ -12,8 +12,8 @@ use common::mem_tables::{self, GIB};
 use qwen3_omni::memory_plan::{model_requests, plan_model, thinker_kv_bytes, PlanOptions};
 use qwen3_omni::model_file::{ModelError, ModelFile};
 use qwen3_omni::thinker::ThinkerConfig;
-use qwen3_omni_vk::vk_runtime::{plan, MemoryIntent, MemoryTable, Plan, PlanError, Request};
 use qwen3_omni_vk::vk_runtime::vk::MemoryPropertyFlags as F;
+use qwen3_omni_vk::vk_runtime::{plan, MemoryIntent, MemoryTable, Plan, PlanError, Request};
 use qwen3_omni_vk::CacheType;
 
 fn model() -> &'static ModelFile {
@@ -143,7 +143,8 @@ fn radv_512m_default_gtt_spills_weights_to_the_host_heap() {
     }
     // The first spilled weight buffer did not fit what the DEVICE_LOCAL heap had left then.
     let first = spilled.iter().copied().find(|&i| p.requests[i].intent == MemoryIntent::Weights).unwrap();
-    let before: u64 = (0..first).filter(|&i| p.placements[i].heap == 1).map(|i| p.requests[i].size.div_ceil(256) * 256).sum();
+    let before: u64 =
+        (0..first).filter(|&i| p.placements[i].heap == 1).map(|i| p.requests[i].size.div_ceil(256) * 256).sum();
     assert!(before + p.requests[first].size > dl_avail, "{} spilled with room left", p.requests[first].name);
     // The same with an f16 cache: 3 GiB less, nothing needs to move.
     let p16 = plan_model(model(), &t, &all_opts(32768, CacheType::F16)).unwrap();
@@ -191,7 +192,15 @@ fn a_small_apu_is_refused_with_numbers_and_advice() {
         assert!(text.contains(&format!("({} bytes)", u.available)), "{text}");
         assert!(u.needed >= u.available.min(1) || !h.device_local);
     }
-    for want in ["needed", "available", "ttm.pages_limit", "carve-out", "radv_enable_unified_heap_on_apu", "--cache-type f16", "-c"] {
+    for want in [
+        "needed",
+        "available",
+        "ttm.pages_limit",
+        "carve-out",
+        "radv_enable_unified_heap_on_apu",
+        "--cache-type f16",
+        "-c",
+    ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
     assert!(text.contains(&6442450944u64.to_string()), "KV cache bytes at -c 32768 f32:\n{text}");
@@ -240,7 +249,15 @@ fn h200_with_and_without_resizable_bar() {
             let staging: Vec<&Request> = p.requests.iter().filter(|r| r.group == "staging").collect();
             assert_eq!(staging.len(), 1);
             assert_eq!(staging[0].size, 64 << 20);
-            assert_eq!(p.heap_bytes(0) - on_heap(&p, "staging", 0), p.requests.iter().zip(&p.placements).filter(|(r, q)| q.heap == 0 && matches!(r.intent, MemoryIntent::Weights | MemoryIntent::Scratch)).map(|(r, _)| r.size).sum::<u64>());
+            assert_eq!(
+                p.heap_bytes(0) - on_heap(&p, "staging", 0),
+                p.requests
+                    .iter()
+                    .zip(&p.placements)
+                    .filter(|(r, q)| q.heap == 0 && matches!(r.intent, MemoryIntent::Weights | MemoryIntent::Scratch))
+                    .map(|(r, _)| r.size)
+                    .sum::<u64>()
+            );
         }
     }
 }

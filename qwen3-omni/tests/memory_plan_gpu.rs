@@ -49,7 +49,10 @@ fn thinker_plan_is_what_the_load_creates() {
     );
     let missing: Vec<_> = want.iter().filter(|(n, s)| got.get(*n) != Some(s)).collect();
     let extra: Vec<_> = got.iter().filter(|(n, s)| want.get(*n) != Some(s)).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "planned but not created: {missing:?}\ncreated but not planned: {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "planned but not created: {missing:?}\ncreated but not planned: {extra:?}"
+    );
     assert!(got.len() > 100);
     common::assert_clean(&gpu);
     drop(t);
@@ -88,7 +91,10 @@ fn model_load_refuses_a_model_larger_than_the_heap_before_allocating() {
     assert_eq!(available, heap.available());
     assert!(needed > 30 << 30, "needed {needed}");
     let text = e.to_string();
-    assert!(text.contains(&format!("needed {:.2} GiB ({needed} bytes)", needed as f64 / (1u64 << 30) as f64)), "{text}");
+    assert!(
+        text.contains(&format!("needed {:.2} GiB ({needed} bytes)", needed as f64 / (1u64 << 30) as f64)),
+        "{text}"
+    );
     assert!(text.contains(&format!("({available} bytes)")), "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -105,19 +111,30 @@ fn devices_m_prints_the_plan_or_the_refusal() {
     let out = cli(&["devices", "-m", path.to_str().unwrap(), "-c", "512", "--cache-type", "q8_0"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for want in ["memory plan of", "-c 512, --cache-type q8_0", "thinker weights", "thinker KV cache", "heap 0", "talker weights"] {
+    for want in [
+        "memory plan of",
+        "-c 512, --cache-type q8_0",
+        "thinker weights",
+        "thinker KV cache",
+        "heap 0",
+        "talker weights",
+    ] {
         assert!(stdout.contains(want), "missing {want:?}:\n{stdout}");
     }
     let m = ModelFile::open(&path).unwrap();
     let c = ThinkerConfig::from_model(&m).unwrap();
     let kv = qwen3_omni::memory_plan::thinker_kv_bytes(&c, 512, CacheType::Q8_0);
-    assert!(stdout.contains(&format!("thinker KV cache: {:.2} GiB ({kv} bytes)", kv as f64 / (1u64 << 30) as f64)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("thinker KV cache: {:.2} GiB ({kv} bytes)", kv as f64 / (1u64 << 30) as f64)),
+        "{stdout}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 
     let (dir, path) = sparse_full_model("cli");
     let out = cli(&["devices", "-m", path.to_str().unwrap(), "-c", "8192"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    eprintln!("devices -m on the full-size model:\n{stderr}");
     for want in ["does not fit", "needed", "available", "bytes)", "`chat` would be refused", "--cache-type"] {
         assert!(stderr.contains(want), "missing {want:?}:\n{stderr}");
     }

@@ -254,7 +254,7 @@ pub struct Shortfall {
 pub struct PlanError {
     pub device: String,
     pub violations: Vec<LimitViolation>,
-    pub shortfall: Option<Shortfall>,
+    pub shortfall: Option<Box<Shortfall>>,
     /// What to change on the device's side.
     pub hints: Vec<String>,
 }
@@ -266,7 +266,8 @@ fn gib(b: u64) -> String {
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let device = &self.device;
-        if let Some(Shortfall { heaps, total, unplaced, first }) = &self.shortfall {
+        if let Some(sf) = &self.shortfall {
+            let Shortfall { heaps, total, unplaced, first } = sf.as_ref();
             let avail: u64 = heaps.iter().map(|(_, u)| u.available).sum();
             write!(
                 f,
@@ -331,7 +332,11 @@ fn device_hints(t: &MemoryTable) -> Vec<String> {
             );
         }
     } else if t.kind == DeviceKind::Cpu {
-        h.push("this is a CPU device (lavapipe): its heap is the machine's RAM".into());
+        h.push(
+            "this is a CPU implementation (lavapipe): its heap is the size the driver reports (2 GiB in Mesa \
+             22.3), not the machine's free RAM"
+                .into(),
+        );
     } else if t.kind == DeviceKind::Discrete {
         h.push("weights and caches must fit the device-local heap; a GPU with more memory is needed".into());
     }
@@ -403,11 +408,13 @@ pub fn plan(table: &MemoryTable, requests: &[Request]) -> Result<Plan, PlanError
         }
         i += 1;
     }
-    let shortfall = first.map(|first| Shortfall {
-        heaps: table.heaps.iter().cloned().zip(heaps.iter().copied()).collect(),
-        total: all.iter().map(|r| r.size.div_ceil(ALIGN) * ALIGN).sum(),
-        unplaced,
-        first,
+    let shortfall = first.map(|first| {
+        Box::new(Shortfall {
+            heaps: table.heaps.iter().cloned().zip(heaps.iter().copied()).collect(),
+            total: all.iter().map(|r| r.size.div_ceil(ALIGN) * ALIGN).sum(),
+            unplaced,
+            first,
+        })
     });
     if shortfall.is_some() || !violations.is_empty() {
         let hints = if shortfall.is_some() { device_hints(table) } else { Vec::new() };
