@@ -143,3 +143,28 @@ fn devices_m_prints_the_plan_or_the_refusal() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of f32, f16, q8_0"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn placements_are_honoured_and_usage_is_counted() {
+    use qwen3_omni_vk::vk_runtime::MemoryIntent;
+    let gpu = common::gpu();
+    let t0 = gpu.memory_table();
+    let used0 = t0.heaps[0].usage.unwrap_or(0);
+    let weights_type = t0.preference(MemoryIntent::Weights)[0];
+    gpu.set_placements([("planned w".to_string(), weights_type), ("planned bad".to_string(), 99)].into());
+    let mut w = gpu.buffer("planned w", 1 << 20, MemoryIntent::Weights).unwrap();
+    // UMA: weights in a host-visible type are written in place.
+    assert!(w.mapped_mut().is_some());
+    let a = gpu.live_allocations().into_iter().find(|a| a.name == "planned w").unwrap();
+    assert_eq!(a.heap, Some(t0.types[weights_type as usize].0));
+    let e = gpu.buffer("planned bad", 256, MemoryIntent::Scratch).unwrap_err().to_string();
+    assert!(e.contains("planned memory type 99 does not exist"), "{e}");
+    if !gpu.caps().memory_budget {
+        // Without VK_EXT_memory_budget, usage is what this process placed.
+        let t1 = gpu.memory_table();
+        assert_eq!(t1.heaps[0].usage.unwrap(), used0 + (1 << 20));
+        assert_eq!(t1.heaps[0].available(), t0.heaps[0].available() - (1 << 20));
+    }
+    drop(w);
+    common::assert_clean(&gpu);
+}
