@@ -168,3 +168,26 @@ fn placements_are_honoured_and_usage_is_counted() {
     drop(w);
     common::assert_clean(&gpu);
 }
+
+#[test]
+fn the_c_api_load_gets_the_same_refusal() {
+    use qwen3_omni::capi::*;
+    use std::ffi::{CStr, CString};
+    let (dir, path) = sparse_full_model("capi");
+    let avail = common::gpu().memory_table().heaps[0].available();
+    let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    let mut p = qwen3_omni_model_default_params();
+    p.ctx_size = 8192;
+    p.validation = true;
+    p.pipeline_cache_dir = c"".as_ptr();
+    let mut m = std::ptr::null_mut();
+    let s = unsafe { qwen3_omni_model_load(c_path.as_ptr(), &p, &mut m) };
+    let err = unsafe { CStr::from_ptr(qwen3_omni_last_error()) }.to_string_lossy().into_owned();
+    assert_eq!(s, QWEN3_OMNI_ERR_DEVICE, "{err}");
+    assert!(m.is_null());
+    assert!(
+        err.contains("does not fit") && err.contains("needed") && err.contains(&format!("({avail} bytes)")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
