@@ -468,14 +468,9 @@ pub struct SyntheticReport {
     pub seconds: f64,
 }
 
-/// Write a random-weight GGUF with the real tensor list (minus vision) and real metadata.
-pub fn write_synthetic(
-    output: &Path,
-    layers: Option<u64>,
-    seed: u64,
-    progress: bool,
-) -> Result<SyntheticReport, WriteError> {
-    let start = Instant::now();
+/// The writer of a synthetic full-size model: the real metadata and tensor list (minus vision),
+/// no data yet; and the tensors in order.
+pub fn synthetic_writer(layers: Option<u64>, seed: u64) -> Result<(GgufWriter, Vec<TensorSpec>), WriteError> {
     let cfg = config_with_layers(layers);
     let rules = TypeRules::default();
     let mut w = GgufWriter::new();
@@ -497,6 +492,43 @@ pub fn write_synthetic(
         w.add_tensor(spec.clone())?;
         specs.push(spec);
     }
+    Ok((w, specs))
+}
+
+/// A synthetic full-size model whose tensor data is a hole: the header is written and the file
+/// extended to its full size without writing the data (a sparse file on most filesystems), for
+/// tests of what happens before the weights are read (config checks, the memory plan). `extra`
+/// metadata is added (e.g. the tokenizer). Returns the file's size.
+pub fn write_synthetic_sparse(
+    output: &Path,
+    layers: Option<u64>,
+    extra: Vec<(String, MetaValue)>,
+) -> Result<u64, WriteError> {
+    let (mut w, _) = synthetic_writer(layers, 0)?;
+    for (k, v) in extra {
+        w.set(&k, v);
+    }
+    let (header, _, total) = w.layout();
+    let io = |op: &'static str| {
+        let path = output.to_path_buf();
+        move |source| WriteError::Io { op, path, source }
+    };
+    let f = std::fs::File::create(output).map_err(io("creating"))?;
+    use std::io::Write;
+    (&f).write_all(&header).map_err(io("writing the header of"))?;
+    f.set_len(total).map_err(io("extending"))?;
+    Ok(total)
+}
+
+/// Write a random-weight GGUF with the real tensor list (minus vision) and real metadata.
+pub fn write_synthetic(
+    output: &Path,
+    layers: Option<u64>,
+    seed: u64,
+    progress: bool,
+) -> Result<SyntheticReport, WriteError> {
+    let start = Instant::now();
+    let (w, specs) = synthetic_writer(layers, seed)?;
     let scales: [u16; 256] = std::array::from_fn(|i| half::f16::from_f32(2e-4 + 4e-4 * i as f32 / 255.0).to_bits());
     let mut out = w.create_file(output)?;
     let total = out.total_size();

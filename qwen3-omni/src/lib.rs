@@ -18,6 +18,7 @@ pub mod capi;
 pub mod chat;
 pub mod code2wav;
 pub mod config_check;
+pub mod memory_plan;
 pub mod model_file;
 pub mod session;
 pub mod speech;

@@ -30,11 +30,9 @@ pub enum ModelError {
     Type { path: PathBuf, name: String, got: &'static str, want: String },
     #[error("{path}: tensor {name}: {what}; the file is damaged or was converted from a diverged checkpoint")]
     NonFinite { path: PathBuf, name: String, what: String },
-    #[error(
-        "the model needs {need_mib} MiB of device memory but device heap {heap} has {avail_mib} MiB \
-         available; use a smaller model or a device with more memory"
-    )]
-    TooBig { need_mib: u64, avail_mib: u64, heap: usize },
+    /// The memory plan refused the load before anything was allocated.
+    #[error(transparent)]
+    Memory(#[from] Box<crate::memory_plan::MemoryError>),
     #[error(transparent)]
     Gpu(#[from] qwen3_omni_vk::Error),
 }

@@ -176,6 +176,15 @@ impl Model {
             pipeline_cache: opts.pipeline_cache.clone(),
             ..opts.engine.gpu.clone()
         })?;
+        // The memory plan of the Thinker and the AudioTower, on the device's heaps and budgets as
+        // they are now: a model that does not fit is refused here, before any buffer exists.
+        let m = &opts.engine.models;
+        let po = crate::memory_plan::PlanOptions::all(opts.ctx_size, m.cache_type).only(true, true, false, false);
+        crate::memory_plan::plan_on(
+            &gpu,
+            &file,
+            &crate::memory_plan::PlanOptions { router_fold: m.thinker.router_fold, ..po },
+        )?;
         report(LoadStage::Device, 1, 1)?;
         let k = Kernels::from_engine(gpu, &opts.engine)?;
         // The weight loader reports per layer but cannot be told to stop: a cancel unwinds out of

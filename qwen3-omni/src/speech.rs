@@ -174,6 +174,13 @@ impl Speaker {
         let (tc, cc) = (crate::talker::TalkerConfig::from_model(m)?, crate::code2wav::Code2WavConfig::from_model(m)?);
         crate::config_check::check_speech_pair(&tc, &cc).map_err(|e| e.into_model(m))?;
         let ctx = max_prompt + 16 + opts.max_frames + 2;
+        // Both speech components planned on the memory left, before either allocates.
+        let po = crate::memory_plan::PlanOptions::all(ctx, k.model_options().cache_type);
+        crate::memory_plan::plan_on(
+            k.gpu(),
+            m,
+            &crate::memory_plan::PlanOptions { talker_ctx: ctx, ..po.only(false, false, true, true) },
+        )?;
         let mut k2 = k.sibling();
         k2.set_matvec_path(k.matvec_path())?;
         let talker = GpuTalker::load(k, m, ctx, |_, _| {})?;

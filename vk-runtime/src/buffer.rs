@@ -66,12 +66,32 @@ impl Gpu {
             return Err(too_large("maxMemoryAllocationSize", caps.max_memory_allocation_size));
         }
         let direct = caps.direct_weight_writes() && !s.force_staging;
-        let (location, host_access) = match intent {
+        let (mut location, mut host_access) = match intent {
             MemoryIntent::Weights if direct => (MemoryLocation::CpuToGpu, true),
             MemoryIntent::Weights | MemoryIntent::Scratch => (MemoryLocation::GpuOnly, false),
             MemoryIntent::Readback => (MemoryLocation::GpuToCpu, true),
             MemoryIntent::Upload => (MemoryLocation::CpuToGpu, true),
         };
+        // A planned memory type: gpu-allocator takes exactly that type when the requirements'
+        // type bits name only it and the location asks for no flags.
+        let planned = s.placements.lock().ok().and_then(|p| p.get(name).copied());
+        if let Some(t) = planned {
+            let Some(&(_, flags)) = caps.memory_types.get(t as usize) else {
+                return Err(Error::Unsuitable(format!("buffer '{name}': planned memory type {t} does not exist")));
+            };
+            let hv = flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT);
+            host_access = match intent {
+                MemoryIntent::Weights => hv && !s.force_staging,
+                MemoryIntent::Scratch => false,
+                MemoryIntent::Readback | MemoryIntent::Upload => hv,
+            };
+            if matches!(intent, MemoryIntent::Readback | MemoryIntent::Upload) && !hv {
+                return Err(Error::Unsuitable(format!(
+                    "buffer '{name}': planned memory type {t} ({flags:?}) is not host visible"
+                )));
+            }
+            location = MemoryLocation::Unknown;
+        }
         let info = vk::BufferCreateInfo::default()
             .size(size)
             .usage(
@@ -83,8 +103,23 @@ impl Gpu {
         // SAFETY: valid device; size checked against maxBufferSize.
         let raw = unsafe { s.device.create_buffer(&info, None) }.map_err(vkerr("vkCreateBuffer"))?;
         // SAFETY: `raw` was just created on this device.
-        let req = unsafe { s.device.get_buffer_memory_requirements(raw) };
-        if let Some(heap) = heap_for(caps, req.memory_type_bits, location) {
+        let mut req = unsafe { s.device.get_buffer_memory_requirements(raw) };
+        if let Some(t) = planned {
+            if req.memory_type_bits & (1 << t) == 0 {
+                // SAFETY: unbound buffer, never used.
+                unsafe { s.device.destroy_buffer(raw, None) };
+                return Err(Error::Unsuitable(format!(
+                    "buffer '{name}': planned memory type {t} is not allowed for storage buffers (type bits {:#x})",
+                    req.memory_type_bits
+                )));
+            }
+            req.memory_type_bits = 1 << t;
+        }
+        let heap = match planned {
+            Some(t) => Some(caps.memory_types[t as usize].0 as usize),
+            None => heap_for(caps, req.memory_type_bits, location),
+        };
+        if let Some(heap) = heap {
             let hsize = caps.heaps[heap].size;
             if req.size > hsize {
                 // SAFETY: unbound buffer, never used.
@@ -119,7 +154,10 @@ impl Gpu {
         let host_access = host_access && alloc.mapped_ptr().is_some();
         let id = s.next_id();
         if let Ok(mut live) = s.live.lock() {
-            live.insert(id, LiveAllocation { name: name.into(), size, intent: intent.label() });
+            live.insert(
+                id,
+                LiveAllocation { name: name.into(), size, intent: intent.label(), heap: heap.map(|h| h as u32) },
+            );
         }
         Ok(Buffer { shared: s.clone(), raw, allocation: Some(alloc), size, name: name.into(), intent, id, host_access })
     }
@@ -212,7 +250,7 @@ impl Buffer {
         }
         let gpu = Gpu { shared: self.shared.clone() };
         // Stage in pieces of at most 64 MiB so an upload never needs a second copy of a big tensor.
-        const PIECE: usize = 64 << 20;
+        const PIECE: usize = crate::memplan::STAGING_PIECE as usize;
         let staging =
             gpu.buffer(&format!("{} (staging)", self.name), data.len().min(PIECE) as u64, MemoryIntent::Upload)?;
         for (n, chunk) in data.chunks(PIECE).enumerate() {

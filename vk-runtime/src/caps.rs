@@ -189,19 +189,11 @@ impl Caps {
             let memory_types: Vec<(u32, vk::MemoryPropertyFlags)> = (0..mem.memory_type_count as usize)
                 .map(|t| (mem.memory_types[t].heap_index, mem.memory_types[t].property_flags))
                 .collect();
-            let dl_hv = vk::MemoryPropertyFlags::DEVICE_LOCAL | vk::MemoryPropertyFlags::HOST_VISIBLE;
-            let host_visible_device_local = memory_types
-                .iter()
-                .filter(|(_, fl)| fl.contains(dl_hv))
-                .map(|(h, _)| heaps[*h as usize].size)
-                .max()
-                .unwrap_or(0);
-            let largest_dl = heaps.iter().filter(|h| h.device_local).map(|h| h.size).max().unwrap_or(0);
+            let sizes: Vec<u64> = heaps.iter().map(|h| h.size).collect();
+            let host_visible_device_local = crate::memplan::host_visible_device_local(&sizes, &memory_types);
             let kind = DeviceKind::from_vk(props.device_type);
-            let uma = matches!(kind, DeviceKind::Integrated | DeviceKind::Cpu) && host_visible_device_local > 0;
-            let full_bar = kind == DeviceKind::Discrete
-                && host_visible_device_local > 0
-                && host_visible_device_local >= largest_dl / 10 * 9;
+            let hs: Vec<(u64, bool)> = heaps.iter().map(|h| (h.size, h.device_local)).collect();
+            let (uma, full_bar) = crate::memplan::detect_uma_bar(kind, &hs, &memory_types);
 
             let sg_ops = p11.subgroup_supported_operations;
             Caps {

@@ -12,6 +12,7 @@ use gpu_allocator::vulkan::{Allocator, AllocatorCreateDesc};
 use crate::caps::Caps;
 use crate::error::{vkerr, Error, Result};
 use crate::instance::{self, Instance, ValidationStats};
+use crate::memplan::MemoryTable;
 
 /// How to open the GPU. `Default`: no validation, the best suitable device, no on-disk pipeline
 /// cache, push descriptors and direct uploads where the device has them. (The compute library's
@@ -39,6 +40,8 @@ pub struct LiveAllocation {
     pub name: String,
     pub size: u64,
     pub intent: &'static str,
+    /// The heap it was placed on (as planned, else gpu-allocator's preference for its use).
+    pub heap: Option<u32>,
 }
 
 pub(crate) struct Shared {
@@ -55,6 +58,9 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     pub force_staging: bool,
     pub full_barriers: std::sync::atomic::AtomicBool,
+    pub physical: vk::PhysicalDevice,
+    /// Buffer name → memory type, from a memory plan ([`Gpu::set_placements`]).
+    pub placements: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Shared {
@@ -168,6 +174,8 @@ impl Gpu {
                 next_id: AtomicU64::new(1),
                 force_staging: opts.force_staging,
                 full_barriers: std::sync::atomic::AtomicBool::new(opts.full_barriers),
+                physical,
+                placements: Mutex::new(Default::default()),
             }),
         })
     }
@@ -190,6 +198,40 @@ impl Gpu {
     /// Whether dispatches bind through push descriptors (else pooled descriptor sets).
     pub fn uses_push_descriptors(&self) -> bool {
         self.shared.push_desc.is_some()
+    }
+
+    /// The device's memory as it is now: heaps, types and limits, with budgets and usage read
+    /// again (vkGetPhysicalDeviceMemoryProperties2 with VK_EXT_memory_budget where the device has
+    /// it; without it, usage is what this process placed per heap).
+    pub fn memory_table(&self) -> MemoryTable {
+        let s = &self.shared;
+        let mut t = MemoryTable::from_caps(&s.caps);
+        if s.caps.memory_budget {
+            let mut budget = vk::PhysicalDeviceMemoryBudgetPropertiesEXT::default();
+            let mut mem2 = vk::PhysicalDeviceMemoryProperties2::default().push_next(&mut budget);
+            // SAFETY: the physical device belongs to this instance; `budget` outlives the call.
+            unsafe { s.instance.raw.get_physical_device_memory_properties2(s.physical, &mut mem2) };
+            for (i, h) in t.heaps.iter_mut().enumerate() {
+                h.budget = Some(budget.heap_budget[i]);
+                h.usage = Some(budget.heap_usage[i]);
+            }
+        } else {
+            for (i, h) in t.heaps.iter_mut().enumerate() {
+                let own: u64 =
+                    self.live_allocations().iter().filter(|a| a.heap == Some(i as u32)).map(|a| a.size).sum();
+                h.usage = Some(own);
+            }
+        }
+        t
+    }
+
+    /// From now on, buffers named in `map` are allocated in the given memory type (a memory
+    /// plan's [`Plan::placement_map`](crate::Plan::placement_map)); other names keep the
+    /// intent's default. Replaces earlier placements with the same names.
+    pub fn set_placements(&self, map: std::collections::HashMap<String, u32>) {
+        if let Ok(mut p) = self.shared.placements.lock() {
+            p.extend(map);
+        }
     }
 
     /// Buffers currently alive.

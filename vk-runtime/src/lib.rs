@@ -13,6 +13,7 @@ mod caps;
 mod device;
 mod error;
 mod instance;
+mod memplan;
 mod pipeline;
 mod recorder;
 
@@ -22,5 +23,8 @@ pub use caps::{Caps, DeviceKind, HeapInfo};
 pub use device::{Gpu, GpuOptions, LiveAllocation};
 pub use error::{Error, Result};
 pub use instance::{list_devices, DeviceListing, ValidationStats};
+pub use memplan::{
+    plan, HeapDesc, HeapUse, LimitViolation, MemoryTable, Placement, Plan, PlanError, Request, Shortfall, STAGING_PIECE,
+};
 pub use pipeline::{KernelSource, Pipeline, SpecConst};
 pub use recorder::{Access, Batch, Binding, KernelTime, Profile, Recorder};

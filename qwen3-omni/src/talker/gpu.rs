@@ -295,6 +295,12 @@ impl GpuTalker {
         let c = TalkerConfig::from_model(m)?;
         let g = k.gpu().clone();
         let opts = k.model_options().talker;
+        let po = crate::memory_plan::PlanOptions::all(ctx, k.model_options().cache_type);
+        crate::memory_plan::plan_on(
+            &g,
+            m,
+            &crate::memory_plan::PlanOptions { talker_ctx: ctx, ..po.only(false, false, true, false) },
+        )?;
         let w = TalkerWeights::load(&g, m, &c, progress)?;
         let (t, cp) = (&c.talker, &c.predictor);
         let ctx = ctx.clamp(16, t.max_positions);

@@ -165,15 +165,6 @@ impl TalkerWeights {
         c: &TalkerConfig,
         mut progress: impl FnMut(u32, u32),
     ) -> Result<TalkerWeights, ModelError> {
-        let need = Self::device_bytes(c);
-        let caps = gpu.caps();
-        if let Some((i, hp)) = caps.heaps.iter().enumerate().filter(|(_, h)| h.device_local).max_by_key(|(_, h)| h.size)
-        {
-            let avail = hp.budget.map(|b| b.saturating_sub(hp.usage.unwrap_or(0))).unwrap_or(hp.size);
-            if need > avail {
-                return Err(ModelError::TooBig { need_mib: need >> 20, avail_mib: avail >> 20, heap: i });
-            }
-        }
         let (t, cp) = (&c.talker, &c.predictor);
         let h = t.hidden as u64;
         let total = t.layers + cp.layers;

@@ -128,7 +128,15 @@ impl GpuThinker {
     pub fn load(k: Kernels, m: &ModelFile, ctx: u32, progress: impl FnMut(u32, u32)) -> Result<GpuThinker, ModelError> {
         let c = ThinkerConfig::from_model(m)?;
         let g = k.gpu().clone();
-        let w = ThinkerWeights::load_with(&g, m, &c, k.model_options().thinker.router_fold, progress)?;
+        let mo = k.model_options();
+        // The memory plan first: a model that does not fit is refused before any allocation.
+        let po = crate::memory_plan::PlanOptions::all(ctx, mo.cache_type).only(true, false, false, false);
+        crate::memory_plan::plan_on(
+            &g,
+            m,
+            &crate::memory_plan::PlanOptions { router_fold: mo.thinker.router_fold, ..po },
+        )?;
+        let w = ThinkerWeights::load_with(&g, m, &c, mo.thinker.router_fold, progress)?;
         let (h, hd) = (c.hidden as u64, c.head_dim as u64);
         let (qd, kvd) = ((c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
         let ctx = ctx.clamp(1, c.max_positions);

@@ -147,15 +147,6 @@ impl ThinkerWeights {
         allow_fold: bool,
         mut progress: impl FnMut(u32, u32),
     ) -> Result<ThinkerWeights, ModelError> {
-        let need = Self::device_bytes(c, allow_fold);
-        let caps = gpu.caps();
-        if let Some((i, h)) = caps.heaps.iter().enumerate().filter(|(_, h)| h.device_local).max_by_key(|(_, h)| h.size)
-        {
-            let avail = h.budget.map(|b| b.saturating_sub(h.usage.unwrap_or(0))).unwrap_or(h.size);
-            if need > avail {
-                return Err(ModelError::TooBig { need_mib: need >> 20, avail_mib: avail >> 20, heap: i });
-            }
-        }
         let (h, v) = (c.hidden as u64, c.vocab as u64);
         let (hd, qd, kvd) = (c.head_dim as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
         let embed = q8_planar(gpu, m, "thinker.model.embed_tokens.weight", v, h)?;

@@ -13,6 +13,7 @@ mod chat;
 mod check;
 mod code2wav;
 mod common;
+mod memory_plan;
 mod play;
 mod signals;
 mod speak;
@@ -40,6 +41,19 @@ enum Command {
         /// Also run a small self-check of the kernels on the chosen device.
         #[arg(long)]
         selftest: bool,
+        /// Also print the memory plan of this model file on the chosen device: where every
+        /// component's weights, KV caches and scratch go, bytes per heap (or why it does not fit).
+        #[arg(short = 'm', long)]
+        model: Option<std::path::PathBuf>,
+        /// Context size (KV cache positions) the plan is made for.
+        #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+        ctx_size: u32,
+        /// KV cache element type the plan is made for: f32, f16 or q8_0 (default: the engine's).
+        #[arg(long = "cache-type", value_parser = parse_cache_type)]
+        cache_type: Option<qwen3_omni_vk::CacheType>,
+        /// Vulkan device index (default: the one that would be used).
+        #[arg(long)]
+        device: Option<usize>,
     },
     /// Chat with the model: text in, streamed text out.
     Chat(chat::ChatArgs),
@@ -89,7 +103,12 @@ fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        Command::Devices { selftest } => devices(selftest),
+        Command::Devices { selftest, model, ctx_size, cache_type, device } => {
+            devices(selftest).and_then(|()| match model {
+                Some(m) => memory_plan::run(&m, ctx_size, cache_type, device),
+                None => Ok(()),
+            })
+        }
         Command::Chat(args) => chat::run(&args),
         Command::Transcribe(args) => audio::run_transcribe(&args),
         Command::BenchAudio(args) => bench_audio::run(&args),
@@ -137,6 +156,10 @@ fn error_chain(e: &anyhow::Error) -> String {
         s.push_str(&t);
     }
     s
+}
+
+fn parse_cache_type(s: &str) -> Result<qwen3_omni_vk::CacheType, String> {
+    qwen3_omni_vk::CacheType::parse(s).ok_or_else(|| format!("'{s}' is not one of f32, f16, q8_0"))
 }
 
 fn devices(selftest: bool) -> anyhow::Result<()> {
