@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::talker::cpu::thinker_embedding;
 use qwen3_omni::talker::{plan, GpuTalker, TalkerConfig, TalkerError, TalkerSampling};
-use qwen3_omni_vk::{Kernels, MatvecPath};
+use qwen3_omni_vk::MatvecPath;
 
 use common::rel;
 
@@ -38,7 +38,7 @@ fn run(model: &str, prompt: &str, path: MatvecPath) -> Outcome {
     let (dir, file) = gguf(model, &format!("{prompt}-{path:?}"));
     let m = ModelFile::open(&file).unwrap();
     let gpu = common::gpu();
-    let mut k = Kernels::new(gpu.clone());
+    let mut k = common::exact_kernels(gpu.clone());
     k.set_matvec_path(path).unwrap();
     let mut t = GpuTalker::load(k, &m, 96, |_, _| {}).unwrap();
     t.set_sampling(TalkerSampling::greedy());
@@ -152,7 +152,7 @@ fn check_intdot_forced(model: &str) {
         let (dir, file) = gguf(model, &format!("{prompt}-forced"));
         let m = ModelFile::open(&file).unwrap();
         let gpu = common::gpu();
-        let mut k = Kernels::new(gpu.clone());
+        let mut k = common::exact_kernels(gpu.clone());
         k.set_matvec_path(MatvecPath::IntDot).unwrap();
         let mut t = GpuTalker::load(k, &m, 96, |_, _| {}).unwrap();
         t.set_sampling(TalkerSampling::greedy());
@@ -223,7 +223,7 @@ fn replayed_frames_equal_stepped_frames() {
     let (dir, file) = gguf(model, "replay");
     let m = ModelFile::open(&file).unwrap();
     let gpu = common::gpu();
-    let mut t = GpuTalker::load(Kernels::new(gpu.clone()), &m, 96, |_, _| {}).unwrap();
+    let mut t = GpuTalker::load(common::exact_kernels(gpu.clone()), &m, 96, |_, _| {}).unwrap();
     let c = t.config.clone();
     let manifest = common::read_json(&format!("models/{model}/manifest.json"));
     let th = model_dir(model).join("ref_thinker_q8.safetensors");
@@ -295,7 +295,7 @@ fn batched_prefill_equals_stepped_prefill() {
     let (dir, file) = gguf(model, "prefill");
     let m = ModelFile::open(&file).unwrap();
     let gpu = common::gpu();
-    let mut k = Kernels::new(gpu.clone());
+    let mut k = common::exact_kernels(gpu.clone());
     k.set_matvec_path(MatvecPath::IntDot).unwrap();
     let mut t = GpuTalker::load(k, &m, 400, |_, _| {}).unwrap();
     t.set_sampling(TalkerSampling::greedy());
@@ -349,7 +349,7 @@ fn errors_name_the_problem() {
     let (dir, file) = gguf(model, "errors");
     let m = ModelFile::open(&file).unwrap();
     let gpu = common::gpu();
-    let mut t = GpuTalker::load(Kernels::new(gpu.clone()), &m, 16, |_, _| {}).unwrap();
+    let mut t = GpuTalker::load(common::exact_kernels(gpu.clone()), &m, 16, |_, _| {}).unwrap();
     assert!(matches!(t.next_frame(), Err(TalkerError::NotStarted)));
     assert!(matches!(t.run_frames(3, |_| true), Err(TalkerError::NotStarted)));
     let c = t.config.clone();
@@ -401,7 +401,7 @@ fn thinker_to_talker_on_gpu_matches_transformers() {
     let (dir, file) = gguf(model, "e2e");
     let m = ModelFile::open(&file).unwrap();
     let gpu = common::gpu();
-    let mut k = Kernels::new(gpu.clone());
+    let mut k = common::exact_kernels(gpu.clone());
     k.set_matvec_path(MatvecPath::Float).unwrap();
     let manifest = common::read_json(&format!("models/{model}/manifest.json"));
     let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
@@ -423,7 +423,7 @@ fn thinker_to_talker_on_gpu_matches_transformers() {
     assert_eq!(reply, common::read_safetensors_i32(&th_ref, "text.greedy_ids"), "Thinker reply");
     let (_, hs, _) = thinker.hidden_states().unwrap();
     drop(thinker);
-    let mut k = Kernels::new(gpu.clone());
+    let mut k = common::exact_kernels(gpu.clone());
     k.set_matvec_path(MatvecPath::Float).unwrap();
     let mut t = GpuTalker::load(k, &m, 96, |_, _| {}).unwrap();
     t.set_sampling(TalkerSampling::greedy());
@@ -458,7 +458,7 @@ fn batched_prefill_by_length() {
     let (dir, file) = gguf(model, "sweep");
     let m = ModelFile::open(&file).unwrap();
     let gpu = common::gpu();
-    let mut k = Kernels::new(gpu.clone());
+    let mut k = common::exact_kernels(gpu.clone());
     k.set_matvec_path(MatvecPath::IntDot).unwrap();
     let mut t = GpuTalker::load(k, &m, 400, |_, _| {}).unwrap();
     t.set_sampling(TalkerSampling::greedy());

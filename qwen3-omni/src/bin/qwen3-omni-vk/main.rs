@@ -31,6 +31,15 @@ use qwen3_omni_vk::vk_runtime;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// KV cache element type of the Thinker and the Talker: f16 (default), q8_0 or f32 (exact).
+    /// Read by every command that loads either (the code predictor's 16-position cache is f32).
+    #[arg(long = "cache-type", global = true, value_name = "f16|q8_0|f32", value_parser = parse_cache_type)]
+    cache_type: Option<qwen3_omni_vk::CacheType>,
+}
+
+/// `--cache-type`: llama.cpp's names.
+fn parse_cache_type(s: &str) -> Result<qwen3_omni_vk::CacheType, String> {
+    qwen3_omni_vk::CacheType::parse(s).ok_or_else(|| format!("{s:?} is not a KV cache type (f16, q8_0 or f32)"))
 }
 
 #[derive(Subcommand)]
@@ -82,7 +91,12 @@ fn main() -> ExitCode {
     }
     // Every engine choice, read once (docs/gpu-runs.md, "Engine overrides").
     match qwen3_omni_vk::EngineOptions::from_env() {
-        Ok(o) => common::set_engine_options(o),
+        Ok(mut o) => {
+            if let Some(t) = cli.cache_type {
+                o.models.cache_type = t;
+            }
+            common::set_engine_options(o)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
