@@ -35,6 +35,8 @@ pub enum ModelError {
          available; use a smaller model or a device with more memory"
     )]
     TooBig { need_mib: u64, avail_mib: u64, heap: usize },
+    #[error("--cache-type {ty}: {what}")]
+    CacheType { ty: qwen3_omni_vk::CacheType, what: String },
     #[error(transparent)]
     Gpu(#[from] qwen3_omni_vk::Error),
 }

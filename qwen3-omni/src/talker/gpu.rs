@@ -296,13 +296,16 @@ impl GpuTalker {
     /// Loads the Talker of `m` with a context of `ctx` positions (prompt + frames).
     pub fn load(k: Kernels, m: &ModelFile, ctx: u32, progress: impl FnMut(u32, u32)) -> Result<GpuTalker, TalkerError> {
         let c = TalkerConfig::from_model(m)?;
+        let cache_type = k.model_options().cache_type;
+        if let Some(what) = cache_type.unsupported(c.talker.head_dim) {
+            return Err(ModelError::CacheType { ty: cache_type, what: format!("the Talker: {what}") }.into());
+        }
         let g = k.gpu().clone();
         let opts = k.model_options().talker;
         let w = TalkerWeights::load(&g, m, &c, progress)?;
         let (t, cp) = (&c.talker, &c.predictor);
         let ctx = ctx.clamp(16, t.max_positions);
         let groups = c.groups;
-        let cache_type = k.model_options().cache_type;
         let cache = |tag: &str, d: &DecoderConfig, n: u32, ty: CacheType| {
             let bytes = n as u64 * ty.row_bytes((d.n_kv_heads * d.head_dim) as u64);
             (0..d.layers)

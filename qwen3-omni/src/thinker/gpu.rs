@@ -130,12 +130,15 @@ impl GpuThinker {
     /// Loads the Thinker of `m` onto the kernels' GPU with a KV cache of `ctx` positions.
     pub fn load(k: Kernels, m: &ModelFile, ctx: u32, progress: impl FnMut(u32, u32)) -> Result<GpuThinker, ModelError> {
         let c = ThinkerConfig::from_model(m)?;
+        let cache_type = k.model_options().cache_type;
+        if let Some(what) = cache_type.unsupported(c.head_dim) {
+            return Err(ModelError::CacheType { ty: cache_type, what: format!("the Thinker: {what}") });
+        }
         let g = k.gpu().clone();
         let w = ThinkerWeights::load_with(&g, m, &c, k.model_options().thinker.router_fold, progress)?;
         let (h, hd) = (c.hidden as u64, c.head_dim as u64);
         let (qd, kvd) = ((c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
         let ctx = ctx.clamp(1, c.max_positions);
-        let cache_type = k.model_options().cache_type;
         let cache_bytes = ctx as u64 * cache_type.row_bytes(kvd);
         let kv = (0..c.layers)
             .map(|l| {
