@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use qwen3_omni_vk::reference::Rng;
 use qwen3_omni_vk::vk_runtime::{Batch, Buffer, Gpu, MemoryIntent};
-use qwen3_omni_vk::{HeadOut, Kernels, Matrix, MatvecPath, WType};
+use qwen3_omni_vk::{CacheType, HeadOut, Kernels, Matrix, MatvecPath, WType};
 
 /// Rotate inputs until they exceed this many bytes (H100/H200 L2: 50–60 MB).
 const ROTATE_BYTES: u64 = 256 << 20;
@@ -217,6 +217,7 @@ fn bench(c: &mut Criterion) {
                             cache_len: &len,
                             y,
                             max_len: 512,
+                            cache_type: CacheType::F32,
                             head_dim: hd,
                         },
                         Rope { theta: 1e6, mrope_section: [24, 20, 20] },

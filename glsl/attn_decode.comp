@@ -14,12 +14,12 @@
 //   m = max_k s_k,  l = sum_k exp(s_k - m),  o[d] = sum_k exp(s_k - m) * V[k, d],
 //   s_k = scale * dot(q[i, h, :], K[k, kvh, :])   (m = -inf, l = 0, o = 0 if it sees none).
 // Query i (of n_q) sits at position kv_len - n_q + i and sees keys 0 .. kv_len - n_q + i.
-// Layouts: q [n_q, n_heads, HD]; K, V [max_len, n_kv, HD]; part_o [n_q, n_heads, n_chunks, HD];
+// Layouts: q [n_q, n_heads, HD]; K, V [max_len, n_kv, HD] of KV_T (f32, KV_F16 f16: common/kv.glsl); part_o [n_q, n_heads, n_chunks, HD];
 //          part_ml [n_q, n_heads, n_chunks] (m, l) — the layout attn_reduce merges.
 // Nothing depends on the subgroup size (shared memory and barriers only). Loops over heads and
 // over a row are [[unroll]]ed (G and HD are spec constants) so the per-head arrays stay in registers.
 //
-// Bindings: 0 q (vec4[]), 1 K (vec4[]), 2 V (vec4[]), 3 part_o (vec4[]), 4 part_ml (vec2[]);
+// Bindings: 0 q (vec4[]), 1 K (KV_T4[]), 2 V (KV_T4[]), 3 part_o (vec4[]), 4 part_ml (vec2[]);
 //           DYN_LEN: 5 cache_len (uint[1]).
 // Push: n_q, n_heads, n_kv, kv_len, n_chunks, scale. DYN_LEN (replayable steps): the cache length
 // is read from the GPU, kv_len = min(cache_len[0] + n_q, push kv_len) (push kv_len = the capacity
@@ -28,6 +28,7 @@
 // Subgroup: none — no subgroup operations
 #extension GL_EXT_control_flow_attributes : require
 #include "common/common.glsl"
+#include "common/kv.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -44,8 +45,8 @@ layout(push_constant) uniform Push {
 } pc;
 
 layout(std430, binding = 0) readonly buffer Q { vec4 q[]; };
-layout(std430, binding = 1) readonly buffer K { vec4 kc[]; };
-layout(std430, binding = 2) readonly buffer V { vec4 vc[]; };
+layout(std430, binding = 1) readonly buffer K { KV_T4 kc[]; };
+layout(std430, binding = 2) readonly buffer V { KV_T4 vc[]; };
 layout(std430, binding = 3) writeonly buffer PO { vec4 part_o[]; };
 layout(std430, binding = 4) writeonly buffer PML { vec2 part_ml[]; };
 #ifdef DYN_LEN
@@ -106,7 +107,7 @@ void main() {
         float s[G];
         [[unroll]] for (uint g = 0; g < G; g++) s[g] = 0.0;
         [[unroll]] for (uint d = 0; d < DP; d++) {
-            const vec4 kv = kc[base + d];
+            const vec4 kv = vec4(kc[base + d]);
             [[unroll]] for (uint g = 0; g < G; g++) s[g] += dot(qs[g * H4 + pp * DP + d], kv);
         }
         [[unroll]] for (uint g = 0; g < G; g++) scp[(pp * G + g) * CHUNK + kk] = s[g];

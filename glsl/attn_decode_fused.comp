@@ -14,12 +14,13 @@
 // NO_MERGE: stop after the partials (attn_reduce.comp DYN_LEN merges them in a second dispatch):
 // the q/k norm, RoPE and KV store stay in this kernel's prologue, so the split path needs two
 // dispatches instead of three, and no workgroup waits for the others.
-// kv_len = min(p + 1, kv_cap). Layouts: q, out [n_heads, HD]; k, v [n_kv, HD]; K, V [kv_cap, n_kv, HD];
+// kv_len = min(p + 1, kv_cap). Layouts: q, out [n_heads, HD]; k, v [n_kv, HD]; K, V [kv_cap, n_kv, HD]
+// of KV_T (f32, KV_F16 f16: common/kv.glsl; the new key and value are used as the cache rounds them);
 // part_o [n_heads, n_chunks, HD]; part_ml [n_heads, n_chunks]. What the merging workgroup reads of
 // the others' writes is `coherent` and fenced by memoryBarrierBuffer.
 //
 // Bindings: 0 q (vec4[]), 1 k (float[]), 2 v (vec4[]), 3 q_w (float[HD]), 4 k_w (float[HD]),
-//           5 pos (uint[3]: t, h, w), 6 K (vec4[]), 7 V (vec4[]), 8 part_o (vec4[]), 9 part_ml (vec2[]),
+//           5 pos (uint[3]: t, h, w), 6 K (KV_T4[]), 7 V (KV_T4[]), 8 part_o (vec4[]), 9 part_ml (vec2[]),
 //           10 cache_len (uint[1]), 11 counters (uint[n_kv], zero between steps), 12 out (vec4[]).
 // Push: n_heads, n_kv, kv_cap, n_chunks, scale, theta, section_h, section_w, eps.
 // Grid: x = chunk, y = KV head. Spec: 0 WG, 1 HD, 2 G, 3 CHUNK (≤ WG).
@@ -27,6 +28,7 @@
 #extension GL_EXT_control_flow_attributes : require
 #include "common/common.glsl"
 #include "common/rope.glsl"
+#include "common/kv.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -51,8 +53,8 @@ layout(std430, binding = 2) readonly buffer Vn { vec4 vin[]; };
 layout(std430, binding = 3) readonly buffer QW { float q_w[]; };
 layout(std430, binding = 4) readonly buffer KW { float k_w[]; };
 layout(std430, binding = 5) readonly buffer Pos { uint pos[]; };
-layout(std430, binding = 6) buffer K { vec4 kc[]; };
-layout(std430, binding = 7) buffer V { vec4 vc[]; };
+layout(std430, binding = 6) buffer K { KV_T4 kc[]; };
+layout(std430, binding = 7) buffer V { KV_T4 vc[]; };
 layout(std430, binding = 8) coherent buffer PO { vec4 part_o[]; };
 layout(std430, binding = 9) coherent buffer PML { vec2 part_ml[]; };
 layout(std430, binding = 10) readonly buffer Len { uint cache_len[]; };
@@ -131,14 +133,14 @@ void main() {
                 r1 = x1 * cs.x + x0 * cs.y;
             }
             barrier(); // every kf read before it is overwritten
-            if (tid < HALF) {
-                kf[tid] = r0;
-                kf[tid + HALF] = r1;
+            if (tid < HALF) { // as the cache holds them
+                kf[tid] = KV_ROUND(r0);
+                kf[tid + HALF] = KV_ROUND(r1);
             }
             barrier();
             for (uint d4 = tid; d4 < H4; d4 += WG) {
-                kc[p * row4 + kvh * H4 + d4] = vec4(kf[4u * d4], kf[4u * d4 + 1u], kf[4u * d4 + 2u], kf[4u * d4 + 3u]);
-                vc[p * row4 + kvh * H4 + d4] = vin[kvh * H4 + d4];
+                kc[p * row4 + kvh * H4 + d4] = KV_T4(vec4(kf[4u * d4], kf[4u * d4 + 1u], kf[4u * d4 + 2u], kf[4u * d4 + 3u]));
+                vc[p * row4 + kvh * H4 + d4] = KV_T4(vin[kvh * H4 + d4]);
             }
         }
         barrier();
@@ -150,7 +152,7 @@ void main() {
             float s[G];
             [[unroll]] for (uint g = 0; g < G; g++) s[g] = 0.0;
             [[unroll]] for (uint d4 = 0; d4 < H4; d4++) {
-                vec4 kv = kc[base + d4];
+                vec4 kv = vec4(kc[base + d4]);
                 if (newk) kv = vec4(kf[4u * d4], kf[4u * d4 + 1u], kf[4u * d4 + 2u], kf[4u * d4 + 3u]);
                 [[unroll]] for (uint g = 0; g < G; g++) s[g] += dot(qs[g * H4 + d4], kv);
             }

@@ -1,6 +1,7 @@
 #version 450
 // Prefill attention: causal GQA attention of n query tokens at positions p0 .. p0 + n - 1 against
-// an f32 KV cache already holding p0 + n entries. Query i, head h (KV head h / (n_heads / n_kv)):
+// a KV cache (KV_T: f32, KV_F16 f16, common/kv.glsl) already holding p0 + n entries. Query i,
+// head h (KV head h / (n_heads / n_kv)):
 //   out[i, h, :] = sum_{k <= p0 + i} softmax_k(scale * dot(q[i, h, :], K[k, kvh, :])) V[k, kvh, :]
 // Layouts: q, out [n, n_heads, HD]; K, V [max_len, n_kv, HD].
 // One workgroup per (block of BQ queries, head); it walks key tiles of BK up to the block's last
@@ -9,11 +10,12 @@
 // Invocation e-mapping: scores e = tid + r*WG -> (e / BK, e % BK); outputs -> (e / HD, e % HD), so
 // nothing depends on the subgroup size. Needs WG | BQ*BK and WG | BQ*HD (HD a multiple of 8).
 //
-// Bindings: 0 q (float[]), 1 K (float[]), 2 V (float[]), 3 out (float[n*n_heads*HD]).
+// Bindings: 0 q (float[]), 1 K (KV_T[]), 2 V (KV_T[]), 3 out (float[n*n_heads*HD]).
 // Push: n, n_heads, n_kv, p0, scale. Grid: x = query block, y = head.
 // Spec: 0 WG (128), 1 HD (head_dim).
 // Subgroup: none — no subgroup operations
 #include "common/common.glsl"
+#include "common/kv.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -21,8 +23,8 @@ layout(constant_id = 1) const uint HD = 128;
 layout(push_constant) uniform Push { uint n; uint n_heads; uint n_kv; uint p0; float scale; } pc;
 
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
-layout(std430, binding = 1) readonly buffer K { float kc[]; };
-layout(std430, binding = 2) readonly buffer V { float vc[]; };
+layout(std430, binding = 1) readonly buffer K { KV_T kc[]; };
+layout(std430, binding = 2) readonly buffer V { KV_T vc[]; };
 layout(std430, binding = 3) writeonly buffer O { float o[]; };
 
 #define BQ 16u
@@ -62,8 +64,8 @@ void main() {
             const uint kj = e / HD, d = e % HD;
             const uint kpos = kt + kj;
             const bool ok = kpos < kv_end;
-            Ks[kj * KS + d] = ok ? kc[kpos * kstride + kvh * HD + d] : 0.0;
-            Vs[e] = ok ? vc[kpos * kstride + kvh * HD + d] : 0.0;
+            Ks[kj * KS + d] = ok ? float(kc[kpos * kstride + kvh * HD + d]) : 0.0;
+            Vs[e] = ok ? float(vc[kpos * kstride + kvh * HD + d]) : 0.0;
         }
         barrier();
         for (uint r = 0; r < RS; r++) {

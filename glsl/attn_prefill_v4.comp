@@ -8,11 +8,13 @@
 //        per key one vec4 of V and RPT probabilities from shared memory feed 4·RPT FMAs.
 // Nothing depends on the subgroup size.
 //
-// Bindings: 0 q (vec4[]), 1 K (vec4[]), 2 V (vec4[]), 3 out (vec4[n*n_heads*HD/4]).
+// Bindings: 0 q (vec4[]), 1 K (KV_T4[]), 2 V (KV_T4[]) (f32, KV_F16 f16: common/kv.glsl),
+//           3 out (vec4[n*n_heads*HD/4]).
 // Push: n, n_heads, n_kv, p0, scale. Grid: x = query block, y = head. Spec: 0 WG (128), 1 HD.
 // Subgroup: none — no subgroup operations
 #extension GL_EXT_control_flow_attributes : require
 #include "common/common.glsl"
+#include "common/kv.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -20,8 +22,8 @@ layout(constant_id = 1) const uint HD = 128;
 layout(push_constant) uniform Push { uint n; uint n_heads; uint n_kv; uint p0; float scale; } pc;
 
 layout(std430, binding = 0) readonly buffer Q { vec4 q[]; };
-layout(std430, binding = 1) readonly buffer K { vec4 kc[]; };
-layout(std430, binding = 2) readonly buffer V { vec4 vc[]; };
+layout(std430, binding = 1) readonly buffer K { KV_T4 kc[]; };
+layout(std430, binding = 2) readonly buffer V { KV_T4 vc[]; };
 layout(std430, binding = 3) writeonly buffer O { vec4 o[]; };
 
 #define BQ 16u
@@ -64,8 +66,8 @@ void main() {
             const uint kj = e / H4, d4 = e % H4;
             const uint kpos = kt + kj;
             const bool ok = kpos < kv_end;
-            Ks[kj * KS + d4] = ok ? kc[kpos * row4 + kvh * H4 + d4] : vec4(0.0);
-            Vs[e] = ok ? vc[kpos * row4 + kvh * H4 + d4] : vec4(0.0);
+            Ks[kj * KS + d4] = ok ? vec4(kc[kpos * row4 + kvh * H4 + d4]) : vec4(0.0);
+            Vs[e] = ok ? vec4(vc[kpos * row4 + kvh * H4 + d4]) : vec4(0.0);
         }
         barrier();
         [[unroll]] for (uint r = 0; r < RS; r++) {

@@ -1,6 +1,7 @@
 #version 450
 // Decode attention, pass 1 of 2 (split over the KV length): causal GQA attention of n_q query
-// tokens at positions kv_len - n_q .. kv_len - 1 against an f32 KV cache, one KV chunk per
+// tokens at positions kv_len - n_q .. kv_len - 1 against a KV cache of KV_T (f32, KV_F16 f16:
+// common/kv.glsl), one KV chunk per
 // workgroup. Query i sees keys 0 .. kv_len - n_q + i. For chunk c (keys c*chunk .. c*chunk+chunk-1)
 // and query head h (KV head h / (n_heads / n_kv)) it writes, over the keys k it sees:
 //   m = max_k s_k,  l = sum_k exp(s_k - m),  o[d] = sum_k exp(s_k - m) * V[k, d],
@@ -17,6 +18,7 @@
 // Variant VEC4 (head_dim % 4 == 0) reads keys as vec4s.
 // Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
+#include "common/kv.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -35,11 +37,11 @@ layout(push_constant) uniform Push {
 layout(std430, binding = 0) readonly buffer Q { float q[]; };
 #ifdef VEC4
 // head_dim % 4 == 0: each key row is read as vec4s (4× fewer, 16-byte loads).
-layout(std430, binding = 1) readonly buffer K { vec4 kc4[]; };
+layout(std430, binding = 1) readonly buffer K { KV_T4 kc4[]; };
 #else
-layout(std430, binding = 1) readonly buffer K { float kc[]; };
+layout(std430, binding = 1) readonly buffer K { KV_T kc[]; };
 #endif
-layout(std430, binding = 2) readonly buffer V { float vc[]; };
+layout(std430, binding = 2) readonly buffer V { KV_T vc[]; };
 layout(std430, binding = 3) writeonly buffer PO { float part_o[]; };
 layout(std430, binding = 4) writeonly buffer PML { vec2 part_ml[]; };
 
@@ -76,10 +78,10 @@ void main() {
 #ifdef VEC4
         for (uint d4 = 0; d4 < hd / 4u; d4++) {
             const uint d = 4u * d4;
-            s += dot(vec4(qs[d], qs[d + 1u], qs[d + 2u], qs[d + 3u]), kc4[base / 4u + d4]);
+            s += dot(vec4(qs[d], qs[d + 1u], qs[d + 2u], qs[d + 3u]), vec4(kc4[base / 4u + d4]));
         }
 #else
-        for (uint d = 0; d < hd; d++) s += qs[d] * kc[base + d];
+        for (uint d = 0; d < hd; d++) s += qs[d] * float(kc[base + d]);
 #endif
         s *= pc.scale;
         sc[k] = s;
@@ -98,7 +100,7 @@ void main() {
     const uint d = tid % hd, g = tid / hd;
     float o = 0.0;
     if (g < groups) {
-        for (uint k = g; k < n; k += groups) o += sc[k] * vc[(k0 + k) * kstride + kvh * hd + d];
+        for (uint k = g; k < n; k += groups) o += sc[k] * float(vc[(k0 + k) * kstride + kvh * hd + d]);
     }
     acc[tid] = o;
     barrier();

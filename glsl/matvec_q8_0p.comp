@@ -34,6 +34,7 @@
 // Bindings (HEAD): 0 qs, 1 d, 2 x, 3 nw, 4 y (q [M], or the cache [max_len, M]), 5 hw (float[HD]),
 //           6 pos (uint[3]), 7 cache_len (uint[1]).
 // Push (HEAD): K, M, grid_x, eps, mode, theta, section_h, section_w, max_len.
+// KV_F16 (with HEAD, modes 1 and 2 only): the cache y holds f16 (common/kv.glsl).
 // Subgroup: full — lanes stride over a row's chunks by gl_SubgroupSize and subgroupAdd sums them, so every lane of a subgroup must run (the host checks that WG is a multiple of the size and sizes ROWS_WG from the smallest size the pipeline may get)
 #ifdef INTDOT
 #extension GL_EXT_integer_dot_product : require
@@ -41,6 +42,7 @@
 #include "common/common.glsl"
 #include "common/q8_1_block.glsl"
 #include "common/rope.glsl"
+#include "common/kv.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -71,7 +73,11 @@ layout(std430, binding = 3) readonly buffer NW { vec4 nw[]; };
 #define B_Y 3
 #define B_RES 4
 #endif
+#if defined(HEAD) && defined(KV_F16)
+layout(std430, binding = B_Y) writeonly buffer Y { KV_T y[]; };
+#else
 layout(std430, binding = B_Y) writeonly buffer Y { float y[]; };
+#endif
 #ifdef RESIDUAL
 layout(std430, binding = B_RES) readonly buffer R { float res[]; };
 #endif
@@ -243,13 +249,18 @@ void main() {
     }
     MARK(2);
 #ifdef HEAD
+#if defined(KV_F16)
+#define Y_T KV_T
+#else
+#define Y_T float
+#endif
     // The head's epilogue (rope_qk_norm.comp STORE's work for this head).
     barrier();
     const uint hd = ROWS_WG, half_dim = hd / 2u, tid = gl_LocalInvocationIndex;
     const uint head = first / hd, head0 = head * hd;
     const uint p = cache_len[0];
     if (pc.mode == 2u) {
-        if (p < pc.max_len) for (uint j = tid; j < ROWS_WG; j += WG) y[p * pc.M + first + j] = s_head[j];
+        if (p < pc.max_len) for (uint j = tid; j < ROWS_WG; j += WG) y[p * pc.M + first + j] = Y_T(s_head[j]);
         MARK(3);
         return;
     }
@@ -266,8 +277,8 @@ void main() {
         const float p = float(pos[mrope_axis(j, pc.section_h, pc.section_w)]);
         const vec2 cs = rope_cos_sin(rope_angle(p, j, hd, l2theta));
         const float x0 = s_head[j] * scale * hw[j], x1 = s_head[j + half_dim] * scale * hw[j + half_dim];
-        y[base + head0 + j] = x0 * cs.x - x1 * cs.y;
-        y[base + head0 + j + half_dim] = x1 * cs.x + x0 * cs.y;
+        y[base + head0 + j] = Y_T(x0 * cs.x - x1 * cs.y);
+        y[base + head0 + j + half_dim] = Y_T(x1 * cs.x + x0 * cs.y);
     }
     MARK(3);
 #else

@@ -16,10 +16,12 @@
 // Variant STORE (replayable decode): the k rows go to the K cache instead of back into k, and
 // n_tokens*n_kv more rows copy v into the V cache, at positions cache_len[0] + t (dropped at or
 // past max_len): attn_kv_store's work in the same dispatch. Bindings 5 v (float[]), 6 K cache,
-// 7 V cache (float[max_len*n_kv*head_dim]), 8 cache_len (uint[1]); push max_len last.
+// 7 V cache (KV_T[max_len*n_kv*head_dim]: f32, KV_F16 f16, common/kv.glsl), 8 cache_len (uint[1]);
+// push max_len last.
 // Subgroup: any — only common/reduce.glsl's wg_sum / wg_max (subgroupAdd/Max over the active lanes, subgroupElect, shared memory by gl_SubgroupID): any size, partial subgroups included
 #include "common/common.glsl"
 #include "common/rope.glsl"
+#include "common/kv.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
@@ -45,8 +47,8 @@ layout(std430, binding = 3) readonly buffer KW { float k_w[]; };
 layout(std430, binding = 4) readonly buffer Pos { uint pos[]; };
 #ifdef STORE
 layout(std430, binding = 5) readonly buffer Vb { float vv[]; };
-layout(std430, binding = 6) writeonly buffer KC { float kcache[]; };
-layout(std430, binding = 7) writeonly buffer VC { float vcache[]; };
+layout(std430, binding = 6) writeonly buffer KC { KV_T kcache[]; };
+layout(std430, binding = 7) writeonly buffer VC { KV_T vcache[]; };
 layout(std430, binding = 8) readonly buffer Len { uint cache_len[]; };
 #endif
 
@@ -69,7 +71,7 @@ void main() {
         const uint vr = row - q_rows - kv_rows;
         if (vr >= kv_rows || p0 + vr / pc.n_kv >= pc.max_len) return;
         for (uint j = gl_LocalInvocationIndex; j < pc.head_dim; j += WG)
-            vcache[(p0 * pc.n_kv + vr) * pc.head_dim + j] = vv[vr * pc.head_dim + j];
+            vcache[(p0 * pc.n_kv + vr) * pc.head_dim + j] = KV_T(vv[vr * pc.head_dim + j]);
         return;
     }
 #endif
@@ -98,8 +100,8 @@ void main() {
 #ifdef STORE
             if (p0 + t < pc.max_len) {
                 const uint co = p0 * pc.n_kv * pc.head_dim + off;
-                kcache[co + j] = x0 * cs.x - x1 * cs.y;
-                kcache[co + j + half_dim] = x1 * cs.x + x0 * cs.y;
+                kcache[co + j] = KV_T(x0 * cs.x - x1 * cs.y);
+                kcache[co + j + half_dim] = KV_T(x1 * cs.x + x0 * cs.y);
             }
 #else
             kv[off + j] = x0 * cs.x - x1 * cs.y;

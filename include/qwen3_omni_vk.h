@@ -88,6 +88,15 @@
 // Length of the fixed name buffers in the info structs (including the terminating NUL).
 #define QWEN3_OMNI_NAME_MAX 256
 
+// KV cache element type: f16 (the default).
+#define QWEN3_OMNI_CACHE_F16 0
+
+// KV cache element type: f32 (the exact path).
+#define QWEN3_OMNI_CACHE_F32 1
+
+// KV cache element type: ggml's Q8_0 (32 int8 and one f16 scale per block).
+#define QWEN3_OMNI_CACHE_Q8_0 2
+
 // A loaded model (opaque).
 typedef struct qwen3_omni_model qwen3_omni_model;
 
@@ -138,6 +147,9 @@ typedef struct qwen3_omni_model_params {
   // Called during the load; may be NULL.
   qwen3_omni_progress_callback progress_callback;
   void *progress_user_data;
+  // The Thinker's and the Talker's KV cache element type: `QWEN3_OMNI_CACHE_F16` (the default,
+  // 0), `QWEN3_OMNI_CACHE_F32` (exact) or `QWEN3_OMNI_CACHE_Q8_0` (not implemented yet: refused).
+  int32_t cache_type;
 } qwen3_omni_model_params;
 
 // What a loaded model is.

@@ -66,6 +66,19 @@ impl CacheType {
         CacheType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(s))
     }
 
+    /// Why the attention kernels cannot hold a cache of this type for heads of `head_dim` values
+    /// (`None`: they can). Q8_0 is not built into the kernels yet (docs/kernels.md, "KV cache");
+    /// where it is, it needs head_dim a multiple of 32 (whole blocks per head).
+    pub fn unsupported(self, head_dim: u32) -> Option<String> {
+        match self {
+            CacheType::F32 | CacheType::F16 => None,
+            CacheType::Q8_0 if !head_dim.is_multiple_of(32) => {
+                Some(format!("q8_0 needs head_dim a multiple of 32 (the model has {head_dim})"))
+            }
+            CacheType::Q8_0 => Some("q8_0 is not implemented by the attention kernels yet: use f16 or f32".into()),
+        }
+    }
+
     /// Bytes of one cached row of `elems` values (one position of K or of V for one layer);
     /// Q8_0 needs `elems` a multiple of 32.
     pub fn row_bytes(self, elems: u64) -> u64 {

@@ -12,7 +12,7 @@ use qwen3_omni_vk::{
     AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope,
     Rope, RopeRows,
 };
-use qwen3_omni_vk::{HeadOut, Kernels, Matrix, MatvecPath, WType};
+use qwen3_omni_vk::{CacheType, HeadOut, Kernels, Matrix, MatvecPath, WType};
 
 /// The validation-layer GPU of `common` (always in CI); `QWEN3VK_TEST_NO_VALIDATION=1` runs the
 /// same checks on a machine without the layer (the NVIDIA test machine).
@@ -276,13 +276,13 @@ fn qk_norm_rope_store_matches_unfused() {
         k.kv_store(
             &mut rec,
             KvStore { k_new: &ka, v_new: &vb, cache_len: &lb, n: 1, n_kv: hk32, head_dim: hd32, max_len },
-            KvCache { k: &kca, v: &vca },
+            KvCache { k: &kca, v: &vca, ty: CacheType::F32 },
         )
         .unwrap();
         k.qk_norm_rope_store(
             &mut rec,
             QkNormRope { q: &qb, k: &kb, q_w: &qwb, k_w: &kwb, pos: &pb, n_tokens: 1, eps },
-            KvWrite { v: &vb, k_cache: &kcb, v_cache: &vcb, cache_len: &lb, max_len },
+            KvWrite { v: &vb, k_cache: &kcb, v_cache: &vcb, cache_len: &lb, max_len, ty: CacheType::F32 },
             Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
             Rope { theta, mrope_section: sec },
         )
@@ -349,7 +349,7 @@ fn attn_decode_fused_matches_three_dispatches() {
         k.qk_norm_rope_store(
             &mut ra,
             QkNormRope { q: &qa, k: &ka, q_w: &qwb, k_w: &kwb, pos: &pb, n_tokens: 1, eps },
-            KvWrite { v: &v0, k_cache: &kca, v_cache: &vca, cache_len: &lb, max_len: cap },
+            KvWrite { v: &v0, k_cache: &kca, v_cache: &vca, cache_len: &lb, max_len: cap, ty: CacheType::F32 },
             Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
             Rope { theta, mrope_section: sec },
         )
@@ -357,7 +357,7 @@ fn attn_decode_fused_matches_three_dispatches() {
         k.attn_decode_at(
             &mut ra,
             AttnDecodeAt { q: &qa, out: &oa, scratch: &sa, cache_len: &lb, n_q: 1, kv_cap: cap },
-            KvCache { k: &kca, v: &vca },
+            KvCache { k: &kca, v: &vca, ty: CacheType::F32 },
             Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
         )
         .unwrap();
@@ -380,7 +380,7 @@ fn attn_decode_fused_matches_three_dispatches() {
                 eps,
                 merge_here: true,
             },
-            KvCache { k: &kcb, v: &vcb },
+            KvCache { k: &kcb, v: &vcb, ty: CacheType::F32 },
             Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
             Rope { theta, mrope_section: sec },
         )
@@ -404,7 +404,7 @@ fn attn_decode_fused_matches_three_dispatches() {
                 eps,
                 merge_here: false,
             },
-            KvCache { k: &kcc, v: &vcc },
+            KvCache { k: &kcc, v: &vcc, ty: CacheType::F32 },
             Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
             Rope { theta, mrope_section: sec },
         )
@@ -512,7 +512,7 @@ fn attn_decode_matches_f64() {
         k.attn_decode(
             &mut rec,
             AttnDecode { q: &qb, out: &ob, scratch: &sb, n_q: n_q as u32, kv_len: kv_len as u32 },
-            KvCache { k: &kb, v: &vb },
+            KvCache { k: &kb, v: &vb, ty: CacheType::F32 },
             Heads { n_heads: heads as u32, n_kv: n_kv as u32, head_dim: hd as u32 },
         )
         .unwrap();
@@ -560,13 +560,13 @@ fn attn_prefill_with_kv_append_matches_f64() {
         k.kv_append(
             &mut rec,
             KvAppend { k_new: &knb, v_new: &vnb, n: n as u32, n_kv: n_kv as u32, head_dim: hd as u32, p0: p0 as u32 },
-            KvCache { k: &kb, v: &vb },
+            KvCache { k: &kb, v: &vb, ty: CacheType::F32 },
         )
         .unwrap();
         k.attn_prefill(
             &mut rec,
             AttnPrefill { q: &qb, out: &ob, n: n as u32, p0: p0 as u32 },
-            KvCache { k: &kb, v: &vb },
+            KvCache { k: &kb, v: &vb, ty: CacheType::F32 },
             Heads { n_heads: heads as u32, n_kv: n_kv as u32, head_dim: hd as u32 },
         )
         .unwrap();
@@ -666,13 +666,13 @@ fn attn_decode_replay_reads_cache_length_from_gpu() {
         k.kv_store(
             &mut rec,
             KvStore { k_new: &knb, v_new: &vnb, cache_len: &lenb, n: nq, n_kv: nkv, head_dim: d, max_len: c },
-            KvCache { k: &kb, v: &vb },
+            KvCache { k: &kb, v: &vb, ty: CacheType::F32 },
         )
         .unwrap();
         k.attn_decode_at(
             &mut rec,
             AttnDecodeAt { q: &qb, out: &ob, scratch: &sb, cache_len: &lenb, n_q: nq, kv_cap: c },
-            KvCache { k: &kb, v: &vb },
+            KvCache { k: &kb, v: &vb, ty: CacheType::F32 },
             Heads { n_heads: h, n_kv: nkv, head_dim: d },
         )
         .unwrap();
@@ -750,7 +750,7 @@ fn matvec_head_matches_norm_rope_store() {
             k.qk_norm_rope_store(
                 &mut ra,
                 QkNormRope { q: &qa, k: &kraw, q_w: &qw, k_w: &kw, pos: &pb, n_tokens: 1, eps },
-                KvWrite { v: &vraw, k_cache: &kca, v_cache: &vca, cache_len: &lb, max_len: cap },
+                KvWrite { v: &vraw, k_cache: &kca, v_cache: &vca, cache_len: &lb, max_len: cap, ty: CacheType::F32 },
                 Heads { n_heads: hq32, n_kv: hk32, head_dim: hd32 },
                 Rope { theta, mrope_section: sec },
             )
@@ -771,6 +771,7 @@ fn matvec_head_matches_norm_rope_store() {
                     cache_len: &lb,
                     y: &qb,
                     max_len: cap,
+                    cache_type: CacheType::F32,
                     head_dim: hd32,
                 },
                 Rope { theta, mrope_section: sec },
@@ -788,6 +789,7 @@ fn matvec_head_matches_norm_rope_store() {
                     cache_len: &lb,
                     y: &kcb,
                     max_len: cap,
+                    cache_type: CacheType::F32,
                     head_dim: hd32,
                 },
                 Rope { theta, mrope_section: sec },
@@ -805,6 +807,7 @@ fn matvec_head_matches_norm_rope_store() {
                     cache_len: &lb,
                     y: &vcb,
                     max_len: cap,
+                    cache_type: CacheType::F32,
                     head_dim: hd32,
                 },
                 Rope { theta, mrope_section: sec },
@@ -841,6 +844,7 @@ fn matvec_head_matches_norm_rope_store() {
                 cache_len: &w,
                 y: &w,
                 max_len: 4,
+                cache_type: CacheType::F32,
                 head_dim: 64,
             },
             Rope { theta: 1e6, mrope_section: [0, 0, 0] },

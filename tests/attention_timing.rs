@@ -4,8 +4,8 @@ mod common;
 
 use qwen3_omni_vk::reference::Rng;
 use qwen3_omni_vk::vk_runtime::MemoryIntent;
-use qwen3_omni_vk::Kernels;
 use qwen3_omni_vk::{AttnDecode, AttnDecodeAt, AttnPrefill, Heads, KvCache, QkNormRope, Rope, RopeRows};
+use qwen3_omni_vk::{CacheType, Kernels};
 
 /// Timing of the attention kernels at Thinker shapes (32 query heads, 4 KV heads, head_dim 128) on
 /// whatever device is present, without the validation layer: `cargo test --test attention_timing --
@@ -57,7 +57,7 @@ fn bench_attention() {
             .attn_decode(
                 &mut rec,
                 AttnDecode { q: &qb, out: &ob, scratch: &sb, n_q: 1, kv_len: kv },
-                KvCache { k: &kb, v: &vb },
+                KvCache { k: &kb, v: &vb, ty: CacheType::F32 },
                 Heads { n_heads: heads as u32, n_kv: n_kv as u32, head_dim: hd as u32 }
             )
             .unwrap());
@@ -67,7 +67,7 @@ fn bench_attention() {
             .attn_decode_at(
                 &mut rec,
                 AttnDecodeAt { q: &qb, out: &ob, scratch: &sb, cache_len: &lenb, n_q: 1, kv_cap: cap as u32 },
-                KvCache { k: &kb, v: &vb },
+                KvCache { k: &kb, v: &vb, ty: CacheType::F32 },
                 Heads { n_heads: heads as u32, n_kv: n_kv as u32, head_dim: hd as u32 }
             )
             .unwrap());
@@ -111,7 +111,7 @@ fn bench_attention() {
             .attn_prefill(
                 &mut rec,
                 AttnPrefill { q: &qb, out: &ob, n, p0 },
-                KvCache { k: &kb, v: &vb },
+                KvCache { k: &kb, v: &vb, ty: CacheType::F32 },
                 Heads { n_heads: heads as u32, n_kv: n_kv as u32, head_dim: hd as u32 }
             )
             .unwrap());

@@ -4,9 +4,10 @@
 // shared memory here).
 // Include after: spec constants WG, G, CHUNK; consts H4 (vec4s per row), LPH = WG / G (softmax
 // lanes per head) and NG = WG / H4 (P·V row groups); shared float sc[G * CHUNK] ([g][key]: the
-// scores, turned into probabilities), red[WG], hm[G]; the V cache buffer vc (vec4[]).
+// scores, turned into probabilities), red[WG], hm[G]; the V cache buffer vc (KV_T4[], common/kv.glsl).
 // ATTN_NEW_KEY: the value of key position newp is read from vin[kvh * H4 + c4] instead of the
-// cache (attn_decode_fused: it was written into the cache by this dispatch).
+// cache, rounded as the cache rounds it (attn_decode_fused: it was written into the cache by this
+// dispatch).
 
 // Softmax statistics per head: lanes j of head g take keys j, j + LPH, ... of the n keys. Leaves
 // head g's maximum m in hm[g] and exp(s - m) in sc; returns, for invocation g < G, head g's sum
@@ -55,9 +56,9 @@ void attn_chunk_pv(uint n, uint k0, uint kvh, uint row4, uint newp, out vec4 acc
         for (; k + 7u * NG < n; k += 8u * NG) {
             vec4 v[8];
             [[unroll]] for (uint u = 0; u < 8u; u++) {
-                v[u] = vc[vb + (k + u * NG) * row4];
+                v[u] = vec4(vc[vb + (k + u * NG) * row4]);
 #ifdef ATTN_NEW_KEY
-                if (k0 + k + u * NG == newp) v[u] = vin[kvh * H4 + c4];
+                if (k0 + k + u * NG == newp) v[u] = KV_ROUND4(vin[kvh * H4 + c4]);
 #endif
             }
             [[unroll]] for (uint g = 0; g < G; g++) {
@@ -66,9 +67,9 @@ void attn_chunk_pv(uint n, uint k0, uint kvh, uint row4, uint newp, out vec4 acc
             }
         }
         for (; k < n; k += NG) {
-            vec4 v = vc[vb + k * row4];
+            vec4 v = vec4(vc[vb + k * row4]);
 #ifdef ATTN_NEW_KEY
-            if (k0 + k == newp) v = vin[kvh * H4 + c4];
+            if (k0 + k == newp) v = KV_ROUND4(vin[kvh * H4 + c4]);
 #endif
             [[unroll]] for (uint g = 0; g < G; g++) acc[g] += sc[g * CHUNK + k] * v;
         }

@@ -33,6 +33,8 @@ pub enum ModelError {
     /// The memory plan refused the load before anything was allocated.
     #[error(transparent)]
     Memory(#[from] Box<crate::memory_plan::MemoryError>),
+    #[error("--cache-type {ty}: {what}")]
+    CacheType { ty: qwen3_omni_vk::CacheType, what: String },
     #[error(transparent)]
     Gpu(#[from] qwen3_omni_vk::Error),
 }

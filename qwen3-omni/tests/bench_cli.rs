@@ -40,6 +40,27 @@ fn bench_variants_time_each_setting_twice() {
     }
 }
 
+/// `--cache-type` picks the KV cache's element type (f16 by default), which the output names; a
+/// name that is not a cache type is refused before anything loads.
+#[test]
+fn bench_cache_type_is_chosen_and_reported() {
+    let (dir, model) = common::tiny_gguf("bench", "cache-type");
+    for (flag, name) in [(None, "f16"), (Some("f32"), "f32"), (Some("F16"), "f16")] {
+        let mut args = vec!["--ctx", "16", "-n", "2", "--prefill", "0"];
+        if let Some(f) = flag {
+            args.extend(["--cache-type", f]);
+        }
+        let (ok, out, err) = bench(&model, &args);
+        assert!(ok, "bench-thinker {args:?} failed: {err}\n{out}");
+        assert!(out.contains(&format!("· KV cache {name} ·")), "{args:?}: no cache type in:\n{out}");
+        assert!(out.contains(&format!("KV cache: {name} (")), "{args:?}: no cache line in:\n{out}");
+        assert!(out.contains("MB/token"), "{args:?}: no KV bytes per token in:\n{out}");
+    }
+    let (ok, _, err) = bench(&model, &["--ctx", "16", "--cache-type", "q4_0"]);
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(!ok && err.contains("not a KV cache type"), "{err}");
+}
+
 #[test]
 fn bench_variants_malformed_is_refused_before_loading() {
     // No such file: a list that parsed would fail on the model instead.
@@ -72,7 +93,8 @@ fn bench_clock_marks_report_every_instrumented_kernel() {
         "the device has no VK_KHR_shader_clock, so the clock marks cannot be checked:\n{stdout}"
     );
     assert!(stdout.contains("clock marks, one decode step"), "{stdout}");
-    for kernel in ["attn_decode_gqa_dyn_f32_clk", "attn_reduce_dyn_f32_clk"] {
+    // The default KV cache is f16: its attention kernel's `_clk` copy.
+    for kernel in ["attn_decode_gqa_dyn_f16_clk", "attn_reduce_dyn_f32_clk"] {
         let row = stdout
             .lines()
             .find(|l| l.trim_start().starts_with(kernel))

@@ -406,4 +406,13 @@ fn load_cancelled_by_progress_callback() {
     unsafe {
         expect(qwen3_omni_model_load(model_path().as_ptr(), &p, &mut m), QWEN3_OMNI_ERR_INVALID_ARGUMENT, "ctx 0");
     }
+    // A cache type that is no QWEN3_OMNI_CACHE_* value, and q8_0 (not implemented yet): refused.
+    p.ctx_size = 64;
+    for t in [7, -1, QWEN3_OMNI_CACHE_Q8_0] {
+        p.cache_type = t;
+        unsafe {
+            let what = format!("cache_type {t}");
+            expect(qwen3_omni_model_load(model_path().as_ptr(), &p, &mut m), QWEN3_OMNI_ERR_INVALID_ARGUMENT, &what);
+        }
+    }
 }

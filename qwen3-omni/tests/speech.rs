@@ -12,7 +12,7 @@ use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::speech::{Decode, Speaker, SpeechOptions, StopReason};
 use qwen3_omni::talker::TalkerSampling;
 use qwen3_omni::thinker::gpu::GpuThinker;
-use qwen3_omni_vk::{Kernels, MatvecPath};
+use qwen3_omni_vk::MatvecPath;
 
 use common::max_abs;
 
@@ -46,10 +46,11 @@ fn speech_streams_alongside_the_thinker_and_matches_the_direct_path() {
     let manifest = common::read_json(&format!("models/{MODEL}/manifest.json"));
     let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
     let im_end = qwen3_omni::talker::TalkerConfig::from_model(&m).unwrap().ids.im_end;
-    let mut thinker = GpuThinker::load(Kernels::new(gpu.clone()), &m, 64, |_, _| {}).unwrap();
+    let mut thinker = GpuThinker::load(common::exact_kernels(gpu.clone()), &m, 64, |_, _| {}).unwrap();
     let max_frames = 24;
     let mut sp =
-        Speaker::load(Kernels::new(gpu.clone()), &m, ids.len() as u32, opts(max_frames, Decode::default())).unwrap();
+        Speaker::load(common::exact_kernels(gpu.clone()), &m, ids.len() as u32, opts(max_frames, Decode::default()))
+            .unwrap();
     sp.set_thinker_limit(Some(10));
     let mut pcm = Vec::new();
     let mut chunks = 0;
@@ -91,7 +92,7 @@ fn speech_streams_alongside_the_thinker_and_matches_the_direct_path() {
     let want = direct_codes(&mut sp, &m, &ids, &spoken, max_frames as usize);
     assert_eq!(streamed_codes, want, "streamed codes vs the direct Talker path");
     // Audio: exactly one full decode of the codes, of the length the frames imply.
-    let mut c2w = Code2Wav::load(Kernels::new(gpu.clone()), &m, 64).unwrap();
+    let mut c2w = Code2Wav::load(common::exact_kernels(gpu.clone()), &m, 64).unwrap();
     let full = c2w.decode(&streamed_codes.concat()).unwrap();
     assert_eq!(full.len() as u64, c2w.config.output_len(s.frames as u64));
     assert_eq!(pcm.len(), full.len());
@@ -112,7 +113,7 @@ fn speech_codes_match_transformers_and_chunked_mode_matches_chunked_decode() {
     let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
     let gen = common::read_safetensors_i32(&dir.join("ref_thinker_q8.safetensors"), "text.greedy_ids");
     let codes = common::read_safetensors_i32(&dir.join("ref_talker_q8.safetensors"), "text.codes");
-    let mut k = Kernels::new(gpu.clone());
+    let mut k = common::exact_kernels(gpu.clone());
     k.set_matvec_path(MatvecPath::Float).unwrap();
     let mut sp =
         Speaker::load(k, &m, ids.len() as u32, opts(64, Decode::HfChunked { chunk: 3, left_context: 2 })).unwrap();

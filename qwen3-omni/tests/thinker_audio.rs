@@ -14,7 +14,7 @@ use qwen3_omni::audio::{load_wav, LoadOptions, MelExtractor};
 use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::thinker::cpu::CpuThinker;
 use qwen3_omni::thinker::gpu::GpuThinker;
-use qwen3_omni_vk::{Kernels, MatvecPath};
+use qwen3_omni_vk::MatvecPath;
 
 use common::rel;
 
@@ -47,7 +47,7 @@ fn run(model: &str) {
     let audio_token = m.config_u64("/thinker_config/audio_token_id").unwrap() as u32;
 
     let gpu = common::gpu();
-    let mut k = Kernels::new(gpu.clone());
+    let mut k = common::exact_kernels(gpu.clone());
     // The float path: f32 activations in the batched prefill as in stepping (the int-dot path's
     // Q8_1 activations flip near-ties; thinker_gpu.rs covers that path).
     k.set_matvec_path(MatvecPath::Float).unwrap();
@@ -168,7 +168,7 @@ fn long_audio_spans_prefill_batches() {
     let wav = load_wav(common::fixtures().join("audio/synthetic_40s_16k_mono.wav"), &LoadOptions::default()).unwrap();
     let mel = MelExtractor::new(128).compute(&wav.samples);
     let mut tower = GpuAudioTower::load(&gpu, &m, |_, _| {}).unwrap();
-    let mut t = GpuThinker::load(Kernels::new(gpu.clone()), &m, 600, |_, _| {}).unwrap();
+    let mut t = GpuThinker::load(common::exact_kernels(gpu.clone()), &m, 600, |_, _| {}).unwrap();
     let emb = tower.forward(t.kernels(), &mel.data, mel.frames as u32).unwrap();
     assert_eq!(emb.tokens, 520);
     let mut ids = vec![240, 6, 12, 251];

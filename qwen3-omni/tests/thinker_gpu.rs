@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use qwen3_omni::model_file::ModelFile;
 use qwen3_omni::thinker::gpu::{GenError, GpuThinker};
-use qwen3_omni_vk::{Kernels, MatvecPath};
+use qwen3_omni_vk::{CacheType, MatvecPath};
 
 fn root() -> PathBuf {
     common::tiny_real_vocab()
@@ -20,10 +20,16 @@ fn gguf(tag: &str) -> (PathBuf, PathBuf) {
 use common::rel;
 
 fn run(path: MatvecPath, tag: &str) -> (f64, Vec<u32>, Vec<u32>, Vec<Vec<f32>>) {
+    run_with(path, tag, CacheType::F32)
+}
+
+/// First-step logits error, teacher-forced greedy tokens, the reference's tokens and our logits at
+/// each step, with a KV cache of type `cache`.
+fn run_with(path: MatvecPath, tag: &str, cache: CacheType) -> (f64, Vec<u32>, Vec<u32>, Vec<Vec<f32>>) {
     let (dir, file) = gguf(tag);
     let m = ModelFile::open(&file).unwrap();
     let gpu = common::gpu();
-    let mut k = Kernels::new(gpu.clone());
+    let mut k = common::kernels_with_cache(gpu.clone(), cache);
     k.set_matvec_path(path).unwrap();
     let mut t = GpuThinker::load(k, &m, 64, |_, _| {}).unwrap();
     let manifest = common::read_json("models/tiny-real-vocab/manifest.json");
@@ -40,8 +46,12 @@ fn run(path: MatvecPath, tag: &str) -> (f64, Vec<u32>, Vec<u32>, Vec<Vec<f32>>) 
     let e0 = rel(&hs0, &common::read_safetensors_f32(&refs, "text.hs0"));
     let ea = rel(&hs_acc, &common::read_safetensors_f32(&refs, &format!("text.hs{accept}")));
     eprintln!("{path:?}: hs0 relative error {e0:.2e}, hs{accept} {ea:.2e}");
+    // hs0 is the embedding: no attention, exact whatever the cache holds.
     assert!(e0 < 1e-6, "hs0: relative error {e0:e}");
-    assert!(ea < 2e-2, "hs{accept}: relative error {ea:e}");
+    // A rounded cache moves hs[accept] by ~2e-4 on the float path; on the int-dot path the Q8_1
+    // activations amplify that through near-tied MoE routes (spec §11.5: "up to ~6%").
+    let hs_tol = if cache == CacheType::F32 { 2e-2 } else { 6e-2 };
+    assert!(ea < hs_tol, "hs{accept}: relative error {ea:e}");
     // Teacher-forced: feed the reference's tokens, record our greedy choice and logits at each step.
     let mut got = vec![next];
     let mut logits = vec![t.logits().unwrap()];
@@ -68,11 +78,74 @@ fn gpu_thinker_intdot_path_matches_transformers() {
     let (e, got, want, logits) = run(MatvecPath::IntDot, "intdot");
     eprintln!("int-dot path: first-step logits relative error {e:.2e}");
     assert!(e <= 2e-2, "first-step logits: relative error {e:e}");
-    // Q8_1 activations perturb logits by ~1%: a different greedy choice is accepted only where the
-    // reference's own top-2 margin is tiny (spec §11.5), judged on our logits at that step.
+    assert_near_ties(&got, &want, &logits);
+}
+
+/// The f16 KV cache (the default) on both paths, within spec §11.5's loose tolerances. Float path:
+/// the rounding alone (~2e-4 on the logits), every greedy token as transformers'. Int-dot path:
+/// first-step logits within 3% of transformers (spec §11.5 gives 1–2.5% for Q8_0 weights; the
+/// Q8_1 activations amplify the cache's rounding through this random model's near-tied MoE
+/// routes), and against the same path with the f32 cache: logits within 5% at the median step and
+/// the same teacher-forced greedy tokens at all but 2 of the 16 steps (a route that flips moves one
+/// step's logits by ~20% on this model, measured).
+#[test]
+fn gpu_thinker_f16_cache_within_loose_tolerances() {
+    let (e, got, want, _) = run_with(MatvecPath::Float, "f16-float", CacheType::F16);
+    eprintln!("f16 cache, float path: first-step logits relative error {e:.2e}");
+    assert!(e <= 1e-3, "float path: first-step logits: relative error {e:e}");
+    assert_eq!(got, want, "float path, f16 cache: greedy tokens (teacher-forced)");
+    let (e, got, _, logits16) = run_with(MatvecPath::IntDot, "f16-intdot", CacheType::F16);
+    eprintln!("f16 cache, int-dot path: first-step logits relative error {e:.2e}");
+    assert!(e <= 3e-2, "int-dot path: first-step logits: relative error {e:e}");
+    let (_, got32, _, logits32) = run_with(MatvecPath::IntDot, "f32-intdot", CacheType::F32);
+    let mut d: Vec<f64> = logits16.iter().zip(&logits32).map(|(a, b)| rel(a, b)).collect();
+    let flips = got.iter().zip(&got32).filter(|(a, b)| a != b).count();
+    d.sort_by(f64::total_cmp);
+    eprintln!("int-dot path, f16 vs f32 cache: median logits difference {:.2e}, {flips} tokens differ", d[d.len() / 2]);
+    assert!(d[d.len() / 2] <= 5e-2, "median logits difference {:e}", d[d.len() / 2]);
+    assert!(flips <= 2, "{flips} of {} greedy tokens differ from the f32 cache's: {got:?} vs {got32:?}", got.len());
+}
+
+/// The batched prefill into an f16 cache (kv_append rounding in the store kernel, the tiled
+/// attention reading f16) against transformers within the int-dot tolerance, and against the
+/// same prompt stepped through the decode path into an f16 cache (the two round nearly equal
+/// values, so an element may land one f16 step apart, which the Q8_1 activations amplify).
+#[test]
+fn gpu_thinker_f16_prefill_matches_stepping() {
+    let (dir, file) = gguf("f16-prefill");
+    let m = ModelFile::open(&file).unwrap();
+    let gpu = common::gpu();
+    let mut k = common::kernels_with_cache(gpu.clone(), CacheType::F16);
+    k.set_matvec_path(MatvecPath::IntDot).unwrap();
+    let mut t = GpuThinker::load(k, &m, 64, |_, _| {}).unwrap();
+    assert_eq!(t.cache_type(), CacheType::F16);
+    let manifest = common::read_json("models/tiny-real-vocab/manifest.json");
+    let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
+    let refs = root().join("ref_thinker_q8.safetensors");
+    let _ = t.prefill(&ids[..7]).unwrap();
+    let _ = t.prefill(&ids[7..]).unwrap();
+    let lp = t.logits().unwrap();
+    let e = rel(&lp, &common::read_safetensors_f32(&refs, "text.logits_first"));
+    t.reset().unwrap();
+    for &id in &ids {
+        t.step(id, false).unwrap();
+    }
+    let d = rel(&lp, &t.logits().unwrap());
+    eprintln!("f16 cache prefill: logits vs transformers {e:.2e}, vs stepping {d:.2e}");
+    assert!(e <= 3e-2, "prefill logits: {e:e}");
+    assert!(d <= 1e-2, "prefill vs stepping: {d:e}");
+    drop(t);
+    common::assert_clean(&gpu);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Q8_1 activations (or a rounded KV cache) perturb logits by ~1%: a different greedy choice is
+/// accepted only where the reference's own top-2 margin is tiny (spec §11.5), judged on our logits
+/// at that step.
+fn assert_near_ties(got: &[u32], want: &[u32], logits: &[Vec<f32>]) {
     let refs = root().join("ref_thinker_q8.safetensors");
     let topv = common::read_safetensors_f32(&refs, "text.greedy_topk_values");
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
         if g != w {
             let margin = topv[i * 8] - topv[i * 8 + 1];
             let ours = logits[i][*w as usize];
@@ -94,7 +167,7 @@ fn gpu_thinker_prefill_matches_transformers() {
     let m = ModelFile::open(&file).unwrap();
     let gpu = common::gpu();
     // Prefill multiplies matrices with Q8_1 activations: compare it with the int-dot decode path.
-    let mut k = Kernels::new(gpu.clone());
+    let mut k = common::exact_kernels(gpu.clone());
     k.set_matvec_path(MatvecPath::IntDot).unwrap();
     let mut t = GpuThinker::load(k, &m, 64, |_, _| {}).unwrap();
     let manifest = common::read_json("models/tiny-real-vocab/manifest.json");
@@ -158,7 +231,7 @@ fn replayed_generation_matches() {
     let want = vec![0; 16];
     for path in [MatvecPath::Float, MatvecPath::IntDot] {
         let gpu = common::gpu();
-        let mut k = Kernels::new(gpu.clone());
+        let mut k = common::exact_kernels(gpu.clone());
         k.set_matvec_path(path).unwrap();
         let mut t = GpuThinker::load(k, &m, 64, |_, _| {}).unwrap();
         let replayed = t.generate(&ids, want.len(), &[], |_| true).unwrap();
@@ -231,7 +304,7 @@ fn replayed_generation_matches() {
         drop(t);
         // Filling the context exactly: the last position's token is still read back, then the
         // next feed is refused with ContextFull (no read past the history).
-        let mut k = Kernels::new(gpu.clone());
+        let mut k = common::exact_kernels(gpu.clone());
         k.set_matvec_path(path).unwrap();
         let ctx = ids.len() as u32 + 4;
         let mut t = GpuThinker::load(k, &m, ctx, |_, _| {}).unwrap();
@@ -261,19 +334,22 @@ fn attention_modes_agree() {
     let manifest = common::read_json("models/tiny-real-vocab/manifest.json");
     let ids = common::ids(&manifest["prompts"]["text"]["ids"]);
     let gpu = common::gpu();
-    let mut outs = Vec::new();
-    for ctx in [64u32, 2100] {
-        let mut k = Kernels::new(gpu.clone());
-        k.set_matvec_path(MatvecPath::Float).unwrap();
-        let mut t = GpuThinker::load(k, &m, ctx, |_, _| {}).unwrap();
-        for mode in [AttnMode::SplitHeads, AttnMode::Split, AttnMode::Fused, AttnMode::Prologue] {
-            t.reset().unwrap();
-            t.set_attention_mode(Some(mode));
-            outs.push((ctx, mode, t.generate(&ids, 12, &[], |_| true).unwrap()));
+    // f32 at a short and a long cache; f16 (every mode rounds its keys and values alike) short.
+    for (cache, ctxs) in [(CacheType::F32, &[64u32, 2100][..]), (CacheType::F16, &[64][..])] {
+        let mut outs = Vec::new();
+        for &ctx in ctxs {
+            let mut k = common::kernels_with_cache(gpu.clone(), cache);
+            k.set_matvec_path(MatvecPath::Float).unwrap();
+            let mut t = GpuThinker::load(k, &m, ctx, |_, _| {}).unwrap();
+            for mode in [AttnMode::SplitHeads, AttnMode::Split, AttnMode::Fused, AttnMode::Prologue] {
+                t.reset().unwrap();
+                t.set_attention_mode(Some(mode));
+                outs.push((ctx, mode, t.generate(&ids, 12, &[], |_| true).unwrap()));
+            }
         }
-    }
-    for (ctx, mode, out) in &outs[1..] {
-        assert_eq!(out, &outs[0].2, "{mode:?} with a cache of {ctx} vs the default with 64");
+        for (ctx, mode, out) in &outs[1..] {
+            assert_eq!(out, &outs[0].2, "{cache}: {mode:?} with a cache of {ctx} vs the default with 64");
+        }
     }
     common::assert_clean(&gpu);
     let _ = std::fs::remove_dir_all(dir);

@@ -6,6 +6,7 @@ use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 use super::{grid, kerr, push_bytes, stride_grid, Matrix, PushKMG, Rope, WType};
 use crate::kernels::names;
 use crate::kernels::{Kernels, MatvecPath, Q8_1Scratch};
+use crate::options::CacheType;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -54,8 +55,8 @@ pub enum HeadOut {
 
 /// Arguments of [`Kernels::matvec_head`] besides the RoPE: the matrix, x and its RMSNorm
 /// (`(weights, eps)`), where the heads go (`out`), the per-head norm weights `hw`, the positions
-/// `pos`, the cache length `cache_len` (u32), the destination `y` and the cache capacity
-/// `max_len` (Key / Value), and `head_dim`.
+/// `pos`, the cache length `cache_len` (u32), the destination `y`, the cache capacity `max_len`
+/// and element type `cache_type` (Key / Value; ignored for Query), and `head_dim`.
 #[derive(Clone, Copy)]
 pub struct MatvecHead<'a> {
     pub w: Matrix<'a>,
@@ -67,6 +68,7 @@ pub struct MatvecHead<'a> {
     pub cache_len: &'a Buffer,
     pub y: &'a Buffer,
     pub max_len: u32,
+    pub cache_type: CacheType,
     pub head_dim: u32,
 }
 
@@ -78,10 +80,16 @@ impl Kernels {
     /// cache (Value); cache positions ≥ `max_len` are dropped. Does rope_qk_norm_store's work
     /// without its dispatch.
     pub fn matvec_head<'a>(&self, rec: &mut Recorder<'a>, args: MatvecHead<'a>, rope: Rope) -> Result<()> {
-        let MatvecHead { w, x, norm, out, hw, pos, cache_len, y, max_len, head_dim } = args;
+        let MatvecHead { w, x, norm, out, hw, pos, cache_len, y, max_len, cache_type, head_dim } = args;
         let Rope { theta, mrope_section } = rope;
         let intdot = self.matvec_path() == MatvecPath::IntDot;
-        let name = if intdot { names::MV_Q8_0P_Q8_1_HEAD } else { names::MV_Q8_0P_F32_HEAD };
+        // q is f32 whatever the cache holds.
+        let ty = if out == HeadOut::Query { CacheType::F32 } else { cache_type };
+        let name = if intdot {
+            super::attention::kv_kernel(ty, names::MV_Q8_0P_Q8_1_HEAD, names::MV_Q8_0P_Q8_1_HEAD_KV_F16)?
+        } else {
+            super::attention::kv_kernel(ty, names::MV_Q8_0P_F32_HEAD, names::MV_Q8_0P_F32_HEAD_KV_F16)?
+        };
         if w.wtype != WType::Q8_0Planar {
             return Err(kerr(name, format!("{:?} weights: needs planar Q8_0", w.wtype)));
         }
@@ -129,7 +137,8 @@ impl Kernels {
             max_len,
         };
         let l = crate::layout::PlanarLayout::new(w.rows as u64, k);
-        let y_len = if out == HeadOut::Query { w.rows as u64 * 4 } else { max_len as u64 * w.rows as u64 * 4 };
+        let y_len =
+            if out == HeadOut::Query { w.rows as u64 * 4 } else { max_len as u64 * ty.row_bytes(w.rows as u64) };
         let p = self.pipeline::<PushHead>(name, &spec)?;
         let b = [
             Binding::read(w.buf).range(w.offset, l.qs_bytes),

@@ -49,6 +49,7 @@ pub(super) fn speech_err(e: SpeechError) -> CError {
     let code = match &e {
         SpeechError::Gpu(_) | SpeechError::Model(crate::model_file::ModelError::Gpu(_)) => QWEN3_OMNI_ERR_DEVICE,
         SpeechError::Model(crate::model_file::ModelError::Memory(_)) => QWEN3_OMNI_ERR_DEVICE,
+        SpeechError::Model(crate::model_file::ModelError::CacheType { .. }) => QWEN3_OMNI_ERR_INVALID_ARGUMENT,
         SpeechError::Model(_) | SpeechError::Groups { .. } => QWEN3_OMNI_ERR_MODEL,
         _ => QWEN3_OMNI_ERR_INTERNAL,
     };
@@ -59,6 +60,7 @@ pub(super) fn session_err(e: SessionError) -> CError {
     let code = match &e {
         SessionError::Model(crate::model_file::ModelError::Gpu(_)) => QWEN3_OMNI_ERR_DEVICE,
         SessionError::Model(crate::model_file::ModelError::Memory(_)) => QWEN3_OMNI_ERR_DEVICE,
+        SessionError::Model(crate::model_file::ModelError::CacheType { .. }) => QWEN3_OMNI_ERR_INVALID_ARGUMENT,
         SessionError::Model(_) | SessionError::Tokenizer(_) | SessionError::NoTokenizer { .. } => QWEN3_OMNI_ERR_MODEL,
         SessionError::Chat(_) | SessionError::InvalidArgument(_) => QWEN3_OMNI_ERR_INVALID_ARGUMENT,
         SessionError::Gen(GenError::ContextFull { .. }) | SessionError::PromptTooLong { .. } => {

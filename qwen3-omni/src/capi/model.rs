@@ -21,6 +21,7 @@ pub extern "C" fn qwen3_omni_model_default_params() -> qwen3_omni_model_params {
         struct_size: struct_size::<qwen3_omni_model_params>(),
         device: -1,
         ctx_size: 4096,
+        cache_type: QWEN3_OMNI_CACHE_F16,
         // A malformed override is reported by the load, which reads them again.
         validation: qwen3_omni_vk::EngineOptions::from_env().is_ok_and(|o| o.gpu.validation),
         pipeline_cache_dir: std::ptr::null(),
@@ -64,7 +65,15 @@ pub unsafe extern "C" fn qwen3_omni_model_load(
             return Err(invalid("ctx_size must be > 0"));
         }
         // The engine options, read once per load (`QWEN3VK_*`, docs/gpu-runs.md).
-        let engine = qwen3_omni_vk::EngineOptions::from_env().map_err(|e| invalid(e.to_string()))?;
+        let mut engine = qwen3_omni_vk::EngineOptions::from_env().map_err(|e| invalid(e.to_string()))?;
+        engine.models.cache_type = match p.cache_type {
+            QWEN3_OMNI_CACHE_F16 => qwen3_omni_vk::CacheType::F16,
+            QWEN3_OMNI_CACHE_F32 => qwen3_omni_vk::CacheType::F32,
+            QWEN3_OMNI_CACHE_Q8_0 => qwen3_omni_vk::CacheType::Q8_0,
+            t => {
+                return Err(invalid(format!("cache_type {t} is not a QWEN3_OMNI_CACHE_* value (0 f16, 1 f32, 2 q8_0)")))
+            }
+        };
         let defaults = LoadOptions::from_engine(engine);
         let pipeline_cache = if p.pipeline_cache_dir.is_null() {
             defaults.pipeline_cache

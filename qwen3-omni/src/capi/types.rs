@@ -108,7 +108,17 @@ pub struct qwen3_omni_model_params {
     /// Called during the load; may be NULL.
     pub progress_callback: qwen3_omni_progress_callback,
     pub progress_user_data: *mut c_void,
+    /// The Thinker's and the Talker's KV cache element type: `QWEN3_OMNI_CACHE_F16` (the default,
+    /// 0), `QWEN3_OMNI_CACHE_F32` (exact) or `QWEN3_OMNI_CACHE_Q8_0` (not implemented yet: refused).
+    pub cache_type: i32,
 }
+
+/// KV cache element type: f16 (the default).
+pub const QWEN3_OMNI_CACHE_F16: i32 = 0;
+/// KV cache element type: f32 (the exact path).
+pub const QWEN3_OMNI_CACHE_F32: i32 = 1;
+/// KV cache element type: ggml's Q8_0 (32 int8 and one f16 scale per block).
+pub const QWEN3_OMNI_CACHE_Q8_0: i32 = 2;
 
 /// How tokens are chosen (on the GPU). Default: greedy.
 #[repr(C)]

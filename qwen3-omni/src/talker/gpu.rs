@@ -17,7 +17,7 @@
 //! teacher forcing); both give the same codes.
 
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Profile};
-use qwen3_omni_vk::{Kernels, Matrix, Q8_1Scratch, SampleParams, Suppress, WType};
+use qwen3_omni_vk::{CacheType, Kernels, KvCache, Matrix, Q8_1Scratch, SampleParams, Suppress, WType};
 
 use super::cpu::thinker_embedding;
 use super::prompt::{plan, trailing, PromptError, Row, TextSide};
@@ -248,7 +248,10 @@ pub struct GpuTalker {
     k: Kernels,
     pub config: TalkerConfig,
     w: TalkerWeights,
+    /// The Talker's KV caches, of `cache_type` (`ModelOptions::cache_type`).
     kv: Vec<(Buffer, Buffer)>,
+    cache_type: CacheType,
+    /// The code predictor's (f32 always: 16 positions).
     cp_kv: Vec<(Buffer, Buffer)>,
     s: Scratch,
     ps: ProjScratch,
@@ -293,6 +296,10 @@ impl GpuTalker {
     /// Loads the Talker of `m` with a context of `ctx` positions (prompt + frames).
     pub fn load(k: Kernels, m: &ModelFile, ctx: u32, progress: impl FnMut(u32, u32)) -> Result<GpuTalker, TalkerError> {
         let c = TalkerConfig::from_model(m)?;
+        let cache_type = k.model_options().cache_type;
+        if let Some(what) = cache_type.unsupported(c.talker.head_dim) {
+            return Err(ModelError::CacheType { ty: cache_type, what: format!("the Talker: {what}") }.into());
+        }
         let g = k.gpu().clone();
         let opts = k.model_options().talker;
         let po = crate::memory_plan::PlanOptions::all(ctx, k.model_options().cache_type);
@@ -305,19 +312,20 @@ impl GpuTalker {
         let (t, cp) = (&c.talker, &c.predictor);
         let ctx = ctx.clamp(16, t.max_positions);
         let groups = c.groups;
-        let cache = |tag: &str, d: &DecoderConfig, n: u32| -> Result<Vec<(Buffer, Buffer)>, qwen3_omni_vk::Error> {
-            let kvd = (d.n_kv_heads * d.head_dim) as u64;
+        let cache = |tag: &str, d: &DecoderConfig, n: u32, ty: CacheType| {
+            let bytes = n as u64 * ty.row_bytes((d.n_kv_heads * d.head_dim) as u64);
             (0..d.layers)
                 .map(|l| {
                     Ok((
-                        g.buffer(&format!("{tag} k cache {l}"), n as u64 * kvd * 4, MemoryIntent::Scratch)?,
-                        g.buffer(&format!("{tag} v cache {l}"), n as u64 * kvd * 4, MemoryIntent::Scratch)?,
+                        g.buffer(&format!("{tag} k cache {l}"), bytes, MemoryIntent::Scratch)?,
+                        g.buffer(&format!("{tag} v cache {l}"), bytes, MemoryIntent::Scratch)?,
                     ))
                 })
-                .collect()
+                .collect::<Result<Vec<(Buffer, Buffer)>, qwen3_omni_vk::Error>>()
         };
-        let kv = cache("talker", t, ctx)?;
-        let cp_kv = cache("code predictor", cp, groups)?;
+        let kv = cache("talker", t, ctx, cache_type)?;
+        // The code predictor's cache (one position per code group, 16) stays f32: it is tiny.
+        let cp_kv = cache("code predictor", cp, groups, CacheType::F32)?;
         let h = t.hidden as u64;
         let f = |n: &str, len: u64| g.buffer(n, len * 4, MemoryIntent::Scratch);
         let top = t.top_k as u64;
@@ -403,6 +411,7 @@ impl GpuTalker {
             config: c,
             w,
             kv,
+            cache_type,
             cp_kv,
             s,
             ps,
@@ -447,6 +456,16 @@ impl GpuTalker {
     }
 
     /// Positions the context holds (prompt + frames).
+    /// The Talker's KV cache element type (the code predictor's is f32).
+    pub fn cache_type(&self) -> CacheType {
+        self.cache_type
+    }
+
+    /// Talker layer l's K and V caches.
+    pub(super) fn cache(&self, l: usize) -> KvCache<'_> {
+        KvCache { k: &self.kv[l].0, v: &self.kv[l].1, ty: self.cache_type }
+    }
+
     pub fn ctx(&self) -> u32 {
         self.ctx
     }

@@ -1,13 +1,14 @@
 //! The Thinker on the GPU: one command buffer per token, greedy token chosen on the GPU and the
-//! only value read back. KV caches (f32, `[ctx, n_kv, head_dim]` per layer) and all activations
-//! stay on the device.
+//! only value read back. KV caches (`[ctx, n_kv, head_dim]` per layer, of
+//! `ModelOptions::cache_type`: f16 by default, f32 for the exact tests) and all activations stay on
+//! the device.
 //!
 //! This first version feeds the prompt one token at a time through the decode path; the batched
 //! prefill (matrix × matrix, `attn_prefill`) and a replayable step whose positions the GPU reads
 //! from a buffer are the next steps (see docs/perf.md).
 
 use qwen3_omni_vk::vk_runtime::{Buffer, MemoryIntent, Profile};
-use qwen3_omni_vk::{HeadOut, Kernels, Matrix, MatvecPath, Q8_1Scratch, SampleParams, WType};
+use qwen3_omni_vk::{CacheType, HeadOut, Kernels, KvCache, Matrix, MatvecPath, Q8_1Scratch, SampleParams, WType};
 
 use super::{ThinkerConfig, ThinkerWeights};
 use crate::model_file::{ModelError, ModelFile};
@@ -90,6 +91,8 @@ pub struct GpuThinker {
     pub config: ThinkerConfig,
     w: ThinkerWeights,
     kv: Vec<(Buffer, Buffer)>,
+    /// The caches' element type (`ModelOptions::cache_type`, fixed at load).
+    cache_type: CacheType,
     s: Scratch,
     ctx: u32,
     len: u32,
@@ -127,6 +130,10 @@ impl GpuThinker {
     /// Loads the Thinker of `m` onto the kernels' GPU with a KV cache of `ctx` positions.
     pub fn load(k: Kernels, m: &ModelFile, ctx: u32, progress: impl FnMut(u32, u32)) -> Result<GpuThinker, ModelError> {
         let c = ThinkerConfig::from_model(m)?;
+        let cache_type = k.model_options().cache_type;
+        if let Some(what) = cache_type.unsupported(c.head_dim) {
+            return Err(ModelError::CacheType { ty: cache_type, what: format!("the Thinker: {what}") });
+        }
         let g = k.gpu().clone();
         let mo = k.model_options();
         // The memory plan first: a model that does not fit is refused before any allocation.
@@ -140,11 +147,12 @@ impl GpuThinker {
         let (h, hd) = (c.hidden as u64, c.head_dim as u64);
         let (qd, kvd) = ((c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64);
         let ctx = ctx.clamp(1, c.max_positions);
+        let cache_bytes = ctx as u64 * cache_type.row_bytes(kvd);
         let kv = (0..c.layers)
             .map(|l| {
                 Ok((
-                    g.buffer(&format!("k cache {l}"), ctx as u64 * kvd * 4, MemoryIntent::Scratch)?,
-                    g.buffer(&format!("v cache {l}"), ctx as u64 * kvd * 4, MemoryIntent::Scratch)?,
+                    g.buffer(&format!("k cache {l}"), cache_bytes, MemoryIntent::Scratch)?,
+                    g.buffer(&format!("v cache {l}"), cache_bytes, MemoryIntent::Scratch)?,
                 ))
             })
             .collect::<Result<Vec<_>, qwen3_omni_vk::Error>>()?;
@@ -200,6 +208,7 @@ impl GpuThinker {
             config: c,
             w,
             kv,
+            cache_type,
             s,
             ctx,
             len: 0,
@@ -218,6 +227,16 @@ impl GpuThinker {
 
     pub fn kernels(&self) -> &Kernels {
         &self.k
+    }
+
+    /// The KV cache's element type.
+    pub fn cache_type(&self) -> CacheType {
+        self.cache_type
+    }
+
+    /// Layer l's K and V caches.
+    fn cache(&self, l: usize) -> KvCache<'_> {
+        KvCache { k: &self.kv[l].0, v: &self.kv[l].1, ty: self.cache_type }
     }
 
     /// Positions used so far.

@@ -182,6 +182,19 @@ pub fn kernels() -> Kernels {
     Kernels::new(gpu())
 }
 
+/// [`Kernels`] on `gpu` with the KV caches of type `ty` (`ModelOptions::cache_type`).
+pub fn kernels_with_cache(gpu: Gpu, ty: qwen3_omni_vk::CacheType) -> Kernels {
+    let k = Kernels::new(gpu);
+    k.set_model_options(qwen3_omni_vk::ModelOptions { cache_type: ty, ..k.model_options() });
+    k
+}
+
+/// [`Kernels`] on `gpu` for the exact parity tests against transformers: the f32 KV cache (the
+/// default f16 one rounds keys and values; spec §11.5's loose tolerances are tested apart).
+pub fn exact_kernels(gpu: Gpu) -> Kernels {
+    kernels_with_cache(gpu, qwen3_omni_vk::CacheType::F32)
+}
+
 /// Fails the test unless the validation layer is on and reported no error or warning so far.
 pub fn assert_clean(gpu: &Gpu) {
     let v = gpu.validation().expect("tests run with the validation layer");

@@ -27,10 +27,14 @@ impl Kernels {
     ) -> Result<()> {
         let AttnDecodeFused { q, k, v, q_w, k_w, pos, out, scratch, counters, cache_len, kv_cap, eps, merge_here } =
             args;
-        let KvCache { k: k_cache, v: v_cache } = kv;
+        let KvCache { k: k_cache, v: v_cache, ty } = kv;
         let Heads { n_heads, n_kv, head_dim } = heads;
         let Rope { theta, mrope_section } = rope;
-        let name = if merge_here { names::ATTN_DECODE_FUSED_F32 } else { names::ATTN_DECODE_PROLOGUE_F32 };
+        let name = if merge_here {
+            kv_kernel(ty, names::ATTN_DECODE_FUSED_F32, names::ATTN_DECODE_FUSED_F16)?
+        } else {
+            kv_kernel(ty, names::ATTN_DECODE_PROLOGUE_F32, names::ATTN_DECODE_PROLOGUE_F16)?
+        };
         check_heads(name, n_heads, n_kv, head_dim)?;
         let g = n_heads / n_kv;
         let caps = self.gpu().caps();
@@ -60,7 +64,7 @@ impl Kernels {
         let o_bytes = rows * n_chunks as u64 * hd;
         let ml_off = round_up(o_bytes, 256);
         let ml_bytes = rows * n_chunks as u64 * 8;
-        let cache_bytes = kv_cap as u64 * n_kv as u64 * hd;
+        let cache_bytes = kv_bytes(ty, kv_cap as u64, n_kv, head_dim);
         let spec = [
             SpecConst { id: 0, value: GQA_CHUNK },
             SpecConst { id: 1, value: head_dim },
@@ -104,16 +108,38 @@ impl Kernels {
     }
 
     /// Appends `n` tokens of new keys and values (`[n, n_kv, head_dim]` f32, from offset 0 of
-    /// `k_new` / `v_new`) to the caches at positions p0 .. p0 + n − 1 (two buffer copies).
+    /// `k_new` / `v_new`) to the caches at positions p0 .. p0 + n − 1: two buffer copies into an
+    /// f32 cache, `attn_kv_store_at_f16` (rounding) into an f16 one.
     pub fn kv_append<'a>(&self, rec: &mut Recorder<'a>, args: KvAppend<'a>, kv: KvCache<'a>) -> Result<()> {
         let KvAppend { k_new, v_new, n, n_kv, head_dim, p0 } = args;
-        let KvCache { k: k_cache, v: v_cache } = kv;
+        let KvCache { k: k_cache, v: v_cache, ty } = kv;
         if n == 0 || n_kv == 0 || head_dim == 0 {
             return Err(kerr("kv_append", format!("empty append ({n} tokens × {n_kv} heads × {head_dim})")));
         }
-        let row = n_kv as u64 * head_dim as u64 * 4;
-        rec.copy(k_new, 0, k_cache, p0 as u64 * row, n as u64 * row)?;
-        rec.copy(v_new, 0, v_cache, p0 as u64 * row, n as u64 * row)
+        if ty == CacheType::F32 {
+            let row = n_kv as u64 * head_dim as u64 * 4;
+            rec.copy(k_new, 0, k_cache, p0 as u64 * row, n as u64 * row)?;
+            return rec.copy(v_new, 0, v_cache, p0 as u64 * row, n as u64 * row);
+        }
+        let name = kv_kernel(ty, names::ATTN_KV_STORE_F32, names::ATTN_KV_STORE_AT_F16)?;
+        let row = n_kv as u64 * head_dim as u64;
+        let end = p0 as u64 + n as u64;
+        if n as u64 * row > u32::MAX as u64 || end * row > u32::MAX as u64 {
+            return Err(kerr(name, "the caches exceed 2^32 - 1 values".into()));
+        }
+        let p = self.pipeline::<PushStore>(name, &[SpecConst { id: 0, value: ROPE_WG }])?;
+        let push = PushStore { n, row: row as u32, max_len: end as u32, p0 };
+        rec.dispatch(
+            &p,
+            &[
+                Binding::read(k_new).range(0, n as u64 * row * 4),
+                Binding::read(v_new).range(0, n as u64 * row * 4),
+                Binding::write(k_cache).range(0, kv_bytes(ty, end, n_kv, head_dim)),
+                Binding::write(v_cache).range(0, kv_bytes(ty, end, n_kv, head_dim)),
+            ],
+            push_bytes(&push),
+            stride_grid(n as u64 * row, ROPE_WG),
+        )
     }
 
     /// Keys per chunk that [`Kernels::attn_decode`] uses for a cache of `kv_len` entries: about
@@ -151,10 +177,14 @@ impl Kernels {
         heads: Heads,
     ) -> Result<()> {
         let AttnDecode { q, out, scratch, n_q, kv_len } = args;
-        let KvCache { k: k_cache, v: v_cache } = kv;
+        let KvCache { k: k_cache, v: v_cache, ty } = kv;
         let Heads { n_heads, n_kv, head_dim } = heads;
         // Keys load as vec4s when rows allow it (every real head_dim does).
-        let name = if head_dim.is_multiple_of(4) { names::ATTN_SPLIT_VEC4_F32 } else { names::ATTN_SPLIT_F32 };
+        let name = if head_dim.is_multiple_of(4) {
+            kv_kernel(ty, names::ATTN_SPLIT_VEC4_F32, names::ATTN_SPLIT_VEC4_F16)?
+        } else {
+            kv_kernel(ty, names::ATTN_SPLIT_F32, names::ATTN_SPLIT_F16)?
+        };
         check_heads(name, n_heads, n_kv, head_dim)?;
         // `QWEN3VK_ATTN_DECODE=split` forces the per-query-head split kernel (A/B measurements).
         let force_split = self.tuning().attn_decode_split;
@@ -180,7 +210,7 @@ impl Kernels {
         let o_bytes = rows * n_chunks as u64 * head_dim as u64 * 4;
         let ml_off = round_up(o_bytes, 256);
         let ml_bytes = rows * n_chunks as u64 * 8;
-        let kv_bytes = kv_len as u64 * n_kv as u64 * head_dim as u64 * 4;
+        let kv_bytes = kv_bytes(ty, kv_len as u64, n_kv, head_dim);
         let q_bytes = rows * head_dim as u64 * 4;
         let p = self.pipeline::<PushSplit>(
             name,
@@ -214,9 +244,16 @@ impl Kernels {
         dyn_len: Option<&'a Buffer>,
     ) -> Option<Result<()>> {
         let AttnDecode { q, out, scratch, n_q, kv_len } = args;
-        let KvCache { k: k_cache, v: v_cache } = kv;
+        let KvCache { k: k_cache, v: v_cache, ty } = kv;
         let Heads { n_heads, n_kv, head_dim } = heads;
-        let name = if dyn_len.is_some() { names::ATTN_DECODE_GQA_DYN_F32 } else { names::ATTN_DECODE_GQA_F32 };
+        let name = match if dyn_len.is_some() {
+            kv_kernel(ty, names::ATTN_DECODE_GQA_DYN_F32, names::ATTN_DECODE_GQA_DYN_F16)
+        } else {
+            kv_kernel(ty, names::ATTN_DECODE_GQA_F32, names::ATTN_DECODE_GQA_F16)
+        } {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
         let g = n_heads / n_kv;
         let caps = self.gpu().caps();
         // qs, sc, scp (partial scores), red, hm / hl, po (row-group sums of up to 4 heads).
@@ -247,7 +284,7 @@ impl Kernels {
             let o_bytes = rows * n_chunks as u64 * head_dim as u64 * 4;
             let ml_off = round_up(o_bytes, 256);
             let ml_bytes = rows * n_chunks as u64 * 8;
-            let kv_bytes = kv_len as u64 * n_kv as u64 * head_dim as u64 * 4;
+            let kv_bytes = kv_bytes(ty, kv_len as u64, n_kv, head_dim);
             let q_bytes = rows * head_dim as u64 * 4;
             let spec = [
                 SpecConst { id: 0, value: GQA_CHUNK },
@@ -295,7 +332,7 @@ impl Kernels {
     ) -> Result<()> {
         let AttnDecodeAt { q, out, scratch, cache_len, n_q, kv_cap } = args;
         let Heads { n_heads, n_kv, head_dim } = heads;
-        let name = names::ATTN_DECODE_GQA_DYN_F32;
+        let name = kv_kernel(kv.ty, names::ATTN_DECODE_GQA_DYN_F32, names::ATTN_DECODE_GQA_DYN_F16)?;
         check_heads(name, n_heads, n_kv, head_dim)?;
         let r =
             self.attn_decode_gqa(rec, AttnDecode { q, out, scratch, n_q, kv_len: kv_cap }, kv, heads, Some(cache_len));
@@ -311,13 +348,13 @@ impl Kernels {
     }
 
     /// Appends `n` tokens of new keys and values (`[n, n_kv, head_dim]` f32) to the caches
-    /// (`[max_len, n_kv, head_dim]`) at positions cache_len[0] .. cache_len[0] + n − 1, the length
+    /// (`[max_len, n_kv, head_dim]` of `kv.ty`) at positions cache_len[0] .. cache_len[0] + n − 1, the length
     /// read from the GPU (`cache_len`, u32 `[1]`) for replayable steps; positions ≥ max_len are
     /// dropped.
     pub fn kv_store<'a>(&self, rec: &mut Recorder<'a>, args: KvStore<'a>, kv: KvCache<'a>) -> Result<()> {
         let KvStore { k_new, v_new, cache_len, n, n_kv, head_dim, max_len } = args;
-        let KvCache { k: k_cache, v: v_cache } = kv;
-        let name = names::ATTN_KV_STORE_F32;
+        let KvCache { k: k_cache, v: v_cache, ty } = kv;
+        let name = kv_kernel(ty, names::ATTN_KV_STORE_F32, names::ATTN_KV_STORE_F16)?;
         let row = n_kv as u64 * head_dim as u64;
         if n == 0 || row == 0 || max_len == 0 {
             return Err(kerr(
@@ -326,11 +363,11 @@ impl Kernels {
             ));
         }
         if n as u64 * row > u32::MAX as u64 || max_len as u64 * row > u32::MAX as u64 {
-            return Err(kerr(name, "the caches exceed 2^32 - 1 floats".into()));
+            return Err(kerr(name, "the caches exceed 2^32 - 1 values".into()));
         }
         let p = self.pipeline::<PushStore>(name, &[SpecConst { id: 0, value: ROPE_WG }])?;
-        let push = PushStore { n, row: row as u32, max_len };
-        let (new_b, cache_b) = (n as u64 * row * 4, max_len as u64 * row * 4);
+        let push = PushStore { n, row: row as u32, max_len, p0: 0 };
+        let (new_b, cache_b) = (n as u64 * row * 4, kv_bytes(ty, max_len as u64, n_kv, head_dim));
         rec.dispatch(
             &p,
             &[

@@ -3,7 +3,9 @@
 //! (tiled, online softmax).
 //!
 //! Layouts (f32): q / k / v / attention output `[n_tokens, heads, head_dim]`; the K and V caches are
-//! separate buffers `[max_len, n_kv, head_dim]` (position-major), so appending tokens is one copy each.
+//! separate buffers `[max_len, n_kv, head_dim]` (position-major) of their [`CacheType`]: f32 (the
+//! exact path; appending tokens is one copy each) or f16 (rounded on store, widened on load; every
+//! kernel that writes or reads a cache has an `_f16` variant, docs/kernels.md "KV cache").
 //! Query head h reads KV head h / (n_heads / n_kv). Scale 1/√head_dim.
 
 use bytemuck::{Pod, Zeroable};
@@ -11,6 +13,7 @@ use vk_runtime::{Binding, Buffer, Recorder, Result, SpecConst};
 
 use super::{grid, kerr, push_bytes, stride_grid};
 use crate::kernels::Kernels;
+use crate::options::CacheType;
 
 mod decode;
 mod prefill;
@@ -129,9 +132,10 @@ struct PushStore {
     n: u32,
     row: u32,
     max_len: u32,
+    p0: u32,
 }
-crate::push_layout!(PushStore { n, row, max_len });
-const _: () = assert!(std::mem::size_of::<PushStore>() == 12);
+crate::push_layout!(PushStore { n, row, max_len, p0 });
+const _: () = assert!(std::mem::size_of::<PushStore>() == 16);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -185,11 +189,27 @@ pub struct Rope {
     pub mrope_section: [u32; 3],
 }
 
-/// A layer's K and V caches, each `[capacity, n_kv, head_dim]` f32 (position-major).
+/// A layer's K and V caches, each `[capacity, n_kv, head_dim]` (position-major) of element type
+/// `ty` ([`CacheType::row_bytes`] per position).
 #[derive(Clone, Copy)]
 pub struct KvCache<'a> {
     pub k: &'a Buffer,
     pub v: &'a Buffer,
+    pub ty: CacheType,
+}
+
+/// The kernel for a cache of type `ty`: `f32` or `f16`; Q8_0 is refused naming the kernel.
+pub(super) fn kv_kernel(ty: CacheType, f32: &'static str, f16: &'static str) -> Result<&'static str> {
+    match ty {
+        CacheType::F32 => Ok(f32),
+        CacheType::F16 => Ok(f16),
+        CacheType::Q8_0 => Err(kerr(f16, "a q8_0 KV cache is not supported by this kernel".into())),
+    }
+}
+
+/// Bytes of `positions` cache positions of `n_kv` heads of `head_dim` values.
+pub(super) fn kv_bytes(ty: CacheType, positions: u64, n_kv: u32, head_dim: u32) -> u64 {
+    positions * ty.row_bytes(n_kv as u64 * head_dim as u64)
 }
 
 /// What [`Kernels::rope`] rotates in place: x `[n_tokens, n_heads, head_dim]`, positions `pos`
@@ -218,7 +238,7 @@ pub struct QkNormRope<'a> {
 }
 
 /// Where [`Kernels::qk_norm_rope_store`] writes: the new V rows, the caches (`[max_len, n_kv,
-/// head_dim]`) and the cache length read from `cache_len` (u32).
+/// head_dim]` of `ty`) and the cache length read from `cache_len` (u32).
 #[derive(Clone, Copy)]
 pub struct KvWrite<'a> {
     pub v: &'a Buffer,
@@ -226,6 +246,7 @@ pub struct KvWrite<'a> {
     pub v_cache: &'a Buffer,
     pub cache_len: &'a Buffer,
     pub max_len: u32,
+    pub ty: CacheType,
 }
 
 /// Arguments of [`Kernels::attn_decode_fused`] besides the caches, heads and RoPE.

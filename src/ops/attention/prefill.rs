@@ -16,13 +16,14 @@ impl Kernels {
         heads: Heads,
     ) -> Result<()> {
         let AttnPrefill { q, out, n, p0 } = args;
-        let KvCache { k: k_cache, v: v_cache } = kv;
+        let KvCache { k: k_cache, v: v_cache, ty } = kv;
         let Heads { n_heads, n_kv, head_dim } = heads;
         // head_dim a multiple of 32: the vec4, register-blocked variant (attn_prefill_v4.comp).
-        let name = if head_dim.is_multiple_of(32) && head_dim <= 128 {
-            names::ATTN_PREFILL_V4_F32
+        let v4 = head_dim.is_multiple_of(32) && head_dim <= 128;
+        let name = if v4 {
+            kv_kernel(ty, names::ATTN_PREFILL_V4_F32, names::ATTN_PREFILL_V4_F16)?
         } else {
-            names::ATTN_PREFILL_F32
+            kv_kernel(ty, names::ATTN_PREFILL_F32, names::ATTN_PREFILL_F16)?
         };
         check_heads(name, n_heads, n_kv, head_dim)?;
         if !head_dim.is_multiple_of(8) || head_dim > 128 {
@@ -31,7 +32,7 @@ impl Kernels {
         if n == 0 {
             return Err(kerr(name, "no query tokens".into()));
         }
-        let shared = if name == names::ATTN_PREFILL_V4_F32 {
+        let shared = if v4 {
             (BQ * head_dim + BK * (head_dim + 4) + BK * head_dim + BQ * BK + 3 * BQ) * 4
         } else {
             (BQ * head_dim + BK * (head_dim + 1) + BK * head_dim + BQ * BK + 3 * BQ) * 4
@@ -51,7 +52,7 @@ impl Kernels {
             ));
         }
         let kv_len = p0 as u64 + n as u64;
-        let kv_bytes = kv_len * n_kv as u64 * head_dim as u64 * 4;
+        let kv_bytes = kv_bytes(ty, kv_len, n_kv, head_dim);
         let q_bytes = n as u64 * n_heads as u64 * head_dim as u64 * 4;
         let p = self.pipeline::<PushPrefill>(
             name,

@@ -84,7 +84,8 @@ impl Kernels {
     /// [`Kernels::qk_norm_rope`] fused with [`Kernels::kv_store`] for replayable decode steps: q is
     /// normalised and rotated in place; k is normalised, rotated and written straight into the K
     /// cache, and v copied into the V cache, at positions cache_len[0] .. + n_tokens (dropped at or
-    /// past `max_len`). k itself is left as it was. One dispatch instead of two.
+    /// past `max_len`), as the caches' type (`store.ty`) holds them. k itself is left as it was.
+    /// One dispatch instead of two.
     pub fn qk_norm_rope_store<'a>(
         &self,
         rec: &mut Recorder<'a>,
@@ -94,10 +95,10 @@ impl Kernels {
         rope: Rope,
     ) -> Result<()> {
         let QkNormRope { q, k, q_w, k_w, pos, n_tokens, eps } = args;
-        let KvWrite { v, k_cache, v_cache, cache_len, max_len } = store;
+        let KvWrite { v, k_cache, v_cache, cache_len, max_len, ty } = store;
         let Heads { n_heads, n_kv, head_dim } = heads;
         let Rope { theta, mrope_section } = rope;
-        let name = names::ROPE_QK_NORM_STORE_F32;
+        let name = kv_kernel(ty, names::ROPE_QK_NORM_STORE_F32, names::ROPE_QK_NORM_STORE_F16)?;
         if n_tokens == 0 || n_heads == 0 || n_kv == 0 || head_dim == 0 || !head_dim.is_multiple_of(2) || max_len == 0 {
             return Err(kerr(name, format!("{n_tokens} tokens × {n_heads}/{n_kv} heads × head_dim {head_dim}, {max_len} cache positions: need nonzero sizes, even head_dim")));
         }
@@ -106,8 +107,9 @@ impl Kernels {
         let hd = head_dim as u64 * 4;
         let kv_row = n_kv as u64 * hd;
         if max_len as u64 * kv_row / 4 > u32::MAX as u64 {
-            return Err(kerr(name, "the caches exceed 2^32 - 1 floats".into()));
+            return Err(kerr(name, "the caches exceed 2^32 - 1 values".into()));
         }
+        let cache_bytes = kv_bytes(ty, max_len as u64, n_kv, head_dim);
         let rows = n_tokens as u64 * (n_heads as u64 + 2 * n_kv as u64);
         let p = self.pipeline::<PushQkNormRopeStore>(name, &[SpecConst { id: 0, value: 64 }])?;
         let (dims, grid_x) = grid(rows as u32, self.gpu().caps().max_workgroup_count[0]);
@@ -123,8 +125,8 @@ impl Kernels {
                 Binding::read(k_w).range(0, hd),
                 Binding::read(pos).range(0, n_tokens as u64 * 12),
                 Binding::read(v).range(0, kv_bytes),
-                Binding::write(k_cache).range(0, max_len as u64 * kv_row),
-                Binding::write(v_cache).range(0, max_len as u64 * kv_row),
+                Binding::write(k_cache).range(0, cache_bytes),
+                Binding::write(v_cache).range(0, cache_bytes),
                 Binding::read(cache_len).range(0, 4),
             ],
             push_bytes(&PushQkNormRopeStore { base, max_len }),

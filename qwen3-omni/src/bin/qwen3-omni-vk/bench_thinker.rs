@@ -50,12 +50,21 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let mut t = GpuThinker::load(k, &m, max_ctx, |_, _| {})?;
     outln!(
-        "device: {} · model: {} · matvec path {path:?} · loaded in {:.1} s",
+        "device: {} · model: {} · matvec path {path:?} · KV cache {} · loaded in {:.1} s",
         gpu.caps().name,
         a.model.display(),
+        t.cache_type(),
         t0.elapsed().as_secs_f64()
     );
     let c = t.config.clone();
+    let kv_row = t.cache_type().row_bytes((c.n_kv_heads * c.head_dim) as u64) * 2 * c.layers as u64;
+    outln!(
+        "KV cache: {} ({} bytes per position over all layers, K and V; {:.2} GB for the {} positions)",
+        t.cache_type(),
+        kv_row,
+        kv_row as f64 * t.capacity() as f64 / 1e9,
+        t.capacity()
+    );
     let bytes = c.decode_bytes_per_token();
     outln!(
         "Thinker: {} layers, {} experts top-{}, hidden {}; weight bytes read per token {:.2} GB",
@@ -113,6 +122,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         if gpu_us > 0.0 {
             out!("; GPU-only rate {:.0} tok/s", 1e6 / gpu_us);
         }
+        out!("; KV cache read {:.0} MB/token", (kv_row * ctx as u64) as f64 / 1e6);
         if let Some(bw) = a.ceiling_gbs {
             let roof = bw * 1e9 / bytes as f64;
             out!("; roofline {roof:.0} tok/s → {:.0}% of it", 100.0 / dt / roof);

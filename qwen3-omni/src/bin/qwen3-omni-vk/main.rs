@@ -32,6 +32,15 @@ use qwen3_omni_vk::vk_runtime;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// KV cache element type of the Thinker and the Talker: f16 (default), q8_0 or f32 (exact).
+    /// Read by every command that loads either (the code predictor's 16-position cache is f32).
+    #[arg(long = "cache-type", global = true, value_name = "f16|q8_0|f32", value_parser = parse_cache_type)]
+    cache_type: Option<qwen3_omni_vk::CacheType>,
+}
+
+/// `--cache-type`: llama.cpp's names.
+fn parse_cache_type(s: &str) -> Result<qwen3_omni_vk::CacheType, String> {
+    qwen3_omni_vk::CacheType::parse(s).ok_or_else(|| format!("{s:?} is not a KV cache type (f16, q8_0 or f32)"))
 }
 
 #[derive(Subcommand)]
@@ -48,9 +57,6 @@ enum Command {
         /// Context size (KV cache positions) the plan is made for.
         #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
         ctx_size: u32,
-        /// KV cache element type the plan is made for: f32, f16 or q8_0 (default: the engine's).
-        #[arg(long = "cache-type", value_parser = parse_cache_type)]
-        cache_type: Option<qwen3_omni_vk::CacheType>,
         /// Vulkan device index (default: the one that would be used).
         #[arg(long)]
         device: Option<usize>,
@@ -96,16 +102,22 @@ fn main() -> ExitCode {
     }
     // Every engine choice, read once (docs/gpu-runs.md, "Engine overrides").
     match qwen3_omni_vk::EngineOptions::from_env() {
-        Ok(o) => common::set_engine_options(o),
+        Ok(mut o) => {
+            if let Some(t) = cli.cache_type {
+                o.models.cache_type = t;
+            }
+            common::set_engine_options(o)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     }
     let result = match cli.command {
-        Command::Devices { selftest, model, ctx_size, cache_type, device } => {
+        Command::Devices { selftest, model, ctx_size, device } => {
             devices(selftest).and_then(|()| match model {
-                Some(m) => memory_plan::run(&m, ctx_size, cache_type, device),
+                // The global --cache-type (else the engine's default).
+                Some(m) => memory_plan::run(&m, ctx_size, cli.cache_type, device),
                 None => Ok(()),
             })
         }
@@ -156,10 +168,6 @@ fn error_chain(e: &anyhow::Error) -> String {
         s.push_str(&t);
     }
     s
-}
-
-fn parse_cache_type(s: &str) -> Result<qwen3_omni_vk::CacheType, String> {
-    qwen3_omni_vk::CacheType::parse(s).ok_or_else(|| format!("'{s}' is not one of f32, f16, q8_0"))
 }
 
 fn devices(selftest: bool) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ use qwen3_omni_vk::{
     AttnDecode, AttnDecodeAt, AttnDecodeFused, AttnPrefill, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope,
     Rope,
 };
-use qwen3_omni_vk::{Matrix, MatvecPath, SampleParams, WType};
+use qwen3_omni_vk::{CacheType, Matrix, MatvecPath, SampleParams, WType};
 use qwen3_omni_vk::{MoeDown, MoeGateUp, MoeRoute, MoeRouteGateUp, MoeSharedGate};
 
 use super::{planar, Act, GpuTalker, PrefillScratch, TalkerError, PREFILL_CHUNK};
@@ -83,7 +83,6 @@ impl GpuTalker {
         let mut rec = k.gpu().recorder(false)?;
         rec.copy(&pf.rows, 0, &pf.x, 0, nh_total * 4)?;
         for (l, (a, moe)) in w.layers.iter().enumerate() {
-            let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
             k.rms_norm(&mut rec, &pf.x, &a.attn_norm, &pf.y, h, n, d.rms_eps)?;
             k.quantize_q8_1(&mut rec, &pf.y, nh_total, &pf.q81)?;
             k.matmul_q8_0_prequantized(&mut rec, planar(&a.q, qd, h), n, &pf.q, &pf.q81)?;
@@ -106,12 +105,12 @@ impl GpuTalker {
             k.kv_append(
                 &mut rec,
                 KvAppend { k_new: &pf.k, v_new: &pf.v, n, n_kv: nkv, head_dim: hd, p0 },
-                KvCache { k: kc, v: vc },
+                self.cache(l),
             )?;
             k.attn_prefill(
                 &mut rec,
                 AttnPrefill { q: &pf.q, out: &pf.o, n, p0 },
-                KvCache { k: kc, v: vc },
+                self.cache(l),
                 Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
             )?;
             k.matmul_q8_0(&mut rec, planar(&a.o, h, qd), &pf.o, n, &pf.ao, &pf.q81)?;
@@ -213,7 +212,7 @@ impl GpuTalker {
         d: &DecoderConfig,
         a: &'a AttnWeights,
         act: &'a Act,
-        cache: &'a (Buffer, Buffer),
+        kv: KvCache<'a>,
         positions: &'a Buffer,
         at: Option<u32>,
         cap: u32,
@@ -223,8 +222,7 @@ impl GpuTalker {
         let s = &self.s;
         let (h, hd, nh, nkv) = (d.hidden, d.head_dim, d.n_heads, d.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
-        let (kc, vc) = (&cache.0, &cache.1);
-        let kv = KvCache { k: kc, v: vc };
+        let (kc, vc) = (kv.k, kv.v);
         let heads = Heads { n_heads: nh, n_kv: nkv, head_dim: hd };
         let rope = Rope { theta: d.rope_theta, mrope_section: d.mrope_section };
         if self.fused_decode {
@@ -276,7 +274,7 @@ impl GpuTalker {
                     n_tokens: 1,
                     eps: d.rms_eps,
                 },
-                KvWrite { v: &act.v, k_cache: kc, v_cache: vc, cache_len: len, max_len: cap },
+                KvWrite { v: &act.v, k_cache: kc, v_cache: vc, cache_len: len, max_len: cap, ty: kv.ty },
                 heads,
                 rope,
             )?;
@@ -402,7 +400,7 @@ impl GpuTalker {
         let h = d.hidden;
         rec.copy(input, 0, &s.t.x, 0, h as u64 * 4)?;
         for (l, (a, moe)) in w.layers.iter().enumerate() {
-            self.record_attention(rec, d, a, &s.t, &self.kv[l], &s.pos, None, self.ctx, true)?;
+            self.record_attention(rec, d, a, &s.t, self.cache(l), &s.pos, None, self.ctx, true)?;
             let (x, r, y) = (&s.t.x, &s.t.r, &s.t.y);
             // Recorded so that independent work shares barrier intervals: the router, the shared
             // expert's gate (sigmoid(w_sg · y), as a one-expert routing) and y's Q8_1 copy; then
@@ -504,7 +502,9 @@ impl GpuTalker {
         for (l, (a, mlp)) in w.cp_layers.iter().enumerate() {
             let cpos = &s.cpos[p as usize];
             let norm_out = !self.fused_decode;
-            self.record_attention(rec, d, a, &s.c, &self.cp_kv[l], cpos, Some(p), self.config.groups, norm_out)?;
+            // The code predictor's 16-position cache stays f32 (it is tiny).
+            let cp_kv = KvCache { k: &self.cp_kv[l].0, v: &self.cp_kv[l].1, ty: CacheType::F32 };
+            self.record_attention(rec, d, a, &s.c, cp_kv, cpos, Some(p), self.config.groups, norm_out)?;
             // The dense SwiGLU as a one-expert MoE (id 0, weight 1): gate, up and SiLU·mul in one
             // dispatch, the down projection with the residual add in another. Fused: the routing
             // kernel over a one-expert router (softmax of one logit = 1) also does the

@@ -2,9 +2,7 @@
 //! mode, and the head with the on-GPU sampling.
 
 use super::*;
-use qwen3_omni_vk::{
-    AttnDecode, AttnDecodeAt, AttnDecodeFused, Heads, KvAppend, KvCache, KvStore, KvWrite, QkNormRope, Rope,
-};
+use qwen3_omni_vk::{AttnDecode, AttnDecodeAt, AttnDecodeFused, Heads, KvAppend, KvStore, KvWrite, QkNormRope, Rope};
 use qwen3_omni_vk::{MatvecHead, SampleArgs};
 use qwen3_omni_vk::{MoeDown, MoeRouteGateUp, RouterFold};
 
@@ -129,7 +127,7 @@ impl GpuThinker {
                     eps: c.rms_eps,
                     merge_here: one_attn == AttnMode::Fused,
                 },
-                KvCache { k: kc, v: vc },
+                self.cache(l),
                 Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
                 Rope { theta: c.rope_theta, mrope_section: c.mrope_section },
             )?;
@@ -145,7 +143,14 @@ impl GpuThinker {
                     n_tokens: 1,
                     eps: c.rms_eps,
                 },
-                KvWrite { v: &s.v, k_cache: kc, v_cache: vc, cache_len: &s.cache_len, max_len: self.ctx },
+                KvWrite {
+                    v: &s.v,
+                    k_cache: kc,
+                    v_cache: vc,
+                    cache_len: &s.cache_len,
+                    max_len: self.ctx,
+                    ty: self.cache_type,
+                },
                 Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
                 Rope { theta: c.rope_theta, mrope_section: c.mrope_section },
             )?;
@@ -159,7 +164,7 @@ impl GpuThinker {
                     n_q: 1,
                     kv_cap: self.ctx,
                 },
-                KvCache { k: kc, v: vc },
+                self.cache(l),
                 Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
             )?;
         }
@@ -200,6 +205,7 @@ impl GpuThinker {
                     cache_len: len,
                     y: &s.q,
                     max_len: cap,
+                    cache_type: self.cache_type,
                     head_dim: hd,
                 },
                 Rope { theta: th, mrope_section: sec },
@@ -216,6 +222,7 @@ impl GpuThinker {
                     cache_len: len,
                     y: kc,
                     max_len: cap,
+                    cache_type: self.cache_type,
                     head_dim: hd,
                 },
                 Rope { theta: th, mrope_section: sec },
@@ -232,6 +239,7 @@ impl GpuThinker {
                     cache_len: len,
                     y: vc,
                     max_len: cap,
+                    cache_type: self.cache_type,
                     head_dim: hd,
                 },
                 Rope { theta: th, mrope_section: sec },
@@ -239,7 +247,7 @@ impl GpuThinker {
             k.attn_decode_at(
                 rec,
                 AttnDecodeAt { q: &s.q, out: &s.o, scratch: &s.attn, cache_len: len, n_q: 1, kv_cap: cap },
-                KvCache { k: kc, v: vc },
+                self.cache(l),
                 Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
             )?;
         } else {
@@ -315,7 +323,6 @@ impl GpuThinker {
         let (k, s, lw) = (&self.k, &self.s, &self.w.layers[l]);
         let (h, hd, nh, nkv) = (c.hidden, c.head_dim, c.n_heads, c.n_kv_heads);
         let (qd, kvd) = (nh * hd, nkv * hd);
-        let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
         k.rms_norm(rec, &s.x, &lw.attn_norm, &s.y, h, 1, c.rms_eps)?;
         if k.matvec_path() == MatvecPath::IntDot {
             k.quantize_q8_1(rec, &s.y, h as u64, &s.q81)?;
@@ -336,12 +343,12 @@ impl GpuThinker {
                 k.kv_append(
                     rec,
                     KvAppend { k_new: kn, v_new: &s.v, n: 1, n_kv: nkv, head_dim: hd, p0: p },
-                    KvCache { k: kc, v: vc },
+                    self.cache(l),
                 )?;
                 k.attn_decode(
                     rec,
                     AttnDecode { q: qn, out: &s.o, scratch: &s.attn, n_q: 1, kv_len: p + 1 },
-                    KvCache { k: kc, v: vc },
+                    self.cache(l),
                     Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
                 )?;
             }
@@ -357,7 +364,7 @@ impl GpuThinker {
                         head_dim: hd,
                         max_len: self.ctx,
                     },
-                    KvCache { k: kc, v: vc },
+                    self.cache(l),
                 )?;
                 k.attn_decode_at(
                     rec,
@@ -369,7 +376,7 @@ impl GpuThinker {
                         n_q: 1,
                         kv_cap: self.ctx,
                     },
-                    KvCache { k: kc, v: vc },
+                    self.cache(l),
                     Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
                 )?;
             }

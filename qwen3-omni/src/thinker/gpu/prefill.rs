@@ -3,7 +3,7 @@
 
 use super::*;
 use qwen3_omni_vk::SampleArgs;
-use qwen3_omni_vk::{AttnPrefill, Heads, KvAppend, KvCache, QkNormRope, Rope};
+use qwen3_omni_vk::{AttnPrefill, Heads, KvAppend, QkNormRope, Rope};
 use qwen3_omni_vk::{MoeDown, MoeGateUp, MoeRoute};
 
 impl GpuThinker {
@@ -156,7 +156,6 @@ impl GpuThinker {
             rec.copy(&pf.x, 0, &self.hs_accept, p0 as u64 * row, n as u64 * row)?;
         }
         for (l, lw) in w.layers.iter().enumerate() {
-            let (kc, vc) = (&self.kv[l].0, &self.kv[l].1);
             k.rms_norm(&mut rec, &pf.x, &lw.attn_norm, &pf.y, h, n, c.rms_eps)?;
             let (mq, mk, mv) = (
                 Matrix::new(&lw.q, WType::Q8_0Planar, qd, h),
@@ -190,15 +189,11 @@ impl GpuThinker {
                 Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
                 Rope { theta: c.rope_theta, mrope_section: c.mrope_section },
             )?;
-            k.kv_append(
-                &mut rec,
-                KvAppend { k_new: kn, v_new: &pf.v, n, n_kv: nkv, head_dim: hd, p0 },
-                KvCache { k: kc, v: vc },
-            )?;
+            k.kv_append(&mut rec, KvAppend { k_new: kn, v_new: &pf.v, n, n_kv: nkv, head_dim: hd, p0 }, self.cache(l))?;
             k.attn_prefill(
                 &mut rec,
                 AttnPrefill { q: qn, out: &pf.o, n, p0 },
-                KvCache { k: kc, v: vc },
+                self.cache(l),
                 Heads { n_heads: nh, n_kv: nkv, head_dim: hd },
             )?;
             let mo = Matrix::new(&lw.o, WType::Q8_0Planar, h, qd);
