@@ -140,7 +140,7 @@ fn devices_m_prints_the_plan_or_the_refusal() {
     }
     let bad = cli(&["devices", "-m", path.to_str().unwrap(), "--cache-type", "q4"]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of f32, f16, q8_0"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a KV cache type (f16, q8_0 or f32)"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
