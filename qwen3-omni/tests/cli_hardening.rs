@@ -386,19 +386,27 @@ fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
 
 /// Item 2: `quantize` refuses an output that is one of its inputs (or inside the checkpoint), and
 /// the input is untouched. Run on a copy of the fixture checkpoint.
-#[test]
-fn quantize_never_overwrites_its_input() {
-    let d = tmpdir("quantize-input");
+/// The tiny-real-vocab checkpoint (config, side files, shards) copied to `dir/ckpt`, with or
+/// without its tokenizer.json.
+fn checkpoint_copy(dir: &Path, tokenizer: bool) -> PathBuf {
     let src = common::fixtures().join("models/tiny-real-vocab");
-    let ck = d.path().join("ckpt");
+    let ck = dir.join("ckpt");
     std::fs::create_dir_all(&ck).unwrap();
     for e in std::fs::read_dir(&src).unwrap() {
         let e = e.unwrap();
         let n = e.file_name().to_string_lossy().into_owned();
-        if n.ends_with(".json") && !n.starts_with("manifest") || n.starts_with("model-") {
+        let json = n.ends_with(".json") && !n.starts_with("manifest") && (tokenizer || n != "tokenizer.json");
+        if json || n.starts_with("model-") {
             std::fs::copy(e.path(), ck.join(&n)).unwrap();
         }
     }
+    ck
+}
+
+#[test]
+fn quantize_never_overwrites_its_input() {
+    let d = tmpdir("quantize-input");
+    let ck = checkpoint_copy(d.path(), true);
     let shard = ck.join("model-00001-of-00004.safetensors");
     let before = std::fs::read(&shard).unwrap();
     let o = run(&["quantize", ck.to_str().unwrap(), shard.to_str().unwrap()]);
@@ -415,16 +423,7 @@ fn quantize_never_overwrites_its_input() {
 #[test]
 fn quantize_refuses_a_checkpoint_without_a_tokenizer() {
     let d = tmpdir("quantize-notok");
-    let src = common::fixtures().join("models/tiny-real-vocab");
-    let ck = d.path().join("ckpt");
-    std::fs::create_dir_all(&ck).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        let n = e.file_name().to_string_lossy().into_owned();
-        if (n.ends_with(".json") && !n.starts_with("manifest") && n != "tokenizer.json") || n.starts_with("model-") {
-            std::fs::copy(e.path(), ck.join(&n)).unwrap();
-        }
-    }
+    let ck = checkpoint_copy(d.path(), false);
     let out = d.path().join("out.gguf");
     let o = run(&["quantize", ck.to_str().unwrap(), out.to_str().unwrap()]);
     let e = text(&o.stderr);
