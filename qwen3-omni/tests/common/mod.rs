@@ -11,6 +11,7 @@ use qwen3_omni_vk::Kernels;
 pub mod c2w;
 pub mod child;
 pub mod gguf_edit;
+pub mod http;
 
 /// Repository root (the workspace directory above this crate).
 pub fn repo_root() -> PathBuf {

@@ -98,8 +98,9 @@ fn slot_main(index: usize, cfg: &SlotConfig, slots: &Slots) -> anyhow::Result<()
                 Event::Failed(ApiError::internal(format!("internal error: the request's worker failed ({what})")))
             }
         };
-        let _ = events.send(ev);
+        // Idle again before the client hears the end (so /health after a reply says so).
         slots.job_done(id);
+        let _ = events.send(ev);
     }
 }
 
