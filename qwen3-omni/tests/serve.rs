@@ -414,6 +414,14 @@ fn load_with_disconnects_and_a_full_queue() {
     drop(c);
     let t = idle_within(&a, 60);
     eprintln!("a dropped stream freed its slot in {t:.2} s");
+    // The same for a whole (non-streamed) reply: the handler is dropped with the connection.
+    let body = json!({"messages": user("Tell me everything"), "max_tokens": 200}).to_string();
+    let c = send(&a, "POST", "/v1/chat/completions", &[("Content-Type", "application/json")], body.as_bytes());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(&a, "/health", None).json()["slots_busy"], 1);
+    drop(c);
+    let t = idle_within(&a, 60);
+    eprintln!("a dropped whole request freed its slot in {t:.2} s");
     // 8 clients × 3 requests, mixed kinds, a third dropped part-way (a fixed pseudo-random plan).
     let t0 = Instant::now();
     let handles: Vec<_> = (0..8u64)

@@ -43,8 +43,7 @@ pub fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(i) = b.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
         let n = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap().trim(), 16).expect("chunk size");
         if n == 0 {
             break;
