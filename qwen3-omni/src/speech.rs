@@ -130,6 +130,26 @@ pub struct SpeechSummary {
     pub total_s: f64,
 }
 
+/// Why a model file cannot speak: it lacks the Talker's or Code2Wav's config, or their weights
+/// (a Thinker-only conversion keeps the configs). `None` when it can.
+pub fn speech_missing(file: &ModelFile, path: &std::path::Path) -> Option<String> {
+    let missing = |what: &str, e: &dyn std::fmt::Display| {
+        Some(format!("{}: this model file has no {what}, so it cannot speak ({e})", path.display()))
+    };
+    if let Err(e) = crate::talker::TalkerConfig::from_model(file) {
+        return missing("Talker", &e);
+    }
+    if let Err(e) = crate::code2wav::Code2WavConfig::from_model(file) {
+        return missing("Code2Wav", &e);
+    }
+    for (what, prefix) in [("Talker", "talker."), ("Code2Wav", "code2wav.")] {
+        if !file.gguf.header.tensors.iter().any(|t| t.name.starts_with(prefix)) {
+            return missing(what, &format!("no {prefix}* tensors"));
+        }
+    }
+    None
+}
+
 /// The Talker, code predictor and Code2Wav of one model, speaking one reply at a time.
 pub struct Speaker {
     pub talker: GpuTalker,

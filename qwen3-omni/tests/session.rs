@@ -208,3 +208,50 @@ fn audio_turn_then_text_turn() {
     drop(model);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `Session::complete` (the server's stateless requests): a follow-up conversation reuses the
+/// cache's longest common prefix and prefills only the rest, and its greedy reply is exactly what a
+/// fresh session computing the whole prompt gives; a changed earlier turn reuses only up to the
+/// change; audio is never reused.
+#[test]
+fn complete_reuses_the_common_prefix_and_agrees_with_a_fresh_prompt() {
+    let (dir, file) = common::tiny_model_with_tokenizer("session-complete");
+    let msg = |r: Role, t: &str| (r, vec![Input::Text(t.to_string())]);
+    let mut s = Session::new(Model::load(&file, &opts(256), |_| true).unwrap(), SessionConfig::default()).unwrap();
+    let first = vec![msg(Role::System, "Be brief."), msg(Role::User, "What is the capital of France?")];
+    let c1 = s.complete(&first, 5, |_| {}, |_| true).unwrap();
+    assert_eq!(c1.cached_tokens, 0);
+    assert_eq!(c1.reply.prompt_tokens, c1.prompt_tokens);
+    let mut second = first.clone();
+    second.push(msg(Role::Assistant, &c1.reply.text));
+    second.push(msg(Role::User, "And of Germany?"));
+    let mut seen = None;
+    let c2 = s.complete(&second, 5, |p| seen = Some((p.ids.len(), p.cached)), |_| true).unwrap();
+    assert_eq!(seen, Some((c2.prompt_tokens, c2.cached_tokens)));
+    assert!(c2.cached_tokens >= c1.prompt_tokens, "{} cached of {}", c2.cached_tokens, c2.prompt_tokens);
+    assert_eq!(c2.reply.prompt_tokens, c2.prompt_tokens - c2.cached_tokens, "only the rest is prefilled");
+    assert_eq!(s.cached_ids().len() as u32, s.context_used());
+
+    // A fresh session on the whole second prompt: the same greedy reply.
+    let model = s.into_model();
+    let mut fresh = Session::new(model, SessionConfig::default()).unwrap();
+    let f = fresh.complete(&second, 5, |_| {}, |_| true).unwrap();
+    assert_eq!(f.cached_tokens, 0);
+    assert_eq!(f.reply.tokens, c2.reply.tokens, "reused cache and fresh prefill disagree");
+
+    // A different system message: only `<|im_start|>system\n` and what matches after it is reused.
+    let mut other = second.clone();
+    other[0] = msg(Role::System, "Be verbose.");
+    let o = fresh.complete(&other, 2, |_| {}, |_| true).unwrap();
+    assert!(o.cached_tokens > 0 && o.cached_tokens < 8, "{}", o.cached_tokens);
+
+    // Audio: reuse stops before its first position, however often it is sent.
+    let audio =
+        vec![(Role::User, vec![Input::Audio(qwen3_omni::audio::synthetic_audio(0.5)), Input::Text("?".into())])];
+    let a1 = fresh.complete(&audio, 2, |_| {}, |_| true).unwrap();
+    let a2 = fresh.complete(&audio, 2, |_| {}, |_| true).unwrap();
+    assert!(a2.cached_tokens <= 4, "audio reused: {} of {}", a2.cached_tokens, a1.prompt_tokens);
+    assert_eq!(a1.reply.tokens, a2.reply.tokens);
+    drop(fresh);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -10,7 +10,7 @@ pub mod wav;
 
 pub use config::{AudioConfig, ChunkPlan};
 pub use mel::{LogMel, MelExtractor};
-pub use wav::{first_non_finite, load_wav, Audio16k, AudioError, LoadOptions, Resampler};
+pub use wav::{first_non_finite, load_wav, load_wav_bytes, Audio16k, AudioError, LoadOptions, Resampler};
 
 /// A deterministic test signal: a slow chirp over tones and a little noise, in [−1, 1].
 pub fn synthetic_audio(seconds: f64) -> Vec<f32> {

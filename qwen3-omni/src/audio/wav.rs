@@ -100,6 +100,27 @@ pub fn load_wav(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Audio16k, 
         return Err(AudioError::EmptyFile { path: p() });
     }
     let reader = hound::WavReader::open(path).map_err(|e| hound_err(path, e))?;
+    decode(reader, path, opts)
+}
+
+/// [`load_wav`] for a WAV file held in memory (an upload, a base64 field); `name` stands for the
+/// path in the errors (e.g. the request field it came from).
+pub fn load_wav_bytes(bytes: &[u8], name: &str, opts: &LoadOptions) -> Result<Audio16k, AudioError> {
+    let path = Path::new(name);
+    if bytes.is_empty() {
+        return Err(AudioError::EmptyFile { path: path.to_path_buf() });
+    }
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|e| hound_err(path, e))?;
+    decode(reader, path, opts)
+}
+
+/// The samples of an opened WAV file, mixed to mono and resampled to 16 kHz.
+fn decode<R: std::io::Read>(
+    reader: hound::WavReader<R>,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<Audio16k, AudioError> {
+    let p = || path.to_path_buf();
     let spec = reader.spec();
     if spec.channels == 0 || spec.sample_rate == 0 {
         return Err(AudioError::Corrupt {

@@ -47,23 +47,10 @@ pub unsafe extern "C" fn qwen3_omni_session_set_voice(
 /// Opens the model file again (its own memory map) and checks it has what speech output needs.
 fn speech_file(path: &std::path::Path) -> CResult<(ModelFile, TalkerConfig)> {
     let file = ModelFile::open(path).map_err(|e| CError::new(QWEN3_OMNI_ERR_MODEL, e.to_string()))?;
-    let missing = |what: &str, e: crate::model_file::ModelError| {
-        CError::new(
-            QWEN3_OMNI_ERR_NOT_AVAILABLE,
-            format!("{}: this model file has no {what}, so it cannot speak ({e})", path.display()),
-        )
-    };
-    let talker = TalkerConfig::from_model(&file).map_err(|e| missing("Talker", e))?;
-    crate::code2wav::Code2WavConfig::from_model(&file).map_err(|e| missing("Code2Wav", e))?;
-    // A config without the weights (a Thinker-only conversion keeps the config's sections).
-    for (what, prefix) in [("Talker", "talker."), ("Code2Wav", "code2wav.")] {
-        if !file.gguf.header.tensors.iter().any(|t| t.name.starts_with(prefix)) {
-            return Err(CError::new(
-                QWEN3_OMNI_ERR_NOT_AVAILABLE,
-                format!("{}: this model file has no {what}, so it cannot speak (no {prefix}* tensors)", path.display()),
-            ));
-        }
+    if let Some(why) = crate::speech::speech_missing(&file, path) {
+        return Err(CError::new(QWEN3_OMNI_ERR_NOT_AVAILABLE, why));
     }
+    let talker = TalkerConfig::from_model(&file).map_err(|e| CError::new(QWEN3_OMNI_ERR_MODEL, e.to_string()))?;
     Ok((file, talker))
 }
 

@@ -11,6 +11,7 @@ use qwen3_omni_vk::Kernels;
 pub mod c2w;
 pub mod child;
 pub mod gguf_edit;
+pub mod http;
 pub mod mem_tables;
 
 /// Repository root (the workspace directory above this crate).

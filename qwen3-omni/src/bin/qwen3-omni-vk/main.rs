@@ -15,6 +15,7 @@ mod code2wav;
 mod common;
 mod memory_plan;
 mod play;
+mod serve;
 mod signals;
 mod speak;
 mod speech_out;
@@ -85,6 +86,8 @@ enum Command {
     Info(quantizer_cli::InfoArgs),
     /// Convert a safetensors checkpoint into one Q8_0 GGUF (or write a synthetic one).
     Quantize(quantizer_cli::QuantizeArgs),
+    /// An OpenAI-compatible HTTP server: chat completions with speech, transcriptions, speech.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
         Command::TalkerCodes(args) => talker::run_codes(&args),
         Command::Info(args) => quantizer_cli::run_info(&args),
         Command::Quantize(args) => quantizer_cli::run_quantize(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     // A failed stdout write decides the status: the command stopped because of it.
     if let Some(code) = out::exit_status() {
